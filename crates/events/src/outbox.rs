@@ -1,0 +1,264 @@
+//! The transactional outbox: a service writes its state change and the event in
+//! one transaction; the [`Relay`] publishes pending events in order and deletes
+//! them once the bus has them. A bus outage only delays events; a crash between
+//! publish and delete re-sends them, and consumers deduplicate on the event id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mlops_storage::{Backend, Db, Migration, StorageError};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
+use sqlx::{AnyConnection, Row};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::EventBus;
+use crate::Envelope;
+
+/// Events read and published per round.
+const BATCH: i64 = 500;
+
+/// The migrations creating `<service>_outbox` and `<service>_applied_events`.
+pub fn migrations(service: &str) -> Vec<Migration> {
+    let s = service.replace('-', "_");
+    vec![Migration {
+        version: 1,
+        name: "outbox and applied events".into(),
+        sqlite: format!(
+            "CREATE TABLE {s}_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, \
+             topic TEXT NOT NULL, key TEXT NOT NULL, ce_type TEXT NOT NULL, source TEXT NOT NULL, subject TEXT NOT NULL, \
+             time TEXT NOT NULL, content_type TEXT NOT NULL, payload BLOB NOT NULL, trace TEXT NOT NULL, created_at BIGINT NOT NULL);
+             CREATE TABLE {s}_applied_events (consumer TEXT NOT NULL, event_id TEXT NOT NULL, applied_at BIGINT NOT NULL, \
+             PRIMARY KEY (consumer, event_id));"
+        )
+        .into(),
+        postgres: format!(
+            "CREATE TABLE {s}_outbox (seq BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, \
+             topic TEXT NOT NULL, key TEXT NOT NULL, ce_type TEXT NOT NULL, source TEXT NOT NULL, subject TEXT NOT NULL, \
+             time TEXT NOT NULL, content_type TEXT NOT NULL, payload BYTEA NOT NULL, trace TEXT NOT NULL, created_at BIGINT NOT NULL);
+             CREATE TABLE {s}_applied_events (consumer TEXT NOT NULL, event_id TEXT NOT NULL, applied_at BIGINT NOT NULL, \
+             PRIMARY KEY (consumer, event_id));"
+        )
+        .into(),
+    }]
+}
+
+/// Writes events into a service's outbox, inside the caller's transaction.
+#[derive(Clone)]
+pub struct Outbox {
+    table: String,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// The outbox of `service`.
+    pub fn new(service: &str) -> Self {
+        Outbox { table: format!("{}_outbox", service.replace('-', "_")), wake: Arc::new(Notify::new()) }
+    }
+
+    /// Adds `event` to the outbox within the transaction `conn` is in.
+    pub async fn enqueue(&self, conn: &mut AnyConnection, event: &Envelope) -> Result<(), sqlx::Error> {
+        let trace = event
+            .trace
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        sqlx::query(&format!(
+            "INSERT INTO {} (event_id, topic, key, ce_type, source, subject, time, content_type, payload, trace, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            self.table
+        ))
+        .bind(&event.id)
+        .bind(&event.topic)
+        .bind(&event.key)
+        .bind(&event.ce_type)
+        .bind(&event.source)
+        .bind(&event.subject)
+        .bind(&event.time)
+        .bind(&event.content_type)
+        .bind(&event.payload)
+        .bind(trace)
+        .bind(mlops_storage::now_millis())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Tells the relay that new events were committed (call after the commit).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The relay publishing this outbox to `bus`.
+    pub fn relay(&self, service: &str, db: Db, bus: Arc<dyn EventBus>) -> Relay {
+        let s = service.replace('-', "_");
+        Relay {
+            outbox: self.clone(),
+            db,
+            bus,
+            poll: Duration::from_millis(500),
+            published: mlops_runtime::metrics::int_counter_vec(
+                &format!("mlops_{s}_events_published_total"),
+                "events published to the bus, by topic",
+                &["topic"],
+            ),
+            errors: mlops_runtime::metrics::int_counter(
+                &format!("mlops_{s}_events_publish_errors_total"),
+                "failed attempts to publish outbox events (they are retried)",
+            ),
+            pending: mlops_runtime::metrics::int_gauge(
+                &format!("mlops_{s}_outbox_pending"),
+                "events committed to the outbox and not yet published",
+            ),
+        }
+    }
+}
+
+/// Publishes a service's outbox to the bus.
+pub struct Relay {
+    outbox: Outbox,
+    db: Db,
+    bus: Arc<dyn EventBus>,
+    poll: Duration,
+    published: IntCounterVec,
+    errors: IntCounter,
+    pending: IntGauge,
+}
+
+impl Relay {
+    /// Publishes until `shutdown`, then makes one last attempt to empty the outbox.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let result = self.publish_pending().await;
+            let wait = match &result {
+                Ok(n) if *n as i64 == BATCH => Duration::ZERO,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    self.poll
+                }
+                Err(err) => {
+                    self.errors.inc();
+                    tracing::warn!(error = %err, retry_in = ?backoff, "publishing outbox events failed");
+                    let w = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    w
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.outbox.wake.notified(), if result.is_ok() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        // Final flush: bounded, since the bus may be the reason we are stopping.
+        match tokio::time::timeout(Duration::from_secs(5), self.drain()).await {
+            Ok(Ok(())) => tracing::info!(table = %self.outbox.table, "outbox flushed"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "outbox not flushed; events stay queued for the next start"),
+            Err(_) => tracing::warn!("outbox flush timed out; events stay queued for the next start"),
+        }
+    }
+
+    async fn drain(&self) -> Result<(), RelayError> {
+        while self.publish_pending().await? as i64 == BATCH {}
+        Ok(())
+    }
+
+    /// Publishes one batch of pending events in commit order; returns how many.
+    pub async fn publish_pending(&self) -> Result<usize, RelayError> {
+        // PostgreSQL: a transaction holding an advisory lock, so one relay per outbox
+        // runs at a time across replicas and events stay in order. SQLite: one
+        // process only, and the single writer connection must not be held while the
+        // bus is slow, so read from the reader pool and delete afterwards.
+        let mut tx = match self.db.backend() {
+            Backend::Postgres => Some(self.db.begin().await?),
+            Backend::Sqlite => None,
+        };
+        if let Some(tx) = tx.as_mut() {
+            let row = sqlx::query("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+                .bind(&self.outbox.table)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(StorageError::from)?;
+            if !row.get::<bool, _>(0) {
+                return Ok(0);
+            }
+        }
+        let select = format!(
+            "SELECT seq, event_id, topic, key, ce_type, source, subject, time, content_type, payload, trace \
+             FROM {} ORDER BY seq LIMIT {BATCH}",
+            self.outbox.table
+        );
+        let rows = match tx.as_mut() {
+            Some(tx) => sqlx::query(&select).fetch_all(&mut **tx).await,
+            None => sqlx::query(&select).fetch_all(self.db.reader()).await,
+        }
+        .map_err(StorageError::from)?;
+        if rows.is_empty() {
+            self.pending.set(0);
+            return Ok(0);
+        }
+        let mut seqs = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            seqs.push(r.get::<i64, _>("seq"));
+            let trace = r
+                .get::<String, _>("trace")
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            events.push(Envelope {
+                id: r.get("event_id"),
+                topic: r.get("topic"),
+                key: r.get("key"),
+                ce_type: r.get("ce_type"),
+                source: r.get("source"),
+                subject: r.get("subject"),
+                time: r.get("time"),
+                content_type: r.get("content_type"),
+                payload: r.get("payload"),
+                trace,
+            });
+        }
+        let (delivered, result) = self.bus.publish(&events).await;
+        if delivered > 0 {
+            let last = seqs[delivered - 1];
+            let delete = format!("DELETE FROM {} WHERE seq <= $1", self.outbox.table);
+            match tx.as_mut() {
+                Some(tx) => sqlx::query(&delete).bind(last).execute(&mut **tx).await,
+                None => sqlx::query(&delete).bind(last).execute(self.db.writer()).await,
+            }
+            .map_err(StorageError::from)?;
+            for e in &events[..delivered] {
+                self.published.with_label_values(&[&e.topic]).inc();
+            }
+        }
+        if let Some(tx) = tx {
+            tx.commit().await.map_err(StorageError::from)?;
+        }
+        let left: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {}", self.outbox.table))
+            .fetch_one(self.db.reader())
+            .await
+            .map_err(StorageError::from)?
+            .get(0);
+        self.pending.set(left);
+        result?;
+        Ok(delivered)
+    }
+}
+
+/// Why a relay round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The bus did not take the events.
+    #[error(transparent)]
+    Bus(#[from] crate::BusError),
+}

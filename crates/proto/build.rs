@@ -1,0 +1,25 @@
+//! Compiles every contract under the workspace's `proto/` into `OUT_DIR`, with a
+//! vendored `protoc` so a fresh machine needs nothing installed by hand.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let protos = [
+        "mlops/tracking/v1/tracking.proto",
+        "mlops/events/v1/tracking.proto",
+    ];
+    if std::env::var_os("PROTOC").is_none() {
+        // SAFETY-free: build scripts are single threaded; edition 2021 keeps set_var safe.
+        std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("mlops_descriptor.bin"))
+        .compile_protos(
+            &protos.map(|p| root.join(p)),
+            &[root.clone()],
+        )?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! gRPC server bootstrap: the same layers, health and reflection for every service.
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::auth::{AuthLayer, Policy, Tokens};
+use crate::metrics::{RpcMetricsLayer, TraceLayer};
+
+/// How one service's gRPC server is set up.
+pub struct GrpcServer {
+    /// The service's short name (`tracking`), for metrics.
+    pub service: &'static str,
+    /// The fully qualified gRPC service names it serves, for the health service.
+    pub grpc_names: Vec<&'static str>,
+    /// Bearer tokens; empty turns auth off.
+    pub tokens: Tokens,
+    /// The role each method needs.
+    pub policy: Policy,
+    /// Concurrent requests allowed per client connection before new ones wait.
+    pub concurrency_per_connection: usize,
+}
+
+impl GrpcServer {
+    /// Serves `routes` plus health and reflection on `listener` until `shutdown`
+    /// completes, then stops accepting and waits for in-flight requests to finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        routes: Routes,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for name in &self.grpc_names {
+            reporter.set_service_status(*name, ServingStatus::Serving).await;
+        }
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(mlops_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .expect("the embedded descriptor sets are valid");
+        let layers = tower::ServiceBuilder::new()
+            .layer(TraceLayer)
+            .layer(RpcMetricsLayer::new(self.service))
+            .layer(AuthLayer::new(self.tokens, self.policy));
+        let names = self.grpc_names.clone();
+        let shutdown = async move {
+            shutdown.await;
+            for name in names {
+                reporter.set_service_status(name, ServingStatus::NotServing).await;
+            }
+            tracing::info!("grpc server draining in-flight requests");
+        };
+        Server::builder()
+            .concurrency_limit_per_connection(self.concurrency_per_connection)
+            .layer(layers)
+            .add_routes(routes)
+            .add_service(health)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+    }
+}

@@ -1,0 +1,21 @@
+//! What every service needs, written once.
+//!
+//! - [`config`]: settings from flags, `MLOPS_<SERVICE>_*` variables and a TOML file;
+//! - [`telemetry`]: tracing, OTLP export, trace context across gRPC and Kafka;
+//! - [`metrics`]: Prometheus helpers and the per-RPC metrics layer;
+//! - [`admin`]: the `/metrics`, `/healthz`, `/readyz` HTTP port;
+//! - [`grpc`]: the gRPC server with health, reflection, auth and metrics;
+//! - [`auth`]: bearer tokens with reader / writer / admin roles;
+//! - [`error`]: domain errors to `tonic::Status`;
+//! - [`shutdown`]: SIGINT / SIGTERM for binaries.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::{to_status, ErrorCode, ServiceError};

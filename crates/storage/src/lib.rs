@@ -1,0 +1,322 @@
+//! Metadata storage on SQLite (embedded default) or PostgreSQL (cluster), through
+//! sqlx's `Any` driver so one set of queries serves both.
+//!
+//! - [`Db`]: the pools. SQLite gets one writer connection (writes are serialized
+//!   in-process, so they never meet `SQLITE_BUSY` or a lock upgrade deadlock) and
+//!   a pool of readers; PostgreSQL gets one bounded pool.
+//! - [`Migration`]: schema changes embedded in the binary, run at start, recorded
+//!   per component in `mlops_migrations`.
+//! - [`StorageError`]: what went wrong, classified for gRPC (a saturated pool is
+//!   `RESOURCE_EXHAUSTED`, an unreachable database `UNAVAILABLE`).
+//!
+//! Queries use `$1`-style placeholders, which both backends accept.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use mlops_runtime::{ErrorCode, ServiceError};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+pub use sqlx;
+
+/// Which database is behind the pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// `sqlite://path/to/file.db` or `postgres://user:pass@host:port/db`.
+    pub url: String,
+    /// The most connections open at once (readers, for SQLite).
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before `RESOURCE_EXHAUSTED`.
+    pub acquire_timeout: Duration,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Every connection is busy and none freed up in time.
+    #[error("the database is overloaded: no connection free within {0:?}; retry with backoff")]
+    Exhausted(Duration),
+    /// The database cannot be reached.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
+    /// The URL is not one we support.
+    #[error("unsupported database url `{0}`: expected sqlite://PATH or postgres://USER@HOST/DB")]
+    BadUrl(String),
+    /// A migration failed.
+    #[error("migration {component} v{version} ({name}) failed: {source}")]
+    Migration {
+        /// The component whose schema it is.
+        component: String,
+        /// Its version.
+        version: i64,
+        /// Its name.
+        name: String,
+        /// The database's error.
+        source: sqlx::Error,
+    },
+    /// Any other database error (a bug or a broken database).
+    #[error("database error: {0}")]
+    Other(sqlx::Error),
+}
+
+impl ServiceError for StorageError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            StorageError::Exhausted(_) => ErrorCode::ResourceExhausted,
+            StorageError::Unavailable(_) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => StorageError::Exhausted(Duration::ZERO),
+            sqlx::Error::Io(io) => StorageError::Unavailable(io.to_string()),
+            sqlx::Error::PoolClosed => StorageError::Unavailable("the connection pool is closed".into()),
+            sqlx::Error::Tls(t) => StorageError::Unavailable(t.to_string()),
+            other => StorageError::Other(other),
+        }
+    }
+}
+
+/// Whether `e` is a unique-constraint violation.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// Whether `e` is a transient conflict worth retrying the transaction for
+/// (PostgreSQL deadlock or serialization failure, SQLite busy).
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("40P01" | "40001" | "5" | "6" | "517")),
+        _ => false,
+    }
+}
+
+/// One schema change of a component, in both dialects.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Strictly increasing within the component.
+    pub version: i64,
+    /// What it does.
+    pub name: Cow<'static, str>,
+    /// The SQLite statements.
+    pub sqlite: Cow<'static, str>,
+    /// The PostgreSQL statements.
+    pub postgres: Cow<'static, str>,
+}
+
+/// The pools of one service.
+#[derive(Clone, Debug)]
+pub struct Db {
+    backend: Backend,
+    read: AnyPool,
+    write: AnyPool,
+    acquire_timeout: Duration,
+}
+
+impl Db {
+    /// Opens the pools (creating a SQLite file and its directory if needed).
+    pub async fn connect(opts: &DbOptions) -> Result<Db, StorageError> {
+        sqlx::any::install_default_drivers();
+        let url = opts.url.trim();
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let (path, query) = path.split_once('?').unwrap_or((path, ""));
+            if path.is_empty() || path.starts_with(":memory:") {
+                return Err(StorageError::BadUrl(url.to_owned()));
+            }
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+                }
+            }
+            let query = if query.is_empty() { "mode=rwc".to_owned() } else { query.to_owned() };
+            let full = format!("sqlite://{path}?{query}");
+            // The writer is opened first so it creates the file and switches it to WAL.
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(opts.acquire_timeout)
+                .after_connect(|conn, _meta| sqlite_pragmas(conn))
+                .connect(&full)
+                .await?;
+            let read = AnyPoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .acquire_timeout(opts.acquire_timeout)
+                .after_connect(|conn, _meta| sqlite_pragmas(conn))
+                .connect(&full)
+                .await?;
+            return Ok(Db { backend: Backend::Sqlite, read, write, acquire_timeout: opts.acquire_timeout });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect(url)
+                .await?;
+            return Ok(Db { backend: Backend::Postgres, read: pool.clone(), write: pool, acquire_timeout: opts.acquire_timeout });
+        }
+        Err(StorageError::BadUrl(url.to_owned()))
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for reads.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// The pool for writes (a single connection on SQLite).
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, StorageError> {
+        self.write.begin().await.map_err(|e| self.classify(e))
+    }
+
+    /// Turns a sqlx error into a [`StorageError`], with the pool's timeout in the message.
+    pub fn classify(&self, e: sqlx::Error) -> StorageError {
+        match StorageError::from(e) {
+            StorageError::Exhausted(_) => StorageError::Exhausted(self.acquire_timeout),
+            other => other,
+        }
+    }
+
+    /// Checks the database answers (for readiness).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").fetch_one(&self.read).await.map_err(|e| self.classify(e))?;
+        Ok(())
+    }
+
+    /// Connections open and idle, for the pool gauge.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        let size = self.read.size() + if self.backend == Backend::Sqlite { self.write.size() } else { 0 };
+        let idle = self.read.num_idle() + if self.backend == Backend::Sqlite { self.write.num_idle() } else { 0 };
+        (size, idle)
+    }
+
+    /// Applies the migrations of `component` not applied yet, each in its own transaction.
+    pub async fn migrate(&self, component: &str, migrations: &[Migration]) -> Result<(), StorageError> {
+        let mut conn = self.write.acquire().await.map_err(|e| self.classify(e))?;
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS mlops_migrations (component TEXT NOT NULL, version BIGINT NOT NULL, \
+             name TEXT NOT NULL, applied_at BIGINT NOT NULL, PRIMARY KEY (component, version))",
+        )
+        .await?;
+        if self.backend == Backend::Postgres {
+            // Replicas starting together take turns.
+            sqlx::query("SELECT pg_advisory_lock(7243001)").execute(&mut *conn).await?;
+        }
+        let result = self.apply(&mut conn, component, migrations).await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7243001)").execute(&mut *conn).await?;
+        }
+        result
+    }
+
+    async fn apply(&self, conn: &mut sqlx::AnyConnection, component: &str, migrations: &[Migration]) -> Result<(), StorageError> {
+        let rows: Vec<AnyRow> = sqlx::query("SELECT version FROM mlops_migrations WHERE component = $1")
+            .bind(component)
+            .fetch_all(&mut *conn)
+            .await?;
+        let applied: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>(0)).collect();
+        for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
+            let sql = match self.backend {
+                Backend::Sqlite => &m.sqlite,
+                Backend::Postgres => &m.postgres,
+            };
+            let err = |source| StorageError::Migration {
+                component: component.to_owned(),
+                version: m.version,
+                name: m.name.to_string(),
+                source,
+            };
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query("INSERT INTO mlops_migrations (component, version, name, applied_at) VALUES ($1, $2, $3, $4)")
+                .bind(component)
+                .bind(m.version)
+                .bind(m.name.as_ref())
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            tracing::info!(component, version = m.version, name = %m.name, "migration applied");
+        }
+        Ok(())
+    }
+}
+
+type BoxFut<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+
+/// Per-connection SQLite settings: WAL so readers never block the writer,
+/// case-sensitive LIKE as MLflow's grammar means it (ILIKE is lowered explicitly).
+fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> BoxFut<'_> {
+    Box::pin(async move {
+        conn.execute(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; \
+             PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;",
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrations() -> Vec<Migration> {
+        vec![Migration {
+            version: 1,
+            name: "things".into(),
+            sqlite: "CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);".into(),
+            postgres: "CREATE TABLE things (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE);".into(),
+        }]
+    }
+
+    #[tokio::test]
+    async fn sqlite_migrates_once_and_classifies_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sub/x.db", dir.path().display());
+        let db = Db::connect(&DbOptions { url, max_connections: 2, acquire_timeout: Duration::from_secs(1) })
+            .await
+            .unwrap();
+        db.migrate("test", &migrations()).await.unwrap();
+        db.migrate("test", &migrations()).await.unwrap();
+        sqlx::query("INSERT INTO things (name) VALUES ($1)").bind("a").execute(db.writer()).await.unwrap();
+        let dup = sqlx::query("INSERT INTO things (name) VALUES ($1)").bind("a").execute(db.writer()).await.unwrap_err();
+        assert!(is_unique_violation(&dup));
+        db.ping().await.unwrap();
+        assert!(matches!(
+            Db::connect(&DbOptions { url: "mysql://x".into(), max_connections: 1, acquire_timeout: Duration::from_secs(1) }).await,
+            Err(StorageError::BadUrl(_))
+        ));
+    }
+}
