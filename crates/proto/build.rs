@@ -16,10 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("mlops_descriptor.bin"))
-        .compile_protos(
-            &protos.map(|p| root.join(p)),
-            &[root.clone()],
-        )?;
+        .compile_protos(&protos.map(|p| root.join(p)), &[root.clone()])?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

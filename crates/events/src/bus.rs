@@ -51,7 +51,11 @@ pub trait EventBus: Send + Sync + 'static {
     /// Creates the topics if they do not exist yet.
     async fn ensure_topics(&self, topics: &[&str]) -> Result<(), BusError>;
     /// Joins consumer group `group` on `topics`; committed offsets are shared by the group.
-    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError>;
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError>;
     /// Checks the bus answers (for readiness).
     async fn ping(&self) -> Result<(), BusError>;
 }

@@ -71,8 +71,12 @@ impl IdempotentConsumer {
 
     /// Consumes `subscription` until `shutdown`: each event is applied at most once,
     /// then its offset is committed. A failing handler is retried with backoff.
-    pub async fn run<E, F>(&self, mut subscription: Box<dyn Subscription>, shutdown: CancellationToken, handler: F)
-    where
+    pub async fn run<E, F>(
+        &self,
+        mut subscription: Box<dyn Subscription>,
+        shutdown: CancellationToken,
+        handler: F,
+    ) where
         E: std::error::Error,
         F: for<'t> Fn(Envelope, &'t mut Transaction<'static, Any>) -> Effect<'t, E>,
     {
@@ -93,7 +97,10 @@ impl IdempotentConsumer {
             let mut backoff = std::time::Duration::from_millis(100);
             loop {
                 let envelope = &delivery.envelope;
-                match self.apply(envelope, |tx| handler(envelope.clone(), tx)).await {
+                match self
+                    .apply(envelope, |tx| handler(envelope.clone(), tx))
+                    .await
+                {
                     Ok(_) => break,
                     Err(err) => {
                         tracing::warn!(consumer = %self.consumer, event_id = %envelope.id, error = %err, "applying event failed");

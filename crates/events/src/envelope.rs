@@ -32,7 +32,14 @@ pub const PROTOBUF: &str = "application/protobuf";
 
 impl Envelope {
     /// A new event with a fresh id, the current time and the current trace context.
-    pub fn new(topic: &str, source: &str, ce_type: &str, key: &str, subject: String, payload: Vec<u8>) -> Self {
+    pub fn new(
+        topic: &str,
+        source: &str,
+        ce_type: &str,
+        key: &str,
+        subject: String,
+        payload: Vec<u8>,
+    ) -> Self {
         let mut trace = HashMap::new();
         mlops_runtime::telemetry::inject_current(&mut trace);
         Envelope {
@@ -114,7 +121,14 @@ mod tests {
 
     #[test]
     fn headers_round_trip() {
-        let e = Envelope::new("mlops.t.x", "/mlops/t", "mlops.events.v1.X", "k1", "x/k1".into(), vec![1, 2, 3]);
+        let e = Envelope::new(
+            "mlops.t.x",
+            "/mlops/t",
+            "mlops.events.v1.X",
+            "k1",
+            "x/k1".into(),
+            vec![1, 2, 3],
+        );
         let headers = e.headers();
         let back = Envelope::from_headers(
             "mlops.t.x",
@@ -124,7 +138,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, e);
-        assert!(headers.iter().any(|(k, v)| *k == "ce_specversion" && v == "1.0"));
+        assert!(headers
+            .iter()
+            .any(|(k, v)| *k == "ce_specversion" && v == "1.0"));
         assert!(Envelope::from_headers("t", "k", &[], []).is_err());
     }
 }

@@ -25,14 +25,20 @@ impl KafkaBus {
     /// Creates the producer (connections are made lazily by librdkafka).
     pub fn new(args: &BusArgs) -> Result<Self, BusError> {
         let producer: FutureProducer = Self::base_config(args)
-            .set("message.timeout.ms", args.kafka_message_timeout_ms.to_string())
+            .set(
+                "message.timeout.ms",
+                args.kafka_message_timeout_ms.to_string(),
+            )
             // One request in flight per connection keeps retried sends in order.
             .set("max.in.flight.requests.per.connection", "1")
             .set("linger.ms", "2")
             .set("acks", "all")
             .create()
             .map_err(|e| BusError::Broker(format!("cannot create the kafka producer: {e}")))?;
-        Ok(KafkaBus { args: args.clone(), producer })
+        Ok(KafkaBus {
+            args: args.clone(),
+            producer,
+        })
     }
 
     fn base_config(args: &BusArgs) -> ClientConfig {
@@ -52,15 +58,24 @@ impl EventBus for KafkaBus {
         for e in events {
             let mut headers = OwnedHeaders::new_with_capacity(9);
             for (k, v) in e.headers() {
-                headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
             }
-            let record = FutureRecord::to(&e.topic).key(&e.key).payload(&e.payload).headers(headers);
+            let record = FutureRecord::to(&e.topic)
+                .key(&e.key)
+                .payload(&e.payload)
+                .headers(headers);
             match self.producer.send_result(record) {
                 Ok(fut) => pending.push(fut),
                 Err((err, _)) => {
                     return (
                         await_in_order(pending, events).await.0,
-                        Err(BusError::Publish { topic: e.topic.clone(), message: err.to_string() }),
+                        Err(BusError::Publish {
+                            topic: e.topic.clone(),
+                            message: err.to_string(),
+                        }),
                     );
                 }
             }
@@ -84,19 +99,35 @@ impl EventBus for KafkaBus {
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => return Err(BusError::Broker(format!("creating topic {topic} failed: {code}"))),
+                Err((topic, code)) => {
+                    return Err(BusError::Broker(format!(
+                        "creating topic {topic} failed: {code}"
+                    )))
+                }
             }
         }
         Ok(())
     }
 
-    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError> {
         let consumer: StreamConsumer = Self::base_config(&self.args)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", self.args.kafka_session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (self.args.kafka_session_timeout_ms / 3).max(100).to_string())
+            .set(
+                "session.timeout.ms",
+                self.args.kafka_session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (self.args.kafka_session_timeout_ms / 3)
+                    .max(100)
+                    .to_string(),
+            )
             .create()
             .map_err(|e| BusError::Broker(format!("cannot create the kafka consumer: {e}")))?;
         consumer
@@ -107,10 +138,15 @@ impl EventBus for KafkaBus {
 
     async fn ping(&self) -> Result<(), BusError> {
         let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
-            .await
-            .map_err(|e| BusError::Broker(e.to_string()))?
-            .map_err(|e| BusError::Broker(format!("kafka unreachable: {e}")))
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| BusError::Broker(e.to_string()))?
+        .map_err(|e| BusError::Broker(format!("kafka unreachable: {e}")))
     }
 }
 
@@ -130,7 +166,10 @@ async fn await_in_order(
             None if first_err.is_none() => delivered += 1,
             None => {}
             Some(message) => {
-                first_err.get_or_insert(BusError::Publish { topic: events[i].topic.clone(), message });
+                first_err.get_or_insert(BusError::Publish {
+                    topic: events[i].topic.clone(),
+                    message,
+                });
             }
         }
     }
@@ -154,15 +193,30 @@ impl Subscription for KafkaSubscription {
                 .await
                 .map_err(|e| BusError::Broker(format!("receiving failed: {e}")))?;
             let topic = msg.topic().to_owned();
-            let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+            let key = msg
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default();
             let headers: Vec<(&str, &[u8])> = msg
                 .headers()
-                .map(|h| h.iter().filter_map(|h| h.value.map(|v| (h.key, v))).collect())
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|h| h.value.map(|v| (h.key, v)))
+                        .collect()
+                })
                 .unwrap_or_default();
             match Envelope::from_headers(&topic, &key, msg.payload().unwrap_or_default(), headers) {
-                Ok(envelope) => return Ok(Delivery { envelope, partition: msg.partition(), offset: msg.offset() }),
+                Ok(envelope) => {
+                    return Ok(Delivery {
+                        envelope,
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                    })
+                }
                 // Not one of our events: skip it rather than block the partition forever.
-                Err(message) => tracing::warn!(topic = %topic, offset = msg.offset(), error = %message, "skipping malformed event"),
+                Err(message) => {
+                    tracing::warn!(topic = %topic, offset = msg.offset(), error = %message, "skipping malformed event")
+                }
             }
         }
     }

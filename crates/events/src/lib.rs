@@ -47,7 +47,10 @@ pub struct BusArgs {
 }
 
 /// Creates the configured bus; `in_process` is the shared bus of a single-process setup.
-pub fn connect(args: &BusArgs, in_process: Option<&memory::InProcessBus>) -> Result<Arc<dyn EventBus>, BusError> {
+pub fn connect(
+    args: &BusArgs,
+    in_process: Option<&memory::InProcessBus>,
+) -> Result<Arc<dyn EventBus>, BusError> {
     Ok(match args.bus {
         BusKind::InProcess => Arc::new(in_process.cloned().unwrap_or_default()),
         BusKind::Kafka => Arc::new(kafka::KafkaBus::new(args)?),

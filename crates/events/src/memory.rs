@@ -72,7 +72,11 @@ impl EventBus for InProcessBus {
         Ok(())
     }
 
-    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError> {
         Ok(Box::new(InProcessSubscription {
             bus: self.clone(),
             group: group.to_owned(),
@@ -98,15 +102,22 @@ impl InProcessSubscription {
     fn poll(&mut self) -> Option<Delivery> {
         let state = self.bus.lock();
         for t in &self.topics {
-            let pos = *self
-                .positions
-                .entry(t.clone())
-                .or_insert_with(|| state.committed.get(&(self.group.clone(), t.clone())).copied().unwrap_or(0));
+            let pos = *self.positions.entry(t.clone()).or_insert_with(|| {
+                state
+                    .committed
+                    .get(&(self.group.clone(), t.clone()))
+                    .copied()
+                    .unwrap_or(0)
+            });
             if let Some(topic) = state.topics.get(t) {
                 let pos = pos.max(topic.base);
                 if let Some(e) = topic.events.get((pos - topic.base) as usize) {
                     self.positions.insert(t.clone(), pos + 1);
-                    return Some(Delivery { envelope: e.clone(), partition: 0, offset: pos });
+                    return Some(Delivery {
+                        envelope: e.clone(),
+                        partition: 0,
+                        offset: pos,
+                    });
                 }
             }
         }
@@ -142,13 +153,23 @@ mod tests {
     use super::*;
 
     fn ev(topic: &str, key: &str) -> Envelope {
-        Envelope::new(topic, "/test", "T", key, String::new(), key.as_bytes().to_vec())
+        Envelope::new(
+            topic,
+            "/test",
+            "T",
+            key,
+            String::new(),
+            key.as_bytes().to_vec(),
+        )
     }
 
     #[tokio::test]
     async fn groups_resume_from_their_commits() {
         let bus = InProcessBus::new();
-        bus.publish(&[ev("a", "1"), ev("a", "2"), ev("b", "3")]).await.1.unwrap();
+        bus.publish(&[ev("a", "1"), ev("a", "2"), ev("b", "3")])
+            .await
+            .1
+            .unwrap();
         let mut s = bus.subscribe("g", &["a"]).await.unwrap();
         let d1 = s.next().await.unwrap();
         assert_eq!(d1.envelope.key, "1");

@@ -53,11 +53,18 @@ pub struct Outbox {
 impl Outbox {
     /// The outbox of `service`.
     pub fn new(service: &str) -> Self {
-        Outbox { table: format!("{}_outbox", service.replace('-', "_")), wake: Arc::new(Notify::new()) }
+        Outbox {
+            table: format!("{}_outbox", service.replace('-', "_")),
+            wake: Arc::new(Notify::new()),
+        }
     }
 
     /// Adds `event` to the outbox within the transaction `conn` is in.
-    pub async fn enqueue(&self, conn: &mut AnyConnection, event: &Envelope) -> Result<(), sqlx::Error> {
+    pub async fn enqueue(
+        &self,
+        conn: &mut AnyConnection,
+        event: &Envelope,
+    ) -> Result<(), sqlx::Error> {
         let trace = event
             .trace
             .iter()
@@ -158,8 +165,12 @@ impl Relay {
         // Final flush: bounded, since the bus may be the reason we are stopping.
         match tokio::time::timeout(Duration::from_secs(5), self.drain()).await {
             Ok(Ok(())) => tracing::info!(table = %self.outbox.table, "outbox flushed"),
-            Ok(Err(err)) => tracing::warn!(error = %err, "outbox not flushed; events stay queued for the next start"),
-            Err(_) => tracing::warn!("outbox flush timed out; events stay queued for the next start"),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "outbox not flushed; events stay queued for the next start")
+            }
+            Err(_) => {
+                tracing::warn!("outbox flush timed out; events stay queued for the next start")
+            }
         }
     }
 
@@ -231,7 +242,12 @@ impl Relay {
             let delete = format!("DELETE FROM {} WHERE seq <= $1", self.outbox.table);
             match tx.as_mut() {
                 Some(tx) => sqlx::query(&delete).bind(last).execute(&mut **tx).await,
-                None => sqlx::query(&delete).bind(last).execute(self.db.writer()).await,
+                None => {
+                    sqlx::query(&delete)
+                        .bind(last)
+                        .execute(self.db.writer())
+                        .await
+                }
             }
             .map_err(StorageError::from)?;
             for e in &events[..delivered] {

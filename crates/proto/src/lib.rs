@@ -7,7 +7,8 @@
 #![allow(clippy::all, missing_docs)]
 
 /// The encoded `FileDescriptorSet` of every contract, served by gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mlops_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/mlops_descriptor.bin"));
 
 /// The tracking service's contract.
 pub mod tracking {

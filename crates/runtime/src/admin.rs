@@ -24,7 +24,10 @@ pub struct Readiness {
 impl Readiness {
     /// Readiness built from named dependency checks; not serving until [`Readiness::set_serving`].
     pub fn new(checks: Vec<(String, Check)>) -> Self {
-        Readiness { serving: Arc::new(AtomicBool::new(false)), checks: Arc::new(checks) }
+        Readiness {
+            serving: Arc::new(AtomicBool::new(false)),
+            checks: Arc::new(checks),
+        }
     }
 
     /// Marks the service as serving (after bind) or not (when shutting down).
@@ -55,7 +58,10 @@ pub fn router(readiness: Readiness) -> Router {
 
 async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::metrics::render(),
     )
 }

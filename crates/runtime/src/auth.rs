@@ -33,7 +33,9 @@ impl FromStr for Role {
             "reader" => Ok(Role::Reader),
             "writer" => Ok(Role::Writer),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role `{other}`; expected reader, writer or admin")),
+            other => Err(format!(
+                "unknown role `{other}`; expected reader, writer or admin"
+            )),
         }
     }
 }
@@ -63,9 +65,10 @@ impl Tokens {
     pub fn parse(spec: &str) -> Result<Tokens, String> {
         let mut map = HashMap::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (token, role) = item
-                .rsplit_once(':')
-                .ok_or_else(|| "each auth token must be written token:role (role reader, writer or admin)".to_owned())?;
+            let (token, role) = item.rsplit_once(':').ok_or_else(|| {
+                "each auth token must be written token:role (role reader, writer or admin)"
+                    .to_owned()
+            })?;
             if token.is_empty() {
                 return Err("an auth token is empty".to_owned());
             }
@@ -109,14 +112,29 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub type Policy = Arc<dyn Fn(&str) -> Role + Send + Sync>;
 
 /// Checks the token of a request to `path`; `Ok` when it may proceed.
-pub fn authorize(tokens: &Tokens, policy: &Policy, path: &str, authorization: Option<&str>) -> Result<(), Status> {
-    if !tokens.enabled() || path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
+pub fn authorize(
+    tokens: &Tokens,
+    policy: &Policy,
+    path: &str,
+    authorization: Option<&str>,
+) -> Result<(), Status> {
+    if !tokens.enabled()
+        || path.starts_with("/grpc.health.")
+        || path.starts_with("/grpc.reflection.")
+    {
         return Ok(());
     }
     let token = authorization
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::trim)
-        .ok_or_else(|| Status::unauthenticated("missing bearer token: send the metadata `authorization: Bearer <token>`"))?;
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "missing bearer token: send the metadata `authorization: Bearer <token>`",
+            )
+        })?;
     let role = tokens
         .role_of(token)
         .ok_or_else(|| Status::unauthenticated("unknown bearer token"))?;
@@ -147,7 +165,10 @@ impl AuthLayer {
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, layer: self.clone() }
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -160,7 +181,10 @@ pub struct AuthService<S> {
 
 impl<S, ReqB, ResB> tower::Service<http::Request<ReqB>> for AuthService<S>
 where
-    S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     ReqB: Send + 'static,
     ResB: Default + Send + 'static,
@@ -174,8 +198,16 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
-        let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
-        match authorize(&self.layer.tokens, &self.layer.policy, req.uri().path(), header) {
+        let header = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        match authorize(
+            &self.layer.tokens,
+            &self.layer.policy,
+            req.uri().path(),
+            header,
+        ) {
             Ok(()) => {
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -194,7 +226,13 @@ mod tests {
     use super::*;
 
     fn policy() -> Policy {
-        Arc::new(|m: &str| if m.starts_with("Get") { Role::Reader } else { Role::Writer })
+        Arc::new(|m: &str| {
+            if m.starts_with("Get") {
+                Role::Reader
+            } else {
+                Role::Writer
+            }
+        })
     }
 
     #[test]
@@ -203,7 +241,9 @@ mod tests {
         assert_eq!(t.role_of("abc"), Some(Role::Reader));
         assert_eq!(t.role_of("def"), Some(Role::Admin));
         assert_eq!(t.role_of("zzz"), None);
-        assert!(Tokens::parse("abc:root").unwrap_err().contains("unknown role"));
+        assert!(Tokens::parse("abc:root")
+            .unwrap_err()
+            .contains("unknown role"));
         assert!(Tokens::parse("abc").is_err());
         assert!(!Tokens::parse("").unwrap().enabled());
         assert!(!format!("{t:?}").contains("abc"));
@@ -214,8 +254,16 @@ mod tests {
         let t = Tokens::parse("r:reader,w:writer").unwrap();
         let p = policy();
         let path = "/mlops.tracking.v1.TrackingService/CreateRun";
-        assert_eq!(authorize(&t, &p, path, None).unwrap_err().code(), tonic::Code::Unauthenticated);
-        assert_eq!(authorize(&t, &p, path, Some("Bearer x")).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            authorize(&t, &p, path, None).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            authorize(&t, &p, path, Some("Bearer x"))
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unauthenticated
+        );
         let denied = authorize(&t, &p, path, Some("Bearer r")).unwrap_err();
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         assert!(denied.message().contains("writer"));

@@ -107,10 +107,12 @@ fn apply_file(mut cmd: Command, path: &Path) -> Result<Command, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-        path: path.to_owned(),
-        message: e.message().to_owned(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::File {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })?;
     let known: Vec<String> = cmd
         .get_arguments()
         .map(|a| a.get_id().to_string())
@@ -120,7 +122,10 @@ fn apply_file(mut cmd: Command, path: &Path) -> Result<Command, ConfigError> {
         if !known.contains(&key) {
             return Err(ConfigError::File {
                 path: path.to_owned(),
-                message: format!("unknown setting `{key}`; known settings: {}", known.join(", ")),
+                message: format!(
+                    "unknown setting `{key}`; known settings: {}",
+                    known.join(", ")
+                ),
             });
         }
         let value = match value {
@@ -131,7 +136,10 @@ fn apply_file(mut cmd: Command, path: &Path) -> Result<Command, ConfigError> {
             other => {
                 return Err(ConfigError::File {
                     path: path.to_owned(),
-                    message: format!("setting `{key}` must be a string, number or boolean, found {}", other.type_str()),
+                    message: format!(
+                        "setting `{key}` must be a string, number or boolean, found {}",
+                        other.type_str()
+                    ),
                 })
             }
         };
@@ -166,7 +174,10 @@ mod tests {
         std::fs::write(&file, "max_connections = 9\nlisten_addr = \"0.0.0.0:2\"\n").unwrap();
         let f = file.to_str().unwrap();
         let d: Demo = load("cfgtest-a", ["x", "--config", f]).unwrap();
-        assert_eq!((d.listen_addr.as_str(), d.max_connections), ("0.0.0.0:2", 9));
+        assert_eq!(
+            (d.listen_addr.as_str(), d.max_connections),
+            ("0.0.0.0:2", 9)
+        );
         let d: Demo = load("cfgtest-a", ["x", "--config", f, "--max-connections", "3"]).unwrap();
         assert_eq!(d.max_connections, 3);
     }
@@ -176,7 +187,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "max_conections = 9\n").unwrap();
-        let err = load::<Demo, _, _>("cfgtest-b", ["x", "--config", file.to_str().unwrap()]).unwrap_err();
+        let err =
+            load::<Demo, _, _>("cfgtest-b", ["x", "--config", file.to_str().unwrap()]).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("unknown setting `max_conections`"), "{msg}");
         assert!(msg.contains("max_connections"), "{msg}");

@@ -36,7 +36,9 @@ impl GrpcServer {
     ) -> Result<(), tonic::transport::Error> {
         let (reporter, health) = tonic_health::server::health_reporter();
         for name in &self.grpc_names {
-            reporter.set_service_status(*name, ServingStatus::Serving).await;
+            reporter
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(mlops_proto::FILE_DESCRIPTOR_SET)
@@ -51,7 +53,9 @@ impl GrpcServer {
         let shutdown = async move {
             shutdown.await;
             for name in names {
-                reporter.set_service_status(name, ServingStatus::NotServing).await;
+                reporter
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
             }
             tracing::info!("grpc server draining in-flight requests");
         };

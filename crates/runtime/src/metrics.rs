@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 
 fn cache() -> &'static Mutex<HashMap<String, Box<dyn Any + Send>>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Box<dyn Any + Send>>>> = OnceLock::new();
@@ -59,13 +61,17 @@ pub fn int_gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
 
 /// A histogram with labels and the given buckets.
 pub fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
-    get_or_create(name, || HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels))
+    get_or_create(name, || {
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+    })
 }
 
 /// The Prometheus text exposition of every registered metric.
 pub fn render() -> String {
     let encoder = prometheus::TextEncoder::new();
-    encoder.encode_to_string(&prometheus::gather()).unwrap_or_default()
+    encoder
+        .encode_to_string(&prometheus::gather())
+        .unwrap_or_default()
 }
 
 /// Per-RPC metrics of one service.
@@ -95,7 +101,10 @@ impl RpcMetrics {
                 &format!("mlops_{service}_grpc_request_duration_seconds"),
                 "gRPC request duration until the response headers, by method and status code",
                 &["method", "code"],
-                vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
             ),
         }
     }
@@ -110,14 +119,19 @@ pub struct RpcMetricsLayer {
 impl RpcMetricsLayer {
     /// A layer for `service`.
     pub fn new(service: &str) -> Self {
-        RpcMetricsLayer { metrics: Arc::new(RpcMetrics::new(service)) }
+        RpcMetricsLayer {
+            metrics: Arc::new(RpcMetrics::new(service)),
+        }
     }
 }
 
 impl<S> tower::Layer<S> for RpcMetricsLayer {
     type Service = RpcMetricsService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RpcMetricsService { inner, metrics: self.metrics.clone() }
+        RpcMetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -164,7 +178,10 @@ fn code_of<B>(resp: &http::Response<B>) -> &'static str {
 
 impl<S, ReqB, ResB> tower::Service<http::Request<ReqB>> for RpcMetricsService<S>
 where
-    S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     ReqB: Send + 'static,
 {
@@ -221,7 +238,10 @@ pub struct TraceService<S> {
 
 impl<S, ReqB, ResB> tower::Service<http::Request<ReqB>> for TraceService<S>
 where
-    S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     ReqB: Send + 'static,
 {
@@ -255,6 +275,9 @@ mod tests {
         b.inc();
         assert_eq!(a.get(), 2);
         assert!(render().contains("mlops_test_things_total 2"));
-        assert_eq!(method_of("/mlops.tracking.v1.TrackingService/CreateRun"), "CreateRun");
+        assert_eq!(
+            method_of("/mlops.tracking.v1.TrackingService/CreateRun"),
+            "CreateRun"
+        );
     }
 }

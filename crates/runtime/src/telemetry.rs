@@ -35,14 +35,21 @@ pub fn init(service: &str) -> anyhow::Result<TelemetryGuard> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("MLOPS_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let fmt = if json {
-        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
 
     let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.is_empty() => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()?;
             let resource = opentelemetry_sdk::Resource::builder()
                 .with_service_name(format!("mlops-{service}"))
                 .build();
@@ -117,7 +124,9 @@ impl Extractor for HeaderView<'_> {
 }
 
 /// A tonic client interceptor that sends the current trace context along.
-pub fn grpc_client_interceptor(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+pub fn grpc_client_interceptor(
+    mut req: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
     let mut headers = std::mem::take(req.metadata_mut()).into_headers();
     inject_current(&mut HeaderCarrier(&mut headers));
     *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);

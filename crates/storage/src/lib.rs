@@ -84,7 +84,9 @@ impl From<sqlx::Error> for StorageError {
         match e {
             sqlx::Error::PoolTimedOut => StorageError::Exhausted(Duration::ZERO),
             sqlx::Error::Io(io) => StorageError::Unavailable(io.to_string()),
-            sqlx::Error::PoolClosed => StorageError::Unavailable("the connection pool is closed".into()),
+            sqlx::Error::PoolClosed => {
+                StorageError::Unavailable("the connection pool is closed".into())
+            }
             sqlx::Error::Tls(t) => StorageError::Unavailable(t.to_string()),
             other => StorageError::Other(other),
         }
@@ -100,7 +102,10 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// (PostgreSQL deadlock or serialization failure, SQLite busy).
 pub fn is_retryable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("40P01" | "40001" | "5" | "6" | "517")),
+        sqlx::Error::Database(d) => matches!(
+            d.code().as_deref(),
+            Some("40P01" | "40001" | "5" | "6" | "517")
+        ),
         _ => false,
     }
 }
@@ -140,10 +145,16 @@ impl Db {
             }
             if let Some(dir) = std::path::Path::new(path).parent() {
                 if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StorageError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                    })?;
                 }
             }
-            let query = if query.is_empty() { "mode=rwc".to_owned() } else { query.to_owned() };
+            let query = if query.is_empty() {
+                "mode=rwc".to_owned()
+            } else {
+                query.to_owned()
+            };
             let full = format!("sqlite://{path}?{query}");
             // The writer is opened first so it creates the file and switches it to WAL.
             let write = AnyPoolOptions::new()
@@ -158,7 +169,12 @@ impl Db {
                 .after_connect(|conn, _meta| sqlite_pragmas(conn))
                 .connect(&full)
                 .await?;
-            return Ok(Db { backend: Backend::Sqlite, read, write, acquire_timeout: opts.acquire_timeout });
+            return Ok(Db {
+                backend: Backend::Sqlite,
+                read,
+                write,
+                acquire_timeout: opts.acquire_timeout,
+            });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
@@ -166,7 +182,12 @@ impl Db {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect(url)
                 .await?;
-            return Ok(Db { backend: Backend::Postgres, read: pool.clone(), write: pool, acquire_timeout: opts.acquire_timeout });
+            return Ok(Db {
+                backend: Backend::Postgres,
+                read: pool.clone(),
+                write: pool,
+                acquire_timeout: opts.acquire_timeout,
+            });
         }
         Err(StorageError::BadUrl(url.to_owned()))
     }
@@ -201,19 +222,36 @@ impl Db {
 
     /// Checks the database answers (for readiness).
     pub async fn ping(&self) -> Result<(), StorageError> {
-        sqlx::query("SELECT 1").fetch_one(&self.read).await.map_err(|e| self.classify(e))?;
+        sqlx::query("SELECT 1")
+            .fetch_one(&self.read)
+            .await
+            .map_err(|e| self.classify(e))?;
         Ok(())
     }
 
     /// Connections open and idle, for the pool gauge.
     pub fn pool_stats(&self) -> (u32, usize) {
-        let size = self.read.size() + if self.backend == Backend::Sqlite { self.write.size() } else { 0 };
-        let idle = self.read.num_idle() + if self.backend == Backend::Sqlite { self.write.num_idle() } else { 0 };
+        let size = self.read.size()
+            + if self.backend == Backend::Sqlite {
+                self.write.size()
+            } else {
+                0
+            };
+        let idle = self.read.num_idle()
+            + if self.backend == Backend::Sqlite {
+                self.write.num_idle()
+            } else {
+                0
+            };
         (size, idle)
     }
 
     /// Applies the migrations of `component` not applied yet, each in its own transaction.
-    pub async fn migrate(&self, component: &str, migrations: &[Migration]) -> Result<(), StorageError> {
+    pub async fn migrate(
+        &self,
+        component: &str,
+        migrations: &[Migration],
+    ) -> Result<(), StorageError> {
         let mut conn = self.write.acquire().await.map_err(|e| self.classify(e))?;
         conn.execute(
             "CREATE TABLE IF NOT EXISTS mlops_migrations (component TEXT NOT NULL, version BIGINT NOT NULL, \
@@ -222,20 +260,30 @@ impl Db {
         .await?;
         if self.backend == Backend::Postgres {
             // Replicas starting together take turns.
-            sqlx::query("SELECT pg_advisory_lock(7243001)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_lock(7243001)")
+                .execute(&mut *conn)
+                .await?;
         }
         let result = self.apply(&mut conn, component, migrations).await;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(7243001)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_unlock(7243001)")
+                .execute(&mut *conn)
+                .await?;
         }
         result
     }
 
-    async fn apply(&self, conn: &mut sqlx::AnyConnection, component: &str, migrations: &[Migration]) -> Result<(), StorageError> {
-        let rows: Vec<AnyRow> = sqlx::query("SELECT version FROM mlops_migrations WHERE component = $1")
-            .bind(component)
-            .fetch_all(&mut *conn)
-            .await?;
+    async fn apply(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        component: &str,
+        migrations: &[Migration],
+    ) -> Result<(), StorageError> {
+        let rows: Vec<AnyRow> =
+            sqlx::query("SELECT version FROM mlops_migrations WHERE component = $1")
+                .bind(component)
+                .fetch_all(&mut *conn)
+                .await?;
         let applied: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>(0)).collect();
         for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
             let sql = match self.backend {
@@ -265,7 +313,8 @@ impl Db {
     }
 }
 
-type BoxFut<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+type BoxFut<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
 
 /// Per-connection SQLite settings: WAL so readers never block the writer,
 /// case-sensitive LIKE as MLflow's grammar means it (ILIKE is lowered explicitly).
@@ -296,8 +345,10 @@ mod tests {
         vec![Migration {
             version: 1,
             name: "things".into(),
-            sqlite: "CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);".into(),
-            postgres: "CREATE TABLE things (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE);".into(),
+            sqlite: "CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+                .into(),
+            postgres: "CREATE TABLE things (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+                .into(),
         }]
     }
 
@@ -305,17 +356,34 @@ mod tests {
     async fn sqlite_migrates_once_and_classifies_errors() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/sub/x.db", dir.path().display());
-        let db = Db::connect(&DbOptions { url, max_connections: 2, acquire_timeout: Duration::from_secs(1) })
+        let db = Db::connect(&DbOptions {
+            url,
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(1),
+        })
+        .await
+        .unwrap();
+        db.migrate("test", &migrations()).await.unwrap();
+        db.migrate("test", &migrations()).await.unwrap();
+        sqlx::query("INSERT INTO things (name) VALUES ($1)")
+            .bind("a")
+            .execute(db.writer())
             .await
             .unwrap();
-        db.migrate("test", &migrations()).await.unwrap();
-        db.migrate("test", &migrations()).await.unwrap();
-        sqlx::query("INSERT INTO things (name) VALUES ($1)").bind("a").execute(db.writer()).await.unwrap();
-        let dup = sqlx::query("INSERT INTO things (name) VALUES ($1)").bind("a").execute(db.writer()).await.unwrap_err();
+        let dup = sqlx::query("INSERT INTO things (name) VALUES ($1)")
+            .bind("a")
+            .execute(db.writer())
+            .await
+            .unwrap_err();
         assert!(is_unique_violation(&dup));
         db.ping().await.unwrap();
         assert!(matches!(
-            Db::connect(&DbOptions { url: "mysql://x".into(), max_connections: 1, acquire_timeout: Duration::from_secs(1) }).await,
+            Db::connect(&DbOptions {
+                url: "mysql://x".into(),
+                max_connections: 1,
+                acquire_timeout: Duration::from_secs(1)
+            })
+            .await,
             Err(StorageError::BadUrl(_))
         ));
     }

@@ -1,1 +1,229 @@
-//! placeholder
+//! The experiment-tracking service (anchor: MLflow Tracking).
+//!
+//! - [`config`]: its settings (`mlops-tracking --help` lists them);
+//! - [`store`]: experiments, runs, params, tags, metrics and inputs on SQLite or PostgreSQL;
+//! - [`filter`]: MLflow's search grammar;
+//! - [`artifacts`]: run artifacts on a local directory or S3;
+//! - [`service`]: the gRPC API;
+//! - [`Tracking`]: binds, serves, and shuts down in order (drain RPCs, then flush events).
+
+pub mod artifacts;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod metrics;
+pub mod service;
+pub mod store;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mlops_events::outbox::Outbox;
+use mlops_events::EventBus;
+use mlops_proto::tracking::v1::tracking_service_server::TrackingServiceServer;
+use mlops_runtime::admin::{Check, Readiness};
+use mlops_runtime::grpc::GrpcServer;
+use mlops_runtime::shutdown::CancellationToken;
+use mlops_storage::{Db, DbOptions};
+use tokio::net::TcpListener;
+
+pub use config::TrackingConfig;
+pub use store::Store;
+
+/// The topic the service publishes run events on.
+pub const RUNS_TOPIC: &str = "mlops.tracking.runs";
+
+/// A bound, ready-to-run tracking service.
+pub struct Tracking {
+    config: TrackingConfig,
+    store: Store,
+    artifacts: artifacts::Artifacts,
+    bus: Arc<dyn EventBus>,
+    grpc: TcpListener,
+    admin: TcpListener,
+}
+
+impl Tracking {
+    /// Connects the database (running migrations), the artifact store and the bus,
+    /// and binds both ports. `bus` overrides the configured bus (one process, tests).
+    pub async fn bind(
+        config: TrackingConfig,
+        bus: Option<Arc<dyn EventBus>>,
+    ) -> anyhow::Result<Self> {
+        config.validate()?;
+        let db = Db::connect(&DbOptions {
+            url: config.database_url.clone(),
+            max_connections: config.db_max_connections,
+            acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+        })
+        .await
+        .context("connecting the tracking database")?;
+        db.migrate("tracking", &store::migrations()).await?;
+        db.migrate(
+            "tracking-outbox",
+            &mlops_events::outbox::migrations("tracking"),
+        )
+        .await?;
+        let artifacts = artifacts::Artifacts::open(&config.artifact_root)
+            .with_context(|| format!("opening the artifact root {}", config.artifact_root))?;
+        let bus = match bus {
+            Some(b) => b,
+            None => mlops_events::connect(&config.bus, None)?,
+        };
+        if let Err(err) = bus.ensure_topics(&[RUNS_TOPIC]).await {
+            // Not fatal: the relay keeps the events until the bus is back.
+            tracing::warn!(error = %err, "cannot create the tracking topics yet");
+        }
+        let store = Store::new(
+            db,
+            Outbox::new("tracking"),
+            artifacts.root_uri().to_owned(),
+            metrics::Metrics::new(),
+        );
+        store.ensure_default_experiment().await?;
+        let grpc = TcpListener::bind(&config.listen_addr)
+            .await
+            .with_context(|| format!("binding the gRPC address {}", config.listen_addr))?;
+        let admin = TcpListener::bind(&config.admin_addr)
+            .await
+            .with_context(|| format!("binding the admin address {}", config.admin_addr))?;
+        Ok(Tracking {
+            config,
+            store,
+            artifacts,
+            bus,
+            grpc,
+            admin,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The bound admin HTTP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The store, for tests and benchmarks that look under the API.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` is cancelled; then stops taking requests, drains the
+    /// ones in flight, flushes the outbox and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Tracking {
+            config,
+            store,
+            artifacts,
+            bus,
+            grpc,
+            admin,
+        } = self;
+        let db = store.db().clone();
+        let admin_addr = admin.local_addr()?;
+        let db_check: Check = {
+            let db = db.clone();
+            Arc::new(move || {
+                let db = db.clone();
+                Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
+            })
+        };
+        let bus_check: Check = {
+            let bus = bus.clone();
+            Arc::new(move || {
+                let bus = bus.clone();
+                Box::pin(async move { bus.ping().await.map_err(|e| e.to_string()) })
+            })
+        };
+        let readiness = Readiness::new(vec![
+            ("database".into(), db_check),
+            ("bus".into(), bus_check),
+        ]);
+        let workers = CancellationToken::new();
+
+        let relay = tokio::spawn(
+            store
+                .outbox
+                .relay("tracking", db.clone(), bus.clone())
+                .run(workers.clone()),
+        );
+        let reaper = tokio::spawn(reap_leases(
+            store.clone(),
+            Duration::from_millis(config.lease_check_interval_ms),
+            workers.clone(),
+        ));
+        let admin_server = tokio::spawn(mlops_runtime::admin::serve(admin, readiness.clone(), {
+            let workers = workers.clone();
+            async move { workers.cancelled().await }
+        }));
+
+        let api = TrackingServiceServer::new(service::TrackingApi::new(store.clone(), artifacts))
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes.max(64 * 1024 * 1024));
+        let routes = tonic::service::Routes::new(api);
+        let server = GrpcServer {
+            service: "tracking",
+            grpc_names: vec!["mlops.tracking.v1.TrackingService", ""],
+            tokens: config.auth_tokens.clone(),
+            policy: Arc::new(service::policy),
+            concurrency_per_connection: config.max_concurrent_per_connection,
+        };
+        readiness.set_serving(true);
+        tracing::info!(grpc = %grpc.local_addr()?, admin = %admin_addr, "tracking service serving");
+        let stop = {
+            let readiness = readiness.clone();
+            async move {
+                shutdown.cancelled().await;
+                readiness.set_serving(false);
+            }
+        };
+        let served = server.serve(grpc, routes, stop).await;
+        // Requests are drained: now stop the background work and flush events.
+        workers.cancel();
+        let _ = reaper.await;
+        let _ = relay.await;
+        let _ = admin_server.await;
+        tracing::info!("tracking service stopped");
+        served.context("gRPC server failed")
+    }
+}
+
+/// Kills RUNNING runs whose heartbeat lease ran out, and samples the pool gauge.
+async fn reap_leases(store: Store, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(err) = store.expire_leases().await {
+            tracing::warn!(error = %err, "expiring run leases failed");
+        }
+        let (size, idle) = store.db().pool_stats();
+        store
+            .metrics
+            .db_pool
+            .with_label_values(&["idle"])
+            .set(idle as i64);
+        store
+            .metrics
+            .db_pool
+            .with_label_values(&["in_use"])
+            .set(size as i64 - idle as i64);
+    }
+}
+
+/// Runs the service with `config` until `shutdown` is cancelled.
+pub async fn serve(config: TrackingConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Tracking::bind(config, None).await?.run(shutdown).await
+}

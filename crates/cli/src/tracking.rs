@@ -1,0 +1,438 @@
+//! `mlops experiments` and `mlops runs`.
+
+use anyhow::Context;
+use mlops_proto::tracking::v1 as pb;
+use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use serde_json::json;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::table;
+
+/// How results are printed.
+pub struct Output {
+    pub json: bool,
+}
+
+type Client = TrackingServiceClient<InterceptedService<Channel, Auth>>;
+
+/// Adds the bearer token and the trace context to each call.
+#[derive(Clone)]
+pub struct Auth(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let mut req = mlops_runtime::telemetry::grpc_client_interceptor(req)?;
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// Connects to the tracking service.
+pub async fn connect(addr: &str, token: Option<&str>) -> anyhow::Result<Client> {
+    let addr = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let channel = Channel::from_shared(addr.clone())?
+        .connect()
+        .await
+        .with_context(|| {
+            format!("cannot reach the tracking service at {addr} (is `mlops up` running?)")
+        })?;
+    let auth = match token {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .context("the token has characters not allowed in a header")?,
+        ),
+        None => None,
+    };
+    Ok(TrackingServiceClient::with_interceptor(channel, Auth(auth))
+        .max_decoding_message_size(64 * 1024 * 1024))
+}
+
+/// Experiment commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ExperimentsCmd {
+    /// List experiments.
+    List {
+        /// A filter like "name LIKE 'fraud%'".
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Include deleted experiments.
+        #[arg(long)]
+        all: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        max_results: i32,
+    },
+    /// Show one experiment by id or name.
+    Show { id_or_name: String },
+    /// Create an experiment; prints its id.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        artifact_location: String,
+    },
+    /// Rename an experiment.
+    Rename { id: String, new_name: String },
+    /// Delete an experiment and its runs (restorable).
+    Delete { id: String },
+    /// Restore a deleted experiment.
+    Restore { id: String },
+}
+
+/// Run commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum RunsCmd {
+    /// List the runs of experiments (newest first).
+    List {
+        /// Experiment ids; none means every experiment.
+        #[arg(long = "experiment", short = 'e')]
+        experiments: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        max_results: i32,
+    },
+    /// Search runs with MLflow's filter grammar.
+    Search {
+        /// e.g. "metrics.auc > 0.9 and params.model = 'rf'".
+        filter: String,
+        #[arg(long = "experiment", short = 'e')]
+        experiments: Vec<String>,
+        /// e.g. "metrics.auc DESC"; repeatable.
+        #[arg(long)]
+        order_by: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        max_results: i32,
+    },
+    /// Show one run with its params, metrics, tags and inputs.
+    Show { run_id: String },
+    /// Print a metric's full history.
+    History { run_id: String, metric: String },
+}
+
+fn status_name(s: i32) -> &'static str {
+    pb::RunStatus::try_from(s)
+        .map(|s| s.as_str_name().trim_start_matches("RUN_STATUS_"))
+        .unwrap_or("?")
+}
+
+fn stage_name(s: i32) -> &'static str {
+    pb::LifecycleStage::try_from(s)
+        .map(|s| s.as_str_name().trim_start_matches("LIFECYCLE_STAGE_"))
+        .unwrap_or("?")
+}
+
+fn experiment_json(e: &pb::Experiment) -> serde_json::Value {
+    json!({
+        "experiment_id": e.experiment_id, "name": e.name, "artifact_location": e.artifact_location,
+        "lifecycle_stage": stage_name(e.lifecycle_stage).to_lowercase(), "creation_time": e.creation_time,
+        "last_update_time": e.last_update_time,
+        "tags": e.tags.iter().map(|t| (t.key.clone(), json!(t.value))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+fn run_json(r: &pb::Run) -> serde_json::Value {
+    let i = r.info.clone().unwrap_or_default();
+    let d = r.data.clone().unwrap_or_default();
+    json!({
+        "run_id": i.run_id, "run_name": i.run_name, "experiment_id": i.experiment_id, "status": status_name(i.status),
+        "start_time": i.start_time, "end_time": i.end_time, "artifact_uri": i.artifact_uri,
+        "lifecycle_stage": stage_name(i.lifecycle_stage).to_lowercase(), "parent_run_id": i.parent_run_id,
+        "params": d.params.iter().map(|p| (p.key.clone(), json!(p.value))).collect::<serde_json::Map<_, _>>(),
+        "metrics": d.metrics.iter().map(|m| (m.key.clone(), json!(m.value))).collect::<serde_json::Map<_, _>>(),
+        "tags": d.tags.iter().map(|t| (t.key.clone(), json!(t.value))).collect::<serde_json::Map<_, _>>(),
+        "inputs": r.inputs.clone().unwrap_or_default().dataset_inputs.iter().map(|di| {
+            let ds = di.dataset.clone().unwrap_or_default();
+            json!({"name": ds.name, "digest": ds.digest, "source_type": ds.source_type, "context": di.context})
+        }).collect::<Vec<_>>(),
+    })
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs an experiments command.
+pub async fn experiments(mut c: Client, cmd: ExperimentsCmd, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        ExperimentsCmd::List {
+            filter,
+            all,
+            max_results,
+        } => {
+            let view = if all {
+                pb::ViewType::All
+            } else {
+                pb::ViewType::ActiveOnly
+            } as i32;
+            let r = c
+                .search_experiments(pb::SearchExperimentsRequest {
+                    filter,
+                    max_results,
+                    view_type: view,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            if out.json {
+                print_json(&json!(r
+                    .experiments
+                    .iter()
+                    .map(experiment_json)
+                    .collect::<Vec<_>>()));
+            } else {
+                let rows = r
+                    .experiments
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.experiment_id.clone(),
+                            e.name.clone(),
+                            stage_name(e.lifecycle_stage).to_lowercase(),
+                            table::time(Some(e.creation_time)),
+                            e.artifact_location.clone(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table::print(
+                    &["ID", "NAME", "STAGE", "CREATED", "ARTIFACT LOCATION"],
+                    &rows,
+                );
+            }
+        }
+        ExperimentsCmd::Show { id_or_name } => {
+            let e = if id_or_name.chars().all(|c| c.is_ascii_digit()) {
+                c.get_experiment(pb::GetExperimentRequest {
+                    experiment_id: id_or_name,
+                })
+                .await?
+            } else {
+                c.get_experiment_by_name(pb::GetExperimentByNameRequest { name: id_or_name })
+                    .await?
+            }
+            .into_inner()
+            .experiment
+            .unwrap_or_default();
+            if out.json {
+                print_json(&experiment_json(&e));
+            } else {
+                let mut rows = vec![
+                    vec!["id".into(), e.experiment_id.clone()],
+                    vec!["name".into(), e.name.clone()],
+                    vec!["stage".into(), stage_name(e.lifecycle_stage).to_lowercase()],
+                    vec!["created".into(), table::time(Some(e.creation_time))],
+                    vec!["artifact location".into(), e.artifact_location.clone()],
+                ];
+                rows.extend(
+                    e.tags
+                        .iter()
+                        .map(|t| vec![format!("tag {}", t.key), t.value.clone()]),
+                );
+                table::print(&["FIELD", "VALUE"], &rows);
+            }
+        }
+        ExperimentsCmd::Create {
+            name,
+            artifact_location,
+        } => {
+            let id = c
+                .create_experiment(pb::CreateExperimentRequest {
+                    name,
+                    artifact_location,
+                    tags: vec![],
+                })
+                .await?
+                .into_inner()
+                .experiment_id;
+            if out.json {
+                print_json(&json!({ "experiment_id": id }));
+            } else {
+                println!("{id}");
+            }
+        }
+        ExperimentsCmd::Rename { id, new_name } => {
+            c.update_experiment(pb::UpdateExperimentRequest {
+                experiment_id: id,
+                new_name,
+            })
+            .await?;
+        }
+        ExperimentsCmd::Delete { id } => {
+            c.delete_experiment(pb::DeleteExperimentRequest { experiment_id: id })
+                .await?;
+        }
+        ExperimentsCmd::Restore { id } => {
+            c.restore_experiment(pb::RestoreExperimentRequest { experiment_id: id })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn runs_table(runs: &[pb::Run]) {
+    let rows = runs
+        .iter()
+        .map(|r| {
+            let i = r.info.clone().unwrap_or_default();
+            let d = r.data.clone().unwrap_or_default();
+            let metrics = d
+                .metrics
+                .iter()
+                .map(|m| format!("{}={:.4}", m.key, m.value))
+                .collect::<Vec<_>>()
+                .join(" ");
+            vec![
+                i.run_id,
+                i.run_name,
+                i.experiment_id,
+                status_name(i.status).to_owned(),
+                table::time(Some(i.start_time)),
+                metrics,
+            ]
+        })
+        .collect::<Vec<_>>();
+    table::print(
+        &[
+            "RUN ID",
+            "NAME",
+            "EXPERIMENT",
+            "STATUS",
+            "STARTED",
+            "METRICS",
+        ],
+        &rows,
+    );
+}
+
+/// Runs a runs command.
+pub async fn runs(mut c: Client, cmd: RunsCmd, out: Output) -> anyhow::Result<()> {
+    let search = |experiment_ids, filter, order_by, max_results| pb::SearchRunsRequest {
+        experiment_ids,
+        filter,
+        order_by,
+        max_results,
+        ..Default::default()
+    };
+    let req = match cmd {
+        RunsCmd::List {
+            experiments,
+            max_results,
+        } => search(experiments, String::new(), vec![], max_results),
+        RunsCmd::Search {
+            filter,
+            experiments,
+            order_by,
+            max_results,
+        } => search(experiments, filter, order_by, max_results),
+        RunsCmd::Show { run_id } => {
+            let run = c
+                .get_run(pb::GetRunRequest { run_id })
+                .await?
+                .into_inner()
+                .run
+                .unwrap_or_default();
+            if out.json {
+                print_json(&run_json(&run));
+            } else {
+                let v = run_json(&run);
+                let mut rows = vec![];
+                for k in [
+                    "run_id",
+                    "run_name",
+                    "experiment_id",
+                    "status",
+                    "parent_run_id",
+                    "artifact_uri",
+                ] {
+                    rows.push(vec![k.to_owned(), v[k].as_str().unwrap_or("").to_owned()]);
+                }
+                rows.push(vec![
+                    "start_time".into(),
+                    table::time(v["start_time"].as_i64()),
+                ]);
+                rows.push(vec!["end_time".into(), table::time(v["end_time"].as_i64())]);
+                for section in ["params", "metrics", "tags"] {
+                    if let Some(map) = v[section].as_object() {
+                        for (k, val) in map {
+                            let shown = val
+                                .as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| val.to_string());
+                            rows.push(vec![
+                                format!("{} {k}", &section[..section.len() - 1]),
+                                shown,
+                            ]);
+                        }
+                    }
+                }
+                for i in v["inputs"].as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        format!("input {}", i["name"].as_str().unwrap_or("")),
+                        format!(
+                            "{} ({})",
+                            i["digest"].as_str().unwrap_or(""),
+                            i["context"].as_str().unwrap_or("")
+                        ),
+                    ]);
+                }
+                table::print(&["FIELD", "VALUE"], &rows);
+            }
+            return Ok(());
+        }
+        RunsCmd::History { run_id, metric } => {
+            let mut token = String::new();
+            let mut rows = vec![];
+            let mut points = vec![];
+            loop {
+                let h = c
+                    .get_metric_history(pb::GetMetricHistoryRequest {
+                        run_id: run_id.clone(),
+                        metric_key: metric.clone(),
+                        max_results: 0,
+                        page_token: token,
+                    })
+                    .await?
+                    .into_inner();
+                for i in 0..h.values.len() {
+                    if out.json {
+                        points.push(json!({"step": h.steps[i], "timestamp": h.timestamps[i], "value": h.values[i]}));
+                    } else {
+                        rows.push(vec![
+                            h.steps[i].to_string(),
+                            table::time(Some(h.timestamps[i])),
+                            h.values[i].to_string(),
+                        ]);
+                    }
+                }
+                if h.next_page_token.is_empty() {
+                    break;
+                }
+                token = h.next_page_token;
+            }
+            if out.json {
+                print_json(&json!(points));
+            } else {
+                table::print(&["STEP", "TIME", "VALUE"], &rows);
+            }
+            return Ok(());
+        }
+    };
+    let r = c.search_runs(req).await?.into_inner();
+    if out.json {
+        print_json(
+            &json!({"runs": r.runs.iter().map(run_json).collect::<Vec<_>>(), "next_page_token": r.next_page_token}),
+        );
+    } else {
+        runs_table(&r.runs);
+        if !r.next_page_token.is_empty() {
+            println!("(more results: raise --max-results)");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! The tracking service's errors and their gRPC codes.
+
+use mlops_runtime::{ErrorCode, ServiceError};
+use mlops_storage::StorageError;
+
+/// Everything that can go wrong in a tracking call.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackingError {
+    /// A field is missing, malformed or over a limit.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The named experiment, run or artifact does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An experiment with that name exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The entity's state forbids the call (a deleted run, a run without a lease).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The database failed or is saturated.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The artifact store failed.
+    #[error("artifact store error: {0}")]
+    Artifacts(String),
+}
+
+impl ServiceError for TrackingError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            TrackingError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            TrackingError::NotFound(_) => ErrorCode::NotFound,
+            TrackingError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            TrackingError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            TrackingError::Storage(e) => e.code(),
+            TrackingError::Artifacts(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+impl From<sqlx::Error> for TrackingError {
+    fn from(e: sqlx::Error) -> Self {
+        TrackingError::Storage(StorageError::from(e))
+    }
+}
+
+impl From<TrackingError> for tonic::Status {
+    fn from(e: TrackingError) -> Self {
+        mlops_runtime::to_status(&e)
+    }
+}
+
+/// A shorthand for results of this crate.
+pub type Result<T, E = TrackingError> = std::result::Result<T, E>;
+
+/// An `InvalidArgument` error.
+pub fn invalid(msg: impl Into<String>) -> TrackingError {
+    TrackingError::InvalidArgument(msg.into())
+}

@@ -1,0 +1,394 @@
+//! The gRPC front of the tracking service: request checks, then the store.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use mlops_proto::tracking::v1 as pb;
+use mlops_proto::tracking::v1::tracking_service_server::TrackingService;
+use mlops_runtime::auth::Role;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::artifacts::Artifacts;
+use crate::error::{invalid, TrackingError};
+use crate::store::Store;
+
+/// The role each method needs: reads for readers, deletes of whole experiments
+/// for admins, everything else for writers.
+pub fn policy(method: &str) -> Role {
+    if ["Get", "Search", "List", "Download"]
+        .iter()
+        .any(|p| method.starts_with(p))
+    {
+        Role::Reader
+    } else if matches!(method, "DeleteExperiment" | "RestoreExperiment") {
+        Role::Admin
+    } else {
+        Role::Writer
+    }
+}
+
+/// Implements `mlops.tracking.v1.TrackingService`.
+#[derive(Clone)]
+pub struct TrackingApi {
+    store: Store,
+    artifacts: Artifacts,
+}
+
+impl TrackingApi {
+    /// The API over a store and an artifact store.
+    pub fn new(store: Store, artifacts: Artifacts) -> Self {
+        TrackingApi { store, artifacts }
+    }
+}
+
+type Res<T> = Result<Response<T>, Status>;
+
+fn ok<T>(v: T) -> Res<T> {
+    Ok(Response::new(v))
+}
+
+fn required<T>(v: Option<T>, what: &str) -> Result<T, Status> {
+    v.ok_or_else(|| Status::invalid_argument(format!("{what} is required")))
+}
+
+#[tonic::async_trait]
+impl TrackingService for TrackingApi {
+    async fn create_experiment(
+        &self,
+        req: Request<pb::CreateExperimentRequest>,
+    ) -> Res<pb::CreateExperimentResponse> {
+        let experiment_id = self.store.create_experiment(req.into_inner()).await?;
+        ok(pb::CreateExperimentResponse { experiment_id })
+    }
+
+    async fn get_experiment(
+        &self,
+        req: Request<pb::GetExperimentRequest>,
+    ) -> Res<pb::GetExperimentResponse> {
+        let experiment = self
+            .store
+            .get_experiment(&req.get_ref().experiment_id)
+            .await?;
+        ok(pb::GetExperimentResponse {
+            experiment: Some(experiment),
+        })
+    }
+
+    async fn get_experiment_by_name(
+        &self,
+        req: Request<pb::GetExperimentByNameRequest>,
+    ) -> Res<pb::GetExperimentResponse> {
+        let experiment = self
+            .store
+            .get_experiment_by_name(&req.get_ref().name)
+            .await?;
+        ok(pb::GetExperimentResponse {
+            experiment: Some(experiment),
+        })
+    }
+
+    async fn search_experiments(
+        &self,
+        req: Request<pb::SearchExperimentsRequest>,
+    ) -> Res<pb::SearchExperimentsResponse> {
+        let (experiments, next_page_token) = self.store.search_experiments(req.get_ref()).await?;
+        ok(pb::SearchExperimentsResponse {
+            experiments,
+            next_page_token,
+        })
+    }
+
+    async fn update_experiment(
+        &self,
+        req: Request<pb::UpdateExperimentRequest>,
+    ) -> Res<pb::UpdateExperimentResponse> {
+        let r = req.get_ref();
+        self.store
+            .rename_experiment(&r.experiment_id, &r.new_name)
+            .await?;
+        ok(pb::UpdateExperimentResponse {})
+    }
+
+    async fn delete_experiment(
+        &self,
+        req: Request<pb::DeleteExperimentRequest>,
+    ) -> Res<pb::DeleteExperimentResponse> {
+        self.store
+            .delete_experiment(&req.get_ref().experiment_id)
+            .await?;
+        ok(pb::DeleteExperimentResponse {})
+    }
+
+    async fn restore_experiment(
+        &self,
+        req: Request<pb::RestoreExperimentRequest>,
+    ) -> Res<pb::RestoreExperimentResponse> {
+        self.store
+            .restore_experiment(&req.get_ref().experiment_id)
+            .await?;
+        ok(pb::RestoreExperimentResponse {})
+    }
+
+    async fn set_experiment_tag(
+        &self,
+        req: Request<pb::SetExperimentTagRequest>,
+    ) -> Res<pb::SetExperimentTagResponse> {
+        let r = req.get_ref();
+        self.store
+            .set_experiment_tag(&r.experiment_id, &r.key, Some(&r.value))
+            .await?;
+        ok(pb::SetExperimentTagResponse {})
+    }
+
+    async fn delete_experiment_tag(
+        &self,
+        req: Request<pb::DeleteExperimentTagRequest>,
+    ) -> Res<pb::DeleteExperimentTagResponse> {
+        let r = req.get_ref();
+        self.store
+            .set_experiment_tag(&r.experiment_id, &r.key, None)
+            .await?;
+        ok(pb::DeleteExperimentTagResponse {})
+    }
+
+    async fn create_run(&self, req: Request<pb::CreateRunRequest>) -> Res<pb::CreateRunResponse> {
+        let run = self.store.create_run(req.into_inner()).await?;
+        ok(pb::CreateRunResponse { run: Some(run) })
+    }
+
+    async fn get_run(&self, req: Request<pb::GetRunRequest>) -> Res<pb::GetRunResponse> {
+        let run = self.store.get_run(&req.get_ref().run_id).await?;
+        ok(pb::GetRunResponse { run: Some(run) })
+    }
+
+    async fn update_run(&self, req: Request<pb::UpdateRunRequest>) -> Res<pb::UpdateRunResponse> {
+        let run_info = self.store.update_run(req.into_inner()).await?;
+        ok(pb::UpdateRunResponse {
+            run_info: Some(run_info),
+        })
+    }
+
+    async fn delete_run(&self, req: Request<pb::DeleteRunRequest>) -> Res<pb::DeleteRunResponse> {
+        self.store.delete_run(&req.get_ref().run_id).await?;
+        ok(pb::DeleteRunResponse {})
+    }
+
+    async fn restore_run(
+        &self,
+        req: Request<pb::RestoreRunRequest>,
+    ) -> Res<pb::RestoreRunResponse> {
+        self.store.restore_run(&req.get_ref().run_id).await?;
+        ok(pb::RestoreRunResponse {})
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Res<pb::HeartbeatResponse> {
+        let lease_expires_at = self.store.heartbeat(&req.get_ref().run_id).await?;
+        ok(pb::HeartbeatResponse { lease_expires_at })
+    }
+
+    async fn log_metric(&self, req: Request<pb::LogMetricRequest>) -> Res<pb::LogMetricResponse> {
+        let r = req.into_inner();
+        let metric = required(r.metric, "metric")?;
+        self.store.log_batch(&r.run_id, &[metric], &[], &[]).await?;
+        ok(pb::LogMetricResponse {})
+    }
+
+    async fn log_param(&self, req: Request<pb::LogParamRequest>) -> Res<pb::LogParamResponse> {
+        let r = req.into_inner();
+        let param = required(r.param, "param")?;
+        self.store.log_batch(&r.run_id, &[], &[param], &[]).await?;
+        ok(pb::LogParamResponse {})
+    }
+
+    async fn set_tag(&self, req: Request<pb::SetTagRequest>) -> Res<pb::SetTagResponse> {
+        let r = req.into_inner();
+        let tag = required(r.tag, "tag")?;
+        self.store.log_batch(&r.run_id, &[], &[], &[tag]).await?;
+        ok(pb::SetTagResponse {})
+    }
+
+    async fn delete_tag(&self, req: Request<pb::DeleteTagRequest>) -> Res<pb::DeleteTagResponse> {
+        let r = req.get_ref();
+        self.store.delete_tag(&r.run_id, &r.key).await?;
+        ok(pb::DeleteTagResponse {})
+    }
+
+    async fn log_batch(&self, req: Request<pb::LogBatchRequest>) -> Res<pb::LogBatchResponse> {
+        let r = req.get_ref();
+        self.store
+            .log_batch(&r.run_id, &r.metrics, &r.params, &r.tags)
+            .await?;
+        ok(pb::LogBatchResponse {})
+    }
+
+    async fn log_inputs(&self, req: Request<pb::LogInputsRequest>) -> Res<pb::LogInputsResponse> {
+        let r = req.get_ref();
+        self.store.log_inputs(&r.run_id, &r.datasets).await?;
+        ok(pb::LogInputsResponse {})
+    }
+
+    async fn get_metric_history(
+        &self,
+        req: Request<pb::GetMetricHistoryRequest>,
+    ) -> Res<pb::GetMetricHistoryResponse> {
+        ok(self.store.metric_history(req.get_ref()).await?)
+    }
+
+    async fn search_runs(
+        &self,
+        req: Request<pb::SearchRunsRequest>,
+    ) -> Res<pb::SearchRunsResponse> {
+        let (runs, next_page_token) = self.store.search_runs(req.get_ref()).await?;
+        ok(pb::SearchRunsResponse {
+            runs,
+            next_page_token,
+        })
+    }
+
+    async fn upload_artifact(
+        &self,
+        req: Request<Streaming<pb::UploadArtifactRequest>>,
+    ) -> Res<pb::UploadArtifactResponse> {
+        let mut stream = req.into_inner();
+        let first = stream.message().await?.ok_or_else(|| {
+            Status::invalid_argument("the upload stream is empty: send a header first")
+        })?;
+        let header = match first.item {
+            Some(pb::upload_artifact_request::Item::Header(h)) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first upload message must be the header (run_id, path)",
+                ))
+            }
+        };
+        crate::artifacts::check_path(&header.path, false)?;
+        let artifact_uri = self.store.writable_artifact_uri(&header.run_id).await?;
+        let chunks = stream
+            .map(|m| match m {
+                Ok(pb::UploadArtifactRequest {
+                    item: Some(pb::upload_artifact_request::Item::Chunk(b)),
+                }) => Ok(Bytes::from(b)),
+                Ok(_) => Err(invalid(
+                    "only the first upload message may be a header; the next ones carry bytes",
+                )),
+                Err(status) => Err(invalid(format!(
+                    "the upload stream broke: {}",
+                    status.message()
+                ))),
+            })
+            .boxed();
+        let file_size = self
+            .artifacts
+            .upload(&artifact_uri, &header.path, chunks)
+            .await?;
+        self.store
+            .metrics
+            .artifact_bytes
+            .with_label_values(&["upload"])
+            .inc_by(file_size);
+        ok(pb::UploadArtifactResponse {
+            path: header.path,
+            file_size,
+        })
+    }
+
+    type DownloadArtifactStream =
+        Pin<Box<dyn Stream<Item = Result<pb::DownloadArtifactResponse, Status>> + Send>>;
+
+    async fn download_artifact(
+        &self,
+        req: Request<pb::DownloadArtifactRequest>,
+    ) -> Res<Self::DownloadArtifactStream> {
+        let r = req.into_inner();
+        crate::artifacts::check_path(&r.path, false)?;
+        let run = self.store.get_run(&r.run_id).await?;
+        let uri = run.info.map(|i| i.artifact_uri).unwrap_or_default();
+        let bytes = self.artifacts.download(&uri, &r.path).await?;
+        let counter = self
+            .store
+            .metrics
+            .artifact_bytes
+            .with_label_values(&["download"]);
+        let stream = bytes.map(move |c| match c {
+            Ok(chunk) => {
+                counter.inc_by(chunk.len() as u64);
+                Ok(pb::DownloadArtifactResponse {
+                    chunk: chunk.to_vec(),
+                })
+            }
+            Err(e) => Err(Status::from(e)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_artifacts(
+        &self,
+        req: Request<pb::ListArtifactsRequest>,
+    ) -> Res<pb::ListArtifactsResponse> {
+        let r = req.get_ref();
+        crate::artifacts::check_path(&r.path, true)?;
+        let run = self.store.get_run(&r.run_id).await?;
+        let root_uri = run.info.map(|i| i.artifact_uri).unwrap_or_default();
+        let files = self
+            .artifacts
+            .list(&root_uri, &r.path)
+            .await?
+            .into_iter()
+            .map(|e| pb::FileInfo {
+                path: e.path,
+                is_dir: e.is_dir,
+                file_size: e.size,
+            })
+            .collect();
+        ok(pb::ListArtifactsResponse { root_uri, files })
+    }
+}
+
+impl From<crate::artifacts::Entry> for pb::FileInfo {
+    fn from(e: crate::artifacts::Entry) -> Self {
+        pb::FileInfo {
+            path: e.path,
+            is_dir: e.is_dir,
+            file_size: e.size,
+        }
+    }
+}
+
+impl Store {
+    /// The artifact URI of a run that may be written to.
+    pub(crate) async fn writable_artifact_uri(
+        &self,
+        run_id: &str,
+    ) -> Result<String, TrackingError> {
+        let run = self.get_run(run_id).await?;
+        let info = run.info.unwrap_or_default();
+        if info.lifecycle_stage == mlops_proto::tracking::v1::LifecycleStage::Deleted as i32 {
+            return Err(TrackingError::FailedPrecondition(format!(
+                "run {run_id} is deleted; restore it before uploading"
+            )));
+        }
+        Ok(info.artifact_uri)
+    }
+
+    /// Deletes a run's tag.
+    pub async fn delete_tag(&self, run_id: &str, key: &str) -> Result<(), TrackingError> {
+        crate::validate::run_id(run_id)?;
+        crate::validate::key("tag", key)?;
+        let mut tx = self.db.begin().await?;
+        crate::store::require_active_run(&mut tx, run_id, self.for_update()).await?;
+        let n = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
+            .bind(run_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(TrackingError::NotFound(format!(
+                "run {run_id} has no tag `{key}`"
+            )));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,418 @@
+//! Logging to a run: params, tags and metrics in one atomic batch; dataset inputs;
+//! and the metric history.
+//!
+//! A batch's points of one key are stored as one chunk row (24 bytes a point:
+//! step, timestamp, value, little-endian), so a 1000-point batch is one insert,
+//! and a million-point history is a thousand rows read in order. The latest value
+//! per key lives in `latest_metrics` for search and `GetRun`.
+
+use std::collections::BTreeMap;
+
+use mlops_proto::tracking::v1 as pb;
+use mlops_storage::now_millis;
+use sqlx::Row;
+
+use super::{placeholders, require_active_run, run_not_found, Store};
+use crate::error::{invalid, Result, TrackingError};
+use crate::validate;
+
+/// Bytes per stored point.
+const POINT: usize = 24;
+/// Default and largest history page.
+const DEFAULT_HISTORY_PAGE: usize = 100_000;
+const MAX_HISTORY_PAGE: usize = 1_000_000;
+
+/// Encodes points as a chunk.
+pub fn encode_chunk(points: &[&pb::Metric]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(points.len() * POINT);
+    for p in points {
+        out.extend_from_slice(&p.step.to_le_bytes());
+        out.extend_from_slice(&p.timestamp.to_le_bytes());
+        out.extend_from_slice(&p.value.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a chunk into (steps, timestamps, values), skipping the first `skip` points
+/// and taking at most `take`.
+pub fn decode_chunk(data: &[u8], skip: usize, take: usize, out: &mut pb::GetMetricHistoryResponse) {
+    for p in data.chunks_exact(POINT).skip(skip).take(take) {
+        let (s, rest) = p.split_at(8);
+        let (t, v) = rest.split_at(8);
+        out.steps
+            .push(i64::from_le_bytes(s.try_into().unwrap_or_default()));
+        out.timestamps
+            .push(i64::from_le_bytes(t.try_into().unwrap_or_default()));
+        out.values
+            .push(f64::from_le_bytes(v.try_into().unwrap_or_default()));
+    }
+}
+
+/// Whether `(step, timestamp, value)` of `a` is after `b`, MLflow's "latest" order.
+fn newer(a: &pb::Metric, b: &pb::Metric) -> bool {
+    (a.step, a.timestamp) > (b.step, b.timestamp)
+        || ((a.step, a.timestamp) == (b.step, b.timestamp) && a.value.total_cmp(&b.value).is_gt())
+}
+
+impl Store {
+    /// Writes metrics, params and tags in one transaction: all or nothing.
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[pb::Metric],
+        params: &[pb::Param],
+        tags: &[pb::Tag],
+    ) -> Result<()> {
+        validate::run_id(run_id)?;
+        validate::batch(metrics, params, tags)?;
+        // Sorted keys: every writer locks rows in the same order, so concurrent
+        // batches to one run queue up instead of deadlocking on PostgreSQL.
+        let mut by_key: BTreeMap<&str, Vec<&pb::Metric>> = BTreeMap::new();
+        for m in metrics {
+            by_key.entry(&m.key).or_default().push(m);
+        }
+        let mut params: Vec<&pb::Param> = params.iter().collect();
+        params.sort_by(|a, b| a.key.cmp(&b.key));
+        params.dedup_by(|a, b| a.key == b.key);
+        let mut tags: Vec<&pb::Tag> = tags.iter().collect();
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+
+        let mut tx = self.db.begin().await?;
+        // Locks the run row first (PostgreSQL) and renews its lease: writing is a sign of life.
+        let row = sqlx::query(
+            "UPDATE runs SET lease_expires_at = CASE WHEN lease_seconds IS NULL OR status != 'RUNNING' \
+             THEN lease_expires_at ELSE $1 + lease_seconds * 1000 END WHERE run_id = $2 RETURNING lifecycle_stage",
+        )
+        .bind(now_millis())
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| run_not_found(run_id))?;
+        if row.get::<String, _>(0) != super::ACTIVE {
+            return Err(TrackingError::FailedPrecondition(format!(
+                "run {run_id} is deleted; restore it before logging to it"
+            )));
+        }
+
+        if !params.is_empty() {
+            let sql = format!(
+                "INSERT INTO params (run_id, key, value) VALUES {} ON CONFLICT (run_id, key) DO NOTHING RETURNING key",
+                (0..params.len()).map(|i| format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i)).collect::<Vec<_>>().join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(run_id);
+            for p in &params {
+                q = q.bind(&p.key).bind(&p.value);
+            }
+            let inserted: Vec<String> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let existing: Vec<&&pb::Param> = params
+                .iter()
+                .filter(|p| !inserted.contains(&p.key))
+                .collect();
+            if !existing.is_empty() {
+                let sql = format!(
+                    "SELECT key, value FROM params WHERE run_id = $1 AND key IN ({})",
+                    placeholders(2, existing.len())
+                );
+                let mut q = sqlx::query(&sql).bind(run_id);
+                for p in &existing {
+                    q = q.bind(&p.key);
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    let (key, old): (String, String) = (r.get(0), r.get(1));
+                    if let Some(p) = existing.iter().find(|p| p.key == key) {
+                        if p.value != old {
+                            // Dropping `tx` rolls back everything written so far.
+                            return Err(invalid(format!(
+                                "param `{key}` of run {run_id} was logged as `{old}` and cannot be changed to `{}`: params are immutable",
+                                p.value
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+
+        if !tags.is_empty() {
+            // One row per key (the last value wins), or PostgreSQL refuses the upsert.
+            let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+            for t in &tags {
+                last.insert(&t.key, &t.value);
+            }
+            let sql = format!(
+                "INSERT INTO tags (run_id, key, value) VALUES {} ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                (0..last.len()).map(|i| format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i)).collect::<Vec<_>>().join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(run_id);
+            for (k, v) in &last {
+                q = q.bind(*k).bind(*v);
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        if !by_key.is_empty() {
+            let chunks = format!(
+                "INSERT INTO metric_chunks (run_id, key, n, data) VALUES {}",
+                (0..by_key.len())
+                    .map(|i| format!("($1, ${}, ${}, ${})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(&chunks).bind(run_id);
+            for (key, points) in &by_key {
+                q = q
+                    .bind(*key)
+                    .bind(points.len() as i64)
+                    .bind(encode_chunk(points));
+            }
+            q.execute(&mut *tx).await?;
+
+            let latest = format!(
+                "INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) VALUES {} \
+                 ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+                 timestamp = excluded.timestamp, step = excluded.step \
+                 WHERE excluded.step > latest_metrics.step \
+                 OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+                 OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+                     AND excluded.is_nan = 0 AND (latest_metrics.is_nan = 1 OR excluded.value > latest_metrics.value))",
+                (0..by_key.len())
+                    .map(|i| format!("($1, ${}, ${}, ${}, ${}, ${})", 2 + 5 * i, 3 + 5 * i, 4 + 5 * i, 5 + 5 * i, 6 + 5 * i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(&latest).bind(run_id);
+            for (key, points) in &by_key {
+                let mut best = points[0];
+                for p in &points[1..] {
+                    if newer(p, best) {
+                        best = p;
+                    }
+                }
+                let nan = best.value.is_nan();
+                q = q
+                    .bind(*key)
+                    .bind((!nan).then_some(best.value))
+                    .bind(nan as i64)
+                    .bind(best.timestamp)
+                    .bind(best.step);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.metrics.metric_points.inc_by(metrics.len() as u64);
+        Ok(())
+    }
+
+    /// Records the datasets a run used; a dataset is stored once per experiment
+    /// (by name and digest) and linked to each run with its context.
+    pub async fn log_inputs(&self, run_id: &str, inputs: &[pb::DatasetInput]) -> Result<()> {
+        validate::run_id(run_id)?;
+        for (i, input) in inputs.iter().enumerate() {
+            let d = input
+                .dataset
+                .as_ref()
+                .ok_or_else(|| invalid(format!("datasets[{i}] has no dataset")))?;
+            if d.name.is_empty() || d.digest.is_empty() {
+                return Err(invalid(format!("datasets[{i}] needs a name and a digest")));
+            }
+            for (field, v, limit) in [
+                ("name", &d.name, 500),
+                ("digest", &d.digest, 36),
+                ("source_type", &d.source_type, 36),
+            ] {
+                if v.chars().count() > limit {
+                    return Err(invalid(format!(
+                        "datasets[{i}].{field} is longer than {limit} characters"
+                    )));
+                }
+            }
+            for t in &input.tags {
+                validate::key("input tag", &t.key)?;
+            }
+        }
+        let mut tx = self.db.begin().await?;
+        require_active_run(&mut tx, run_id, self.for_update()).await?;
+        let eid: i64 = sqlx::query("SELECT experiment_id FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        for input in inputs {
+            let Some(d) = input.dataset.as_ref() else {
+                continue;
+            };
+            let dataset_id: String = match sqlx::query("SELECT dataset_id FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3")
+                .bind(eid)
+                .bind(&d.name)
+                .bind(&d.digest)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(r) => r.get(0),
+                None => {
+                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    sqlx::query(
+                        "INSERT INTO datasets (dataset_id, experiment_id, name, digest, source_type, source, schema, profile) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&id)
+                    .bind(eid)
+                    .bind(&d.name)
+                    .bind(&d.digest)
+                    .bind(&d.source_type)
+                    .bind(&d.source)
+                    .bind(&d.schema)
+                    .bind(&d.profile)
+                    .execute(&mut *tx)
+                    .await?;
+                    id
+                }
+            };
+            let mut context = input.context.clone();
+            let mut tags: Vec<(String, String)> = vec![];
+            for t in &input.tags {
+                if t.key == "mlflow.data.context" && context.is_empty() {
+                    context = t.value.clone();
+                }
+                tags.push((t.key.clone(), t.value.clone()));
+            }
+            if !context.is_empty() && !tags.iter().any(|(k, _)| k == "mlflow.data.context") {
+                tags.push(("mlflow.data.context".into(), context.clone()));
+            }
+            sqlx::query(
+                "INSERT INTO run_inputs (run_id, dataset_id, context, tags) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (run_id, dataset_id) DO UPDATE SET context = excluded.context, tags = excluded.tags",
+            )
+            .bind(run_id)
+            .bind(&dataset_id)
+            .bind(&context)
+            .bind(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One page of a metric's history, in logging order.
+    pub async fn metric_history(
+        &self,
+        req: &pb::GetMetricHistoryRequest,
+    ) -> Result<pb::GetMetricHistoryResponse> {
+        validate::run_id(&req.run_id)?;
+        validate::key("metric", &req.metric_key)?;
+        let page = match req.max_results {
+            0 => DEFAULT_HISTORY_PAGE,
+            n if n < 0 => return Err(invalid(format!("max_results must be positive, got {n}"))),
+            n if n as usize > MAX_HISTORY_PAGE => {
+                return Err(invalid(format!(
+                    "max_results {n} is over the limit of {MAX_HISTORY_PAGE} points"
+                )))
+            }
+            n => n as usize,
+        };
+        let (from_id, mut skip) = parse_history_token(&req.page_token)?;
+        let exists = sqlx::query("SELECT 1 FROM runs WHERE run_id = $1")
+            .bind(&req.run_id)
+            .fetch_optional(self.db.reader())
+            .await?;
+        if exists.is_none() {
+            return Err(run_not_found(&req.run_id));
+        }
+        let rows = sqlx::query(
+            "SELECT id, n, data FROM metric_chunks WHERE run_id = $1 AND key = $2 AND id >= $3 ORDER BY id",
+        )
+        .bind(&req.run_id)
+        .bind(&req.metric_key)
+        .bind(from_id)
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut out = pb::GetMetricHistoryResponse::default();
+        let total: usize = rows
+            .iter()
+            .map(|r| r.get::<i64, _>(1) as usize)
+            .sum::<usize>()
+            .saturating_sub(skip);
+        let want = total.min(page);
+        out.steps.reserve(want);
+        out.timestamps.reserve(want);
+        out.values.reserve(want);
+        for r in &rows {
+            let (id, n): (i64, i64) = (r.get(0), r.get(1));
+            let left = page - out.values.len();
+            if left == 0 {
+                out.next_page_token = format!("{id}:{skip}");
+                break;
+            }
+            let data: Vec<u8> = r.get(2);
+            let available = (n as usize).saturating_sub(skip);
+            decode_chunk(&data, skip, left, &mut out);
+            if available > left {
+                out.next_page_token = format!("{id}:{}", skip + left);
+                break;
+            }
+            skip = 0;
+        }
+        Ok(out)
+    }
+}
+
+fn parse_history_token(token: &str) -> Result<(i64, usize)> {
+    if token.is_empty() {
+        return Ok((0, 0));
+    }
+    token
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .ok_or_else(|| {
+            invalid(format!(
+                "page_token `{token}` is not a token this server issued"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_round_trip_with_skip_and_nan() {
+        let pts: Vec<pb::Metric> = (0..5)
+            .map(|i| pb::Metric {
+                key: "k".into(),
+                value: if i == 2 { f64::NAN } else { i as f64 },
+                timestamp: 100 + i,
+                step: i,
+            })
+            .collect();
+        let refs: Vec<&pb::Metric> = pts.iter().collect();
+        let data = encode_chunk(&refs);
+        assert_eq!(data.len(), 5 * POINT);
+        let mut out = pb::GetMetricHistoryResponse::default();
+        decode_chunk(&data, 1, 3, &mut out);
+        assert_eq!(out.steps, [1, 2, 3]);
+        assert_eq!(out.timestamps, [101, 102, 103]);
+        assert!(out.values[1].is_nan());
+        assert_eq!(out.values[2], 3.0);
+    }
+
+    #[test]
+    fn latest_order() {
+        let m = |step, timestamp, value| pb::Metric {
+            key: "k".into(),
+            value,
+            timestamp,
+            step,
+        };
+        assert!(newer(&m(2, 0, 0.0), &m(1, 9, 9.0)));
+        assert!(newer(&m(1, 2, 0.0), &m(1, 1, 9.0)));
+        assert!(newer(&m(1, 1, 2.0), &m(1, 1, 1.0)));
+        assert!(!newer(&m(1, 1, 1.0), &m(1, 1, 1.0)));
+        assert_eq!(parse_history_token("12:3").unwrap(), (12, 3));
+        assert!(parse_history_token("x").is_err());
+    }
+}

@@ -1,0 +1,209 @@
+{{/*
+Shared helpers. Service templates call them with a context dict:
+  (dict "root" $ "service" "tracking")
+where "service" is the service's name as in its binary (mlops-<service>) and its
+environment prefix (MLOPS_<SERVICE>_); its values block is the camelCase key
+(feature-store -> featureStore).
+*/}}
+
+{{/* The chart name. */}}
+{{- define "mlops.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release-based prefix of every resource name. */}}
+{{- define "mlops.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A service's resource name: <fullname>-<service>. */}}
+{{- define "mlops.serviceFullname" -}}
+{{- printf "%s-%s" (include "mlops.fullname" .root) .service | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The key of a service's values block: feature-store -> featureStore. */}}
+{{- define "mlops.valuesKey" -}}
+{{- .service | replace "-" "_" | camelcase | untitle -}}
+{{- end -}}
+
+{{/* The prefix of a service's settings variables: MLOPS_TRACKING_. */}}
+{{- define "mlops.envPrefix" -}}
+{{- printf "MLOPS_%s_" (.service | upper | replace "-" "_") -}}
+{{- end -}}
+
+{{/* The Prometheus job label of a service, the same in Kubernetes and in deploy/compose.yaml. */}}
+{{- define "mlops.job" -}}
+{{- printf "mlops-%s" .service -}}
+{{- end -}}
+
+{{/* The chart label value. */}}
+{{- define "mlops.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels of a service: stable across upgrades. */}}
+{{- define "mlops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlops.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .service }}
+{{- end -}}
+
+{{/* Labels of every resource of a service. */}}
+{{- define "mlops.labels" -}}
+helm.sh/chart: {{ include "mlops.chart" .root }}
+{{ include "mlops.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: mlops
+{{- end -}}
+
+{{/* Labels of resources that belong to no single service. */}}
+{{- define "mlops.commonLabels" -}}
+helm.sh/chart: {{ include "mlops.chart" . }}
+app.kubernetes.io/name: {{ include "mlops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mlops
+{{- end -}}
+
+{{/* The ServiceAccount the services run as. */}}
+{{- define "mlops.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "mlops.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A service's image reference: its own override, else global.image; the tag defaults to appVersion. */}}
+{{- define "mlops.image" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- $g := .root.Values.global.image -}}
+{{- $repo := default $g.repository $v.image.repository -}}
+{{- $tag := default (default .root.Chart.AppVersion $g.tag) $v.image.tag | toString -}}
+{{- if hasPrefix "sha256:" $tag -}}
+{{- printf "%s@%s" $repo $tag -}}
+{{- else -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A service's image pull policy. */}}
+{{- define "mlops.imagePullPolicy" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- default .root.Values.global.image.pullPolicy $v.image.pullPolicy -}}
+{{- end -}}
+
+{{/* A value as an environment string; Helm reads YAML integers as floats, so 16777216 must not become 1.6777216e+07. */}}
+{{- define "mlops.envString" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) -}}
+{{- int64 . | toString -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The environment of a service's container, as a YAML list. In order of
+precedence, lowest first: what the chart derives from the global blocks, the
+service's `env` settings, its `extraEnv` entries; a later entry replaces an
+earlier one of the same name, so no variable appears twice.
+"uses" names the global blocks the service reads: database, bus, artifacts, auth.
+*/}}
+{{- define "mlops.env" -}}
+{{- $root := .root -}}
+{{- $v := index $root.Values (include "mlops.valuesKey" .) -}}
+{{- $p := include "mlops.envPrefix" . -}}
+{{- $uses := default (list) .uses -}}
+{{- $env := dict -}}
+{{- $_ := set $env "RUST_LOG" (dict "name" "RUST_LOG" "value" $root.Values.global.log.level) -}}
+{{- $_ := set $env "MLOPS_LOG_FORMAT" (dict "name" "MLOPS_LOG_FORMAT" "value" $root.Values.global.log.format) -}}
+{{- with $root.Values.global.otlpEndpoint -}}
+{{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" .) -}}
+{{- end -}}
+{{- $n := printf "%sLISTEN_ADDR" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" (printf "0.0.0.0:%d" (int $v.service.grpcPort))) -}}
+{{- $n = printf "%sADMIN_ADDR" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" (printf "0.0.0.0:%d" (int $v.service.adminPort))) -}}
+{{- if has "database" $uses -}}
+{{- $db := $root.Values.database -}}
+{{- $n = printf "%sDATABASE_URL" $p -}}
+{{- if $db.existingSecret -}}
+{{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" $db.existingSecret "key" $db.existingSecretKey))) -}}
+{{- else if $db.url -}}
+{{- $_ := set $env $n (dict "name" $n "value" $db.url) -}}
+{{- end -}}
+{{- end -}}
+{{- if has "bus" $uses -}}
+{{- $n = printf "%sBUS" $p -}}
+{{- if $root.Values.kafka.brokers -}}
+{{- $_ := set $env $n (dict "name" $n "value" "kafka") -}}
+{{- $n = printf "%sKAFKA_BROKERS" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" $root.Values.kafka.brokers) -}}
+{{- else -}}
+{{- $_ := set $env $n (dict "name" $n "value" "in-process") -}}
+{{- end -}}
+{{- end -}}
+{{- if has "artifacts" $uses -}}
+{{- $a := $root.Values.artifacts -}}
+{{- with $a.root -}}
+{{- $n = printf "%sARTIFACT_ROOT" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" .) -}}
+{{- end -}}
+{{- with $a.s3.existingSecret -}}
+{{- $_ := set $env "AWS_ACCESS_KEY_ID" (dict "name" "AWS_ACCESS_KEY_ID" "valueFrom" (dict "secretKeyRef" (dict "name" . "key" $a.s3.accessKeyIdKey))) -}}
+{{- $_ := set $env "AWS_SECRET_ACCESS_KEY" (dict "name" "AWS_SECRET_ACCESS_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" . "key" $a.s3.secretAccessKeyKey))) -}}
+{{- end -}}
+{{- with $a.s3.region -}}
+{{- $_ := set $env "AWS_REGION" (dict "name" "AWS_REGION" "value" .) -}}
+{{- end -}}
+{{- with $a.s3.endpoint -}}
+{{- $_ := set $env "AWS_ENDPOINT" (dict "name" "AWS_ENDPOINT" "value" .) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (has "auth" $uses) $root.Values.auth.existingSecret -}}
+{{- $n = printf "%sAUTH_TOKENS" $p -}}
+{{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" $root.Values.auth.existingSecret "key" $root.Values.auth.existingSecretKey))) -}}
+{{- end -}}
+{{- range $k, $val := $v.env -}}
+{{- $n = printf "%s%s" $p (upper $k) -}}
+{{- $_ := set $env $n (dict "name" $n "value" (include "mlops.envString" $val)) -}}
+{{- end -}}
+{{- range $v.extraEnv -}}
+{{- $_ := set $env .name . -}}
+{{- end -}}
+{{- range $k := keys $env | sortAlpha }}
+- {{ index $env $k | toYaml | nindent 2 | trim }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Refuses values that would install something broken, with a message saying what
+to set instead. Called by each service's Deployment.
+*/}}
+{{- define "mlops.validate" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- $key := include "mlops.valuesKey" . -}}
+{{- $db := .root.Values.database -}}
+{{- $uses := default (list) .uses -}}
+{{- if and $db.url $db.existingSecret -}}
+{{- fail "database: set either url or existingSecret, not both" -}}
+{{- end -}}
+{{- $many := or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled -}}
+{{- if and $many (has "database" $uses) (not $db.existingSecret) (or (not $db.url) (hasPrefix "sqlite" $db.url)) -}}
+{{- fail (printf "%s: more than one replica needs a shared database (database.existingSecret naming a Secret with a postgres:// URL); SQLite lives inside one pod" $key) -}}
+{{- end -}}
+{{- if and $many (has "artifacts" $uses) (not (hasPrefix "s3://" (toString .root.Values.artifacts.root))) -}}
+{{- fail (printf "%s: more than one replica needs a shared artifact store (artifacts.root: s3://bucket/prefix); a local directory lives inside one pod" $key) -}}
+{{- end -}}
+{{- end -}}

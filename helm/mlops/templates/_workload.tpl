@@ -1,0 +1,313 @@
+{{/*
+The resources of one service, rendered from its values block. Every service's
+template set (templates/<service>/*.yaml) is a list of includes of these with
+the context (dict "root" $ "service" "<name>"); the Deployment's context also
+says which global blocks the service reads ("uses").
+*/}}
+
+{{/* Deployment. */}}
+{{- define "mlops.deployment" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- if $v.enabled -}}
+{{- include "mlops.validate" . -}}
+{{- $root := .root -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "mlops.serviceFullname" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+spec:
+  {{- if not $v.autoscaling.enabled }}
+  replicas: {{ $v.replicaCount }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "mlops.selectorLabels" . | nindent 6 }}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 0
+  template:
+    metadata:
+      labels:
+        {{- include "mlops.labels" . | nindent 8 }}
+        {{- with $v.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- with $v.podAnnotations }}
+      annotations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    spec:
+      serviceAccountName: {{ include "mlops.serviceAccountName" $root }}
+      automountServiceAccountToken: false
+      {{- with $root.Values.global.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $root.Values.global.podSecurityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+      containers:
+        - name: {{ .service }}
+          image: {{ include "mlops.image" . | quote }}
+          imagePullPolicy: {{ include "mlops.imagePullPolicy" . }}
+          command: [{{ printf "mlops-%s" .service | quote }}]
+          {{- with $v.args }}
+          args:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          ports:
+            - name: grpc
+              containerPort: {{ $v.service.grpcPort }}
+              protocol: TCP
+            - name: admin
+              containerPort: {{ $v.service.adminPort }}
+              protocol: TCP
+          env:
+            {{- include "mlops.env" . | trim | nindent 12 }}
+          {{- with $v.startupProbe }}
+          startupProbe:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with $v.livenessProbe }}
+          livenessProbe:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with $v.readinessProbe }}
+          readinessProbe:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- if gt (int $v.preStopSleepSeconds) 0 }}
+          lifecycle:
+            preStop:
+              exec:
+                command: ["sleep", {{ int $v.preStopSleepSeconds | toString | quote }}]
+          {{- end }}
+          {{- with $v.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with $root.Values.global.securityContext }}
+          securityContext:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          volumeMounts:
+            # SQLite and the local artifact directory when no database or S3 is set.
+            - name: data
+              mountPath: /var/lib/mlops/data
+            - name: tmp
+              mountPath: /tmp
+            {{- with $v.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+      volumes:
+        - name: data
+          emptyDir: {}
+        - name: tmp
+          emptyDir: {}
+        {{- with $v.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- with $v.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* Service: the gRPC port and the admin port. */}}
+{{- define "mlops.service" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- if $v.enabled -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "mlops.serviceFullname" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+  {{- with $v.service.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ $v.service.type }}
+  selector:
+    {{- include "mlops.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: grpc
+      port: {{ $v.service.grpcPort }}
+      targetPort: grpc
+      protocol: TCP
+      appProtocol: grpc
+    - name: admin
+      port: {{ $v.service.adminPort }}
+      targetPort: admin
+      protocol: TCP
+      appProtocol: http
+{{- end -}}
+{{- end -}}
+
+{{/* ServiceMonitor scraping the admin port; the job label is mlops-<service>, as in deploy/prometheus. */}}
+{{- define "mlops.serviceMonitor" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- $sm := .root.Values.metrics.serviceMonitor -}}
+{{- if and $v.enabled $sm.enabled -}}
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ include "mlops.serviceFullname" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+    {{- with $sm.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "mlops.selectorLabels" . | nindent 6 }}
+  namespaceSelector:
+    matchNames:
+      - {{ .root.Release.Namespace }}
+  endpoints:
+    - port: admin
+      path: /metrics
+      {{- with $sm.interval }}
+      interval: {{ . }}
+      {{- end }}
+      {{- with $sm.scrapeTimeout }}
+      scrapeTimeout: {{ . }}
+      {{- end }}
+      relabelings:
+        - action: replace
+          targetLabel: job
+          replacement: {{ include "mlops.job" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* PrometheusRule: the service's group (mlops-<service>) of rules/alerts.yml. */}}
+{{- define "mlops.prometheusRule" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- $pr := .root.Values.metrics.prometheusRule -}}
+{{- if and $v.enabled $pr.enabled -}}
+{{- $file := .root.Files.Get "rules/alerts.yml" | fromYaml -}}
+{{- $name := include "mlops.job" . -}}
+{{- $groups := list -}}
+{{- range $file.groups -}}
+{{- if eq .name $name -}}
+{{- $groups = append $groups . -}}
+{{- end -}}
+{{- end -}}
+{{- if not $groups -}}
+{{- fail (printf "rules/alerts.yml has no group named %s" $name) -}}
+{{- end -}}
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: {{ include "mlops.serviceFullname" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+    {{- with $pr.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  groups:
+    {{- toYaml $groups | nindent 4 }}
+{{- end -}}
+{{- end -}}
+
+{{/* ConfigMap with the service's Grafana dashboard (dashboards/<service>.json) for the Grafana sidecar. */}}
+{{- define "mlops.dashboard" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- $d := .root.Values.dashboards -}}
+{{- if and $v.enabled $d.enabled -}}
+{{- $path := printf "dashboards/%s.json" .service -}}
+{{- $json := .root.Files.Get $path -}}
+{{- if not $json -}}
+{{- fail (printf "the chart has no %s" $path) -}}
+{{- end -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ printf "%s-dashboard" (include "mlops.serviceFullname" .) | trunc 63 | trimSuffix "-" }}
+  namespace: {{ default .root.Release.Namespace $d.namespace }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+    {{ $d.label }}: {{ $d.labelValue | quote }}
+  {{- with $d.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+data:
+  {{ printf "mlops-%s.json" .service }}: |-
+    {{- $json | nindent 4 }}
+{{- end -}}
+{{- end -}}
+
+{{/* HorizontalPodAutoscaler on CPU. */}}
+{{- define "mlops.hpa" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- if and $v.enabled $v.autoscaling.enabled -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "mlops.serviceFullname" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "mlops.serviceFullname" . }}
+  minReplicas: {{ $v.autoscaling.minReplicas }}
+  maxReplicas: {{ $v.autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $v.autoscaling.targetCPUUtilizationPercentage }}
+{{- end -}}
+{{- end -}}
+
+{{/* PodDisruptionBudget. */}}
+{{- define "mlops.pdb" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- if and $v.enabled $v.podDisruptionBudget.enabled -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "mlops.serviceFullname" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ $v.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "mlops.selectorLabels" . | nindent 6 }}
+{{- end -}}
+{{- end -}}
