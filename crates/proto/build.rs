@@ -10,13 +10,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mlops/events/v1/tracking.proto",
     ];
     if std::env::var_os("PROTOC").is_none() {
-        // SAFETY-free: build scripts are single threaded; edition 2021 keeps set_var safe.
+        // Build scripts are single threaded, so setting the variable is sound.
         std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("mlops_descriptor.bin"))
-        .compile_protos(&protos.map(|p| root.join(p)), &[root.clone()])?;
+        .compile_protos(&protos.map(|p| root.join(p)), std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

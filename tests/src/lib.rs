@@ -1,1 +1,274 @@
-//! sandbox
+//! The test sandbox: any set of services in one process on `127.0.0.1:0`, with
+//! either database (SQLite in a temp dir, or a fresh PostgreSQL database) and
+//! either bus (in-process, or the Kafka-protocol broker the test script started).
+//!
+//! Environment, set by `make test` (`scripts/test.sh`):
+//! - `MLOPS_TEST_POSTGRES_URL`: a PostgreSQL URL whose user may create databases
+//!   (default `postgres://postgres@127.0.0.1:5432/test`);
+//! - `MLOPS_TEST_KAFKA_BROKERS`: the broker's address; tests on Kafka fail without it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mlops_events::memory::InProcessBus;
+use mlops_events::{BusArgs, BusKind, EventBus};
+use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use mlops_runtime::shutdown::CancellationToken;
+use mlops_tracking::{Tracking, TrackingConfig};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// Which metadata database the services use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file per service in the sandbox's temp dir.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// Which event bus the services use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    /// One in-process bus shared by the sandbox's services.
+    InProcess,
+    /// The Kafka-protocol broker at `MLOPS_TEST_KAFKA_BROKERS`.
+    Kafka,
+}
+
+/// The services a sandbox can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Experiment tracking.
+    Tracking,
+}
+
+/// The PostgreSQL URL tests use to create their databases.
+pub fn postgres_admin_url() -> String {
+    std::env::var("MLOPS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The Kafka brokers of the test broker; panics with instructions when unset.
+pub fn kafka_brokers() -> String {
+    std::env::var("MLOPS_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!("MLOPS_TEST_KAFKA_BROKERS is not set: run the tests with `make test`, which starts a tansu broker")
+    })
+}
+
+/// Creates an empty PostgreSQL database and returns its URL.
+pub async fn fresh_postgres_database() -> anyhow::Result<String> {
+    sqlx_any_install();
+    let admin = postgres_admin_url();
+    let name = format!("mlops_it_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach PostgreSQL at {admin} ({e}); start it or set MLOPS_TEST_POSTGRES_URL"
+            )
+        })?;
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await?;
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    Ok(format!("{base}/{name}"))
+}
+
+fn sqlx_any_install() {
+    sqlx::any::install_default_drivers();
+}
+
+/// Bus settings for a sandbox on `bus`.
+pub fn bus_args(bus: Bus) -> BusArgs {
+    BusArgs {
+        bus: match bus {
+            Bus::InProcess => BusKind::InProcess,
+            Bus::Kafka => BusKind::Kafka,
+        },
+        kafka_brokers: if bus == Bus::Kafka {
+            kafka_brokers()
+        } else {
+            String::new()
+        },
+        kafka_partitions: 3,
+        kafka_session_timeout_ms: 6000,
+        kafka_message_timeout_ms: 60_000,
+    }
+}
+
+/// A change to a service's config before it starts.
+pub type Tweak<C> = Box<dyn FnOnce(&mut C) + Send>;
+
+/// How to build a sandbox.
+pub struct SandboxBuilder {
+    database: Database,
+    bus: Bus,
+    services: Vec<Service>,
+    tracking_tweak: Option<Tweak<TrackingConfig>>,
+}
+
+impl SandboxBuilder {
+    /// Uses `database`.
+    pub fn database(mut self, database: Database) -> Self {
+        self.database = database;
+        self
+    }
+
+    /// Uses `bus`.
+    pub fn bus(mut self, bus: Bus) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    /// Starts the tracking service, with its config adjusted by `tweak`.
+    pub fn tracking_with(
+        mut self,
+        tweak: impl FnOnce(&mut TrackingConfig) + Send + 'static,
+    ) -> Self {
+        self.services.push(Service::Tracking);
+        self.tracking_tweak = Some(Box::new(tweak));
+        self
+    }
+
+    /// Starts the tracking service.
+    pub fn tracking(self) -> Self {
+        self.tracking_with(|_| {})
+    }
+
+    /// Starts every requested service and waits until they listen.
+    pub async fn start(self) -> anyhow::Result<Sandbox> {
+        let dir = tempfile::tempdir()?;
+        let in_process = InProcessBus::new();
+        let bus: Arc<dyn EventBus> = match self.bus {
+            Bus::InProcess => Arc::new(in_process.clone()),
+            Bus::Kafka => mlops_events::connect(&bus_args(Bus::Kafka), None)?,
+        };
+        let shutdown = CancellationToken::new();
+        let mut sandbox = Sandbox {
+            tracking: None,
+            bus,
+            in_process: (self.bus == Bus::InProcess).then_some(in_process),
+            database: self.database,
+            shutdown,
+            tasks: vec![],
+            dir,
+        };
+        if self.services.contains(&Service::Tracking) {
+            let mut config =
+                TrackingConfig::local(sandbox.dir.path(), "127.0.0.1:0", "127.0.0.1:0");
+            config.bus = bus_args(self.bus);
+            config.lease_check_interval_ms = 100;
+            if self.database == Database::Postgres {
+                config.database_url = fresh_postgres_database().await?;
+            }
+            if let Some(tweak) = self.tracking_tweak {
+                tweak(&mut config);
+            }
+            let database_url = config.database_url.clone();
+            let t = Tracking::bind(config, Some(sandbox.bus.clone())).await?;
+            let endpoints = Endpoints {
+                grpc: t.grpc_addr(),
+                admin: t.admin_addr(),
+                database_url,
+                store: t.store().clone(),
+            };
+            sandbox
+                .tasks
+                .push(tokio::spawn(t.run(sandbox.shutdown.clone())));
+            sandbox.tracking = Some(endpoints);
+        }
+        Ok(sandbox)
+    }
+}
+
+/// Where one started service listens.
+#[derive(Clone)]
+pub struct Endpoints {
+    /// The gRPC address.
+    pub grpc: SocketAddr,
+    /// The admin HTTP address.
+    pub admin: SocketAddr,
+    /// Its database.
+    pub database_url: String,
+    /// Its store, for looking under the API.
+    pub store: mlops_tracking::Store,
+}
+
+/// Services running in this process until [`Sandbox::stop`].
+pub struct Sandbox {
+    /// The tracking service, when started.
+    pub tracking: Option<Endpoints>,
+    /// The bus the services publish to.
+    pub bus: Arc<dyn EventBus>,
+    /// The in-process bus, when that is the bus.
+    pub in_process: Option<InProcessBus>,
+    /// The database kind.
+    pub database: Database,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// A builder: SQLite, in-process bus, no services yet.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder {
+            database: Database::Sqlite,
+            bus: Bus::InProcess,
+            services: vec![],
+            tracking_tweak: None,
+        }
+    }
+
+    /// The tracking service's endpoints; panics when it was not started.
+    pub fn tracking(&self) -> &Endpoints {
+        self.tracking
+            .as_ref()
+            .expect("the sandbox was built without .tracking()")
+    }
+
+    /// A gRPC client of the tracking service.
+    pub async fn tracking_client(&self) -> TrackingServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.tracking().grpc))
+            .expect("a valid uri")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("the sandbox's tracking service accepts connections");
+        TrackingServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// The sandbox's temporary directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Stops every service (drain, flush) and returns their results.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            t.await??;
+        }
+        Ok(())
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status code, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}

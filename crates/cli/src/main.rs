@@ -5,6 +5,9 @@
 //! - `mlops experiments ...`, `mlops runs ...`: talk gRPC to the tracking service,
 //!   with tables for people and `--json` for scripts.
 
+// Printing to stdout is this binary's job.
+#![allow(clippy::print_stdout)]
+
 mod table;
 mod tracking;
 mod up;

@@ -169,6 +169,10 @@ earlier one of the same name, so no variable appears twice.
 {{- end -}}
 {{- with $a.s3.endpoint -}}
 {{- $_ := set $env "AWS_ENDPOINT" (dict "name" "AWS_ENDPOINT" "value" .) -}}
+{{- if hasPrefix "http://" . -}}
+{{- /* object_store refuses plain HTTP unless told; an http:// endpoint (e.g. MinIO in the cluster) says so. */ -}}
+{{- $_ := set $env "AWS_ALLOW_HTTP" (dict "name" "AWS_ALLOW_HTTP" "value" "true") -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if and (has "auth" $uses) $root.Values.auth.existingSecret -}}

@@ -1,0 +1,263 @@
+//! Events over a real Kafka-protocol broker (tansu, started by the test script):
+//! a broker outage only delays events, and an idempotent consumer applies each
+//! exactly once, in order per run.
+
+use std::time::Duration;
+
+use mlops_events::consumer::IdempotentConsumer;
+use mlops_proto::tracking::v1 as pb;
+use mlops_storage::{Db, DbOptions, Migration};
+use mlops_tests::{Bus, Database, Sandbox};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use sqlx::Row;
+
+use crate::{experiment, metric, run};
+
+fn broker_pid() -> String {
+    std::env::var("MLOPS_TEST_KAFKA_PID")
+        .expect("MLOPS_TEST_KAFKA_PID is not set: run the tests with `make test`, which starts tansu and exports its pid")
+}
+
+fn signal(sig: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(broker_pid())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} failed");
+}
+
+async fn consumer_db(dir: &std::path::Path) -> Db {
+    let db = Db::connect(&DbOptions {
+        url: format!("sqlite://{}/consumer.db", dir.display()),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    db.migrate(
+        "consumer-outbox",
+        &mlops_events::outbox::migrations("consumer"),
+    )
+    .await
+    .unwrap();
+    db.migrate(
+        "consumer",
+        &[Migration {
+            version: 1,
+            name: "seen".into(),
+            sqlite: "CREATE TABLE seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, run_id TEXT NOT NULL, ce_type TEXT NOT NULL);".into(),
+            postgres: String::new().into(),
+        }],
+    )
+    .await
+    .unwrap();
+    db
+}
+
+async fn one_run(c: &mut crate::Client, exp: &str) -> String {
+    let r = run(c, exp).await;
+    c.log_batch(pb::LogBatchRequest {
+        run_id: r.clone(),
+        metrics: vec![metric("auc", 0.9, 1)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    c.update_run(pb::UpdateRunRequest {
+        run_id: r.clone(),
+        status: pb::RunStatus::Finished as i32,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
+    let sb = Sandbox::builder()
+        .database(Database::Sqlite)
+        .bus(Bus::Kafka)
+        .tracking()
+        .start()
+        .await
+        .unwrap();
+    let mut c = sb.tracking_client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = consumer_db(dir.path()).await;
+    let consumer = IdempotentConsumer::new(db.clone(), "consumer", "runs-projection");
+    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
+    let sub = sb
+        .bus
+        .subscribe(&group, &[mlops_tracking::RUNS_TOPIC])
+        .await
+        .unwrap();
+    let stop = mlops_runtime::shutdown::CancellationToken::new();
+    let worker = {
+        let consumer = consumer.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            consumer
+                .run(sub, stop, |e, tx| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO seen (event_id, run_id, ce_type) VALUES ($1, $2, $3)",
+                        )
+                        .bind(&e.id)
+                        .bind(&e.key)
+                        .bind(&e.ce_type)
+                        .execute(&mut **tx)
+                        .await
+                        .map(|_| ())
+                    })
+                })
+                .await
+        })
+    };
+
+    let exp = experiment(&mut c, "kafka").await;
+    let mut runs = vec![];
+    for _ in 0..5 {
+        runs.push(one_run(&mut c, &exp).await);
+    }
+    // The broker freezes; the service keeps taking writes, the outbox holds the events.
+    signal("STOP");
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        runs.push(one_run(&mut c, &exp).await);
+    }
+    let writes_during_outage = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal("CONT");
+    assert!(
+        writes_during_outage < Duration::from_secs(3),
+        "writes must not wait for the bus: {writes_during_outage:?}"
+    );
+
+    let expected = runs.len() * 2;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seen")
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        if n as usize >= expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {n} of {expected} events arrived after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A redelivered event (same id) changes nothing.
+    let first = sqlx::query("SELECT event_id FROM seen ORDER BY seq LIMIT 1")
+        .fetch_one(db.reader())
+        .await
+        .unwrap();
+    let first_id: String = first.get(0);
+    let rows = sqlx::query("SELECT event_id, run_id, ce_type FROM seen ORDER BY seq")
+        .fetch_all(db.reader())
+        .await
+        .unwrap();
+    let dup = mlops_events::Envelope {
+        id: first_id.clone(),
+        ..mlops_events::Envelope::new(
+            mlops_tracking::RUNS_TOPIC,
+            "/test",
+            "mlops.events.v1.RunCreated",
+            &rows[0].get::<String, _>(1),
+            String::new(),
+            vec![],
+        )
+    };
+    sb.bus.publish(&[dup]).await.1.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    worker.await.unwrap();
+
+    let rows = sqlx::query("SELECT event_id, run_id, ce_type FROM seen ORDER BY seq")
+        .fetch_all(db.reader())
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        expected,
+        "every event applied exactly once (the redelivery was skipped)"
+    );
+    let mut ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), expected);
+    for r in &runs {
+        let types: Vec<String> = rows
+            .iter()
+            .filter(|row| row.get::<String, _>(1) == *r)
+            .map(|row| row.get(2))
+            .collect();
+        assert_eq!(
+            types,
+            ["mlops.events.v1.RunCreated", "mlops.events.v1.RunFinished"],
+            "run {r}"
+        );
+    }
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_use_the_cloudevents_binary_binding() {
+    let sb = Sandbox::builder()
+        .database(Database::Postgres)
+        .bus(Bus::Kafka)
+        .tracking()
+        .start()
+        .await
+        .unwrap();
+    let mut c = sb.tracking_client().await;
+    let exp = experiment(&mut c, "binding").await;
+    let r = run(&mut c, &exp).await;
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", mlops_tests::kafka_brokers())
+        .set("group.id", format!("raw-{}", uuid::Uuid::new_v4().simple()))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("broker.address.family", "v4")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[mlops_tracking::RUNS_TOPIC]).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .expect("the run's event arrives")
+            .unwrap();
+        if msg.key() != Some(r.as_bytes()) {
+            continue;
+        }
+        let headers: std::collections::HashMap<String, String> = msg
+            .headers()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h.key.to_owned(),
+                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(headers["ce_specversion"], "1.0");
+        assert_eq!(headers["ce_type"], "mlops.events.v1.RunCreated");
+        assert_eq!(headers["ce_source"], "/mlops/tracking");
+        assert_eq!(headers["ce_subject"], format!("runs/{r}"));
+        assert_eq!(headers["content-type"], "application/protobuf");
+        assert!(!headers["ce_id"].is_empty() && headers["ce_time"].contains('T'));
+        let created: mlops_proto::events::v1::RunCreated =
+            prost::Message::decode(msg.payload().unwrap()).unwrap();
+        assert_eq!(created.run_id, r);
+        break;
+    }
+    sb.stop().await.unwrap();
+}

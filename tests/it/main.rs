@@ -1,0 +1,99 @@
+//! Integration tests over real gRPC, SQLite, PostgreSQL and a Kafka-protocol
+//! broker, in one binary (one link on a two-core machine).
+
+mod events;
+mod kafka;
+mod ops;
+mod tracking;
+
+use mlops_proto::tracking::v1 as pb;
+use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use mlops_tests::{Database, Sandbox};
+use tonic::transport::Channel;
+
+type Client = TrackingServiceClient<Channel>;
+
+/// A sandbox with the tracking service on `db` and the in-process bus.
+async fn tracking_on(db: Database) -> (Sandbox, Client) {
+    let sb = Sandbox::builder()
+        .database(db)
+        .tracking()
+        .start()
+        .await
+        .expect("sandbox starts");
+    let c = sb.tracking_client().await;
+    (sb, c)
+}
+
+/// Creates an experiment with a unique name and returns its id.
+async fn experiment(c: &mut Client, prefix: &str) -> String {
+    c.create_experiment(pb::CreateExperimentRequest {
+        name: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+        ..Default::default()
+    })
+    .await
+    .expect("create experiment")
+    .into_inner()
+    .experiment_id
+}
+
+/// Creates a run in `exp` and returns its id.
+async fn run(c: &mut Client, exp: &str) -> String {
+    c.create_run(pb::CreateRunRequest {
+        experiment_id: exp.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("create run")
+    .into_inner()
+    .run
+    .and_then(|r| r.info)
+    .map(|i| i.run_id)
+    .expect("a run id")
+}
+
+fn metric(key: &str, value: f64, step: i64) -> pb::Metric {
+    pb::Metric {
+        key: key.into(),
+        value,
+        timestamp: 1_700_000_000_000 + step,
+        step,
+    }
+}
+
+fn param(key: &str, value: &str) -> pb::Param {
+    pb::Param {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn tag(key: &str, value: &str) -> pb::Tag {
+    pb::Tag {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+/// Runs each listed `async fn name(db: Database)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(mlops_tests::Database::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(mlops_tests::Database::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,202 @@
+//! What operators rely on: auth, health, reflection, the admin port, overload.
+
+use std::time::Duration;
+
+use mlops_proto::tracking::v1 as pb;
+use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use mlops_tests::{http_get, Database, Sandbox};
+use tonic::transport::Channel;
+use tonic::Code;
+
+async fn client_with_token(
+    sb: &Sandbox,
+    token: Option<&str>,
+) -> TrackingServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, impl tonic::service::Interceptor>,
+> {
+    let channel = Channel::from_shared(format!("http://{}", sb.tracking().grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let header: Option<tonic::metadata::MetadataValue<_>> =
+        token.map(|t| format!("Bearer {t}").parse().unwrap());
+    TrackingServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        if let Some(h) = &header {
+            req.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(req)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_and_roles() {
+    let sb = Sandbox::builder()
+        .tracking_with(|c| {
+            c.auth_tokens = "read-tok:reader,write-tok:writer,admin-tok:admin"
+                .parse()
+                .unwrap()
+        })
+        .start()
+        .await
+        .unwrap();
+    let create = || pb::CreateExperimentRequest {
+        name: format!("auth-{}", uuid::Uuid::new_v4().simple()),
+        ..Default::default()
+    };
+    let mut anon = client_with_token(&sb, None).await;
+    let e = anon
+        .get_experiment(pb::GetExperimentRequest {
+            experiment_id: "0".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(e.message().contains("Bearer"));
+    let mut wrong = client_with_token(&sb, Some("guess")).await;
+    assert_eq!(
+        wrong
+            .get_experiment(pb::GetExperimentRequest {
+                experiment_id: "0".into()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    let mut reader = client_with_token(&sb, Some("read-tok")).await;
+    reader
+        .get_experiment(pb::GetExperimentRequest {
+            experiment_id: "0".into(),
+        })
+        .await
+        .unwrap();
+    let denied = reader.create_experiment(create()).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(denied.message().contains("writer"), "{}", denied.message());
+    let mut writer = client_with_token(&sb, Some("write-tok")).await;
+    let id = writer
+        .create_experiment(create())
+        .await
+        .unwrap()
+        .into_inner()
+        .experiment_id;
+    let not_admin = writer
+        .delete_experiment(pb::DeleteExperimentRequest {
+            experiment_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(not_admin.code(), Code::PermissionDenied);
+    let mut admin = client_with_token(&sb, Some("admin-tok")).await;
+    admin
+        .delete_experiment(pb::DeleteExperimentRequest { experiment_id: id })
+        .await
+        .unwrap();
+
+    // Health stays open for probes.
+    let channel = Channel::from_shared(format!("http://{}", sb.tracking().grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "mlops.tracking.v1.TrackingService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_port_metrics_health_readiness() {
+    let sb = Sandbox::builder().tracking().start().await.unwrap();
+    let mut c = sb.tracking_client().await;
+    c.get_experiment(pb::GetExperimentRequest {
+        experiment_id: "0".into(),
+    })
+    .await
+    .unwrap();
+    let _ = c
+        .get_experiment(pb::GetExperimentRequest {
+            experiment_id: "x".into(),
+        })
+        .await;
+    let admin = sb.tracking().admin;
+    assert_eq!(http_get(admin, "/healthz").await.unwrap().0, 200);
+    let (code, body) = http_get(admin, "/readyz").await.unwrap();
+    assert_eq!((code, body.trim()), (200, "ready"));
+    let (code, metrics) = http_get(admin, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .contains("mlops_tracking_grpc_requests_total{code=\"OK\",method=\"GetExperiment\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "mlops_tracking_grpc_requests_total{code=\"INVALID_ARGUMENT\",method=\"GetExperiment\"}"
+    ));
+    assert!(metrics.contains("mlops_tracking_grpc_request_duration_seconds_bucket"));
+    assert!(metrics.contains("mlops_tracking_build_info"));
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_resource_exhausted_and_the_service_survives() {
+    for db in [Database::Sqlite, Database::Postgres] {
+        let sb = Sandbox::builder()
+            .database(db)
+            .tracking_with(|c| {
+                c.db_max_connections = 1;
+                c.db_acquire_timeout_ms = 10;
+            })
+            .start()
+            .await
+            .unwrap();
+        let mut c = sb.tracking_client().await;
+        let exp = crate::experiment(&mut c, "overload").await;
+        for _ in 0..30 {
+            crate::run(&mut c, &exp).await;
+        }
+        let mut tasks = vec![];
+        for _ in 0..48 {
+            let mut c = sb.tracking_client().await;
+            let exp = exp.clone();
+            tasks.push(tokio::spawn(async move {
+                let req = pb::SearchRunsRequest {
+                    experiment_ids: vec![exp],
+                    filter: "attributes.status = 'RUNNING'".into(),
+                    ..Default::default()
+                };
+                tokio::time::timeout(Duration::from_secs(20), c.search_runs(req)).await
+            }));
+        }
+        let mut exhausted = 0;
+        for t in tasks {
+            match t.await.unwrap().expect("no request hangs") {
+                Ok(r) => assert_eq!(r.into_inner().runs.len(), 30),
+                Err(s) => {
+                    assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+                    assert!(s.message().contains("retry"));
+                    exhausted += 1;
+                }
+            }
+        }
+        assert!(
+            exhausted > 0,
+            "{db:?}: 48 concurrent searches on one connection with a 10 ms wait should overflow"
+        );
+        c.get_experiment(pb::GetExperimentRequest { experiment_id: exp })
+            .await
+            .expect("still serving");
+        sb.stop().await.unwrap();
+    }
+}
