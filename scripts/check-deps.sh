@@ -12,7 +12,7 @@ for p in json.load(sys.stdin)["packages"]:
     if p["name"] in services:
         for d in p["dependencies"]:
             if d["name"] in services:
-                bad.append(f"{p[\"name\"]} depends on {d[\"name\"]}")
+                bad.append(p["name"] + " depends on " + d["name"])
 if bad:
     print("service crates must not depend on each other:\n  " + "\n  ".join(bad))
     sys.exit(1)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make bench`: release-build benchmarks; figures on stdout, JSON lines in
+# $CARGO_TARGET_DIR/bench/ours.jsonl (compare: ../shared/bench/peers/summarize.py).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+source scripts/lib.sh
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+ensure_postgres
+export MLOPS_TEST_POSTGRES_URL=${MLOPS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+export MLOPS_BENCH_OUT=${MLOPS_BENCH_OUT:-$CARGO_TARGET_DIR/bench/ours.jsonl}
+: > "$MLOPS_BENCH_OUT"
+RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench tracking
+drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
+echo "compare with MLflow: python ../shared/bench/peers/summarize.py <peers results.jsonl> $MLOPS_BENCH_OUT --names mlflow,mlops"
