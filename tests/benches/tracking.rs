@@ -52,32 +52,49 @@ impl Rng {
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn new_experiment(c: &mut Client, name: &str) -> String {
-    c.create_experiment(pb::CreateExperimentRequest { name: format!("{name}-{}", uuid::Uuid::new_v4().simple()), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .experiment_id
+    c.create_experiment(pb::CreateExperimentRequest {
+        name: format!("{name}-{}", uuid::Uuid::new_v4().simple()),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .experiment_id
 }
 
 async fn new_run(c: &mut Client, exp: &str, start: i64, name: String) -> String {
-    c.create_run(pb::CreateRunRequest { experiment_id: exp.into(), start_time: Some(start), run_name: name, ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .info
-        .unwrap()
-        .run_id
+    c.create_run(pb::CreateRunRequest {
+        experiment_id: exp.into(),
+        start_time: Some(start),
+        run_name: name,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .run
+    .unwrap()
+    .info
+    .unwrap()
+    .run_id
 }
 
 fn p_values(rng: &mut Rng) -> Vec<String> {
     (0..10)
-        .map(|j| if j == 0 { ["a", "b", "c", "d"][(rng.next() % 4) as usize].to_owned() } else { format!("v{}", rng.next() % 1000) })
+        .map(|j| {
+            if j == 0 {
+                ["a", "b", "c", "d"][(rng.next() % 4) as usize].to_owned()
+            } else {
+                format!("v{}", rng.next() % 1000)
+            }
+        })
         .collect()
 }
 
@@ -98,17 +115,38 @@ async fn peer(c: &mut Client, backend: &str) -> serde_json::Value {
         }
         let tl = Instant::now();
         for (j, v) in p.iter().enumerate() {
-            c.log_param(pb::LogParamRequest { run_id: r.clone(), param: Some(pb::Param { key: format!("p{j}"), value: v.clone() }) }).await.unwrap();
-        }
-        for (k, v) in m.iter().enumerate() {
-            c.log_metric(pb::LogMetricRequest { run_id: r.clone(), metric: Some(pb::Metric { key: format!("m{k}"), value: *v, timestamp: BASE + i, step: 0 }) })
-                .await
-                .unwrap();
-        }
-        log_time += tl.elapsed();
-        c.update_run(pb::UpdateRunRequest { run_id: r, status: pb::RunStatus::Finished as i32, end_time: Some(BASE + i + 1), ..Default::default() })
+            c.log_param(pb::LogParamRequest {
+                run_id: r.clone(),
+                param: Some(pb::Param {
+                    key: format!("p{j}"),
+                    value: v.clone(),
+                }),
+            })
             .await
             .unwrap();
+        }
+        for (k, v) in m.iter().enumerate() {
+            c.log_metric(pb::LogMetricRequest {
+                run_id: r.clone(),
+                metric: Some(pb::Metric {
+                    key: format!("m{k}"),
+                    value: *v,
+                    timestamp: BASE + i,
+                    step: 0,
+                }),
+            })
+            .await
+            .unwrap();
+        }
+        log_time += tl.elapsed();
+        c.update_run(pb::UpdateRunRequest {
+            run_id: r,
+            status: pb::RunStatus::Finished as i32,
+            end_time: Some(BASE + i + 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let ta = t0.elapsed().as_secs_f64();
 
@@ -116,8 +154,21 @@ async fn peer(c: &mut Client, backend: &str) -> serde_json::Value {
     let loss: Vec<f64> = (0..20_000).map(|_| rng.f64()).collect();
     let t0 = Instant::now();
     for s in (0..20_000).step_by(1000) {
-        let metrics = (s..s + 1000).map(|t| pb::Metric { key: "loss".into(), value: loss[t], timestamp: BASE + t as i64, step: t as i64 }).collect();
-        c.log_batch(pb::LogBatchRequest { run_id: rb.clone(), metrics, ..Default::default() }).await.unwrap();
+        let metrics = (s..s + 1000)
+            .map(|t| pb::Metric {
+                key: "loss".into(),
+                value: loss[t],
+                timestamp: BASE + t as i64,
+                step: t as i64,
+            })
+            .collect();
+        c.log_batch(pb::LogBatchRequest {
+            run_id: rb.clone(),
+            metrics,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let tb = t0.elapsed().as_secs_f64();
 
@@ -127,7 +178,12 @@ async fn peer(c: &mut Client, backend: &str) -> serde_json::Value {
     for _ in 0..20 {
         let t = Instant::now();
         let r = c
-            .search_runs(pb::SearchRunsRequest { experiment_ids: vec![exp.clone()], filter: filter.into(), max_results: 1000, ..Default::default() })
+            .search_runs(pb::SearchRunsRequest {
+                experiment_ids: vec![exp.clone()],
+                filter: filter.into(),
+                max_results: 1000,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -139,12 +195,17 @@ async fn peer(c: &mut Client, backend: &str) -> serde_json::Value {
     for _ in 0..5 {
         let t = Instant::now();
         let h = c
-            .get_metric_history(pb::GetMetricHistoryRequest { run_id: rb.clone(), metric_key: "loss".into(), ..Default::default() })
+            .get_metric_history(pb::GetMetricHistoryRequest {
+                run_id: rb.clone(),
+                metric_key: "loss".into(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
         hist.push(t.elapsed());
-        sum_ok = h.values.len() == 20_000 && (h.values.iter().sum::<f64>() - loss.iter().sum::<f64>()).abs() < 1e-6;
+        sum_ok = h.values.len() == 20_000
+            && (h.values.iter().sum::<f64>() - loss.iter().sum::<f64>()).abs() < 1e-6;
     }
     json!({
         "bench": "mlflow_tracking",
@@ -168,8 +229,21 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
     let r = new_run(c, &exp, BASE, "ingest".into()).await;
     let t0 = Instant::now();
     for b in 0..batches {
-        let metrics = (0..1000).map(|i| pb::Metric { key: "loss".into(), value: rng.f64(), timestamp: BASE + i, step: (b * 1000) as i64 + i }).collect();
-        c.log_batch(pb::LogBatchRequest { run_id: r.clone(), metrics, ..Default::default() }).await.unwrap();
+        let metrics = (0..1000)
+            .map(|i| pb::Metric {
+                key: "loss".into(),
+                value: rng.f64(),
+                timestamp: BASE + i,
+                step: (b * 1000) as i64 + i,
+            })
+            .collect();
+        c.log_batch(pb::LogBatchRequest {
+            run_id: r.clone(),
+            metrics,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let ingest_1 = (batches * 1000) as f64 / t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
@@ -179,8 +253,21 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
         let r = r.clone();
         tasks.push(tokio::spawn(async move {
             for b in 0..batches / 4 {
-                let metrics = (0..1000).map(|i| pb::Metric { key: format!("w{w}"), value: i as f64, timestamp: BASE + i, step: (b * 1000) as i64 + i }).collect();
-                c.log_batch(pb::LogBatchRequest { run_id: r.clone(), metrics, ..Default::default() }).await.unwrap();
+                let metrics = (0..1000)
+                    .map(|i| pb::Metric {
+                        key: format!("w{w}"),
+                        value: i as f64,
+                        timestamp: BASE + i,
+                        step: (b * 1000) as i64 + i,
+                    })
+                    .collect();
+                c.log_batch(pb::LogBatchRequest {
+                    run_id: r.clone(),
+                    metrics,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             }
         }));
     }
@@ -197,13 +284,33 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
         let p = p_values(&mut rng);
         c.log_batch(pb::LogBatchRequest {
             run_id: r.clone(),
-            params: p.iter().enumerate().map(|(j, v)| pb::Param { key: format!("p{j}"), value: v.clone() }).collect(),
-            metrics: (0..5).map(|k| pb::Metric { key: format!("m{k}"), value: rng.f64(), timestamp: BASE, step: 0 }).collect(),
+            params: p
+                .iter()
+                .enumerate()
+                .map(|(j, v)| pb::Param {
+                    key: format!("p{j}"),
+                    value: v.clone(),
+                })
+                .collect(),
+            metrics: (0..5)
+                .map(|k| pb::Metric {
+                    key: format!("m{k}"),
+                    value: rng.f64(),
+                    timestamp: BASE,
+                    step: 0,
+                })
+                .collect(),
             tags: vec![],
         })
         .await
         .unwrap();
-        c.update_run(pb::UpdateRunRequest { run_id: r, status: pb::RunStatus::Finished as i32, ..Default::default() }).await.unwrap();
+        c.update_run(pb::UpdateRunRequest {
+            run_id: r,
+            status: pb::RunStatus::Finished as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let runs_per_s = n_runs as f64 / t0.elapsed().as_secs_f64();
 
@@ -228,8 +335,24 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
                 }
                 c.log_batch(pb::LogBatchRequest {
                     run_id: r,
-                    params: p.iter().enumerate().map(|(j, v)| pb::Param { key: format!("p{j}"), value: v.clone() }).collect(),
-                    metrics: m.iter().enumerate().map(|(k, v)| pb::Metric { key: format!("m{k}"), value: *v, timestamp: BASE, step: 0 }).collect(),
+                    params: p
+                        .iter()
+                        .enumerate()
+                        .map(|(j, v)| pb::Param {
+                            key: format!("p{j}"),
+                            value: v.clone(),
+                        })
+                        .collect(),
+                    metrics: m
+                        .iter()
+                        .enumerate()
+                        .map(|(k, v)| pb::Metric {
+                            key: format!("m{k}"),
+                            value: *v,
+                            timestamp: BASE,
+                            step: 0,
+                        })
+                        .collect(),
                     tags: vec![],
                 })
                 .await
@@ -251,7 +374,12 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
             for _ in 0..50 {
                 let t = Instant::now();
                 let r = c
-                    .search_runs(pb::SearchRunsRequest { experiment_ids: vec![exp.clone()], filter: filter.into(), max_results: max, ..Default::default() })
+                    .search_runs(pb::SearchRunsRequest {
+                        experiment_ids: vec![exp.clone()],
+                        filter: filter.into(),
+                        max_results: max,
+                        ..Default::default()
+                    })
                     .await
                     .unwrap()
                     .into_inner();
@@ -275,10 +403,21 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
             .map(|i| {
                 let v = rng.f64();
                 sum += v;
-                pb::Metric { key: "loss".into(), value: v, timestamp: BASE + i, step: (b * 1000) as i64 + i }
+                pb::Metric {
+                    key: "loss".into(),
+                    value: v,
+                    timestamp: BASE + i,
+                    step: (b * 1000) as i64 + i,
+                }
             })
             .collect();
-        c.log_batch(pb::LogBatchRequest { run_id: hr.clone(), metrics, ..Default::default() }).await.unwrap();
+        c.log_batch(pb::LogBatchRequest {
+            run_id: hr.clone(),
+            metrics,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let hist_ingest = n_hist as f64 / t0.elapsed().as_secs_f64();
     let mut one_page = vec![];
@@ -286,12 +425,18 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
     for _ in 0..5 {
         let t = Instant::now();
         let h = c
-            .get_metric_history(pb::GetMetricHistoryRequest { run_id: hr.clone(), metric_key: "loss".into(), max_results: n_hist.min(1_000_000) as i32, ..Default::default() })
+            .get_metric_history(pb::GetMetricHistoryRequest {
+                run_id: hr.clone(),
+                metric_key: "loss".into(),
+                max_results: n_hist.min(1_000_000) as i32,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
         one_page.push(t.elapsed());
-        ok &= h.values.len() == n_hist && (h.values.iter().sum::<f64>() - sum).abs() < 1e-6 * n_hist as f64;
+        ok &= h.values.len() == n_hist
+            && (h.values.iter().sum::<f64>() - sum).abs() < 1e-6 * n_hist as f64;
     }
     let mut paged = vec![];
     for _ in 0..3 {
@@ -300,7 +445,12 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
         let mut n = 0;
         loop {
             let h = c
-                .get_metric_history(pb::GetMetricHistoryRequest { run_id: hr.clone(), metric_key: "loss".into(), page_token: token, ..Default::default() })
+                .get_metric_history(pb::GetMetricHistoryRequest {
+                    run_id: hr.clone(),
+                    metric_key: "loss".into(),
+                    page_token: token,
+                    ..Default::default()
+                })
                 .await
                 .unwrap()
                 .into_inner();
@@ -329,17 +479,34 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let out_path = std::env::var("MLOPS_BENCH_OUT").unwrap_or_else(|_| "target/bench/ours.jsonl".into());
+        let out_path =
+            std::env::var("MLOPS_BENCH_OUT").unwrap_or_else(|_| "target/bench/ours.jsonl".into());
         if let Some(dir) = std::path::Path::new(&out_path).parent() {
             std::fs::create_dir_all(dir).unwrap();
         }
-        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&out_path).unwrap();
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out_path)
+            .unwrap();
         let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
         for name in backends.split(',') {
-            let db = if name == "postgres" { Database::Postgres } else { Database::Sqlite };
-            let sb = Sandbox::builder().database(db).tracking().start().await.expect("sandbox starts");
+            let db = if name == "postgres" {
+                Database::Postgres
+            } else {
+                Database::Sqlite
+            };
+            let sb = Sandbox::builder()
+                .database(db)
+                .tracking()
+                .start()
+                .await
+                .expect("sandbox starts");
             let mut c = sb.tracking_client().await;
             let p = peer(&mut c, name).await;
             let s = scale(&sb, &mut c, name).await;
@@ -347,20 +514,61 @@ fn main() {
             writeln!(out, "{s}").unwrap();
             println!("\n== tracking on {name} (gRPC on loopback, release build)");
             println!("peer workload (mlflow_tracking.py, call for call):");
-            println!("  (a) runs created, 1 call per param/metric   {:>12.1} runs/s", p["a_runs"]["runs_per_s"].as_f64().unwrap());
-            println!("  (a) individual log calls                    {:>12.0} calls/s", p["a_runs"]["log_calls_per_s"].as_f64().unwrap());
-            println!("  (b) LogBatch points (batches of 1000)       {:>12.0} points/s", p["b_log_batch"]["points_per_s"].as_f64().unwrap());
-            println!("  (c) search p50 / p99 (200 runs)             {:>8.3} / {:.3} ms  ({} matches)", p["c_search_runs"]["latency"]["p50_ms"].as_f64().unwrap(), p["c_search_runs"]["latency"]["p99_ms"].as_f64().unwrap(), p["c_search_runs"]["matches"]);
-            println!("  (d) history of 20k points p50               {:>8.3} ms", p["d_metric_history"]["latency"]["p50_ms"].as_f64().unwrap());
+            println!(
+                "  (a) runs created, 1 call per param/metric   {:>12.1} runs/s",
+                p["a_runs"]["runs_per_s"].as_f64().unwrap()
+            );
+            println!(
+                "  (a) individual log calls                    {:>12.0} calls/s",
+                p["a_runs"]["log_calls_per_s"].as_f64().unwrap()
+            );
+            println!(
+                "  (b) LogBatch points (batches of 1000)       {:>12.0} points/s",
+                p["b_log_batch"]["points_per_s"].as_f64().unwrap()
+            );
+            println!(
+                "  (c) search p50 / p99 (200 runs)             {:>8.3} / {:.3} ms  ({} matches)",
+                p["c_search_runs"]["latency"]["p50_ms"].as_f64().unwrap(),
+                p["c_search_runs"]["latency"]["p99_ms"].as_f64().unwrap(),
+                p["c_search_runs"]["matches"]
+            );
+            println!(
+                "  (d) history of 20k points p50               {:>8.3} ms",
+                p["d_metric_history"]["latency"]["p50_ms"].as_f64().unwrap()
+            );
             println!("scale:");
-            println!("  LogBatch ingest, 1 client                   {:>12.0} points/s", s["ingest_points_per_s_1_client"].as_f64().unwrap());
-            println!("  LogBatch ingest, 4 clients                  {:>12.0} points/s", s["ingest_points_per_s_4_clients"].as_f64().unwrap());
-            println!("  runs created (10 params + 5 metrics)        {:>12.1} runs/s", s["runs_created_per_s"].as_f64().unwrap());
+            println!(
+                "  LogBatch ingest, 1 client                   {:>12.0} points/s",
+                s["ingest_points_per_s_1_client"].as_f64().unwrap()
+            );
+            println!(
+                "  LogBatch ingest, 4 clients                  {:>12.0} points/s",
+                s["ingest_points_per_s_4_clients"].as_f64().unwrap()
+            );
+            println!(
+                "  runs created (10 params + 5 metrics)        {:>12.1} runs/s",
+                s["runs_created_per_s"].as_f64().unwrap()
+            );
             for key in ["search_page100", "search_page1000"] {
-                println!("  {key} over {} runs p50 / p99    {:>8.3} / {:.3} ms  ({} in page, {} match)", s["workload"]["search_runs"], s[key]["latency"]["p50_ms"].as_f64().unwrap(), s[key]["latency"]["p99_ms"].as_f64().unwrap(), s[key]["matches_in_page"], s[key]["total_matches"]);
+                println!(
+                    "  {key} over {} runs p50 / p99    {:>8.3} / {:.3} ms  ({} in page, {} match)",
+                    s["workload"]["search_runs"],
+                    s[key]["latency"]["p50_ms"].as_f64().unwrap(),
+                    s[key]["latency"]["p99_ms"].as_f64().unwrap(),
+                    s[key]["matches_in_page"],
+                    s[key]["total_matches"]
+                );
             }
-            println!("  history {} points, one page p50         {:>8.1} ms", s["workload"]["history_points"], s["history_1m_one_page"]["p50_ms"].as_f64().unwrap());
-            println!("  history {} points, pages of 100k p50    {:>8.1} ms", s["workload"]["history_points"], s["history_1m_pages_of_100k"]["p50_ms"].as_f64().unwrap());
+            println!(
+                "  history {} points, one page p50         {:>8.1} ms",
+                s["workload"]["history_points"],
+                s["history_1m_one_page"]["p50_ms"].as_f64().unwrap()
+            );
+            println!(
+                "  history {} points, pages of 100k p50    {:>8.1} ms",
+                s["workload"]["history_points"],
+                s["history_1m_pages_of_100k"]["p50_ms"].as_f64().unwrap()
+            );
             println!("  checks: peer ok={} scale ok={}", p["ok"], s["ok"]);
             sb.stop().await.unwrap();
         }
