@@ -94,7 +94,7 @@ impl SqlBuilder {
                 }
             },
             (_, Value::Str(s)) => {
-                self.push(&format!("{expr} {} ", op_sql(op)));
+                self.push(&format!("{expr} {} ", op.as_str()));
                 self.bind_str(s);
             }
             // The parser only gives strings and lists to string fields.
@@ -104,7 +104,7 @@ impl SqlBuilder {
 
     fn numeric_cmp(&mut self, expr: &str, op: Op, value: &Value, integer: bool) {
         if let Value::Number(n) = value {
-            self.push(&format!("{expr} {} ", op_sql(op)));
+            self.push(&format!("{expr} {} ", op.as_str()));
             if integer && n.fract() == 0.0 && n.abs() < 9.0e15 {
                 self.bind_i64(*n as i64);
             } else {
@@ -113,23 +113,6 @@ impl SqlBuilder {
         } else {
             self.push("1 = 0");
         }
-    }
-}
-
-fn op_sql(op: Op) -> &'static str {
-    match op {
-        Op::Eq => "=",
-        Op::Ne => "!=",
-        Op::Lt => "<",
-        Op::Le => "<=",
-        Op::Gt => ">",
-        Op::Ge => ">=",
-        Op::Like => "LIKE",
-        Op::ILike => "ILIKE",
-        Op::In => "IN",
-        Op::NotIn => "NOT IN",
-        Op::IsNull => "IS NULL",
-        Op::IsNotNull => "IS NOT NULL",
     }
 }
 
