@@ -9,6 +9,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 ensure_postgres
 export MLOPS_TEST_POSTGRES_URL=${MLOPS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 export MLOPS_BENCH_OUT=${MLOPS_BENCH_OUT:-$CARGO_TARGET_DIR/bench/ours.jsonl}
+mkdir -p "$(dirname "$MLOPS_BENCH_OUT")"
 : > "$MLOPS_BENCH_OUT"
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench tracking
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"

@@ -3,8 +3,8 @@
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
@@ -59,13 +59,15 @@ impl GrpcServer {
             }
             tracing::info!("grpc server draining in-flight requests");
         };
+        // Without TCP_NODELAY, small responses wait on delayed ACKs (~40 ms each).
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         Server::builder()
             .concurrency_limit_per_connection(self.concurrency_per_connection)
             .layer(layers)
             .add_routes(routes)
             .add_service(health)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     }
 }
