@@ -389,6 +389,22 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
             (lat, first_page)
         }
     };
+    // The same search called on the store in-process: the database's share of the time.
+    let mut store_lat = vec![];
+    for _ in 0..50 {
+        let t = Instant::now();
+        sb.tracking()
+            .store
+            .search_runs(&pb::SearchRunsRequest {
+                experiment_ids: vec![sexp.clone()],
+                filter: filter.into(),
+                max_results: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        store_lat.push(t.elapsed());
+    }
     let (s100, n100) = search(100).await;
     let (s1000, n1000) = search(1000).await;
     let _ = &mut search;
@@ -470,6 +486,7 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
         "ingest_points_per_s_4_clients": ingest_4,
         "runs_created_per_s": runs_per_s,
         "search_page100": {"matches_in_page": n100, "total_matches": expected, "latency": lat(&s100)},
+        "search_page100_store_in_process": lat(&store_lat),
         "search_page1000": {"matches_in_page": n1000, "total_matches": expected, "latency": lat(&s1000)},
         "history_ingest_points_per_s": hist_ingest,
         "history_1m_one_page": lat(&one_page),
@@ -484,6 +501,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        let _telemetry = mlops_runtime::telemetry::init("bench").expect("telemetry");
         let out_path =
             std::env::var("MLOPS_BENCH_OUT").unwrap_or_else(|_| "target/bench/ours.jsonl".into());
         if let Some(dir) = std::path::Path::new(&out_path).parent() {
@@ -559,6 +577,15 @@ fn main() {
                     s[key]["total_matches"]
                 );
             }
+            println!(
+                "  search_page100, store in-process p50 / p99   {:>8.3} / {:.3} ms",
+                s["search_page100_store_in_process"]["p50_ms"]
+                    .as_f64()
+                    .unwrap(),
+                s["search_page100_store_in_process"]["p99_ms"]
+                    .as_f64()
+                    .unwrap()
+            );
             println!(
                 "  history {} points, one page p50         {:>8.1} ms",
                 s["workload"]["history_points"],

@@ -133,6 +133,169 @@ pub(crate) fn run_info(r: &AnyRow) -> pb::RunInfo {
     }
 }
 
+/// The columns of a run (aliased `r`) with its params, tags and latest metrics
+/// aggregated as JSON: one row per run, since decoding rows is what a page costs.
+/// Metric values travel as text with 17 significant digits, so they round-trip exactly.
+pub(crate) fn run_with_data_columns(backend: Backend) -> String {
+    let cols: Vec<String> = RUN_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
+    let (kv, metric) = match backend {
+        Backend::Sqlite => (
+            "json_group_array(json_array(x.key, x.value))",
+            "json_group_array(json_array(x.key, printf('%!.17g', x.value), x.is_nan, x.timestamp, x.step))",
+        ),
+        Backend::Postgres => (
+            "json_agg(json_build_array(x.key, x.value))::text",
+            "json_agg(json_build_array(x.key, x.value::text, x.is_nan, x.timestamp, x.step))::text",
+        ),
+    };
+    format!(
+        "{}, (SELECT {kv} FROM params x WHERE x.run_id = r.run_id) AS params_json, \
+         (SELECT {kv} FROM tags x WHERE x.run_id = r.run_id) AS tags_json, \
+         (SELECT {metric} FROM latest_metrics x WHERE x.run_id = r.run_id) AS metrics_json",
+        cols.join(", ")
+    )
+}
+
+/// A row of [`run_with_data_columns`] as a run (without inputs).
+pub(crate) fn run_from_row(r: &AnyRow) -> pb::Run {
+    let p: Option<String> = r.get("params_json");
+    let t: Option<String> = r.get("tags_json");
+    let m: Option<String> = r.get("metrics_json");
+    run_with_data(run_info(r), p.as_deref(), t.as_deref(), m.as_deref())
+}
+
+/// A run from its info and the aggregated JSON of its params, tags and metrics.
+fn run_with_data(
+    info: pb::RunInfo,
+    params: Option<&str>,
+    tags: Option<&str>,
+    metrics: Option<&str>,
+) -> pb::Run {
+    fn parse<T: serde::de::DeserializeOwned>(text: Option<&str>, what: &str) -> Vec<T> {
+        match text {
+            None | Some("") => vec![],
+            Some(t) => serde_json::from_str(t).unwrap_or_else(|e| {
+                tracing::error!(what, error = %e, "cannot decode aggregated run data");
+                vec![]
+            }),
+        }
+    }
+    let mut params: Vec<(String, String)> = parse(params, "params");
+    params.sort();
+    let mut tags: Vec<(String, String)> = parse(tags, "tags");
+    tags.sort();
+    let mut metrics: Vec<(String, Option<String>, i64, i64, i64)> = parse(metrics, "metrics");
+    metrics.sort_by(|a, b| a.0.cmp(&b.0));
+    pb::Run {
+        info: Some(info),
+        data: Some(pb::RunData {
+            params: params
+                .into_iter()
+                .map(|(key, value)| pb::Param { key, value })
+                .collect(),
+            tags: tags
+                .into_iter()
+                .map(|(key, value)| pb::Tag { key, value })
+                .collect(),
+            metrics: metrics
+                .into_iter()
+                .map(|(key, value, is_nan, timestamp, step)| pb::Metric {
+                    key,
+                    value: if is_nan != 0 {
+                        f64::NAN
+                    } else {
+                        value
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(f64::NAN)
+                    },
+                    timestamp,
+                    step,
+                })
+                .collect(),
+        }),
+        inputs: Some(pb::RunInputs::default()),
+    }
+}
+
+/// Wraps a page query over [`run_with_data_columns`] so the whole page comes back
+/// as one JSON text in one row: each row crossing the driver has a fixed cost (on
+/// SQLite a hop between threads), which dominated a page of runs.
+pub(crate) fn page_as_json(backend: Backend, page_sql: &str) -> String {
+    let cols = "p.run_id, p.run_name, p.experiment_id, p.user_id, p.status, p.start_time, p.end_time, \
+         p.artifact_uri, p.lifecycle_stage, p.parent_run_id, p.lease_expires_at, p.params_json, p.tags_json, p.metrics_json";
+    // The outer query only aggregates, so the rows arrive in the page's order.
+    match backend {
+        Backend::Sqlite => {
+            format!("SELECT json_group_array(json_array({cols})) FROM ({page_sql}) p")
+        }
+        Backend::Postgres => {
+            format!("SELECT json_agg(json_build_array({cols}))::text FROM ({page_sql}) p")
+        }
+    }
+}
+
+/// The runs of a [`page_as_json`] result.
+pub(crate) fn runs_from_page_json(text: Option<&str>) -> Vec<pb::Run> {
+    type Row = (
+        String,
+        String,
+        i64,
+        String,
+        String,
+        i64,
+        Option<i64>,
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = match text {
+        None | Some("") => vec![],
+        Some(t) => serde_json::from_str(t).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot decode a page of runs");
+            vec![]
+        }),
+    };
+    rows.into_iter()
+        .map(
+            |(
+                run_id,
+                run_name,
+                exp,
+                user_id,
+                status,
+                start_time,
+                end_time,
+                artifact_uri,
+                stage_,
+                parent,
+                lease,
+                p,
+                t,
+                m,
+            )| {
+                let info = pb::RunInfo {
+                    run_id,
+                    run_name,
+                    experiment_id: exp.to_string(),
+                    user_id,
+                    status: status_from_str(&status) as i32,
+                    start_time,
+                    end_time,
+                    artifact_uri,
+                    lifecycle_stage: stage(&stage_),
+                    parent_run_id: parent.unwrap_or_default(),
+                    lease_expires_at: lease,
+                };
+                run_with_data(info, p.as_deref(), t.as_deref(), m.as_deref())
+            },
+        )
+        .collect()
+}
+
 /// The columns [`run_info`] reads.
 pub(crate) const RUN_COLUMNS: &str =
     "run_id, run_name, experiment_id, user_id, status, start_time, end_time, \

@@ -11,8 +11,8 @@ use prost::Message;
 use sqlx::{AnyConnection, Row};
 
 use super::{
-    is_terminal, placeholders, require_active_run, run_info, run_not_found, status_str, Store,
-    ACTIVE, DELETED, RUN_COLUMNS,
+    is_terminal, placeholders, require_active_run, run_from_row, run_info, run_not_found,
+    run_with_data_columns, status_str, Store, ACTIVE, DELETED, RUN_COLUMNS,
 };
 use crate::error::{invalid, Result, TrackingError};
 use crate::validate;
@@ -190,140 +190,67 @@ impl Store {
     /// One run with its data.
     pub async fn get_run(&self, run_id: &str) -> Result<pb::Run> {
         validate::run_id(run_id)?;
-        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"))
-            .bind(run_id)
-            .fetch_optional(self.db.reader())
-            .await?
-            .ok_or_else(|| run_not_found(run_id))?;
-        let mut runs = self.load_runs(vec![run_info(&row)]).await?;
-        runs.pop().ok_or_else(|| run_not_found(run_id))
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM runs r WHERE r.run_id = $1",
+            run_with_data_columns(self.db.backend())
+        ))
+        .bind(run_id)
+        .fetch_optional(self.db.reader())
+        .await?
+        .ok_or_else(|| run_not_found(run_id))?;
+        let mut runs = [run_from_row(&row)];
+        self.attach_inputs(&mut runs).await?;
+        let [run] = runs;
+        Ok(run)
     }
 
-    /// Attaches params, tags, latest metrics and inputs to run infos, in four queries.
-    pub(crate) async fn load_runs(&self, infos: Vec<pb::RunInfo>) -> Result<Vec<pb::Run>> {
-        if infos.is_empty() {
-            return Ok(vec![]);
+    /// Attaches the dataset inputs to runs, in one query.
+    pub(crate) async fn attach_inputs(&self, runs: &mut [pb::Run]) -> Result<()> {
+        if runs.is_empty() {
+            return Ok(());
         }
-        let index: HashMap<String, usize> = infos
+        let index: HashMap<String, usize> = runs
             .iter()
             .enumerate()
-            .map(|(i, r)| (r.run_id.clone(), i))
+            .filter_map(|(i, r)| r.info.as_ref().map(|info| (info.run_id.clone(), i)))
             .collect();
-        let mut runs: Vec<pb::Run> = infos
-            .into_iter()
-            .map(|info| pb::Run {
-                info: Some(info),
-                data: Some(pb::RunData::default()),
-                inputs: Some(pb::RunInputs::default()),
-            })
-            .collect();
-        let ids: Vec<String> = runs
-            .iter()
-            .filter_map(|r| r.info.as_ref().map(|i| i.run_id.clone()))
-            .collect();
-        let marks = placeholders(1, ids.len());
-        let pool = self.db.reader();
-        let params = fetch_by_ids(
-            pool,
-            &format!(
-                "SELECT run_id, key, value FROM params WHERE run_id IN ({marks}) ORDER BY key"
-            ),
-            &ids,
-        )
-        .await?;
-        let tags = fetch_by_ids(
-            pool,
-            &format!("SELECT run_id, key, value FROM tags WHERE run_id IN ({marks}) ORDER BY key"),
-            &ids,
-        )
-        .await?;
-        let metrics = fetch_by_ids(
-            pool,
-            &format!("SELECT run_id, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_id IN ({marks}) ORDER BY key"),
-            &ids,
-        )
-        .await?;
+        let ids: Vec<String> = index.keys().cloned().collect();
         let inputs = fetch_by_ids(
-            pool,
+            self.db.reader(),
             &format!(
                 "SELECT i.run_id, i.context, i.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
-                 FROM run_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id WHERE i.run_id IN ({marks}) ORDER BY d.name"
+                 FROM run_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id WHERE i.run_id IN ({}) ORDER BY d.name",
+                placeholders(1, ids.len())
             ),
             &ids,
         )
         .await?;
-        fn slot<'a>(
-            runs: &'a mut [pb::Run],
-            index: &HashMap<String, usize>,
-            id: String,
-        ) -> Option<&'a mut pb::Run> {
-            index.get(&id).copied().map(move |i| &mut runs[i])
-        }
-        for r in params {
-            if let Some(run) = slot(&mut runs, &index, r.get(0)) {
-                run.data
-                    .get_or_insert_with(Default::default)
-                    .params
-                    .push(pb::Param {
-                        key: r.get(1),
-                        value: r.get(2),
-                    });
-            }
-        }
-        for r in tags {
-            if let Some(run) = slot(&mut runs, &index, r.get(0)) {
-                run.data
-                    .get_or_insert_with(Default::default)
-                    .tags
-                    .push(pb::Tag {
-                        key: r.get(1),
-                        value: r.get(2),
-                    });
-            }
-        }
-        for r in metrics {
-            if let Some(run) = slot(&mut runs, &index, r.get(0)) {
-                let value = if r.get::<i64, _>(3) != 0 {
-                    f64::NAN
-                } else {
-                    r.get::<Option<f64>, _>(2).unwrap_or(f64::NAN)
-                };
-                run.data
-                    .get_or_insert_with(Default::default)
-                    .metrics
-                    .push(pb::Metric {
-                        key: r.get(1),
-                        value,
-                        timestamp: r.get(4),
-                        step: r.get(5),
-                    });
-            }
-        }
         for r in inputs {
-            if let Some(run) = slot(&mut runs, &index, r.get(0)) {
-                let tags: Vec<(String, String)> =
-                    serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default();
-                run.inputs
-                    .get_or_insert_with(Default::default)
-                    .dataset_inputs
-                    .push(pb::DatasetInput {
-                        context: r.get(1),
-                        tags: tags
-                            .into_iter()
-                            .map(|(key, value)| pb::Tag { key, value })
-                            .collect(),
-                        dataset: Some(pb::Dataset {
-                            name: r.get(3),
-                            digest: r.get(4),
-                            source_type: r.get(5),
-                            source: r.get(6),
-                            schema: r.get(7),
-                            profile: r.get(8),
-                        }),
-                    });
-            }
+            let Some(run) = index.get(&r.get::<String, _>(0)).map(|i| &mut runs[*i]) else {
+                continue;
+            };
+            let tags: Vec<(String, String)> =
+                serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default();
+            run.inputs
+                .get_or_insert_with(Default::default)
+                .dataset_inputs
+                .push(pb::DatasetInput {
+                    context: r.get(1),
+                    tags: tags
+                        .into_iter()
+                        .map(|(key, value)| pb::Tag { key, value })
+                        .collect(),
+                    dataset: Some(pb::Dataset {
+                        name: r.get(3),
+                        digest: r.get(4),
+                        source_type: r.get(5),
+                        source: r.get(6),
+                        schema: r.get(7),
+                        profile: r.get(8),
+                    }),
+                });
         }
-        Ok(runs)
+        Ok(())
     }
 
     /// Changes status, end time or name; a first terminal status publishes `RunFinished`.

@@ -6,7 +6,9 @@ use mlops_storage::Backend;
 use sqlx::any::AnyRow;
 
 use super::experiments::page_size;
-use super::{run_info, stages, Store, RUN_COLUMNS};
+use sqlx::Row;
+
+use super::{stages, Store};
 use crate::error::{invalid, Result};
 use crate::filter::{
     self, Attribute, Clause, DatasetField, Entity, Field, Filter, Op, OrderBy, Value,
@@ -54,6 +56,12 @@ impl SqlBuilder {
 
     fn bind_i64(&mut self, v: i64) {
         self.placeholder(Bind::I64(v));
+    }
+
+    /// The same binds around new SQL made from the current text.
+    pub(crate) fn wrap(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        self.sql = f(&self.sql);
+        self
     }
 
     pub(crate) async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<AnyRow>> {
@@ -141,35 +149,32 @@ fn experiment_attribute_column(a: Attribute) -> &'static str {
     }
 }
 
-/// `(SELECT ... WHERE key = k AND <cmp>)` over a key/value table of runs.
+/// `[NOT] EXISTS (SELECT 1 FROM <table> WHERE run_id = r.run_id AND key = k AND <cmp>)`.
+///
+/// Correlated on the table's primary key (run_id, key): the database walks runs in
+/// the requested order and stops once a page is full.
 fn keyed_exists(sql: &mut SqlBuilder, table: &str, key: &str, c: &Clause, numeric: bool) {
+    sql.push(if c.op == Op::IsNull {
+        "NOT EXISTS ("
+    } else {
+        "EXISTS ("
+    });
+    sql.push(&format!(
+        "SELECT 1 FROM {table} x WHERE x.run_id = r.run_id AND x.key = "
+    ));
+    sql.bind_str(key);
     match c.op {
-        Op::IsNull | Op::IsNotNull => {
-            sql.push(if c.op == Op::IsNull {
-                "NOT EXISTS ("
-            } else {
-                "EXISTS ("
-            });
-            sql.push(&format!(
-                "SELECT 1 FROM {table} x WHERE x.run_id = r.run_id AND x.key = "
-            ));
-            sql.bind_str(key);
-            sql.push(")");
-        }
+        Op::IsNull | Op::IsNotNull => {}
         _ => {
-            sql.push(&format!(
-                "EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.run_id AND x.key = "
-            ));
-            sql.bind_str(key);
             sql.push(" AND ");
             if numeric {
                 sql.numeric_cmp("x.value", c.op, &c.value, false);
             } else {
                 sql.string_cmp("x.value", c.op, &c.value);
             }
-            sql.push(")");
         }
     }
+    sql.push(")");
 }
 
 /// Appends ` AND <clause>` for every clause of a run filter.
@@ -334,10 +339,9 @@ impl Store {
         }
 
         let mut sql = SqlBuilder::new(self.db.backend());
-        let cols: Vec<String> = RUN_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
         sql.push(&format!(
             "SELECT {} FROM runs r WHERE r.lifecycle_stage IN (",
-            cols.join(", ")
+            super::run_with_data_columns(self.db.backend())
         ));
         for (i, s) in stages(req.run_view_type).iter().enumerate() {
             if i > 0 {
@@ -359,15 +363,17 @@ impl Store {
         run_filter_sql(&mut sql, &f);
         order_sql(&mut sql, &orders, Entity::Run);
         sql.push(&format!(" LIMIT {} OFFSET {offset}", max as i64 + 1));
+        let sql = sql.wrap(|inner| super::page_as_json(self.db.backend(), inner));
         let rows = sql.fetch_all(self.db.reader()).await?;
-        let mut infos: Vec<pb::RunInfo> = rows.iter().map(run_info).collect();
-        let next = if infos.len() > max as usize {
-            infos.truncate(max as usize);
+        let page: Option<String> = rows.first().and_then(|r| r.get(0));
+        let mut runs = super::runs_from_page_json(page.as_deref());
+        let next = if runs.len() > max as usize {
+            runs.truncate(max as usize);
             PageToken::encode(offset + max as i64)
         } else {
             String::new()
         };
-        let runs = self.load_runs(infos).await?;
+        self.attach_inputs(&mut runs).await?;
         Ok((runs, next))
     }
 }
@@ -389,7 +395,10 @@ mod tests {
             "metrics.auc > 0.9 and params.model = 'rf' and tags.team != 'x'",
             Backend::Postgres,
         );
-        assert!(s.contains("x.key = $1 AND x.value > $2"), "{s}");
+        assert!(
+            s.contains("x.run_id = r.run_id AND x.key = $1 AND x.value > $2"),
+            "{s}"
+        );
         assert!(s.contains("x.key = $3 AND x.value = $4"), "{s}");
         assert!(s.contains("x.key = $5 AND x.value != $6"), "{s}");
     }
