@@ -20,12 +20,20 @@ pub use search::PageToken;
 
 /// The schema of the tracking service, per backend.
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "experiments, runs, params, tags, metrics, datasets".into(),
-        sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
-        postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
-    }]
+    vec![
+        Migration {
+            version: 1,
+            name: "experiments, runs, params, tags, metrics, datasets".into(),
+            sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
+            postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
+        },
+        Migration {
+            version: 2,
+            name: "key/value statistics".into(),
+            sqlite: include_str!("../migrations/sqlite/0002_key_value_statistics.sql").into(),
+            postgres: include_str!("../migrations/postgres/0002_key_value_statistics.sql").into(),
+        },
+    ]
 }
 
 /// Lifecycle stage stored for live entities.

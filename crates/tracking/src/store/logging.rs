@@ -54,7 +54,88 @@ fn newer(a: &pb::Metric, b: &pb::Metric) -> bool {
         || ((a.step, a.timestamp) == (b.step, b.timestamp) && a.value.total_cmp(&b.value).is_gt())
 }
 
+/// The latest of a key's points in a batch.
+fn latest_of<'a>(points: &[&'a pb::Metric]) -> &'a pb::Metric {
+    let mut best = points[0];
+    for p in &points[1..] {
+        if newer(p, best) {
+            best = p;
+        }
+    }
+    best
+}
+
+/// The `WHERE` of the latest-metric upsert: only a newer point replaces the stored one.
+const NEWER_THAN_STORED: &str = "WHERE excluded.step > latest_metrics.step \
+     OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+     OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+         AND excluded.is_nan = 0 AND (latest_metrics.is_nan = 1 OR excluded.value > latest_metrics.value))";
+
 impl Store {
+    /// Metrics only, on PostgreSQL: the lease renewal, the chunks and the latest values
+    /// in one statement (writable CTEs), one round trip and one commit instead of five.
+    async fn log_metrics_pg(
+        &self,
+        run_id: &str,
+        by_key: &BTreeMap<&str, Vec<&pb::Metric>>,
+    ) -> Result<()> {
+        let mut chunk_rows = vec![];
+        let mut latest_rows = vec![];
+        for i in 0..by_key.len() {
+            let b = 3 + 7 * i;
+            chunk_rows.push(format!(
+                "(${b}::text, ${}::bigint, ${}::bytea)",
+                b + 1,
+                b + 2
+            ));
+            latest_rows.push(format!(
+                "(${b}::text, ${}::double precision, ${}::bigint, ${}::bigint, ${}::bigint)",
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            ));
+        }
+        let sql = format!(
+            "WITH run AS (UPDATE runs SET lease_expires_at = CASE WHEN lease_seconds IS NULL OR status != 'RUNNING' \
+               THEN lease_expires_at ELSE $2 + lease_seconds * 1000 END WHERE run_id = $1 RETURNING lifecycle_stage), \
+             live AS (SELECT 1 FROM run WHERE lifecycle_stage = 'active'), \
+             chunks AS (INSERT INTO metric_chunks (run_id, key, n, data) SELECT $1, v.key, v.n, v.data \
+               FROM (VALUES {}) AS v(key, n, data) WHERE EXISTS (SELECT 1 FROM live)), \
+             latest AS (INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) \
+               SELECT $1, v.key, v.value, v.is_nan, v.ts, v.step FROM (VALUES {}) AS v(key, value, is_nan, ts, step) \
+               WHERE EXISTS (SELECT 1 FROM live) \
+               ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+               timestamp = excluded.timestamp, step = excluded.step {NEWER_THAN_STORED}) \
+             SELECT lifecycle_stage FROM run",
+            chunk_rows.join(", "),
+            latest_rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(run_id).bind(now_millis());
+        for (key, points) in by_key {
+            let best = latest_of(points);
+            let nan = best.value.is_nan();
+            q = q
+                .bind(*key)
+                .bind(points.len() as i64)
+                .bind(encode_chunk(points))
+                .bind((!nan).then_some(best.value))
+                .bind(nan as i64)
+                .bind(best.timestamp)
+                .bind(best.step);
+        }
+        let row = q
+            .fetch_optional(self.db.writer())
+            .await?
+            .ok_or_else(|| run_not_found(run_id))?;
+        if row.get::<String, _>(0) != super::ACTIVE {
+            return Err(TrackingError::FailedPrecondition(format!(
+                "run {run_id} is deleted; restore it before logging to it"
+            )));
+        }
+        Ok(())
+    }
+
     /// Writes metrics, params and tags in one transaction: all or nothing.
     pub async fn log_batch(
         &self,
@@ -70,6 +151,15 @@ impl Store {
         let mut by_key: BTreeMap<&str, Vec<&pb::Metric>> = BTreeMap::new();
         for m in metrics {
             by_key.entry(&m.key).or_default().push(m);
+        }
+        if self.db.backend() == mlops_storage::Backend::Postgres
+            && params.is_empty()
+            && tags.is_empty()
+            && !by_key.is_empty()
+        {
+            self.log_metrics_pg(run_id, &by_key).await?;
+            self.metrics.metric_points.inc_by(metrics.len() as u64);
+            return Ok(());
         }
         let mut params: Vec<&pb::Param> = params.iter().collect();
         params.sort_by(|a, b| a.key.cmp(&b.key));
@@ -174,11 +264,7 @@ impl Store {
             let latest = format!(
                 "INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) VALUES {} \
                  ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
-                 timestamp = excluded.timestamp, step = excluded.step \
-                 WHERE excluded.step > latest_metrics.step \
-                 OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-                 OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
-                     AND excluded.is_nan = 0 AND (latest_metrics.is_nan = 1 OR excluded.value > latest_metrics.value))",
+                 timestamp = excluded.timestamp, step = excluded.step {NEWER_THAN_STORED}",
                 (0..by_key.len())
                     .map(|i| format!("($1, ${}, ${}, ${}, ${}, ${})", 2 + 5 * i, 3 + 5 * i, 4 + 5 * i, 5 + 5 * i, 6 + 5 * i))
                     .collect::<Vec<_>>()
@@ -186,12 +272,7 @@ impl Store {
             );
             let mut q = sqlx::query(&latest).bind(run_id);
             for (key, points) in &by_key {
-                let mut best = points[0];
-                for p in &points[1..] {
-                    if newer(p, best) {
-                        best = p;
-                    }
-                }
+                let best = latest_of(points);
                 let nan = best.value.is_nan();
                 q = q
                     .bind(*key)
