@@ -206,3 +206,85 @@ async fn overload_is_resource_exhausted_and_the_service_survives() {
         sb.stop().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let sb = Sandbox::builder().tracking().start().await.unwrap();
+    let channel = Channel::from_shared(format!("http://{}", sb.tracking().grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream
+        .message()
+        .await
+        .unwrap()
+        .expect("a reflection answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection answer: {resp:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"mlops.tracking.v1.TrackingService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_refused_and_the_service_stays_up() {
+    let sb = Sandbox::builder()
+        .tracking_with(|c| c.max_message_bytes = 64 * 1024)
+        .start()
+        .await
+        .unwrap();
+    let mut c = sb.tracking_client().await;
+    let exp = crate::experiment(&mut c, "size").await;
+    let run = crate::run(&mut c, &exp).await;
+    let big = pb::LogBatchRequest {
+        run_id: run.clone(),
+        tags: (0..20)
+            .map(|i| crate::tag(&format!("t{i}"), &"x".repeat(5000)))
+            .collect(),
+        ..Default::default()
+    };
+    let err = c.log_batch(big).await.unwrap_err();
+    assert_ne!(err.code(), Code::Ok);
+    assert!(
+        err.message().contains("too large") || err.message().contains("limit"),
+        "{err:?}"
+    );
+    let data = c
+        .get_run(pb::GetRunRequest { run_id: run })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .data
+        .unwrap();
+    assert!(
+        !data.tags.iter().any(|t| t.key == "t0"),
+        "nothing of the refused batch was written"
+    );
+    sb.stop().await.unwrap();
+}

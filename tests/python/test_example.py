@@ -418,3 +418,60 @@ def test_upload_artifact_path_escape_is_invalid_argument(server, path):
     written = list(server.root.rglob("escape.txt"))
     assert written == [], f"the upload wrote outside the run's artifacts: {written}"
     server.stub.UpdateRun(pb.UpdateRunRequest(run_id=run_id, status=pb.RUN_STATUS_FINISHED), timeout=CALL_TIMEOUT)
+
+
+def _cli(srv: Server, *args: str) -> subprocess.CompletedProcess:
+    """Runs the `mlops` CLI against the test server."""
+    return subprocess.run(
+        [os.environ["MLOPS_BIN"], "--tracking-addr", srv.target, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_reads_what_the_pipeline_logged(server, trained):
+    exp_id = trained["experiment"]["id"]
+    parent = trained["parent_run"]["run_id"]
+
+    listed = _cli(server, "experiments", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert exp_id in [e["experiment_id"] for e in json.loads(listed.stdout)]
+
+    table = _cli(server, "experiments", "list")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[:2] == ["ID", "NAME"]
+    assert any(line.split()[0] == exp_id for line in table.stdout.splitlines()[1:])
+
+    found = _cli(server, "runs", "search", "metrics.val_auc > 0.9 and params.model = 'sgd'", "-e", exp_id, "--json")
+    assert found.returncode == 0, found.stderr
+    runs = json.loads(found.stdout)["runs"]
+    assert parent in [r["run_id"] for r in runs]
+    assert all(r["params"]["model"] == "sgd" and r["metrics"]["val_auc"] > 0.9 for r in runs)
+
+    shown = _cli(server, "runs", "show", parent, "--json")
+    assert shown.returncode == 0, shown.stderr
+    run = json.loads(shown.stdout)
+    assert run["status"] == "FINISHED" and run["run_id"] == parent
+    assert {i["context"] for i in run["inputs"]} >= {"training", "evaluation"}
+
+    history = _cli(server, "runs", "history", parent, "val_auc", "--json")
+    assert history.returncode == 0, history.stderr
+    assert [p["step"] for p in json.loads(history.stdout)] == list(range(20))
+
+
+def test_cli_reports_bad_filters_and_unreachable_servers(server):
+    bad = _cli(server, "runs", "search", "metrics.auc >> 1")
+    assert bad.returncode == 1
+    assert "InvalidArgument" in bad.stderr or "invalid filter" in bad.stderr, bad.stderr
+    assert "position" in bad.stderr, bad.stderr
+
+    port = _free_ports(1)[0]
+    down = subprocess.run(
+        [os.environ["MLOPS_BIN"], "--tracking-addr", f"127.0.0.1:{port}", "experiments", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 1
+    assert "cannot reach the tracking service" in down.stderr, down.stderr
