@@ -59,7 +59,7 @@ pub fn kafka_brokers() -> String {
 
 /// Creates an empty PostgreSQL database and returns its URL.
 pub async fn fresh_postgres_database() -> anyhow::Result<String> {
-    sqlx_any_install();
+    sqlx::any::install_default_drivers();
     let admin = postgres_admin_url();
     let name = format!("mlops_it_{}", uuid::Uuid::new_v4().simple());
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
@@ -72,10 +72,6 @@ pub async fn fresh_postgres_database() -> anyhow::Result<String> {
     sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await?;
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
     Ok(format!("{base}/{name}"))
-}
-
-fn sqlx_any_install() {
-    sqlx::any::install_default_drivers();
 }
 
 /// Bus settings for a sandbox on `bus`.

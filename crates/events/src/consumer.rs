@@ -7,6 +7,7 @@ use std::pin::Pin;
 use mlops_storage::{Db, StorageError};
 use sqlx::{Any, Transaction};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::bus::{BusError, Subscription};
 use crate::Envelope;
@@ -95,10 +96,14 @@ impl IdempotentConsumer {
                 }
             };
             let mut backoff = std::time::Duration::from_millis(100);
+            let envelope = &delivery.envelope;
+            // The handling continues the trace of the request that produced the event.
+            let span = tracing::info_span!("event", consumer = %self.consumer, ce_type = %envelope.ce_type, event_id = %envelope.id);
+            mlops_runtime::telemetry::set_parent_from(&span, &envelope.trace);
             loop {
-                let envelope = &delivery.envelope;
                 match self
                     .apply(envelope, |tx| handler(envelope.clone(), tx))
+                    .instrument(span.clone())
                     .await
                 {
                     Ok(_) => break,

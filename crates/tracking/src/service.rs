@@ -335,11 +335,7 @@ impl TrackingService for TrackingApi {
             .list(&root_uri, &r.path)
             .await?
             .into_iter()
-            .map(|e| pb::FileInfo {
-                path: e.path,
-                is_dir: e.is_dir,
-                file_size: e.size,
-            })
+            .map(pb::FileInfo::from)
             .collect();
         ok(pb::ListArtifactsResponse { root_uri, files })
     }
