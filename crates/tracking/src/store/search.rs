@@ -65,7 +65,9 @@ impl SqlBuilder {
     }
 
     pub(crate) async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<AnyRow>> {
-        let mut q = sqlx::query(&self.sql);
+        // Unnamed statements: PostgreSQL plans each search for its actual values, where
+        // a cached generic plan cannot know how selective `params.p0 = 'a'` is.
+        let mut q = sqlx::query(&self.sql).persistent(self.backend == Backend::Sqlite);
         for b in self.binds {
             q = match b {
                 Bind::Str(s) => q.bind(s),
