@@ -509,8 +509,11 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let _telemetry = mlops_runtime::telemetry::init("bench").expect("telemetry");
-        let out_path =
-            std::env::var("MLOPS_BENCH_OUT").unwrap_or_else(|_| "target/bench/ours.jsonl".into());
+        let out_path = std::env::var("MLOPS_BENCH_OUT").unwrap_or_else(|_| {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
+            format!("{target}/bench/ours.jsonl")
+        });
         if let Some(dir) = std::path::Path::new(&out_path).parent() {
             std::fs::create_dir_all(dir).unwrap();
         }
