@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: release-build benchmarks; figures on stdout, JSON lines in
-# $CARGO_TARGET_DIR/bench/ours.jsonl (compare: ../shared/bench/peers/summarize.py).
+# $CARGO_TARGET_DIR/bench/ours-<backend>.jsonl (compare: ../shared/bench/peers/summarize.py).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -8,9 +8,8 @@ source scripts/lib.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 ensure_postgres
 export MLOPS_TEST_POSTGRES_URL=${MLOPS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
-export MLOPS_BENCH_OUT=${MLOPS_BENCH_OUT:-$CARGO_TARGET_DIR/bench/ours.jsonl}
-mkdir -p "$(dirname "$MLOPS_BENCH_OUT")"
-: > "$MLOPS_BENCH_OUT"
+export MLOPS_BENCH_DIR=${MLOPS_BENCH_DIR:-$CARGO_TARGET_DIR/bench}
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench tracking
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
-echo "compare with MLflow: python ../shared/bench/peers/summarize.py <peers results.jsonl> $MLOPS_BENCH_OUT --names mlflow,mlops"
+echo "compare with MLflow (run ../shared/bench/peers/run_all.sh mlflow_tracking first):"
+echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-sqlite.jsonl $MLOPS_BENCH_DIR/ours-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"

@@ -1,5 +1,5 @@
 //! `make bench`: the tracking service over gRPC on loopback, on SQLite and on
-//! PostgreSQL. Prints a table and appends JSON lines (`MLOPS_BENCH_OUT`) shaped like
+//! PostgreSQL. Prints a table and writes JSON lines (`MLOPS_BENCH_DIR/ours-<backend>.jsonl`) shaped like
 //! `../shared/bench/peers/` results, so `summarize.py` sets MLflow's figures beside ours.
 //!
 //! Workloads:
@@ -509,19 +509,12 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let _telemetry = mlops_runtime::telemetry::init("bench").expect("telemetry");
-        let out_path = std::env::var("MLOPS_BENCH_OUT").unwrap_or_else(|_| {
+        let out_dir = std::env::var("MLOPS_BENCH_DIR").unwrap_or_else(|_| {
             let target = std::env::var("CARGO_TARGET_DIR")
                 .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
-            format!("{target}/bench/ours.jsonl")
+            format!("{target}/bench")
         });
-        if let Some(dir) = std::path::Path::new(&out_path).parent() {
-            std::fs::create_dir_all(dir).unwrap();
-        }
-        let mut out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&out_path)
-            .unwrap();
+        std::fs::create_dir_all(&out_dir).unwrap();
         let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
         for name in backends.split(',') {
             let db = if name == "postgres" {
@@ -538,6 +531,9 @@ fn main() {
             let mut c = sb.tracking_client().await;
             let p = peer(&mut c, name).await;
             let s = scale(&sb, &mut c, name).await;
+            // One file per backend: summarize.py keys lines by bench name.
+            let out_path = format!("{out_dir}/ours-{name}.jsonl");
+            let mut out = std::fs::File::create(&out_path).unwrap();
             writeln!(out, "{p}").unwrap();
             writeln!(out, "{s}").unwrap();
             println!("\n== tracking on {name} (gRPC on loopback, release build)");
@@ -609,6 +605,6 @@ fn main() {
             println!("  checks: peer ok={} scale ok={}", p["ok"], s["ok"]);
             sb.stop().await.unwrap();
         }
-        println!("\nJSON lines appended to {out_path}");
+        println!("\nJSON lines in {out_dir}/ours-<backend>.jsonl");
     });
 }
