@@ -82,7 +82,8 @@ fn with_env_names(cmd: Command, prefix: &str) -> Command {
             return arg;
         }
         let name = format!("{prefix}{}", id.to_uppercase().replace('-', "_"));
-        arg.env(name)
+        // --help must not print a password from a database URL or a token.
+        arg.env(name).hide_env_values(true)
     })
 }
 
@@ -200,5 +201,8 @@ mod tests {
         let help = cmd.clone().render_long_help().to_string();
         assert!(help.contains("MLOPS_CFG_TEST_LISTEN_ADDR"), "{help}");
         assert!(help.contains("MLOPS_CFG_TEST_MAX_CONNECTIONS"), "{help}");
+        assert!(cmd
+            .get_arguments()
+            .all(|a| a.get_id() == "help" || a.is_hide_env_values_set()));
     }
 }
