@@ -5,6 +5,7 @@ mod events;
 mod kafka;
 mod ops;
 mod tracking;
+mod tracking_data;
 
 use mlops_proto::tracking::v1 as pb;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;

@@ -520,4 +520,8 @@ mod parser;
 pub use parser::{parse_filter, parse_order_by};
 
 #[cfg(test)]
+mod error_tests;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
