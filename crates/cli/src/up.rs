@@ -21,6 +21,10 @@ pub struct UpArgs {
     /// The tracking service's admin HTTP address (/metrics, /healthz, /readyz).
     #[arg(long, default_value = "127.0.0.1:9091")]
     tracking_admin_addr: String,
+    /// Where run artifacts go instead of <data-dir>/artifacts: a directory or
+    /// s3://BUCKET/PREFIX (with the AWS_* variables for endpoint and credentials).
+    #[arg(long)]
+    artifact_root: Option<String>,
 }
 
 /// Runs every service built so far until Ctrl-C.
@@ -29,15 +33,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new());
-    let tracking = Tracking::bind(
-        TrackingConfig::local(
-            &args.data_dir,
-            &args.tracking_addr,
-            &args.tracking_admin_addr,
-        ),
-        Some(bus.clone()),
-    )
-    .await?;
+    let mut config = TrackingConfig::local(
+        &args.data_dir,
+        &args.tracking_addr,
+        &args.tracking_admin_addr,
+    );
+    if let Some(root) = args.artifact_root {
+        config.artifact_root = root;
+    }
+    let tracking = Tracking::bind(config, Some(bus.clone())).await?;
     println!("mlops up: data in {}", args.data_dir.display());
     println!(
         "  tracking  grpc {}  admin http://{}",

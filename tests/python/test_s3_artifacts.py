@@ -1,0 +1,141 @@
+"""Artifacts on an S3-compatible store: `mlops up --artifact-root s3://...` against a
+real S3 server on loopback (moto's standalone server, from the test venv).
+
+    MLOPS_BIN=target/debug/mlops .venv/bin/python -m pytest tests/python/test_s3_artifacts.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import grpc
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "examples" / "python"))
+
+import mlops_client  # noqa: E402
+from mlops_client import tracking_pb2 as pb  # noqa: E402
+
+BUCKET = "mlops-artifacts"
+PREFIX = "team-a/runs"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with code {proc.returncode} before listening", pytrace=False)
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"{what} did not listen on {port} within {timeout:g} s", pytrace=False)
+
+
+def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    moto = Path(sys.executable).parent / "moto_server"
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    _wait_port(port, proc, "moto_server")
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                          region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    yield endpoint, client
+    _stop(proc, signal.SIGTERM)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def server(s3, tmp_path_factory):
+    binary = os.environ.get("MLOPS_BIN")
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.fail("MLOPS_BIN must point at the mlops binary (cargo build -p mlops-cli)", pytrace=False)
+    endpoint, _ = s3
+    root = tmp_path_factory.mktemp("mlops-s3")
+    port, admin = _free_port(), _free_port()
+    env = dict(os.environ, AWS_ENDPOINT=endpoint, AWS_ALLOW_HTTP="true", **CREDENTIALS)
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen(
+        [binary, "up", "--data-dir", str(root / "data"), "--tracking-addr", f"127.0.0.1:{port}",
+         "--tracking-admin-addr", f"127.0.0.1:{admin}", "--artifact-root", f"s3://{BUCKET}/{PREFIX}"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    _wait_port(port, proc, "mlops up")
+    stub = mlops_client.connect(f"127.0.0.1:{port}")
+    yield stub
+    stub.channel.close()
+    assert _stop(proc) == 0, (root / "server.log").read_text(errors="replace")[-3000:]
+    log.close()
+
+
+def _upload(stub, run_id: str, path: str, data: bytes):
+    def messages():
+        yield pb.UploadArtifactRequest(header=pb.ArtifactHeader(run_id=run_id, path=path))
+        for i in range(0, len(data), 64 * 1024):
+            yield pb.UploadArtifactRequest(chunk=data[i : i + 64 * 1024])
+
+    return stub.UploadArtifact(messages(), timeout=60)
+
+
+def test_artifacts_live_in_the_bucket(server, s3):
+    _, client = s3
+    run = server.CreateRun(pb.CreateRunRequest(run_name="s3-run"), timeout=30).run
+    assert run.info.artifact_uri == f"s3://{BUCKET}/{PREFIX}/0/{run.info.run_id}/artifacts"
+
+    model = os.urandom(6 * 1024 * 1024 + 123)  # more than one 5 MiB multipart part
+    resp = _upload(server, run.info.run_id, "model/model.bin", model)
+    assert resp.file_size == len(model)
+    _upload(server, run.info.run_id, "metrics.json", b'{"auc": 0.97}')
+
+    got = b"".join(c.chunk for c in server.DownloadArtifact(
+        pb.DownloadArtifactRequest(run_id=run.info.run_id, path="model/model.bin"), timeout=60))
+    assert hashlib.sha256(got).digest() == hashlib.sha256(model).digest()
+
+    listing = server.ListArtifacts(pb.ListArtifactsRequest(run_id=run.info.run_id), timeout=30)
+    assert [(f.path, f.is_dir) for f in listing.files] == [("metrics.json", False), ("model", True)]
+    inner = server.ListArtifacts(pb.ListArtifactsRequest(run_id=run.info.run_id, path="model"), timeout=30)
+    assert [(f.path, f.file_size) for f in inner.files] == [("model/model.bin", len(model))]
+
+    keys = {o["Key"]: o["Size"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    base = f"{PREFIX}/0/{run.info.run_id}/artifacts"
+    assert keys == {f"{base}/model/model.bin": len(model), f"{base}/metrics.json": 13}
+
+
+def test_bad_paths_never_reach_the_bucket(server, s3):
+    _, client = s3
+    run = server.CreateRun(pb.CreateRunRequest(run_name="s3-bad"), timeout=30).run
+    before = client.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0)
+    for bad in ("../../escape.bin", "/abs.bin", "a/../../b"):
+        with pytest.raises(grpc.RpcError) as e:
+            _upload(server, run.info.run_id, bad, b"x")
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+    assert client.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == before
