@@ -31,6 +31,15 @@ impl Drop for TelemetryGuard {
 /// `info`), text or JSON logs (`MLOPS_LOG_FORMAT=json`), and OTLP/gRPC trace export
 /// when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Calling it again is harmless.
 pub fn init(service: &str) -> anyhow::Result<TelemetryGuard> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    init_with(service, endpoint)
+}
+
+/// [`init`] with the OTLP endpoint given rather than read from the environment.
+pub fn init_with(service: &str, otlp_endpoint: Option<String>) -> anyhow::Result<TelemetryGuard> {
+    use opentelemetry_otlp::WithExportConfig;
     global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("MLOPS_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
@@ -45,10 +54,11 @@ pub fn init(service: &str) -> anyhow::Result<TelemetryGuard> {
             .boxed()
     };
 
-    let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => {
+    let provider = match otlp_endpoint {
+        Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
+                .with_endpoint(endpoint)
                 .build()?;
             let resource = opentelemetry_sdk::Resource::builder()
                 .with_service_name(format!("mlops-{service}"))
@@ -60,7 +70,7 @@ pub fn init(service: &str) -> anyhow::Result<TelemetryGuard> {
                     .build(),
             )
         }
-        _ => None,
+        None => None,
     };
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
