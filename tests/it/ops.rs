@@ -288,3 +288,56 @@ async fn oversized_requests_are_refused_and_the_service_stays_up() {
     );
     sb.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_requests_in_flight() {
+    let sb = Sandbox::builder().tracking().start().await.unwrap();
+    let mut c = sb.tracking_client().await;
+    let exp = crate::experiment(&mut c, "drain").await;
+    let run = crate::run(&mut c, &exp).await;
+    // An upload is under way when the stop comes; its remaining chunks arrive after.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::UploadArtifactRequest {
+        item: Some(pb::upload_artifact_request::Item::Header(
+            pb::ArtifactHeader {
+                run_id: run.clone(),
+                path: "late.bin".into(),
+            },
+        )),
+    })
+    .await
+    .unwrap();
+    tx.send(pb::UploadArtifactRequest {
+        item: Some(pb::upload_artifact_request::Item::Chunk(vec![1; 1000])),
+    })
+    .await
+    .unwrap();
+    let upload = tokio::spawn(async move {
+        c.upload_artifact(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(sb.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !stopping.is_finished(),
+        "the server waits for the request in flight"
+    );
+    tx.send(pb::UploadArtifactRequest {
+        item: Some(pb::upload_artifact_request::Item::Chunk(vec![2; 1000])),
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    let done = upload
+        .await
+        .unwrap()
+        .expect("the in-flight upload completes")
+        .into_inner();
+    assert_eq!(done.file_size, 2000);
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("then the server stops")
+        .unwrap()
+        .unwrap();
+}
