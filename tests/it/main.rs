@@ -54,6 +54,18 @@ async fn run(c: &mut Client, exp: &str) -> String {
     .expect("a run id")
 }
 
+/// A run with its data; panics when the call fails.
+async fn get_run(c: &mut Client, run_id: &str) -> pb::Run {
+    c.get_run(pb::GetRunRequest {
+        run_id: run_id.into(),
+    })
+    .await
+    .expect("get run")
+    .into_inner()
+    .run
+    .expect("a run")
+}
+
 fn metric(key: &str, value: f64, step: i64) -> pb::Metric {
     pb::Metric {
         key: key.into(),

@@ -273,15 +273,7 @@ async fn oversized_requests_are_refused_and_the_service_stays_up() {
         err.message().contains("too large") || err.message().contains("limit"),
         "{err:?}"
     );
-    let data = c
-        .get_run(pb::GetRunRequest { run_id: run })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .data
-        .unwrap();
+    let data = crate::get_run(&mut c, &run).await.data.unwrap();
     assert!(
         !data.tags.iter().any(|t| t.key == "t0"),
         "nothing of the refused batch was written"

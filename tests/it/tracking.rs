@@ -109,13 +109,7 @@ async fn experiments_lifecycle(db: Database) {
     })
     .await
     .unwrap();
-    let got = c
-        .get_run(pb::GetRunRequest { run_id: r.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap();
+    let got = crate::get_run(&mut c, &r).await;
     assert_eq!(
         got.info.unwrap().lifecycle_stage,
         pb::LifecycleStage::Deleted as i32
@@ -165,13 +159,7 @@ async fn experiments_lifecycle(db: Database) {
     })
     .await
     .unwrap();
-    let got = c
-        .get_run(pb::GetRunRequest { run_id: r.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap();
+    let got = crate::get_run(&mut c, &r).await;
     assert_eq!(
         got.info.unwrap().lifecycle_stage,
         pb::LifecycleStage::Active as i32,
@@ -430,15 +418,7 @@ async fn params_are_immutable_and_batches_atomic(db: Database) {
         .await
         .unwrap_err();
     assert_eq!(rejected.code(), Code::InvalidArgument);
-    let data = c
-        .get_run(pb::GetRunRequest { run_id: r.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .data
-        .unwrap();
+    let data = crate::get_run(&mut c, &r).await.data.unwrap();
     assert_eq!(data.params, vec![param("lr", "0.1")]);
     assert!(data.metrics.is_empty());
     assert!(!data.tags.iter().any(|t| t.key == "note"));
@@ -487,15 +467,7 @@ async fn batch_limits_write_nothing(db: Database) {
         .await
         .unwrap_err();
     assert_eq!(bad_key.code(), Code::InvalidArgument);
-    let data = c
-        .get_run(pb::GetRunRequest { run_id: r.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .data
-        .unwrap();
+    let data = crate::get_run(&mut c, &r).await.data.unwrap();
     assert!(data.metrics.is_empty());
     let full = c
         .log_batch(pb::LogBatchRequest {
@@ -573,15 +545,7 @@ async fn metric_history_and_latest(db: Database) {
     assert_eq!(steps[3000], 5);
     assert_eq!(values[2999], 299.9);
 
-    let data = c
-        .get_run(pb::GetRunRequest { run_id: r.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .data
-        .unwrap();
+    let data = crate::get_run(&mut c, &r).await.data.unwrap();
     let loss = data.metrics.iter().find(|m| m.key == "loss").unwrap();
     assert_eq!(
         (loss.step, loss.value),

@@ -192,15 +192,7 @@ async fn dataset_inputs(db: Database) {
     })
     .await
     .unwrap();
-    let inputs = c
-        .get_run(pb::GetRunRequest { run_id: r.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .inputs
-        .unwrap();
+    let inputs = crate::get_run(&mut c, &r).await.inputs.unwrap();
     assert_eq!(inputs.dataset_inputs.len(), 2);
     let train = inputs
         .dataset_inputs
@@ -378,32 +370,12 @@ async fn heartbeat_lease_kills_silent_runs(db: Database) {
         .await
         .unwrap();
     }
-    let alive = c
-        .get_run(pb::GetRunRequest {
-            run_id: leased.run_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .info
-        .unwrap();
+    let alive = crate::get_run(&mut c, &leased.run_id).await.info.unwrap();
     assert_eq!(alive.status, pb::RunStatus::Running as i32);
     // ...and silence kills it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let info = c
-            .get_run(pb::GetRunRequest {
-                run_id: leased.run_id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .run
-            .unwrap()
-            .info
-            .unwrap();
+        let info = crate::get_run(&mut c, &leased.run_id).await.info.unwrap();
         if info.status == pb::RunStatus::Killed as i32 {
             assert!(info.end_time.is_some());
             break;
@@ -421,15 +393,7 @@ async fn heartbeat_lease_kills_silent_runs(db: Database) {
         .await
         .unwrap_err();
     assert_eq!(after.code(), Code::FailedPrecondition);
-    let untouched = c
-        .get_run(pb::GetRunRequest { run_id: plain })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .info
-        .unwrap();
+    let untouched = crate::get_run(&mut c, &plain).await.info.unwrap();
     assert_eq!(
         untouched.status,
         pb::RunStatus::Running as i32,
@@ -486,15 +450,7 @@ async fn concurrent_writers_to_one_run(db: Database) {
             .into_inner();
         assert_eq!(h.values.len(), 12 * 20 * 10);
     }
-    let data = c
-        .get_run(pb::GetRunRequest { run_id: r })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap()
-        .data
-        .unwrap();
+    let data = crate::get_run(&mut c, &r).await.data.unwrap();
     assert_eq!(data.params.len(), 12);
     sb.stop().await.unwrap();
 }
