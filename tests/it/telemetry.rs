@@ -1,5 +1,6 @@
 //! Traces: exported over OTLP/gRPC when an endpoint is configured, and continuing
-//! the caller's trace when a request carries `traceparent` metadata.
+//! the caller's trace when a request carries `traceparent` metadata, into the
+//! events the request writes.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,6 +80,37 @@ async fn spans_reach_the_otlp_collector_in_the_callers_trace() {
             .unwrap(),
     );
     c.get_experiment(req).await.unwrap();
+
+    // An event written while serving a traced request carries that trace along.
+    let mut sub = sb
+        .bus
+        .subscribe("trace", &[mlops_tracking::RUNS_TOPIC])
+        .await
+        .unwrap();
+    let mut req = tonic::Request::new(pb::CreateRunRequest::default());
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    c.create_run(req).await.unwrap();
+    let created = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("the RunCreated event arrives")
+        .unwrap()
+        .envelope;
+    assert_eq!(created.ce_type, "mlops.events.v1.RunCreated");
+    let traceparent = created
+        .trace
+        .get("traceparent")
+        .expect("the event carries a traceparent");
+    assert!(traceparent.contains(trace_id), "{traceparent}");
+    // ...and the Kafka binding puts it in the message headers.
+    assert!(created
+        .headers()
+        .iter()
+        .any(|(k, v)| *k == "traceparent" && v == traceparent));
     sb.stop().await.unwrap();
     // Dropping the guard flushes the batch to the collector.
     tokio::task::spawn_blocking(move || drop(guard))
