@@ -144,7 +144,6 @@ impl SandboxBuilder {
             tracking: None,
             bus,
             in_process: (self.bus == Bus::InProcess).then_some(in_process),
-            database: self.database,
             shutdown,
             tasks: vec![],
             dir,
@@ -160,12 +159,10 @@ impl SandboxBuilder {
             if let Some(tweak) = self.tracking_tweak {
                 tweak(&mut config);
             }
-            let database_url = config.database_url.clone();
             let t = Tracking::bind(config, Some(sandbox.bus.clone())).await?;
             let endpoints = Endpoints {
                 grpc: t.grpc_addr(),
                 admin: t.admin_addr(),
-                database_url,
                 store: t.store().clone(),
             };
             sandbox
@@ -184,8 +181,6 @@ pub struct Endpoints {
     pub grpc: SocketAddr,
     /// The admin HTTP address.
     pub admin: SocketAddr,
-    /// Its database.
-    pub database_url: String,
     /// Its store, for looking under the API.
     pub store: mlops_tracking::Store,
 }
@@ -198,8 +193,6 @@ pub struct Sandbox {
     pub bus: Arc<dyn EventBus>,
     /// The in-process bus, when that is the bus.
     pub in_process: Option<InProcessBus>,
-    /// The database kind.
-    pub database: Database,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
     dir: tempfile::TempDir,

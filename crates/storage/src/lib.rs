@@ -98,18 +98,6 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
 }
 
-/// Whether `e` is a transient conflict worth retrying the transaction for
-/// (PostgreSQL deadlock or serialization failure, SQLite busy).
-pub fn is_retryable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => matches!(
-            d.code().as_deref(),
-            Some("40P01" | "40001" | "5" | "6" | "517")
-        ),
-        _ => false,
-    }
-}
-
 /// One schema change of a component, in both dialects.
 #[derive(Debug, Clone)]
 pub struct Migration {

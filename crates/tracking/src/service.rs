@@ -10,7 +10,7 @@ use mlops_runtime::auth::Role;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::artifacts::Artifacts;
-use crate::error::{invalid, TrackingError};
+use crate::error::invalid;
 use crate::store::Store;
 
 /// The role each method needs: reads for readers, deletes of whole experiments
@@ -263,7 +263,7 @@ impl TrackingService for TrackingApi {
             }
         };
         crate::artifacts::check_path(&header.path, false)?;
-        let artifact_uri = self.store.writable_artifact_uri(&header.run_id).await?;
+        let artifact_uri = self.store.artifact_uri(&header.run_id, true).await?;
         let chunks = stream
             .map(|m| match m {
                 Ok(pb::UploadArtifactRequest {
@@ -302,8 +302,7 @@ impl TrackingService for TrackingApi {
     ) -> Res<Self::DownloadArtifactStream> {
         let r = req.into_inner();
         crate::artifacts::check_path(&r.path, false)?;
-        let run = self.store.get_run(&r.run_id).await?;
-        let uri = run.info.map(|i| i.artifact_uri).unwrap_or_default();
+        let uri = self.store.artifact_uri(&r.run_id, false).await?;
         let bytes = self.artifacts.download(&uri, &r.path).await?;
         let counter = self
             .store
@@ -328,8 +327,7 @@ impl TrackingService for TrackingApi {
     ) -> Res<pb::ListArtifactsResponse> {
         let r = req.get_ref();
         crate::artifacts::check_path(&r.path, true)?;
-        let run = self.store.get_run(&r.run_id).await?;
-        let root_uri = run.info.map(|i| i.artifact_uri).unwrap_or_default();
+        let root_uri = self.store.artifact_uri(&r.run_id, false).await?;
         let files = self
             .artifacts
             .list(&root_uri, &r.path)
@@ -348,43 +346,5 @@ impl From<crate::artifacts::Entry> for pb::FileInfo {
             is_dir: e.is_dir,
             file_size: e.size,
         }
-    }
-}
-
-impl Store {
-    /// The artifact URI of a run that may be written to.
-    pub(crate) async fn writable_artifact_uri(
-        &self,
-        run_id: &str,
-    ) -> Result<String, TrackingError> {
-        let run = self.get_run(run_id).await?;
-        let info = run.info.unwrap_or_default();
-        if info.lifecycle_stage == mlops_proto::tracking::v1::LifecycleStage::Deleted as i32 {
-            return Err(TrackingError::FailedPrecondition(format!(
-                "run {run_id} is deleted; restore it before uploading"
-            )));
-        }
-        Ok(info.artifact_uri)
-    }
-
-    /// Deletes a run's tag.
-    pub async fn delete_tag(&self, run_id: &str, key: &str) -> Result<(), TrackingError> {
-        crate::validate::run_id(run_id)?;
-        crate::validate::key("tag", key)?;
-        let mut tx = self.db.begin().await?;
-        crate::store::require_active_run(&mut tx, run_id, self.for_update()).await?;
-        let n = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
-            .bind(run_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(TrackingError::NotFound(format!(
-                "run {run_id} has no tag `{key}`"
-            )));
-        }
-        tx.commit().await?;
-        Ok(())
     }
 }

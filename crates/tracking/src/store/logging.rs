@@ -288,6 +288,27 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a run's tag.
+    pub async fn delete_tag(&self, run_id: &str, key: &str) -> Result<()> {
+        validate::run_id(run_id)?;
+        validate::key("tag", key)?;
+        let mut tx = self.db.begin().await?;
+        require_active_run(&mut tx, run_id, self.for_update()).await?;
+        let n = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
+            .bind(run_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(TrackingError::NotFound(format!(
+                "run {run_id} has no tag `{key}`"
+            )));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records the datasets a run used; a dataset is stored once per experiment
     /// (by name and digest) and linked to each run with its context.
     pub async fn log_inputs(&self, run_id: &str, inputs: &[pb::DatasetInput]) -> Result<()> {

@@ -204,6 +204,22 @@ impl Store {
         Ok(run)
     }
 
+    /// A run's artifact root, in one small query; `writable` refuses deleted runs.
+    pub async fn artifact_uri(&self, run_id: &str, writable: bool) -> Result<String> {
+        validate::run_id(run_id)?;
+        let row = sqlx::query("SELECT artifact_uri, lifecycle_stage FROM runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(self.db.reader())
+            .await?
+            .ok_or_else(|| run_not_found(run_id))?;
+        if writable && row.get::<String, _>(1) != ACTIVE {
+            return Err(TrackingError::FailedPrecondition(format!(
+                "run {run_id} is deleted; restore it before uploading"
+            )));
+        }
+        Ok(row.get(0))
+    }
+
     /// Attaches the dataset inputs to runs, in one query.
     pub(crate) async fn attach_inputs(&self, runs: &mut [pb::Run]) -> Result<()> {
         if runs.is_empty() {

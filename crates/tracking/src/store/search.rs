@@ -151,18 +151,30 @@ fn experiment_attribute_column(a: Attribute) -> &'static str {
     }
 }
 
-/// `[NOT] EXISTS (SELECT 1 FROM <table> WHERE run_id = r.run_id AND key = k AND <cmp>)`.
+/// Key/value tables and how a row links to the searched entity.
+const METRICS: (&str, &str) = ("latest_metrics", "x.run_id = r.run_id");
+const PARAMS: (&str, &str) = ("params", "x.run_id = r.run_id");
+const RUN_TAGS: (&str, &str) = ("tags", "x.run_id = r.run_id");
+const EXPERIMENT_TAGS: (&str, &str) = ("experiment_tags", "x.experiment_id = e.experiment_id");
+
+/// `[NOT] EXISTS (SELECT 1 FROM <table> x WHERE <link> AND x.key = k AND <cmp>)`.
 ///
-/// Correlated on the table's primary key (run_id, key): the database walks runs in
+/// Correlated on the table's primary key (owner, key): the database walks runs in
 /// the requested order and stops once a page is full.
-fn keyed_exists(sql: &mut SqlBuilder, table: &str, key: &str, c: &Clause, numeric: bool) {
+fn keyed_exists(
+    sql: &mut SqlBuilder,
+    (table, link): (&str, &str),
+    key: &str,
+    c: &Clause,
+    numeric: bool,
+) {
     sql.push(if c.op == Op::IsNull {
         "NOT EXISTS ("
     } else {
         "EXISTS ("
     });
     sql.push(&format!(
-        "SELECT 1 FROM {table} x WHERE x.run_id = r.run_id AND x.key = "
+        "SELECT 1 FROM {table} x WHERE {link} AND x.key = "
     ));
     sql.bind_str(key);
     match c.op {
@@ -184,9 +196,9 @@ pub(crate) fn run_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
     for c in &f.clauses {
         sql.push(" AND ");
         match &c.field {
-            Field::Metric(k) => keyed_exists(sql, "latest_metrics", k, c, true),
-            Field::Param(k) => keyed_exists(sql, "params", k, c, false),
-            Field::Tag(k) => keyed_exists(sql, "tags", k, c, false),
+            Field::Metric(k) => keyed_exists(sql, METRICS, k, c, true),
+            Field::Param(k) => keyed_exists(sql, PARAMS, k, c, false),
+            Field::Tag(k) => keyed_exists(sql, RUN_TAGS, k, c, false),
             Field::Attribute(a) => {
                 let col = run_attribute_column(*a);
                 if a.is_numeric() {
@@ -217,25 +229,7 @@ pub(crate) fn experiment_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
     for c in &f.clauses {
         sql.push(" AND ");
         match &c.field {
-            Field::Tag(k) => match c.op {
-                Op::IsNull | Op::IsNotNull => {
-                    sql.push(if c.op == Op::IsNull {
-                        "NOT EXISTS ("
-                    } else {
-                        "EXISTS ("
-                    });
-                    sql.push("SELECT 1 FROM experiment_tags t WHERE t.experiment_id = e.experiment_id AND t.key = ");
-                    sql.bind_str(k);
-                    sql.push(")");
-                }
-                _ => {
-                    sql.push("EXISTS (SELECT 1 FROM experiment_tags t WHERE t.experiment_id = e.experiment_id AND t.key = ");
-                    sql.bind_str(k);
-                    sql.push(" AND ");
-                    sql.string_cmp("t.value", c.op, &c.value);
-                    sql.push(")");
-                }
-            },
+            Field::Tag(k) => keyed_exists(sql, EXPERIMENT_TAGS, k, c, false),
             Field::Attribute(a) => {
                 let col = experiment_attribute_column(*a);
                 if a.is_numeric() {
