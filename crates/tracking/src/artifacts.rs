@@ -41,67 +41,21 @@ fn store_err(e: object_store::Error) -> TrackingError {
 
 /// Checks a relative artifact path; `allow_empty` for "the root" in listings.
 pub fn check_path(path: &str, allow_empty: bool) -> Result<()> {
-    if path.is_empty() {
-        return if allow_empty {
-            Ok(())
-        } else {
-            Err(invalid("artifact path must not be empty"))
-        };
-    }
-    let bad = |why: &str| {
+    mlops_storage::blob::check_relative_path(path, allow_empty).map_err(|why| {
         invalid(format!(
-            "artifact path `{path}` {why}; give a relative path under the run's artifact root, like `model/model.onnx`"
+            "artifact path {why}; give a relative path under the run's artifact root, like `model/model.onnx`"
         ))
-    };
-    if path.starts_with('/')
-        || path.starts_with('\\')
-        || path.contains(":\\")
-        || path.contains("://")
-    {
-        return Err(bad("is absolute"));
-    }
-    if path.contains('\\') || path.contains('\0') {
-        return Err(bad("contains a backslash or NUL byte"));
-    }
-    for seg in path.trim_end_matches('/').split('/') {
-        match seg {
-            ".." => return Err(bad("escapes the root with `..`")),
-            "." | "" => return Err(bad("has an empty or `.` segment")),
-            _ => {}
-        }
-    }
-    Ok(())
+    })
 }
 
 impl Artifacts {
     /// Opens the store at `root`: a directory path, `file:///dir`, or `s3://bucket/prefix`
     /// (credentials and endpoint from the standard `AWS_*` environment variables).
     pub fn open(root: &str) -> anyhow::Result<Self> {
-        if let Some(rest) = root.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()?;
-            let prefix = prefix.trim_end_matches('/');
-            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-                Arc::new(s3)
-            } else {
-                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
-            };
-            let root_uri = if prefix.is_empty() {
-                format!("s3://{bucket}")
-            } else {
-                format!("s3://{bucket}/{prefix}")
-            };
-            return Ok(Artifacts { store, root_uri });
-        }
-        let dir = root.strip_prefix("file://").unwrap_or(root);
-        std::fs::create_dir_all(dir)?;
-        let dir = std::fs::canonicalize(dir)?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?;
+        let blob = mlops_storage::blob::open(root)?;
         Ok(Artifacts {
-            store: Arc::new(store),
-            root_uri: format!("file://{}", dir.display()),
+            store: blob.store,
+            root_uri: blob.root_uri,
         })
     }
 
@@ -215,26 +169,6 @@ impl Artifacts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths() {
-        assert!(check_path("model/model.onnx", false).is_ok());
-        assert!(check_path("a/b/", false).is_ok());
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../../x",
-            "a//b",
-            "./a",
-            "a\\b",
-            "C:\\x",
-            "s3://b/x",
-        ] {
-            assert!(check_path(bad, false).is_err(), "{bad}");
-        }
-        assert!(check_path("", true).is_ok());
-    }
 
     #[tokio::test]
     async fn local_round_trip_and_listing() {

@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: its settings (`mlops-tracking --help` lists them);
 //! - [`store`]: experiments, runs, params, tags, metrics and inputs on SQLite or PostgreSQL;
-//! - [`filter`]: MLflow's search grammar;
+//! - [`filter`]: MLflow's search grammar, re-exported from `mlops-filter`;
 //! - [`artifacts`]: run artifacts on a local directory or S3;
 //! - [`service`]: the gRPC API;
 //! - [`Tracking`]: binds, serves, and shuts down in order (drain RPCs, then flush events).
@@ -10,11 +10,13 @@
 pub mod artifacts;
 pub mod config;
 pub mod error;
-pub mod filter;
 pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod validate;
+
+/// MLflow's search filter and `order_by` grammar, shared with the registry (`mlops-filter`).
+pub use mlops_filter as filter;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -170,7 +170,7 @@ impl Store {
         let filter = filter::parse_filter(&req.filter, Entity::Experiment)
             .map_err(|e| invalid(e.to_string()))?;
         let max = page_size(req.max_results)?;
-        let offset = PageToken::decode(&req.page_token)?;
+        let offset = PageToken::decode(&req.page_token).map_err(invalid)?;
         let mut sql = SqlBuilder::new(self.db.backend());
         sql.push(&format!(
             "SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN ("

@@ -1,130 +1,16 @@
 //! Search: MLflow's filter and order_by ASTs ([`crate::filter`]) to SQL, and page tokens.
 
-use base64::Engine;
 use mlops_proto::tracking::v1 as pb;
-use mlops_storage::Backend;
-use sqlx::any::AnyRow;
 
 use super::experiments::page_size;
 use sqlx::Row;
 
 use super::{stages, Store};
 use crate::error::{invalid, Result};
-use crate::filter::{
-    self, Attribute, Clause, DatasetField, Entity, Field, Filter, Op, OrderBy, Value,
-};
-
-/// A bound value.
-enum Bind {
-    Str(String),
-    F64(f64),
-    I64(i64),
-}
-
-/// SQL text with `$n` placeholders and their values, built in order.
-pub(crate) struct SqlBuilder {
-    backend: Backend,
-    sql: String,
-    binds: Vec<Bind>,
-}
-
-impl SqlBuilder {
-    pub(crate) fn new(backend: Backend) -> Self {
-        SqlBuilder {
-            backend,
-            sql: String::with_capacity(512),
-            binds: vec![],
-        }
-    }
-
-    pub(crate) fn push(&mut self, s: &str) {
-        self.sql.push_str(s);
-    }
-
-    fn placeholder(&mut self, b: Bind) {
-        self.binds.push(b);
-        self.sql.push_str(&format!("${}", self.binds.len()));
-    }
-
-    pub(crate) fn bind_str(&mut self, s: &str) {
-        self.placeholder(Bind::Str(s.to_owned()));
-    }
-
-    fn bind_f64(&mut self, v: f64) {
-        self.placeholder(Bind::F64(v));
-    }
-
-    fn bind_i64(&mut self, v: i64) {
-        self.placeholder(Bind::I64(v));
-    }
-
-    /// The same binds around new SQL made from the current text.
-    pub(crate) fn wrap(mut self, f: impl FnOnce(&str) -> String) -> Self {
-        self.sql = f(&self.sql);
-        self
-    }
-
-    pub(crate) async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<AnyRow>> {
-        // Unnamed statements: PostgreSQL plans each search for its actual values, where
-        // a cached generic plan cannot know how selective `params.p0 = 'a'` is.
-        let mut q = sqlx::query(&self.sql).persistent(self.backend == Backend::Sqlite);
-        for b in self.binds {
-            q = match b {
-                Bind::Str(s) => q.bind(s),
-                Bind::F64(v) => q.bind(v),
-                Bind::I64(v) => q.bind(v),
-            };
-        }
-        Ok(q.fetch_all(pool).await?)
-    }
-
-    /// `<expr> <op> <value>` for a string comparison, LIKE and ILIKE included.
-    fn string_cmp(&mut self, expr: &str, op: Op, value: &Value) {
-        match (op, value) {
-            (Op::In | Op::NotIn, Value::List(items)) => {
-                self.push(expr);
-                self.push(if op == Op::In { " IN (" } else { " NOT IN (" });
-                for (i, it) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.push(", ");
-                    }
-                    self.bind_str(it);
-                }
-                self.push(")");
-            }
-            (Op::ILike, Value::Str(s)) => match self.backend {
-                Backend::Postgres => {
-                    self.push(&format!("{expr} ILIKE "));
-                    self.bind_str(s);
-                }
-                Backend::Sqlite => {
-                    self.push(&format!("LOWER({expr}) LIKE LOWER("));
-                    self.bind_str(s);
-                    self.push(")");
-                }
-            },
-            (_, Value::Str(s)) => {
-                self.push(&format!("{expr} {} ", op.as_str()));
-                self.bind_str(s);
-            }
-            // The parser only gives strings and lists to string fields.
-            _ => self.push("1 = 0"),
-        }
-    }
-
-    fn numeric_cmp(&mut self, expr: &str, op: Op, value: &Value, integer: bool) {
-        if let Value::Number(n) = value {
-            self.push(&format!("{expr} {} ", op.as_str()));
-            if integer && n.fract() == 0.0 && n.abs() < 9.0e15 {
-                self.bind_i64(*n as i64);
-            } else {
-                self.bind_f64(*n);
-            }
-        } else {
-            self.push("1 = 0");
-        }
-    }
-}
+use crate::filter::sql::keyed_exists;
+pub use crate::filter::sql::PageToken;
+pub(crate) use crate::filter::sql::SqlBuilder;
+use crate::filter::{self, Attribute, DatasetField, Entity, Field, Filter, OrderBy};
 
 fn run_attribute_column(a: Attribute) -> &'static str {
     match a {
@@ -139,6 +25,12 @@ fn run_attribute_column(a: Attribute) -> &'static str {
         Attribute::CreationTime => "e.creation_time",
         Attribute::LastUpdateTime => "e.last_update_time",
         Attribute::ExperimentId => "r.experiment_id",
+        // Registry attributes: the parser never yields them for runs.
+        Attribute::ModelName
+        | Attribute::VersionNumber
+        | Attribute::SourcePath
+        | Attribute::CreationTimestamp
+        | Attribute::LastUpdatedTimestamp => "NULL",
     }
 }
 
@@ -156,40 +48,6 @@ const METRICS: (&str, &str) = ("latest_metrics", "x.run_id = r.run_id");
 const PARAMS: (&str, &str) = ("params", "x.run_id = r.run_id");
 const RUN_TAGS: (&str, &str) = ("tags", "x.run_id = r.run_id");
 const EXPERIMENT_TAGS: (&str, &str) = ("experiment_tags", "x.experiment_id = e.experiment_id");
-
-/// `[NOT] EXISTS (SELECT 1 FROM <table> x WHERE <link> AND x.key = k AND <cmp>)`.
-///
-/// Correlated on the table's primary key (owner, key): the database walks runs in
-/// the requested order and stops once a page is full.
-fn keyed_exists(
-    sql: &mut SqlBuilder,
-    (table, link): (&str, &str),
-    key: &str,
-    c: &Clause,
-    numeric: bool,
-) {
-    sql.push(if c.op == Op::IsNull {
-        "NOT EXISTS ("
-    } else {
-        "EXISTS ("
-    });
-    sql.push(&format!(
-        "SELECT 1 FROM {table} x WHERE {link} AND x.key = "
-    ));
-    sql.bind_str(key);
-    match c.op {
-        Op::IsNull | Op::IsNotNull => {}
-        _ => {
-            sql.push(" AND ");
-            if numeric {
-                sql.numeric_cmp("x.value", c.op, &c.value, false);
-            } else {
-                sql.string_cmp("x.value", c.op, &c.value);
-            }
-        }
-    }
-    sql.push(")");
-}
 
 /// Appends ` AND <clause>` for every clause of a run filter.
 pub(crate) fn run_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
@@ -278,42 +136,16 @@ pub(crate) fn order_sql(sql: &mut SqlBuilder, orders: &[OrderBy], entity: Entity
             (Field::Attribute(a), Entity::Experiment) => {
                 sql.push(&format!("{} {dir}, ", experiment_attribute_column(*a)))
             }
-            (Field::Dataset(_), _) => {}
+            // Datasets are not orderable; registry entities are searched by the registry.
+            (Field::Dataset(_), _) | (_, Entity::RegisteredModel | Entity::ModelVersion) => {}
         }
     }
     match entity {
-        Entity::Run => sql.push("r.start_time DESC, r.run_id ASC"),
         Entity::Experiment => sql.push("e.creation_time DESC, e.experiment_id ASC"),
-    }
-}
-
-/// An opaque page token: the offset of the next page.
-pub struct PageToken;
-
-impl PageToken {
-    /// The token for `offset`.
-    pub fn encode(offset: i64) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{{\"offset\":{offset}}}"))
-    }
-
-    /// The offset in `token`; empty is 0.
-    pub fn decode(token: &str) -> Result<i64> {
-        if token.is_empty() {
-            return Ok(0);
+        // This store searches runs and experiments only.
+        Entity::Run | Entity::RegisteredModel | Entity::ModelVersion => {
+            sql.push("r.start_time DESC, r.run_id ASC")
         }
-        let bad = || {
-            invalid(format!(
-                "page_token `{token}` is not a token this server issued"
-            ))
-        };
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| bad())?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-        v.get("offset")
-            .and_then(|o| o.as_i64())
-            .filter(|o| *o >= 0)
-            .ok_or_else(bad)
     }
 }
 
@@ -328,7 +160,7 @@ impl Store {
                 .push(filter::parse_order_by(o, Entity::Run).map_err(|e| invalid(e.to_string()))?);
         }
         let max = page_size(req.max_results)?;
-        let offset = PageToken::decode(&req.page_token)?;
+        let offset = PageToken::decode(&req.page_token).map_err(invalid)?;
         let mut exp_ids = Vec::with_capacity(req.experiment_ids.len());
         for id in &req.experiment_ids {
             exp_ids.push(crate::validate::experiment_id(id)?);
@@ -378,18 +210,18 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn sql_of(filter: &str, backend: Backend) -> String {
+    fn sql_of(filter: &str, backend: mlops_storage::Backend) -> String {
         let f = filter::parse_filter(filter, Entity::Run).unwrap();
         let mut b = SqlBuilder::new(backend);
         run_filter_sql(&mut b, &f);
-        b.sql
+        b.sql().to_owned()
     }
 
     #[test]
     fn builds_numbered_placeholders() {
         let s = sql_of(
             "metrics.auc > 0.9 and params.model = 'rf' and tags.team != 'x'",
-            Backend::Postgres,
+            mlops_storage::Backend::Postgres,
         );
         assert!(
             s.contains("x.run_id = r.run_id AND x.key = $1 AND x.value > $2"),
@@ -401,11 +233,19 @@ mod tests {
 
     #[test]
     fn ilike_per_backend() {
-        assert!(sql_of("params.m ILIKE '%a%'", Backend::Postgres).contains("x.value ILIKE $2"));
-        assert!(sql_of("params.m ILIKE '%a%'", Backend::Sqlite)
-            .contains("LOWER(x.value) LIKE LOWER($2)"));
-        assert!(sql_of("attributes.run_id IN ('a', 'b')", Backend::Sqlite)
-            .contains("r.run_id IN ($1, $2)"));
+        assert!(
+            sql_of("params.m ILIKE '%a%'", mlops_storage::Backend::Postgres)
+                .contains("x.value ILIKE $2")
+        );
+        assert!(
+            sql_of("params.m ILIKE '%a%'", mlops_storage::Backend::Sqlite)
+                .contains("LOWER(x.value) LIKE LOWER($2)")
+        );
+        assert!(sql_of(
+            "attributes.run_id IN ('a', 'b')",
+            mlops_storage::Backend::Sqlite
+        )
+        .contains("r.run_id IN ($1, $2)"));
     }
 
     #[test]

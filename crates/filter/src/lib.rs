@@ -1,9 +1,15 @@
-//! Parser for MLflow's search filter and `order_by` grammar.
+//! Parser for MLflow's search filter and `order_by` grammar, shared by the services that search.
 //!
-//! This module turns the strings accepted by `mlflow.search_runs(filter_string=...)`,
-//! `mlflow.search_experiments(filter_string=...)` and their `order_by` arguments into a
-//! typed AST ([`Filter`], [`OrderBy`]). It follows the behaviour of MLflow's
-//! `mlflow/utils/search_utils.py`; it does not generate SQL.
+//! This crate turns the strings accepted by `mlflow.search_runs(filter_string=...)`,
+//! `mlflow.search_experiments(...)`, `MlflowClient.search_registered_models(...)`,
+//! `MlflowClient.search_model_versions(...)` and their `order_by` arguments into a typed AST
+//! ([`Filter`], [`OrderBy`]) for one [`Entity`]. It follows the behaviour of MLflow's
+//! `mlflow/utils/search_utils.py`; it does not generate SQL, which is each store's business.
+//!
+//! - [`parse_filter`] and [`parse_order_by`]: the entry points;
+//! - [`Filter`], [`Clause`], [`Field`], [`Op`], [`Value`], [`OrderBy`]: the AST, whose
+//!   `Display` renders a form that parses back to the same value;
+//! - [`FilterError`]: where the input went wrong and what was expected.
 //!
 //! # Filter grammar
 //!
@@ -40,20 +46,28 @@
 //! * runs: `run_id`, `run_name` (also quoted `run name`, `Run name`, `Run Name`), `status`,
 //!   `start_time` (also `created`, `Created`), `end_time`, `user_id`, `artifact_uri`;
 //! * experiments: `name`, `creation_time`, `last_update_time` (and, in `order_by` only,
-//!   `experiment_id`).
+//!   `experiment_id`);
+//! * registered models: `name` (and, in `order_by` only, `creation_timestamp`,
+//!   `last_updated_timestamp`);
+//! * model versions: `name`, `version_number`, `run_id`, `source_path` in filters; `name`,
+//!   `version_number`, `creation_timestamp`, `last_updated_timestamp` in `order_by`.
 //!
 //! Dataset fields are `name`, `digest` and `context`.
 //!
 //! # Type rules
 //!
-//! | field                                   | comparators                           | value        |
-//! |-----------------------------------------|---------------------------------------|--------------|
-//! | metric                                  | `= != < <= > >=`, `IS [NOT] NULL`     | number       |
-//! | param, tag                              | `= != LIKE ILIKE`, `IS [NOT] NULL`    | string       |
-//! | param, tag                              | `IN`, `NOT IN`                        | list         |
-//! | numeric attribute (`*_time`, `created`) | `= != < <= > >=`                      | number       |
-//! | string attribute, dataset field         | `= != LIKE ILIKE`                     | string       |
-//! | string attribute, dataset field         | `IN`, `NOT IN`                        | list         |
+//! | field                           | comparators                           | value        |
+//! |---------------------------------|---------------------------------------|--------------|
+//! | metric                          | `= != < <= > >=`, `IS [NOT] NULL`     | number       |
+//! | param, tag                      | `= != LIKE ILIKE`, `IS [NOT] NULL`    | string       |
+//! | param, tag                      | `IN`, `NOT IN`                        | list         |
+//! | numeric attribute               | `= != < <= > >=`                      | number       |
+//! | string attribute, dataset field | `= != LIKE ILIKE`                     | string       |
+//! | string attribute, dataset field | `IN`, `NOT IN`                        | list         |
+//!
+//! The numeric attributes are the timestamps (`start_time`/`created`, `end_time`,
+//! `creation_time`, `last_update_time`, `creation_timestamp`, `last_updated_timestamp`) and
+//! `version_number`; every other attribute is a string.
 //!
 //! # `order_by` grammar
 //!
@@ -61,8 +75,8 @@
 //! order_by := ws* identifier [ ws+ ( ASC | DESC ) ] ws*  (case-insensitive, ascending by default)
 //! ```
 //!
-//! Metrics, params, tags and attributes can be ordered by (experiments: tags and attributes
-//! only); dataset fields cannot.
+//! Metrics, params, tags and attributes can be ordered by (experiments, registered models and
+//! model versions: tags and attributes only); dataset fields cannot.
 //!
 //! # Errors
 //!
@@ -72,13 +86,17 @@
 
 use std::fmt;
 
-/// Which kind of entity is searched: runs and experiments accept different fields.
+/// Which kind of entity is searched: each accepts different fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entity {
     /// Runs (`search_runs`): metrics, params, tags, run attributes and datasets.
     Run,
     /// Experiments (`search_experiments`): experiment attributes and tags.
     Experiment,
+    /// Registered models (`search_registered_models`): model attributes and tags.
+    RegisteredModel,
+    /// Model versions (`search_model_versions`): version attributes and tags.
+    ModelVersion,
 }
 
 /// The left-hand side of a clause (or the subject of an `order_by`).
@@ -96,10 +114,10 @@ pub enum Field {
     Dataset(DatasetField),
 }
 
-/// A built-in attribute of a run or an experiment.
+/// A built-in attribute of a run, an experiment, a registered model or a model version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attribute {
-    /// Run: `run_id`.
+    /// Run and model version: `run_id` (the run a version was registered from).
     RunId,
     /// Run: `run_name` (aliases `run name`, `Run name`, `Run Name`).
     RunName,
@@ -121,10 +139,20 @@ pub enum Attribute {
     LastUpdateTime,
     /// Experiment: `experiment_id` (orderable, not filterable).
     ExperimentId,
+    /// Registered model and model version: `name` (of the model).
+    ModelName,
+    /// Model version: `version_number`.
+    VersionNumber,
+    /// Model version: `source_path` (where the version's files came from).
+    SourcePath,
+    /// Registered model and model version: `creation_timestamp` (orderable, not filterable).
+    CreationTimestamp,
+    /// Registered model and model version: `last_updated_timestamp` (orderable, not filterable).
+    LastUpdatedTimestamp,
 }
 
 impl Attribute {
-    /// Whether the attribute holds a number (a timestamp) rather than a string.
+    /// Whether the attribute holds a number (a timestamp, a version number) rather than a string.
     pub fn is_numeric(self) -> bool {
         matches!(
             self,
@@ -132,6 +160,9 @@ impl Attribute {
                 | Attribute::EndTime
                 | Attribute::CreationTime
                 | Attribute::LastUpdateTime
+                | Attribute::VersionNumber
+                | Attribute::CreationTimestamp
+                | Attribute::LastUpdatedTimestamp
         )
     }
 
@@ -149,6 +180,11 @@ impl Attribute {
             Attribute::CreationTime => "creation_time",
             Attribute::LastUpdateTime => "last_update_time",
             Attribute::ExperimentId => "experiment_id",
+            Attribute::ModelName => "name",
+            Attribute::VersionNumber => "version_number",
+            Attribute::SourcePath => "source_path",
+            Attribute::CreationTimestamp => "creation_timestamp",
+            Attribute::LastUpdatedTimestamp => "last_updated_timestamp",
         }
     }
 }
@@ -518,6 +554,8 @@ impl fmt::Display for OrderBy {
 mod parser;
 
 pub use parser::{parse_filter, parse_order_by};
+
+pub mod sql;
 
 #[cfg(test)]
 mod error_tests;

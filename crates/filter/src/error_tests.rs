@@ -386,3 +386,199 @@ fn error_display() {
     let boxed: Box<dyn std::error::Error> = Box::new(e);
     assert!(boxed.to_string().contains("order_by"));
 }
+
+#[test]
+fn registered_model_errors() {
+    for (input, pos, found) in [
+        ("metrics.x > 1", 0, "metrics.x"),
+        ("params.p = 'x'", 0, "params.p"),
+        ("datasets.name = 'x'", 0, "datasets.name"),
+        ("tags.a = 'x' and metric.b > 1", 17, "metric.b"),
+    ] {
+        assert_err(
+            input,
+            Entity::RegisteredModel,
+            pos,
+            &[&format!(
+                "registered models can be filtered by attributes and tags only, found {found}"
+            )],
+        );
+    }
+    let e = assert_err(
+        "status = 'READY'",
+        Entity::RegisteredModel,
+        0,
+        &["unknown attribute 'status' for registered models; valid attributes: name"],
+    );
+    assert_eq!(
+        e.to_string(),
+        "invalid filter at position 0: unknown attribute 'status' for registered models; \
+         valid attributes: name"
+    );
+    // Timestamps order registered models but do not filter them, as in MLflow.
+    assert_err(
+        "attributes.creation_timestamp > 1",
+        Entity::RegisteredModel,
+        11,
+        &["unknown attribute 'creation_timestamp' for registered models"],
+    );
+    assert_err(
+        "version_number = 1",
+        Entity::RegisteredModel,
+        0,
+        &["unknown attribute 'version_number'"],
+    );
+    assert_err(
+        "name > 'a'",
+        Entity::RegisteredModel,
+        5,
+        &[
+            "operator > is not allowed for name",
+            "=, !=, LIKE, ILIKE, IN, NOT IN",
+        ],
+    );
+    assert_err(
+        "name = 1",
+        Entity::RegisteredModel,
+        7,
+        &["expected a quoted string for name, found number 1"],
+    );
+    assert_err("name IS NULL", Entity::RegisteredModel, 5, &["not allowed"]);
+
+    assert_order_err(
+        "metrics.auc DESC",
+        Entity::RegisteredModel,
+        0,
+        &["registered models can be ordered by attributes and tags only, found metrics.auc"],
+    );
+    assert_order_err(
+        "timestamp",
+        Entity::RegisteredModel,
+        0,
+        &[
+            "unknown attribute 'timestamp' for registered models",
+            "valid attributes: name, creation_timestamp, last_updated_timestamp",
+        ],
+    );
+    assert_order_err(
+        "version_number",
+        Entity::RegisteredModel,
+        0,
+        &["unknown attribute 'version_number'"],
+    );
+}
+
+#[test]
+fn model_version_errors() {
+    for (input, pos, found) in [
+        ("metrics.x > 1", 0, "metrics.x"),
+        ("params.p = 'x'", 0, "params.p"),
+        ("datasets.digest = 'x'", 0, "datasets.digest"),
+        ("name = 'm' and metrics.acc < 1", 15, "metrics.acc"),
+    ] {
+        assert_err(
+            input,
+            Entity::ModelVersion,
+            pos,
+            &[&format!(
+                "model versions can be filtered by attributes and tags only, found {found}"
+            )],
+        );
+    }
+    assert_err(
+        "stage = 'Production'",
+        Entity::ModelVersion,
+        0,
+        &["unknown attribute 'stage' for model versions; \
+             valid attributes: name, version_number, run_id, source_path"],
+    );
+    assert_err(
+        "last_updated_timestamp > 1",
+        Entity::ModelVersion,
+        0,
+        &["unknown attribute 'last_updated_timestamp' for model versions"],
+    );
+    assert_err(
+        "version_number LIKE '1%'",
+        Entity::ModelVersion,
+        15,
+        &[
+            "operator LIKE is not allowed for version_number",
+            "allowed operators: =, !=, <, <=, >, >=",
+        ],
+    );
+    assert_err(
+        "version_number IN ('1', '2')",
+        Entity::ModelVersion,
+        15,
+        &["operator IN is not allowed for version_number"],
+    );
+    assert_err(
+        "version_number = '1'",
+        Entity::ModelVersion,
+        17,
+        &["expected a number for version_number, found string '1'"],
+    );
+    assert_err(
+        "run_id >= 'abc'",
+        Entity::ModelVersion,
+        7,
+        &["operator >= is not allowed for run_id"],
+    );
+    assert_err(
+        "source_path < 's3://b'",
+        Entity::ModelVersion,
+        12,
+        &["operator < is not allowed for source_path"],
+    );
+    assert_err(
+        "run_id = 12",
+        Entity::ModelVersion,
+        9,
+        &["a quoted string for run_id"],
+    );
+
+    assert_order_err(
+        "params.p",
+        Entity::ModelVersion,
+        0,
+        &["model versions can be ordered by attributes and tags only, found params.p"],
+    );
+    assert_order_err(
+        "run_id DESC",
+        Entity::ModelVersion,
+        0,
+        &[
+            "unknown attribute 'run_id' for model versions",
+            "valid attributes: name, version_number, creation_timestamp, last_updated_timestamp",
+        ],
+    );
+    assert_order_err(
+        "attributes.source_path",
+        Entity::ModelVersion,
+        11,
+        &["unknown attribute 'source_path'"],
+    );
+}
+
+#[test]
+fn registry_attributes_are_refused_elsewhere() {
+    assert_err(
+        "version_number = 1",
+        Entity::Run,
+        0,
+        &["unknown attribute 'version_number' for runs"],
+    );
+    assert_err(
+        "source_path = 'x'",
+        Entity::Experiment,
+        0,
+        &["unknown attribute 'source_path' for experiments"],
+    );
+    assert_order_err(
+        "creation_timestamp",
+        Entity::Experiment,
+        0,
+        &["unknown attribute 'creation_timestamp' for experiments"],
+    );
+}

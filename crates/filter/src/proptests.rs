@@ -116,6 +116,11 @@ fn attribute_spellings(a: Attribute) -> &'static [&'static str] {
         Attribute::CreationTime => &["creation_time"],
         Attribute::LastUpdateTime => &["last_update_time"],
         Attribute::ExperimentId => &["experiment_id"],
+        Attribute::ModelName => &["name"],
+        Attribute::VersionNumber => &["version_number"],
+        Attribute::SourcePath => &["source_path"],
+        Attribute::CreationTimestamp => &["creation_timestamp"],
+        Attribute::LastUpdatedTimestamp => &["last_updated_timestamp"],
     }
 }
 
@@ -198,8 +203,57 @@ fn random_field(rng: &mut Rng, entity: Entity) -> Field {
                 Attribute::LastUpdateTime,
             ])),
         },
+        Entity::RegisteredModel => match rng.below(2) {
+            0 => Field::Tag(random_key(rng)),
+            _ => Field::Attribute(Attribute::ModelName),
+        },
+        Entity::ModelVersion => match rng.below(2) {
+            0 => Field::Tag(random_key(rng)),
+            _ => Field::Attribute(*rng.pick(&[
+                Attribute::ModelName,
+                Attribute::VersionNumber,
+                Attribute::RunId,
+                Attribute::SourcePath,
+            ])),
+        },
     }
 }
+
+/// A random field that `entity` can be ordered by.
+fn random_order_field(rng: &mut Rng, entity: Entity) -> Field {
+    let field = random_field(rng, entity);
+    match (entity, field) {
+        (Entity::Run, Field::Dataset(_)) => Field::Metric(random_key(rng)),
+        (Entity::Experiment, _) if rng.chance(20) => Field::Attribute(Attribute::ExperimentId),
+        (Entity::RegisteredModel | Entity::ModelVersion, _) if rng.chance(30) => {
+            Field::Attribute(*rng.pick(&[
+                Attribute::CreationTimestamp,
+                Attribute::LastUpdatedTimestamp,
+            ]))
+        }
+        (Entity::ModelVersion, Field::Attribute(Attribute::RunId | Attribute::SourcePath)) => {
+            Field::Attribute(Attribute::VersionNumber)
+        }
+        (_, field) => field,
+    }
+}
+
+/// A random entity, runs most often since their grammar is the largest.
+fn random_entity(rng: &mut Rng) -> Entity {
+    match rng.below(10) {
+        0..=5 => Entity::Run,
+        6 => Entity::Experiment,
+        7 => Entity::RegisteredModel,
+        _ => Entity::ModelVersion,
+    }
+}
+
+const ENTITIES: [Entity; 4] = [
+    Entity::Run,
+    Entity::Experiment,
+    Entity::RegisteredModel,
+    Entity::ModelVersion,
+];
 
 /// A random finite number and a textual form of it.
 fn random_number(rng: &mut Rng) -> (f64, String) {
@@ -319,11 +373,7 @@ fn random_filter(rng: &mut Rng, entity: Entity) -> (Filter, String) {
 fn property_rendered_valid_filters_parse_back() {
     for seed in 0..4000u64 {
         let mut rng = Rng(seed);
-        let entity = if rng.chance(70) {
-            Entity::Run
-        } else {
-            Entity::Experiment
-        };
+        let entity = random_entity(&mut rng);
         let (expected, text) = random_filter(&mut rng, entity);
         match parse_filter(&text, entity) {
             Ok(parsed) => assert_eq!(parsed, expected, "seed {seed}: {text:?}"),
@@ -343,18 +393,8 @@ fn property_rendered_valid_filters_parse_back() {
 fn property_rendered_order_by_parses_back() {
     for seed in 0..2000u64 {
         let mut rng = Rng(seed);
-        let entity = if rng.chance(70) {
-            Entity::Run
-        } else {
-            Entity::Experiment
-        };
-        let mut field = random_field(&mut rng, entity);
-        if matches!(field, Field::Dataset(_)) {
-            field = Field::Metric(random_key(&mut rng));
-        }
-        if entity == Entity::Experiment && rng.chance(20) {
-            field = Field::Attribute(Attribute::ExperimentId);
-        }
+        let entity = random_entity(&mut rng);
+        let field = random_order_field(&mut rng, entity);
         let ascending = rng.chance(50);
         let mut text = ws0(&mut rng).to_string();
         text.push_str(&render_field(&mut rng, &field));
@@ -390,6 +430,9 @@ const FRAGMENTS: &[&str] = &[
     "created",
     "name",
     "run_id",
+    "version_number",
+    "source_path",
+    "creation_timestamp",
     "`Run name`",
     " ",
     "  ",
@@ -480,7 +523,7 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
 
 fn check_never_panics(input: &str) {
     let len = input.chars().count();
-    for entity in [Entity::Run, Entity::Experiment] {
+    for entity in ENTITIES {
         let filter = std::panic::catch_unwind(|| parse_filter(input, entity));
         match filter {
             Ok(Ok(_)) => {}
@@ -512,11 +555,7 @@ fn property_never_panics_and_positions_in_bounds() {
     }
     for seed in 0..3000u64 {
         let mut rng = Rng(seed.wrapping_add(1 << 40));
-        let entity = if rng.chance(70) {
-            Entity::Run
-        } else {
-            Entity::Experiment
-        };
+        let entity = random_entity(&mut rng);
         let (_, text) = random_filter(&mut rng, entity);
         let input = mutate(&mut rng, &text);
         check_never_panics(&input);

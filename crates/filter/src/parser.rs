@@ -48,9 +48,6 @@ const RUN_ATTRIBUTES: &[(&str, Attribute)] = &[
     ("user_id", Attribute::UserId),
     ("artifact_uri", Attribute::ArtifactUri),
 ];
-/// Canonical run attribute names, for error messages.
-const RUN_ATTRIBUTE_NAMES: &str =
-    "run_id, run_name, status, start_time, end_time, user_id, artifact_uri";
 
 /// Attribute names accepted in experiment filters.
 const EXPERIMENT_FILTER_ATTRIBUTES: &[(&str, Attribute)] = &[
@@ -65,6 +62,63 @@ const EXPERIMENT_ORDER_ATTRIBUTES: &[(&str, Attribute)] = &[
     ("last_update_time", Attribute::LastUpdateTime),
     ("experiment_id", Attribute::ExperimentId),
 ];
+
+/// Attribute names accepted in registered model filters.
+const REGISTERED_MODEL_FILTER_ATTRIBUTES: &[(&str, Attribute)] = &[("name", Attribute::ModelName)];
+/// Attribute names accepted in registered model order_by clauses.
+const REGISTERED_MODEL_ORDER_ATTRIBUTES: &[(&str, Attribute)] = &[
+    ("name", Attribute::ModelName),
+    ("creation_timestamp", Attribute::CreationTimestamp),
+    ("last_updated_timestamp", Attribute::LastUpdatedTimestamp),
+];
+
+/// Attribute names accepted in model version filters.
+const MODEL_VERSION_FILTER_ATTRIBUTES: &[(&str, Attribute)] = &[
+    ("name", Attribute::ModelName),
+    ("version_number", Attribute::VersionNumber),
+    ("run_id", Attribute::RunId),
+    ("source_path", Attribute::SourcePath),
+];
+/// Attribute names accepted in model version order_by clauses.
+const MODEL_VERSION_ORDER_ATTRIBUTES: &[(&str, Attribute)] = &[
+    ("name", Attribute::ModelName),
+    ("version_number", Attribute::VersionNumber),
+    ("creation_timestamp", Attribute::CreationTimestamp),
+    ("last_updated_timestamp", Attribute::LastUpdatedTimestamp),
+];
+
+/// The attribute spellings accepted for `entity` in `mode`.
+fn attribute_table(entity: Entity, mode: Mode) -> &'static [(&'static str, Attribute)] {
+    match (entity, mode) {
+        (Entity::Run, _) => RUN_ATTRIBUTES,
+        (Entity::Experiment, Mode::Filter) => EXPERIMENT_FILTER_ATTRIBUTES,
+        (Entity::Experiment, Mode::OrderBy) => EXPERIMENT_ORDER_ATTRIBUTES,
+        (Entity::RegisteredModel, Mode::Filter) => REGISTERED_MODEL_FILTER_ATTRIBUTES,
+        (Entity::RegisteredModel, Mode::OrderBy) => REGISTERED_MODEL_ORDER_ATTRIBUTES,
+        (Entity::ModelVersion, Mode::Filter) => MODEL_VERSION_FILTER_ATTRIBUTES,
+        (Entity::ModelVersion, Mode::OrderBy) => MODEL_VERSION_ORDER_ATTRIBUTES,
+    }
+}
+
+/// The canonical names in an attribute table (aliases left out), for error messages.
+fn canonical_names(table: &[(&str, Attribute)]) -> String {
+    let names: Vec<&str> = table
+        .iter()
+        .filter(|(spelling, a)| *spelling == a.name())
+        .map(|(spelling, _)| *spelling)
+        .collect();
+    names.join(", ")
+}
+
+/// The entity's plural noun in messages, e.g. "registered models".
+fn plural(entity: Entity) -> &'static str {
+    match entity {
+        Entity::Run => "runs",
+        Entity::Experiment => "experiments",
+        Entity::RegisteredModel => "registered models",
+        Entity::ModelVersion => "model versions",
+    }
+}
 
 /// The comparator list used in "expected a comparison operator" messages.
 const OPERATOR_LIST: &str = "=, !=, <, <=, >, >=, LIKE, ILIKE, IN, NOT IN, IS NULL, IS NOT NULL";
@@ -213,7 +267,7 @@ impl Parser {
                 "an identifier (metrics.<key>, params.<key>, tags.<key>, attributes.<name>, \
                  datasets.<field> or an attribute name)"
             }
-            Entity::Experiment => {
+            Entity::Experiment | Entity::RegisteredModel | Entity::ModelVersion => {
                 "an identifier (tags.<key>, attributes.<name> or an attribute name)"
             }
         }
@@ -371,16 +425,17 @@ impl Parser {
                 )
             })?,
         };
-        if self.entity == Entity::Experiment
+        if self.entity != Entity::Run
             && matches!(kind, Prefix::Metric | Prefix::Param | Prefix::Dataset)
         {
             let verb = match self.mode {
                 Mode::Filter => "filtered",
                 Mode::OrderBy => "ordered",
             };
+            let noun = plural(self.entity);
             return Err(self.err(
                 start,
-                format!("experiments can be {verb} by attributes and tags only, found {source}"),
+                format!("{noun} can be {verb} by attributes and tags only, found {source}"),
             ));
         }
         let field = match kind {
@@ -388,19 +443,7 @@ impl Parser {
             Prefix::Param => Field::Param(key),
             Prefix::Tag => Field::Tag(key),
             Prefix::Attribute => {
-                let (table, names, noun) = match (self.entity, self.mode) {
-                    (Entity::Run, _) => (RUN_ATTRIBUTES, RUN_ATTRIBUTE_NAMES, "runs"),
-                    (Entity::Experiment, Mode::Filter) => (
-                        EXPERIMENT_FILTER_ATTRIBUTES,
-                        "name, creation_time, last_update_time",
-                        "experiments",
-                    ),
-                    (Entity::Experiment, Mode::OrderBy) => (
-                        EXPERIMENT_ORDER_ATTRIBUTES,
-                        "name, creation_time, last_update_time, experiment_id",
-                        "experiments",
-                    ),
-                };
+                let table = attribute_table(self.entity, self.mode);
                 let attribute = table
                     .iter()
                     .find(|(name, _)| *name == key)
@@ -409,7 +452,9 @@ impl Parser {
                         self.err(
                             key_pos,
                             format!(
-                                "unknown attribute '{key}' for {noun}; valid attributes: {names}"
+                                "unknown attribute '{key}' for {}; valid attributes: {}",
+                                plural(self.entity),
+                                canonical_names(table)
                             ),
                         )
                     })?;

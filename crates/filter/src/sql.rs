@@ -1,0 +1,187 @@
+//! MLflow filters as SQL: a builder of `$n`-placeholder SQL shared by the services'
+//! stores (the same text runs on SQLite and PostgreSQL), the keyed `EXISTS` for
+//! tags/params/metrics tables, and opaque page tokens.
+
+use base64::Engine;
+use mlops_storage::Backend;
+use sqlx::any::AnyRow;
+
+use crate::{Clause, Op, Value};
+
+/// A bound value.
+enum Bind {
+    Str(String),
+    F64(f64),
+    I64(i64),
+}
+
+/// SQL text with `$n` placeholders and their values, built in order.
+pub struct SqlBuilder {
+    backend: Backend,
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl SqlBuilder {
+    pub fn new(backend: Backend) -> Self {
+        SqlBuilder {
+            backend,
+            sql: String::with_capacity(512),
+            binds: vec![],
+        }
+    }
+
+    /// The SQL text so far.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// Appends raw SQL text.
+    pub fn push(&mut self, s: &str) {
+        self.sql.push_str(s);
+    }
+
+    fn placeholder(&mut self, b: Bind) {
+        self.binds.push(b);
+        self.sql.push_str(&format!("${}", self.binds.len()));
+    }
+
+    pub fn bind_str(&mut self, s: &str) {
+        self.placeholder(Bind::Str(s.to_owned()));
+    }
+
+    pub fn bind_f64(&mut self, v: f64) {
+        self.placeholder(Bind::F64(v));
+    }
+
+    pub fn bind_i64(&mut self, v: i64) {
+        self.placeholder(Bind::I64(v));
+    }
+
+    /// The same binds around new SQL made from the current text.
+    pub fn wrap(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        self.sql = f(&self.sql);
+        self
+    }
+
+    pub async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<AnyRow>, sqlx::Error> {
+        // Unnamed statements: PostgreSQL plans each search for its actual values, where
+        // a cached generic plan cannot know how selective `params.p0 = 'a'` is.
+        let mut q = sqlx::query(&self.sql).persistent(self.backend == Backend::Sqlite);
+        for b in self.binds {
+            q = match b {
+                Bind::Str(s) => q.bind(s),
+                Bind::F64(v) => q.bind(v),
+                Bind::I64(v) => q.bind(v),
+            };
+        }
+        q.fetch_all(pool).await
+    }
+
+    /// `<expr> <op> <value>` for a string comparison, LIKE and ILIKE included.
+    pub fn string_cmp(&mut self, expr: &str, op: Op, value: &Value) {
+        match (op, value) {
+            (Op::In | Op::NotIn, Value::List(items)) => {
+                self.push(expr);
+                self.push(if op == Op::In { " IN (" } else { " NOT IN (" });
+                for (i, it) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.bind_str(it);
+                }
+                self.push(")");
+            }
+            (Op::ILike, Value::Str(s)) => match self.backend {
+                Backend::Postgres => {
+                    self.push(&format!("{expr} ILIKE "));
+                    self.bind_str(s);
+                }
+                Backend::Sqlite => {
+                    self.push(&format!("LOWER({expr}) LIKE LOWER("));
+                    self.bind_str(s);
+                    self.push(")");
+                }
+            },
+            (_, Value::Str(s)) => {
+                self.push(&format!("{expr} {} ", op.as_str()));
+                self.bind_str(s);
+            }
+            // The parser only gives strings and lists to string fields.
+            _ => self.push("1 = 0"),
+        }
+    }
+
+    pub fn numeric_cmp(&mut self, expr: &str, op: Op, value: &Value, integer: bool) {
+        if let Value::Number(n) = value {
+            self.push(&format!("{expr} {} ", op.as_str()));
+            if integer && n.fract() == 0.0 && n.abs() < 9.0e15 {
+                self.bind_i64(*n as i64);
+            } else {
+                self.bind_f64(*n);
+            }
+        } else {
+            self.push("1 = 0");
+        }
+    }
+}
+
+/// `[NOT] EXISTS (SELECT 1 FROM <table> x WHERE <link> AND x.key = k AND <cmp>)`.
+///
+/// Correlated on the table's primary key (owner, key): the database walks runs in
+/// the requested order and stops once a page is full.
+pub fn keyed_exists(
+    sql: &mut SqlBuilder,
+    (table, link): (&str, &str),
+    key: &str,
+    c: &Clause,
+    numeric: bool,
+) {
+    sql.push(if c.op == Op::IsNull {
+        "NOT EXISTS ("
+    } else {
+        "EXISTS ("
+    });
+    sql.push(&format!(
+        "SELECT 1 FROM {table} x WHERE {link} AND x.key = "
+    ));
+    sql.bind_str(key);
+    match c.op {
+        Op::IsNull | Op::IsNotNull => {}
+        _ => {
+            sql.push(" AND ");
+            if numeric {
+                sql.numeric_cmp("x.value", c.op, &c.value, false);
+            } else {
+                sql.string_cmp("x.value", c.op, &c.value);
+            }
+        }
+    }
+    sql.push(")");
+}
+
+/// An opaque page token: the offset of the next page.
+pub struct PageToken;
+
+impl PageToken {
+    /// The token for `offset`.
+    pub fn encode(offset: i64) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{{\"offset\":{offset}}}"))
+    }
+
+    /// The offset in `token`; empty is 0.
+    pub fn decode(token: &str) -> Result<i64, String> {
+        if token.is_empty() {
+            return Ok(0);
+        }
+        let bad = || format!("page_token `{token}` is not a token this server issued");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        v.get("offset")
+            .and_then(|o| o.as_i64())
+            .filter(|o| *o >= 0)
+            .ok_or_else(bad)
+    }
+}
