@@ -3,8 +3,8 @@
 use anyhow::Context;
 use mlops_proto::tracking::v1 as pb;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use mlops_runtime::grpc::{endpoint_uri, ClientAuth};
 use serde_json::json;
-use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -15,45 +15,21 @@ pub struct Output {
     pub json: bool,
 }
 
-type Client = TrackingServiceClient<InterceptedService<Channel, Auth>>;
-
-/// Adds the bearer token and the trace context to each call.
-#[derive(Clone)]
-pub struct Auth(Option<MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let mut req = mlops_runtime::telemetry::grpc_client_interceptor(req)?;
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
+type Client = TrackingServiceClient<InterceptedService<Channel, ClientAuth>>;
 
 /// Connects to the tracking service.
 pub async fn connect(addr: &str, token: Option<&str>) -> anyhow::Result<Client> {
-    let addr = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
+    let addr = endpoint_uri(addr);
     let channel = Channel::from_shared(addr.clone())?
         .connect()
         .await
         .with_context(|| {
             format!("cannot reach the tracking service at {addr} (is `mlops up` running?)")
         })?;
-    let auth = match token {
-        Some(t) => Some(
-            format!("Bearer {t}")
-                .parse()
-                .context("the token has characters not allowed in a header")?,
-        ),
-        None => None,
-    };
-    Ok(TrackingServiceClient::with_interceptor(channel, Auth(auth))
-        .max_decoding_message_size(64 * 1024 * 1024))
+    Ok(
+        TrackingServiceClient::with_interceptor(channel, ClientAuth::new(token)?)
+            .max_decoding_message_size(64 * 1024 * 1024),
+    )
 }
 
 /// Experiment commands.

@@ -71,3 +71,39 @@ impl GrpcServer {
             .await
     }
 }
+
+/// A tonic client interceptor for calls between services and from the CLI: it
+/// sends the current trace context and, when given, a bearer token.
+#[derive(Clone, Default)]
+pub struct ClientAuth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl ClientAuth {
+    /// With `token` (sent as `authorization: Bearer <token>`), or none.
+    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
+        match token.filter(|t| !t.is_empty()) {
+            None => Ok(ClientAuth(None)),
+            Some(t) => Ok(ClientAuth(Some(format!("Bearer {t}").parse().map_err(
+                |_| anyhow::anyhow!("the token has characters not allowed in a header"),
+            )?))),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for ClientAuth {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let mut req = crate::telemetry::grpc_client_interceptor(req)?;
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// `http://` in front of a bare `host:port`.
+pub fn endpoint_uri(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}

@@ -18,6 +18,8 @@ use mlops_runtime::{ErrorCode, ServiceError};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
+pub mod blob;
+
 pub use sqlx;
 
 /// Which database is behind the pools.
