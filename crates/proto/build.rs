@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "mlops/tracking/v1/tracking.proto",
         "mlops/events/v1/tracking.proto",
+        "mlops/registry/v1/registry.proto",
+        "mlops/events/v1/registry.proto",
     ];
     if std::env::var_os("PROTOC").is_none() {
         // Build scripts are single threaded, so setting the variable is sound.
