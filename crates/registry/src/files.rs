@@ -1,0 +1,216 @@
+//! The registry's copy of each version's files, under
+//! `<artifact root>/<model id>/<version>/`, on a local directory or S3.
+//! Registered versions are immutable: deleting the run they came from does not
+//! take the model away.
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::WriteMultipart;
+
+use crate::error::{invalid, RegistryError, Result};
+
+/// The blob store holding model files.
+#[derive(Clone, Debug)]
+pub struct ModelFiles {
+    blob: mlops_storage::blob::BlobStore,
+}
+
+/// A file written for a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// Its path inside the version.
+    pub rel: String,
+    /// Bytes.
+    pub size: u64,
+    /// The whole content, kept when asked for (to read an ONNX signature).
+    pub content: Option<Vec<u8>>,
+}
+
+fn store_err(e: object_store::Error) -> RegistryError {
+    match e {
+        object_store::Error::NotFound { path, .. } => {
+            RegistryError::NotFound(format!("model file {path} not found"))
+        }
+        other => RegistryError::Unavailable(format!("model file store error: {other}")),
+    }
+}
+
+impl ModelFiles {
+    /// Opens the store at `root` (a directory, `file:///dir` or `s3://bucket/prefix`).
+    pub fn open(root: &str) -> anyhow::Result<Self> {
+        Ok(ModelFiles {
+            blob: mlops_storage::blob::open(root)?,
+        })
+    }
+
+    /// Where a version's files live, as a URI.
+    pub fn location(&self, model_id: &str, version: i64) -> String {
+        format!("{}/{model_id}/{version}", self.blob.root_uri)
+    }
+
+    fn key(model_id: &str, version: i64, rel: &str) -> Result<Path> {
+        mlops_storage::blob::check_relative_path(rel, false)
+            .map_err(|why| invalid(format!("model file path {why}")))?;
+        Path::parse(format!("{model_id}/{version}/{rel}"))
+            .map_err(|e| invalid(format!("model file path `{rel}` is not valid: {e}")))
+    }
+
+    /// Writes one file from a stream of chunks, keeping the content in memory when
+    /// `keep` (up to `limit` bytes in all). On an error nothing of it is left behind.
+    pub async fn write(
+        &self,
+        model_id: &str,
+        version: i64,
+        rel: &str,
+        mut chunks: BoxStream<'_, Result<Bytes>>,
+        keep: bool,
+        limit: u64,
+    ) -> Result<Written> {
+        let key = Self::key(model_id, version, rel)?;
+        let upload = self
+            .blob
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(store_err)?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut size = 0u64;
+        let mut content = keep.then(Vec::new);
+        while let Some(chunk) = chunks.next().await {
+            let failed = match chunk {
+                Ok(bytes) => {
+                    size += bytes.len() as u64;
+                    if size > limit {
+                        Some(invalid(format!(
+                            "the model is larger than this registry accepts ({limit} bytes, \
+                             MLOPS_REGISTRY_MAX_MODEL_BYTES)"
+                        )))
+                    } else {
+                        if let Some(c) = content.as_mut() {
+                            c.extend_from_slice(&bytes);
+                        }
+                        writer.write(&bytes);
+                        None
+                    }
+                }
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failed {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(error = %abort, "aborting a failed model upload failed");
+                }
+                return Err(e);
+            }
+        }
+        writer.finish().await.map_err(store_err)?;
+        Ok(Written {
+            rel: rel.to_owned(),
+            size,
+            content,
+        })
+    }
+
+    /// Removes every file of a version (after a failed registration or a delete).
+    pub async fn remove_version(&self, model_id: &str, version: i64) {
+        let prefix = Path::from(format!("{model_id}/{version}"));
+        let listed: Vec<_> = match self.blob.store.list(Some(&prefix)).try_collect().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(model_id, version, error = %e, "listing a version's files to remove them failed");
+                return;
+            }
+        };
+        for meta in listed {
+            if let Err(e) = self.blob.store.delete(&meta.location).await {
+                tracing::warn!(path = %meta.location, error = %e, "removing a model file failed");
+            }
+        }
+    }
+
+    /// Removes every file of a model.
+    pub async fn remove_model(&self, model_id: &str) {
+        let prefix = Path::from(model_id.to_owned());
+        let listed: Vec<_> = match self.blob.store.list(Some(&prefix)).try_collect().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(model_id, error = %e, "listing a model's files to remove them failed");
+                return;
+            }
+        };
+        for meta in listed {
+            if let Err(e) = self.blob.store.delete(&meta.location).await {
+                tracing::warn!(path = %meta.location, error = %e, "removing a model file failed");
+            }
+        }
+    }
+
+    /// Reads one file of a version as a stream of chunks.
+    pub async fn read(
+        &self,
+        model_id: &str,
+        version: i64,
+        rel: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let key = Self::key(model_id, version, rel)?;
+        let got = self.blob.store.get(&key).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => {
+                RegistryError::NotFound(format!("file `{rel}` not found in this version"))
+            }
+            other => store_err(other),
+        })?;
+        Ok(got.into_stream().map_err(store_err).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn write_read_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ModelFiles::open(dir.path().to_str().unwrap()).unwrap();
+        let chunks = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Ok(Bytes::from_static(b"def")),
+        ])
+        .boxed();
+        let w = files
+            .write("m1", 1, "model.onnx", chunks, true, 100)
+            .await
+            .unwrap();
+        assert_eq!(w.size, 6);
+        assert_eq!(w.content.as_deref(), Some(&b"abcdef"[..]));
+        let back: Vec<Bytes> = files
+            .read("m1", 1, "model.onnx")
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(back.concat(), b"abcdef");
+        // over the limit: refused, nothing left
+        let big = futures::stream::iter(vec![Ok(Bytes::from(vec![0u8; 10]))]).boxed();
+        let e = files
+            .write("m1", 2, "big.bin", big, false, 5)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        assert!(matches!(
+            files.read("m1", 2, "big.bin").await,
+            Err(RegistryError::NotFound(_))
+        ));
+        files.remove_version("m1", 1).await;
+        assert!(matches!(
+            files.read("m1", 1, "model.onnx").await,
+            Err(RegistryError::NotFound(_))
+        ));
+        assert!(files.location("m1", 3).ends_with("/m1/3"));
+        assert!(files
+            .write("m1", 1, "../x", futures::stream::empty().boxed(), false, 1)
+            .await
+            .is_err());
+    }
+}

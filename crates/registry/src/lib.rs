@@ -1,0 +1,218 @@
+//! The model registry service (anchor: MLflow Model Registry).
+//!
+//! - [`config`]: its settings (`mlops-registry --help` lists them);
+//! - [`store`]: models, versions, tags, aliases, stages, evaluations and gate results
+//!   on SQLite or PostgreSQL, each write with its events;
+//! - [`register`]: registration from a tracking run's artifact or an upload, with the
+//!   ONNX signature read from the file itself;
+//! - [`lineage`]: the tracking service, asked over gRPC for runs and their files;
+//! - [`files`]: the registry's copy of each version's files (local directory or S3);
+//! - [`gate`]: the evaluation gate's verdicts, in MLflow's threshold semantics;
+//! - [`service`]: the gRPC API;
+//! - [`Registry`]: binds, serves, and shuts down in order (drain RPCs, then flush events).
+
+pub mod config;
+pub mod error;
+pub mod files;
+pub mod gate;
+pub mod lineage;
+pub mod metrics;
+pub mod register;
+pub mod service;
+pub mod store;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mlops_events::outbox::Outbox;
+use mlops_events::EventBus;
+use mlops_proto::registry::v1::registry_service_server::RegistryServiceServer;
+use mlops_runtime::admin::{Check, Readiness};
+use mlops_runtime::grpc::GrpcServer;
+use mlops_runtime::shutdown::CancellationToken;
+use mlops_storage::{Db, DbOptions};
+use tokio::net::TcpListener;
+
+pub use config::RegistryConfig;
+pub use store::{Store, MODELS_TOPIC};
+
+/// A bound, ready-to-run registry.
+pub struct Registry {
+    config: RegistryConfig,
+    store: Store,
+    registrar: register::Registrar,
+    bus: Arc<dyn EventBus>,
+    grpc: TcpListener,
+    admin: TcpListener,
+}
+
+impl Registry {
+    /// Connects the database (running migrations), the model store and the bus, and
+    /// binds both ports. `bus` overrides the configured bus (one process, tests).
+    pub async fn bind(
+        config: RegistryConfig,
+        bus: Option<Arc<dyn EventBus>>,
+    ) -> anyhow::Result<Self> {
+        config.validate()?;
+        let db = Db::connect(&DbOptions {
+            url: config.database_url.clone(),
+            max_connections: config.db_max_connections,
+            acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+        })
+        .await
+        .context("connecting the registry database")?;
+        db.migrate("registry", &store::migrations()).await?;
+        db.migrate(
+            "registry-outbox",
+            &mlops_events::outbox::migrations("registry"),
+        )
+        .await?;
+        let files = files::ModelFiles::open(&config.artifact_root)
+            .with_context(|| format!("opening the model store {}", config.artifact_root))?;
+        let tracking = lineage::TrackingClient::new(&config.tracking_addr, &config.tracking_token)
+            .with_context(|| format!("the tracking address {}", config.tracking_addr))?;
+        let bus = match bus {
+            Some(b) => b,
+            None => mlops_events::connect(&config.bus, None)?,
+        };
+        if let Err(err) = bus.ensure_topics(&[MODELS_TOPIC]).await {
+            // Not fatal: the relay keeps the events until the bus is back.
+            tracing::warn!(error = %err, "cannot create the registry topics yet");
+        }
+        let store = Store::new(db, Outbox::new("registry"), metrics::Metrics::new());
+        let registrar =
+            register::Registrar::new(store.clone(), files, tracking, config.max_model_bytes);
+        let grpc = TcpListener::bind(&config.listen_addr)
+            .await
+            .with_context(|| format!("binding the gRPC address {}", config.listen_addr))?;
+        let admin = TcpListener::bind(&config.admin_addr)
+            .await
+            .with_context(|| format!("binding the admin address {}", config.admin_addr))?;
+        Ok(Registry {
+            config,
+            store,
+            registrar,
+            bus,
+            grpc,
+            admin,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The bound admin HTTP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The store, for tests and benchmarks that look under the API.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` is cancelled; then stops taking requests, drains the
+    /// ones in flight, flushes the outbox and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Registry {
+            config,
+            store,
+            registrar,
+            bus,
+            grpc,
+            admin,
+        } = self;
+        let db = store.db().clone();
+        let admin_addr = admin.local_addr()?;
+        let db_check: Check = {
+            let db = db.clone();
+            Arc::new(move || {
+                let db = db.clone();
+                Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
+            })
+        };
+        let bus_check: Check = {
+            let bus = bus.clone();
+            Arc::new(move || {
+                let bus = bus.clone();
+                Box::pin(async move { bus.ping().await.map_err(|e| e.to_string()) })
+            })
+        };
+        let readiness = Readiness::new(vec![
+            ("database".into(), db_check),
+            ("bus".into(), bus_check),
+        ]);
+        let workers = CancellationToken::new();
+        let relay = tokio::spawn(
+            store
+                .outbox
+                .relay("registry", db.clone(), bus.clone())
+                .run(workers.clone()),
+        );
+        let housekeeping = tokio::spawn(housekeeping(
+            store.clone(),
+            config.pending_timeout_ms as i64,
+            workers.clone(),
+        ));
+        let admin_server = tokio::spawn(mlops_runtime::admin::serve(admin, readiness.clone(), {
+            let workers = workers.clone();
+            async move { workers.cancelled().await }
+        }));
+
+        let api = RegistryServiceServer::new(service::RegistryApi::new(store.clone(), registrar))
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes.max(64 * 1024 * 1024));
+        let routes = tonic::service::Routes::new(api);
+        let server = GrpcServer {
+            service: "registry",
+            grpc_names: vec!["mlops.registry.v1.RegistryService", ""],
+            tokens: config.auth_tokens.clone(),
+            policy: Arc::new(service::policy),
+            concurrency_per_connection: config.max_concurrent_per_connection,
+        };
+        readiness.set_serving(true);
+        tracing::info!(grpc = %grpc.local_addr()?, admin = %admin_addr, "registry serving");
+        let stop = {
+            let readiness = readiness.clone();
+            async move {
+                shutdown.cancelled().await;
+                readiness.set_serving(false);
+            }
+        };
+        let served = server.serve(grpc, routes, stop).await;
+        workers.cancel();
+        let _ = housekeeping.await;
+        let _ = relay.await;
+        let _ = admin_server.await;
+        tracing::info!("registry stopped");
+        served.context("gRPC server failed")
+    }
+}
+
+/// Fails registrations cut off by a crash, and samples the pool gauge.
+async fn housekeeping(store: Store, pending_timeout_ms: i64, stop: CancellationToken) {
+    loop {
+        if let Err(err) = store.expire_pending(pending_timeout_ms).await {
+            tracing::warn!(error = %err, "failing stale pending registrations failed");
+        }
+        store.sample_pool();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Runs the registry with `config` until `shutdown` is cancelled.
+pub async fn serve(config: RegistryConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Registry::bind(config, None).await?.run(shutdown).await
+}

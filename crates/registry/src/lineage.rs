@@ -1,0 +1,240 @@
+//! What the registry asks the tracking service, over its gRPC API (the services
+//! share no code and no database): a run for lineage, and the files of a run's
+//! artifact to copy into the registry.
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use mlops_proto::registry::v1 as pb;
+use mlops_proto::tracking::v1 as tpb;
+use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use mlops_runtime::grpc::{endpoint_uri, ClientAuth};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::error::{precondition, RegistryError, Result};
+
+/// A client of the tracking service, connecting lazily (the registry starts even
+/// when tracking is not up yet; calls then answer UNAVAILABLE).
+#[derive(Clone)]
+pub struct TrackingClient {
+    addr: String,
+    inner: TrackingServiceClient<InterceptedService<Channel, ClientAuth>>,
+}
+
+/// One file of a run's artifact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactFile {
+    /// Its path under the run's artifact root.
+    pub path: String,
+    /// Its path inside the model version (relative to the registered artifact path).
+    pub rel: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+impl TrackingClient {
+    /// A client of the tracking service at `addr`, sending `token` when not empty.
+    pub fn new(addr: &str, token: &str) -> anyhow::Result<Self> {
+        let addr = endpoint_uri(addr);
+        let channel = Channel::from_shared(addr.clone())?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let inner = TrackingServiceClient::with_interceptor(channel, ClientAuth::new(Some(token))?)
+            .max_decoding_message_size(64 * 1024 * 1024);
+        Ok(TrackingClient { addr, inner })
+    }
+
+    fn map(&self, what: &str, s: tonic::Status) -> RegistryError {
+        match s.code() {
+            Code::NotFound => RegistryError::NotFound(format!("{what}: {}", s.message())),
+            Code::InvalidArgument => RegistryError::InvalidArgument(format!("{what}: {}", s.message())),
+            Code::FailedPrecondition => precondition(format!("{what}: {}", s.message())),
+            Code::Unauthenticated | Code::PermissionDenied => RegistryError::Unavailable(format!(
+                "the tracking service at {} refused the registry ({}); set MLOPS_REGISTRY_TRACKING_TOKEN \
+                 to a token with the reader role",
+                self.addr,
+                s.message()
+            )),
+            _ => RegistryError::Unavailable(format!(
+                "the tracking service at {} cannot be reached for lineage ({}: {}); retry when it is up",
+                self.addr,
+                s.code(),
+                s.message()
+            )),
+        }
+    }
+
+    /// A run with its data and inputs. A deleted run is refused: its artifacts may go.
+    pub async fn run(&self, run_id: &str) -> Result<tpb::Run> {
+        let run = self
+            .inner
+            .clone()
+            .get_run(tpb::GetRunRequest {
+                run_id: run_id.to_owned(),
+            })
+            .await
+            .map_err(|s| {
+                if s.code() == Code::NotFound {
+                    RegistryError::NotFound(format!(
+                        "run {run_id} not found in the tracking service"
+                    ))
+                } else {
+                    self.map("reading the run", s)
+                }
+            })?
+            .into_inner()
+            .run
+            .ok_or_else(|| RegistryError::Unavailable("tracking answered no run".into()))?;
+        let deleted = run
+            .info
+            .as_ref()
+            .map(|i| i.lifecycle_stage == tpb::LifecycleStage::Deleted as i32)
+            .unwrap_or(false);
+        if deleted {
+            return Err(precondition(format!(
+                "run {run_id} is deleted; restore it before registering its artifacts"
+            )));
+        }
+        Ok(run)
+    }
+
+    async fn list(&self, run_id: &str, path: &str) -> Result<Vec<tpb::FileInfo>> {
+        Ok(self
+            .inner
+            .clone()
+            .list_artifacts(tpb::ListArtifactsRequest {
+                run_id: run_id.to_owned(),
+                path: path.to_owned(),
+            })
+            .await
+            .map_err(|s| self.map("listing the run's artifacts", s))?
+            .into_inner()
+            .files)
+    }
+
+    /// The files of `path` in a run: the file itself, or every file under the
+    /// directory. NOT_FOUND when there is nothing there.
+    pub async fn artifact_files(&self, run_id: &str, path: &str) -> Result<Vec<ArtifactFile>> {
+        let path = path.trim_end_matches('/');
+        let (parent, _) = path.rsplit_once('/').unwrap_or(("", path));
+        let entry = self
+            .list(run_id, parent)
+            .await?
+            .into_iter()
+            .find(|f| f.path == path);
+        let not_found = || {
+            RegistryError::NotFound(format!(
+                "artifact `{path}` not found in run {run_id}; list the run's artifacts to find the model's path"
+            ))
+        };
+        let entry = entry.ok_or_else(not_found)?;
+        if !entry.is_dir {
+            let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+            return Ok(vec![ArtifactFile {
+                path: path.to_owned(),
+                rel: name,
+                size: entry.file_size,
+            }]);
+        }
+        let mut out = vec![];
+        let mut dirs = vec![path.to_owned()];
+        while let Some(dir) = dirs.pop() {
+            for f in self.list(run_id, &dir).await? {
+                if f.is_dir {
+                    dirs.push(f.path);
+                } else {
+                    let rel = f
+                        .path
+                        .strip_prefix(path)
+                        .unwrap_or(&f.path)
+                        .trim_start_matches('/')
+                        .to_owned();
+                    out.push(ArtifactFile {
+                        path: f.path,
+                        rel,
+                        size: f.file_size,
+                    });
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(precondition(format!(
+                "artifact directory `{path}` in run {run_id} holds no files"
+            )));
+        }
+        out.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(out)
+    }
+
+    /// The bytes of one file of a run, as a stream of chunks.
+    pub async fn download(
+        &self,
+        run_id: &str,
+        path: &str,
+    ) -> Result<BoxStream<'static, Result<bytes::Bytes>>> {
+        let stream = self
+            .inner
+            .clone()
+            .download_artifact(tpb::DownloadArtifactRequest {
+                run_id: run_id.to_owned(),
+                path: path.to_owned(),
+            })
+            .await
+            .map_err(|s| self.map("downloading the artifact", s))?
+            .into_inner();
+        let this = self.clone();
+        Ok(stream
+            .map_ok(|c| bytes::Bytes::from(c.chunk))
+            .map_err(move |s| this.map("downloading the artifact", s))
+            .boxed())
+    }
+}
+
+/// The lineage of a version registered from `run` at `artifact_path`.
+pub fn lineage_of(run: &tpb::Run, artifact_path: &str) -> pb::Lineage {
+    let info = run.info.clone().unwrap_or_default();
+    let data = run.data.clone().unwrap_or_default();
+    let inputs = run.inputs.clone().unwrap_or_default();
+    pb::Lineage {
+        run_id: info.run_id,
+        experiment_id: info.experiment_id,
+        run_name: info.run_name,
+        artifact_path: artifact_path.to_owned(),
+        run_artifact_uri: info.artifact_uri,
+        datasets: inputs
+            .dataset_inputs
+            .into_iter()
+            .map(|d| {
+                let ds = d.dataset.unwrap_or_default();
+                pb::LineageDataset {
+                    name: ds.name,
+                    digest: ds.digest,
+                    context: d.context,
+                    source_type: ds.source_type,
+                    source: ds.source,
+                }
+            })
+            .collect(),
+        metrics: data
+            .metrics
+            .into_iter()
+            .map(|m| pb::LineageMetric {
+                key: m.key,
+                value: m.value,
+                step: m.step,
+                timestamp: m.timestamp,
+            })
+            .collect(),
+        params: data
+            .params
+            .into_iter()
+            .map(|p| pb::Tag {
+                key: p.key,
+                value: p.value,
+            })
+            .collect(),
+        uploaded_file: String::new(),
+    }
+}

@@ -1,0 +1,333 @@
+//! Registering a version: from a tracking run's artifact or from an uploaded file.
+//!
+//! Everything that can be checked before a version exists is checked first (the
+//! model, the run, the artifact, the size), so those mistakes create nothing. Then
+//! the version is created PENDING_REGISTRATION (its number taken for good), the
+//! files are copied into the registry's store and an ONNX signature is read from
+//! the file itself; the version ends READY, or FAILED_REGISTRATION with the reason
+//! and none of its files left behind.
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use mlops_proto::registry::v1 as pb;
+use tonic::Streaming;
+
+use crate::error::{invalid, RegistryError, Result};
+use crate::files::ModelFiles;
+use crate::lineage::{lineage_of, TrackingClient};
+use crate::store::{NewVersion, Pending, Store};
+use crate::validate;
+
+/// Registers versions.
+#[derive(Clone)]
+pub struct Registrar {
+    store: Store,
+    files: ModelFiles,
+    tracking: TrackingClient,
+    max_bytes: u64,
+}
+
+/// What a successful copy produced.
+struct Copied {
+    signature: Option<pb::Signature>,
+    files: Vec<(String, u64)>,
+}
+
+fn is_onnx(rel: &str) -> bool {
+    rel.to_ascii_lowercase().ends_with(".onnx")
+}
+
+/// The file a signature is read from: `model.onnx` (shallowest) if there is one,
+/// else the first `.onnx` file in path order.
+fn signature_file<'a>(rels: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut onnx: Vec<&str> = rels.filter(|r| is_onnx(r)).collect();
+    onnx.sort_by_key(|r| {
+        (
+            r.rsplit('/').next() != Some("model.onnx"),
+            r.matches('/').count(),
+            *r,
+        )
+    });
+    onnx.first().copied()
+}
+
+/// The ONNX signature of `bytes`, read from `rel`.
+pub fn read_signature(rel: &str, bytes: &[u8]) -> Result<pb::Signature> {
+    let s = mlops_onnx::read_signature(bytes)
+        .map_err(|e| invalid(format!("`{rel}` is not a valid ONNX model: {e}")))?;
+    let spec = |t: mlops_onnx::TensorSpec| pb::TensorSpec {
+        name: t.name,
+        elem_type: t.elem_type,
+        shape: t.shape.map(|dims| pb::Shape {
+            dims: dims
+                .into_iter()
+                .map(|d| pb::Dim {
+                    value: match d {
+                        mlops_onnx::Dim::Fixed(n) => Some(pb::dim::Value::Size(n)),
+                        mlops_onnx::Dim::Symbolic(s) => Some(pb::dim::Value::Symbol(s)),
+                        mlops_onnx::Dim::Unknown => None,
+                    },
+                })
+                .collect(),
+        }),
+    };
+    Ok(pb::Signature {
+        format: "onnx".into(),
+        file: rel.to_owned(),
+        inputs: s.inputs.into_iter().map(spec).collect(),
+        outputs: s.outputs.into_iter().map(spec).collect(),
+        ir_version: s.ir_version,
+        opsets: s
+            .opsets
+            .into_iter()
+            .map(|(domain, v)| format!("{domain}:{v}"))
+            .collect(),
+        producer: s.producer,
+    })
+}
+
+impl Registrar {
+    /// A registrar over the store, the model files and the tracking service.
+    pub fn new(store: Store, files: ModelFiles, tracking: TrackingClient, max_bytes: u64) -> Self {
+        Registrar {
+            store,
+            files,
+            tracking,
+            max_bytes,
+        }
+    }
+
+    /// The model files store.
+    pub fn files(&self) -> &ModelFiles {
+        &self.files
+    }
+
+    fn too_big(&self, size: u64) -> RegistryError {
+        invalid(format!(
+            "the model is {size} bytes; this registry accepts at most {} (MLOPS_REGISTRY_MAX_MODEL_BYTES)",
+            self.max_bytes
+        ))
+    }
+
+    /// Registers `run_id`'s artifact at `artifact_path` as a new version.
+    pub async fn from_run(&self, req: pb::CreateModelVersionRequest) -> Result<pb::ModelVersion> {
+        validate::model_name(&req.name)?;
+        validate::run_id(&req.run_id)?;
+        let path = req.artifact_path.trim_end_matches('/').to_owned();
+        mlops_storage::blob::check_relative_path(&path, false).map_err(|why| {
+            invalid(format!(
+                "artifact_path {why}; give the model's path under the run's artifact root, like `model`"
+            ))
+        })?;
+        validate::description(&req.description)?;
+        for t in &req.tags {
+            validate::tag(&t.key, &t.value)?;
+        }
+        // Cheap checks first: the model, then the run and its files.
+        self.store.get_model(&req.name).await?;
+        let run = self.tracking.run(&req.run_id).await?;
+        let files = self.tracking.artifact_files(&req.run_id, &path).await?;
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        if total > self.max_bytes {
+            return Err(self.too_big(total));
+        }
+        let new = NewVersion {
+            source: format!("runs:/{}/{path}", req.run_id),
+            run_id: req.run_id.clone(),
+            lineage: lineage_of(&run, &path),
+            description: req.description.clone(),
+            tags: req.tags.clone(),
+        };
+        let pending = self
+            .store
+            .begin_version(&req.name, &new, |id, v| self.files.location(id, v))
+            .await?;
+        let sig_file = signature_file(files.iter().map(|f| f.rel.as_str())).map(str::to_owned);
+        let copied = async {
+            let mut written = vec![];
+            let mut signature = None;
+            for f in &files {
+                let chunks = self.tracking.download(&req.run_id, &f.path).await?;
+                let keep = sig_file.as_deref() == Some(f.rel.as_str());
+                let w = self
+                    .files
+                    .write(
+                        &pending.model_id,
+                        pending.version,
+                        &f.rel,
+                        chunks,
+                        keep,
+                        self.max_bytes,
+                    )
+                    .await?;
+                if let Some(content) = &w.content {
+                    signature = Some(read_signature(&w.rel, content)?);
+                }
+                written.push((w.rel, w.size));
+            }
+            Ok(Copied {
+                signature,
+                files: written,
+            })
+        }
+        .await;
+        self.finish(pending, copied).await
+    }
+
+    /// Registers an uploaded file as a new version.
+    pub async fn upload(
+        &self,
+        mut stream: Streaming<pb::UploadModelVersionRequest>,
+    ) -> Result<pb::ModelVersion> {
+        let first = stream
+            .message()
+            .await
+            .map_err(|s| invalid(format!("reading the upload failed: {}", s.message())))?;
+        let header =
+            match first.and_then(|m| m.item) {
+                Some(pb::upload_model_version_request::Item::Header(h)) => h,
+                _ => return Err(invalid(
+                    "the first message of an upload must be its header (model name and file name)",
+                )),
+            };
+        validate::model_name(&header.name)?;
+        validate::file_name(&header.file_name)?;
+        validate::description(&header.description)?;
+        for t in &header.tags {
+            validate::tag(&t.key, &t.value)?;
+        }
+        self.store.get_model(&header.name).await?;
+        let mut lineage = if header.run_id.is_empty() {
+            pb::Lineage::default()
+        } else {
+            validate::run_id(&header.run_id)?;
+            lineage_of(&self.tracking.run(&header.run_id).await?, "")
+        };
+        lineage.uploaded_file = header.file_name.clone();
+        let new = NewVersion {
+            source: format!("upload:{}", header.file_name),
+            run_id: header.run_id.clone(),
+            lineage,
+            description: header.description.clone(),
+            tags: header.tags.clone(),
+        };
+        let pending = self
+            .store
+            .begin_version(&header.name, &new, |id, v| self.files.location(id, v))
+            .await?;
+        let chunks: BoxStream<'_, Result<Bytes>> = stream
+            .map(|m| match m {
+                Ok(pb::UploadModelVersionRequest {
+                    item: Some(pb::upload_model_version_request::Item::Chunk(b)),
+                }) => Ok(Bytes::from(b)),
+                Ok(_) => Err(invalid(
+                    "the upload sent a second header; only the first message is a header",
+                )),
+                Err(s) => Err(invalid(format!(
+                    "the upload broke off before its end: {}",
+                    s.message()
+                ))),
+            })
+            .boxed();
+        let keep = is_onnx(&header.file_name);
+        let copied = async {
+            let w = self
+                .files
+                .write(
+                    &pending.model_id,
+                    pending.version,
+                    &header.file_name,
+                    chunks,
+                    keep,
+                    self.max_bytes,
+                )
+                .await?;
+            if w.size == 0 {
+                return Err(invalid(format!("the uploaded file `{}` is empty", w.rel)));
+            }
+            let signature = match &w.content {
+                Some(content) => Some(read_signature(&w.rel, content)?),
+                None => None,
+            };
+            Ok(Copied {
+                signature,
+                files: vec![(w.rel, w.size)],
+            })
+        }
+        .await;
+        self.finish(pending, copied).await
+    }
+
+    async fn finish(&self, p: Pending, copied: Result<Copied>) -> Result<pb::ModelVersion> {
+        match copied {
+            Ok(c) => {
+                if let Err(e) = self
+                    .store
+                    .version_ready(&p, c.signature.as_ref(), &c.files)
+                    .await
+                {
+                    self.files.remove_version(&p.model_id, p.version).await;
+                    return Err(e);
+                }
+                self.store.get_version(&p.name, p.version).await
+            }
+            Err(e) => {
+                self.files.remove_version(&p.model_id, p.version).await;
+                let reason = e.to_string();
+                self.store.version_failed(&p, &reason).await?;
+                let message = format!(
+                    "model `{}` version {} failed registration: {reason} (the version is kept as \
+                     FAILED_REGISTRATION; its number is not reused)",
+                    p.name, p.version
+                );
+                Err(match e {
+                    RegistryError::InvalidArgument(_) => RegistryError::InvalidArgument(message),
+                    RegistryError::NotFound(_) => RegistryError::NotFound(message),
+                    RegistryError::FailedPrecondition(_) => {
+                        RegistryError::FailedPrecondition(message)
+                    }
+                    RegistryError::AlreadyExists(_) => RegistryError::AlreadyExists(message),
+                    RegistryError::Unavailable(_) => RegistryError::Unavailable(message),
+                    other @ RegistryError::Storage(_) => other,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_signature_file() {
+        assert_eq!(
+            signature_file(["a.onnx", "sub/model.onnx", "MLmodel"].into_iter()),
+            Some("sub/model.onnx")
+        );
+        assert_eq!(
+            signature_file(["z.onnx", "b.ONNX"].into_iter()),
+            Some("b.ONNX")
+        );
+        assert_eq!(signature_file(["model.pkl"].into_iter()), None);
+    }
+
+    #[test]
+    fn reads_a_fixture_signature() {
+        let bytes = include_bytes!("../../../tests/fixtures/onnx/linear.onnx");
+        let s = read_signature("model.onnx", bytes).unwrap();
+        assert_eq!(s.format, "onnx");
+        assert_eq!(s.inputs.len(), 1);
+        assert_eq!(s.inputs[0].name, "x");
+        assert_eq!(s.inputs[0].elem_type, "float");
+        let dims = &s.inputs[0].shape.as_ref().unwrap().dims;
+        assert_eq!(dims[0].value, Some(pb::dim::Value::Symbol("N".into())));
+        assert_eq!(dims[1].value, Some(pb::dim::Value::Size(4)));
+        assert_eq!(s.outputs[0].name, "y");
+        let e = read_signature("model.onnx", b"hello world")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`model.onnx` is not a valid ONNX model"), "{e}");
+    }
+}

@@ -1,0 +1,585 @@
+//! Model versions: the two-step registration (PENDING, then READY or FAILED), reads,
+//! description, tags, stages, deletes.
+
+use mlops_proto::events::v1 as ev;
+use mlops_proto::registry::v1 as pb;
+use mlops_storage::now_millis;
+use prost::Message;
+use sqlx::Row;
+
+use super::{
+    event, stage_name, version_columns, version_from_row, version_not_found, Store, FAILED,
+    PENDING, READY,
+};
+use crate::error::{invalid, precondition, RegistryError, Result};
+use crate::validate;
+
+/// What a new version starts with.
+#[derive(Debug, Clone, Default)]
+pub struct NewVersion {
+    /// "runs:/<run_id>/<path>" or "upload:<file>".
+    pub source: String,
+    /// The tracking run, if any.
+    pub run_id: String,
+    /// Captured lineage.
+    pub lineage: pb::Lineage,
+    /// Description.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<pb::Tag>,
+}
+
+/// A version just created, PENDING_REGISTRATION.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The model's id.
+    pub model_id: String,
+    /// The model's name.
+    pub name: String,
+    /// The new version number.
+    pub version: i64,
+    /// When it was created.
+    pub created: i64,
+}
+
+impl Store {
+    /// Step one of a registration: takes the next version number (never reused) and
+    /// records the version PENDING_REGISTRATION with its lineage, with the
+    /// ModelVersionCreated event, in one transaction.
+    pub async fn begin_version(
+        &self,
+        name: &str,
+        new: &NewVersion,
+        location: impl Fn(&str, i64) -> String,
+    ) -> Result<Pending> {
+        validate::description(&new.description)?;
+        for t in &new.tags {
+            validate::tag(&t.key, &t.value)?;
+        }
+        let now = now_millis();
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(
+            "UPDATE registered_models SET next_version = next_version + 1, last_updated_timestamp = $1 \
+             WHERE name = $2 RETURNING model_id, next_version - 1",
+        )
+        .bind(now)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| super::model_not_found(name))?;
+        let model_id: String = row.get(0);
+        let version: i64 = row.get(1);
+        sqlx::query(
+            "INSERT INTO model_versions (model_id, version, creation_timestamp, last_updated_timestamp, \
+             description, stage, source, storage_location, run_id, status, status_message, lineage) \
+             VALUES ($1, $2, $3, $3, $4, 'None', $5, $6, $7, $8, '', $9)",
+        )
+        .bind(&model_id)
+        .bind(version)
+        .bind(now)
+        .bind(&new.description)
+        .bind(&new.source)
+        .bind(location(&model_id, version))
+        .bind(&new.run_id)
+        .bind(PENDING)
+        .bind(new.lineage.encode_to_vec())
+        .execute(&mut *tx)
+        .await?;
+        for t in &new.tags {
+            sqlx::query(
+                "INSERT INTO model_version_tags (model_id, version, key, value) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (model_id, version, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(&model_id)
+            .bind(version)
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.outbox
+            .enqueue(
+                &mut tx,
+                &event(
+                    "mlops.events.v1.ModelVersionCreated",
+                    &model_id,
+                    format!("{name}/{version}"),
+                    &ev::ModelVersionCreated {
+                        model_id: model_id.clone(),
+                        name: name.to_owned(),
+                        version,
+                        source: new.source.clone(),
+                        run_id: new.run_id.clone(),
+                        creation_timestamp: now,
+                    },
+                ),
+            )
+            .await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(Pending {
+            model_id,
+            name: name.to_owned(),
+            version,
+            created: now,
+        })
+    }
+
+    /// Step two, success: the files are in place and the signature read.
+    pub async fn version_ready(
+        &self,
+        p: &Pending,
+        signature: Option<&pb::Signature>,
+        files: &[(String, u64)],
+    ) -> Result<()> {
+        let size: u64 = files.iter().map(|f| f.1).sum();
+        let now = now_millis();
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(
+            "UPDATE model_versions SET status = $1, signature = $2, size_bytes = $3, files = $4, \
+             last_updated_timestamp = $5 WHERE model_id = $6 AND version = $7 AND status = $8 \
+             RETURNING storage_location, run_id",
+        )
+        .bind(READY)
+        .bind(signature.map(|s| s.encode_to_vec()))
+        .bind(size as i64)
+        .bind(serde_json::to_string(files).unwrap_or_else(|_| "[]".into()))
+        .bind(now)
+        .bind(&p.model_id)
+        .bind(p.version)
+        .bind(PENDING)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            precondition(format!(
+                "model `{}` version {} stopped being PENDING_REGISTRATION while its files were copied \
+                 (deleted, or timed out)",
+                p.name, p.version
+            ))
+        })?;
+        let (format, model_file) = signature
+            .map(|s| (s.format.clone(), s.file.clone()))
+            .unwrap_or_default();
+        self.outbox
+            .enqueue(
+                &mut tx,
+                &event(
+                    "mlops.events.v1.ModelVersionReady",
+                    &p.model_id,
+                    format!("{}/{}", p.name, p.version),
+                    &ev::ModelVersionReady {
+                        model_id: p.model_id.clone(),
+                        name: p.name.clone(),
+                        version: p.version,
+                        storage_location: row.get(0),
+                        model_file,
+                        format,
+                        run_id: row.get(1),
+                    },
+                ),
+            )
+            .await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        self.metrics
+            .versions_registered
+            .with_label_values(&["ready"])
+            .inc();
+        self.metrics
+            .registration_seconds
+            .observe((now - p.created).max(0) as f64 / 1000.0);
+        Ok(())
+    }
+
+    /// Step two, failure: the version becomes FAILED_REGISTRATION with `reason`.
+    pub async fn version_failed(&self, p: &Pending, reason: &str) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.db.begin().await?;
+        let done = sqlx::query(
+            "UPDATE model_versions SET status = $1, status_message = $2, last_updated_timestamp = $3 \
+             WHERE model_id = $4 AND version = $5 AND status = $6",
+        )
+        .bind(FAILED)
+        .bind(reason)
+        .bind(now)
+        .bind(&p.model_id)
+        .bind(p.version)
+        .bind(PENDING)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(());
+        }
+        self.outbox
+            .enqueue(
+                &mut tx,
+                &event(
+                    "mlops.events.v1.ModelVersionFailed",
+                    &p.model_id,
+                    format!("{}/{}", p.name, p.version),
+                    &ev::ModelVersionFailed {
+                        model_id: p.model_id.clone(),
+                        name: p.name.clone(),
+                        version: p.version,
+                        reason: reason.to_owned(),
+                    },
+                ),
+            )
+            .await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        self.metrics
+            .versions_registered
+            .with_label_values(&["failed"])
+            .inc();
+        self.metrics
+            .registration_seconds
+            .observe((now - p.created).max(0) as f64 / 1000.0);
+        Ok(())
+    }
+
+    /// Marks versions PENDING for longer than `timeout_ms` as failed (their
+    /// registration was cut off, e.g. by a crash). Returns how many.
+    pub async fn expire_pending(&self, timeout_ms: i64) -> Result<usize> {
+        let cutoff = now_millis() - timeout_ms;
+        let rows = sqlx::query(
+            "SELECT v.model_id, m.name, v.version, v.creation_timestamp FROM model_versions v \
+             JOIN registered_models m ON m.model_id = v.model_id \
+             WHERE v.status = $1 AND v.creation_timestamp < $2",
+        )
+        .bind(PENDING)
+        .bind(cutoff)
+        .fetch_all(self.db.reader())
+        .await?;
+        for r in &rows {
+            let p = Pending {
+                model_id: r.get(0),
+                name: r.get(1),
+                version: r.get(2),
+                created: r.get(3),
+            };
+            self.version_failed(
+                &p,
+                &format!(
+                    "registration did not finish within {} s (the registry stopped while copying the files); \
+                     register the model again",
+                    timeout_ms / 1000
+                ),
+            )
+            .await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// One version.
+    pub async fn get_version(&self, name: &str, version: i64) -> Result<pb::ModelVersion> {
+        validate::version(version)?;
+        let sql = format!(
+            "SELECT {} FROM model_versions v JOIN registered_models m ON m.model_id = v.model_id \
+             WHERE m.name = $1 AND v.version = $2",
+            version_columns(self.db.backend())
+        );
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .bind(version)
+            .fetch_optional(self.db.reader())
+            .await?;
+        match row {
+            Some(r) => Ok(version_from_row(&r)),
+            None => {
+                // Tell "no such model" from "no such version".
+                let mut conn = self.db.reader().acquire().await?;
+                self.model_id(&mut conn, name, false).await?;
+                Err(version_not_found(name, version))
+            }
+        }
+    }
+
+    /// Sets a version's description.
+    pub async fn update_version(
+        &self,
+        name: &str,
+        version: i64,
+        description: &str,
+    ) -> Result<pb::ModelVersion> {
+        validate::version(version)?;
+        validate::description(description)?;
+        let mut tx = self.db.begin().await?;
+        let id = self.model_id(&mut tx, name, true).await?;
+        let done = sqlx::query(
+            "UPDATE model_versions SET description = $1, last_updated_timestamp = $2 \
+             WHERE model_id = $3 AND version = $4",
+        )
+        .bind(description)
+        .bind(now_millis())
+        .bind(&id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(version_not_found(name, version));
+        }
+        tx.commit().await?;
+        self.get_version(name, version).await
+    }
+
+    /// Deletes a version and its aliases (each with an AliasDeleted event), then the
+    /// ModelVersionDeleted event. Returns the model id (to remove the files).
+    pub async fn delete_version(&self, name: &str, version: i64) -> Result<String> {
+        validate::version(version)?;
+        let mut tx = self.db.begin().await?;
+        let id = self.model_id(&mut tx, name, true).await?;
+        self.version_status(&mut tx, &id, name, version).await?;
+        let aliases: Vec<String> = sqlx::query(
+            "SELECT alias FROM model_aliases WHERE model_id = $1 AND version = $2 ORDER BY alias",
+        )
+        .bind(&id)
+        .bind(version)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        for table in ["model_aliases", "model_version_tags", "model_evaluations"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE model_id = $1 AND version = $2"
+            ))
+            .bind(&id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM gate_results WHERE model_id = $1 AND candidate_version = $2")
+            .bind(&id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM model_versions WHERE model_id = $1 AND version = $2")
+            .bind(&id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        let subject = format!("{name}/{version}");
+        for alias in aliases {
+            self.outbox
+                .enqueue(
+                    &mut tx,
+                    &event(
+                        "mlops.events.v1.AliasDeleted",
+                        &id,
+                        subject.clone(),
+                        &ev::AliasDeleted {
+                            model_id: id.clone(),
+                            name: name.to_owned(),
+                            alias,
+                            version,
+                        },
+                    ),
+                )
+                .await?;
+        }
+        self.outbox
+            .enqueue(
+                &mut tx,
+                &event(
+                    "mlops.events.v1.ModelVersionDeleted",
+                    &id,
+                    subject,
+                    &ev::ModelVersionDeleted {
+                        model_id: id.clone(),
+                        name: name.to_owned(),
+                        version,
+                    },
+                ),
+            )
+            .await?;
+        Self::touch_model(&mut tx, &id, now_millis()).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(id)
+    }
+
+    /// Sets (or overwrites) a version tag.
+    pub async fn set_version_tag(
+        &self,
+        name: &str,
+        version: i64,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        validate::version(version)?;
+        validate::tag(key, value)?;
+        let mut tx = self.db.begin().await?;
+        let id = self.model_id(&mut tx, name, true).await?;
+        self.version_status(&mut tx, &id, name, version).await?;
+        sqlx::query(
+            "INSERT INTO model_version_tags (model_id, version, key, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (model_id, version, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&id)
+        .bind(version)
+        .bind(key)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE model_versions SET last_updated_timestamp = $1 WHERE model_id = $2 AND version = $3",
+        )
+        .bind(now_millis())
+        .bind(&id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a version tag; NOT_FOUND when it is not set.
+    pub async fn delete_version_tag(&self, name: &str, version: i64, key: &str) -> Result<()> {
+        validate::version(version)?;
+        let mut tx = self.db.begin().await?;
+        let id = self.model_id(&mut tx, name, true).await?;
+        self.version_status(&mut tx, &id, name, version).await?;
+        let done = sqlx::query(
+            "DELETE FROM model_version_tags WHERE model_id = $1 AND version = $2 AND key = $3",
+        )
+        .bind(&id)
+        .bind(version)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::NotFound(format!(
+                "model `{name}` version {version} has no tag `{key}`"
+            )));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Moves a version to `stage`; with `archive_existing`, the other versions in that
+    /// stage (Staging or Production) move to Archived. One StageChanged event per move.
+    pub async fn transition_stage(
+        &self,
+        name: &str,
+        version: i64,
+        stage: pb::Stage,
+        archive_existing: bool,
+    ) -> Result<pb::ModelVersion> {
+        validate::version(version)?;
+        if archive_existing && !matches!(stage, pb::Stage::Staging | pb::Stage::Production) {
+            return Err(invalid(format!(
+                "archive_existing_versions only applies to a move to Staging or Production, not {}",
+                stage_name(stage)
+            )));
+        }
+        let now = now_millis();
+        let mut tx = self.db.begin().await?;
+        let id = self.model_id(&mut tx, name, true).await?;
+        let status = self.version_status(&mut tx, &id, name, version).await?;
+        if status != READY {
+            return Err(precondition(format!(
+                "model `{name}` version {version} is {status}; only READY versions change stage"
+            )));
+        }
+        let from: String =
+            sqlx::query("SELECT stage FROM model_versions WHERE model_id = $1 AND version = $2")
+                .bind(&id)
+                .bind(version)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+        let mut moves: Vec<(i64, String, &str)> = vec![];
+        if archive_existing {
+            let others = sqlx::query(
+                "SELECT version, stage FROM model_versions WHERE model_id = $1 AND stage = $2 \
+                 AND version <> $3 ORDER BY version",
+            )
+            .bind(&id)
+            .bind(stage_name(stage))
+            .bind(version)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in others {
+                moves.push((r.get(0), r.get(1), "Archived"));
+            }
+        }
+        moves.push((version, from, stage_name(stage)));
+        for (v, from, to) in &moves {
+            sqlx::query(
+                "UPDATE model_versions SET stage = $1, last_updated_timestamp = $2 \
+                 WHERE model_id = $3 AND version = $4",
+            )
+            .bind(*to)
+            .bind(now)
+            .bind(&id)
+            .bind(*v)
+            .execute(&mut *tx)
+            .await?;
+            self.outbox
+                .enqueue(
+                    &mut tx,
+                    &event(
+                        "mlops.events.v1.StageChanged",
+                        &id,
+                        format!("{name}/{v}"),
+                        &ev::StageChanged {
+                            model_id: id.clone(),
+                            name: name.to_owned(),
+                            version: *v,
+                            from_stage: from.clone(),
+                            to_stage: (*to).to_owned(),
+                        },
+                    ),
+                )
+                .await?;
+        }
+        Self::touch_model(&mut tx, &id, now).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        self.get_version(name, version).await
+    }
+
+    /// The newest version in each of `stages` (every stage when empty).
+    pub async fn latest_versions(
+        &self,
+        name: &str,
+        stages: &[pb::Stage],
+    ) -> Result<Vec<pb::ModelVersion>> {
+        let model = self.get_model(name).await?;
+        let mut out: Vec<pb::ModelVersion> = model
+            .latest_versions
+            .into_iter()
+            .filter(|v| stages.is_empty() || stages.iter().any(|s| *s as i32 == v.current_stage))
+            .collect();
+        out.sort_by_key(|v| v.version);
+        Ok(out)
+    }
+
+    /// A READY version's id, location and files.
+    pub async fn version_files(
+        &self,
+        name: &str,
+        version: i64,
+    ) -> Result<(String, String, Vec<(String, u64)>)> {
+        validate::version(version)?;
+        let row = sqlx::query(
+            "SELECT v.model_id, v.storage_location, v.files, v.status FROM model_versions v \
+             JOIN registered_models m ON m.model_id = v.model_id WHERE m.name = $1 AND v.version = $2",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(self.db.reader())
+        .await?
+        .ok_or_else(|| version_not_found(name, version))?;
+        let status: String = row.get(3);
+        if status != READY {
+            return Err(precondition(format!(
+                "model `{name}` version {version} is {status}; only READY versions have files"
+            )));
+        }
+        let files: Vec<(String, u64)> =
+            serde_json::from_str(&row.get::<String, _>(2)).unwrap_or_default();
+        Ok((row.get(0), row.get(1), files))
+    }
+}
