@@ -139,11 +139,15 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
     let expected = runs.len() * 2;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seen")
-            .fetch_one(db.reader())
+        // Other tests' services publish on the same broker: count this test's runs only.
+        let n = sqlx::query("SELECT run_id FROM seen")
+            .fetch_all(db.reader())
             .await
-            .unwrap();
-        if n as usize >= expected {
+            .unwrap()
+            .iter()
+            .filter(|r| runs.contains(&r.get::<String, _>(0)))
+            .count();
+        if n >= expected {
             break;
         }
         assert!(
@@ -153,15 +157,14 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A redelivered event (same id) changes nothing.
-    let first = sqlx::query("SELECT event_id FROM seen ORDER BY seq LIMIT 1")
-        .fetch_one(db.reader())
-        .await
-        .unwrap();
-    let first_id: String = first.get(0);
-    let rows = sqlx::query("SELECT event_id, run_id, ce_type FROM seen ORDER BY seq")
+    let rows: Vec<_> = sqlx::query("SELECT event_id, run_id, ce_type FROM seen ORDER BY seq")
         .fetch_all(db.reader())
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .filter(|r| runs.contains(&r.get::<String, _>(1)))
+        .collect();
+    let first_id: String = rows[0].get(0);
     let dup = mlops_events::Envelope {
         id: first_id.clone(),
         ..mlops_events::Envelope::new(
@@ -178,10 +181,13 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
     stop.cancel();
     worker.await.unwrap();
 
-    let rows = sqlx::query("SELECT event_id, run_id, ce_type FROM seen ORDER BY seq")
+    let rows: Vec<_> = sqlx::query("SELECT event_id, run_id, ce_type FROM seen ORDER BY seq")
         .fetch_all(db.reader())
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .filter(|r| runs.contains(&r.get::<String, _>(1)))
+        .collect();
     assert_eq!(
         rows.len(),
         expected,
@@ -259,5 +265,149 @@ async fn events_use_the_cloudevents_binary_binding() {
         assert_eq!(created.run_id, r);
         break;
     }
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_move_reaches_a_kafka_consumer_once_in_order_with_its_versions() {
+    use crate::registry::{model, register, source_run};
+    use mlops_proto::events::v1 as ev;
+    use mlops_proto::registry::v1 as rpb;
+
+    let sb = Sandbox::builder()
+        .database(Database::Sqlite)
+        .bus(Bus::Kafka)
+        .registry()
+        .start()
+        .await
+        .unwrap();
+    let mut t = sb.tracking_client().await;
+    let mut c = sb.registry_client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = consumer_db(dir.path()).await;
+    let consumer = IdempotentConsumer::new(db.clone(), "consumer", "models-projection");
+    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
+    let sub = sb
+        .bus
+        .subscribe(&group, &[mlops_registry::MODELS_TOPIC])
+        .await
+        .unwrap();
+    let stop = mlops_runtime::shutdown::CancellationToken::new();
+    let worker = {
+        let consumer = consumer.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            consumer
+                .run(sub, stop, |e, tx| {
+                    Box::pin(async move {
+                        // run_id holds the event's key (the model id) and the
+                        // alias moves' versions ride in ce_type for the check below.
+                        let what = if e.ce_type == "mlops.events.v1.AliasSet" {
+                            let a: ev::AliasSet = e.decode().expect("an AliasSet payload");
+                            format!("AliasSet {} {}->{}", a.alias, a.previous_version, a.version)
+                        } else {
+                            e.ce_type.trim_start_matches("mlops.events.v1.").to_owned()
+                        };
+                        sqlx::query(
+                            "INSERT INTO seen (event_id, run_id, ce_type) VALUES ($1, $2, $3)",
+                        )
+                        .bind(&e.id)
+                        .bind(&e.key)
+                        .bind(what)
+                        .execute(&mut **tx)
+                        .await
+                        .map(|_| ())
+                    })
+                })
+                .await
+        })
+    };
+
+    let (_, r) = source_run(&mut t).await;
+    let name = model(&mut c, "kafka").await;
+    register(&mut c, &name, &r, "model").await.unwrap();
+    register(&mut c, &name, &r, "model").await.unwrap();
+    let set = |version: i64| rpb::SetRegisteredModelAliasRequest {
+        name: name.clone(),
+        alias: "champion".into(),
+        version,
+    };
+    c.set_registered_model_alias(set(1)).await.unwrap();
+    // The broker freezes while the alias moves: the move commits, its event waits.
+    signal("STOP");
+    let started = std::time::Instant::now();
+    c.set_registered_model_alias(set(2)).await.unwrap();
+    let during_outage = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    signal("CONT");
+    assert!(
+        during_outage < Duration::from_secs(2),
+        "an alias move must not wait for the bus: {during_outage:?}"
+    );
+    let model_id = c
+        .get_registered_model(rpb::GetRegisteredModelRequest { name: name.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .registered_model
+        .unwrap()
+        .id;
+
+    let expected = [
+        "ModelVersionCreated",
+        "ModelVersionReady",
+        "ModelVersionCreated",
+        "ModelVersionReady",
+        "AliasSet champion 0->1",
+        "AliasSet champion 1->2",
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seen WHERE run_id = $1")
+            .bind(&model_id)
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        if n as usize >= expected.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {n} of {} registry events arrived",
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Redeliver the alias move (same event id): the consumer skips it.
+    let last = sqlx::query("SELECT event_id FROM seen WHERE run_id = $1 ORDER BY seq DESC LIMIT 1")
+        .bind(&model_id)
+        .fetch_one(db.reader())
+        .await
+        .unwrap();
+    let dup = mlops_events::Envelope {
+        id: last.get(0),
+        ..mlops_events::Envelope::new(
+            mlops_registry::MODELS_TOPIC,
+            "/test",
+            "mlops.events.v1.AliasSet",
+            &model_id,
+            String::new(),
+            prost::Message::encode_to_vec(&ev::AliasSet::default()),
+        )
+    };
+    sb.bus.publish(&[dup]).await.1.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    worker.await.unwrap();
+
+    let seen: Vec<String> = sqlx::query("SELECT ce_type FROM seen WHERE run_id = $1 ORDER BY seq")
+        .bind(&model_id)
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen, expected, "each event once, in the model's order");
     sb.stop().await.unwrap();
 }

@@ -4,6 +4,7 @@
 mod events;
 mod kafka;
 mod ops;
+mod registry;
 mod telemetry;
 mod tracking;
 mod tracking_data;

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use mlops_events::memory::InProcessBus;
 use mlops_events::{BusArgs, BusKind, EventBus};
+use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use mlops_registry::{Registry, RegistryConfig};
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_tracking::{Tracking, TrackingConfig};
 use tokio::task::JoinHandle;
@@ -42,6 +44,8 @@ pub enum Bus {
 pub enum Service {
     /// Experiment tracking.
     Tracking,
+    /// The model registry (needs tracking).
+    Registry,
 }
 
 /// The PostgreSQL URL tests use to create their databases.
@@ -101,6 +105,7 @@ pub struct SandboxBuilder {
     bus: Bus,
     services: Vec<Service>,
     tracking_tweak: Option<Tweak<TrackingConfig>>,
+    registry_tweak: Option<Tweak<RegistryConfig>>,
 }
 
 impl SandboxBuilder {
@@ -131,6 +136,25 @@ impl SandboxBuilder {
         self.tracking_with(|_| {})
     }
 
+    /// Starts the registry (and tracking, which it needs), with its config adjusted
+    /// by `tweak`.
+    pub fn registry_with(
+        mut self,
+        tweak: impl FnOnce(&mut RegistryConfig) + Send + 'static,
+    ) -> Self {
+        if !self.services.contains(&Service::Tracking) {
+            self = self.tracking();
+        }
+        self.services.push(Service::Registry);
+        self.registry_tweak = Some(Box::new(tweak));
+        self
+    }
+
+    /// Starts the registry (and tracking).
+    pub fn registry(self) -> Self {
+        self.registry_with(|_| {})
+    }
+
     /// Starts every requested service and waits until they listen.
     pub async fn start(self) -> anyhow::Result<Sandbox> {
         let dir = tempfile::tempdir()?;
@@ -142,6 +166,7 @@ impl SandboxBuilder {
         let shutdown = CancellationToken::new();
         let mut sandbox = Sandbox {
             tracking: None,
+            registry: None,
             bus,
             in_process: (self.bus == Bus::InProcess).then_some(in_process),
             shutdown,
@@ -170,6 +195,32 @@ impl SandboxBuilder {
                 .push(tokio::spawn(t.run(sandbox.shutdown.clone())));
             sandbox.tracking = Some(endpoints);
         }
+        if self.services.contains(&Service::Registry) {
+            let tracking = sandbox.tracking().grpc;
+            let mut config = RegistryConfig::local(
+                sandbox.dir.path(),
+                "127.0.0.1:0",
+                "127.0.0.1:0",
+                &format!("http://{tracking}"),
+            );
+            config.bus = bus_args(self.bus);
+            if self.database == Database::Postgres {
+                config.database_url = fresh_postgres_database().await?;
+            }
+            if let Some(tweak) = self.registry_tweak {
+                tweak(&mut config);
+            }
+            let r = Registry::bind(config, Some(sandbox.bus.clone())).await?;
+            let endpoints = RegistryEndpoints {
+                grpc: r.grpc_addr(),
+                admin: r.admin_addr(),
+                store: r.store().clone(),
+            };
+            sandbox
+                .tasks
+                .push(tokio::spawn(r.run(sandbox.shutdown.clone())));
+            sandbox.registry = Some(endpoints);
+        }
         Ok(sandbox)
     }
 }
@@ -185,10 +236,23 @@ pub struct Endpoints {
     pub store: mlops_tracking::Store,
 }
 
+/// Where the started registry listens.
+#[derive(Clone)]
+pub struct RegistryEndpoints {
+    /// The gRPC address.
+    pub grpc: SocketAddr,
+    /// The admin HTTP address.
+    pub admin: SocketAddr,
+    /// Its store, for looking under the API.
+    pub store: mlops_registry::Store,
+}
+
 /// Services running in this process until [`Sandbox::stop`].
 pub struct Sandbox {
     /// The tracking service, when started.
     pub tracking: Option<Endpoints>,
+    /// The registry, when started.
+    pub registry: Option<RegistryEndpoints>,
     /// The bus the services publish to.
     pub bus: Arc<dyn EventBus>,
     /// The in-process bus, when that is the bus.
@@ -206,6 +270,7 @@ impl Sandbox {
             bus: Bus::InProcess,
             services: vec![],
             tracking_tweak: None,
+            registry_tweak: None,
         }
     }
 
@@ -225,6 +290,24 @@ impl Sandbox {
             .await
             .expect("the sandbox's tracking service accepts connections");
         TrackingServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// The registry's endpoints; panics when it was not started.
+    pub fn registry(&self) -> &RegistryEndpoints {
+        self.registry
+            .as_ref()
+            .expect("the sandbox was built without .registry()")
+    }
+
+    /// A gRPC client of the registry.
+    pub async fn registry_client(&self) -> RegistryServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.registry().grpc))
+            .expect("a valid uri")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("the sandbox's registry accepts connections");
+        RegistryServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
     }
 
     /// The sandbox's temporary directory.
