@@ -45,6 +45,12 @@ environment prefix (MLOPS_<SERVICE>_); its values block is the camelCase key
 {{- printf "mlops-%s" .service -}}
 {{- end -}}
 
+{{/* The gRPC address of the release's tracking Service, as the other services call it. */}}
+{{- define "mlops.trackingAddr" -}}
+{{- $name := include "mlops.serviceFullname" (dict "root" . "service" "tracking") -}}
+{{- printf "http://%s.%s.svc:%d" $name .Release.Namespace (int .Values.tracking.service.grpcPort) -}}
+{{- end -}}
+
 {{/* The chart label value. */}}
 {{- define "mlops.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
@@ -118,7 +124,11 @@ The environment of a service's container, as a YAML list. In order of
 precedence, lowest first: what the chart derives from the global blocks, the
 service's `env` settings, its `extraEnv` entries; a later entry replaces an
 earlier one of the same name, so no variable appears twice.
-"uses" names the global blocks the service reads: database, bus, artifacts, auth.
+"uses" names the global blocks the service reads: database, bus, artifacts, auth;
+and "tracking" for a service that calls the tracking service (its address, and
+with auth on the token from auth.serviceToken).
+"artifactsSubpath", if given, is appended to artifacts.root for this service, so
+that services sharing one store keep apart (the registry: <root>/models).
 */}}
 {{- define "mlops.env" -}}
 {{- $root := .root -}}
@@ -158,7 +168,11 @@ earlier one of the same name, so no variable appears twice.
 {{- $a := $root.Values.artifacts -}}
 {{- with $a.root -}}
 {{- $n = printf "%sARTIFACT_ROOT" $p -}}
-{{- $_ := set $env $n (dict "name" $n "value" .) -}}
+{{- $artifactRoot := . -}}
+{{- with $.artifactsSubpath -}}
+{{- $artifactRoot = printf "%s/%s" (trimSuffix "/" $artifactRoot) . -}}
+{{- end -}}
+{{- $_ := set $env $n (dict "name" $n "value" $artifactRoot) -}}
 {{- end -}}
 {{- with $a.s3.existingSecret -}}
 {{- $_ := set $env "AWS_ACCESS_KEY_ID" (dict "name" "AWS_ACCESS_KEY_ID" "valueFrom" (dict "secretKeyRef" (dict "name" . "key" $a.s3.accessKeyIdKey))) -}}
@@ -178,6 +192,18 @@ earlier one of the same name, so no variable appears twice.
 {{- if and (has "auth" $uses) $root.Values.auth.existingSecret -}}
 {{- $n = printf "%sAUTH_TOKENS" $p -}}
 {{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" $root.Values.auth.existingSecret "key" $root.Values.auth.existingSecretKey))) -}}
+{{- end -}}
+{{- if has "tracking" $uses -}}
+{{- /* A service that calls tracking (the registry, for lineage) reaches the release's tracking Service. */ -}}
+{{- if $root.Values.tracking.enabled -}}
+{{- $n = printf "%sTRACKING_ADDR" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" (include "mlops.trackingAddr" $root)) -}}
+{{- end -}}
+{{- with $root.Values.auth.existingSecret -}}
+{{- $st := $root.Values.auth.serviceToken -}}
+{{- $n = printf "%sTRACKING_TOKEN" $p -}}
+{{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" (default . $st.existingSecret) "key" $st.existingSecretKey))) -}}
+{{- end -}}
 {{- end -}}
 {{- range $k, $val := $v.env -}}
 {{- $n = printf "%s%s" $p (upper $k) -}}
@@ -209,5 +235,17 @@ to set instead. Called by each service's Deployment.
 {{- end -}}
 {{- if and $many (has "artifacts" $uses) (not (hasPrefix "s3://" (toString .root.Values.artifacts.root))) -}}
 {{- fail (printf "%s: more than one replica needs a shared artifact store (artifacts.root: s3://bucket/prefix); a local directory lives inside one pod" $key) -}}
+{{- end -}}
+{{- if and (has "tracking" $uses) (not .root.Values.tracking.enabled) -}}
+{{- $envName := printf "%sTRACKING_ADDR" (include "mlops.envPrefix" .) -}}
+{{- $set := hasKey $v.env "tracking_addr" -}}
+{{- range $v.extraEnv -}}
+{{- if eq .name $envName -}}
+{{- $set = true -}}
+{{- end -}}
+{{- end -}}
+{{- if not $set -}}
+{{- fail (printf "%s calls the tracking service: enable tracking, or point %s.env.tracking_addr at one (http://HOST:PORT)" $key $key) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
