@@ -135,6 +135,7 @@ generate()
 if str(GEN_DIR) not in sys.path:
     sys.path.insert(0, str(GEN_DIR))
 
+from mlops.registry.v1 import registry_pb2, registry_pb2_grpc  # noqa: E402
 from mlops.tracking.v1 import tracking_pb2, tracking_pb2_grpc  # noqa: E402
 
 # Loopback targets should never go through an HTTP proxy from the environment; the
@@ -176,4 +177,15 @@ def connect(
             ) from None
     stub = tracking_pb2_grpc.TrackingServiceStub(ch)
     stub.channel = ch  # so a caller can close it
+    return stub
+
+
+def connect_registry(
+    target: str,
+    options: Optional[Iterable[Tuple[str, object]]] = None,
+) -> registry_pb2_grpc.RegistryServiceStub:
+    """A RegistryService stub for `target` ("host:port"); `stub.channel` closes it."""
+    ch = channel(target, options)
+    stub = registry_pb2_grpc.RegistryServiceStub(ch)
+    stub.channel = ch
     return stub

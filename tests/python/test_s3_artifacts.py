@@ -23,17 +23,13 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples" / "python"))
 
 import mlops_client  # noqa: E402
+from conftest import free_ports, up_command  # noqa: E402
+from mlops_client import registry_pb2 as rpb  # noqa: E402
 from mlops_client import tracking_pb2 as pb  # noqa: E402
 
 BUCKET = "mlops-artifacts"
 PREFIX = "team-a/runs"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
@@ -61,7 +57,7 @@ def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> int:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     moto = Path(sys.executable).parent / "moto_server"
-    port = _free_port()
+    port = free_ports(1)[0]
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
     proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
     _wait_port(port, proc, "moto_server")
@@ -81,17 +77,18 @@ def server(s3, tmp_path_factory):
         pytest.fail("MLOPS_BIN must point at the mlops binary (cargo build -p mlops-cli)", pytrace=False)
     endpoint, _ = s3
     root = tmp_path_factory.mktemp("mlops-s3")
-    port, admin = _free_port(), _free_port()
+    cmd, target, _, registry_target = up_command(binary, root / "data")
     env = dict(os.environ, AWS_ENDPOINT=endpoint, AWS_ALLOW_HTTP="true", **CREDENTIALS)
     log = open(root / "server.log", "wb")
     proc = subprocess.Popen(
-        [binary, "up", "--data-dir", str(root / "data"), "--tracking-addr", f"127.0.0.1:{port}",
-         "--tracking-admin-addr", f"127.0.0.1:{admin}", "--artifact-root", f"s3://{BUCKET}/{PREFIX}"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    _wait_port(port, proc, "mlops up")
-    stub = mlops_client.connect(f"127.0.0.1:{port}")
+        cmd + ["--artifact-root", f"s3://{BUCKET}/{PREFIX}"], stdout=log, stderr=subprocess.STDOUT, env=env
+    )
+    _wait_port(int(target.rsplit(":", 1)[1]), proc, "mlops up")
+    _wait_port(int(registry_target.rsplit(":", 1)[1]), proc, "mlops up (registry)")
+    stub = mlops_client.connect(target)
+    stub.registry = mlops_client.connect_registry(registry_target)
     yield stub
+    stub.registry.channel.close()
     stub.channel.close()
     assert _stop(proc) == 0, (root / "server.log").read_text(errors="replace")[-3000:]
     log.close()
@@ -139,3 +136,19 @@ def test_bad_paths_never_reach_the_bucket(server, s3):
             _upload(server, run.info.run_id, bad, b"x")
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
     assert client.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == before
+
+
+def test_registered_model_files_live_in_the_bucket(server, s3):
+    """The registry copies a version's files under <artifact root>/models in the same bucket."""
+    _, client = s3
+    run = server.CreateRun(pb.CreateRunRequest(run_name="s3-model"), timeout=30).run
+    _upload(server, run.info.run_id, "clf/model.pkl", b"\x80\x04pickled-model")
+    server.registry.CreateRegisteredModel(rpb.CreateRegisteredModelRequest(name="s3-model"), timeout=30)
+    v = server.registry.CreateModelVersion(
+        rpb.CreateModelVersionRequest(name="s3-model", run_id=run.info.run_id, artifact_path="clf"), timeout=60
+    ).model_version
+    assert v.status == rpb.READY, v
+    model_id = server.registry.GetRegisteredModel(rpb.GetRegisteredModelRequest(name="s3-model"), timeout=30).registered_model.id
+    assert v.storage_location == f"s3://{BUCKET}/{PREFIX}/models/{model_id}/1"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert f"{PREFIX}/models/{model_id}/1/model.pkl" in keys

@@ -3,11 +3,14 @@
 //! - `mlops up`: every service in one process on embedded defaults (SQLite, a
 //!   local artifact directory, the in-process bus), printing the addresses;
 //! - `mlops experiments ...`, `mlops runs ...`: talk gRPC to the tracking service,
-//!   with tables for people and `--json` for scripts.
+//!   with tables for people and `--json` for scripts;
+//! - `mlops models ...`: the model registry; `mlops models gate` exits non-zero when
+//!   the candidate fails, so a CI pipeline can run it as a step.
 
 // Printing to stdout is this binary's job.
 #![allow(clippy::print_stdout)]
 
+mod models;
 mod table;
 mod tracking;
 mod up;
@@ -30,6 +33,14 @@ struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     tracking_addr: String,
+    /// The registry's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "MLOPS_REGISTRY_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    registry_addr: String,
     /// A bearer token for services with auth on.
     #[arg(long, global = true, env = "MLOPS_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -50,6 +61,9 @@ enum Command {
     /// Runs: list, show, search with MLflow's filter grammar, history of a metric.
     #[command(subcommand)]
     Runs(tracking::RunsCmd),
+    /// Registered models: list, show, versions, register, aliases, stages, evaluate, gate.
+    #[command(subcommand)]
+    Models(models::ModelsCmd),
 }
 
 #[tokio::main]
@@ -71,9 +85,24 @@ async fn main() {
                 Err(e) => Err(e),
             }
         }
+        Command::Models(cmd) => {
+            let out = tracking::Output { json: cli.json };
+            match models::connect(&cli.registry_addr, cli.token.as_deref()).await {
+                Ok(client) => match models::run(client, cmd, out).await {
+                    Ok(0) => Ok(()),
+                    Ok(code) => std::process::exit(code),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
     };
     if let Err(err) = result {
-        eprintln!("mlops: {err:#}");
+        match err.downcast_ref::<tonic::Status>() {
+            // A service's answer: its code and message, which say what to fix.
+            Some(s) => eprintln!("mlops: {:?}: {}", s.code(), s.message()),
+            None => eprintln!("mlops: {err:#}"),
+        }
         std::process::exit(1);
     }
 }

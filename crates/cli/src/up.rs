@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use mlops_events::memory::InProcessBus;
 use mlops_events::EventBus;
+use mlops_registry::{Registry, RegistryConfig};
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_tracking::{Tracking, TrackingConfig};
 
@@ -21,8 +22,15 @@ pub struct UpArgs {
     /// The tracking service's admin HTTP address (/metrics, /healthz, /readyz).
     #[arg(long, default_value = "127.0.0.1:9091")]
     tracking_admin_addr: String,
+    /// The registry's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    registry_addr: String,
+    /// The registry's admin HTTP address.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    registry_admin_addr: String,
     /// Where run artifacts go instead of <data-dir>/artifacts: a directory or
-    /// s3://BUCKET/PREFIX (with the AWS_* variables for endpoint and credentials).
+    /// s3://BUCKET/PREFIX (with the AWS_* variables for endpoint and credentials);
+    /// registered model files then go under <root>/models instead of <data-dir>/models.
     #[arg(long)]
     artifact_root: Option<String>,
 }
@@ -38,15 +46,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &args.tracking_addr,
         &args.tracking_admin_addr,
     );
-    if let Some(root) = args.artifact_root {
-        config.artifact_root = root;
+    if let Some(root) = &args.artifact_root {
+        config.artifact_root = root.clone();
     }
     let tracking = Tracking::bind(config, Some(bus.clone())).await?;
+    let mut registry_config = RegistryConfig::local(
+        &args.data_dir,
+        &args.registry_addr,
+        &args.registry_admin_addr,
+        &format!("http://{}", tracking.grpc_addr()),
+    );
+    if let Some(root) = &args.artifact_root {
+        // Model files sit beside the runs' (experiment folders are numbered).
+        registry_config.artifact_root = format!("{}/models", root.trim_end_matches('/'));
+    }
+    let registry = Registry::bind(registry_config, Some(bus.clone())).await?;
     println!("mlops up: data in {}", args.data_dir.display());
     println!(
         "  tracking  grpc {}  admin http://{}",
         tracking.grpc_addr(),
         tracking.admin_addr()
+    );
+    println!(
+        "  registry  grpc {}  admin http://{}",
+        registry.grpc_addr(),
+        registry.admin_addr()
     );
     println!("ready; Ctrl-C stops");
 
@@ -56,7 +80,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         mlops_runtime::shutdown::signal().await;
         trigger.cancel();
     });
-    tracking.run(shutdown).await?;
+    let (t, r) = tokio::join!(tracking.run(shutdown.clone()), registry.run(shutdown));
+    t?;
+    r?;
     println!("mlops up: stopped");
     Ok(())
 }

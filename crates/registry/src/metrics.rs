@@ -29,7 +29,7 @@ impl Metrics {
         )
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
-        Metrics {
+        let m = Metrics {
             versions_registered: int_counter_vec(
                 "mlops_registry_model_versions_registered_total",
                 "model versions that finished registration, by status (ready, failed)",
@@ -59,7 +59,15 @@ impl Metrics {
                 "database connections by state (idle, in_use)",
                 &["state"],
             ),
+        };
+        // Every label from the start, so rate() sees the first event of each.
+        for status in ["ready", "failed"] {
+            m.versions_registered.with_label_values(&[status]);
         }
+        for result in ["passed", "failed"] {
+            m.gate_evaluations.with_label_values(&[result]);
+        }
+        m
     }
 }
 
