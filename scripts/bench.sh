@@ -10,6 +10,8 @@ ensure_postgres
 export MLOPS_TEST_POSTGRES_URL=${MLOPS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 export MLOPS_BENCH_DIR=${MLOPS_BENCH_DIR:-$CARGO_TARGET_DIR/bench}
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench tracking
+RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench registry
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
-echo "compare with MLflow (run ../shared/bench/peers/run_all.sh mlflow_tracking first):"
+echo "compare with MLflow (run ../shared/bench/peers/run_all.sh mlflow_tracking mlflow_registry first):"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-sqlite.jsonl $MLOPS_BENCH_DIR/ours-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"
+echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-registry-sqlite.jsonl $MLOPS_BENCH_DIR/ours-registry-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"
