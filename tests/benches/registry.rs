@@ -94,6 +94,7 @@ async fn source_run(sb: &Sandbox) -> String {
                 pb::ArtifactHeader {
                     run_id: run.clone(),
                     path: "model/model.onnx".into(),
+                    ..Default::default()
                 },
             )),
         },

@@ -3,6 +3,7 @@
 
 mod events;
 mod kafka;
+mod logged_models;
 mod ops;
 mod registry;
 mod telemetry;

@@ -294,6 +294,7 @@ async fn shutdown_drains_requests_in_flight() {
             pb::ArtifactHeader {
                 run_id: run.clone(),
                 path: "late.bin".into(),
+                ..Default::default()
             },
         )),
     })

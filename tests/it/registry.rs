@@ -38,6 +38,7 @@ pub async fn put_artifact(t: &mut Client, run_id: &str, path: &str, bytes: &[u8]
             pb::ArtifactHeader {
                 run_id: run_id.into(),
                 path: path.into(),
+                ..Default::default()
             },
         )),
     }];

@@ -237,6 +237,7 @@ async fn artifacts_round_trip_and_bad_paths(db: Database) {
                 pb::ArtifactHeader {
                     run_id: r.clone(),
                     path: path.into(),
+                    ..Default::default()
                 },
             )),
         }];
@@ -261,6 +262,7 @@ async fn artifacts_round_trip_and_bad_paths(db: Database) {
         .download_artifact(pb::DownloadArtifactRequest {
             run_id: r.clone(),
             path: "model/model.bin".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -275,6 +277,7 @@ async fn artifacts_round_trip_and_bad_paths(db: Database) {
         .list_artifacts(pb::ListArtifactsRequest {
             run_id: r.clone(),
             path: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -292,6 +295,7 @@ async fn artifacts_round_trip_and_bad_paths(db: Database) {
         .list_artifacts(pb::ListArtifactsRequest {
             run_id: r.clone(),
             path: "model".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -309,6 +313,7 @@ async fn artifacts_round_trip_and_bad_paths(db: Database) {
             .download_artifact(pb::DownloadArtifactRequest {
                 run_id: r.clone(),
                 path: bad.into(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -321,6 +326,7 @@ async fn artifacts_round_trip_and_bad_paths(db: Database) {
         .download_artifact(pb::DownloadArtifactRequest {
             run_id: r.clone(),
             path: "nope.bin".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

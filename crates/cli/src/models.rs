@@ -595,6 +595,7 @@ pub async fn run(mut c: Client, cmd: ModelsCmd, out: Output) -> anyhow::Result<i
                         artifact_path,
                         description,
                         tags: vec![],
+                        logged_model_id: String::new(),
                     })
                     .await?
                     .into_inner(),

@@ -22,6 +22,33 @@ pub struct TrackingClient {
     inner: TrackingServiceClient<InterceptedService<Channel, ClientAuth>>,
 }
 
+/// Whose artifacts: a run's or a logged model's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Owner {
+    /// A run id.
+    Run(String),
+    /// A logged model id ("m-...").
+    LoggedModel(String),
+}
+
+impl Owner {
+    fn ids(&self) -> (String, String) {
+        match self {
+            Owner::Run(r) => (r.clone(), String::new()),
+            Owner::LoggedModel(m) => (String::new(), m.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Run(r) => write!(f, "run {r}"),
+            Owner::LoggedModel(m) => write!(f, "logged model {m}"),
+        }
+    }
+}
+
 /// One file of a run's artifact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArtifactFile {
@@ -100,13 +127,45 @@ impl TrackingClient {
         Ok(run)
     }
 
-    async fn list(&self, run_id: &str, path: &str) -> Result<Vec<tpb::FileInfo>> {
+    /// A logged model; one whose upload failed, or a deleted one, is refused.
+    pub async fn logged_model(&self, model_id: &str) -> Result<tpb::LoggedModel> {
+        let model = self
+            .inner
+            .clone()
+            .get_logged_model(tpb::GetLoggedModelRequest {
+                model_id: model_id.to_owned(),
+                allow_deleted: false,
+            })
+            .await
+            .map_err(|s| {
+                if s.code() == Code::NotFound {
+                    RegistryError::NotFound(format!(
+                        "logged model {model_id} not found in the tracking service"
+                    ))
+                } else {
+                    self.map("reading the logged model", s)
+                }
+            })?
+            .into_inner()
+            .model
+            .ok_or_else(|| RegistryError::Unavailable("tracking answered no model".into()))?;
+        if model.status == tpb::LoggedModelStatus::LoggedModelUploadFailed as i32 {
+            return Err(precondition(format!(
+                "logged model {model_id} failed its upload; log it again"
+            )));
+        }
+        Ok(model)
+    }
+
+    async fn list(&self, owner: &Owner, path: &str) -> Result<Vec<tpb::FileInfo>> {
+        let (run_id, logged_model_id) = owner.ids();
         Ok(self
             .inner
             .clone()
             .list_artifacts(tpb::ListArtifactsRequest {
-                run_id: run_id.to_owned(),
+                run_id,
                 path: path.to_owned(),
+                logged_model_id,
             })
             .await
             .map_err(|s| self.map("listing the run's artifacts", s))?
@@ -114,34 +173,39 @@ impl TrackingClient {
             .files)
     }
 
-    /// The files of `path` in a run: the file itself, or every file under the
-    /// directory. NOT_FOUND when there is nothing there.
-    pub async fn artifact_files(&self, run_id: &str, path: &str) -> Result<Vec<ArtifactFile>> {
+    /// The files of `path` in a run or logged model: the file itself, or every file
+    /// under the directory (the whole root when `path` is empty). NOT_FOUND when there
+    /// is nothing there.
+    pub async fn artifact_files(&self, owner: &Owner, path: &str) -> Result<Vec<ArtifactFile>> {
         let path = path.trim_end_matches('/');
-        let (parent, _) = path.rsplit_once('/').unwrap_or(("", path));
-        let entry = self
-            .list(run_id, parent)
-            .await?
-            .into_iter()
-            .find(|f| f.path == path);
-        let not_found = || {
-            RegistryError::NotFound(format!(
-                "artifact `{path}` not found in run {run_id}; list the run's artifacts to find the model's path"
-            ))
+        let (is_dir, size) = if path.is_empty() {
+            (true, 0)
+        } else {
+            let (parent, _) = path.rsplit_once('/').unwrap_or(("", path));
+            let entry = self
+                .list(owner, parent)
+                .await?
+                .into_iter()
+                .find(|f| f.path == path)
+                .ok_or_else(|| {
+                    RegistryError::NotFound(format!(
+                        "artifact `{path}` not found in {owner}; list its artifacts to find the model's path"
+                    ))
+                })?;
+            (entry.is_dir, entry.file_size)
         };
-        let entry = entry.ok_or_else(not_found)?;
-        if !entry.is_dir {
+        if !is_dir {
             let name = path.rsplit('/').next().unwrap_or(path).to_owned();
             return Ok(vec![ArtifactFile {
                 path: path.to_owned(),
                 rel: name,
-                size: entry.file_size,
+                size,
             }]);
         }
         let mut out = vec![];
         let mut dirs = vec![path.to_owned()];
         while let Some(dir) = dirs.pop() {
-            for f in self.list(run_id, &dir).await? {
+            for f in self.list(owner, &dir).await? {
                 if f.is_dir {
                     dirs.push(f.path);
                 } else {
@@ -161,7 +225,7 @@ impl TrackingClient {
         }
         if out.is_empty() {
             return Err(precondition(format!(
-                "artifact directory `{path}` in run {run_id} holds no files"
+                "artifact directory `{path}` in {owner} holds no files"
             )));
         }
         out.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -171,15 +235,17 @@ impl TrackingClient {
     /// The bytes of one file of a run, as a stream of chunks.
     pub async fn download(
         &self,
-        run_id: &str,
+        owner: &Owner,
         path: &str,
     ) -> Result<BoxStream<'static, Result<bytes::Bytes>>> {
+        let (run_id, logged_model_id) = owner.ids();
         let stream = self
             .inner
             .clone()
             .download_artifact(tpb::DownloadArtifactRequest {
-                run_id: run_id.to_owned(),
+                run_id,
                 path: path.to_owned(),
+                logged_model_id,
             })
             .await
             .map_err(|s| self.map("downloading the artifact", s))?
@@ -236,5 +302,6 @@ pub fn lineage_of(run: &tpb::Run, artifact_path: &str) -> pb::Lineage {
             })
             .collect(),
         uploaded_file: String::new(),
+        logged_model_id: String::new(),
     }
 }

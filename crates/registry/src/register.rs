@@ -15,7 +15,7 @@ use tonic::Streaming;
 
 use crate::error::{invalid, RegistryError, Result};
 use crate::files::ModelFiles;
-use crate::lineage::{lineage_of, TrackingClient};
+use crate::lineage::{lineage_of, Owner, TrackingClient};
 use crate::store::{NewVersion, Pending, Store};
 use crate::validate;
 
@@ -110,9 +110,17 @@ impl Registrar {
         ))
     }
 
-    /// Registers `run_id`'s artifact at `artifact_path` as a new version.
+    /// Registers `run_id`'s artifact at `artifact_path`, or a tracking logged model's
+    /// files, as a new version.
     pub async fn from_run(&self, req: pb::CreateModelVersionRequest) -> Result<pb::ModelVersion> {
         validate::model_name(&req.name)?;
+        validate::description(&req.description)?;
+        for t in &req.tags {
+            validate::tag(&t.key, &t.value)?;
+        }
+        if !req.logged_model_id.is_empty() {
+            return self.from_logged_model(req).await;
+        }
         validate::run_id(&req.run_id)?;
         let path = req.artifact_path.trim_end_matches('/').to_owned();
         mlops_storage::blob::check_relative_path(&path, false).map_err(|why| {
@@ -120,14 +128,11 @@ impl Registrar {
                 "artifact_path {why}; give the model's path under the run's artifact root, like `model`"
             ))
         })?;
-        validate::description(&req.description)?;
-        for t in &req.tags {
-            validate::tag(&t.key, &t.value)?;
-        }
         // Cheap checks first: the model, then the run and its files.
-        self.store.get_model(&req.name).await?;
+        self.store.require_model(&req.name).await?;
         let run = self.tracking.run(&req.run_id).await?;
-        let files = self.tracking.artifact_files(&req.run_id, &path).await?;
+        let owner = Owner::Run(req.run_id.clone());
+        let files = self.tracking.artifact_files(&owner, &path).await?;
         let total: u64 = files.iter().map(|f| f.size).sum();
         if total > self.max_bytes {
             return Err(self.too_big(total));
@@ -139,16 +144,70 @@ impl Registrar {
             description: req.description.clone(),
             tags: req.tags.clone(),
         };
+        self.copy_in(&req.name, &new, &owner, &files).await
+    }
+
+    /// Registers a tracking logged model's whole artifact root.
+    async fn from_logged_model(
+        &self,
+        req: pb::CreateModelVersionRequest,
+    ) -> Result<pb::ModelVersion> {
+        if !req.artifact_path.is_empty() {
+            return Err(invalid(
+                "give artifact_path (with run_id) or logged_model_id, not both",
+            ));
+        }
+        self.store.require_model(&req.name).await?;
+        let model = self.tracking.logged_model(&req.logged_model_id).await?;
+        let run_id = if req.run_id.is_empty() {
+            model.source_run_id.clone()
+        } else {
+            validate::run_id(&req.run_id)?;
+            req.run_id.clone()
+        };
+        let mut lineage = if run_id.is_empty() {
+            pb::Lineage {
+                experiment_id: model.experiment_id.clone(),
+                ..Default::default()
+            }
+        } else {
+            lineage_of(&self.tracking.run(&run_id).await?, "")
+        };
+        lineage.logged_model_id = model.model_id.clone();
+        let owner = Owner::LoggedModel(model.model_id.clone());
+        let files = self.tracking.artifact_files(&owner, "").await?;
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        if total > self.max_bytes {
+            return Err(self.too_big(total));
+        }
+        let new = NewVersion {
+            source: format!("models:/{}", model.model_id),
+            run_id,
+            lineage,
+            description: req.description.clone(),
+            tags: req.tags.clone(),
+        };
+        self.copy_in(&req.name, &new, &owner, &files).await
+    }
+
+    /// Creates the version, copies `files` from tracking and reads the signature.
+    async fn copy_in(
+        &self,
+        name: &str,
+        new: &NewVersion,
+        owner: &Owner,
+        files: &[crate::lineage::ArtifactFile],
+    ) -> Result<pb::ModelVersion> {
         let pending = self
             .store
-            .begin_version(&req.name, &new, |id, v| self.files.location(id, v))
+            .begin_version(name, new, |id, v| self.files.location(id, v))
             .await?;
         let sig_file = signature_file(files.iter().map(|f| f.rel.as_str())).map(str::to_owned);
         let copied = async {
             let mut written = vec![];
             let mut signature = None;
-            for f in &files {
-                let chunks = self.tracking.download(&req.run_id, &f.path).await?;
+            for f in files {
+                let chunks = self.tracking.download(owner, &f.path).await?;
                 let keep = sig_file.as_deref() == Some(f.rel.as_str());
                 let w = self
                     .files
@@ -197,7 +256,7 @@ impl Registrar {
         for t in &header.tags {
             validate::tag(&t.key, &t.value)?;
         }
-        self.store.get_model(&header.name).await?;
+        self.store.require_model(&header.name).await?;
         let mut lineage = if header.run_id.is_empty() {
             pb::Lineage::default()
         } else {

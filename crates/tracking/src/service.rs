@@ -40,6 +40,28 @@ impl TrackingApi {
     pub fn new(store: Store, artifacts: Artifacts) -> Self {
         TrackingApi { store, artifacts }
     }
+
+    /// The artifact root an artifact call names: a run's or a logged model's.
+    async fn root_of(
+        &self,
+        run_id: &str,
+        logged_model_id: &str,
+        writable: bool,
+    ) -> Result<String, Status> {
+        match (run_id.is_empty(), logged_model_id.is_empty()) {
+            (false, true) => Ok(self.store.artifact_uri(run_id, writable).await?),
+            (true, false) => Ok(self
+                .store
+                .logged_model_artifact_uri(logged_model_id, writable)
+                .await?),
+            (true, true) => Err(Status::invalid_argument(
+                "name whose artifacts these are: run_id or logged_model_id",
+            )),
+            (false, false) => Err(Status::invalid_argument(
+                "give run_id or logged_model_id, not both",
+            )),
+        }
+    }
 }
 
 type Res<T> = Result<Response<T>, Status>;
@@ -263,7 +285,9 @@ impl TrackingService for TrackingApi {
             }
         };
         crate::artifacts::check_path(&header.path, false)?;
-        let artifact_uri = self.store.artifact_uri(&header.run_id, true).await?;
+        let artifact_uri = self
+            .root_of(&header.run_id, &header.logged_model_id, true)
+            .await?;
         let chunks = stream
             .map(|m| match m {
                 Ok(pb::UploadArtifactRequest {
@@ -302,7 +326,7 @@ impl TrackingService for TrackingApi {
     ) -> Res<Self::DownloadArtifactStream> {
         let r = req.into_inner();
         crate::artifacts::check_path(&r.path, false)?;
-        let uri = self.store.artifact_uri(&r.run_id, false).await?;
+        let uri = self.root_of(&r.run_id, &r.logged_model_id, false).await?;
         let bytes = self.artifacts.download(&uri, &r.path).await?;
         let counter = self
             .store
@@ -327,7 +351,7 @@ impl TrackingService for TrackingApi {
     ) -> Res<pb::ListArtifactsResponse> {
         let r = req.get_ref();
         crate::artifacts::check_path(&r.path, true)?;
-        let root_uri = self.store.artifact_uri(&r.run_id, false).await?;
+        let root_uri = self.root_of(&r.run_id, &r.logged_model_id, false).await?;
         let files = self
             .artifacts
             .list(&root_uri, &r.path)
@@ -337,6 +361,104 @@ impl TrackingService for TrackingApi {
             .collect();
         ok(pb::ListArtifactsResponse { root_uri, files })
     }
+
+    async fn create_logged_model(
+        &self,
+        req: Request<pb::CreateLoggedModelRequest>,
+    ) -> Res<pb::LoggedModelResponse> {
+        logged(self.store.create_logged_model(req.get_ref()).await?)
+    }
+
+    async fn get_logged_model(
+        &self,
+        req: Request<pb::GetLoggedModelRequest>,
+    ) -> Res<pb::LoggedModelResponse> {
+        let r = req.get_ref();
+        logged(
+            self.store
+                .get_logged_model(&r.model_id, r.allow_deleted)
+                .await?,
+        )
+    }
+
+    async fn finalize_logged_model(
+        &self,
+        req: Request<pb::FinalizeLoggedModelRequest>,
+    ) -> Res<pb::LoggedModelResponse> {
+        let r = req.get_ref();
+        logged(
+            self.store
+                .finalize_logged_model(&r.model_id, r.status)
+                .await?,
+        )
+    }
+
+    async fn search_logged_models(
+        &self,
+        req: Request<pb::SearchLoggedModelsRequest>,
+    ) -> Res<pb::SearchLoggedModelsResponse> {
+        let (models, next_page_token) = self.store.search_logged_models(req.get_ref()).await?;
+        ok(pb::SearchLoggedModelsResponse {
+            models,
+            next_page_token,
+        })
+    }
+
+    async fn delete_logged_model(
+        &self,
+        req: Request<pb::DeleteLoggedModelRequest>,
+    ) -> Res<pb::DeleteLoggedModelResponse> {
+        self.store
+            .delete_logged_model(&req.get_ref().model_id)
+            .await?;
+        ok(pb::DeleteLoggedModelResponse {})
+    }
+
+    async fn set_logged_model_tags(
+        &self,
+        req: Request<pb::SetLoggedModelTagsRequest>,
+    ) -> Res<pb::SetLoggedModelTagsResponse> {
+        let r = req.get_ref();
+        self.store
+            .set_logged_model_tags(&r.model_id, &r.tags)
+            .await?;
+        ok(pb::SetLoggedModelTagsResponse {})
+    }
+
+    async fn delete_logged_model_tag(
+        &self,
+        req: Request<pb::DeleteLoggedModelTagRequest>,
+    ) -> Res<pb::DeleteLoggedModelTagResponse> {
+        let r = req.get_ref();
+        self.store
+            .delete_logged_model_tag(&r.model_id, &r.key)
+            .await?;
+        ok(pb::DeleteLoggedModelTagResponse {})
+    }
+
+    async fn log_logged_model_params(
+        &self,
+        req: Request<pb::LogLoggedModelParamsRequest>,
+    ) -> Res<pb::LogLoggedModelParamsResponse> {
+        let r = req.get_ref();
+        self.store
+            .log_logged_model_params(&r.model_id, &r.params)
+            .await?;
+        ok(pb::LogLoggedModelParamsResponse {})
+    }
+
+    async fn log_outputs(
+        &self,
+        req: Request<pb::LogOutputsRequest>,
+    ) -> Res<pb::LogOutputsResponse> {
+        let r = req.get_ref();
+        self.store.log_outputs(&r.run_id, &r.models).await?;
+        ok(pb::LogOutputsResponse {})
+    }
+}
+
+fn logged(model: pb::LoggedModel) -> Res<pb::LoggedModelResponse> {
+    ok(pb::LoggedModelResponse { model: Some(model) })
 }
 
 impl From<crate::artifacts::Entry> for pb::FileInfo {

@@ -2,6 +2,7 @@
 //! backend, each write in one transaction together with its events.
 
 mod experiments;
+mod logged_models;
 mod logging;
 mod runs;
 mod search;
@@ -15,6 +16,7 @@ use sqlx::Row;
 use crate::error::{Result, TrackingError};
 use crate::metrics::Metrics;
 
+pub use logged_models::check_model_id;
 pub use logging::{decode_chunk, encode_chunk};
 pub use search::PageToken;
 
@@ -32,6 +34,12 @@ pub fn migrations() -> Vec<Migration> {
             name: "key/value statistics".into(),
             sqlite: include_str!("../migrations/sqlite/0002_key_value_statistics.sql").into(),
             postgres: include_str!("../migrations/postgres/0002_key_value_statistics.sql").into(),
+        },
+        Migration {
+            version: 3,
+            name: "logged models".into(),
+            sqlite: include_str!("../migrations/sqlite/0003_logged_models.sql").into(),
+            postgres: include_str!("../migrations/postgres/0003_logged_models.sql").into(),
         },
     ]
 }
@@ -222,6 +230,7 @@ fn run_with_data(
                 .collect(),
         }),
         inputs: Some(pb::RunInputs::default()),
+        outputs: None,
     }
 }
 

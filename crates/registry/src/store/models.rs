@@ -186,6 +186,12 @@ impl Store {
         Ok(())
     }
 
+    /// NOT_FOUND unless the model exists (one indexed lookup).
+    pub async fn require_model(&self, name: &str) -> Result<()> {
+        let mut conn = self.db.reader().acquire().await?;
+        self.model_id(&mut conn, name, false).await.map(|_| ())
+    }
+
     /// Renames a model; versions, aliases and history follow it.
     pub async fn rename_model(&self, name: &str, new_name: &str) -> Result<pb::RegisteredModel> {
         validate::model_name(new_name)?;

@@ -40,7 +40,7 @@ const NOUNS: &[&str] = &[
     "owl", "fox", "lynx", "hare", "wren", "seal", "crab", "moth", "yak", "ibis",
 ];
 
-fn generated_name(run_id: &str) -> String {
+pub(crate) fn generated_name(run_id: &str) -> String {
     let b = u32::from_str_radix(&run_id[..8], 16).unwrap_or(0) as usize;
     format!(
         "{}-{}-{}",
@@ -200,7 +200,10 @@ impl Store {
         .ok_or_else(|| run_not_found(run_id))?;
         let mut runs = [run_from_row(&row)];
         self.attach_inputs(&mut runs).await?;
-        let [run] = runs;
+        let [mut run] = runs;
+        run.outputs = Some(pb::RunOutputs {
+            model_outputs: self.run_outputs(run_id).await?,
+        });
         Ok(run)
     }
 

@@ -1,0 +1,246 @@
+//! Logged models (MLflow 3's LoggedModel) in tracking, and registering one in the
+//! registry, on SQLite and PostgreSQL.
+
+use mlops_proto::registry::v1 as rpb;
+use mlops_proto::tracking::v1 as pb;
+use mlops_tests::Database;
+use tonic::Code;
+
+use crate::registry::{model, registry_on, LINEAR};
+use crate::{experiment, run, Client};
+
+async fn put(t: &mut Client, model_id: &str, path: &str, bytes: &[u8]) {
+    let msgs = vec![
+        pb::UploadArtifactRequest {
+            item: Some(pb::upload_artifact_request::Item::Header(
+                pb::ArtifactHeader {
+                    run_id: String::new(),
+                    path: path.into(),
+                    logged_model_id: model_id.into(),
+                },
+            )),
+        },
+        pb::UploadArtifactRequest {
+            item: Some(pb::upload_artifact_request::Item::Chunk(bytes.to_vec())),
+        },
+    ];
+    t.upload_artifact(futures::stream::iter(msgs))
+        .await
+        .expect("upload to a logged model");
+}
+
+crate::on_both_backends!(logged_models_in_tracking_and_the_registry);
+
+async fn logged_models_in_tracking_and_the_registry(db: Database) {
+    let (sb, mut t, mut c) = registry_on(db).await;
+    let exp = experiment(&mut t, "logged").await;
+    let r = run(&mut t, &exp).await;
+    let created = t
+        .create_logged_model(pb::CreateLoggedModelRequest {
+            experiment_id: exp.clone(),
+            name: "clf".into(),
+            model_type: "sklearn".into(),
+            source_run_id: r.clone(),
+            params: vec![pb::Param {
+                key: "alpha".into(),
+                value: "0.1".into(),
+            }],
+            tags: vec![pb::Tag {
+                key: "team".into(),
+                value: "risk".into(),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    let id = created.model_id.clone();
+    assert!(id.starts_with("m-") && id.len() == 34, "{id}");
+    assert_eq!(
+        created.status,
+        pb::LoggedModelStatus::LoggedModelPending as i32
+    );
+    assert!(
+        created
+            .artifact_uri
+            .ends_with(&format!("/{exp}/models/{id}/artifacts")),
+        "{}",
+        created.artifact_uri
+    );
+    assert_eq!(created.params[0].key, "alpha");
+    assert_eq!(created.tags[0].value, "risk");
+
+    put(&mut t, &id, "MLmodel", b"flavors: {}\n").await;
+    put(&mut t, &id, "model.onnx", LINEAR).await;
+    let listed = t
+        .list_artifacts(pb::ListArtifactsRequest {
+            run_id: String::new(),
+            path: String::new(),
+            logged_model_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.files.len(), 2);
+    let both = t
+        .list_artifacts(pb::ListArtifactsRequest {
+            run_id: r.clone(),
+            path: String::new(),
+            logged_model_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), Code::InvalidArgument);
+
+    let ready = t
+        .finalize_logged_model(pb::FinalizeLoggedModelRequest {
+            model_id: id.clone(),
+            status: pb::LoggedModelStatus::LoggedModelReady as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(ready.status, pb::LoggedModelStatus::LoggedModelReady as i32);
+    let bad = t
+        .finalize_logged_model(pb::FinalizeLoggedModelRequest {
+            model_id: id.clone(),
+            status: pb::LoggedModelStatus::LoggedModelPending as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    t.set_logged_model_tags(pb::SetLoggedModelTagsRequest {
+        model_id: id.clone(),
+        tags: vec![pb::Tag {
+            key: "stage".into(),
+            value: "candidate".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    t.log_outputs(pb::LogOutputsRequest {
+        run_id: r.clone(),
+        models: vec![pb::ModelOutput {
+            model_id: id.clone(),
+            step: 3,
+        }],
+    })
+    .await
+    .unwrap();
+    let got = crate::get_run(&mut t, &r).await;
+    assert_eq!(
+        got.outputs.unwrap().model_outputs,
+        [pb::ModelOutput {
+            model_id: id.clone(),
+            step: 3
+        }]
+    );
+    let found = t
+        .search_logged_models(pb::SearchLoggedModelsRequest {
+            experiment_ids: vec![exp.clone()],
+            source_run_id: r.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].tags.len(), 2);
+    for bad in ["nope", "m-123"] {
+        let e = t
+            .get_logged_model(pb::GetLoggedModelRequest {
+                model_id: bad.into(),
+                allow_deleted: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}");
+    }
+    let e = t
+        .get_logged_model(pb::GetLoggedModelRequest {
+            model_id: format!("m-{}", "0".repeat(32)),
+            allow_deleted: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = t
+        .create_logged_model(pb::CreateLoggedModelRequest {
+            experiment_id: "999999".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // The registry registers the logged model's whole root, with the run as lineage.
+    let name = model(&mut c, "from-logged").await;
+    let v = c
+        .create_model_version(rpb::CreateModelVersionRequest {
+            name: name.clone(),
+            logged_model_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .model_version
+        .unwrap();
+    assert_eq!(v.status, rpb::ModelVersionStatus::Ready as i32);
+    assert_eq!(v.source, format!("models:/{id}"));
+    assert_eq!(v.run_id, r);
+    let lineage = v.lineage.unwrap();
+    assert_eq!(lineage.logged_model_id, id);
+    assert_eq!(lineage.experiment_id, exp);
+    assert_eq!(v.signature.unwrap().file, "model.onnx");
+    assert_eq!(v.size_bytes, LINEAR.len() as u64 + 12);
+    let both = c
+        .create_model_version(rpb::CreateModelVersionRequest {
+            name: name.clone(),
+            logged_model_id: id.clone(),
+            artifact_path: "model".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), Code::InvalidArgument);
+    let unknown = c
+        .create_model_version(rpb::CreateModelVersionRequest {
+            name: name.clone(),
+            logged_model_id: format!("m-{}", "0".repeat(32)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    t.delete_logged_model(pb::DeleteLoggedModelRequest {
+        model_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    let gone = t
+        .get_logged_model(pb::GetLoggedModelRequest {
+            model_id: id.clone(),
+            allow_deleted: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    let still = t
+        .get_logged_model(pb::GetLoggedModelRequest {
+            model_id: id.clone(),
+            allow_deleted: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(still.lifecycle_stage, pb::LifecycleStage::Deleted as i32);
+    sb.stop().await.unwrap();
+}
