@@ -217,7 +217,7 @@ async fn scale(sb: &Sandbox, run: &str, backend: &str) -> serde_json::Value {
         lr.push(t.elapsed());
     }
 
-    // 10,000 versions over 5 models, every 10th tagged, registered by 4 clients.
+    // 10,000 versions over 5 models, every 10th of each tagged, registered by 4 clients.
     let n = env_usize("BENCH_SEARCH_VERSIONS", 10_000);
     let models = 5;
     for m in 0..models {
@@ -231,7 +231,8 @@ async fn scale(sb: &Sandbox, run: &str, backend: &str) -> serde_json::Value {
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while i < n {
-                let tags = if i % 10 == 0 {
+                // every 10th version of each model is tagged
+                let tags = if (i / models) % 10 == 0 {
                     vec![rpb::Tag {
                         key: "validated".into(),
                         value: "yes".into(),

@@ -190,6 +190,13 @@ impl Relay {
             Backend::Sqlite => None,
         };
         if let Some(tx) = tx.as_mut() {
+            // Deleting what the bus took need not wait for a WAL flush: a delete lost
+            // in a crash only republishes events, which consumers skip by id. This
+            // keeps the relay's commits from queueing behind the services' own.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut **tx)
+                .await
+                .map_err(StorageError::from)?;
             let row = sqlx::query("SELECT pg_try_advisory_xact_lock(hashtext($1))")
                 .bind(&self.outbox.table)
                 .fetch_one(&mut **tx)

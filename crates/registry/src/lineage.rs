@@ -178,9 +178,10 @@ impl TrackingClient {
     /// is nothing there.
     pub async fn artifact_files(&self, owner: &Owner, path: &str) -> Result<Vec<ArtifactFile>> {
         let path = path.trim_end_matches('/');
-        let (is_dir, size) = if path.is_empty() {
-            (true, 0)
-        } else {
+        // A directory lists its entries; a file (or nothing) lists none, and then its
+        // parent says which. One call for the usual case, a model directory.
+        let first = self.list(owner, path).await?;
+        if first.is_empty() && !path.is_empty() {
             let (parent, _) = path.rsplit_once('/').unwrap_or(("", path));
             let entry = self
                 .list(owner, parent)
@@ -192,20 +193,27 @@ impl TrackingClient {
                         "artifact `{path}` not found in {owner}; list its artifacts to find the model's path"
                     ))
                 })?;
-            (entry.is_dir, entry.file_size)
-        };
-        if !is_dir {
-            let name = path.rsplit('/').next().unwrap_or(path).to_owned();
-            return Ok(vec![ArtifactFile {
-                path: path.to_owned(),
-                rel: name,
-                size,
-            }]);
+            if !entry.is_dir {
+                let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+                return Ok(vec![ArtifactFile {
+                    path: path.to_owned(),
+                    rel: name,
+                    size: entry.file_size,
+                }]);
+            }
         }
         let mut out = vec![];
-        let mut dirs = vec![path.to_owned()];
-        while let Some(dir) = dirs.pop() {
-            for f in self.list(owner, &dir).await? {
+        let mut dirs: Vec<String> = vec![];
+        let mut listing = Some(first);
+        loop {
+            let entries = match listing.take() {
+                Some(l) => l,
+                None => match dirs.pop() {
+                    Some(dir) => self.list(owner, &dir).await?,
+                    None => break,
+                },
+            };
+            for f in entries {
                 if f.is_dir {
                     dirs.push(f.path);
                 } else {
