@@ -6,6 +6,7 @@ mod kafka;
 mod logged_models;
 mod ops;
 mod registry;
+mod registry_gate;
 mod telemetry;
 mod tracking;
 mod tracking_data;

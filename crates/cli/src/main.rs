@@ -11,6 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 mod models;
+mod models_view;
 mod table;
 mod tracking;
 mod up;

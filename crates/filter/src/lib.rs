@@ -562,4 +562,6 @@ mod error_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod registry_tests;
+#[cfg(test)]
 mod tests;
