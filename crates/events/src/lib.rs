@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod kafka;
 pub mod memory;
 pub mod outbox;
+pub mod service;
 
 use std::sync::Arc;
 

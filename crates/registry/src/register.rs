@@ -112,14 +112,17 @@ impl Registrar {
 
     /// Registers `run_id`'s artifact at `artifact_path`, or a tracking logged model's
     /// files, as a new version.
-    pub async fn from_run(&self, req: pb::CreateModelVersionRequest) -> Result<pb::ModelVersion> {
+    pub async fn register_artifact(
+        &self,
+        req: pb::CreateModelVersionRequest,
+    ) -> Result<pb::ModelVersion> {
         validate::model_name(&req.name)?;
         validate::description(&req.description)?;
         for t in &req.tags {
             validate::tag(&t.key, &t.value)?;
         }
         if !req.logged_model_id.is_empty() {
-            return self.from_logged_model(req).await;
+            return self.register_logged_model(req).await;
         }
         validate::run_id(&req.run_id)?;
         let path = req.artifact_path.trim_end_matches('/').to_owned();
@@ -148,7 +151,7 @@ impl Registrar {
     }
 
     /// Registers a tracking logged model's whole artifact root.
-    async fn from_logged_model(
+    async fn register_logged_model(
         &self,
         req: pb::CreateModelVersionRequest,
     ) -> Result<pb::ModelVersion> {

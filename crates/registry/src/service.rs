@@ -143,7 +143,7 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::CreateModelVersionRequest>,
     ) -> Res<pb::ModelVersionResponse> {
-        version(self.registrar.from_run(req.into_inner()).await?)
+        version(self.registrar.register_artifact(req.into_inner()).await?)
     }
 
     async fn upload_model_version(

@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mlops_events::outbox::Outbox;
+use mlops_events::service::Service;
 use mlops_events::EventBus;
 use mlops_proto::tracking::v1::tracking_service_server::TrackingServiceServer;
-use mlops_runtime::admin::{Check, Readiness};
 use mlops_runtime::grpc::GrpcServer;
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_storage::{Db, DbOptions};
@@ -132,72 +132,31 @@ impl Tracking {
             grpc,
             admin,
         } = self;
-        let db = store.db().clone();
-        let admin_addr = admin.local_addr()?;
-        let db_check: Check = {
-            let db = db.clone();
-            Arc::new(move || {
-                let db = db.clone();
-                Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
-            })
-        };
-        let bus_check: Check = {
-            let bus = bus.clone();
-            Arc::new(move || {
-                let bus = bus.clone();
-                Box::pin(async move { bus.ping().await.map_err(|e| e.to_string()) })
-            })
-        };
-        let readiness = Readiness::new(vec![
-            ("database".into(), db_check),
-            ("bus".into(), bus_check),
-        ]);
-        let workers = CancellationToken::new();
-
-        let relay = tokio::spawn(
-            store
-                .outbox
-                .relay("tracking", db.clone(), bus.clone())
-                .run(workers.clone()),
-        );
-        let reaper = tokio::spawn(reap_leases(
-            store.clone(),
-            Duration::from_millis(config.lease_check_interval_ms),
-            workers.clone(),
-        ));
-        let admin_server = tokio::spawn(mlops_runtime::admin::serve(admin, readiness.clone(), {
-            let workers = workers.clone();
-            async move { workers.cancelled().await }
-        }));
-
         let api = TrackingServiceServer::new(service::TrackingApi::new(store.clone(), artifacts))
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes.max(64 * 1024 * 1024));
-        let routes = tonic::service::Routes::new(api);
-        let server = GrpcServer {
-            service: "tracking",
-            grpc_names: vec!["mlops.tracking.v1.TrackingService", ""],
-            tokens: config.auth_tokens.clone(),
-            policy: Arc::new(service::policy),
-            concurrency_per_connection: config.max_concurrent_per_connection,
+        let service = Service {
+            name: "tracking",
+            db: store.db().clone(),
+            bus,
+            outbox: store.outbox.clone(),
+            grpc,
+            admin,
+            server: GrpcServer {
+                service: "tracking",
+                grpc_names: vec!["mlops.tracking.v1.TrackingService", ""],
+                tokens: config.auth_tokens.clone(),
+                policy: Arc::new(service::policy),
+                concurrency_per_connection: config.max_concurrent_per_connection,
+            },
+            routes: tonic::service::Routes::new(api),
         };
-        readiness.set_serving(true);
-        tracing::info!(grpc = %grpc.local_addr()?, admin = %admin_addr, "tracking service serving");
-        let stop = {
-            let readiness = readiness.clone();
-            async move {
-                shutdown.cancelled().await;
-                readiness.set_serving(false);
-            }
-        };
-        let served = server.serve(grpc, routes, stop).await;
-        // Requests are drained: now stop the background work and flush events.
-        workers.cancel();
-        let _ = reaper.await;
-        let _ = relay.await;
-        let _ = admin_server.await;
-        tracing::info!("tracking service stopped");
-        served.context("gRPC server failed")
+        let every = Duration::from_millis(config.lease_check_interval_ms);
+        service
+            .run(shutdown, |workers| {
+                vec![tokio::spawn(reap_leases(store, every, workers))]
+            })
+            .await
     }
 }
 
