@@ -15,11 +15,12 @@
 #![allow(clippy::print_stdout)]
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mlops_proto::registry::v1 as rpb;
 use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use mlops_proto::tracking::v1 as pb;
+use mlops_tests::bench::{env_usize, lat, out_dir};
 use mlops_tests::{Database, Sandbox};
 use serde_json::json;
 use tonic::transport::Channel;
@@ -27,28 +28,6 @@ use tonic::transport::Channel;
 type Registry = RegistryServiceClient<Channel>;
 
 const LINEAR: &[u8] = include_bytes!("../fixtures/onnx/linear.onnx");
-
-/// numpy's default percentile (linear interpolation), in ms.
-fn pct(samples: &[Duration], p: f64) -> f64 {
-    let mut v: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = p / 100.0 * (v.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
-}
-
-fn lat(samples: &[Duration]) -> serde_json::Value {
-    let mean = samples.iter().map(|d| d.as_secs_f64()).sum::<f64>() / samples.len() as f64;
-    json!({"n": samples.len(), "p50_ms": pct(samples, 50.0), "p90_ms": pct(samples, 90.0),
-           "p99_ms": pct(samples, 99.0), "mean_ms": mean * 1000.0})
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A run holding `model/model.onnx`.
 async fn source_run(sb: &Sandbox) -> String {
@@ -300,12 +279,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let _telemetry = mlops_runtime::telemetry::init("bench").expect("telemetry");
-        let out_dir = std::env::var("MLOPS_BENCH_DIR").unwrap_or_else(|_| {
-            let target = std::env::var("CARGO_TARGET_DIR")
-                .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
-            format!("{target}/bench")
-        });
-        std::fs::create_dir_all(&out_dir).unwrap();
+        let out_dir = out_dir();
         let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
         for name in backends.split(',') {
             let db = if name == "postgres" {

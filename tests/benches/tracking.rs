@@ -16,25 +16,13 @@ use std::time::{Duration, Instant};
 
 use mlops_proto::tracking::v1 as pb;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use mlops_tests::bench::{env_usize, lat, out_dir};
 use mlops_tests::{Database, Sandbox};
 use serde_json::json;
 use tonic::transport::Channel;
 
 type Client = TrackingServiceClient<Channel>;
 const BASE: i64 = 1_700_000_000_000;
-
-/// numpy's default percentile (linear interpolation), in ms.
-fn pct(samples: &[Duration], p: f64) -> f64 {
-    let mut v: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = p / 100.0 * (v.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
-}
-
-fn lat(samples: &[Duration]) -> serde_json::Value {
-    json!({"n": samples.len(), "p50_ms": pct(samples, 50.0), "p90_ms": pct(samples, 90.0), "p99_ms": pct(samples, 99.0)})
-}
 
 /// A small deterministic generator (splitmix64), so every run logs the same data.
 struct Rng(u64);
@@ -49,13 +37,6 @@ impl Rng {
     fn f64(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 async fn new_experiment(c: &mut Client, name: &str) -> String {
@@ -509,12 +490,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let _telemetry = mlops_runtime::telemetry::init("bench").expect("telemetry");
-        let out_dir = std::env::var("MLOPS_BENCH_DIR").unwrap_or_else(|_| {
-            let target = std::env::var("CARGO_TARGET_DIR")
-                .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
-            format!("{target}/bench")
-        });
-        std::fs::create_dir_all(&out_dir).unwrap();
+        let out_dir = out_dir();
         let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
         for name in backends.split(',') {
             let db = if name == "postgres" {

@@ -1,4 +1,5 @@
-"""The `server` fixture shared by the Python tests: `mlops up` (tracking and registry) on
+"""The `server` fixture shared by the Python tests: `mlops up` (tracking, registry and the
+MLflow REST API) on
 free loopback ports with a fresh data directory, stopped with SIGINT at the end, which it
 must survive with exit code 0 within 20 s.
 
@@ -49,6 +50,8 @@ class Server:
     root: Path
     log_path: Path
     stub: object
+    # The MLflow REST API, for mlflow.set_tracking_uri: "http://127.0.0.1:PORT".
+    mlflow_uri: str
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -84,11 +87,12 @@ def mlops_bin() -> str:
     return binary
 
 
-def up_command(binary: str, data_dir: Path) -> tuple[list, str, str, str]:
-    """`mlops up` on four free ports: (command, tracking, tracking admin, registry)."""
-    port, admin_port, reg_port, reg_admin_port = free_ports(4)
+def up_command(binary: str, data_dir: Path) -> tuple[list, str, str, str, str]:
+    """`mlops up` on six free ports: (command, tracking, tracking admin, registry, MLflow URI)."""
+    port, admin_port, reg_port, reg_admin_port, mlflow_port, mlflow_admin_port = free_ports(6)
     target, admin_target = f"127.0.0.1:{port}", f"127.0.0.1:{admin_port}"
     registry_target = f"127.0.0.1:{reg_port}"
+    mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
     cmd = [
         binary, "up",
         "--data-dir", str(data_dir),
@@ -96,8 +100,10 @@ def up_command(binary: str, data_dir: Path) -> tuple[list, str, str, str]:
         "--tracking-admin-addr", admin_target,
         "--registry-addr", registry_target,
         "--registry-admin-addr", f"127.0.0.1:{reg_admin_port}",
+        "--mlflow-addr", f"127.0.0.1:{mlflow_port}",
+        "--mlflow-admin-addr", f"127.0.0.1:{mlflow_admin_port}",
     ]  # fmt: skip
-    return cmd, target, admin_target, registry_target
+    return cmd, target, admin_target, registry_target, mlflow_uri
 
 
 def _wait_ready(srv: Server) -> None:
@@ -127,14 +133,14 @@ def _wait_ready(srv: Server) -> None:
 def server(tmp_path_factory):
     binary = mlops_bin()
     root = tmp_path_factory.mktemp("mlops")
-    cmd, target, admin_target, registry_target = up_command(binary, root / "data")
+    cmd, target, admin_target, registry_target, mlflow_uri = up_command(binary, root / "data")
     log_path = root / "server.log"
     log = open(log_path, "wb")
     log.write(("$ " + " ".join(cmd) + "\n").encode())
     log.flush()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
     stub = mlops_client.connect(target, options=FAST_RECONNECT)
-    srv = Server(proc, target, admin_target, registry_target, root, log_path, stub)
+    srv = Server(proc, target, admin_target, registry_target, root, log_path, stub, mlflow_uri)
     try:
         _wait_ready(srv)
     except BaseException:

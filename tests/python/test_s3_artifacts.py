@@ -77,7 +77,7 @@ def server(s3, tmp_path_factory):
         pytest.fail("MLOPS_BIN must point at the mlops binary (cargo build -p mlops-cli)", pytrace=False)
     endpoint, _ = s3
     root = tmp_path_factory.mktemp("mlops-s3")
-    cmd, target, _, registry_target = up_command(binary, root / "data")
+    cmd, target, _, registry_target, _ = up_command(binary, root / "data")
     env = dict(os.environ, AWS_ENDPOINT=endpoint, AWS_ALLOW_HTTP="true", **CREDENTIALS)
     log = open(root / "server.log", "wb")
     proc = subprocess.Popen(

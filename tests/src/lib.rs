@@ -344,3 +344,44 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// Helpers the benchmarks share.
+pub mod bench {
+    use std::time::Duration;
+
+    /// numpy's default percentile (linear interpolation) of `samples`, in ms.
+    pub fn pct(samples: &[Duration], p: f64) -> f64 {
+        let mut v: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let rank = p / 100.0 * (v.len() - 1) as f64;
+        let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+        v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+    }
+
+    /// A latency summary shaped like the peers' `lat_summary`.
+    pub fn lat(samples: &[Duration]) -> serde_json::Value {
+        let mean = samples.iter().map(|d| d.as_secs_f64()).sum::<f64>() / samples.len() as f64;
+        serde_json::json!({"n": samples.len(), "p50_ms": pct(samples, 50.0), "p90_ms": pct(samples, 90.0),
+                           "p99_ms": pct(samples, 99.0), "mean_ms": mean * 1000.0})
+    }
+
+    /// A size from the environment, or `default`.
+    pub fn env_usize(name: &str, default: usize) -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// Where benchmarks write their JSON lines: `MLOPS_BENCH_DIR`, else
+    /// `$CARGO_TARGET_DIR/bench`.
+    pub fn out_dir() -> String {
+        let dir = std::env::var("MLOPS_BENCH_DIR").unwrap_or_else(|_| {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
+            format!("{target}/bench")
+        });
+        std::fs::create_dir_all(&dir).expect("the bench output directory can be created");
+        dir
+    }
+}
