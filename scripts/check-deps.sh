@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Services meet only through proto/ and the event bus: no service crate may depend
-# on another service crate (only the CLI and the tests compose them).
+# on another service crate (only the CLI and the tests compose them). The MLflow
+# gateway (mlops-mlflow) counts as one: it reaches the services over gRPC only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-services="mlops-tracking mlops-registry mlops-feature-store mlops-inference mlops-monitoring mlops-retraining"
+services="mlops-tracking mlops-registry mlops-mlflow mlops-feature-store mlops-inference mlops-monitoring mlops-retraining"
 cargo metadata --format-version 1 --no-deps | python3 -c '
 import json, sys
 services = set(sys.argv[1].split())

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples" / "python"))
 
-from conftest import Server  # noqa: E402
+from conftest import Server, mlops_bin, up_command  # noqa: E402
 from mlops_client import tracking_pb2 as pb  # noqa: E402
 
 CALL_TIMEOUT = 30.0
@@ -158,6 +160,16 @@ def test_runs_params_metrics_tags_inputs_and_nesting(client: MlflowClient, serve
     assert [(m.step, m.value) for m in history] == [(0, 0.9), (1, 0.5), (2, 0.25)]
     assert all(m.key == "loss" and m.timestamp > 0 for m in history)
     assert client.get_metric_history(parent_id, "never_logged") == []
+    # Sampled histories of several runs, as MLflow's charts read them.
+    resp = requests.get(
+        f"{server.mlflow_uri}/api/2.0/mlflow/metrics/get-history-bulk-interval",
+        params={"run_ids": [parent_id, child_id], "metric_key": "loss", "max_results": 2},
+        timeout=CALL_TIMEOUT,
+    )
+    assert [(m["run_id"], m["step"], m["value"]) for m in resp.json()["metrics"]] == [
+        (parent_id, 0, 0.9),
+        (parent_id, 2, 0.25),
+    ]
 
     # Tags: set, rename through mlflow.runName, delete.
     client.set_tag(parent_id, "mlflow.runName", "train-renamed")
@@ -176,6 +188,16 @@ def test_runs_params_metrics_tags_inputs_and_nesting(client: MlflowClient, serve
         "features": "training",
         "holdout": "evaluation",
     }
+
+    # MLflow nests a run under a run of another experiment too (the parent is a tag);
+    # tracking links parents within an experiment only, so such a run keeps the tag alone.
+    other = client.create_experiment(unique("mlflow-other"))
+    stray = client.create_run(other, tags={"mlflow.parentRunId": parent_id}).info.run_id
+    assert client.get_run(stray).data.tags["mlflow.parentRunId"] == parent_id
+    found = client.search_runs([other], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert [r.info.run_id for r in found] == [stray]
+    got = server.stub.GetRun(pb.GetRunRequest(run_id=stray), timeout=CALL_TIMEOUT).run
+    assert got.info.parent_run_id == ""
 
     # And through the CLI.
     res = subprocess.run(
@@ -356,3 +378,64 @@ def test_runs_logged_over_grpc_read_through_mlflow(client: MlflowClient, server:
     assert got.info.run_name == "from-grpc" and got.data.params == {"opt": "adam"}
     assert got.data.metrics == {"loss": 1.0}
     assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [3.0, 2.0, 1.0]
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """`mlops up` with tracking's auth on; the gateway's own token is a reader's."""
+    root = tmp_path_factory.mktemp("mlops-auth")
+    cmd, _, _, _, mlflow_uri = up_command(mlops_bin(), root / "data")
+    env = dict(
+        os.environ,
+        MLOPS_TRACKING_AUTH_TOKENS="reader-tok:reader,writer-tok:writer",
+        MLOPS_MLFLOW_TOKEN="reader-tok",
+    )
+    log_path = root / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=root)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            try:
+                resp = requests.get(f"{mlflow_uri}/api/2.0/mlflow/experiments/get", params={"experiment_id": "0"}, timeout=1)
+                if resp.status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.1)
+        yield mlflow_uri
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=20) == 0, log_path.read_text(errors="replace")[-3000:]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+
+
+def test_credentials_reach_the_services(auth_server: str, monkeypatch):
+    client = MlflowClient(auth_server)
+    # No credential of its own: the gateway's (a reader's) goes along.
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    assert client.get_experiment("0").name == "Default"
+    with pytest.raises(MlflowException) as e:
+        client.create_experiment(unique("denied"))
+    assert error_code(e) == "PERMISSION_DENIED"
+    # The request's own bearer token wins (MLflow sends MLFLOW_TRACKING_TOKEN as one).
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "writer-tok")
+    exp_id = client.create_experiment(unique("allowed"))
+    assert client.get_experiment(exp_id).lifecycle_stage == "active"
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "bogus")
+    with pytest.raises(MlflowException) as e:
+        client.get_experiment(exp_id)
+    assert error_code(e) == "UNAUTHENTICATED"
+    resp = requests.get(
+        f"{auth_server}/api/2.0/mlflow/experiments/get",
+        params={"experiment_id": exp_id},
+        headers={"Authorization": "Bearer bogus"},
+        timeout=CALL_TIMEOUT,
+    )
+    assert resp.status_code == 401

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use mlops_events::memory::InProcessBus;
 use mlops_events::EventBus;
+use mlops_mlflow::{Gateway, MlflowConfig};
 use mlops_registry::{Registry, RegistryConfig};
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_tracking::{Tracking, TrackingConfig};
@@ -28,6 +29,12 @@ pub struct UpArgs {
     /// The registry's admin HTTP address.
     #[arg(long, default_value = "127.0.0.1:9092")]
     registry_admin_addr: String,
+    /// The MLflow REST API's HTTP address (mlflow.set_tracking_uri("http://ADDR")).
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    mlflow_addr: String,
+    /// The MLflow REST API's admin HTTP address.
+    #[arg(long, default_value = "127.0.0.1:9095")]
+    mlflow_admin_addr: String,
     /// Where run artifacts go instead of <data-dir>/artifacts: a directory or
     /// s3://BUCKET/PREFIX (with the AWS_* variables for endpoint and credentials);
     /// registered model files then go under <root>/models instead of <data-dir>/models.
@@ -61,6 +68,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         registry_config.artifact_root = format!("{}/models", root.trim_end_matches('/'));
     }
     let registry = Registry::bind(registry_config, Some(bus.clone())).await?;
+    let mlflow = Gateway::bind(MlflowConfig::local(
+        &args.mlflow_addr,
+        &args.mlflow_admin_addr,
+        &format!("http://{}", tracking.grpc_addr()),
+        &format!("http://{}", registry.grpc_addr()),
+    ))
+    .await?;
     println!("mlops up: data in {}", args.data_dir.display());
     println!(
         "  tracking  grpc {}  admin http://{}",
@@ -72,6 +86,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         registry.grpc_addr(),
         registry.admin_addr()
     );
+    println!(
+        "  mlflow    http://{0}  admin http://{1}  (MLflow REST API: mlflow.set_tracking_uri(\"http://{0}\"))",
+        mlflow.http_addr(),
+        mlflow.admin_addr()
+    );
     println!("ready; Ctrl-C stops");
 
     let shutdown = CancellationToken::new();
@@ -80,9 +99,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         mlops_runtime::shutdown::signal().await;
         trigger.cancel();
     });
-    let (t, r) = tokio::join!(tracking.run(shutdown.clone()), registry.run(shutdown));
+    // The MLflow gateway stops first: the requests it drains still reach the services.
+    let services = CancellationToken::new();
+    let front = async {
+        let done = mlflow.run(shutdown).await;
+        services.cancel();
+        done
+    };
+    let (t, r, m) = tokio::join!(
+        tracking.run(services.clone()),
+        registry.run(services.clone()),
+        front
+    );
     t?;
     r?;
+    m?;
     println!("mlops up: stopped");
     Ok(())
 }

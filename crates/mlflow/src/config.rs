@@ -1,0 +1,119 @@
+//! The gateway's settings. Each is a flag and an environment variable
+//! `MLOPS_MLFLOW_<NAME>`, and may be set in a TOML file (`--config`).
+
+use mlops_runtime::config::ConfigError;
+
+/// Settings of `mlops-mlflow`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "mlops-mlflow",
+    version,
+    about = "MLflow's REST API in front of the platform's services (mlflow.set_tracking_uri(\"http://HOST:5000\"))"
+)]
+pub struct MlflowConfig {
+    /// Address of the MLflow REST API (HTTP).
+    #[arg(long, default_value = "0.0.0.0:5000")]
+    pub listen_addr: String,
+    /// Address of the admin HTTP port (/metrics, /healthz, /readyz).
+    #[arg(long, default_value = "0.0.0.0:9095")]
+    pub admin_addr: String,
+    /// The tracking service's gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub tracking_addr: String,
+    /// The model registry's gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    pub registry_addr: String,
+    /// Bearer token sent to the services when a request has no Authorization header of its own.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub token: String,
+    /// Largest JSON request body in bytes (artifact uploads are streamed and not limited by it).
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl MlflowConfig {
+    /// Loads the settings from `args`, the environment and an optional file.
+    pub fn load<I, A>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<std::ffi::OsString> + Clone,
+    {
+        let c: MlflowConfig = mlops_runtime::config::load("mlflow", args)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks values that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                setting: "max_body_bytes",
+                message: "must be at least 1024".into(),
+            });
+        }
+        for (setting, addr) in [
+            ("tracking_addr", &self.tracking_addr),
+            ("registry_addr", &self.registry_addr),
+        ] {
+            if addr.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    message: "must be a gRPC address like http://127.0.0.1:50051".into(),
+                });
+            }
+        }
+        if self.token.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+            return Err(ConfigError::Invalid {
+                setting: "token",
+                message: "must be printable ASCII (it is sent in a header)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Settings for one process on loopback (`mlops up`): the given addresses, the
+    /// rest from the environment or the defaults.
+    pub fn local(
+        listen_addr: &str,
+        admin_addr: &str,
+        tracking_addr: &str,
+        registry_addr: &str,
+    ) -> Self {
+        let mut c = MlflowConfig::load(["mlops-mlflow"])
+            .unwrap_or_else(|_| <MlflowConfig as clap::Parser>::parse_from(["mlops-mlflow"]));
+        c.listen_addr = listen_addr.to_owned();
+        c.admin_addr = admin_addr.to_owned();
+        c.tracking_addr = tracking_addr.to_owned();
+        c.registry_addr = registry_addr.to_owned();
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_flags() {
+        let c = MlflowConfig::load(["mlops-mlflow"]).unwrap();
+        assert_eq!(c.listen_addr, "0.0.0.0:5000");
+        assert_eq!(c.admin_addr, "0.0.0.0:9095");
+        assert_eq!(c.tracking_addr, "http://127.0.0.1:50051");
+        assert_eq!(c.registry_addr, "http://127.0.0.1:50052");
+        assert_eq!(c.token, "");
+        assert_eq!(c.max_body_bytes, 16 * 1024 * 1024);
+        let c = MlflowConfig::load([
+            "mlops-mlflow",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--max-body-bytes",
+            "2048",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.listen_addr.as_str(), c.max_body_bytes),
+            ("127.0.0.1:0", 2048)
+        );
+        assert!(MlflowConfig::load(["mlops-mlflow", "--max-body-bytes", "10"]).is_err());
+    }
+}

@@ -1,0 +1,322 @@
+//! MLflow's REST API in front of the platform: `mlflow.set_tracking_uri("http://HOST:5000")`
+//! and MLflow's own client works unchanged. A thin gateway: it speaks HTTP/JSON to
+//! MLflow clients and gRPC to our services, and holds no data of its own.
+//!
+//! - [`config`]: its settings (`mlops-mlflow --help` lists them);
+//! - [`state`]: the gRPC clients of the services, and the credential each request forwards;
+//! - [`json`]: reading MLflow's requests (query string or JSON body) and writing its JSON;
+//! - [`error`]: MLflow's error body and HTTP statuses, from gRPC statuses;
+//! - [`entities`]: tracking's experiments and runs in MLflow's JSON;
+//! - [`tracking`]: the experiment, run and metric endpoints;
+//! - [`history`]: sampled metric histories of many runs (MLflow's charts);
+//! - [`artifacts`]: the `mlflow-artifacts` proxy, streaming to and from tracking;
+//! - [`logged_models`], [`info`]: what MLflow's client asks besides;
+//! - [`metrics`]: the HTTP metrics and spans;
+//! - [`Gateway`]: binds, serves, and shuts down in order (readiness off, drain requests).
+//!
+//! Each area is a module with a `routes()`; [`router`] merges them.
+
+pub mod artifacts;
+pub mod config;
+pub mod entities;
+pub mod error;
+pub mod history;
+pub mod info;
+pub mod json;
+pub mod logged_models;
+pub mod metrics;
+pub mod state;
+pub mod tracking;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::http::{Method, Uri};
+use axum::Router;
+use mlops_runtime::admin::{Check, Readiness};
+use mlops_runtime::shutdown::CancellationToken;
+use tokio::net::TcpListener;
+
+pub use config::MlflowConfig;
+use error::{ApiError, ErrorCode};
+pub use state::AppState;
+
+/// Every endpoint, with the HTTP metrics and MLflow's answers for unknown paths.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(tracking::routes())
+        .merge(artifacts::routes())
+        .merge(logged_models::routes())
+        .merge(info::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics::HttpMetrics::new(),
+            metrics::record,
+        ))
+        .with_state(state)
+}
+
+/// MLflow's client treats `ENDPOINT_NOT_FOUND` as "this server has no such API"
+/// (and falls back to older calls where it can).
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::EndpointNotFound,
+        format!(
+            "no MLflow endpoint {method} {}: this server speaks MLflow's tracking REST API",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::BadRequest,
+        format!("{} does not accept {method}", uri.path()),
+    )
+    .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
+}
+
+/// A bound, ready-to-run gateway.
+pub struct Gateway {
+    state: AppState,
+    http: TcpListener,
+    admin: TcpListener,
+}
+
+impl Gateway {
+    /// Makes the service clients (they connect on first use) and binds both ports.
+    pub async fn bind(config: MlflowConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        let state = AppState::new(&config)?;
+        let http = TcpListener::bind(&config.listen_addr)
+            .await
+            .with_context(|| format!("binding the HTTP address {}", config.listen_addr))?;
+        let admin = TcpListener::bind(&config.admin_addr)
+            .await
+            .with_context(|| format!("binding the admin address {}", config.admin_addr))?;
+        Ok(Gateway { state, http, admin })
+    }
+
+    /// The bound address of the MLflow REST API.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The bound admin HTTP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled; then turns readiness off, stops taking
+    /// connections, lets the requests in flight finish and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Gateway { state, http, admin } = self;
+        let tracking_check: Check = {
+            let channel = state.tracking_channel();
+            Arc::new(move || {
+                let channel = channel.clone();
+                Box::pin(async move { serving(channel, "mlops.tracking.v1.TrackingService").await })
+            })
+        };
+        let readiness = Readiness::new(vec![("tracking".into(), tracking_check)]);
+        let admin_addr = admin.local_addr()?;
+        let admin_stop = CancellationToken::new();
+        let admin_server = tokio::spawn(mlops_runtime::admin::serve(admin, readiness.clone(), {
+            let stop = admin_stop.clone();
+            async move { stop.cancelled().await }
+        }));
+        let http_addr = http.local_addr()?;
+        readiness.set_serving(true);
+        tracing::info!(http = %http_addr, admin = %admin_addr, "mlflow gateway serving");
+        let stop = {
+            let readiness = readiness.clone();
+            async move {
+                shutdown.cancelled().await;
+                readiness.set_serving(false);
+                tracing::info!("mlflow gateway draining in-flight requests");
+            }
+        };
+        // Without TCP_NODELAY, small responses wait on delayed ACKs (~40 ms each).
+        use axum::serve::ListenerExt;
+        let listener = http.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+        });
+        let served = axum::serve(listener, router(state))
+            .with_graceful_shutdown(stop)
+            .await;
+        admin_stop.cancel();
+        let _ = admin_server.await;
+        tracing::info!("mlflow gateway stopped");
+        served.context("HTTP server failed")
+    }
+}
+
+/// `Ok` when the service `name` behind `channel` says it is serving.
+async fn serving(channel: tonic::transport::Channel, name: &str) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let resp = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: name.to_owned(),
+        })
+        .await
+        .map_err(|s| format!("{name} is unreachable: {}", s.message()))?;
+    if resp.into_inner().status == ServingStatus::Serving as i32 {
+        Ok(())
+    } else {
+        Err(format!("{name} is not serving"))
+    }
+}
+
+/// Runs the gateway with `config` until `shutdown` is cancelled.
+pub async fn serve(config: MlflowConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Gateway::bind(config).await?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    /// A router whose services are not there (nothing listens on port 1).
+    fn app() -> Router {
+        let mut config = MlflowConfig::local(
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:1",
+        );
+        config.max_body_bytes = 4096;
+        router(AppState::new(&config).unwrap())
+    }
+
+    async fn call(req: Request<Body>) -> (StatusCode, Value) {
+        let resp = app().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn post(path: &str, content_type: Option<&str>, body: &str) -> Request<Body> {
+        let mut req = Request::post(path);
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        req.body(Body::from(body.to_owned())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods_answer_in_mlflows_format() {
+        let (status, body) = call(
+            Request::get("/api/2.0/mlflow/nope")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status.as_u16(), body["error_code"].as_str()),
+            (404, Some("ENDPOINT_NOT_FOUND"))
+        );
+        let (status, _) = call(post(
+            "/api/2.0/mlflow/runs/get",
+            Some("application/json"),
+            "{}",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn bodies_are_checked_before_any_backend_call() {
+        let path = "/api/2.0/mlflow/experiments/create";
+        let (status, body) = call(post(path, None, "{\"name\": \"x\"}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["message"],
+            "Bad Request. Content-Type header is missing."
+        );
+        let (status, _) = call(post(path, Some("text/plain"), "{\"name\": \"x\"}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, body) = call(post(path, Some("application/json; charset=utf-8"), "{}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
+        let (status, body) = call(post(path, Some("application/json"), "{\"name\": ")).await;
+        assert_eq!(
+            (status.as_u16(), body["error_code"].as_str()),
+            (400, Some("INVALID_PARAMETER_VALUE"))
+        );
+        let big = format!("{{\"name\": \"{}\"}}", "x".repeat(5000));
+        let (status, _) = call(post(path, Some("application/json"), &big)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, body) = call(
+            Request::get("/api/2.0/mlflow/runs/get")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["message"].as_str().unwrap().contains("'run_id'"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_service_is_temporarily_unavailable() {
+        let req = Request::get("/api/2.0/mlflow/experiments/get?experiment_id=0")
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = call(req).await;
+        assert_eq!(
+            (status.as_u16(), body["error_code"].as_str()),
+            (503, Some("TEMPORARILY_UNAVAILABLE"))
+        );
+    }
+
+    #[tokio::test]
+    async fn server_info_says_what_the_client_may_use() {
+        let (status, body) = call(
+            Request::get("/api/3.0/mlflow/server-info")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["multipart_uploads_enabled"], false);
+        assert_eq!(body["multipart_downloads_enabled"], false);
+        let resp = app()
+            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        // Multipart uploads answer the message MLflow's client falls back on.
+        let (status, body) = call(post(
+            "/api/2.0/mlflow-artifacts/mpu/create/1/x",
+            Some("application/json"),
+            "{}",
+        ))
+        .await;
+        assert_eq!(status.as_u16(), 501);
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Multipart upload is not supported"));
+    }
+}
