@@ -98,8 +98,9 @@ def ours(server):
 def test_training_script_end_to_end(ours, tmp_path):
     name = f"bc-{uuid.uuid4().hex[:8]}"
     exp_id = mlflow.create_experiment(f"compat-{uuid.uuid4().hex}")
+    mlflow.set_experiment(experiment_id=exp_id)
     X, y = load_breast_cancer(return_X_y=True)
-    with mlflow.start_run(experiment_id=exp_id, run_name="parent") as parent:
+    with mlflow.start_run(run_name="parent") as parent:
         mlflow.log_params({"model": "logreg", "C": 0.5})
         mlflow.set_tag("team", "risk")
         mlflow.log_input(mlflow.data.from_numpy(X, targets=y, name="breast_cancer"), context="training")
@@ -141,16 +142,16 @@ def test_training_script_end_to_end(ours, tmp_path):
     assert json.loads(shown)["lineage"]["run_id"] == parent.info.run_id
 
 
-def _autolog(uri: str) -> dict:
-    res = subprocess.run([sys.executable, str(HERE / "scripts" / "autolog_fit.py"), uri],
+def _autolog(uri: str, out: Path) -> dict:
+    res = subprocess.run([sys.executable, str(HERE / "scripts" / "autolog_fit.py"), uri, str(out)],
                          capture_output=True, text=True, timeout=600, env=dict(os.environ))  # fmt: skip
     assert res.returncode == 0, res.stderr[-4000:]
-    return json.loads(res.stdout)
+    return json.loads(out.read_text())
 
 
-def test_autolog_records_what_it_records_on_mlflow(ours, mlflow_server):
-    theirs = _autolog(mlflow_server)
-    mine = _autolog(ours.mlflow_uri)
+def test_autolog_records_what_it_records_on_mlflow(ours, mlflow_server, tmp_path):
+    theirs = _autolog(mlflow_server, tmp_path / "theirs.json")
+    mine = _autolog(ours.mlflow_uri, tmp_path / "mine.json")
     assert mine["params"] == theirs["params"]
     assert sorted(mine["metrics"]) == sorted(theirs["metrics"])
     for k, v in theirs["metrics"].items():

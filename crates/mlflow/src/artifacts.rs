@@ -90,20 +90,28 @@ fn is_run_id(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A proxy path resolved to a run's artifact.
+fn is_logged_model_id(s: &str) -> bool {
+    s.strip_prefix("m-").is_some_and(is_run_id)
+}
+
+/// A proxy path resolved to a run's or a logged model's artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunArtifact {
-    /// The proxy path of the run's artifact root (`1/<run id>/artifacts`).
+    /// The proxy path of the artifact root (`1/<run id>/artifacts`, or
+    /// `1/models/<model id>/artifacts`).
     pub root: String,
-    /// The run.
+    /// The run (empty for a logged model).
     pub run_id: String,
-    /// The path under the run's artifact root (empty for the root itself).
+    /// The logged model (empty for a run).
+    pub logged_model_id: String,
+    /// The path under the artifact root (empty for the root itself).
     pub path: String,
 }
 
 /// Splits a proxy path `<prefix>/<run id>/artifacts[/<path>]` (the prefix is the
-/// experiment id unless the experiment has its own location under the root).
-/// `None` when no run's artifact root is named; an error for `..` and the like.
+/// experiment id unless the experiment has its own location under the root), or a
+/// logged model's `<prefix>/models/<model id>/artifacts[/<path>]`. `None` when no
+/// artifact root is named; an error for `..` and the like.
 pub fn parse_proxy_path(path: &str) -> Result<Option<RunArtifact>> {
     let path = path.trim_matches('/');
     check_segments(path)
@@ -111,11 +119,19 @@ pub fn parse_proxy_path(path: &str) -> Result<Option<RunArtifact>> {
     let segs: Vec<&str> = path.split('/').collect();
     let found = segs
         .windows(2)
-        .position(|w| is_run_id(w[0]) && w[1] == "artifacts");
-    Ok(found.map(|i| RunArtifact {
-        root: segs[..i + 2].join("/"),
-        run_id: segs[i].to_owned(),
-        path: segs[i + 2..].join("/"),
+        .position(|w| (is_run_id(w[0]) || is_logged_model_id(w[0])) && w[1] == "artifacts");
+    Ok(found.map(|i| {
+        let (run_id, logged_model_id) = if is_logged_model_id(segs[i]) {
+            (String::new(), segs[i].to_owned())
+        } else {
+            (segs[i].to_owned(), String::new())
+        };
+        RunArtifact {
+            root: segs[..i + 2].join("/"),
+            run_id,
+            logged_model_id,
+            path: segs[i + 2..].join("/"),
+        }
     }))
 }
 
@@ -126,25 +142,45 @@ async fn resolve(state: &AppState, auth: &Auth, path: &str, what: &str) -> Resul
     let Some(target) = parse_proxy_path(path)? else {
         return Err(ApiError::not_found(format!(
             "cannot {what} {SCHEME}/{path}: artifacts are served per run, under \
-             {SCHEME}/<experiment id>/<run id>/artifacts/<path>"
+             {SCHEME}/<experiment id>/<run id>/artifacts/<path>, and per logged model, under \
+             {SCHEME}/<experiment id>/models/<model id>/artifacts/<path>"
         )));
     };
-    let run = state
-        .tracking()
-        .get_run(auth.request(pb::GetRunRequest {
-            run_id: target.run_id.clone(),
-        }))
-        .await?
-        .into_inner()
-        .run
-        .unwrap_or_default();
-    let uri = run.info.unwrap_or_default().artifact_uri;
+    let uri = if target.logged_model_id.is_empty() {
+        let run = state
+            .tracking()
+            .get_run(auth.request(pb::GetRunRequest {
+                run_id: target.run_id.clone(),
+            }))
+            .await?
+            .into_inner()
+            .run
+            .unwrap_or_default();
+        run.info.unwrap_or_default().artifact_uri
+    } else {
+        state
+            .tracking()
+            .get_logged_model(auth.request(pb::GetLoggedModelRequest {
+                model_id: target.logged_model_id.clone(),
+                allow_deleted: false,
+            }))
+            .await?
+            .into_inner()
+            .model
+            .unwrap_or_default()
+            .artifact_uri
+    };
+    let owner = if target.logged_model_id.is_empty() {
+        format!("run {}", target.run_id)
+    } else {
+        format!("logged model {}", target.logged_model_id)
+    };
     let root = state.artifact_root(auth).await;
     let advertised = to_proxy_uri(&uri, root.as_deref());
     if advertised.trim_end_matches('/') != format!("{SCHEME}/{}", target.root) {
         return Err(ApiError::not_found(format!(
-            "{SCHEME}/{} is not the artifact root of run {}; its artifacts are at {advertised}",
-            target.root, target.run_id
+            "{SCHEME}/{} is not the artifact root of {owner}; its artifacts are at {advertised}",
+            target.root
         )));
     }
     Ok(target)
@@ -200,6 +236,7 @@ async fn list_files(
     state: &AppState,
     auth: &Auth,
     run_id: &str,
+    logged_model_id: &str,
     path: &str,
 ) -> Result<Option<pb::ListArtifactsResponse>> {
     let got = state
@@ -207,7 +244,7 @@ async fn list_files(
         .list_artifacts(auth.request(pb::ListArtifactsRequest {
             run_id: run_id.to_owned(),
             path: path.to_owned(),
-            ..Default::default()
+            logged_model_id: logged_model_id.to_owned(),
         }))
         .await;
     match got {
@@ -227,16 +264,22 @@ async fn list_proxy(
 ) -> Result<Json<serde_json::Value>> {
     let path = p.string("path")?;
     let target = resolve(&state, &auth, &path, "list").await?;
-    let files: Vec<FileInfo> = list_files(&state, &auth, &target.run_id, &target.path)
-        .await?
-        .map(|l| l.files)
-        .unwrap_or_default()
-        .iter()
-        .map(|f| {
-            let name = f.path.rsplit('/').next().unwrap_or(&f.path).to_owned();
-            FileInfo::new(name, f)
-        })
-        .collect();
+    let files: Vec<FileInfo> = list_files(
+        &state,
+        &auth,
+        &target.run_id,
+        &target.logged_model_id,
+        &target.path,
+    )
+    .await?
+    .map(|l| l.files)
+    .unwrap_or_default()
+    .iter()
+    .map(|f| {
+        let name = f.path.rsplit('/').next().unwrap_or(&f.path).to_owned();
+        FileInfo::new(name, f)
+    })
+    .collect();
     // A listing of a file names that file alone: MLflow lists a file as nothing.
     let only_itself = files.len() == 1
         && !files[0].is_dir
@@ -271,7 +314,7 @@ async fn list_run_artifacts(
         .unwrap_or_default();
     let root = state.artifact_root(&auth).await;
     let root_uri = to_proxy_uri(&run.info.unwrap_or_default().artifact_uri, root.as_deref());
-    let listed = list_files(&state, &auth, &run_id, &path).await?;
+    let listed = list_files(&state, &auth, &run_id, "", &path).await?;
     let files: Vec<FileInfo> = listed
         .map(|l| l.files)
         .unwrap_or_default()
@@ -319,7 +362,7 @@ async fn download(
         .download_artifact(auth.request(pb::DownloadArtifactRequest {
             run_id: target.run_id.clone(),
             path: target.path.clone(),
-            ..Default::default()
+            logged_model_id: target.logged_model_id.clone(),
         }))
         .await?
         .into_inner();
@@ -369,7 +412,7 @@ async fn upload(
             pb::ArtifactHeader {
                 run_id: target.run_id.clone(),
                 path: target.path.clone(),
-                ..Default::default()
+                logged_model_id: target.logged_model_id.clone(),
             },
         )),
     };
@@ -515,7 +558,18 @@ mod tests {
             Some(RunArtifact {
                 root: format!("1/{RUN}/artifacts"),
                 run_id: RUN.into(),
+                logged_model_id: String::new(),
                 path: "model/m.onnx".into()
+            })
+        );
+        // A logged model's root: <experiment>/models/<model id>/artifacts.
+        assert_eq!(
+            parse_proxy_path(&format!("1/models/m-{RUN}/artifacts/MLmodel")).unwrap(),
+            Some(RunArtifact {
+                root: format!("1/models/m-{RUN}/artifacts"),
+                run_id: String::new(),
+                logged_model_id: format!("m-{RUN}"),
+                path: "MLmodel".into()
             })
         );
         assert_eq!(

@@ -1,5 +1,5 @@
 """Fits a scikit-learn model with `mlflow.sklearn.autolog()` against the tracking server at
-argv[1] and prints, as JSON, what MLflow recorded: the run's params, metrics, tags and
+argv[1] and writes to argv[2], as JSON, what MLflow recorded: the run's params, metrics, tags and
 artifacts, and its logged models with their artifacts. The compatibility test runs it
 against MLflow's own server and against ours, and compares the two."""
 
@@ -27,7 +27,7 @@ def list_all(client: MlflowClient, run_id: str | None, path: str = "") -> list[s
     return sorted(out)
 
 
-def main(uri: str) -> None:
+def main(uri: str, out: str) -> None:
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("autolog-compat")
     mlflow.sklearn.autolog(log_input_examples=False, silent=True)
@@ -47,15 +47,17 @@ def main(uri: str) -> None:
         )
         logged.append({"name": m.name, "source_run_id": m.source_run_id == r.info.run_id,
                        "status": str(m.status), "files": files, "params": sorted(m.params)})
-    json.dump({
+    summary = {
         "params": r.data.params,
         "metrics": r.data.metrics,
         "tags": sorted(r.data.tags),
         "artifacts": list_all(client, r.info.run_id),
         "logged_models": logged,
         "outputs": len(r.outputs.model_outputs) if r.outputs else 0,
-    }, sys.stdout, sort_keys=True)
+    }
+    with open(out, "w") as f:
+        json.dump(summary, f, sort_keys=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

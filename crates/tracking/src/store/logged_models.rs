@@ -298,8 +298,12 @@ impl Store {
              AND experiment_id IN ({})",
             placeholders(1, n)
         );
-        if !req.source_run_id.is_empty() {
-            sql.push_str(&format!(" AND source_run_id = ${}", n + 1));
+        let mut extra = vec![];
+        for (col, v) in [("source_run_id", &req.source_run_id), ("name", &req.name)] {
+            if !v.is_empty() {
+                extra.push(v.clone());
+                sql.push_str(&format!(" AND {col} = ${}", n + extra.len()));
+            }
         }
         sql.push_str(&format!(
             " ORDER BY creation_timestamp_ms DESC, model_id LIMIT {} OFFSET {offset}",
@@ -309,8 +313,8 @@ impl Store {
         for e in exps {
             q = q.bind(e);
         }
-        if !req.source_run_id.is_empty() {
-            q = q.bind(req.source_run_id.clone());
+        for v in extra {
+            q = q.bind(v);
         }
         let rows = q.fetch_all(self.db.reader()).await?;
         let more = rows.len() as i64 > max;
