@@ -244,6 +244,11 @@ refuse "a misspelt service block" "trackin" --set trackin.enabled=true
 refuse "two replicas on SQLite" "shared database" --set tracking.replicaCount=2
 refuse "two replicas on local artifacts" "shared artifact store" --set tracking.replicaCount=2 --set database.existingSecret=db
 refuse "both database url and secret" "either url or existingSecret" --set database.url=sqlite://data/t.db --set database.existingSecret=db
+refuse "the MLflow gateway with tracking off and no tracking_addr" "mlflow calls the tracking service" \
+    --set tracking.enabled=false --set registry.env.tracking_addr=http://tracking.other:50051
+refuse "the MLflow gateway with the registry off and no registry_addr" "mlflow calls the registry service" --set registry.enabled=false
+refuse "a token in the MLflow gateway's env" "mlflow.env.*token|token.*does not match" --set mlflow.env.token=t
+refuse "a service with both a gRPC and an HTTP API port" "oneOf|one and only one" --set mlflow.service.grpcPort=50053
 
 echo "helm-lint: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

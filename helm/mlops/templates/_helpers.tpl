@@ -51,6 +51,28 @@ environment prefix (MLOPS_<SERVICE>_); its values block is the camelCase key
 {{- printf "http://%s.%s.svc:%d" $name .Release.Namespace (int .Values.tracking.service.grpcPort) -}}
 {{- end -}}
 
+{{/* The gRPC address of the release's registry Service, as the other services call it. */}}
+{{- define "mlops.registryAddr" -}}
+{{- $name := include "mlops.serviceFullname" (dict "root" . "service" "registry") -}}
+{{- printf "http://%s.%s.svc:%d" $name .Release.Namespace (int .Values.registry.service.grpcPort) -}}
+{{- end -}}
+
+{{/*
+A service's API port: `grpc` for a service whose block sets service.grpcPort
+(tracking, registry), `http` for one that sets service.httpPort (the MLflow
+gateway). The name is the container port's and the Service port's.
+*/}}
+{{- define "mlops.apiPortName" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- if hasKey $v.service "httpPort" -}}http{{- else -}}grpc{{- end -}}
+{{- end -}}
+
+{{/* The number of a service's API port (service.grpcPort or service.httpPort). */}}
+{{- define "mlops.apiPort" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- if hasKey $v.service "httpPort" -}}{{ int $v.service.httpPort }}{{- else -}}{{ int $v.service.grpcPort }}{{- end -}}
+{{- end -}}
+
 {{/* The chart label value. */}}
 {{- define "mlops.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
@@ -125,8 +147,12 @@ precedence, lowest first: what the chart derives from the global blocks, the
 service's `env` settings, its `extraEnv` entries; a later entry replaces an
 earlier one of the same name, so no variable appears twice.
 "uses" names the global blocks the service reads: database, bus, artifacts, auth;
-and "tracking" for a service that calls the tracking service (its address, and
-with auth on the token from auth.serviceToken).
+"tracking" for a service that calls the tracking service (<PREFIX>TRACKING_ADDR)
+and "registry" for one that calls the registry (<PREFIX>REGISTRY_ADDR), each
+the release's Service when that service is enabled. A service that calls
+either gets, with auth on, the token from auth.serviceToken in the setting
+named by "tokenSetting" (default tracking_token: MLOPS_REGISTRY_TRACKING_TOKEN;
+the MLflow gateway's is token: MLOPS_MLFLOW_TOKEN).
 "artifactsSubpath", if given, is appended to artifacts.root for this service, so
 that services sharing one store keep apart (the registry: <root>/models).
 */}}
@@ -142,7 +168,7 @@ that services sharing one store keep apart (the registry: <root>/models).
 {{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" .) -}}
 {{- end -}}
 {{- $n := printf "%sLISTEN_ADDR" $p -}}
-{{- $_ := set $env $n (dict "name" $n "value" (printf "0.0.0.0:%d" (int $v.service.grpcPort))) -}}
+{{- $_ := set $env $n (dict "name" $n "value" (printf "0.0.0.0:%s" (include "mlops.apiPort" .))) -}}
 {{- $n = printf "%sADMIN_ADDR" $p -}}
 {{- $_ := set $env $n (dict "name" $n "value" (printf "0.0.0.0:%d" (int $v.service.adminPort))) -}}
 {{- if has "database" $uses -}}
@@ -193,15 +219,19 @@ that services sharing one store keep apart (the registry: <root>/models).
 {{- $n = printf "%sAUTH_TOKENS" $p -}}
 {{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" $root.Values.auth.existingSecret "key" $root.Values.auth.existingSecretKey))) -}}
 {{- end -}}
-{{- if has "tracking" $uses -}}
-{{- /* A service that calls tracking (the registry, for lineage) reaches the release's tracking Service. */ -}}
-{{- if $root.Values.tracking.enabled -}}
+{{- /* A service that calls tracking (the registry for lineage, the MLflow gateway) reaches the release's tracking Service. */ -}}
+{{- if and (has "tracking" $uses) $root.Values.tracking.enabled -}}
 {{- $n = printf "%sTRACKING_ADDR" $p -}}
 {{- $_ := set $env $n (dict "name" $n "value" (include "mlops.trackingAddr" $root)) -}}
 {{- end -}}
+{{- if and (has "registry" $uses) $root.Values.registry.enabled -}}
+{{- $n = printf "%sREGISTRY_ADDR" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" (include "mlops.registryAddr" $root)) -}}
+{{- end -}}
+{{- if or (has "tracking" $uses) (has "registry" $uses) -}}
 {{- with $root.Values.auth.existingSecret -}}
 {{- $st := $root.Values.auth.serviceToken -}}
-{{- $n = printf "%sTRACKING_TOKEN" $p -}}
+{{- $n = printf "%s%s" $p (default "tracking_token" $.tokenSetting | upper) -}}
 {{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" (default . $st.existingSecret) "key" $st.existingSecretKey))) -}}
 {{- end -}}
 {{- end -}}
@@ -236,16 +266,20 @@ to set instead. Called by each service's Deployment.
 {{- if and $many (has "artifacts" $uses) (not (hasPrefix "s3://" (toString .root.Values.artifacts.root))) -}}
 {{- fail (printf "%s: more than one replica needs a shared artifact store (artifacts.root: s3://bucket/prefix); a local directory lives inside one pod" $key) -}}
 {{- end -}}
-{{- if and (has "tracking" $uses) (not .root.Values.tracking.enabled) -}}
-{{- $envName := printf "%sTRACKING_ADDR" (include "mlops.envPrefix" .) -}}
-{{- $set := hasKey $v.env "tracking_addr" -}}
+{{- /* A service that calls tracking or the registry needs its address: the release's Service, or one in env/extraEnv. */ -}}
+{{- $prefix := include "mlops.envPrefix" . -}}
+{{- range $callee := list "tracking" "registry" -}}
+{{- if and (has $callee $uses) (not (index $.root.Values $callee).enabled) -}}
+{{- $envName := printf "%s%s_ADDR" $prefix (upper $callee) -}}
+{{- $set := hasKey $v.env (printf "%s_addr" $callee) -}}
 {{- range $v.extraEnv -}}
 {{- if eq .name $envName -}}
 {{- $set = true -}}
 {{- end -}}
 {{- end -}}
 {{- if not $set -}}
-{{- fail (printf "%s calls the tracking service: enable tracking, or point %s.env.tracking_addr at one (http://HOST:PORT)" $key $key) -}}
+{{- fail (printf "%s calls the %s service: enable %s, point %s.env.%s_addr at one (http://HOST:PORT), or switch %s off (%s.enabled=false)" $key $callee $callee $key $callee $key $key) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -2,7 +2,9 @@
 The resources of one service, rendered from its values block. Every service's
 template set (templates/<service>/*.yaml) is a list of includes of these with
 the context (dict "root" $ "service" "<name>"); the Deployment's context also
-says which global blocks the service reads ("uses").
+says which global blocks the service reads ("uses"). A service's API port is
+named grpc, or http for a block that sets service.httpPort instead of
+service.grpcPort (mlops.apiPortName).
 */}}
 
 {{/* Deployment. */}}
@@ -11,6 +13,9 @@ says which global blocks the service reads ("uses").
 {{- if $v.enabled -}}
 {{- include "mlops.validate" . -}}
 {{- $root := .root -}}
+{{- $uses := default (list) .uses -}}
+{{- /* SQLite and the local artifact directory live there; a service that keeps neither (the MLflow gateway) has no data volume. */ -}}
+{{- $data := or (has "database" $uses) (has "artifacts" $uses) -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -64,8 +69,8 @@ spec:
             {{- toYaml . | nindent 12 }}
           {{- end }}
           ports:
-            - name: grpc
-              containerPort: {{ $v.service.grpcPort }}
+            - name: {{ include "mlops.apiPortName" . }}
+              containerPort: {{ include "mlops.apiPort" . }}
               protocol: TCP
             - name: admin
               containerPort: {{ $v.service.adminPort }}
@@ -99,17 +104,21 @@ spec:
             {{- toYaml . | nindent 12 }}
           {{- end }}
           volumeMounts:
+            {{- if $data }}
             # SQLite and the local artifact directory when no database or S3 is set.
             - name: data
               mountPath: /var/lib/mlops/data
+            {{- end }}
             - name: tmp
               mountPath: /tmp
             {{- with $v.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
       volumes:
+        {{- if $data }}
         - name: data
           emptyDir: {}
+        {{- end }}
         - name: tmp
           emptyDir: {}
         {{- with $v.extraVolumes }}
@@ -134,7 +143,7 @@ spec:
 {{- end -}}
 {{- end -}}
 
-{{/* Service: the gRPC port and the admin port. */}}
+{{/* Service: the API port (grpc, or http) and the admin port. */}}
 {{- define "mlops.service" -}}
 {{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
 {{- if $v.enabled -}}
@@ -154,11 +163,12 @@ spec:
   selector:
     {{- include "mlops.selectorLabels" . | nindent 4 }}
   ports:
-    - name: grpc
-      port: {{ $v.service.grpcPort }}
-      targetPort: grpc
+    {{- $api := include "mlops.apiPortName" . }}
+    - name: {{ $api }}
+      port: {{ include "mlops.apiPort" . }}
+      targetPort: {{ $api }}
       protocol: TCP
-      appProtocol: grpc
+      appProtocol: {{ $api }}
     - name: admin
       port: {{ $v.service.adminPort }}
       targetPort: admin
