@@ -8,6 +8,8 @@
 //! - [`error`]: MLflow's error body and HTTP statuses, from gRPC statuses;
 //! - [`entities`]: tracking's experiments and runs in MLflow's JSON;
 //! - [`tracking`]: the experiment, run and metric endpoints;
+//! - [`registry`]: the model registry endpoints (registered models, versions, aliases,
+//!   stages), with [`registry_entities`] for their JSON;
 //! - [`history`]: sampled metric histories of many runs (MLflow's charts);
 //! - [`artifacts`]: the `mlflow-artifacts` proxy, streaming to and from tracking;
 //! - [`logged_models`], [`info`]: what MLflow's client asks besides;
@@ -25,6 +27,8 @@ pub mod info;
 pub mod json;
 pub mod logged_models;
 pub mod metrics;
+pub mod registry;
+pub mod registry_entities;
 pub mod state;
 pub mod tracking;
 
@@ -46,6 +50,7 @@ pub use state::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(tracking::routes())
+        .merge(registry::routes())
         .merge(artifacts::routes())
         .merge(logged_models::routes())
         .merge(info::routes())
@@ -81,6 +86,8 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// A bound, ready-to-run gateway.
 pub struct Gateway {
     state: AppState,
+    /// A channel of its own to the registry, for its health in readiness.
+    registry_channel: tonic::transport::Channel,
     http: TcpListener,
     admin: TcpListener,
 }
@@ -90,13 +97,23 @@ impl Gateway {
     pub async fn bind(config: MlflowConfig) -> anyhow::Result<Self> {
         config.validate()?;
         let state = AppState::new(&config)?;
+        let registry_channel = tonic::transport::Channel::from_shared(
+            mlops_runtime::grpc::endpoint_uri(&config.registry_addr),
+        )?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy();
         let http = TcpListener::bind(&config.listen_addr)
             .await
             .with_context(|| format!("binding the HTTP address {}", config.listen_addr))?;
         let admin = TcpListener::bind(&config.admin_addr)
             .await
             .with_context(|| format!("binding the admin address {}", config.admin_addr))?;
-        Ok(Gateway { state, http, admin })
+        Ok(Gateway {
+            state,
+            registry_channel,
+            http,
+            admin,
+        })
     }
 
     /// The bound address of the MLflow REST API.
@@ -116,7 +133,12 @@ impl Gateway {
     /// Serves until `shutdown` is cancelled; then turns readiness off, stops taking
     /// connections, lets the requests in flight finish and returns.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Gateway { state, http, admin } = self;
+        let Gateway {
+            state,
+            registry_channel,
+            http,
+            admin,
+        } = self;
         let tracking_check: Check = {
             let channel = state.tracking_channel();
             Arc::new(move || {
@@ -124,7 +146,14 @@ impl Gateway {
                 Box::pin(async move { serving(channel, "mlops.tracking.v1.TrackingService").await })
             })
         };
-        let readiness = Readiness::new(vec![("tracking".into(), tracking_check)]);
+        let registry_check: Check = Arc::new(move || {
+            let channel = registry_channel.clone();
+            Box::pin(async move { serving(channel, "mlops.registry.v1.RegistryService").await })
+        });
+        let readiness = Readiness::new(vec![
+            ("tracking".into(), tracking_check),
+            ("registry".into(), registry_check),
+        ]);
         let admin_addr = admin.local_addr()?;
         let admin_stop = CancellationToken::new();
         let admin_server = tokio::spawn(mlops_runtime::admin::serve(admin, readiness.clone(), {
