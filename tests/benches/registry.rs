@@ -62,6 +62,7 @@ async fn source_run(sb: &Sandbox) -> String {
             value: 0.9,
             timestamp: 1,
             step: 0,
+            ..Default::default()
         }],
         ..Default::default()
     })

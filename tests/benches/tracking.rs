@@ -114,6 +114,7 @@ async fn peer(c: &mut Client, backend: &str) -> serde_json::Value {
                     value: *v,
                     timestamp: BASE + i,
                     step: 0,
+                    ..Default::default()
                 }),
             })
             .await
@@ -141,6 +142,7 @@ async fn peer(c: &mut Client, backend: &str) -> serde_json::Value {
                 value: loss[t],
                 timestamp: BASE + t as i64,
                 step: t as i64,
+                ..Default::default()
             })
             .collect();
         c.log_batch(pb::LogBatchRequest {
@@ -216,6 +218,7 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
                 value: rng.f64(),
                 timestamp: BASE + i,
                 step: (b * 1000) as i64 + i,
+                ..Default::default()
             })
             .collect();
         c.log_batch(pb::LogBatchRequest {
@@ -240,6 +243,7 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
                         value: i as f64,
                         timestamp: BASE + i,
                         step: (b * 1000) as i64 + i,
+                        ..Default::default()
                     })
                     .collect();
                 c.log_batch(pb::LogBatchRequest {
@@ -279,6 +283,7 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
                     value: rng.f64(),
                     timestamp: BASE,
                     step: 0,
+                    ..Default::default()
                 })
                 .collect(),
             tags: vec![],
@@ -332,6 +337,7 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
                             value: *v,
                             timestamp: BASE,
                             step: 0,
+                            ..Default::default()
                         })
                         .collect(),
                     tags: vec![],
@@ -412,6 +418,7 @@ async fn scale(sb: &Sandbox, c: &mut Client, backend: &str) -> serde_json::Value
                     value: v,
                     timestamp: BASE + i,
                     step: (b * 1000) as i64 + i,
+                    ..Default::default()
                 }
             })
             .collect();

@@ -177,6 +177,63 @@ async fn logged_models_in_tracking_and_the_registry(db: Database) {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 
+    // Points logged with the model's id go with the model; a point the run already
+    // has is not added to its history twice (MLflow's client re-logs a run's points
+    // with the model's id when it logs the model).
+    let point = |value: f64, step: i64, model: &str| pb::Metric {
+        key: "acc".into(),
+        value,
+        timestamp: 1_700_000_000_000 + step,
+        step,
+        model_id: model.into(),
+        ..Default::default()
+    };
+    t.log_batch(pb::LogBatchRequest {
+        run_id: r.clone(),
+        metrics: vec![point(0.8, 0, ""), point(0.9, 1, "")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    t.log_batch(pb::LogBatchRequest {
+        run_id: r.clone(),
+        metrics: vec![point(0.8, 0, &id), point(0.95, 2, &id)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let h = t
+        .get_metric_history(pb::GetMetricHistoryRequest {
+            run_id: r.clone(),
+            metric_key: "acc".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.steps, [0, 1, 2], "the re-logged point is not doubled");
+    let m = t
+        .get_logged_model(pb::GetLoggedModelRequest {
+            model_id: id.clone(),
+            allow_deleted: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    let steps: Vec<i64> = m.metrics.iter().map(|p| p.step).collect();
+    assert_eq!(steps, [0, 2]);
+    let unknown = t
+        .log_batch(pb::LogBatchRequest {
+            run_id: r.clone(),
+            metrics: vec![point(0.5, 3, &format!("m-{}", "0".repeat(32)))],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
     // The registry registers the logged model's whole root, with the run as lineage.
     let name = model(&mut c, "from-logged").await;
     let v = c

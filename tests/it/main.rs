@@ -75,6 +75,7 @@ fn metric(key: &str, value: f64, step: i64) -> pb::Metric {
         value,
         timestamp: 1_700_000_000_000 + step,
         step,
+        ..Default::default()
     }
 }
 

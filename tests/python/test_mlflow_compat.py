@@ -111,7 +111,7 @@ def test_training_script_end_to_end(ours, tmp_path):
             mlflow.log_metric("acc", 0.9)
         clf = LogisticRegression(C=0.5, max_iter=2000).fit(X, y)
         info = mlflow.sklearn.log_model(clf, name="model", registered_model_name=name)
-    assert info.registered_model_version == 1
+    assert str(info.registered_model_version) == "1"
 
     client = MlflowClient()
     client.set_registered_model_alias(name, "champion", 1)

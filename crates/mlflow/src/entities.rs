@@ -321,6 +321,10 @@ pub fn read_metric(p: &Params) -> Result<pb::Metric> {
         value,
         timestamp,
         step,
+        // MLflow 3 links points to logged models (and the datasets they measure).
+        model_id: p.string("model_id")?,
+        dataset_name: p.string("dataset_name")?,
+        dataset_digest: p.string("dataset_digest")?,
     })
 }
 
@@ -375,6 +379,7 @@ mod tests {
                     value: f64::NAN,
                     timestamp: 5,
                     step: 1,
+                    ..Default::default()
                 }],
                 params: vec![pb::Param {
                     key: "lr".into(),

@@ -94,11 +94,28 @@ struct Info {
     tags: Vec<KeyValue>,
 }
 
-/// `LoggedModelData`: params (metrics linked to models are not kept yet).
+/// A point logged with the model's id.
+#[derive(Debug, Serialize)]
+struct ModelMetric {
+    key: String,
+    #[serde(serialize_with = "crate::json::float")]
+    value: f64,
+    timestamp: i64,
+    step: i64,
+    model_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    dataset_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    dataset_digest: String,
+}
+
+/// `LoggedModelData`: its params and the points logged with its id.
 #[derive(Debug, Serialize)]
 struct Data {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     params: Vec<KeyValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    metrics: Vec<ModelMetric>,
 }
 
 /// `LoggedModel` as MLflow's client reads it.
@@ -128,6 +145,19 @@ impl LoggedModel {
             },
             data: Data {
                 params: m.params.into_iter().map(|p| kv(p.key, p.value)).collect(),
+                metrics: m
+                    .metrics
+                    .into_iter()
+                    .map(|p| ModelMetric {
+                        key: p.key,
+                        value: p.value,
+                        timestamp: p.timestamp,
+                        step: p.step,
+                        model_id: p.model_id,
+                        dataset_name: p.dataset_name,
+                        dataset_digest: p.dataset_digest,
+                    })
+                    .collect(),
             },
         }
     }

@@ -226,6 +226,7 @@ fn run_with_data(
                     },
                     timestamp,
                     step,
+                    ..Default::default()
                 })
                 .collect(),
         }),

@@ -33,3 +33,15 @@ CREATE TABLE run_outputs (
     step BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, model_id)
 );
+-- Points logged with a model's id (MLflow 3 links metrics to logged models).
+CREATE TABLE logged_model_metrics (
+    model_id TEXT NOT NULL REFERENCES logged_models (model_id),
+    key TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    run_id TEXT NOT NULL DEFAULT '',
+    dataset_name TEXT NOT NULL DEFAULT '',
+    dataset_digest TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (model_id, key, step, timestamp, run_id, dataset_name, dataset_digest)
+);

@@ -46,6 +46,7 @@ fn model_from_row(r: &AnyRow) -> pb::LoggedModel {
         tags: vec![],
         params: vec![],
         lifecycle_stage: stage(&r.get::<String, _>("lifecycle_stage")),
+        metrics: vec![],
     }
 }
 
@@ -185,6 +186,29 @@ impl Store {
     async fn attach_logged_model_data(&self, models: &mut [pb::LoggedModel]) -> Result<()> {
         if models.is_empty() {
             return Ok(());
+        }
+        let sql = format!(
+            "SELECT model_id, key, value, timestamp, step, dataset_name, dataset_digest \
+             FROM logged_model_metrics WHERE model_id IN ({}) ORDER BY key, step, timestamp",
+            placeholders(1, models.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for m in models.iter() {
+            q = q.bind(m.model_id.clone());
+        }
+        for r in q.fetch_all(self.db.reader()).await? {
+            let id: String = r.get(0);
+            if let Some(m) = models.iter_mut().find(|m| m.model_id == id) {
+                m.metrics.push(pb::Metric {
+                    key: r.get(1),
+                    value: r.get(2),
+                    timestamp: r.get(3),
+                    step: r.get(4),
+                    model_id: id.clone(),
+                    dataset_name: r.get(5),
+                    dataset_digest: r.get(6),
+                });
+            }
         }
         for table in ["logged_model_tags", "logged_model_params"] {
             let sql = format!(
@@ -460,6 +484,79 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records points logged with a model's id (MLflow 3) with their models, and
+    /// returns those the run's history does not have yet (the client re-logs a
+    /// run's points with the model's id when it logs the model: they must not show
+    /// up twice in the run's history).
+    pub(crate) async fn link_model_metrics(
+        &self,
+        run_id: &str,
+        linked: &[&pb::Metric],
+    ) -> Result<Vec<pb::Metric>> {
+        let mut tx = self.db.begin().await?;
+        for m in linked {
+            check_model_id(&m.model_id)?;
+            let exists = sqlx::query("SELECT 1 FROM logged_models WHERE model_id = $1")
+                .bind(&m.model_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(not_found(&m.model_id));
+            }
+            if m.value.is_nan() {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO logged_model_metrics (model_id, key, step, timestamp, value, run_id, \
+                 dataset_name, dataset_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&m.model_id)
+            .bind(&m.key)
+            .bind(m.step)
+            .bind(m.timestamp)
+            .bind(m.value)
+            .bind(run_id)
+            .bind(&m.dataset_name)
+            .bind(&m.dataset_digest)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let mut known: std::collections::HashMap<&str, std::collections::HashSet<(i64, i64, u64)>> =
+            Default::default();
+        let mut fresh = vec![];
+        for m in linked {
+            if !known.contains_key(m.key.as_str()) {
+                let mut points = pb::GetMetricHistoryResponse::default();
+                let rows =
+                    sqlx::query("SELECT data FROM metric_chunks WHERE run_id = $1 AND key = $2")
+                        .bind(run_id)
+                        .bind(&m.key)
+                        .fetch_all(self.db.reader())
+                        .await?;
+                for r in rows {
+                    super::decode_chunk(&r.get::<Vec<u8>, _>(0), 0, usize::MAX, &mut points);
+                }
+                let set = (0..points.steps.len())
+                    .map(|i| {
+                        (
+                            points.steps[i],
+                            points.timestamps[i],
+                            points.values[i].to_bits(),
+                        )
+                    })
+                    .collect();
+                known.insert(&m.key, set);
+            }
+            let set = known.get_mut(m.key.as_str()).expect("filled above");
+            if set.insert((m.step, m.timestamp, m.value.to_bits())) {
+                fresh.push((*m).clone());
+            }
+        }
+        Ok(fresh)
     }
 
     /// The logged models a run produced.

@@ -146,10 +146,23 @@ impl Store {
     ) -> Result<()> {
         validate::run_id(run_id)?;
         validate::batch(metrics, params, tags)?;
+        // Points linked to a logged model are recorded with it; the run's history
+        // takes only those it does not have yet.
+        let linked: Vec<&pb::Metric> = metrics.iter().filter(|m| !m.model_id.is_empty()).collect();
+        let fresh = if linked.is_empty() {
+            vec![]
+        } else {
+            self.link_model_metrics(run_id, &linked).await?
+        };
+        let metrics: Vec<&pb::Metric> = metrics
+            .iter()
+            .filter(|m| m.model_id.is_empty())
+            .chain(fresh.iter())
+            .collect();
         // Sorted keys: every writer locks rows in the same order, so concurrent
         // batches to one run queue up instead of deadlocking on PostgreSQL.
         let mut by_key: BTreeMap<&str, Vec<&pb::Metric>> = BTreeMap::new();
-        for m in metrics {
+        for m in metrics.iter().copied() {
             by_key.entry(&m.key).or_default().push(m);
         }
         if self.db.backend() == mlops_storage::Backend::Postgres
@@ -489,6 +502,7 @@ mod tests {
                 value: if i == 2 { f64::NAN } else { i as f64 },
                 timestamp: 100 + i,
                 step: i,
+                ..Default::default()
             })
             .collect();
         let refs: Vec<&pb::Metric> = pts.iter().collect();
@@ -509,6 +523,7 @@ mod tests {
             value,
             timestamp,
             step,
+            ..Default::default()
         };
         assert!(newer(&m(2, 0, 0.0), &m(1, 9, 9.0)));
         assert!(newer(&m(1, 2, 0.0), &m(1, 1, 9.0)));
