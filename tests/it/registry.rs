@@ -378,6 +378,11 @@ async fn register_from_a_run_with_lineage_and_signature(db: Database) {
 
     let v1 = register(&mut c, &name, &r, "model").await.unwrap();
     assert_eq!(v1.version, 1);
+    assert_eq!(
+        v1,
+        get_version(&mut c, &name, 1).await,
+        "the answer is what is stored"
+    );
     assert_eq!(v1.status, rpb::ModelVersionStatus::Ready as i32);
     assert_eq!(v1.source, format!("runs:/{r}/model"));
     assert_eq!(v1.run_id, r);
@@ -617,6 +622,11 @@ async fn uploads(db: Database) {
         .unwrap();
     assert_eq!(v.version, 1);
     assert_eq!(v.source, "upload:model.onnx");
+    assert_eq!(
+        v,
+        get_version(&mut c, &name, 1).await,
+        "the answer is what is stored"
+    );
     let sig = v.signature.unwrap();
     let inputs: Vec<(&str, &str)> = sig
         .inputs

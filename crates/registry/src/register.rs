@@ -131,11 +131,15 @@ impl Registrar {
                 "artifact_path {why}; give the model's path under the run's artifact root, like `model`"
             ))
         })?;
-        // Cheap checks first: the model, then the run and its files.
-        self.store.require_model(&req.name).await?;
-        let run = self.tracking.run(&req.run_id).await?;
+        // The run and its files first: a mistake there creates nothing (an unknown
+        // model is refused when the version would be created).
         let owner = Owner::Run(req.run_id.clone());
-        let files = self.tracking.artifact_files(&owner, &path).await?;
+        // Two independent questions to tracking: ask them at once.
+        let (run, files) = tokio::join!(
+            self.tracking.run(&req.run_id),
+            self.tracking.artifact_files(&owner, &path)
+        );
+        let (run, files) = (run?, files?);
         let total: u64 = files.iter().map(|f| f.size).sum();
         if total > self.max_bytes {
             return Err(self.too_big(total));
@@ -160,7 +164,6 @@ impl Registrar {
                 "give artifact_path (with run_id) or logged_model_id, not both",
             ));
         }
-        self.store.require_model(&req.name).await?;
         let model = self.tracking.logged_model(&req.logged_model_id).await?;
         let run_id = if req.run_id.is_empty() {
             model.source_run_id.clone()
@@ -234,7 +237,7 @@ impl Registrar {
             })
         }
         .await;
-        self.finish(pending, copied).await
+        self.finish(pending, new, copied).await
     }
 
     /// Registers an uploaded file as a new version.
@@ -259,7 +262,6 @@ impl Registrar {
         for t in &header.tags {
             validate::tag(&t.key, &t.value)?;
         }
-        self.store.require_model(&header.name).await?;
         let mut lineage = if header.run_id.is_empty() {
             pb::Lineage::default()
         } else {
@@ -318,21 +320,55 @@ impl Registrar {
             })
         }
         .await;
-        self.finish(pending, copied).await
+        self.finish(pending, &new, copied).await
     }
 
-    async fn finish(&self, p: Pending, copied: Result<Copied>) -> Result<pb::ModelVersion> {
+    async fn finish(
+        &self,
+        p: Pending,
+        new: &NewVersion,
+        copied: Result<Copied>,
+    ) -> Result<pb::ModelVersion> {
         match copied {
             Ok(c) => {
-                if let Err(e) = self
+                let updated = match self
                     .store
                     .version_ready(&p, c.signature.as_ref(), &c.files)
                     .await
                 {
-                    self.files.remove_version(&p.model_id, p.version).await;
-                    return Err(e);
+                    Ok(at) => at,
+                    Err(e) => {
+                        self.files.remove_version(&p.model_id, p.version).await;
+                        return Err(e);
+                    }
+                };
+                // Everything the version holds is in hand: answer without reading it back.
+                let mut tags: Vec<pb::Tag> = vec![];
+                for t in &new.tags {
+                    tags.retain(|k| k.key != t.key);
+                    tags.push(t.clone());
                 }
-                self.store.get_version(&p.name, p.version).await
+                tags.sort_by(|a, b| a.key.cmp(&b.key));
+                Ok(pb::ModelVersion {
+                    name: p.name.clone(),
+                    version: p.version,
+                    creation_timestamp: p.created,
+                    last_updated_timestamp: updated,
+                    description: new.description.clone(),
+                    current_stage: pb::Stage::None as i32,
+                    source: new.source.clone(),
+                    storage_location: self.files.location(&p.model_id, p.version),
+                    run_id: new.run_id.clone(),
+                    status: pb::ModelVersionStatus::Ready as i32,
+                    status_message: String::new(),
+                    tags,
+                    aliases: vec![],
+                    lineage: Some(new.lineage.clone()),
+                    signature: c.signature,
+                    size_bytes: c.files.iter().map(|f| f.1).sum(),
+                    last_gate: None,
+                    model_id: p.model_id,
+                })
             }
             Err(e) => {
                 self.files.remove_version(&p.model_id, p.version).await;

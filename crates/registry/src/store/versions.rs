@@ -134,13 +134,14 @@ impl Store {
         })
     }
 
-    /// Step two, success: the files are in place and the signature read.
+    /// Step two, success: the files are in place and the signature read. Returns
+    /// the time it was marked READY.
     pub async fn version_ready(
         &self,
         p: &Pending,
         signature: Option<&pb::Signature>,
         files: &[(String, u64)],
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let size: u64 = files.iter().map(|f| f.1).sum();
         let now = now_millis();
         let mut tx = self.db.begin().await?;
@@ -197,7 +198,7 @@ impl Store {
         self.metrics
             .registration_seconds
             .observe((now - p.created).max(0) as f64 / 1000.0);
-        Ok(())
+        Ok(now)
     }
 
     /// Step two, failure: the version becomes FAILED_REGISTRATION with `reason`.
