@@ -6,8 +6,8 @@ run through our gRPC API and the `mlops` CLI.
 
     MLOPS_BIN=target/debug/mlops .venv/bin/python -m pytest -q tests/python/test_mlflow_client.py
 
-Logged models (`mlflow.<flavor>.log_model`), autologging and the model registry through
-MLflow's client are not served yet and not tested here.
+Logged models, autologging and `load_model` are tested in test_mlflow_compat.py, the model
+registry through MLflow's client in test_mlflow_registry.py.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         ErrorCode::EndpointNotFound,
         format!(
-            "no MLflow endpoint {method} {}: this server speaks MLflow's tracking REST API",
+            "no MLflow endpoint {method} {}: this server speaks MLflow's tracking, logged-model and model-registry REST API",
             uri.path()
         ),
     )
