@@ -6,10 +6,9 @@
 use std::sync::Arc;
 
 use mlops_runtime::admin::{Check, Readiness};
-use mlops_runtime::grpc::GrpcServer;
+use mlops_runtime::grpc::{GrpcServer, Listeners};
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_storage::Db;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::outbox::Outbox;
@@ -25,10 +24,8 @@ pub struct Service {
     pub bus: Arc<dyn EventBus>,
     /// Its outbox.
     pub outbox: Outbox,
-    /// The bound gRPC listener.
-    pub grpc: TcpListener,
-    /// The bound admin HTTP listener.
-    pub admin: TcpListener,
+    /// Its bound ports.
+    pub listeners: Listeners,
     /// How its gRPC server is set up.
     pub server: GrpcServer,
     /// Its gRPC services.
@@ -56,8 +53,7 @@ impl Service {
             db,
             bus,
             outbox,
-            grpc,
-            admin,
+            listeners: Listeners { grpc, admin },
             server,
             routes,
         } = self;

@@ -31,10 +31,9 @@ use mlops_events::outbox::Outbox;
 use mlops_events::service::Service;
 use mlops_events::EventBus;
 use mlops_proto::registry::v1::registry_service_server::RegistryServiceServer;
-use mlops_runtime::grpc::GrpcServer;
+use mlops_runtime::grpc::{GrpcServer, Listeners};
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_storage::{Db, DbOptions};
-use tokio::net::TcpListener;
 
 pub use config::RegistryConfig;
 pub use store::{Store, MODELS_TOPIC};
@@ -45,8 +44,7 @@ pub struct Registry {
     store: Store,
     registrar: register::Registrar,
     bus: Arc<dyn EventBus>,
-    grpc: TcpListener,
-    admin: TcpListener,
+    listeners: Listeners,
 }
 
 impl Registry {
@@ -85,34 +83,24 @@ impl Registry {
         let store = Store::new(db, Outbox::new("registry"), metrics::Metrics::new());
         let registrar =
             register::Registrar::new(store.clone(), files, tracking, config.max_model_bytes);
-        let grpc = TcpListener::bind(&config.listen_addr)
-            .await
-            .with_context(|| format!("binding the gRPC address {}", config.listen_addr))?;
-        let admin = TcpListener::bind(&config.admin_addr)
-            .await
-            .with_context(|| format!("binding the admin address {}", config.admin_addr))?;
+        let listeners = Listeners::bind(&config.listen_addr, &config.admin_addr).await?;
         Ok(Registry {
             config,
             store,
             registrar,
             bus,
-            grpc,
-            admin,
+            listeners,
         })
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.grpc_addr()
     }
 
     /// The bound admin HTTP address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.admin_addr()
     }
 
     /// The store, for tests and benchmarks that look under the API.
@@ -128,8 +116,7 @@ impl Registry {
             store,
             registrar,
             bus,
-            grpc,
-            admin,
+            listeners,
         } = self;
         let api = RegistryServiceServer::new(service::RegistryApi::new(store.clone(), registrar))
             .max_decoding_message_size(config.max_message_bytes)
@@ -139,8 +126,7 @@ impl Registry {
             db: store.db().clone(),
             bus,
             outbox: store.outbox.clone(),
-            grpc,
-            admin,
+            listeners,
             server: GrpcServer {
                 service: "registry",
                 grpc_names: vec!["mlops.registry.v1.RegistryService", ""],

@@ -107,3 +107,40 @@ pub fn endpoint_uri(addr: &str) -> String {
         format!("http://{addr}")
     }
 }
+
+/// A service's two bound ports: gRPC and admin HTTP.
+pub struct Listeners {
+    /// The gRPC API.
+    pub grpc: tokio::net::TcpListener,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub admin: tokio::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds both addresses, saying which one failed.
+    pub async fn bind(grpc: &str, admin: &str) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        Ok(Listeners {
+            grpc: tokio::net::TcpListener::bind(grpc)
+                .await
+                .with_context(|| format!("binding the gRPC address {grpc}"))?,
+            admin: tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("binding the admin address {admin}"))?,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> std::net::SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+}

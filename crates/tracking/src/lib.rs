@@ -27,10 +27,9 @@ use mlops_events::outbox::Outbox;
 use mlops_events::service::Service;
 use mlops_events::EventBus;
 use mlops_proto::tracking::v1::tracking_service_server::TrackingServiceServer;
-use mlops_runtime::grpc::GrpcServer;
+use mlops_runtime::grpc::{GrpcServer, Listeners};
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_storage::{Db, DbOptions};
-use tokio::net::TcpListener;
 
 pub use config::TrackingConfig;
 pub use store::Store;
@@ -44,8 +43,7 @@ pub struct Tracking {
     store: Store,
     artifacts: artifacts::Artifacts,
     bus: Arc<dyn EventBus>,
-    grpc: TcpListener,
-    admin: TcpListener,
+    listeners: Listeners,
 }
 
 impl Tracking {
@@ -86,34 +84,24 @@ impl Tracking {
             metrics::Metrics::new(),
         );
         store.ensure_default_experiment().await?;
-        let grpc = TcpListener::bind(&config.listen_addr)
-            .await
-            .with_context(|| format!("binding the gRPC address {}", config.listen_addr))?;
-        let admin = TcpListener::bind(&config.admin_addr)
-            .await
-            .with_context(|| format!("binding the admin address {}", config.admin_addr))?;
+        let listeners = Listeners::bind(&config.listen_addr, &config.admin_addr).await?;
         Ok(Tracking {
             config,
             store,
             artifacts,
             bus,
-            grpc,
-            admin,
+            listeners,
         })
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.grpc_addr()
     }
 
     /// The bound admin HTTP address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.admin_addr()
     }
 
     /// The store, for tests and benchmarks that look under the API.
@@ -129,8 +117,7 @@ impl Tracking {
             store,
             artifacts,
             bus,
-            grpc,
-            admin,
+            listeners,
         } = self;
         let api = TrackingServiceServer::new(service::TrackingApi::new(store.clone(), artifacts))
             .max_decoding_message_size(config.max_message_bytes)
@@ -140,8 +127,7 @@ impl Tracking {
             db: store.db().clone(),
             bus,
             outbox: store.outbox.clone(),
-            grpc,
-            admin,
+            listeners,
             server: GrpcServer {
                 service: "tracking",
                 grpc_names: vec!["mlops.tracking.v1.TrackingService", ""],
