@@ -97,8 +97,15 @@ def main():
                                 "expected_version": args.versions, "latency": lat(lc)}
     result["combined_write_ops_per_s"] = 2 * args.versions / (ta + tb)
     result["ok"] = got == args.versions
-    sys.stdout.write(json.dumps(result) + "\n")
+    sys.__stdout__.write(json.dumps(result) + "\n")
+    sys.__stdout__.flush()
 
 
 if __name__ == "__main__":
-    main()
+    # MLflow's client prints links to runs on stdout: keep stdout for the JSON line.
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        main()
+    finally:
+        sys.stdout = real_stdout
