@@ -75,6 +75,77 @@ async fn one_run(c: &mut crate::Client, exp: &str) -> String {
     r
 }
 
+/// What a recorder writes for one event (the `ce_type` column).
+type Describe = fn(&mlops_events::Envelope) -> String;
+
+/// An idempotent consumer in its own group on `topic`, recording every event it
+/// applies in `seen` (id, key, `describe(event)`); stopped with the token.
+async fn record(
+    sb: &Sandbox,
+    db: &Db,
+    consumer: &str,
+    topic: &str,
+    describe: Describe,
+) -> (
+    mlops_runtime::shutdown::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let consumer = IdempotentConsumer::new(db.clone(), "consumer", consumer);
+    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
+    let sub = sb.bus.subscribe(&group, &[topic]).await.unwrap();
+    let stop = mlops_runtime::shutdown::CancellationToken::new();
+    let worker = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            consumer
+                .run(sub, stop, move |e, tx| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO seen (event_id, run_id, ce_type) VALUES ($1, $2, $3)",
+                        )
+                        .bind(&e.id)
+                        .bind(&e.key)
+                        .bind(describe(&e))
+                        .execute(&mut **tx)
+                        .await
+                        .map(|_| ())
+                    })
+                })
+                .await
+        })
+    };
+    (stop, worker)
+}
+
+/// The recorded (event id, key, description) of events keyed by one of `keys`, in
+/// the order they were applied (other tests' services publish on the same broker).
+async fn seen(db: &Db, keys: &[String]) -> Vec<(String, String, String)> {
+    sqlx::query("SELECT event_id, run_id, ce_type FROM seen ORDER BY seq")
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .filter(|(_, key, _): &(String, String, String)| keys.contains(key))
+        .collect()
+}
+
+/// Waits (up to two minutes) until `expected` events keyed by `keys` were applied.
+async fn wait_seen(db: &Db, keys: &[String], expected: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = seen(db, keys).await.len();
+        if n >= expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {n} of {expected} events arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
     let sb = Sandbox::builder()
@@ -87,35 +158,14 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
     let mut c = sb.tracking_client().await;
     let dir = tempfile::tempdir().unwrap();
     let db = consumer_db(dir.path()).await;
-    let consumer = IdempotentConsumer::new(db.clone(), "consumer", "runs-projection");
-    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
-    let sub = sb
-        .bus
-        .subscribe(&group, &[mlops_tracking::RUNS_TOPIC])
-        .await
-        .unwrap();
-    let stop = mlops_runtime::shutdown::CancellationToken::new();
-    let worker = {
-        let consumer = consumer.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            consumer
-                .run(sub, stop, |e, tx| {
-                    Box::pin(async move {
-                        sqlx::query(
-                            "INSERT INTO seen (event_id, run_id, ce_type) VALUES ($1, $2, $3)",
-                        )
-                        .bind(&e.id)
-                        .bind(&e.key)
-                        .bind(&e.ce_type)
-                        .execute(&mut **tx)
-                        .await
-                        .map(|_| ())
-                    })
-                })
-                .await
-        })
-    };
+    let (stop, worker) = record(
+        &sb,
+        &db,
+        "runs-projection",
+        mlops_tracking::RUNS_TOPIC,
+        |e| e.ce_type.clone(),
+    )
+    .await;
 
     let exp = experiment(&mut c, "kafka").await;
     let mut runs = vec![];
@@ -137,41 +187,17 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
     );
 
     let expected = runs.len() * 2;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        // Other tests' services publish on the same broker: count this test's runs only.
-        let n = sqlx::query("SELECT run_id FROM seen")
-            .fetch_all(db.reader())
-            .await
-            .unwrap()
-            .iter()
-            .filter(|r| runs.contains(&r.get::<String, _>(0)))
-            .count();
-        if n >= expected {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {n} of {expected} events arrived after the outage"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_seen(&db, &runs, expected).await;
     // A redelivered event (same id) changes nothing.
-    let rows: Vec<_> = sqlx::query("SELECT event_id, run_id, ce_type FROM seen ORDER BY seq")
-        .fetch_all(db.reader())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| runs.contains(&r.get::<String, _>(1)))
-        .collect();
-    let first_id: String = rows[0].get(0);
+    let rows = seen(&db, &runs).await;
+    let first_id = rows[0].0.clone();
     let dup = mlops_events::Envelope {
         id: first_id.clone(),
         ..mlops_events::Envelope::new(
             mlops_tracking::RUNS_TOPIC,
             "/test",
             "mlops.events.v1.RunCreated",
-            &rows[0].get::<String, _>(1),
+            &rows[0].1,
             String::new(),
             vec![],
         )
@@ -181,27 +207,21 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
     stop.cancel();
     worker.await.unwrap();
 
-    let rows: Vec<_> = sqlx::query("SELECT event_id, run_id, ce_type FROM seen ORDER BY seq")
-        .fetch_all(db.reader())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| runs.contains(&r.get::<String, _>(1)))
-        .collect();
+    let rows = seen(&db, &runs).await;
     assert_eq!(
         rows.len(),
         expected,
         "every event applied exactly once (the redelivery was skipped)"
     );
-    let mut ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let mut ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), expected);
     for r in &runs {
         let types: Vec<String> = rows
             .iter()
-            .filter(|row| row.get::<String, _>(1) == *r)
-            .map(|row| row.get(2))
+            .filter(|row| row.1 == *r)
+            .map(|row| row.2.clone())
             .collect();
         assert_eq!(
             types,
@@ -285,43 +305,22 @@ async fn an_alias_move_reaches_a_kafka_consumer_once_in_order_with_its_versions(
     let mut c = sb.registry_client().await;
     let dir = tempfile::tempdir().unwrap();
     let db = consumer_db(dir.path()).await;
-    let consumer = IdempotentConsumer::new(db.clone(), "consumer", "models-projection");
-    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
-    let sub = sb
-        .bus
-        .subscribe(&group, &[mlops_registry::MODELS_TOPIC])
-        .await
-        .unwrap();
-    let stop = mlops_runtime::shutdown::CancellationToken::new();
-    let worker = {
-        let consumer = consumer.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            consumer
-                .run(sub, stop, |e, tx| {
-                    Box::pin(async move {
-                        // run_id holds the event's key (the model id) and the
-                        // alias moves' versions ride in ce_type for the check below.
-                        let what = if e.ce_type == "mlops.events.v1.AliasSet" {
-                            let a: ev::AliasSet = e.decode().expect("an AliasSet payload");
-                            format!("AliasSet {} {}->{}", a.alias, a.previous_version, a.version)
-                        } else {
-                            e.ce_type.trim_start_matches("mlops.events.v1.").to_owned()
-                        };
-                        sqlx::query(
-                            "INSERT INTO seen (event_id, run_id, ce_type) VALUES ($1, $2, $3)",
-                        )
-                        .bind(&e.id)
-                        .bind(&e.key)
-                        .bind(what)
-                        .execute(&mut **tx)
-                        .await
-                        .map(|_| ())
-                    })
-                })
-                .await
-        })
-    };
+    // The alias moves' versions ride in the description for the check below.
+    let (stop, worker) = record(
+        &sb,
+        &db,
+        "models-projection",
+        mlops_registry::MODELS_TOPIC,
+        |e| {
+            if e.ce_type == "mlops.events.v1.AliasSet" {
+                let a: ev::AliasSet = e.decode().expect("an AliasSet payload");
+                format!("AliasSet {} {}->{}", a.alias, a.previous_version, a.version)
+            } else {
+                e.ce_type.trim_start_matches("mlops.events.v1.").to_owned()
+            }
+        },
+    )
+    .await;
 
     let (_, r) = source_run(&mut t).await;
     let name = model(&mut c, "kafka").await;
@@ -361,31 +360,12 @@ async fn an_alias_move_reaches_a_kafka_consumer_once_in_order_with_its_versions(
         "AliasSet champion 0->1",
         "AliasSet champion 1->2",
     ];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seen WHERE run_id = $1")
-            .bind(&model_id)
-            .fetch_one(db.reader())
-            .await
-            .unwrap();
-        if n as usize >= expected.len() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {n} of {} registry events arrived",
-            expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let keys = [model_id.clone()];
+    wait_seen(&db, &keys, expected.len()).await;
     // Redeliver the alias move (same event id): the consumer skips it.
-    let last = sqlx::query("SELECT event_id FROM seen WHERE run_id = $1 ORDER BY seq DESC LIMIT 1")
-        .bind(&model_id)
-        .fetch_one(db.reader())
-        .await
-        .unwrap();
+    let last = seen(&db, &keys).await.pop().expect("events arrived").0;
     let dup = mlops_events::Envelope {
-        id: last.get(0),
+        id: last,
         ..mlops_events::Envelope::new(
             mlops_registry::MODELS_TOPIC,
             "/test",
@@ -400,14 +380,7 @@ async fn an_alias_move_reaches_a_kafka_consumer_once_in_order_with_its_versions(
     stop.cancel();
     worker.await.unwrap();
 
-    let seen: Vec<String> = sqlx::query("SELECT ce_type FROM seen WHERE run_id = $1 ORDER BY seq")
-        .bind(&model_id)
-        .fetch_all(db.reader())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let seen: Vec<String> = seen(&db, &keys).await.into_iter().map(|r| r.2).collect();
     assert_eq!(seen, expected, "each event once, in the model's order");
     sb.stop().await.unwrap();
 }
