@@ -8,7 +8,7 @@ use mlops_storage::now_millis;
 use prost::Message;
 use sqlx::Row;
 
-use super::{event, version_not_found, Store, READY};
+use super::{event, Store, READY};
 use crate::error::{invalid, precondition, Result};
 use crate::gate::{self, MetricValues, Valued};
 use crate::validate;
@@ -352,16 +352,5 @@ impl Store {
                 g
             })
             .collect())
-    }
-
-    /// NOT_FOUND unless the version exists (for callers outside a transaction).
-    pub async fn require_version(&self, name: &str, version: i64) -> Result<()> {
-        validate::version(version)?;
-        let mut conn = self.db.reader().acquire().await?;
-        let id = self.model_id(&mut conn, name, false).await?;
-        self.version_status(&mut conn, &id, name, version)
-            .await
-            .map(|_| ())
-            .map_err(|_| version_not_found(name, version))
     }
 }

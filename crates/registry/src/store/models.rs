@@ -10,10 +10,10 @@ use super::{event, model_not_found, version_columns, version_from_row, Store};
 use crate::error::{invalid, RegistryError, Result};
 use crate::validate;
 
-const MODEL_COLUMNS: &str = "m.model_id, m.name, m.description, m.creation_timestamp, \
+pub(crate) const MODEL_COLUMNS: &str = "m.model_id, m.name, m.description, m.creation_timestamp, \
      m.last_updated_timestamp, m.gate_required, m.gate_aliases";
 
-fn model_from_row(r: &AnyRow) -> pb::RegisteredModel {
+pub(crate) fn model_from_row(r: &AnyRow) -> pb::RegisteredModel {
     let aliases: Vec<String> =
         serde_json::from_str(&r.get::<String, _>("gate_aliases")).unwrap_or_default();
     pb::RegisteredModel {
@@ -329,15 +329,5 @@ impl Store {
         Self::touch_model(&mut tx, &id, now_millis()).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// The model columns for search.
-    pub(crate) fn model_columns() -> &'static str {
-        MODEL_COLUMNS
-    }
-
-    /// A search row as a model (details attached later).
-    pub(crate) fn model_row(r: &AnyRow) -> pb::RegisteredModel {
-        model_from_row(r)
     }
 }

@@ -4,6 +4,7 @@ use mlops_filter::sql::{keyed_exists, SqlBuilder};
 use mlops_filter::{Attribute, Entity, Field, Filter, OrderBy};
 use mlops_proto::registry::v1 as pb;
 
+use super::models::{model_from_row, MODEL_COLUMNS};
 use super::{version_columns, version_from_row, Store};
 use crate::error::{invalid, Result};
 
@@ -134,18 +135,15 @@ impl Store {
         let mut sql = SqlBuilder::new(self.db.backend());
         sql.push(&format!(
             "SELECT {} FROM registered_models m WHERE 1 = 1",
-            Self::model_columns()
+            MODEL_COLUMNS
         ));
         where_sql(&mut sql, &f, true);
         order_sql(&mut sql, &orders, true);
         sql.push(&format!(" LIMIT {} OFFSET {offset}", max + 1));
         let rows = sql.fetch_all(self.db.reader()).await?;
         let more = rows.len() as i64 > max;
-        let mut models: Vec<pb::RegisteredModel> = rows
-            .iter()
-            .take(max as usize)
-            .map(Self::model_row)
-            .collect();
+        let mut models: Vec<pb::RegisteredModel> =
+            rows.iter().take(max as usize).map(model_from_row).collect();
         self.attach_model_details(&mut models).await?;
         let next = if more {
             PageToken::encode(offset + max)
