@@ -38,8 +38,9 @@ pub fn migrations() -> Vec<Migration> {
         Migration {
             version: 3,
             name: "logged models".into(),
-            sqlite: include_str!("../migrations/sqlite/0003_logged_models.sql").into(),
-            postgres: include_str!("../migrations/postgres/0003_logged_models.sql").into(),
+            // The same SQL on both backends.
+            sqlite: include_str!("../migrations/0003_logged_models.sql").into(),
+            postgres: include_str!("../migrations/0003_logged_models.sql").into(),
         },
     ]
 }
