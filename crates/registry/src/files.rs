@@ -114,28 +114,22 @@ impl ModelFiles {
 
     /// Removes every file of a version (after a failed registration or a delete).
     pub async fn remove_version(&self, model_id: &str, version: i64) {
-        let prefix = Path::from(format!("{model_id}/{version}"));
-        let listed: Vec<_> = match self.blob.store.list(Some(&prefix)).try_collect().await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(model_id, version, error = %e, "listing a version's files to remove them failed");
-                return;
-            }
-        };
-        for meta in listed {
-            if let Err(e) = self.blob.store.delete(&meta.location).await {
-                tracing::warn!(path = %meta.location, error = %e, "removing a model file failed");
-            }
-        }
+        self.remove_under(Path::from(format!("{model_id}/{version}")))
+            .await
     }
 
     /// Removes every file of a model.
     pub async fn remove_model(&self, model_id: &str) {
-        let prefix = Path::from(model_id.to_owned());
+        self.remove_under(Path::from(model_id.to_owned())).await
+    }
+
+    /// Deletes everything under `prefix`; failures are logged, not returned (the
+    /// metadata is already gone, and a leftover file harms nothing).
+    async fn remove_under(&self, prefix: Path) {
         let listed: Vec<_> = match self.blob.store.list(Some(&prefix)).try_collect().await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(model_id, error = %e, "listing a model's files to remove them failed");
+                tracing::warn!(%prefix, error = %e, "listing model files to remove them failed");
                 return;
             }
         };
