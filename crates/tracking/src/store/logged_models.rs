@@ -66,6 +66,27 @@ pub fn check_model_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Sets `kvs` in a logged model's tags or params `table`, overwriting values.
+async fn upsert_kvs(
+    conn: &mut sqlx::AnyConnection,
+    table: &str,
+    model_id: &str,
+    kvs: &[(String, String)],
+) -> Result<()> {
+    for (k, v) in kvs {
+        sqlx::query(&format!(
+            "INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
+        ))
+        .bind(model_id)
+        .bind(k)
+        .bind(v)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 fn not_found(id: &str) -> TrackingError {
     TrackingError::NotFound(format!("logged model {id} not found"))
 }
@@ -131,31 +152,18 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for (table, kvs) in [
-            (
-                "logged_model_params",
-                req.params
-                    .iter()
-                    .map(|p| (&p.key, &p.value))
-                    .collect::<Vec<_>>(),
-            ),
-            (
-                "logged_model_tags",
-                req.tags.iter().map(|t| (&t.key, &t.value)).collect(),
-            ),
-        ] {
-            for (k, v) in kvs {
-                sqlx::query(&format!(
-                    "INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) \
-                     ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
-                ))
-                .bind(&model_id)
-                .bind(k)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        let params: Vec<(String, String)> = req
+            .params
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect();
+        let tags: Vec<(String, String)> = req
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect();
+        upsert_kvs(&mut tx, "logged_model_params", &model_id, &params).await?;
+        upsert_kvs(&mut tx, "logged_model_tags", &model_id, &tags).await?;
         tx.commit().await?;
         self.get_logged_model(&model_id, false).await
     }
@@ -390,17 +398,7 @@ impl Store {
         if exists.is_none() {
             return Err(not_found(model_id));
         }
-        for (k, v) in kvs {
-            sqlx::query(&format!(
-                "INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
-            ))
-            .bind(model_id)
-            .bind(k)
-            .bind(v)
-            .execute(&mut *tx)
-            .await?;
-        }
+        upsert_kvs(&mut tx, table, model_id, kvs).await?;
         sqlx::query("UPDATE logged_models SET last_updated_timestamp_ms = $1 WHERE model_id = $2")
             .bind(now_millis())
             .bind(model_id)
@@ -496,15 +494,20 @@ impl Store {
         linked: &[&pb::Metric],
     ) -> Result<Vec<pb::Metric>> {
         let mut tx = self.db.begin().await?;
-        for m in linked {
-            check_model_id(&m.model_id)?;
+        let mut ids: Vec<&str> = linked.iter().map(|m| m.model_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            check_model_id(id)?;
             let exists = sqlx::query("SELECT 1 FROM logged_models WHERE model_id = $1")
-                .bind(&m.model_id)
+                .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
             if exists.is_none() {
-                return Err(not_found(&m.model_id));
+                return Err(not_found(id));
             }
+        }
+        for m in linked {
             if m.value.is_nan() {
                 continue;
             }
