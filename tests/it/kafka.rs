@@ -33,6 +33,7 @@ async fn consumer_db(dir: &std::path::Path) -> Db {
         url: format!("sqlite://{}/consumer.db", dir.display()),
         max_connections: 2,
         acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(30),
     })
     .await
     .unwrap();

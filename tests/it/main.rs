@@ -7,6 +7,7 @@ mod logged_models;
 mod ops;
 mod registry;
 mod registry_gate;
+mod search_limits;
 mod telemetry;
 mod tracking;
 mod tracking_data;

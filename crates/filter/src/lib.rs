@@ -78,6 +78,13 @@
 //! Metrics, params, tags and attributes can be ordered by (experiments, registered models and
 //! model versions: tags and attributes only); dataset fields cannot.
 //!
+//! # Limits
+//!
+//! A filter is at most [`MAX_FILTER_CHARS`] characters (16 KiB), [`MAX_CLAUSES`] clauses
+//! (200) and [`MAX_LIST_VALUES`] values in its `IN` lists altogether (1,000); a search has at
+//! most [`MAX_ORDER_BY`] `order_by` clauses (10). Past a limit parsing fails with a
+//! [`FilterError`] saying which limit, so the cost of a search on the database is bounded.
+//!
 //! # Errors
 //!
 //! Every error is a [`FilterError`] carrying the 0-based *character* offset of the offending
@@ -553,7 +560,16 @@ impl fmt::Display for OrderBy {
 
 mod parser;
 
-pub use parser::{parse_filter, parse_order_by};
+pub use parser::{parse_filter, parse_order_by, parse_order_by_list};
+
+/// The longest filter accepted, in characters.
+pub const MAX_FILTER_CHARS: usize = 16 * 1024;
+/// The most clauses (joined by AND) a filter may have.
+pub const MAX_CLAUSES: usize = 200;
+/// The most values a filter's `IN` / `NOT IN` lists may hold together.
+pub const MAX_LIST_VALUES: usize = 1000;
+/// The most `order_by` clauses a search may have.
+pub const MAX_ORDER_BY: usize = 10;
 
 pub mod sql;
 

@@ -631,15 +631,54 @@ impl Parser {
 /// Parses a search filter such as `metrics.auc > 0.9 AND params.model = 'rf'`.
 ///
 /// An empty or whitespace-only input yields an empty [`Filter`].
+///
+/// A filter is at most [`MAX_FILTER_CHARS`] characters, [`MAX_CLAUSES`] clauses and
+/// [`MAX_LIST_VALUES`] values in its `IN` lists altogether; past a limit it is an error
+/// (the services answer `INVALID_ARGUMENT`), so no filter can cost the database more
+/// than a bounded amount.
 pub fn parse_filter(input: &str, entity: Entity) -> Result<Filter, FilterError> {
+    if let Some((at, _)) = input.char_indices().nth(MAX_FILTER_CHARS) {
+        let chars = MAX_FILTER_CHARS + input[at..].chars().count();
+        return Err(FilterError::new(
+            MAX_FILTER_CHARS,
+            format!(
+                "the filter is {chars} characters long; at most {MAX_FILTER_CHARS} are allowed: \
+                 narrow the search in fewer clauses"
+            ),
+        ));
+    }
     let mut p = Parser::new(input, entity, Mode::Filter);
     p.skip_ws();
     let mut clauses = Vec::new();
     if p.at_end() {
         return Ok(Filter { clauses });
     }
+    let mut list_values = 0usize;
     loop {
-        clauses.push(p.parse_clause()?);
+        let start = p.pos;
+        if clauses.len() == MAX_CLAUSES {
+            return Err(p.err(
+                start,
+                format!(
+                    "the filter has more than {MAX_CLAUSES} clauses, the most allowed: \
+                     search with fewer conditions and filter the rest in the client"
+                ),
+            ));
+        }
+        let clause = p.parse_clause()?;
+        if let Value::List(items) = &clause.value {
+            list_values += items.len();
+            if list_values > MAX_LIST_VALUES {
+                return Err(p.err(
+                    start,
+                    format!(
+                        "the filter's IN lists hold more than {MAX_LIST_VALUES} values, \
+                         the most allowed: search in several smaller steps"
+                    ),
+                ));
+            }
+        }
+        clauses.push(clause);
         p.skip_ws();
         if p.at_end() {
             return Ok(Filter { clauses });
@@ -650,6 +689,26 @@ pub fn parse_filter(input: &str, entity: Entity) -> Result<Filter, FilterError> 
         }
         p.skip_ws();
     }
+}
+
+/// Parses a search's `order_by` clauses, at most [`MAX_ORDER_BY`] of them.
+pub fn parse_order_by_list<S: AsRef<str>>(
+    inputs: &[S],
+    entity: Entity,
+) -> Result<Vec<OrderBy>, FilterError> {
+    if inputs.len() > MAX_ORDER_BY {
+        return Err(FilterError::order_by(
+            0,
+            format!(
+                "{} order_by clauses given; at most {MAX_ORDER_BY} are allowed",
+                inputs.len()
+            ),
+        ));
+    }
+    inputs
+        .iter()
+        .map(|o| parse_order_by(o.as_ref(), entity))
+        .collect()
 }
 
 /// Parses one `order_by` clause such as `metrics.auc DESC` (ascending by default).

@@ -3,7 +3,7 @@
 //! tags/params/metrics tables, and opaque page tokens.
 
 use base64::Engine;
-use mlops_storage::Backend;
+use mlops_storage::{Backend, Db, SearchTag, StorageError};
 use sqlx::any::AnyRow;
 
 use crate::{Clause, Op, Value};
@@ -20,7 +20,19 @@ pub struct SqlBuilder {
     backend: Backend,
     sql: String,
     binds: Vec<Bind>,
+    /// `EXISTS` subqueries closed so far (see [`SqlBuilder::close_exists`]).
+    exists: usize,
 }
+
+/// How many of a filter's `EXISTS` clauses PostgreSQL may turn into joins.
+///
+/// PostgreSQL turns each `EXISTS` in a `WHERE` into a semi-join and searches the join
+/// orders over all of them: measured on 10,000 runs, planning took 3 ms with 3 such
+/// clauses, 38 ms with 5, 0.5 s with 8 and over 20 s with 50. The first few stay
+/// joins, which the planner orders well for the selective filters users write; the
+/// rest carry `OFFSET 0`, which keeps each a filter checked per row (planned once,
+/// evaluated only on rows the joins let through), so cost grows linearly.
+pub const JOINED_EXISTS: usize = 3;
 
 impl SqlBuilder {
     pub fn new(backend: Backend) -> Self {
@@ -28,6 +40,7 @@ impl SqlBuilder {
             backend,
             sql: String::with_capacity(512),
             binds: vec![],
+            exists: 0,
         }
     }
 
@@ -58,16 +71,34 @@ impl SqlBuilder {
         self.placeholder(Bind::I64(v));
     }
 
+    /// Closes an `EXISTS (SELECT ...` opened for a filter clause: past
+    /// [`JOINED_EXISTS`] of them, on PostgreSQL, as a per-row filter.
+    pub fn close_exists(&mut self) {
+        self.exists += 1;
+        if self.backend == Backend::Postgres && self.exists > JOINED_EXISTS {
+            self.push(" OFFSET 0");
+        }
+        self.push(")");
+    }
+
     /// The same binds around new SQL made from the current text.
     pub fn wrap(mut self, f: impl FnOnce(&str) -> String) -> Self {
         self.sql = f(&self.sql);
         self
     }
 
-    pub async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<AnyRow>, sqlx::Error> {
+    /// Runs the query as a search ([`Db::search`]: bounded concurrency, statement
+    /// timeout, cancelled on the server when the caller goes away).
+    pub async fn fetch_all(self, db: &Db) -> Result<Vec<AnyRow>, StorageError> {
+        let tag = SearchTag::new();
         // Unnamed statements: PostgreSQL plans each search for its actual values, where
-        // a cached generic plan cannot know how selective `params.p0 = 'a'` is.
-        let mut q = sqlx::query(&self.sql).persistent(self.backend == Backend::Sqlite);
+        // a cached generic plan cannot know how selective `params.p0 = 'a'` is. SQLite
+        // caches them, so it gets no per-search comment.
+        let sql = match self.backend {
+            Backend::Postgres => format!("{}{}", tag.as_str(), self.sql),
+            Backend::Sqlite => self.sql,
+        };
+        let mut q = sqlx::query(&sql).persistent(self.backend == Backend::Sqlite);
         for b in self.binds {
             q = match b {
                 Bind::Str(s) => q.bind(s),
@@ -75,7 +106,7 @@ impl SqlBuilder {
                 Bind::I64(v) => q.bind(v),
             };
         }
-        q.fetch_all(pool).await
+        db.search(q, &tag).await
     }
 
     /// `<expr> <op> <value>` for a string comparison, LIKE and ILIKE included.
@@ -157,7 +188,7 @@ pub fn keyed_exists(
             }
         }
     }
-    sql.push(")");
+    sql.close_exists();
 }
 
 /// An opaque page token: the offset of the next page.

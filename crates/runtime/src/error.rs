@@ -24,6 +24,11 @@ pub enum ErrorCode {
     PermissionDenied,
     /// A bounded resource (connection pool, queue) is full; retry with backoff.
     ResourceExhausted,
+    /// A value is past a configured limit (an upload larger than allowed);
+    /// retrying it unchanged will fail again.
+    OutOfRange,
+    /// A query ran past the configured statement timeout; a narrower request may succeed.
+    DeadlineExceeded,
     /// A dependency (database, bus) is unreachable; retry later.
     Unavailable,
     /// A bug or an unexpected failure; details are in the server log.
@@ -41,6 +46,8 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => Code::Unauthenticated,
             ErrorCode::PermissionDenied => Code::PermissionDenied,
             ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+            ErrorCode::OutOfRange => Code::OutOfRange,
+            ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::Internal => Code::Internal,
         }

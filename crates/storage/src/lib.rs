@@ -12,11 +12,13 @@
 //! Queries use `$1`-style placeholders, which both backends accept.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mlops_runtime::{ErrorCode, ServiceError};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use tokio::sync::Semaphore;
 
 pub mod blob;
 
@@ -40,14 +42,28 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// How long a request waits for a free connection before `RESOURCE_EXHAUSTED`.
     pub acquire_timeout: Duration,
+    /// The longest a single statement may run before it is cancelled
+    /// (`DEADLINE_EXCEEDED`); zero for no limit. On PostgreSQL this is the server's
+    /// `statement_timeout` on every connection; on SQLite, which cannot interrupt a
+    /// statement through sqlx, searches stop waiting for it (see [`Db::search`]).
+    pub statement_timeout: Duration,
 }
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// Every connection is busy and none freed up in time.
-    #[error("the database is overloaded: no connection free within {0:?}; retry with backoff")]
-    Exhausted(Duration),
+    /// Every connection is busy and none freed up in time (the pool's acquire
+    /// timeout, when known where the error was classified).
+    #[error("the database is overloaded: no connection came free within {}; retry with backoff", within(.0, "db_acquire_timeout_ms"))]
+    Exhausted(Option<Duration>),
+    /// Too many searches are running at once; writes keep the rest of the pool.
+    #[error(
+        "too many searches are running at once (at most {0} on this server); retry with backoff"
+    )]
+    SearchesBusy(usize),
+    /// A statement ran past the statement timeout and was cancelled.
+    #[error("the query ran longer than {} and was cancelled; narrow the request (fewer clauses, a smaller page) or raise the limit", within(.0, "db_statement_timeout_ms"))]
+    TimedOut(Option<Duration>),
     /// The database cannot be reached.
     #[error("the database is unreachable: {0}")]
     Unavailable(String),
@@ -74,7 +90,10 @@ pub enum StorageError {
 impl ServiceError for StorageError {
     fn code(&self) -> ErrorCode {
         match self {
-            StorageError::Exhausted(_) => ErrorCode::ResourceExhausted,
+            StorageError::Exhausted(_) | StorageError::SearchesBusy(_) => {
+                ErrorCode::ResourceExhausted
+            }
+            StorageError::TimedOut(_) => ErrorCode::DeadlineExceeded,
             StorageError::Unavailable(_) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
@@ -84,7 +103,12 @@ impl ServiceError for StorageError {
 impl From<sqlx::Error> for StorageError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut => StorageError::Exhausted(Duration::ZERO),
+            sqlx::Error::PoolTimedOut => StorageError::Exhausted(None),
+            // query_canceled: the statement timeout, or a search cancelled because its
+            // caller went away.
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("57014") => {
+                StorageError::TimedOut(None)
+            }
             sqlx::Error::Io(io) => StorageError::Unavailable(io.to_string()),
             sqlx::Error::PoolClosed => {
                 StorageError::Unavailable("the connection pool is closed".into())
@@ -92,6 +116,14 @@ impl From<sqlx::Error> for StorageError {
             sqlx::Error::Tls(t) => StorageError::Unavailable(t.to_string()),
             other => StorageError::Other(other),
         }
+    }
+}
+
+/// `"2s"` for a known duration, else the setting that holds it.
+fn within(d: &Option<Duration>, setting: &str) -> String {
+    match d {
+        Some(d) => format!("{d:?}"),
+        None => format!("the configured limit ({setting})"),
     }
 }
 
@@ -120,6 +152,12 @@ pub struct Db {
     read: AnyPool,
     write: AnyPool,
     acquire_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    /// Searches running at once. On PostgreSQL reads and writes share one pool, so
+    /// searches get at most half of it and a burst of slow searches cannot take the
+    /// connections writes need; on SQLite writes have their own connection anyway.
+    search_slots: Arc<Semaphore>,
+    search_slot_count: usize,
 }
 
 impl Db {
@@ -159,27 +197,37 @@ impl Db {
                 .after_connect(|conn, _meta| sqlite_pragmas(conn))
                 .connect(&full)
                 .await?;
-            return Ok(Db {
-                backend: Backend::Sqlite,
-                read,
-                write,
-                acquire_timeout: opts.acquire_timeout,
-            });
+            return Ok(Db::new(Backend::Sqlite, read, write, opts));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let timeout_ms = opts.statement_timeout.as_millis();
             let pool = AnyPoolOptions::new()
                 .max_connections(opts.max_connections.max(1))
                 .acquire_timeout(opts.acquire_timeout)
+                .after_connect(move |conn, _meta| postgres_settings(conn, timeout_ms))
                 .connect(url)
                 .await?;
-            return Ok(Db {
-                backend: Backend::Postgres,
-                read: pool.clone(),
-                write: pool,
-                acquire_timeout: opts.acquire_timeout,
-            });
+            return Ok(Db::new(Backend::Postgres, pool.clone(), pool, opts));
         }
         Err(StorageError::BadUrl(url.to_owned()))
+    }
+
+    fn new(backend: Backend, read: AnyPool, write: AnyPool, opts: &DbOptions) -> Db {
+        let connections = opts.max_connections.max(1) as usize;
+        let search_slot_count = match backend {
+            Backend::Postgres => (connections / 2).max(1),
+            Backend::Sqlite => connections,
+        };
+        Db {
+            backend,
+            read,
+            write,
+            acquire_timeout: opts.acquire_timeout,
+            statement_timeout: (!opts.statement_timeout.is_zero())
+                .then_some(opts.statement_timeout),
+            search_slots: Arc::new(Semaphore::new(search_slot_count)),
+            search_slot_count,
+        }
     }
 
     /// Which database this is.
@@ -202,12 +250,51 @@ impl Db {
         self.write.begin().await.map_err(|e| self.classify(e))
     }
 
-    /// Turns a sqlx error into a [`StorageError`], with the pool's timeout in the message.
+    /// Turns a sqlx error into a [`StorageError`], with this pool's limits in the message.
     pub fn classify(&self, e: sqlx::Error) -> StorageError {
         match StorageError::from(e) {
-            StorageError::Exhausted(_) => StorageError::Exhausted(self.acquire_timeout),
+            StorageError::Exhausted(_) => StorageError::Exhausted(Some(self.acquire_timeout)),
+            StorageError::TimedOut(_) => StorageError::TimedOut(self.statement_timeout),
             other => other,
         }
+    }
+
+    /// Runs a search (a query whose cost the caller's filter decides) on the read pool:
+    /// at most [`Db::search_slots`] at once, within the statement timeout, and, on
+    /// PostgreSQL, cancelled on the server when the caller goes away (the future is
+    /// dropped), so an abandoned search does not keep a connection busy.
+    ///
+    /// SQLite cannot be interrupted through sqlx: there the timeout stops the wait
+    /// and answers `DEADLINE_EXCEEDED`, and the statement finishes on its reader
+    /// connection (filters are bounded by `mlops_filter`'s limits, so it is short).
+    pub async fn search<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+        tag: &SearchTag,
+    ) -> Result<Vec<AnyRow>, StorageError> {
+        let _slot = tokio::time::timeout(self.acquire_timeout, self.search_slots.acquire())
+            .await
+            .map_err(|_| StorageError::SearchesBusy(self.search_slot_count))?
+            .map_err(|_| StorageError::Unavailable("the database is shutting down".into()))?;
+        let mut cancel = CancelOnDrop {
+            pool: (self.backend == Backend::Postgres).then(|| self.read.clone()),
+            tag,
+        };
+        let rows = match (self.backend, self.statement_timeout) {
+            (Backend::Sqlite, Some(limit)) => {
+                tokio::time::timeout(limit, query.fetch_all(&self.read))
+                    .await
+                    .map_err(|_| StorageError::TimedOut(Some(limit)))?
+            }
+            _ => query.fetch_all(&self.read).await,
+        };
+        cancel.pool = None;
+        rows.map_err(|e| self.classify(e))
+    }
+
+    /// How many searches may run at once (see [`Db::search`]).
+    pub fn search_slots(&self) -> usize {
+        self.search_slot_count
     }
 
     /// Checks the database answers (for readiness).
@@ -287,6 +374,13 @@ impl Db {
                 source,
             };
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if self.backend == Backend::Postgres {
+                // A migration may rewrite a big table: the per-query limit is for requests.
+                sqlx::raw_sql("SET LOCAL statement_timeout = 0")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
             sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(err)?;
             sqlx::query("INSERT INTO mlops_migrations (component, version, name, applied_at) VALUES ($1, $2, $3, $4)")
                 .bind(component)
@@ -322,6 +416,79 @@ fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> BoxFut<'_> {
     })
 }
 
+/// Per-connection PostgreSQL settings: the statement timeout, and no JIT. JIT
+/// compiles any plan whose estimated cost passes `jit_above_cost`, which a search with
+/// a dozen clauses does: it then spends most of a second (several with 100 clauses)
+/// compiling a plan that runs in milliseconds.
+fn postgres_settings(conn: &mut sqlx::AnyConnection, statement_timeout_ms: u128) -> BoxFut<'_> {
+    Box::pin(async move {
+        conn.execute(
+            format!("SET statement_timeout = {statement_timeout_ms}; SET jit = off;").as_str(),
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+/// Cancels, on the server, the search tagged `tag` if it is dropped while armed
+/// (`pool` set): the caller went away mid-query. Without it PostgreSQL would run the
+/// abandoned statement to its end.
+struct CancelOnDrop<'a> {
+    pool: Option<AnyPool>,
+    tag: &'a SearchTag,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let prefix = self.tag.0.clone();
+        // Best effort and bounded by the pool's acquire timeout: nothing awaits it
+        // because the future that would is the one being dropped.
+        rt.spawn(async move {
+            let cancelled = sqlx::query(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                 WHERE pid <> pg_backend_pid() AND state = 'active' AND left(query, length($1)) = $1",
+            )
+            .bind(&prefix)
+            .execute(&pool)
+            .await;
+            match cancelled {
+                Ok(r) => tracing::debug!(rows = r.rows_affected(), "abandoned search cancelled"),
+                Err(e) => tracing::warn!(error = %e, "cancelling an abandoned search failed"),
+            }
+        });
+    }
+}
+
+/// A unique comment that a search's SQL starts with on PostgreSQL, so the search
+/// can be found in `pg_stat_activity` and cancelled when its caller goes away.
+#[derive(Debug, Clone)]
+pub struct SearchTag(String);
+
+impl SearchTag {
+    /// A new tag, unique across processes.
+    pub fn new() -> Self {
+        SearchTag(format!(
+            "/* mlops-search {} */ ",
+            uuid::Uuid::new_v4().simple()
+        ))
+    }
+
+    /// The comment, with a trailing space, to put before the SQL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for SearchTag {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
@@ -353,6 +520,7 @@ mod tests {
             url,
             max_connections: 2,
             acquire_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(5),
         })
         .await
         .unwrap();
@@ -374,7 +542,8 @@ mod tests {
             Db::connect(&DbOptions {
                 url: "mysql://x".into(),
                 max_connections: 1,
-                acquire_timeout: Duration::from_secs(1)
+                acquire_timeout: Duration::from_secs(1),
+                statement_timeout: Duration::ZERO,
             })
             .await,
             Err(StorageError::BadUrl(_))

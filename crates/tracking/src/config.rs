@@ -28,6 +28,11 @@ pub struct TrackingConfig {
     /// How long a request waits for a database connection before RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 2000)]
     pub db_acquire_timeout_ms: u64,
+    /// The longest one database statement may run, in milliseconds, before it is
+    /// cancelled with DEADLINE_EXCEEDED (0: no limit). On SQLite only searches are
+    /// bounded, and the answer stops waiting rather than the statement stopping.
+    #[arg(long, default_value_t = 30_000)]
+    pub db_statement_timeout_ms: u64,
     /// Where artifacts go: a directory, file:///DIR, or s3://BUCKET/PREFIX (AWS_* variables for credentials and endpoint).
     #[arg(long, default_value = "data/artifacts")]
     pub artifact_root: String,

@@ -58,6 +58,7 @@ impl Tracking {
             url: config.database_url.clone(),
             max_connections: config.db_max_connections,
             acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(config.db_statement_timeout_ms),
         })
         .await
         .context("connecting the tracking database")?;

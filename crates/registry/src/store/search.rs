@@ -105,10 +105,8 @@ fn order_sql(sql: &mut SqlBuilder, orders: &[OrderBy], models: bool) {
 
 fn parse(filter: &str, order_by: &[String], entity: Entity) -> Result<(Filter, Vec<OrderBy>)> {
     let f = mlops_filter::parse_filter(filter, entity).map_err(|e| invalid(e.to_string()))?;
-    let mut orders = vec![];
-    for o in order_by {
-        orders.push(mlops_filter::parse_order_by(o, entity).map_err(|e| invalid(e.to_string()))?);
-    }
+    let orders =
+        mlops_filter::parse_order_by_list(order_by, entity).map_err(|e| invalid(e.to_string()))?;
     Ok((f, orders))
 }
 
@@ -140,7 +138,7 @@ impl Store {
         where_sql(&mut sql, &f, true);
         order_sql(&mut sql, &orders, true);
         sql.push(&format!(" LIMIT {} OFFSET {offset}", max + 1));
-        let rows = sql.fetch_all(self.db.reader()).await?;
+        let rows = sql.fetch_all(&self.db).await?;
         let more = rows.len() as i64 > max;
         let mut models: Vec<pb::RegisteredModel> =
             rows.iter().take(max as usize).map(model_from_row).collect();
@@ -169,7 +167,7 @@ impl Store {
         where_sql(&mut sql, &f, false);
         order_sql(&mut sql, &orders, false);
         sql.push(&format!(" LIMIT {} OFFSET {offset}", max + 1));
-        let rows = sql.fetch_all(self.db.reader()).await?;
+        let rows = sql.fetch_all(&self.db).await?;
         let more = rows.len() as i64 > max;
         let versions = rows
             .iter()

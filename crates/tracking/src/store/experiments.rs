@@ -184,16 +184,11 @@ impl Store {
         }
         sql.push(")");
         experiment_filter_sql(&mut sql, &filter);
-        let mut orders = vec![];
-        for o in &req.order_by {
-            orders.push(
-                filter::parse_order_by(o, Entity::Experiment)
-                    .map_err(|e| invalid(e.to_string()))?,
-            );
-        }
+        let orders = filter::parse_order_by_list(&req.order_by, Entity::Experiment)
+            .map_err(|e| invalid(e.to_string()))?;
         order_sql(&mut sql, &orders, Entity::Experiment);
         sql.push(&format!(" LIMIT {} OFFSET {offset}", max + 1));
-        let rows = sql.fetch_all(self.db.reader()).await?;
+        let rows = sql.fetch_all(&self.db).await?;
         let mut exps: Vec<pb::Experiment> = rows.iter().map(experiment).collect();
         let next = if exps.len() > max as usize {
             exps.truncate(max as usize);

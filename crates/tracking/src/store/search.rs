@@ -76,7 +76,7 @@ pub(crate) fn run_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
                      WHERE i.run_id = r.run_id AND ",
                 );
                 sql.string_cmp(col, c.op, &c.value);
-                sql.push(")");
+                sql.close_exists();
             }
         }
     }
@@ -154,11 +154,8 @@ impl Store {
     pub async fn search_runs(&self, req: &pb::SearchRunsRequest) -> Result<(Vec<pb::Run>, String)> {
         let f =
             filter::parse_filter(&req.filter, Entity::Run).map_err(|e| invalid(e.to_string()))?;
-        let mut orders = vec![];
-        for o in &req.order_by {
-            orders
-                .push(filter::parse_order_by(o, Entity::Run).map_err(|e| invalid(e.to_string()))?);
-        }
+        let orders = filter::parse_order_by_list(&req.order_by, Entity::Run)
+            .map_err(|e| invalid(e.to_string()))?;
         let max = page_size(req.max_results)?;
         let offset = PageToken::decode(&req.page_token).map_err(invalid)?;
         let mut exp_ids = Vec::with_capacity(req.experiment_ids.len());
@@ -192,7 +189,7 @@ impl Store {
         order_sql(&mut sql, &orders, Entity::Run);
         sql.push(&format!(" LIMIT {} OFFSET {offset}", max as i64 + 1));
         let sql = sql.wrap(|inner| super::page_as_json(self.db.backend(), inner));
-        let rows = sql.fetch_all(self.db.reader()).await?;
+        let rows = sql.fetch_all(&self.db).await?;
         let page: Option<String> = rows.first().and_then(|r| r.get(0));
         let mut runs = super::runs_from_page_json(page.as_deref());
         let next = if runs.len() > max as usize {
