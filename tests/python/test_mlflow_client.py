@@ -439,3 +439,51 @@ def test_credentials_reach_the_services(auth_server: str, monkeypatch):
         timeout=CALL_TIMEOUT,
     )
     assert resp.status_code == 401
+
+def test_integers_an_int64_cannot_hold_are_refused(client: MlflowClient, server: Server):
+    """An integer field given a value beyond int64 (as a number or a string) is
+    INVALID_PARAMETER_VALUE naming the field, as MLflow's server answers, rather than
+    saturated to int64's limit and stored."""
+    api = f"{server.mlflow_uri}/api/2.0/mlflow"
+    exp_id = client.create_experiment(unique("int-range"))
+    run_id = client.create_run(exp_id).info.run_id
+    huge, tiny = 10**23, -1e23  # JSON 99999999999999999999999 (well, 1e23) and -1e+23
+    point = {"key": "m", "value": 1.0, "timestamp": 1, "step": 0}
+    posts = [
+        ("runs/log-metric", {"run_id": run_id, **point, "step": huge}, "step"),
+        ("runs/log-metric", {"run_id": run_id, **point, "step": "99999999999999999999999"}, "step"),
+        ("runs/log-metric", {"run_id": run_id, **point, "timestamp": tiny}, "timestamp"),
+        ("runs/log-metric", {"run_id": run_id, **point, "timestamp": str(-(10**23))}, "timestamp"),
+        ("runs/log-batch", {"run_id": run_id, "metrics": [point, {**point, "step": huge}]}, "metrics[1].step"),
+        ("runs/log-batch", {"run_id": run_id, "metrics": [{**point, "timestamp": tiny}]}, "metrics[0].timestamp"),
+        ("runs/update", {"run_id": run_id, "end_time": huge}, "end_time"),
+        ("runs/create", {"experiment_id": exp_id, "start_time": tiny}, "start_time"),
+        ("runs/search", {"experiment_ids": [exp_id], "max_results": huge}, "max_results"),
+        ("experiments/search", {"max_results": tiny}, "max_results"),
+    ]
+    gets = [
+        ("metrics/get-history", {"run_id": run_id, "metric_key": "m", "max_results": str(huge)}, "max_results"),
+        (
+            "metrics/get-history-bulk-interval",
+            {"run_ids": run_id, "metric_key": "m", "start_step": str(-(10**23)), "end_step": "1"},
+            "start_step",
+        ),
+        (
+            "metrics/get-history-bulk-interval",
+            {"run_ids": run_id, "metric_key": "m", "max_results": str(huge)},
+            "max_results",
+        ),
+    ]
+    answers = [(p, f, requests.post(f"{api}/{p}", json=b, timeout=CALL_TIMEOUT)) for p, b, f in posts]
+    answers += [(p, f, requests.get(f"{api}/{p}", params=b, timeout=CALL_TIMEOUT)) for p, b, f in gets]
+    for path, field, resp in answers:
+        assert resp.status_code == 400, (path, field, resp.text)
+        body = resp.json()
+        assert body["error_code"] == "INVALID_PARAMETER_VALUE", (path, body)
+        assert f"'{field}'" in body["message"], (path, body)
+
+    # Nothing of it was stored.
+    run = client.get_run(run_id)
+    assert run.data.metrics == {} and client.get_metric_history(run_id, "m") == []
+    assert run.info.status == "RUNNING" and not run.info.end_time
+    assert [r.info.run_id for r in client.search_runs([exp_id])] == [run_id]

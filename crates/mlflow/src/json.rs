@@ -49,14 +49,50 @@ pub fn parse_float(v: &Value) -> Option<f64> {
     }
 }
 
-/// An integer from a JSON value: a number without fraction, or a decimal string.
-pub fn parse_int(v: &Value) -> Option<i64> {
+/// Why a JSON value is not an int64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IntError {
+    /// Not a number without fraction, nor a decimal string.
+    #[error("an integer")]
+    NotAnInteger,
+    /// An integer that an int64 cannot hold: MLflow's server refuses it rather than
+    /// storing a neighbouring value.
+    #[error("an integer from {} to {}", i64::MIN, i64::MAX)]
+    OutOfRange,
+}
+
+/// 2^63 as a double: the first integral double past `i64::MAX` (which a double
+/// cannot hold exactly), and minus it is `i64::MIN`.
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
+/// An integer from a JSON value: a number without fraction, or a decimal string,
+/// that fits an int64 (`f as i64` would saturate, storing a value nobody sent).
+pub fn parse_int(v: &Value) -> std::result::Result<i64, IntError> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(i);
+            }
+            if n.as_u64().is_some() {
+                return Err(IntError::OutOfRange);
+            }
+            let f = n.as_f64().ok_or(IntError::NotAnInteger)?;
+            if !f.is_finite() || f.fract() != 0.0 {
+                Err(IntError::NotAnInteger)
+            } else if !(-TWO_POW_63..TWO_POW_63).contains(&f) {
+                Err(IntError::OutOfRange)
+            } else {
+                // In range and integral: the cast is exact.
+                Ok(f as i64)
+            }
+        }
+        Value::String(s) => s.trim().parse::<i64>().map_err(|e| match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                IntError::OutOfRange
+            }
+            _ => IntError::NotAnInteger,
+        }),
+        _ => Err(IntError::NotAnInteger),
     }
 }
 
@@ -167,27 +203,33 @@ impl Params {
         }
     }
 
-    /// An integer parameter, `None` when absent.
+    /// An integer parameter, `None` when absent; one an int64 cannot hold is
+    /// `INVALID_PARAMETER_VALUE` naming the parameter.
     pub fn opt_i64(&self, key: &str) -> Result<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => parse_int(v)
                 .map(Some)
-                .ok_or_else(|| self.bad(key, v, "an integer")),
+                .map_err(|e| self.bad(key, v, &e.to_string())),
         }
     }
 
     /// An integer parameter that must fit an `i32`, `None` when absent.
     pub fn opt_i32(&self, key: &str) -> Result<Option<i32>> {
-        match self.opt_i64(key)? {
-            None => Ok(None),
-            Some(n) => i32::try_from(n).map(Some).map_err(|_| {
-                ApiError::invalid(format!(
-                    "Invalid value {n} for parameter '{}{key}' supplied: it must be at most {}.",
-                    self.path,
-                    i32::MAX
-                ))
-            }),
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let out_of_range = || {
+            self.bad(
+                key,
+                v,
+                &format!("an integer from {} to {}", i32::MIN, i32::MAX),
+            )
+        };
+        match parse_int(v) {
+            Ok(n) => i32::try_from(n).map(Some).map_err(|_| out_of_range()),
+            Err(IntError::OutOfRange) => Err(out_of_range()),
+            Err(e) => Err(self.bad(key, v, &e.to_string())),
         }
     }
 
@@ -259,7 +301,7 @@ impl Params {
                 .iter()
                 .find(|(name, n, _)| name == s || s.parse::<i64>().ok() == Some(*n)),
             Value::Number(_) => {
-                let n = parse_int(v);
+                let n = parse_int(v).ok();
                 table.iter().find(|(_, num, _)| Some(*num) == n)
             }
             _ => None,
@@ -406,6 +448,67 @@ mod tests {
         assert_eq!(f.opt_f64("e").unwrap(), Some(2.5));
         assert_eq!(f.opt_f64("f").unwrap(), Some(3.0));
         assert!(f.opt_f64("g").is_err());
+    }
+
+    #[test]
+    fn integers_an_int64_cannot_hold_are_refused_not_saturated() {
+        let huge: Value = serde_json::from_str("99999999999999999999999").unwrap();
+        let q = p(json!({
+            "step": huge.clone(), "timestamp": -1e23,
+            "s": "99999999999999999999999", "t": "-100000000000000000000000",
+            "u64": u64::MAX, "two_pow_63": 9_223_372_036_854_775_808.0,
+            "max": i64::MAX, "min": i64::MIN, "min_f": -9_223_372_036_854_775_808.0,
+            "e18": 1e18, "e18s": "1000000000000000000",
+        }));
+        for key in ["step", "timestamp", "s", "t", "u64", "two_pow_63"] {
+            let err = q.opt_i64(key).unwrap_err();
+            assert_eq!(
+                (err.code.name(), err.http_status().as_u16()),
+                ("INVALID_PARAMETER_VALUE", 400),
+                "{key}"
+            );
+            assert!(err.message.contains(&format!("'{key}'")), "{}", err.message);
+            assert!(
+                err.message
+                    .contains("from -9223372036854775808 to 9223372036854775807"),
+                "{}",
+                err.message
+            );
+            assert_eq!(parse_int(q.get(key).unwrap()), Err(IntError::OutOfRange));
+        }
+        assert_eq!(q.opt_i64("max").unwrap(), Some(i64::MAX));
+        assert_eq!(q.opt_i64("min").unwrap(), Some(i64::MIN));
+        assert_eq!(q.opt_i64("min_f").unwrap(), Some(i64::MIN));
+        assert_eq!(q.opt_i64("e18").unwrap(), Some(1_000_000_000_000_000_000));
+        assert_eq!(q.opt_i64("e18s").unwrap(), Some(1_000_000_000_000_000_000));
+        assert_eq!(parse_int(&json!(1.5)), Err(IntError::NotAnInteger));
+        assert_eq!(parse_int(&json!("-1e23")), Err(IntError::NotAnInteger));
+
+        // Inside a list the message names the element's field.
+        let batch = p(json!({"metrics": [{"step": 1}, {"step": huge.clone()}]}));
+        let metrics = batch.objects("metrics").unwrap();
+        assert_eq!(metrics[0].opt_i64("step").unwrap(), Some(1));
+        let err = metrics[1].opt_i64("step").unwrap_err();
+        assert!(err.message.contains("'metrics[1].step'"), "{}", err.message);
+
+        // int32 fields name their own range, whatever the size of the value.
+        for v in [huge, json!(-3_000_000_000i64), json!("2147483648")] {
+            let err = p(json!({ "max_results": v }))
+                .opt_i32("max_results")
+                .unwrap_err();
+            assert!(
+                err.message.contains("'max_results'")
+                    && err.message.contains("from -2147483648 to 2147483647"),
+                "{}",
+                err.message
+            );
+        }
+        assert_eq!(
+            p(json!({"max_results": "-2147483648"}))
+                .opt_i32("max_results")
+                .unwrap(),
+            Some(i32::MIN)
+        );
     }
 
     #[test]

@@ -140,7 +140,7 @@ fn version(p: &Params) -> Result<i64> {
         Some(Value::String(s)) if s.is_empty() => Err(p.missing("version")),
         Some(Value::String(s)) => parse_version(s),
         Some(v @ Value::Number(_)) => parse_int(v)
-            .ok_or_else(|| {
+            .map_err(|_| {
                 ApiError::invalid(format!(
                     "Parameter 'version' must be an integer, got '{v}'."
                 ))
