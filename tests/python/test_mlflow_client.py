@@ -380,16 +380,12 @@ def test_runs_logged_over_grpc_read_through_mlflow(client: MlflowClient, server:
     assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [3.0, 2.0, 1.0]
 
 
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory):
-    """`mlops up` with tracking's auth on; the gateway's own token is a reader's."""
-    root = tmp_path_factory.mktemp("mlops-auth")
+def _up_with_auth(tmp_path_factory, name: str, **env: str):
+    """`mlops up` with `env` added to the environment (and no gateway token unless it
+    names one); yields its MLflow URI once a reader's request is answered."""
+    root = tmp_path_factory.mktemp(name)
     cmd, _, _, _, mlflow_uri = up_command(mlops_bin(), root / "data")
-    env = dict(
-        os.environ,
-        MLOPS_TRACKING_AUTH_TOKENS="reader-tok:reader,writer-tok:writer",
-        MLOPS_MLFLOW_TOKEN="reader-tok",
-    )
+    env = {**{k: v for k, v in os.environ.items() if k != "MLOPS_MLFLOW_TOKEN"}, **env}
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=root)
@@ -398,7 +394,12 @@ def auth_server(tmp_path_factory):
         while True:
             assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
             try:
-                resp = requests.get(f"{mlflow_uri}/api/2.0/mlflow/experiments/get", params={"experiment_id": "0"}, timeout=1)
+                resp = requests.get(
+                    f"{mlflow_uri}/api/2.0/mlflow/experiments/get",
+                    params={"experiment_id": "0"},
+                    headers={"Authorization": "Bearer reader-tok"},
+                    timeout=1,
+                )
                 if resp.status_code == 200:
                     break
             except requests.ConnectionError:
@@ -414,6 +415,24 @@ def auth_server(tmp_path_factory):
             proc.kill()
             proc.wait()
             raise
+
+
+AUTH_TOKENS = "reader-tok:reader,writer-tok:writer"
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """`mlops up` with tracking's auth on; the gateway's own token is a reader's."""
+    yield from _up_with_auth(
+        tmp_path_factory, "mlops-auth", MLOPS_TRACKING_AUTH_TOKENS=AUTH_TOKENS, MLOPS_MLFLOW_TOKEN="reader-tok"
+    )
+
+
+@pytest.fixture(scope="module")
+def auth_server_without_token(tmp_path_factory):
+    """`mlops up` with tracking's auth on and no token of the gateway's own: a request
+    without a credential reaches the services without one."""
+    yield from _up_with_auth(tmp_path_factory, "mlops-auth-bare", MLOPS_TRACKING_AUTH_TOKENS=AUTH_TOKENS)
 
 
 def test_credentials_reach_the_services(auth_server: str, monkeypatch):
@@ -439,6 +458,56 @@ def test_credentials_reach_the_services(auth_server: str, monkeypatch):
         timeout=CALL_TIMEOUT,
     )
     assert resp.status_code == 401
+
+
+def test_writes_of_empty_lists_check_the_credential_and_the_target(auth_server_without_token: str):
+    """A call whose list is empty (no datasets, no metrics, no tags) is still a write: it
+    needs a writer's credential and a run or model that exists, like any other call, rather
+    than being answered 200 by the gateway without asking the services."""
+    api = f"{auth_server_without_token}/api/2.0/mlflow"
+    writer = {"Authorization": "Bearer writer-tok"}
+
+    def call(method: str, path: str, body: dict, headers: dict) -> requests.Response:
+        return requests.request(method, f"{api}/{path}", json=body, headers=headers, timeout=CALL_TIMEOUT)
+
+    resp = call("POST", "runs/create", {"experiment_id": "0"}, writer)
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["run"]["info"]["run_id"]
+    resp = call("POST", "logged-models", {"experiment_id": "0", "name": unique("empty")}, writer)
+    assert resp.status_code == 200, resp.text
+    model_id = resp.json()["model"]["info"]["model_id"]
+    no_run, no_model = uuid.uuid4().hex, f"m-{uuid.uuid4().hex}"
+
+    # (method, path on an existing target, path on a missing one, body, its missing twin)
+    calls = [
+        ("POST", "runs/log-inputs", {"run_id": run_id, "datasets": []}, {"run_id": no_run, "datasets": []}),
+        ("POST", "runs/log-inputs", {"run_id": run_id}, {"run_id": no_run}),
+        ("POST", "runs/log-batch", {"run_id": run_id, "metrics": [], "params": [], "tags": []}, {"run_id": no_run}),
+        ("POST", "runs/outputs", {"run_id": run_id, "models": []}, {"run_id": no_run, "models": []}),
+    ]
+    model_calls = [
+        ("PATCH", "logged-models/{}/tags", {"tags": []}),
+        ("POST", "logged-models/{}/params", {"params": []}),
+    ]
+    cases = [(m, p, p, body, missing) for m, p, body, missing in calls]
+    cases += [(m, p.format(model_id), p.format(no_model), body, body) for m, p, body in model_calls]
+    for method, path, missing_path, body, missing_body in cases:
+        for headers, want in [
+            ({}, (401, "UNAUTHENTICATED")),
+            ({"Authorization": "Bearer bogus"}, (401, "UNAUTHENTICATED")),
+            ({"Authorization": "Bearer reader-tok"}, (403, "PERMISSION_DENIED")),
+        ]:
+            resp = call(method, path, body, headers)
+            assert (resp.status_code, resp.json().get("error_code")) == want, (path, body, headers, resp.text)
+        resp = call(method, missing_path, missing_body, writer)
+        assert (resp.status_code, resp.json().get("error_code")) == (404, "RESOURCE_DOES_NOT_EXIST"), (
+            missing_path,
+            missing_body,
+            resp.text,
+        )
+        resp = call(method, path, body, writer)
+        assert (resp.status_code, resp.json()) == (200, {}), (path, body, resp.text)
+
 
 def test_integers_an_int64_cannot_hold_are_refused(client: MlflowClient, server: Server):
     """An integer field given a value beyond int64 (as a number or a string) is

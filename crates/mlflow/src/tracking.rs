@@ -481,9 +481,8 @@ async fn log_inputs(State(s): State<AppState>, auth: Auth, p: Params) -> JsonRes
         .map(read_dataset_input)
         .collect::<Result<Vec<_>>>()?;
     // `models` (logged models a run used) has no place in tracking's inputs yet.
-    if datasets.is_empty() {
-        return Ok(empty());
-    }
+    // An empty list still goes to tracking: it checks the credential and that the
+    // run exists, as for every other call.
     s.tracking()
         .log_inputs(auth.request(pb::LogInputsRequest { run_id, datasets }))
         .await?;
