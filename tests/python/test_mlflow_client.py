@@ -435,6 +435,17 @@ def auth_server_without_token(tmp_path_factory):
     yield from _up_with_auth(tmp_path_factory, "mlops-auth-bare", MLOPS_TRACKING_AUTH_TOKENS=AUTH_TOKENS)
 
 
+def test_up_refuses_an_invalid_setting_rather_than_dropping_it(tmp_path: Path):
+    """A malformed MLOPS_TRACKING_AUTH_TOKENS must stop `mlops up`, not start it with the
+    defaults, which would serve with auth off."""
+    cmd, *_ = up_command(mlops_bin(), tmp_path / "data")
+    env = {**os.environ, "MLOPS_TRACKING_AUTH_TOKENS": "tok:superuser"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "MLOPS_TRACKING_" in proc.stderr and "superuser" in proc.stderr, proc.stderr
+    assert "ready" not in proc.stdout, proc.stdout
+
+
 def test_credentials_reach_the_services(auth_server: str, monkeypatch):
     client = MlflowClient(auth_server)
     # No credential of its own: the gateway's (a reader's) goes along.

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::{Args, CommandFactory};
 use mlops_events::memory::InProcessBus;
-use mlops_events::EventBus;
+use mlops_events::{BusArgs, EventBus};
 use mlops_mlflow::{Gateway, MlflowConfig};
 use mlops_registry::{Registry, RegistryConfig};
 use mlops_runtime::shutdown::CancellationToken;
@@ -13,6 +14,7 @@ use mlops_tracking::{Tracking, TrackingConfig};
 
 /// Where `mlops up` keeps its data and listens.
 #[derive(Debug, clap::Args)]
+#[command(after_help = environment_help())]
 pub struct UpArgs {
     /// Directory for the databases and artifacts (created if missing).
     #[arg(long, env = "MLOPS_DATA_DIR", default_value = "data")]
@@ -42,11 +44,130 @@ pub struct UpArgs {
     artifact_root: Option<String>,
 }
 
+/// The settings `mlops up` gives each service itself (its ports, SQLite files and
+/// artifact directories under `--data-dir`, the addresses the services call each
+/// other at), which the service's environment variables therefore cannot change;
+/// with the service's config name and its title in the help.
+const SET_BY_UP: [(&str, &str, &[&str]); 3] = [
+    (
+        "tracking",
+        "The tracking service",
+        &["listen_addr", "admin_addr", "database_url", "artifact_root"],
+    ),
+    (
+        "registry",
+        "The model registry",
+        &[
+            "listen_addr",
+            "admin_addr",
+            "database_url",
+            "artifact_root",
+            "tracking_addr",
+        ],
+    ),
+    (
+        "mlflow",
+        "The MLflow REST API",
+        &[
+            "listen_addr",
+            "admin_addr",
+            "tracking_addr",
+            "registry_addr",
+        ],
+    ),
+];
+
+/// A service's settings as a command line (their ids, help and defaults).
+fn config_command(service: &str) -> clap::Command {
+    match service {
+        "tracking" => TrackingConfig::command(),
+        "registry" => RegistryConfig::command(),
+        _ => MlflowConfig::command(),
+    }
+}
+
+/// The environment variables each service of `mlops up` reads, with their help: the
+/// service's own settings (`MLOPS_<SERVICE>_<SETTING>`, named the way the service
+/// names them) minus those `mlops up` sets and the event bus's (every service gets
+/// the one in-process bus), plus the variable naming its settings file.
+fn honoured_settings() -> Vec<(&'static str, Vec<(String, String)>)> {
+    let bus: Vec<String> = BusArgs::augment_args(clap::Command::new("bus"))
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    SET_BY_UP
+        .iter()
+        .map(|&(service, title, set_by_up)| {
+            let prefix = mlops_runtime::config::env_prefix(service);
+            let mut vars: Vec<(String, String)> = config_command(service)
+                .get_arguments()
+                .filter(|a| {
+                    let id = a.get_id().as_str();
+                    !matches!(id, "help" | "version")
+                        && !set_by_up.contains(&id)
+                        && !bus.iter().any(|b| b == id)
+                })
+                .map(|a| {
+                    let name = a.get_id().as_str().to_uppercase().replace('-', "_");
+                    let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    (format!("{prefix}{name}"), help)
+                })
+                .collect();
+            vars.push((
+                format!("{prefix}CONFIG"),
+                "TOML file of the settings above (keys in snake_case); the environment wins \
+                 over it"
+                    .to_owned(),
+            ));
+            (title, vars)
+        })
+        .collect()
+}
+
+/// The help's account of what `mlops up` reads from the environment.
+fn environment_help() -> String {
+    let mut out = String::from(
+        "Environment (read at start; a flag wins over its variable; an invalid value stops \
+         `mlops up` with an error):\n\
+         \x20 MLOPS_DATA_DIR\n\
+         \x20     --data-dir\n\
+         \x20 MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR\n\
+         \x20     --tracking-addr and --registry-addr: the client commands' variables, which \
+         `mlops up` reads too\n\
+         \x20     (as host:port; their http://host:port form for the client does not bind)\n",
+    );
+    for (title, vars) in honoured_settings() {
+        out.push_str(&format!("{title}:\n"));
+        for (name, help) in vars {
+            out.push_str(&format!("  {name}\n      {help}\n"));
+        }
+    }
+    out.push_str(
+        "Logs, traces and S3:\n\
+         \x20 RUST_LOG (default info), MLOPS_LOG_FORMAT=json, OTEL_EXPORTER_OTLP_ENDPOINT\n\
+         \x20 AWS_* (endpoint, region, credentials) for an s3:// --artifact-root\n\
+         \n\
+         Not read, because `mlops up` sets them itself: each service's _LISTEN_ADDR and\n\
+         _ADMIN_ADDR (the flags above), _DATABASE_URL and _ARTIFACT_ROOT (SQLite and files\n\
+         under --data-dir, or --artifact-root), the addresses the services call each other\n\
+         at (_TRACKING_ADDR, _REGISTRY_ADDR), and the event bus (_BUS, _KAFKA_*: one\n\
+         in-process bus). --token (MLOPS_TOKEN) and --json are the client commands';\n\
+         `mlops up` ignores them.",
+    );
+    out
+}
+
 /// Runs every service built so far until Ctrl-C.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _telemetry = mlops_runtime::telemetry::init("up")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // The services' `local` settings fall back to the defaults when the environment
+    // holds a value they refuse, which would, say, turn auth off over a typo in
+    // MLOPS_TRACKING_AUTH_TOKENS: refuse to start instead.
+    TrackingConfig::load(["mlops-tracking"]).context("the MLOPS_TRACKING_* settings")?;
+    RegistryConfig::load(["mlops-registry"]).context("the MLOPS_REGISTRY_* settings")?;
+    MlflowConfig::load(["mlops-mlflow"]).context("the MLOPS_MLFLOW_* settings")?;
     let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new());
     let mut config = TrackingConfig::local(
         &args.data_dir,
@@ -116,4 +237,82 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     m?;
     println!("mlops up: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// What `mlops up --help` prints.
+    fn up_help() -> String {
+        let err = crate::Cli::try_parse_from(["mlops", "up", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        err.to_string()
+    }
+
+    #[test]
+    fn help_lists_the_environment_up_reads_and_only_that() {
+        let help = up_help();
+        for var in [
+            "MLOPS_DATA_DIR",
+            "MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR",
+            "MLOPS_TRACKING_AUTH_TOKENS",
+            "MLOPS_TRACKING_DB_MAX_CONNECTIONS",
+            "MLOPS_TRACKING_LEASE_CHECK_INTERVAL_MS",
+            "MLOPS_TRACKING_CONFIG",
+            "MLOPS_REGISTRY_AUTH_TOKENS",
+            "MLOPS_REGISTRY_TRACKING_TOKEN",
+            "MLOPS_REGISTRY_MAX_MODEL_BYTES",
+            "MLOPS_REGISTRY_CONFIG",
+            "MLOPS_MLFLOW_TOKEN",
+            "MLOPS_MLFLOW_MAX_BODY_BYTES",
+            "MLOPS_MLFLOW_CONFIG",
+        ] {
+            assert!(
+                help.contains(&format!("  {var}\n")),
+                "{var} missing:\n{help}"
+            );
+        }
+        for var in [
+            "RUST_LOG",
+            "MLOPS_LOG_FORMAT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "AWS_*",
+        ] {
+            assert!(help.contains(var), "{var} missing:\n{help}");
+        }
+        // Set by `mlops up` itself, or the bus's: never offered as a way to change it.
+        for var in [
+            "MLOPS_TRACKING_LISTEN_ADDR",
+            "MLOPS_TRACKING_DATABASE_URL",
+            "MLOPS_TRACKING_ARTIFACT_ROOT",
+            "MLOPS_TRACKING_BUS",
+            "MLOPS_TRACKING_KAFKA_BROKERS",
+            "MLOPS_REGISTRY_ADMIN_ADDR",
+            "MLOPS_REGISTRY_TRACKING_ADDR",
+            "MLOPS_MLFLOW_REGISTRY_ADDR",
+        ] {
+            assert!(!help.contains(var), "{var} listed:\n{help}");
+        }
+    }
+
+    #[test]
+    fn the_settings_up_sets_exist() {
+        // A setting renamed in a service's config would otherwise be listed as read.
+        for (service, _, ids) in SET_BY_UP {
+            let cmd = config_command(service);
+            assert_eq!(
+                cmd.get_name(),
+                format!("mlops-{service}"),
+                "the config of {service}"
+            );
+            for id in ids {
+                assert!(
+                    cmd.get_arguments().any(|a| a.get_id() == id),
+                    "{service} has no setting {id}"
+                );
+            }
+        }
+    }
 }
