@@ -427,7 +427,7 @@ async fn upload(
     let call = client.upload_artifact(auth.request(messages));
     tokio::select! {
         done = call => {
-            done?;
+            done.map_err(upload_refused)?;
         }
         // Dropping the call cancels the gRPC stream: tracking keeps nothing of it.
         Ok(why) = broke_rx => {
@@ -435,6 +435,19 @@ async fn upload(
         }
     }
     Ok(empty())
+}
+
+/// Tracking's answer to an upload it refused. A file over its size limit
+/// (`OUT_OF_RANGE`) is 413, as for any body too large, which MLflow's client does
+/// not retry; the rest map as everywhere.
+fn upload_refused(status: tonic::Status) -> ApiError {
+    let too_large = status.code() == tonic::Code::OutOfRange;
+    let err = ApiError::from(status);
+    if too_large {
+        err.with_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
+    } else {
+        err
+    }
 }
 
 /// Gathers a body's frames into chunks of at least `size` bytes (the last may be
@@ -630,6 +643,22 @@ mod tests {
         );
         assert_eq!(content_type("a.txt"), "text/plain");
         assert_eq!(content_type("model.onnx"), "application/octet-stream");
+    }
+
+    #[test]
+    fn an_upload_over_the_limit_is_413() {
+        let e = upload_refused(tonic::Status::out_of_range(
+            "artifact `m.bin` is larger than this server accepts (10 bytes, max_artifact_bytes)",
+        ));
+        assert_eq!(
+            (e.http_status().as_u16(), e.code),
+            (413, ErrorCode::InvalidParameterValue)
+        );
+        assert!(e.message.contains("10 bytes"), "{}", e.message);
+        let e = upload_refused(tonic::Status::invalid_argument("bad name"));
+        assert_eq!(e.http_status().as_u16(), 400);
+        let e = upload_refused(tonic::Status::unavailable("store down"));
+        assert_eq!(e.http_status().as_u16(), 503);
     }
 
     #[tokio::test]

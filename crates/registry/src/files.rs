@@ -1,13 +1,14 @@
 //! The registry's copy of each version's files, under
 //! `<artifact root>/<model id>/<version>/`, on a local directory or S3.
 //! Registered versions are immutable: deleting the run they came from does not
-//! take the model away.
+//! take the model away. Files appear whole or not at all
+//! ([`mlops_storage::blob`] says how, and what a killed process leaves behind).
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use mlops_storage::blob::{Failure, WriteError};
 use object_store::path::Path;
-use object_store::WriteMultipart;
 
 use crate::error::{invalid, RegistryError, Result};
 
@@ -28,12 +29,24 @@ pub struct Written {
     pub content: Option<Vec<u8>>,
 }
 
-fn store_err(e: object_store::Error) -> RegistryError {
-    match e {
-        object_store::Error::NotFound { path, .. } => {
-            RegistryError::NotFound(format!("model file {path} not found"))
+/// The owner name of this service's staging directory on a local root.
+const STAGING_OWNER: &str = "registry";
+
+/// Maps a store error on `rel` (a file of a version) to what the caller is told;
+/// the store's message, with the server's paths, is logged.
+fn store_err(op: &'static str, rel: &str, e: object_store::Error) -> RegistryError {
+    match mlops_storage::blob::failure(&e) {
+        Failure::NotFound => RegistryError::NotFound(format!("model file `{rel}` not found")),
+        Failure::Conflict => invalid(format!(
+            "model file path `{rel}` clashes with another file of the version: a file where \
+             the path needs a directory, or a directory where it names a file"
+        )),
+        Failure::Other => {
+            tracing::warn!(op, path = %rel, error = %e, "model file store call failed");
+            RegistryError::Unavailable(format!(
+                "model file store error: could not {op} `{rel}`; the server log has the details"
+            ))
         }
-        other => RegistryError::Unavailable(format!("model file store error: {other}")),
     }
 }
 
@@ -41,8 +54,14 @@ impl ModelFiles {
     /// Opens the store at `root` (a directory, `file:///dir` or `s3://bucket/prefix`).
     pub fn open(root: &str) -> anyhow::Result<Self> {
         Ok(ModelFiles {
-            blob: mlops_storage::blob::open(root)?,
+            blob: mlops_storage::blob::open(root, STAGING_OWNER)?,
         })
+    }
+
+    /// Removes what uploads cut short by a stopped process left in the staging
+    /// directory. Called once at start, before the service takes uploads.
+    pub async fn remove_staged(&self) -> std::io::Result<usize> {
+        self.blob.remove_staged().await
     }
 
     /// Where a version's files live, as a URI.
@@ -64,47 +83,28 @@ impl ModelFiles {
         model_id: &str,
         version: i64,
         rel: &str,
-        mut chunks: BoxStream<'_, Result<Bytes>>,
+        chunks: BoxStream<'_, Result<Bytes>>,
         keep: bool,
         limit: u64,
     ) -> Result<Written> {
         let key = Self::key(model_id, version, rel)?;
-        let upload = self
-            .blob
-            .store
-            .put_multipart(&key)
-            .await
-            .map_err(store_err)?;
-        let mut writer = WriteMultipart::new(upload);
-        let mut size = 0u64;
         let mut content = keep.then(Vec::new);
-        while let Some(chunk) = chunks.next().await {
-            let failed = match chunk {
-                Ok(bytes) => {
-                    size += bytes.len() as u64;
-                    if size > limit {
-                        Some(invalid(format!(
-                            "the model is larger than this registry accepts ({limit} bytes, \
-                             MLOPS_REGISTRY_MAX_MODEL_BYTES)"
-                        )))
-                    } else {
-                        if let Some(c) = content.as_mut() {
-                            c.extend_from_slice(&bytes);
-                        }
-                        writer.write(&bytes);
-                        None
-                    }
+        let size = self
+            .blob
+            .write_stream(&key, chunks, Some(limit), |bytes| {
+                if let Some(c) = content.as_mut() {
+                    c.extend_from_slice(bytes);
                 }
-                Err(e) => Some(e),
-            };
-            if let Some(e) = failed {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(error = %abort, "aborting a failed model upload failed");
-                }
-                return Err(e);
-            }
-        }
-        writer.finish().await.map_err(store_err)?;
+            })
+            .await
+            .map_err(|e| match e {
+                WriteError::Source(e) => e,
+                WriteError::TooLarge { limit } => invalid(format!(
+                    "the model is larger than this registry accepts ({limit} bytes, \
+                     MLOPS_REGISTRY_MAX_MODEL_BYTES)"
+                )),
+                WriteError::Store(e) => store_err("write", rel, e),
+            })?;
         Ok(Written {
             rel: rel.to_owned(),
             size,
@@ -152,9 +152,13 @@ impl ModelFiles {
             object_store::Error::NotFound { .. } => {
                 RegistryError::NotFound(format!("file `{rel}` not found in this version"))
             }
-            other => store_err(other),
+            other => store_err("read", rel, other),
         })?;
-        Ok(got.into_stream().map_err(store_err).boxed())
+        let rel = rel.to_owned();
+        Ok(got
+            .into_stream()
+            .map_err(move |e| store_err("read", &rel, e))
+            .boxed())
     }
 }
 

@@ -71,6 +71,17 @@ impl Registry {
         .await?;
         let files = files::ModelFiles::open(&config.artifact_root)
             .with_context(|| format!("opening the model store {}", config.artifact_root))?;
+        // Before any upload starts: what is staged now belongs to a process that stopped.
+        let removed = files
+            .remove_staged()
+            .await
+            .context("removing unfinished uploads from the model store's staging directory")?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed unfinished model uploads left by an earlier process"
+            );
+        }
         let tracking = lineage::TrackingClient::new(&config.tracking_addr, &config.tracking_token)
             .with_context(|| format!("the tracking address {}", config.tracking_addr))?;
         let bus = match bus {

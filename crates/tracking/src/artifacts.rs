@@ -1,22 +1,29 @@
 //! Artifacts: files under each run's artifact root, on a local directory or any
 //! S3-compatible store (object_store). Paths are validated before any I/O: no
-//! `..`, no absolute paths, nothing that escapes the run's root.
-
-use std::sync::Arc;
+//! `..`, no absolute paths, nothing that escapes the run's root, names a local
+//! filesystem can hold. Uploads appear whole or not at all
+//! ([`mlops_storage::blob`] says how, and what a killed process leaves behind).
+//!
+//! Errors name the caller's paths, never the server's: the store's own messages
+//! (which hold absolute local paths) go to the log.
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use mlops_storage::blob::{BlobStore, Failure, WriteError};
 use object_store::path::Path;
-use object_store::{ObjectStore, WriteMultipart};
 
 use crate::error::{invalid, Result, TrackingError};
+
+/// The owner name of this service's staging directory on a local root.
+const STAGING_OWNER: &str = "tracking";
 
 /// The configured artifact store and the URI of its root.
 #[derive(Clone)]
 pub struct Artifacts {
-    store: Arc<dyn ObjectStore>,
-    root_uri: String,
+    blob: BlobStore,
+    /// Largest file one upload may write; `None` for no limit.
+    max_bytes: Option<u64>,
 }
 
 /// One entry of a listing, relative to the run's root.
@@ -30,12 +37,21 @@ pub struct Entry {
     pub size: u64,
 }
 
-fn store_err(e: object_store::Error) -> TrackingError {
-    match e {
-        object_store::Error::NotFound { path, .. } => {
-            TrackingError::NotFound(format!("artifact {path} not found"))
+/// Maps a store error on `rel` (what the caller asked for) to what the caller is
+/// told; the store's message, with the server's paths, is logged.
+fn store_err(op: &'static str, rel: &str, e: object_store::Error) -> TrackingError {
+    match mlops_storage::blob::failure(&e) {
+        Failure::NotFound => TrackingError::NotFound(format!("artifact `{rel}` not found")),
+        Failure::Conflict => invalid(format!(
+            "artifact path `{rel}` clashes with an existing artifact: a file where the path \
+             needs a directory, or a directory where it names a file"
+        )),
+        Failure::Other => {
+            tracing::warn!(op, path = %rel, error = %e, "artifact store call failed");
+            TrackingError::Artifacts(format!(
+                "could not {op} `{rel}`; the server log has the details"
+            ))
         }
-        other => TrackingError::Artifacts(other.to_string()),
     }
 }
 
@@ -52,29 +68,46 @@ impl Artifacts {
     /// Opens the store at `root`: a directory path, `file:///dir`, or `s3://bucket/prefix`
     /// (credentials and endpoint from the standard `AWS_*` environment variables).
     pub fn open(root: &str) -> anyhow::Result<Self> {
-        let blob = mlops_storage::blob::open(root)?;
         Ok(Artifacts {
-            store: blob.store,
-            root_uri: blob.root_uri,
+            blob: mlops_storage::blob::open(root, STAGING_OWNER)?,
+            max_bytes: None,
         })
+    }
+
+    /// Refuses uploads larger than `max_bytes` (0 for no limit).
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = (max_bytes > 0).then_some(max_bytes);
+        self
+    }
+
+    /// Removes what uploads cut short by a stopped process left in the staging
+    /// directory. Called once at start, before the service takes uploads.
+    pub async fn remove_staged(&self) -> std::io::Result<usize> {
+        self.blob.remove_staged().await
     }
 
     /// The root URI experiments' artifact locations start with.
     pub fn root_uri(&self) -> &str {
-        &self.root_uri
+        &self.blob.root_uri
     }
 
     /// The store key of `rel` under a run's `artifact_uri`.
     fn key(&self, artifact_uri: &str, rel: &str) -> Result<Path> {
         let base = artifact_uri
-            .strip_prefix(&self.root_uri)
+            .strip_prefix(self.root_uri())
             .and_then(|r| r.strip_prefix('/'))
             .ok_or_else(|| {
                 TrackingError::FailedPrecondition(format!(
-                    "the run's artifact location {artifact_uri} is not under this server's artifact root {}",
-                    self.root_uri
+                    "the artifacts of this run or model are at {artifact_uri}, which this \
+                     server does not store; read and write them there directly"
                 ))
             })?;
+        // Experiments made before locations were checked may hold `..` or `%2f`.
+        crate::validate::location_under_root(base).map_err(|why| {
+            TrackingError::FailedPrecondition(format!(
+                "the artifact location {artifact_uri} of this run or model is not usable: {why}"
+            ))
+        })?;
         let full = if rel.is_empty() {
             base.to_owned()
         } else {
@@ -88,29 +121,21 @@ impl Artifacts {
         &self,
         artifact_uri: &str,
         rel: &str,
-        mut chunks: BoxStream<'_, Result<Bytes>>,
+        chunks: BoxStream<'_, Result<Bytes>>,
     ) -> Result<u64> {
         check_path(rel, false)?;
         let key = self.key(artifact_uri, rel)?;
-        let upload = self.store.put_multipart(&key).await.map_err(store_err)?;
-        let mut writer = WriteMultipart::new(upload);
-        let mut size = 0u64;
-        while let Some(chunk) = chunks.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    size += bytes.len() as u64;
-                    writer.write(&bytes);
-                }
-                Err(e) => {
-                    if let Err(abort) = writer.abort().await {
-                        tracing::warn!(error = %abort, "aborting a failed upload failed");
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        writer.finish().await.map_err(store_err)?;
-        Ok(size)
+        self.blob
+            .write_stream(&key, chunks, self.max_bytes, |_| {})
+            .await
+            .map_err(|e| match e {
+                WriteError::Source(e) => e,
+                WriteError::TooLarge { limit } => TrackingError::TooLarge(format!(
+                    "artifact `{rel}` is larger than this server accepts ({limit} bytes, \
+                     max_artifact_bytes)"
+                )),
+                WriteError::Store(e) => store_err("write", rel, e),
+            })
     }
 
     /// Reads a file as a stream of chunks.
@@ -121,13 +146,17 @@ impl Artifacts {
     ) -> Result<BoxStream<'static, Result<Bytes>>> {
         check_path(rel, false)?;
         let key = self.key(artifact_uri, rel)?;
-        let got = self.store.get(&key).await.map_err(|e| match e {
+        let got = self.blob.store.get(&key).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => {
                 TrackingError::NotFound(format!("artifact `{rel}` not found in this run"))
             }
-            other => store_err(other),
+            other => store_err("read", rel, other),
         })?;
-        Ok(got.into_stream().map_err(store_err).boxed())
+        let rel = rel.to_owned();
+        Ok(got
+            .into_stream()
+            .map_err(move |e| store_err("read", &rel, e))
+            .boxed())
     }
 
     /// Lists what is directly under `rel` (a directory; empty for the root).
@@ -136,10 +165,11 @@ impl Artifacts {
         let key = self.key(artifact_uri, rel)?;
         let base = self.key(artifact_uri, "")?;
         let listed = self
+            .blob
             .store
             .list_with_delimiter(Some(&key))
             .await
-            .map_err(store_err)?;
+            .map_err(|e| store_err("list", rel, e))?;
         let relative = |p: &Path| -> String {
             let s = p.as_ref();
             s.strip_prefix(base.as_ref())
@@ -222,9 +252,25 @@ mod tests {
             a.download(&uri, "half.bin").await,
             Err(TrackingError::NotFound(_))
         ));
+        // A location outside the root: the message names it, never the server's root.
+        match a.list("file:///elsewhere/1/x/artifacts", "").await {
+            Err(TrackingError::FailedPrecondition(m)) => {
+                assert!(m.contains("file:///elsewhere/1/x/artifacts"), "{m}");
+                assert!(!m.contains(a.root_uri()), "{m}");
+            }
+            other => panic!("expected FailedPrecondition, got {other:?}"),
+        }
+        // Over the configured size: OUT_OF_RANGE, and nothing is kept.
+        let limited = a.clone().with_max_bytes(4);
+        let big = futures::stream::iter(vec![Ok(Bytes::from_static(b"12345"))]).boxed();
+        let e = limited.upload(&uri, "big.bin", big).await.unwrap_err();
+        assert!(
+            matches!(&e, TrackingError::TooLarge(m) if m.contains("4 bytes")),
+            "{e}"
+        );
         assert!(matches!(
-            a.list("file:///elsewhere/1/x/artifacts", "").await,
-            Err(TrackingError::FailedPrecondition(_))
+            a.download(&uri, "big.bin").await,
+            Err(TrackingError::NotFound(_))
         ));
     }
 }

@@ -45,6 +45,11 @@ pub struct TrackingConfig {
     /// Concurrent requests per client connection before new ones wait.
     #[arg(long, default_value_t = 256)]
     pub max_concurrent_per_connection: usize,
+    /// Largest artifact file one upload may write, in bytes; 0 means no limit. A larger
+    /// upload is refused with OUT_OF_RANGE (413 through the MLflow gateway) and
+    /// leaves nothing behind.
+    #[arg(long, default_value_t = 0)]
+    pub max_artifact_bytes: u64,
     /// How often RUNNING runs with an expired heartbeat lease are looked for.
     #[arg(long, default_value_t = 1000)]
     pub lease_check_interval_ms: u64,

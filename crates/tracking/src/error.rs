@@ -18,10 +18,14 @@ pub enum TrackingError {
     /// The entity's state forbids the call (a deleted run, a run without a lease).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// An upload is larger than the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// The database failed or is saturated.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The artifact store failed.
+    /// The artifact store failed (the message names no server path; the log has the
+    /// store's own error).
     #[error("artifact store error: {0}")]
     Artifacts(String),
 }
@@ -33,6 +37,7 @@ impl ServiceError for TrackingError {
             TrackingError::NotFound(_) => ErrorCode::NotFound,
             TrackingError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             TrackingError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            TrackingError::TooLarge(_) => ErrorCode::OutOfRange,
             TrackingError::Storage(e) => e.code(),
             TrackingError::Artifacts(_) => ErrorCode::Unavailable,
         }

@@ -69,7 +69,19 @@ impl Tracking {
         )
         .await?;
         let artifacts = artifacts::Artifacts::open(&config.artifact_root)
-            .with_context(|| format!("opening the artifact root {}", config.artifact_root))?;
+            .with_context(|| format!("opening the artifact root {}", config.artifact_root))?
+            .with_max_bytes(config.max_artifact_bytes);
+        // Before any upload starts: what is staged now belongs to a process that stopped.
+        let removed = artifacts
+            .remove_staged()
+            .await
+            .context("removing unfinished uploads from the artifact root's staging directory")?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed unfinished uploads left by an earlier process"
+            );
+        }
         let bus = match bus {
             Some(b) => b,
             None => mlops_events::connect(&config.bus, None)?,

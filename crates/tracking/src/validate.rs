@@ -95,6 +95,20 @@ pub fn experiment_id(id: &str) -> Result<i64> {
     })
 }
 
+/// Checks the part of an artifact location below the server's root: a relative
+/// path by the rules of artifact paths, not inside the staging directory where
+/// uploads are written before they are renamed into place.
+pub fn location_under_root(rel: &str) -> std::result::Result<(), String> {
+    mlops_storage::blob::check_relative_path(rel, false)?;
+    if rel.split('/').next() == Some(mlops_storage::blob::STAGING_DIR) {
+        return Err(format!(
+            "`{}` is reserved for uploads in progress",
+            mlops_storage::blob::STAGING_DIR
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a whole `LogBatch` (and the single-item calls, which are batches of one).
 pub fn batch(metrics: &[pb::Metric], params: &[pb::Param], tags: &[pb::Tag]) -> Result<()> {
     if metrics.len() > MAX_BATCH_METRICS {
