@@ -1,12 +1,13 @@
 //! Artifact uploads at the edges: names a filesystem cannot hold or the store
-//! reserves, a size limit, staging files that never land under a run, and messages
-//! that never reveal where the server keeps its files.
+//! reserves, a size limit, staging files that never land under a run, messages
+//! that never reveal where the server keeps its files, and experiment locations
+//! that would escape the artifact root.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mlops_proto::tracking::v1 as pb;
-use mlops_tests::Sandbox;
+use mlops_tests::{Database, Sandbox};
 use tonic::Code;
 
 use crate::{experiment, run, Client};
@@ -318,5 +319,60 @@ async fn artifact_errors_do_not_reveal_the_servers_paths() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     assert_no_server_path(&sb, &err);
+    sb.stop().await.unwrap();
+}
+
+crate::on_both_backends!(experiment_locations_with_dot_dot_are_refused);
+
+async fn experiment_locations_with_dot_dot_are_refused(db: Database) {
+    let (sb, mut c) = crate::tracking_on(db).await;
+    let default = c
+        .get_experiment(pb::GetExperimentRequest {
+            experiment_id: "0".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .experiment
+        .unwrap()
+        .artifact_location;
+    let root = default.strip_suffix("/0").expect("the default is <root>/0");
+    let create = |location: String| {
+        let mut c = c.clone();
+        async move {
+            c.create_experiment(pb::CreateExperimentRequest {
+                name: format!("loc-{}", uuid::Uuid::new_v4().simple()),
+                artifact_location: location,
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    for bad in [
+        format!("{root}/../../x"),
+        format!("{root}/x%2f..%2f..%2fetc"),
+        format!("{root}/%2e%2e/%2e%2e/x"),
+        "mlflow-artifacts:/x%2f..%2f..".to_owned(),
+        "s3://other-bucket/a/../b".to_owned(),
+    ] {
+        let err = create(bad.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}: {err:?}");
+        assert!(err.message().contains("`..`"), "{bad}: {err:?}");
+    }
+    // Under the root, a location is an artifact path: not the staging area either.
+    let err = create(format!("{root}/.staging/tracking"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // Locations a client writes to directly stay accepted, as in MLflow.
+    for good in [
+        "s3://other-bucket/team/x".to_owned(),
+        "file:///tmp/elsewhere/x".to_owned(),
+        format!("{root}/team/x"),
+    ] {
+        create(good.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{good}: {e:?}"));
+    }
     sb.stop().await.unwrap();
 }

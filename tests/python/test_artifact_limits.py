@@ -23,6 +23,7 @@ import mlflow  # noqa: E402
 import pytest  # noqa: E402
 import requests  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 
 from conftest import mlops_bin, up_command  # noqa: E402
 
@@ -110,3 +111,14 @@ def test_uploads_over_the_limit_answer_413(limited, tmp_path: Path):
     assert resp.status_code == 413, resp.text
     assert f"{LIMIT} bytes" in resp.json()["message"] and str(data) not in resp.text, resp.text
     assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["fits.bin"]
+
+
+def test_locations_with_dot_dot_are_refused(limited):
+    mlflow_uri, _ = limited
+    client = MlflowClient(mlflow_uri)
+    for bad in ["mlflow-artifacts:/x%2f..%2f..", "mlflow-artifacts:/a/../../b"]:
+        with pytest.raises(MlflowException) as e:
+            client.create_experiment(unique("escape"), artifact_location=bad)
+        assert e.value.error_code == "INVALID_PARAMETER_VALUE", (bad, e.value)
+    exp_id = client.create_experiment(unique("elsewhere"), artifact_location="s3://other-bucket/x")
+    assert client.get_experiment(exp_id).artifact_location == "s3://other-bucket/x"

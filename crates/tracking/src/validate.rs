@@ -95,6 +95,41 @@ pub fn experiment_id(id: &str) -> Result<i64> {
     })
 }
 
+/// Checks an experiment's artifact location given at creation. A location under
+/// this server's root (`root_uri`, without a trailing slash) must be a clean
+/// relative path below it (see [`location_under_root`]); any other location, which
+/// clients write to directly (`s3://other-bucket/x`, `file:///x`), is accepted as
+/// MLflow accepts it, unless it has a `..` segment, raw or percent-encoded.
+pub fn artifact_location(location: &str, root_uri: &str) -> Result<()> {
+    if location.is_empty() {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        invalid(format!(
+            "artifact_location `{location}` is not accepted: {why}"
+        ))
+    };
+    let decoded = mlops_storage::blob::percent_decoded(location);
+    if String::from_utf8_lossy(&decoded)
+        .split(['/', '\\'])
+        .any(|seg| seg == "..")
+    {
+        return Err(refuse(
+            "it has a `..` segment (possibly percent-encoded); give the location itself, \
+             without `..`, or none for the server's default"
+                .into(),
+        ));
+    }
+    let rel = location
+        .strip_prefix(root_uri)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+        .map(|rest| rest.trim_matches('/'));
+    match rel {
+        Some(rel) if !rel.is_empty() => location_under_root(rel).map_err(refuse),
+        _ => Ok(()),
+    }
+}
+
 /// Checks the part of an artifact location below the server's root: a relative
 /// path by the rules of artifact paths, not inside the staging directory where
 /// uploads are written before they are renamed into place.
@@ -202,6 +237,44 @@ mod tests {
         let e = batch(&[], &[p("a"), p("b")], &[]).unwrap_err().to_string();
         assert!(e.contains("`a`") && e.contains("`b`"), "{e}");
         assert!(batch(&[], &vec![p("a"); 101], &[]).is_err());
+    }
+
+    #[test]
+    fn artifact_locations() {
+        const ROOT: &str = "file:///srv/artifacts";
+        for ok in [
+            "",
+            "s3://other-bucket/team/x",
+            "file:///tmp/elsewhere",
+            "file:///srv/artifacts/team/x",
+            "file:///srv/artifacts",
+            "file:///srv/artifacts2/x",
+            "gs://b/a%20b",
+        ] {
+            assert!(artifact_location(ok, ROOT).is_ok(), "{ok}");
+        }
+        for bad in [
+            "file:///srv/artifacts/../../x",
+            "file:///srv/artifacts/x%2f..%2f..",
+            "file:///srv/artifacts/x%2F..%2F..%2Fetc",
+            "file:///srv/artifacts/%2e%2e/x",
+            "s3://other-bucket/a/../b",
+            "mlflow-artifacts:/x%2f..%2f..",
+            "/srv/artifacts/..",
+            "C:\\a\\..\\b",
+        ] {
+            let e = artifact_location(bad, ROOT).unwrap_err().to_string();
+            assert!(e.contains("`..`"), "{bad}: {e}");
+        }
+        // Under the root: the rules of artifact paths, and not the staging area.
+        for bad in [
+            "file:///srv/artifacts/a//b",
+            "file:///srv/artifacts/a%2fb",
+            "file:///srv/artifacts/.staging/tracking",
+            "file:///srv/artifacts/x#1",
+        ] {
+            assert!(artifact_location(bad, ROOT).is_err(), "{bad}");
+        }
     }
 
     #[test]

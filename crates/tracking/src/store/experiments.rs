@@ -58,6 +58,7 @@ impl Store {
                 validate::MAX_EXPERIMENT_NAME_LEN
             )));
         }
+        validate::artifact_location(&req.artifact_location, &self.artifact_root)?;
         for t in &req.tags {
             validate::key("tag", &t.key)?;
             validate::value_len("tag", &t.key, &t.value, validate::MAX_TAG_VALUE_LEN)?;
