@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: cargo shares a
+    // compiled build script between checkouts of the workspace that use one target
+    // directory, and a baked path would compile another checkout's contracts.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let protos = [
         "mlops/tracking/v1/tracking.proto",
         "mlops/events/v1/tracking.proto",
