@@ -157,7 +157,75 @@ impl SqlBuilder {
     }
 }
 
-/// `[NOT] EXISTS (SELECT 1 FROM <table> x WHERE <link> AND x.key = k AND <cmp>)`.
+/// Which key/value table a keyed clause reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Keyed {
+    /// `metrics.<key>`.
+    Metric,
+    /// `params.<key>`.
+    Param,
+    /// `tags.<key>`.
+    Tag,
+}
+
+/// A part of a filter as the stores turn it into SQL.
+#[derive(Debug)]
+pub enum Term<'a> {
+    /// A clause on an attribute or a dataset field, as written.
+    Single(&'a Clause),
+    /// Every clause on one key of one key/value table: one subquery, because an owner
+    /// has at most one row per key, so all of them test that one row.
+    Keyed {
+        /// The table.
+        table: Keyed,
+        /// The key.
+        key: &'a str,
+        /// `IS NULL`: the key must be absent (the clauses are all `IS NULL`).
+        absent: bool,
+        /// The clauses, in the filter's order.
+        clauses: Vec<&'a Clause>,
+    },
+}
+
+/// A filter's clauses with those on the same key of the same table merged (in the
+/// order each first appears), so a filter costs one subquery per key it names
+/// rather than one per clause: `params.a != 'x' AND params.a != 'y'` reads `a` once.
+pub fn terms(f: &crate::Filter) -> Vec<Term<'_>> {
+    let mut out: Vec<Term<'_>> = Vec::with_capacity(f.clauses.len());
+    let mut index: std::collections::HashMap<(Keyed, &str, bool), usize> = Default::default();
+    for c in &f.clauses {
+        let (table, key) = match &c.field {
+            crate::Field::Metric(k) => (Keyed::Metric, k.as_str()),
+            crate::Field::Param(k) => (Keyed::Param, k.as_str()),
+            crate::Field::Tag(k) => (Keyed::Tag, k.as_str()),
+            _ => {
+                out.push(Term::Single(c));
+                continue;
+            }
+        };
+        let absent = c.op == Op::IsNull;
+        match index.get(&(table, key, absent)) {
+            Some(&i) => {
+                if let Term::Keyed { clauses, .. } = &mut out[i] {
+                    clauses.push(c);
+                }
+            }
+            None => {
+                index.insert((table, key, absent), out.len());
+                out.push(Term::Keyed {
+                    table,
+                    key,
+                    absent,
+                    clauses: vec![c],
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `[NOT] EXISTS (SELECT 1 FROM <table> x WHERE <link> AND x.key = k AND <cmp>...)`
+/// for the clauses of one [`Term::Keyed`].
 ///
 /// Correlated on the table's primary key (owner, key): the database walks runs in
 /// the requested order and stops once a page is full.
@@ -165,26 +233,25 @@ pub fn keyed_exists(
     sql: &mut SqlBuilder,
     (table, link): (&str, &str),
     key: &str,
-    c: &Clause,
+    absent: bool,
+    clauses: &[&Clause],
     numeric: bool,
 ) {
-    sql.push(if c.op == Op::IsNull {
-        "NOT EXISTS ("
-    } else {
-        "EXISTS ("
-    });
+    sql.push(if absent { "NOT EXISTS (" } else { "EXISTS (" });
     sql.push(&format!(
         "SELECT 1 FROM {table} x WHERE {link} AND x.key = "
     ));
     sql.bind_str(key);
-    match c.op {
-        Op::IsNull | Op::IsNotNull => {}
-        _ => {
-            sql.push(" AND ");
-            if numeric {
-                sql.numeric_cmp("x.value", c.op, &c.value, false);
-            } else {
-                sql.string_cmp("x.value", c.op, &c.value);
+    for c in clauses {
+        match c.op {
+            Op::IsNull | Op::IsNotNull => {}
+            _ => {
+                sql.push(" AND ");
+                if numeric {
+                    sql.numeric_cmp("x.value", c.op, &c.value, false);
+                } else {
+                    sql.string_cmp("x.value", c.op, &c.value);
+                }
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Search over models and versions with MLflow's filter grammar ([`mlops_filter`]).
 
-use mlops_filter::sql::{keyed_exists, SqlBuilder};
+use mlops_filter::sql::{keyed_exists, terms, Keyed, SqlBuilder, Term};
 use mlops_filter::{Attribute, Entity, Field, Filter, OrderBy};
 use mlops_proto::registry::v1 as pb;
 
@@ -44,16 +44,27 @@ const VERSION_TAGS: (&str, &str) = (
 );
 
 fn where_sql(sql: &mut SqlBuilder, f: &Filter, models: bool) {
-    for c in &f.clauses {
+    for t in terms(f) {
         sql.push(" AND ");
+        let c = match t {
+            Term::Keyed {
+                table: Keyed::Tag,
+                key,
+                absent,
+                clauses,
+            } => {
+                let tags = if models { MODEL_TAGS } else { VERSION_TAGS };
+                keyed_exists(sql, tags, key, absent, &clauses, false);
+                continue;
+            }
+            // The parser refuses metrics and params for models and versions.
+            Term::Keyed { .. } => {
+                sql.push("1 = 0");
+                continue;
+            }
+            Term::Single(c) => c,
+        };
         match &c.field {
-            Field::Tag(k) => keyed_exists(
-                sql,
-                if models { MODEL_TAGS } else { VERSION_TAGS },
-                k,
-                c,
-                false,
-            ),
             Field::Attribute(a) => {
                 let col = if models {
                     model_column(*a)

@@ -7,9 +7,9 @@ use sqlx::Row;
 
 use super::{stages, Store};
 use crate::error::{invalid, Result};
-use crate::filter::sql::keyed_exists;
 pub use crate::filter::sql::PageToken;
 pub(crate) use crate::filter::sql::SqlBuilder;
+use crate::filter::sql::{keyed_exists, terms, Keyed, Term};
 use crate::filter::{self, Attribute, DatasetField, Entity, Field, Filter, OrderBy};
 
 fn run_attribute_column(a: Attribute) -> &'static str {
@@ -49,14 +49,28 @@ const PARAMS: (&str, &str) = ("params", "x.run_id = r.run_id");
 const RUN_TAGS: (&str, &str) = ("tags", "x.run_id = r.run_id");
 const EXPERIMENT_TAGS: (&str, &str) = ("experiment_tags", "x.experiment_id = e.experiment_id");
 
-/// Appends ` AND <clause>` for every clause of a run filter.
+/// Appends ` AND <term>` for every term of a run filter.
 pub(crate) fn run_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
-    for c in &f.clauses {
+    for t in terms(f) {
         sql.push(" AND ");
+        let c = match t {
+            Term::Keyed {
+                table,
+                key,
+                absent,
+                clauses,
+            } => {
+                let (t, numeric) = match table {
+                    Keyed::Metric => (METRICS, true),
+                    Keyed::Param => (PARAMS, false),
+                    Keyed::Tag => (RUN_TAGS, false),
+                };
+                keyed_exists(sql, t, key, absent, &clauses, numeric);
+                continue;
+            }
+            Term::Single(c) => c,
+        };
         match &c.field {
-            Field::Metric(k) => keyed_exists(sql, METRICS, k, c, true),
-            Field::Param(k) => keyed_exists(sql, PARAMS, k, c, false),
-            Field::Tag(k) => keyed_exists(sql, RUN_TAGS, k, c, false),
             Field::Attribute(a) => {
                 let col = run_attribute_column(*a);
                 if a.is_numeric() {
@@ -78,16 +92,34 @@ pub(crate) fn run_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
                 sql.string_cmp(col, c.op, &c.value);
                 sql.close_exists();
             }
+            // Keyed fields are terms of their own.
+            Field::Metric(_) | Field::Param(_) | Field::Tag(_) => sql.push("1 = 0"),
         }
     }
 }
 
-/// Appends ` AND <clause>` for every clause of an experiment filter.
+/// Appends ` AND <term>` for every term of an experiment filter.
 pub(crate) fn experiment_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
-    for c in &f.clauses {
+    for t in terms(f) {
         sql.push(" AND ");
+        let c = match t {
+            Term::Keyed {
+                table: Keyed::Tag,
+                key,
+                absent,
+                clauses,
+            } => {
+                keyed_exists(sql, EXPERIMENT_TAGS, key, absent, &clauses, false);
+                continue;
+            }
+            // The parser refuses metrics and params for experiments.
+            Term::Keyed { .. } => {
+                sql.push("1 = 0");
+                continue;
+            }
+            Term::Single(c) => c,
+        };
         match &c.field {
-            Field::Tag(k) => keyed_exists(sql, EXPERIMENT_TAGS, k, c, false),
             Field::Attribute(a) => {
                 let col = experiment_attribute_column(*a);
                 if a.is_numeric() {
@@ -226,6 +258,28 @@ mod tests {
         );
         assert!(s.contains("x.key = $3 AND x.value = $4"), "{s}");
         assert!(s.contains("x.key = $5 AND x.value != $6"), "{s}");
+    }
+
+    #[test]
+    fn clauses_on_one_key_share_one_subquery() {
+        let s = sql_of(
+            "params.a != 'x' and metrics.m > 1 and params.a != 'y' and params.a IS NOT NULL \
+             and params.a IS NULL and params.b IS NULL and params.b IS NULL",
+            mlops_storage::Backend::Postgres,
+        );
+        assert_eq!(s.matches("EXISTS").count(), 4, "{s}");
+        assert!(
+            s.contains("x.key = $1 AND x.value != $2 AND x.value != $3)"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "AND NOT EXISTS (SELECT 1 FROM params x WHERE x.run_id = r.run_id AND x.key = $6)"
+            ),
+            "{s}"
+        );
+        // past three subqueries, PostgreSQL gets per-row filters
+        assert!(s.ends_with("x.key = $7 OFFSET 0)"), "{s}");
     }
 
     #[test]
