@@ -214,13 +214,7 @@ async fn exp_name(c: &mut Client, id: &str) -> String {
 }
 
 async fn hostile_registry_filters(db: Database) {
-    let sb = Sandbox::builder()
-        .database(db)
-        .registry()
-        .start()
-        .await
-        .expect("sandbox starts");
-    let mut r = sb.registry_client().await;
+    let (sb, _, mut r) = crate::registry::registry_on(db).await;
     let prefix = format!("hostile-{}", uuid::Uuid::new_v4().simple());
     for i in 0..6 {
         r.create_registered_model(rpb::CreateRegisteredModelRequest {
