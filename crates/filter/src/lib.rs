@@ -560,16 +560,11 @@ impl fmt::Display for OrderBy {
 
 mod parser;
 
-pub use parser::{parse_filter, parse_order_by, parse_order_by_list};
-
-/// The longest filter accepted, in characters.
-pub const MAX_FILTER_CHARS: usize = 16 * 1024;
-/// The most clauses (joined by AND) a filter may have.
-pub const MAX_CLAUSES: usize = 200;
-/// The most values a filter's `IN` / `NOT IN` lists may hold together.
-pub const MAX_LIST_VALUES: usize = 1000;
-/// The most `order_by` clauses a search may have.
-pub const MAX_ORDER_BY: usize = 10;
+mod limits;
+pub use limits::{
+    parse_order_by_list, MAX_CLAUSES, MAX_FILTER_CHARS, MAX_LIST_VALUES, MAX_ORDER_BY,
+};
+pub use parser::{parse_filter, parse_order_by};
 
 pub mod sql;
 

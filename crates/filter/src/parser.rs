@@ -637,47 +637,19 @@ impl Parser {
 /// (the services answer `INVALID_ARGUMENT`), so no filter can cost the database more
 /// than a bounded amount.
 pub fn parse_filter(input: &str, entity: Entity) -> Result<Filter, FilterError> {
-    if let Some((at, _)) = input.char_indices().nth(MAX_FILTER_CHARS) {
-        let chars = MAX_FILTER_CHARS + input[at..].chars().count();
-        return Err(FilterError::new(
-            MAX_FILTER_CHARS,
-            format!(
-                "the filter is {chars} characters long; at most {MAX_FILTER_CHARS} are allowed: \
-                 narrow the search in fewer clauses"
-            ),
-        ));
-    }
+    limits::check_length(input)?;
     let mut p = Parser::new(input, entity, Mode::Filter);
     p.skip_ws();
     let mut clauses = Vec::new();
     if p.at_end() {
         return Ok(Filter { clauses });
     }
-    let mut list_values = 0usize;
+    let mut budget = limits::Budget::default();
     loop {
         let start = p.pos;
-        if clauses.len() == MAX_CLAUSES {
-            return Err(p.err(
-                start,
-                format!(
-                    "the filter has more than {MAX_CLAUSES} clauses, the most allowed: \
-                     search with fewer conditions and filter the rest in the client"
-                ),
-            ));
-        }
+        budget.clause(start)?;
         let clause = p.parse_clause()?;
-        if let Value::List(items) = &clause.value {
-            list_values += items.len();
-            if list_values > MAX_LIST_VALUES {
-                return Err(p.err(
-                    start,
-                    format!(
-                        "the filter's IN lists hold more than {MAX_LIST_VALUES} values, \
-                         the most allowed: search in several smaller steps"
-                    ),
-                ));
-            }
-        }
+        budget.values(start, &clause.value)?;
         clauses.push(clause);
         p.skip_ws();
         if p.at_end() {
@@ -689,26 +661,6 @@ pub fn parse_filter(input: &str, entity: Entity) -> Result<Filter, FilterError> 
         }
         p.skip_ws();
     }
-}
-
-/// Parses a search's `order_by` clauses, at most [`MAX_ORDER_BY`] of them.
-pub fn parse_order_by_list<S: AsRef<str>>(
-    inputs: &[S],
-    entity: Entity,
-) -> Result<Vec<OrderBy>, FilterError> {
-    if inputs.len() > MAX_ORDER_BY {
-        return Err(FilterError::order_by(
-            0,
-            format!(
-                "{} order_by clauses given; at most {MAX_ORDER_BY} are allowed",
-                inputs.len()
-            ),
-        ));
-    }
-    inputs
-        .iter()
-        .map(|o| parse_order_by(o.as_ref(), entity))
-        .collect()
 }
 
 /// Parses one `order_by` clause such as `metrics.auc DESC` (ascending by default).
