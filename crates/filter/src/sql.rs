@@ -258,6 +258,28 @@ pub fn keyed_exists(
     sql.close_exists();
 }
 
+/// For entities whose only key/value table is `tags` (experiments, registered models,
+/// versions): appends a keyed term's subquery and gives `None`, or gives a single
+/// clause back for the caller's attribute columns. Metrics and params, which the
+/// parser refuses for these entities, match nothing.
+pub fn tag_term<'a>(
+    sql: &mut SqlBuilder,
+    term: Term<'a>,
+    tags: (&str, &str),
+) -> Option<&'a Clause> {
+    match term {
+        Term::Keyed {
+            table: Keyed::Tag,
+            key,
+            absent,
+            clauses,
+        } => keyed_exists(sql, tags, key, absent, &clauses, false),
+        Term::Keyed { .. } => sql.push("1 = 0"),
+        Term::Single(c) => return Some(c),
+    }
+    None
+}
+
 /// An opaque page token: the offset of the next page.
 pub struct PageToken;
 

@@ -1,6 +1,6 @@
 //! Search over models and versions with MLflow's filter grammar ([`mlops_filter`]).
 
-use mlops_filter::sql::{keyed_exists, terms, Keyed, SqlBuilder, Term};
+use mlops_filter::sql::{tag_term, terms, SqlBuilder};
 use mlops_filter::{Attribute, Entity, Field, Filter, OrderBy};
 use mlops_proto::registry::v1 as pb;
 
@@ -46,23 +46,9 @@ const VERSION_TAGS: (&str, &str) = (
 fn where_sql(sql: &mut SqlBuilder, f: &Filter, models: bool) {
     for t in terms(f) {
         sql.push(" AND ");
-        let c = match t {
-            Term::Keyed {
-                table: Keyed::Tag,
-                key,
-                absent,
-                clauses,
-            } => {
-                let tags = if models { MODEL_TAGS } else { VERSION_TAGS };
-                keyed_exists(sql, tags, key, absent, &clauses, false);
-                continue;
-            }
-            // The parser refuses metrics and params for models and versions.
-            Term::Keyed { .. } => {
-                sql.push("1 = 0");
-                continue;
-            }
-            Term::Single(c) => c,
+        let tags = if models { MODEL_TAGS } else { VERSION_TAGS };
+        let Some(c) = tag_term(sql, t, tags) else {
+            continue;
         };
         match &c.field {
             Field::Attribute(a) => {

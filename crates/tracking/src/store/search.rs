@@ -9,7 +9,7 @@ use super::{stages, Store};
 use crate::error::{invalid, Result};
 pub use crate::filter::sql::PageToken;
 pub(crate) use crate::filter::sql::SqlBuilder;
-use crate::filter::sql::{keyed_exists, terms, Keyed, Term};
+use crate::filter::sql::{keyed_exists, tag_term, terms, Keyed, Term};
 use crate::filter::{self, Attribute, DatasetField, Entity, Field, Filter, OrderBy};
 
 fn run_attribute_column(a: Attribute) -> &'static str {
@@ -102,22 +102,8 @@ pub(crate) fn run_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
 pub(crate) fn experiment_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
     for t in terms(f) {
         sql.push(" AND ");
-        let c = match t {
-            Term::Keyed {
-                table: Keyed::Tag,
-                key,
-                absent,
-                clauses,
-            } => {
-                keyed_exists(sql, EXPERIMENT_TAGS, key, absent, &clauses, false);
-                continue;
-            }
-            // The parser refuses metrics and params for experiments.
-            Term::Keyed { .. } => {
-                sql.push("1 = 0");
-                continue;
-            }
-            Term::Single(c) => c,
+        let Some(c) = tag_term(sql, t, EXPERIMENT_TAGS) else {
+            continue;
         };
         match &c.field {
             Field::Attribute(a) => {
