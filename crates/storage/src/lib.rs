@@ -519,7 +519,8 @@ mod tests {
         let db = Db::connect(&DbOptions {
             url,
             max_connections: 2,
-            acquire_timeout: Duration::from_secs(1),
+            // Generous: opening a new SQLite file on a loaded CI machine took over 1 s.
+            acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(5),
         })
         .await
