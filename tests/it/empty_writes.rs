@@ -105,7 +105,7 @@ on_both_backends!(empty_writes_need_a_target_that_exists);
 async fn empty_writes_need_a_writers_credential() {
     let sb = Sandbox::builder()
         .tracking_with(|c| {
-            c.auth_tokens = "read-tok:reader,write-tok:writer".parse().expect("tokens")
+            c.server.auth_tokens = "read-tok:reader,write-tok:writer".parse().expect("tokens")
         })
         .start()
         .await

@@ -5,6 +5,7 @@ mod artifacts_limits;
 mod empty_writes;
 mod events;
 mod kafka;
+mod kit;
 mod logged_models;
 mod ops;
 mod registry;

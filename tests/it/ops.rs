@@ -33,7 +33,7 @@ async fn client_with_token(
 async fn bearer_tokens_and_roles() {
     let sb = Sandbox::builder()
         .tracking_with(|c| {
-            c.auth_tokens = "read-tok:reader,write-tok:writer,admin-tok:admin"
+            c.server.auth_tokens = "read-tok:reader,write-tok:writer,admin-tok:admin"
                 .parse()
                 .unwrap()
         })
@@ -155,8 +155,8 @@ async fn overload_is_resource_exhausted_and_the_service_survives() {
         let sb = Sandbox::builder()
             .database(db)
             .tracking_with(|c| {
-                c.db_max_connections = 1;
-                c.db_acquire_timeout_ms = 300;
+                c.db.db_max_connections = 1;
+                c.db.db_acquire_timeout_ms = 300;
             })
             .start()
             .await
@@ -253,7 +253,7 @@ async fn reflection_lists_the_services() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests_are_refused_and_the_service_stays_up() {
     let sb = Sandbox::builder()
-        .tracking_with(|c| c.max_message_bytes = 64 * 1024)
+        .tracking_with(|c| c.server.max_message_bytes = 64 * 1024)
         .start()
         .await
         .unwrap();

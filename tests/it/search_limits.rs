@@ -26,7 +26,7 @@ crate::on_both_backends!(
 async fn tracking_with_timeout(db: Database, timeout_ms: u64) -> (Sandbox, Client) {
     let sb = Sandbox::builder()
         .database(db)
-        .tracking_with(move |c| c.db_statement_timeout_ms = timeout_ms)
+        .tracking_with(move |c| c.db.db_statement_timeout_ms = timeout_ms)
         .start()
         .await
         .expect("sandbox starts");
@@ -308,8 +308,8 @@ async fn searches_never_starve_writes(db: Database) {
     let sb = Sandbox::builder()
         .database(db)
         .tracking_with(|c| {
-            c.db_max_connections = 4;
-            c.db_acquire_timeout_ms = 5_000;
+            c.db.db_max_connections = 4;
+            c.db.db_acquire_timeout_ms = 5_000;
         })
         .start()
         .await

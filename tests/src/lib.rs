@@ -11,8 +11,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::LocalBoxFuture;
 use mlops_events::memory::InProcessBus;
 use mlops_events::{BusArgs, BusKind, EventBus};
+use mlops_kit::{Addresses, Composition, Local};
+use mlops_mlflow::Gateway;
 use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
 use mlops_registry::{Registry, RegistryConfig};
@@ -46,6 +49,8 @@ pub enum Service {
     Tracking,
     /// The model registry (needs tracking).
     Registry,
+    /// The MLflow REST gateway (needs tracking and the registry).
+    Mlflow,
 }
 
 /// The PostgreSQL URL tests use to create their databases.
@@ -106,7 +111,15 @@ pub struct SandboxBuilder {
     services: Vec<Service>,
     tracking_tweak: Option<Tweak<TrackingConfig>>,
     registry_tweak: Option<Tweak<RegistryConfig>>,
+    others: Vec<Starter>,
 }
+
+/// Binds one more service in the sandbox's composition.
+type Starter = Box<
+    dyn for<'a> FnOnce(
+        &'a mut Composition,
+    ) -> LocalBoxFuture<'a, anyhow::Result<(&'static str, Addresses)>>,
+>;
 
 impl SandboxBuilder {
     /// Uses `database`.
@@ -155,6 +168,32 @@ impl SandboxBuilder {
         self.registry_with(|_| {})
     }
 
+    /// Also starts the MLflow REST gateway (and tracking and the registry, which it
+    /// fronts).
+    pub fn mlflow(mut self) -> Self {
+        if !self.services.contains(&Service::Registry) {
+            self = self.registry();
+        }
+        self.services.push(Service::Mlflow);
+        self
+    }
+
+    /// Also starts the service `S` (any service of the kit), after those above and
+    /// with its config adjusted by `tweak`; [`Sandbox::addresses`] says where it
+    /// listens. A new service needs no other line here.
+    pub fn service<S: mlops_kit::Service>(
+        mut self,
+        tweak: impl FnOnce(&mut S::Config) + 'static,
+    ) -> Self {
+        self.others.push(Box::new(move |platform| {
+            Box::pin(async move {
+                let a = platform.start::<S>(tweak).await?;
+                Ok((<S::Config as mlops_runtime::config::ServiceConfig>::NAME, a))
+            })
+        }));
+        self
+    }
+
     /// Starts every requested service and waits until they listen.
     pub async fn start(self) -> anyhow::Result<Sandbox> {
         let dir = tempfile::tempdir()?;
@@ -163,64 +202,71 @@ impl SandboxBuilder {
             Bus::InProcess => Arc::new(in_process.clone()),
             Bus::Kafka => mlops_events::connect(&bus_args(Bus::Kafka), None)?,
         };
-        let shutdown = CancellationToken::new();
+        let mut platform = Composition::new(Local::new(dir.path()).with_bus(bus.clone()));
+        let (database, bus_kind) = (self.database, self.bus);
+        let postgres = || async move {
+            Ok::<_, anyhow::Error>(match database {
+                Database::Postgres => Some(fresh_postgres_database().await?),
+                Database::Sqlite => None,
+            })
+        };
         let mut sandbox = Sandbox {
             tracking: None,
             registry: None,
+            mlflow: None,
+            others: Default::default(),
             bus,
             in_process: (self.bus == Bus::InProcess).then_some(in_process),
-            shutdown,
-            tasks: vec![],
+            shutdown: CancellationToken::new(),
+            task: None,
             dir,
         };
+        // One line per service; callees first.
         if self.services.contains(&Service::Tracking) {
-            let mut config =
-                TrackingConfig::local(sandbox.dir.path(), "127.0.0.1:0", "127.0.0.1:0");
-            config.bus = bus_args(self.bus);
-            config.lease_check_interval_ms = 100;
-            if self.database == Database::Postgres {
-                config.database_url = fresh_postgres_database().await?;
-            }
-            if let Some(tweak) = self.tracking_tweak {
-                tweak(&mut config);
-            }
-            let t = Tracking::bind(config, Some(sandbox.bus.clone())).await?;
-            let endpoints = Endpoints {
-                grpc: t.grpc_addr(),
-                admin: t.admin_addr(),
-                store: t.store().clone(),
-            };
-            sandbox
-                .tasks
-                .push(tokio::spawn(t.run(sandbox.shutdown.clone())));
-            sandbox.tracking = Some(endpoints);
+            let url = postgres().await?;
+            let tweak = self.tracking_tweak.unwrap_or_else(|| Box::new(|_| {}));
+            let t = platform
+                .bind::<Tracking>(|c| {
+                    c.bus = bus_args(bus_kind);
+                    c.lease_check_interval_ms = 100;
+                    c.db.database_url = url.unwrap_or(c.db.database_url.clone());
+                    tweak(c);
+                })
+                .await?;
+            let store = t.store().clone();
+            let a = platform.spawn(t);
+            sandbox.tracking = Some(Endpoints {
+                grpc: a.api,
+                admin: a.admin,
+                store,
+            });
         }
         if self.services.contains(&Service::Registry) {
-            let tracking = sandbox.tracking().grpc;
-            let mut config = RegistryConfig::local(
-                sandbox.dir.path(),
-                "127.0.0.1:0",
-                "127.0.0.1:0",
-                &format!("http://{tracking}"),
-            );
-            config.bus = bus_args(self.bus);
-            if self.database == Database::Postgres {
-                config.database_url = fresh_postgres_database().await?;
-            }
-            if let Some(tweak) = self.registry_tweak {
-                tweak(&mut config);
-            }
-            let r = Registry::bind(config, Some(sandbox.bus.clone())).await?;
-            let endpoints = RegistryEndpoints {
-                grpc: r.grpc_addr(),
-                admin: r.admin_addr(),
-                store: r.store().clone(),
-            };
-            sandbox
-                .tasks
-                .push(tokio::spawn(r.run(sandbox.shutdown.clone())));
-            sandbox.registry = Some(endpoints);
+            let url = postgres().await?;
+            let tweak = self.registry_tweak.unwrap_or_else(|| Box::new(|_| {}));
+            let r = platform
+                .bind::<Registry>(|c| {
+                    c.bus = bus_args(bus_kind);
+                    c.db.database_url = url.unwrap_or(c.db.database_url.clone());
+                    tweak(c);
+                })
+                .await?;
+            let store = r.store().clone();
+            let a = platform.spawn(r);
+            sandbox.registry = Some(RegistryEndpoints {
+                grpc: a.api,
+                admin: a.admin,
+                store,
+            });
         }
+        if self.services.contains(&Service::Mlflow) {
+            sandbox.mlflow = Some(platform.start::<Gateway>(|_| {}).await?);
+        }
+        for start in self.others {
+            let (name, addresses) = start(&mut platform).await?;
+            sandbox.others.insert(name, addresses);
+        }
+        sandbox.task = Some(tokio::spawn(platform.run(sandbox.shutdown.clone())));
         Ok(sandbox)
     }
 }
@@ -253,12 +299,16 @@ pub struct Sandbox {
     pub tracking: Option<Endpoints>,
     /// The registry, when started.
     pub registry: Option<RegistryEndpoints>,
+    /// The MLflow REST gateway, when started.
+    pub mlflow: Option<Addresses>,
+    /// The services started with [`SandboxBuilder::service`], by name.
+    pub others: std::collections::HashMap<&'static str, Addresses>,
     /// The bus the services publish to.
     pub bus: Arc<dyn EventBus>,
     /// The in-process bus, when that is the bus.
     pub in_process: Option<InProcessBus>,
     shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
     dir: tempfile::TempDir,
 }
 
@@ -271,6 +321,7 @@ impl Sandbox {
             services: vec![],
             tracking_tweak: None,
             registry_tweak: None,
+            others: vec![],
         }
     }
 
@@ -315,13 +366,28 @@ impl Sandbox {
         self.dir.path()
     }
 
-    /// Stops every service (drain, flush) and returns their results.
+    /// Where the service `name`, started with [`SandboxBuilder::service`], listens;
+    /// panics when it was not started.
+    pub fn addresses(&self, name: &str) -> Addresses {
+        *self
+            .others
+            .get(name)
+            .unwrap_or_else(|| panic!("the sandbox was built without the service {name}"))
+    }
+
+    /// The MLflow gateway's addresses; panics when it was not started.
+    pub fn mlflow(&self) -> Addresses {
+        self.mlflow
+            .expect("the sandbox was built without .mlflow()")
+    }
+
+    /// Stops every service (callers first; drain, flush) and returns the first error.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        for t in self.tasks {
-            t.await??;
+        match self.task {
+            Some(t) => t.await?,
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

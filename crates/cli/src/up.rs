@@ -1,16 +1,15 @@
 //! `mlops up`: the whole platform in one process.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, CommandFactory};
-use mlops_events::memory::InProcessBus;
-use mlops_events::{BusArgs, EventBus};
-use mlops_mlflow::{Gateway, MlflowConfig};
-use mlops_registry::{Registry, RegistryConfig};
+use clap::Args;
+use mlops_events::BusArgs;
+use mlops_kit::{entry, Composition, Entry, Local};
+use mlops_mlflow::Gateway;
+use mlops_registry::Registry;
 use mlops_runtime::shutdown::CancellationToken;
-use mlops_tracking::{Tracking, TrackingConfig};
+use mlops_tracking::Tracking;
 
 /// Where `mlops up` keeps its data and listens.
 #[derive(Debug, clap::Args)]
@@ -44,46 +43,11 @@ pub struct UpArgs {
     artifact_root: Option<String>,
 }
 
-/// The settings `mlops up` gives each service itself (its ports, SQLite files and
-/// artifact directories under `--data-dir`, the addresses the services call each
-/// other at), which the service's environment variables therefore cannot change;
-/// with the service's config name and its title in the help.
-const SET_BY_UP: [(&str, &str, &[&str]); 3] = [
-    (
-        "tracking",
-        "The tracking service",
-        &["listen_addr", "admin_addr", "database_url", "artifact_root"],
-    ),
-    (
-        "registry",
-        "The model registry",
-        &[
-            "listen_addr",
-            "admin_addr",
-            "database_url",
-            "artifact_root",
-            "tracking_addr",
-        ],
-    ),
-    (
-        "mlflow",
-        "The MLflow REST API",
-        &[
-            "listen_addr",
-            "admin_addr",
-            "tracking_addr",
-            "registry_addr",
-        ],
-    ),
-];
-
-/// A service's settings as a command line (their ids, help and defaults).
-fn config_command(service: &str) -> clap::Command {
-    match service {
-        "tracking" => TrackingConfig::command(),
-        "registry" => RegistryConfig::command(),
-        _ => MlflowConfig::command(),
-    }
+/// Every service `mlops up` runs, callees before callers: one line per service.
+/// `mlops up` stops them in the reverse order (the MLflow gateway first: the
+/// requests it drains still reach the services).
+fn services() -> [Entry; 3] {
+    [entry::<Tracking>(), entry::<Registry>(), entry::<Gateway>()]
 }
 
 /// The environment variables each service of `mlops up` reads, with their help: the
@@ -95,16 +59,17 @@ fn honoured_settings() -> Vec<(&'static str, Vec<(String, String)>)> {
         .get_arguments()
         .map(|a| a.get_id().to_string())
         .collect();
-    SET_BY_UP
+    services()
         .iter()
-        .map(|&(service, title, set_by_up)| {
-            let prefix = mlops_runtime::config::env_prefix(service);
-            let mut vars: Vec<(String, String)> = config_command(service)
+        .map(|service| {
+            let prefix = mlops_runtime::config::env_prefix(service.name);
+            let title = service.title;
+            let mut vars: Vec<(String, String)> = (service.command)()
                 .get_arguments()
                 .filter(|a| {
                     let id = a.get_id().as_str();
                     !matches!(id, "help" | "version")
-                        && !set_by_up.contains(&id)
+                        && !service.set_locally.contains(&id)
                         && !bus.iter().any(|b| b == id)
                 })
                 .map(|a| {
@@ -165,53 +130,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // The services' `local` settings fall back to the defaults when the environment
     // holds a value they refuse, which would, say, turn auth off over a typo in
     // MLOPS_TRACKING_AUTH_TOKENS: refuse to start instead.
-    TrackingConfig::load(["mlops-tracking"]).context("the MLOPS_TRACKING_* settings")?;
-    RegistryConfig::load(["mlops-registry"]).context("the MLOPS_REGISTRY_* settings")?;
-    MlflowConfig::load(["mlops-mlflow"]).context("the MLOPS_MLFLOW_* settings")?;
-    let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new());
-    let mut config = TrackingConfig::local(
-        &args.data_dir,
-        &args.tracking_addr,
-        &args.tracking_admin_addr,
-    );
-    if let Some(root) = &args.artifact_root {
-        config.artifact_root = root.clone();
+    for service in services() {
+        (service.check_environment)().with_context(|| {
+            format!(
+                "the {}* settings",
+                mlops_runtime::config::env_prefix(service.name)
+            )
+        })?;
     }
-    let tracking = Tracking::bind(config, Some(bus.clone())).await?;
-    let mut registry_config = RegistryConfig::local(
-        &args.data_dir,
-        &args.registry_addr,
-        &args.registry_admin_addr,
-        &format!("http://{}", tracking.grpc_addr()),
-    );
-    if let Some(root) = &args.artifact_root {
-        // Model files sit beside the runs' (experiment folders are numbered).
-        registry_config.artifact_root = format!("{}/models", root.trim_end_matches('/'));
+    let mut local = Local::new(&args.data_dir)
+        .with_fixed_ports()
+        .with_ports("tracking", &args.tracking_addr, &args.tracking_admin_addr)
+        .with_ports("registry", &args.registry_addr, &args.registry_admin_addr)
+        .with_ports("mlflow", &args.mlflow_addr, &args.mlflow_admin_addr);
+    local.artifact_root = args.artifact_root.clone();
+    let mut platform = Composition::new(local);
+    for service in services() {
+        (service.start)(&mut platform).await?;
     }
-    let registry = Registry::bind(registry_config, Some(bus.clone())).await?;
-    let mlflow = Gateway::bind(MlflowConfig::local(
-        &args.mlflow_addr,
-        &args.mlflow_admin_addr,
-        &format!("http://{}", tracking.grpc_addr()),
-        &format!("http://{}", registry.grpc_addr()),
-    ))
-    .await?;
     println!("mlops up: data in {}", args.data_dir.display());
-    println!(
-        "  tracking  grpc {}  admin http://{}",
-        tracking.grpc_addr(),
-        tracking.admin_addr()
-    );
-    println!(
-        "  registry  grpc {}  admin http://{}",
-        registry.grpc_addr(),
-        registry.admin_addr()
-    );
-    println!(
-        "  mlflow    http://{0}  admin http://{1}  (MLflow REST API: mlflow.set_tracking_uri(\"http://{0}\"))",
-        mlflow.http_addr(),
-        mlflow.admin_addr()
-    );
+    for line in platform.describe() {
+        println!("{line}");
+    }
     println!("ready; Ctrl-C stops");
 
     let shutdown = CancellationToken::new();
@@ -220,21 +160,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         mlops_runtime::shutdown::signal().await;
         trigger.cancel();
     });
-    // The MLflow gateway stops first: the requests it drains still reach the services.
-    let services = CancellationToken::new();
-    let front = async {
-        let done = mlflow.run(shutdown).await;
-        services.cancel();
-        done
-    };
-    let (t, r, m) = tokio::join!(
-        tracking.run(services.clone()),
-        registry.run(services.clone()),
-        front
-    );
-    t?;
-    r?;
-    m?;
+    platform.run(shutdown).await?;
     println!("mlops up: stopped");
     Ok(())
 }
@@ -300,17 +226,18 @@ mod tests {
     #[test]
     fn the_settings_up_sets_exist() {
         // A setting renamed in a service's config would otherwise be listed as read.
-        for (service, _, ids) in SET_BY_UP {
-            let cmd = config_command(service);
+        for service in services() {
+            let cmd = (service.command)();
+            let name = service.name;
             assert_eq!(
                 cmd.get_name(),
-                format!("mlops-{service}"),
-                "the config of {service}"
+                format!("mlops-{name}"),
+                "the config of {name}"
             );
-            for id in ids {
+            for id in service.set_locally {
                 assert!(
                     cmd.get_arguments().any(|a| a.get_id() == id),
-                    "{service} has no setting {id}"
+                    "{name} has no setting {id}"
                 );
             }
         }

@@ -11,7 +11,6 @@ pub mod envelope;
 pub mod kafka;
 pub mod memory;
 pub mod outbox;
-pub mod service;
 
 use std::sync::Arc;
 

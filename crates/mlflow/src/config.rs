@@ -1,22 +1,21 @@
 //! The gateway's settings. Each is a flag and an environment variable
 //! `MLOPS_MLFLOW_<NAME>`, and may be set in a TOML file (`--config`).
 
-use mlops_runtime::config::ConfigError;
+use mlops_runtime::config::{ConfigError, ListenArgs, ServiceConfig};
 
 /// Settings of `mlops-mlflow`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "mlops-mlflow",
     version,
-    about = "MLflow's REST API in front of the platform's services (mlflow.set_tracking_uri(\"http://HOST:5000\"))"
+    about = "MLflow's REST API in front of the platform's services (mlflow.set_tracking_uri(\"http://HOST:5000\"))",
+    mut_arg("listen_addr", |a| a.default_value("0.0.0.0:5000").help("Address of the MLflow REST API (HTTP).")),
+    mut_arg("admin_addr", |a| a.default_value("0.0.0.0:9095"))
 )]
 pub struct MlflowConfig {
-    /// Address of the MLflow REST API (HTTP).
-    #[arg(long, default_value = "0.0.0.0:5000")]
-    pub listen_addr: String,
-    /// Address of the admin HTTP port (/metrics, /healthz, /readyz).
-    #[arg(long, default_value = "0.0.0.0:9095")]
-    pub admin_addr: String,
+    /// Where it listens.
+    #[command(flatten)]
+    pub listen: ListenArgs,
     /// The tracking service's gRPC address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub tracking_addr: String,
@@ -31,20 +30,20 @@ pub struct MlflowConfig {
     pub max_body_bytes: usize,
 }
 
-impl MlflowConfig {
-    /// Loads the settings from `args`, the environment and an optional file.
-    pub fn load<I, A>(args: I) -> Result<Self, ConfigError>
-    where
-        I: IntoIterator<Item = A>,
-        A: Into<std::ffi::OsString> + Clone,
-    {
-        let c: MlflowConfig = mlops_runtime::config::load("mlflow", args)?;
-        c.validate()?;
-        Ok(c)
+impl ServiceConfig for MlflowConfig {
+    const NAME: &'static str = "mlflow";
+
+    fn listen(&self) -> &ListenArgs {
+        &self.listen
+    }
+
+    fn listen_mut(&mut self) -> &mut ListenArgs {
+        &mut self.listen
     }
 
     /// Checks values that the types alone do not.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen.validate()?;
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 setting: "max_body_bytes",
@@ -70,7 +69,9 @@ impl MlflowConfig {
         }
         Ok(())
     }
+}
 
+impl MlflowConfig {
     /// Settings for one process on loopback (`mlops up`): the given addresses, the
     /// rest from the environment or the defaults.
     pub fn local(
@@ -79,10 +80,8 @@ impl MlflowConfig {
         tracking_addr: &str,
         registry_addr: &str,
     ) -> Self {
-        let mut c = MlflowConfig::load(["mlops-mlflow"])
-            .unwrap_or_else(|_| <MlflowConfig as clap::Parser>::parse_from(["mlops-mlflow"]));
-        c.listen_addr = listen_addr.to_owned();
-        c.admin_addr = admin_addr.to_owned();
+        let mut c = MlflowConfig::defaults();
+        c.listen.set(listen_addr, admin_addr);
         c.tracking_addr = tracking_addr.to_owned();
         c.registry_addr = registry_addr.to_owned();
         c
@@ -96,8 +95,8 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let c = MlflowConfig::load(["mlops-mlflow"]).unwrap();
-        assert_eq!(c.listen_addr, "0.0.0.0:5000");
-        assert_eq!(c.admin_addr, "0.0.0.0:9095");
+        assert_eq!(c.listen.listen_addr, "0.0.0.0:5000");
+        assert_eq!(c.listen.admin_addr, "0.0.0.0:9095");
         assert_eq!(c.tracking_addr, "http://127.0.0.1:50051");
         assert_eq!(c.registry_addr, "http://127.0.0.1:50052");
         assert_eq!(c.token, "");
@@ -111,7 +110,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            (c.listen_addr.as_str(), c.max_body_bytes),
+            (c.listen.listen_addr.as_str(), c.max_body_bytes),
             ("127.0.0.1:0", 2048)
         );
         assert!(MlflowConfig::load(["mlops-mlflow", "--max-body-bytes", "10"]).is_err());

@@ -14,7 +14,8 @@
 //! - [`artifacts`]: the `mlflow-artifacts` proxy, streaming to and from tracking;
 //! - [`logged_models`], [`info`]: what MLflow's client asks besides;
 //! - [`metrics`]: the HTTP metrics and spans;
-//! - [`Gateway`]: binds, serves, and shuts down in order (readiness off, drain requests).
+//! - [`Gateway`]: the service for the kit (`mlops_kit::Service`): binds, then runs on
+//!   the kit's runner (readiness off, drain requests).
 //!
 //! Each area is a module with a `routes()`; [`router`] merges them.
 
@@ -32,15 +33,17 @@ pub mod registry_entities;
 pub mod state;
 pub mod tracking;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::http::{Method, Uri};
 use axum::Router;
-use mlops_runtime::admin::{Check, Readiness};
+use mlops_kit::{Addresses, Local, Runner, Service};
+use mlops_proto::registry::v1::registry_service_server::SERVICE_NAME as REGISTRY;
+use mlops_proto::tracking::v1::tracking_service_server::SERVICE_NAME as TRACKING;
+use mlops_runtime::admin::Check;
+use mlops_runtime::config::ServiceConfig;
+use mlops_runtime::grpc::Listeners;
 use mlops_runtime::shutdown::CancellationToken;
-use tokio::net::TcpListener;
 
 pub use config::MlflowConfig;
 use error::{ApiError, ErrorCode};
@@ -86,105 +89,76 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// A bound, ready-to-run gateway.
 pub struct Gateway {
     state: AppState,
-    /// A channel of its own to the registry, for its health in readiness.
-    registry_channel: tonic::transport::Channel,
-    http: TcpListener,
-    admin: TcpListener,
+    listeners: Listeners,
 }
 
-impl Gateway {
+impl Service for Gateway {
+    type Config = MlflowConfig;
+    const TITLE: &'static str = "The MLflow REST API";
+    const LOCAL_PORTS: (&'static str, &'static str) = ("127.0.0.1:5000", "127.0.0.1:9095");
+    const SET_LOCALLY: &'static [&'static str] = &[
+        "listen_addr",
+        "admin_addr",
+        "tracking_addr",
+        "registry_addr",
+    ];
+
+    fn describe(addresses: &Addresses) -> String {
+        format!(
+            "http://{0}  admin http://{1}  (MLflow REST API: mlflow.set_tracking_uri(\"http://{0}\"))",
+            addresses.api, addresses.admin
+        )
+    }
+
+    fn local(local: &Local) -> MlflowConfig {
+        let (api, admin) = local.ports::<Self>();
+        MlflowConfig::local(
+            &api,
+            &admin,
+            &local.callee("tracking"),
+            &local.callee("registry"),
+        )
+    }
+
     /// Makes the service clients (they connect on first use) and binds both ports.
-    pub async fn bind(config: MlflowConfig) -> anyhow::Result<Self> {
+    async fn bind(
+        config: MlflowConfig,
+        _bus: Option<Arc<dyn mlops_kit::EventBus>>,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
         let state = AppState::new(&config)?;
-        let registry_channel = tonic::transport::Channel::from_shared(
-            mlops_runtime::grpc::endpoint_uri(&config.registry_addr),
-        )?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect_lazy();
-        let http = TcpListener::bind(&config.listen_addr)
-            .await
-            .with_context(|| format!("binding the HTTP address {}", config.listen_addr))?;
-        let admin = TcpListener::bind(&config.admin_addr)
-            .await
-            .with_context(|| format!("binding the admin address {}", config.admin_addr))?;
-        Ok(Gateway {
-            state,
-            registry_channel,
-            http,
-            admin,
-        })
+        let listeners = Listeners::bind_to(&config.listen).await?;
+        Ok(Gateway { state, listeners })
     }
 
-    /// The bound address of the MLflow REST API.
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    /// The bound admin HTTP address.
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("a bound listener has an address")
+    fn addresses(&self) -> Addresses {
+        Addresses::of(&self.listeners)
     }
 
     /// Serves until `shutdown` is cancelled; then turns readiness off, stops taking
-    /// connections, lets the requests in flight finish and returns.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Gateway {
-            state,
-            registry_channel,
-            http,
-            admin,
-        } = self;
+    /// connections, lets the requests in flight finish and returns. Ready while both
+    /// services say they are serving.
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Gateway { state, listeners } = self;
         let tracking_check: Check = {
             let channel = state.tracking_channel();
             Arc::new(move || {
                 let channel = channel.clone();
-                Box::pin(async move { serving(channel, "mlops.tracking.v1.TrackingService").await })
+                Box::pin(async move { serving(channel, TRACKING).await })
             })
         };
-        let registry_check: Check = Arc::new(move || {
-            let channel = registry_channel.clone();
-            Box::pin(async move { serving(channel, "mlops.registry.v1.RegistryService").await })
-        });
-        let readiness = Readiness::new(vec![
-            ("tracking".into(), tracking_check),
-            ("registry".into(), registry_check),
-        ]);
-        let admin_addr = admin.local_addr()?;
-        let admin_stop = CancellationToken::new();
-        let admin_server = tokio::spawn(mlops_runtime::admin::serve(admin, readiness.clone(), {
-            let stop = admin_stop.clone();
-            async move { stop.cancelled().await }
-        }));
-        let http_addr = http.local_addr()?;
-        readiness.set_serving(true);
-        tracing::info!(http = %http_addr, admin = %admin_addr, "mlflow gateway serving");
-        let stop = {
-            let readiness = readiness.clone();
-            async move {
-                shutdown.cancelled().await;
-                readiness.set_serving(false);
-                tracing::info!("mlflow gateway draining in-flight requests");
-            }
+        let registry_check: Check = {
+            let channel = state.registry_channel();
+            Arc::new(move || {
+                let channel = channel.clone();
+                Box::pin(async move { serving(channel, REGISTRY).await })
+            })
         };
-        // Without TCP_NODELAY, small responses wait on delayed ACKs (~40 ms each).
-        use axum::serve::ListenerExt;
-        let listener = http.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(listener, router(state))
-            .with_graceful_shutdown(stop)
-            .await;
-        admin_stop.cancel();
-        let _ = admin_server.await;
-        tracing::info!("mlflow gateway stopped");
-        served.context("HTTP server failed")
+        Runner::http("mlflow", listeners, router(state))
+            .check("tracking", tracking_check)
+            .check("registry", registry_check)
+            .run(shutdown)
+            .await
     }
 }
 
@@ -204,11 +178,6 @@ async fn serving(channel: tonic::transport::Channel, name: &str) -> Result<(), S
     } else {
         Err(format!("{name} is not serving"))
     }
-}
-
-/// Runs the gateway with `config` until `shutdown` is cancelled.
-pub async fn serve(config: MlflowConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    Gateway::bind(config).await?.run(shutdown).await
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! request forwards to them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -10,7 +9,8 @@ use axum::http::request::Parts;
 use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use mlops_proto::tracking::v1 as tpb;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
-use mlops_runtime::grpc::{endpoint_uri, ClientAuth};
+use mlops_runtime::client::Client;
+use mlops_runtime::grpc::ClientAuth;
 use tokio::sync::OnceCell;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -37,6 +37,7 @@ struct Inner {
     tracking: TrackingClient,
     tracking_channel: Channel,
     registry: RegistryClient,
+    registry_channel: Channel,
     /// `Bearer <token>` from the configuration, sent when a request brings none.
     token: Option<AsciiMetadataValue>,
     max_body_bytes: usize,
@@ -44,28 +45,19 @@ struct Inner {
     artifact_root: OnceCell<String>,
 }
 
-fn lazy_channel(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(endpoint_uri(addr))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
-
 impl AppState {
     /// Clients of the services named in `config`. They connect lazily: the gateway
     /// starts when the services are not up yet, and calls answer 503 meanwhile.
     pub fn new(config: &MlflowConfig) -> anyhow::Result<Self> {
-        // The interceptor sends the trace context; the credential goes per request.
-        let auth = ClientAuth::new(None)?;
-        let tracking_channel = lazy_channel(&config.tracking_addr)?;
+        // The client sends the trace context; the credential goes per request.
         let tracking =
-            TrackingServiceClient::with_interceptor(tracking_channel.clone(), auth.clone())
-                .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES);
+            Client::lazy(&config.tracking_addr, None)?.with_max_message_bytes(MAX_RESPONSE_BYTES);
         let registry =
-            RegistryServiceClient::with_interceptor(lazy_channel(&config.registry_addr)?, auth)
-                .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES);
+            Client::lazy(&config.registry_addr, None)?.with_max_message_bytes(MAX_RESPONSE_BYTES);
+        let tracking_channel = tracking.channel();
+        let registry_channel = registry.channel();
+        let tracking = mlops_runtime::grpc_client!(TrackingServiceClient, tracking);
+        let registry = mlops_runtime::grpc_client!(RegistryServiceClient, registry);
         let token = match config.token.trim() {
             "" => None,
             t => Some(format!("Bearer {t}").parse().map_err(|_| {
@@ -77,6 +69,7 @@ impl AppState {
                 tracking,
                 tracking_channel,
                 registry,
+                registry_channel,
                 token,
                 max_body_bytes: config.max_body_bytes,
                 artifact_root: OnceCell::new(),
@@ -92,6 +85,11 @@ impl AppState {
     /// The channel to the tracking service (its health service answers readiness).
     pub fn tracking_channel(&self) -> Channel {
         self.inner.tracking_channel.clone()
+    }
+
+    /// The channel to the model registry (readiness).
+    pub fn registry_channel(&self) -> Channel {
+        self.inner.registry_channel.clone()
     }
 
     /// A client of the model registry.

@@ -7,7 +7,8 @@ use futures::{StreamExt, TryStreamExt};
 use mlops_proto::registry::v1 as pb;
 use mlops_proto::tracking::v1 as tpb;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
-use mlops_runtime::grpc::{endpoint_uri, ClientAuth};
+use mlops_runtime::client::{retry, Backoff, Client};
+use mlops_runtime::grpc::ClientAuth;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -15,7 +16,8 @@ use tonic::Code;
 use crate::error::{precondition, RegistryError, Result};
 
 /// A client of the tracking service, connecting lazily (the registry starts even
-/// when tracking is not up yet; calls then answer UNAVAILABLE).
+/// when tracking is not up yet). Reads are retried with backoff while tracking
+/// answers UNAVAILABLE (restarting), then answer UNAVAILABLE.
 #[derive(Clone)]
 pub struct TrackingClient {
     addr: String,
@@ -63,14 +65,12 @@ pub struct ArtifactFile {
 impl TrackingClient {
     /// A client of the tracking service at `addr`, sending `token` when not empty.
     pub fn new(addr: &str, token: &str) -> anyhow::Result<Self> {
-        let addr = endpoint_uri(addr);
-        let channel = Channel::from_shared(addr.clone())?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        let inner = TrackingServiceClient::with_interceptor(channel, ClientAuth::new(Some(token))?)
-            .max_decoding_message_size(64 * 1024 * 1024);
-        Ok(TrackingClient { addr, inner })
+        let client = Client::lazy(addr, Some(token))?;
+        let inner = mlops_runtime::grpc_client!(TrackingServiceClient, client);
+        Ok(TrackingClient {
+            addr: client.addr().to_owned(),
+            inner,
+        })
     }
 
     fn map(&self, what: &str, s: tonic::Status) -> RegistryError {
@@ -95,25 +95,26 @@ impl TrackingClient {
 
     /// A run with its data and inputs. A deleted run is refused: its artifacts may go.
     pub async fn run(&self, run_id: &str) -> Result<tpb::Run> {
-        let run = self
-            .inner
-            .clone()
-            .get_run(tpb::GetRunRequest {
-                run_id: run_id.to_owned(),
-            })
-            .await
-            .map_err(|s| {
-                if s.code() == Code::NotFound {
-                    RegistryError::NotFound(format!(
-                        "run {run_id} not found in the tracking service"
-                    ))
-                } else {
-                    self.map("reading the run", s)
-                }
-            })?
-            .into_inner()
-            .run
-            .ok_or_else(|| RegistryError::Unavailable("tracking answered no run".into()))?;
+        let run = retry(&Backoff::default(), || {
+            let mut c = self.inner.clone();
+            async move {
+                c.get_run(tpb::GetRunRequest {
+                    run_id: run_id.to_owned(),
+                })
+                .await
+            }
+        })
+        .await
+        .map_err(|s| {
+            if s.code() == Code::NotFound {
+                RegistryError::NotFound(format!("run {run_id} not found in the tracking service"))
+            } else {
+                self.map("reading the run", s)
+            }
+        })?
+        .into_inner()
+        .run
+        .ok_or_else(|| RegistryError::Unavailable("tracking answered no run".into()))?;
         let deleted = run
             .info
             .as_ref()
@@ -129,26 +130,29 @@ impl TrackingClient {
 
     /// A logged model; one whose upload failed, or a deleted one, is refused.
     pub async fn logged_model(&self, model_id: &str) -> Result<tpb::LoggedModel> {
-        let model = self
-            .inner
-            .clone()
-            .get_logged_model(tpb::GetLoggedModelRequest {
-                model_id: model_id.to_owned(),
-                allow_deleted: false,
-            })
-            .await
-            .map_err(|s| {
-                if s.code() == Code::NotFound {
-                    RegistryError::NotFound(format!(
-                        "logged model {model_id} not found in the tracking service"
-                    ))
-                } else {
-                    self.map("reading the logged model", s)
-                }
-            })?
-            .into_inner()
-            .model
-            .ok_or_else(|| RegistryError::Unavailable("tracking answered no model".into()))?;
+        let model = retry(&Backoff::default(), || {
+            let mut c = self.inner.clone();
+            async move {
+                c.get_logged_model(tpb::GetLoggedModelRequest {
+                    model_id: model_id.to_owned(),
+                    allow_deleted: false,
+                })
+                .await
+            }
+        })
+        .await
+        .map_err(|s| {
+            if s.code() == Code::NotFound {
+                RegistryError::NotFound(format!(
+                    "logged model {model_id} not found in the tracking service"
+                ))
+            } else {
+                self.map("reading the logged model", s)
+            }
+        })?
+        .into_inner()
+        .model
+        .ok_or_else(|| RegistryError::Unavailable("tracking answered no model".into()))?;
         if model.status == tpb::LoggedModelStatus::LoggedModelUploadFailed as i32 {
             return Err(precondition(format!(
                 "logged model {model_id} failed its upload; log it again"
@@ -159,18 +163,19 @@ impl TrackingClient {
 
     async fn list(&self, owner: &Owner, path: &str) -> Result<Vec<tpb::FileInfo>> {
         let (run_id, logged_model_id) = owner.ids();
-        Ok(self
-            .inner
-            .clone()
-            .list_artifacts(tpb::ListArtifactsRequest {
-                run_id,
+        Ok(retry(&Backoff::default(), || {
+            let mut c = self.inner.clone();
+            let request = tpb::ListArtifactsRequest {
+                run_id: run_id.clone(),
                 path: path.to_owned(),
-                logged_model_id,
-            })
-            .await
-            .map_err(|s| self.map("listing the run's artifacts", s))?
-            .into_inner()
-            .files)
+                logged_model_id: logged_model_id.clone(),
+            };
+            async move { c.list_artifacts(request).await }
+        })
+        .await
+        .map_err(|s| self.map("listing the run's artifacts", s))?
+        .into_inner()
+        .files)
     }
 
     /// The files of `path` in a run or logged model: the file itself, or every file

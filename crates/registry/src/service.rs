@@ -5,27 +5,45 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use mlops_proto::registry::v1 as pb;
 use mlops_proto::registry::v1::registry_service_server::RegistryService;
-use mlops_runtime::auth::Role;
+use mlops_runtime::auth::{Role, RoleTable};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::invalid;
 use crate::register::Registrar;
 use crate::store::Store;
 
-/// The role each method needs: reads for readers, deleting a whole model for admins,
-/// everything else for writers.
-pub fn policy(method: &str) -> Role {
-    if ["Get", "Search", "List", "Download"]
-        .iter()
-        .any(|p| method.starts_with(p))
-    {
-        Role::Reader
-    } else if method == "DeleteRegisteredModel" {
-        Role::Admin
-    } else {
-        Role::Writer
-    }
-}
+/// The role each RPC needs: reads are open to readers, changes need writers, and
+/// what destroys history needs admins. Every RPC of the service is listed (a test
+/// checks the table against the contract; an RPC missing here would need admin).
+pub const ROLES: RoleTable = &[
+    ("CreateRegisteredModel", Role::Writer),
+    ("GetRegisteredModel", Role::Reader),
+    ("RenameRegisteredModel", Role::Writer),
+    ("UpdateRegisteredModel", Role::Writer),
+    ("DeleteRegisteredModel", Role::Admin),
+    ("SearchRegisteredModels", Role::Reader),
+    ("SetRegisteredModelTag", Role::Writer),
+    ("DeleteRegisteredModelTag", Role::Writer),
+    ("CreateModelVersion", Role::Writer),
+    ("UploadModelVersion", Role::Writer),
+    ("GetModelVersion", Role::Reader),
+    ("UpdateModelVersion", Role::Writer),
+    ("DeleteModelVersion", Role::Writer),
+    ("SearchModelVersions", Role::Reader),
+    ("GetLatestVersions", Role::Reader),
+    ("SetModelVersionTag", Role::Writer),
+    ("DeleteModelVersionTag", Role::Writer),
+    ("TransitionModelVersionStage", Role::Writer),
+    ("ListModelVersionFiles", Role::Reader),
+    ("DownloadModelVersionFile", Role::Reader),
+    ("SetRegisteredModelAlias", Role::Writer),
+    ("DeleteRegisteredModelAlias", Role::Writer),
+    ("GetModelVersionByAlias", Role::Reader),
+    ("LogEvaluation", Role::Writer),
+    ("ListEvaluations", Role::Reader),
+    ("ValidateCandidate", Role::Writer),
+    ("ListGateResults", Role::Reader),
+];
 
 /// Implements `mlops.registry.v1.RegistryService`.
 #[derive(Clone)]
@@ -360,5 +378,17 @@ impl RegistryService for RegistryApi {
         ok(pb::ListGateResultsResponse {
             results: self.store.list_gate_results(&r.name, r.version).await?,
         })
+    }
+}
+
+#[cfg(test)]
+mod roles_tests {
+    #[test]
+    fn every_rpc_has_a_declared_role() {
+        mlops_runtime::auth::assert_declared(
+            mlops_proto::FILE_DESCRIPTOR_SET,
+            mlops_proto::registry::v1::registry_service_server::SERVICE_NAME,
+            super::ROLES,
+        );
     }
 }

@@ -47,39 +47,50 @@ impl Readiness {
     }
 }
 
-/// The admin router, for embedding or tests.
-pub fn router(readiness: Readiness) -> Router {
+#[derive(Clone)]
+struct AdminState {
+    readiness: Readiness,
+    service: &'static str,
+}
+
+/// The admin router of `service`, for embedding or tests. Its `/metrics` shows the
+/// service's own metrics only (`mlops_<service>_*`), so that in one process
+/// (`mlops up`) a Prometheus scraping every admin port counts nothing twice.
+pub fn router(service: &'static str, readiness: Readiness) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(readiness)
+        .with_state(AdminState { readiness, service })
 }
 
-async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+async fn metrics(
+    State(state): State<AdminState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(),
+        crate::metrics::render_service(state.service),
     )
 }
 
-async fn ready(State(readiness): State<Readiness>) -> (StatusCode, String) {
-    match readiness.check().await {
+async fn ready(State(state): State<AdminState>) -> (StatusCode, String) {
+    match state.readiness.check().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
     }
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown` completes.
+/// Serves the admin endpoints of `service` on `listener` until `shutdown` completes.
 pub async fn serve(
+    service: &'static str,
     listener: tokio::net::TcpListener,
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(readiness))
+    axum::serve(listener, router(service, readiness))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -1,7 +1,9 @@
 //! Bearer-token authentication with three roles, as one tower layer.
 //!
 //! Tokens are configured as `token:role` pairs (`reader`, `writer`, `admin`); each
-//! service says which role each of its methods needs. No tokens configured means
+//! service declares the role of every RPC in one [`RoleTable`] (a test per service
+//! checks the table against its descriptor with [`undeclared`]; an undeclared RPC
+//! needs `admin`). No tokens configured means
 //! auth is off (the default for `mlops up`). On: a missing or unknown token is
 //! `UNAUTHENTICATED`, a token whose role is too low is `PERMISSION_DENIED`.
 //! Health checks and reflection are always open.
@@ -108,8 +110,68 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Which role each method of a service needs, given the method name.
-pub type Policy = Arc<dyn Fn(&str) -> Role + Send + Sync>;
+/// The role each RPC of one gRPC service needs: `(method, role)` for every method,
+/// declared in one table by the service (a test checks it against the descriptor
+/// with [`undeclared`]).
+pub type RoleTable = &'static [(&'static str, Role)];
+
+/// The roles of every RPC a port serves, by full path (`/pkg.Service/Method`).
+/// A path no table declares needs [`Role::Admin`]: an RPC added without a
+/// declaration is closed, not open.
+#[derive(Clone, Default)]
+pub struct Policy(Arc<HashMap<String, Role>>);
+
+impl Policy {
+    /// Adds the table of the gRPC service `service` (`mlops.tracking.v1.TrackingService`).
+    pub fn with(self, service: &str, table: RoleTable) -> Self {
+        let mut map = Arc::unwrap_or_clone(self.0);
+        for (method, role) in table {
+            map.insert(format!("/{service}/{method}"), *role);
+        }
+        Policy(Arc::new(map))
+    }
+
+    /// The role a request to `path` needs.
+    pub fn role(&self, path: &str) -> Role {
+        self.0.get(path).copied().unwrap_or(Role::Admin)
+    }
+}
+
+/// What `table` gets wrong about `service` in the encoded `FileDescriptorSet`:
+/// methods it does not declare, then declared names that are not methods. Both
+/// empty when the table is complete.
+pub fn undeclared(
+    descriptor_set: &[u8],
+    service: &str,
+    table: RoleTable,
+) -> (Vec<String>, Vec<String>) {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(descriptor_set)
+        .expect("the embedded descriptor set decodes");
+    let methods: Vec<String> = set
+        .file
+        .iter()
+        .flat_map(|f| {
+            let package = f.package().to_owned();
+            f.service.iter().filter_map(move |s| {
+                let full = format!("{package}.{}", s.name());
+                (full == service).then(|| s.method.iter().map(|m| m.name().to_owned()))
+            })
+        })
+        .flatten()
+        .collect();
+    let missing = methods
+        .iter()
+        .filter(|m| !table.iter().any(|(d, _)| d == m))
+        .cloned()
+        .collect();
+    let unknown = table
+        .iter()
+        .filter(|(d, _)| !methods.iter().any(|m| m == d))
+        .map(|(d, _)| (*d).to_owned())
+        .collect();
+    (missing, unknown)
+}
 
 /// Checks the token of a request to `path`; `Ok` when it may proceed.
 pub fn authorize(
@@ -139,13 +201,27 @@ pub fn authorize(
         .role_of(token)
         .ok_or_else(|| Status::unauthenticated("unknown bearer token"))?;
     let method = crate::metrics::method_of(path);
-    let needed = policy(method);
+    let needed = policy.role(path);
     if role < needed {
         return Err(Status::permission_denied(format!(
             "{method} needs the {needed} role; this token has the {role} role"
         )));
     }
     Ok(())
+}
+
+/// Panics, naming them, when `table` leaves out a method of `service` or names one
+/// it does not have: the body of each service's test of its table.
+pub fn assert_declared(descriptor_set: &[u8], service: &str, table: RoleTable) {
+    let (missing, unknown) = undeclared(descriptor_set, service, table);
+    assert!(
+        missing.is_empty(),
+        "RPCs of {service} without a declared role: {missing:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "the role table of {service} names RPCs it does not have: {unknown:?}"
+    );
 }
 
 /// The tower layer applying [`authorize`] to every request.
@@ -226,13 +302,12 @@ mod tests {
     use super::*;
 
     fn policy() -> Policy {
-        Arc::new(|m: &str| {
-            if m.starts_with("Get") {
-                Role::Reader
-            } else {
-                Role::Writer
-            }
-        })
+        Policy::default()
+            .with(
+                "mlops.tracking.v1.TrackingService",
+                &[("CreateRun", Role::Writer)],
+            )
+            .with("x.S", &[("GetRun", Role::Reader)])
     }
 
     #[test]
@@ -270,6 +345,10 @@ mod tests {
         assert!(authorize(&t, &p, path, Some("Bearer w")).is_ok());
         assert!(authorize(&t, &p, "/x.S/GetRun", Some("Bearer r")).is_ok());
         assert!(authorize(&t, &p, "/grpc.health.v1.Health/Check", None).is_ok());
+        // An RPC no table declares needs the admin role.
+        let undeclared = authorize(&t, &p, "/x.S/Predict", Some("Bearer w")).unwrap_err();
+        assert_eq!(undeclared.code(), tonic::Code::PermissionDenied);
+        assert!(undeclared.message().contains("admin"), "{undeclared:?}");
         assert!(authorize(&Tokens::default(), &p, path, None).is_ok());
     }
 }

@@ -149,6 +149,128 @@ fn apply_file(mut cmd: Command, path: &Path) -> Result<Command, ConfigError> {
     Ok(cmd)
 }
 
+/// Where a service listens: its API and its admin port. Flattened into each
+/// service's config (inside [`ServerArgs`] for gRPC services); the service gives
+/// both their defaults with
+/// `#[command(mut_arg("listen_addr", |a| a.default_value("0.0.0.0:50051")))]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListenArgs {
+    /// Address of the service's API.
+    #[arg(long, required = false)]
+    pub listen_addr: String,
+    /// Address of the admin HTTP port (/metrics, /healthz, /readyz).
+    #[arg(long, required = false)]
+    pub admin_addr: String,
+}
+
+impl ListenArgs {
+    /// Checks values that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (setting, addr) in [
+            ("listen_addr", &self.listen_addr),
+            ("admin_addr", &self.admin_addr),
+        ] {
+            if addr.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    message: "must be an address like 0.0.0.0:50051".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Other addresses (one process, tests).
+    pub fn set(&mut self, listen_addr: &str, admin_addr: &str) {
+        self.listen_addr = listen_addr.to_owned();
+        self.admin_addr = admin_addr.to_owned();
+    }
+}
+
+/// The settings every gRPC server shares: its ports, its message limit, its
+/// concurrency and its tokens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Where it listens.
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// Bearer tokens as token:role pairs, comma separated (roles reader, writer, admin); empty turns auth off.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub auth_tokens: crate::auth::Tokens,
+    /// Largest gRPC request message in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Concurrent requests per client connection before new ones wait.
+    #[arg(long, default_value_t = 256)]
+    pub max_concurrent_per_connection: usize,
+}
+
+impl ServerArgs {
+    /// The largest request the service decodes.
+    pub fn decoding_limit(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    /// The largest answer it encodes: never below what clients accept by default
+    /// ([`crate::client::MAX_MESSAGE_BYTES`]), so a page of results is not cut.
+    pub fn encoding_limit(&self) -> usize {
+        self.max_message_bytes.max(crate::client::MAX_MESSAGE_BYTES)
+    }
+
+    /// Checks values that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen.validate()?;
+        if self.max_message_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                setting: "max_message_bytes",
+                message: "must be at least 1024".into(),
+            });
+        }
+        if self.max_concurrent_per_connection == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "max_concurrent_per_connection",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A service's settings, as the kit needs to see them: its name (for
+/// `MLOPS_<NAME>_*` and the file), its shared server settings, its own checks.
+pub trait ServiceConfig: clap::Parser + Clone + Send + Sync + 'static {
+    /// The service's short name: `tracking`.
+    const NAME: &'static str;
+
+    /// Where it listens.
+    fn listen(&self) -> &ListenArgs;
+
+    /// Where it listens, to change (one process, tests).
+    fn listen_mut(&mut self) -> &mut ListenArgs;
+
+    /// Checks every setting: the shared structs' `validate`, then the service's own.
+    fn validate(&self) -> Result<(), ConfigError>;
+
+    /// Loads the settings from `args`, the environment and an optional file, and checks them.
+    fn load<I, A>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString> + Clone,
+    {
+        let c: Self = load(Self::NAME, args)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The settings with nothing given: the environment, the file it names, the
+    /// defaults. Falls back to the defaults alone when the environment holds a value
+    /// the service refuses (callers that must refuse it call [`ServiceConfig::load`]).
+    fn defaults() -> Self {
+        let program = format!("mlops-{}", Self::NAME);
+        Self::load([program.clone()]).unwrap_or_else(|_| Self::parse_from([program]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +303,28 @@ mod tests {
         );
         let d: Demo = load("cfgtest-a", ["x", "--config", f, "--max-connections", "3"]).unwrap();
         assert_eq!(d.max_connections, 3);
+    }
+
+    #[derive(Debug, Parser)]
+    #[command(
+        mut_arg("listen_addr", |a| a.default_value("0.0.0.0:7")),
+        mut_arg("admin_addr", |a| a.default_value("0.0.0.0:8"))
+    )]
+    struct WithServer {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn a_flattened_server_takes_the_services_defaults_and_checks_them() {
+        let c: WithServer = load("cfgtest-c", ["x"]).unwrap();
+        assert_eq!(c.server.listen.listen_addr, "0.0.0.0:7");
+        assert_eq!(c.server.listen.admin_addr, "0.0.0.0:8");
+        assert_eq!(c.server.max_message_bytes, 16 * 1024 * 1024);
+        assert!(c.server.validate().is_ok());
+        let c: WithServer = load("cfgtest-c", ["x", "--max-message-bytes", "10"]).unwrap();
+        let err = c.server.validate().unwrap_err().to_string();
+        assert!(err.contains("max_message_bytes"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use crate::metrics::{RpcMetricsLayer, TraceLayer};
 pub struct GrpcServer {
     /// The service's short name (`tracking`), for metrics.
     pub service: &'static str,
-    /// The fully qualified gRPC service names it serves, for the health service.
+    /// The fully qualified gRPC service names it serves, for the health service
+    /// and reflection (`""`, the server as a whole, is added for health).
     pub grpc_names: Vec<&'static str>,
     /// Bearer tokens; empty turns auth off.
     pub tokens: Tokens,
@@ -35,21 +36,31 @@ impl GrpcServer {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
         let (reporter, health) = tonic_health::server::health_reporter();
-        for name in &self.grpc_names {
+        let mut names = self.grpc_names.clone();
+        if !names.contains(&"") {
+            names.push("");
+        }
+        for name in &names {
             reporter
                 .set_service_status(*name, ServingStatus::Serving)
                 .await;
         }
-        let reflection = tonic_reflection::server::Builder::configure()
+        // Reflection lists what this port serves, not every contract in proto/.
+        let mut reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(mlops_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection");
+        for name in self.grpc_names.iter().filter(|n| !n.is_empty()) {
+            reflection = reflection.with_service_name(*name);
+        }
+        let reflection = reflection
             .build_v1()
             .expect("the embedded descriptor sets are valid");
         let layers = tower::ServiceBuilder::new()
             .layer(TraceLayer)
             .layer(RpcMetricsLayer::new(self.service))
             .layer(AuthLayer::new(self.tokens, self.policy));
-        let names = self.grpc_names.clone();
         let shutdown = async move {
             shutdown.await;
             for name in names {
@@ -128,6 +139,11 @@ impl Listeners {
                 .await
                 .with_context(|| format!("binding the admin address {admin}"))?,
         })
+    }
+
+    /// Binds the addresses of `listen`.
+    pub async fn bind_to(listen: &crate::config::ListenArgs) -> anyhow::Result<Self> {
+        Self::bind(&listen.listen_addr, &listen.admin_addr).await
     }
 
     /// The bound gRPC address.

@@ -1,16 +1,19 @@
 //! What every service needs, written once.
 //!
-//! - [`config`]: settings from flags, `MLOPS_<SERVICE>_*` variables and a TOML file;
+//! - [`config`]: settings from flags, `MLOPS_<SERVICE>_*` variables and a TOML file,
+//!   and the server settings every service shares ([`config::ServerArgs`]);
 //! - [`telemetry`]: tracing, OTLP export, trace context across gRPC and Kafka;
 //! - [`metrics`]: Prometheus helpers and the per-RPC metrics layer;
 //! - [`admin`]: the `/metrics`, `/healthz`, `/readyz` HTTP port;
 //! - [`grpc`]: the gRPC server with health, reflection, auth and metrics;
-//! - [`auth`]: bearer tokens with reader / writer / admin roles;
+//! - [`auth`]: bearer tokens with reader / writer / admin roles, declared per RPC;
+//! - [`client`]: calling another service (address, token, trace context, limit, retry);
 //! - [`error`]: domain errors to `tonic::Status`;
 //! - [`shutdown`]: SIGINT / SIGTERM for binaries.
 
 pub mod admin;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod grpc;

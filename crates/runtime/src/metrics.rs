@@ -74,6 +74,19 @@ pub fn render() -> String {
         .unwrap_or_default()
 }
 
+/// The Prometheus text exposition of the metrics of `service`: those named
+/// `mlops_<service>_*` (`-` in the name as `_`).
+pub fn render_service(service: &str) -> String {
+    let prefix = format!("mlops_{}_", service.replace('-', "_"));
+    let families: Vec<_> = prometheus::gather()
+        .into_iter()
+        .filter(|f| f.name().starts_with(&prefix))
+        .collect();
+    prometheus::TextEncoder::new()
+        .encode_to_string(&families)
+        .unwrap_or_default()
+}
+
 /// Per-RPC metrics of one service.
 #[derive(Clone)]
 pub struct RpcMetrics {

@@ -49,6 +49,57 @@ pub struct DbOptions {
     pub statement_timeout: Duration,
 }
 
+/// The database settings every service with a database shares, flattened into its
+/// config; the service gives `database_url` its default with
+/// `#[command(mut_arg("database_url", |a| a.default_value("sqlite://data/NAME.db")))]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// Metadata database: sqlite://PATH (created if missing) or postgres://USER:PASS@HOST:PORT/DB.
+    #[arg(long, required = false)]
+    pub database_url: String,
+    /// Most database connections open at once.
+    #[arg(long, default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// How long a request waits for a database connection before RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 2000)]
+    pub db_acquire_timeout_ms: u64,
+    /// The longest one database statement may run, in milliseconds, before it is
+    /// cancelled with DEADLINE_EXCEEDED (0: no limit). On SQLite only searches are
+    /// bounded, and the answer stops waiting rather than the statement stopping.
+    #[arg(long, default_value_t = 30_000)]
+    pub db_statement_timeout_ms: u64,
+}
+
+impl DbArgs {
+    /// Checks values that the types alone do not.
+    pub fn validate(&self) -> Result<(), mlops_runtime::config::ConfigError> {
+        use mlops_runtime::config::ConfigError;
+        if self.database_url.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "database_url",
+                message: "must be sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB".into(),
+            });
+        }
+        if self.db_max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "db_max_connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The pool options these settings describe.
+    pub fn options(&self) -> DbOptions {
+        DbOptions {
+            url: self.database_url.clone(),
+            max_connections: self.db_max_connections,
+            acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+        }
+    }
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

@@ -5,7 +5,10 @@
 //! - [`filter`]: MLflow's search grammar, re-exported from `mlops-filter`;
 //! - [`artifacts`]: run artifacts on a local directory or S3;
 //! - [`service`]: the gRPC API;
-//! - [`Tracking`]: binds, serves, and shuts down in order (drain RPCs, then flush events).
+//! - [`metrics`], [`error`], [`validate`]: its metrics, its errors as gRPC statuses,
+//!   request checks;
+//! - [`Tracking`]: the service for the kit (`mlops_kit::Service`): binds, then runs on
+//!   the kit's runner (drain RPCs, then flush events).
 
 pub mod artifacts;
 pub mod config;
@@ -18,18 +21,16 @@ pub mod validate;
 /// MLflow's search filter and `order_by` grammar, shared with the registry (`mlops-filter`).
 pub use mlops_filter as filter;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use mlops_events::outbox::Outbox;
-use mlops_events::service::Service;
 use mlops_events::EventBus;
-use mlops_proto::tracking::v1::tracking_service_server::TrackingServiceServer;
-use mlops_runtime::grpc::{GrpcServer, Listeners};
+use mlops_kit::{open_bus, open_database, Addresses, Local, OnFailure, Runner, Service};
+use mlops_proto::tracking::v1::tracking_service_server::{TrackingServiceServer, SERVICE_NAME};
+use mlops_runtime::grpc::Listeners;
 use mlops_runtime::shutdown::CancellationToken;
-use mlops_storage::{Db, DbOptions};
 
 pub use config::TrackingConfig;
 pub use store::Store;
@@ -47,27 +48,34 @@ pub struct Tracking {
 }
 
 impl Tracking {
+    /// The store, for tests and benchmarks that look under the API.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Service for Tracking {
+    type Config = TrackingConfig;
+    const TITLE: &'static str = "The tracking service";
+    const LOCAL_PORTS: (&'static str, &'static str) = ("127.0.0.1:50051", "127.0.0.1:9091");
+    const SET_LOCALLY: &'static [&'static str] =
+        &["listen_addr", "admin_addr", "database_url", "artifact_root"];
+
+    fn local(local: &Local) -> TrackingConfig {
+        let (api, admin) = local.ports::<Self>();
+        let mut c = TrackingConfig::local(&local.data_dir, &api, &admin);
+        if let Some(root) = &local.artifact_root {
+            c.artifact_root = root.clone();
+        }
+        c
+    }
+
     /// Connects the database (running migrations), the artifact store and the bus,
-    /// and binds both ports. `bus` overrides the configured bus (one process, tests).
-    pub async fn bind(
-        config: TrackingConfig,
-        bus: Option<Arc<dyn EventBus>>,
-    ) -> anyhow::Result<Self> {
+    /// and binds both ports.
+    async fn bind(config: TrackingConfig, bus: Option<Arc<dyn EventBus>>) -> anyhow::Result<Self> {
+        use mlops_runtime::config::ServiceConfig;
         config.validate()?;
-        let db = Db::connect(&DbOptions {
-            url: config.database_url.clone(),
-            max_connections: config.db_max_connections,
-            acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
-            statement_timeout: Duration::from_millis(config.db_statement_timeout_ms),
-        })
-        .await
-        .context("connecting the tracking database")?;
-        db.migrate("tracking", &store::migrations()).await?;
-        db.migrate(
-            "tracking-outbox",
-            &mlops_events::outbox::migrations("tracking"),
-        )
-        .await?;
+        let db = open_database("tracking", &config.db, &store::migrations()).await?;
         let artifacts = artifacts::Artifacts::open(&config.artifact_root)
             .with_context(|| format!("opening the artifact root {}", config.artifact_root))?
             .with_max_bytes(config.max_artifact_bytes);
@@ -82,14 +90,7 @@ impl Tracking {
                 "removed unfinished uploads left by an earlier process"
             );
         }
-        let bus = match bus {
-            Some(b) => b,
-            None => mlops_events::connect(&config.bus, None)?,
-        };
-        if let Err(err) = bus.ensure_topics(&[RUNS_TOPIC]).await {
-            // Not fatal: the relay keeps the events until the bus is back.
-            tracing::warn!(error = %err, "cannot create the tracking topics yet");
-        }
+        let bus = open_bus("tracking", bus, &config.bus, &[RUNS_TOPIC]).await?;
         let store = Store::new(
             db,
             Outbox::new("tracking"),
@@ -97,7 +98,7 @@ impl Tracking {
             metrics::Metrics::new(),
         );
         store.ensure_default_experiment().await?;
-        let listeners = Listeners::bind(&config.listen_addr, &config.admin_addr).await?;
+        let listeners = Listeners::bind_to(&config.server.listen).await?;
         Ok(Tracking {
             config,
             store,
@@ -107,24 +108,13 @@ impl Tracking {
         })
     }
 
-    /// The bound gRPC address.
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.listeners.grpc_addr()
-    }
-
-    /// The bound admin HTTP address.
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.listeners.admin_addr()
-    }
-
-    /// The store, for tests and benchmarks that look under the API.
-    pub fn store(&self) -> &Store {
-        &self.store
+    fn addresses(&self) -> Addresses {
+        Addresses::of(&self.listeners)
     }
 
     /// Serves until `shutdown` is cancelled; then stops taking requests, drains the
     /// ones in flight, flushes the outbox and returns.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Tracking {
             config,
             store,
@@ -133,37 +123,30 @@ impl Tracking {
             listeners,
         } = self;
         let api = TrackingServiceServer::new(service::TrackingApi::new(store.clone(), artifacts))
-            .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(config.max_message_bytes.max(64 * 1024 * 1024));
-        let service = Service {
-            name: "tracking",
-            db: store.db().clone(),
-            bus,
-            outbox: store.outbox.clone(),
-            listeners,
-            server: GrpcServer {
-                service: "tracking",
-                grpc_names: vec!["mlops.tracking.v1.TrackingService", ""],
-                tokens: config.auth_tokens.clone(),
-                policy: Arc::new(service::policy),
-                concurrency_per_connection: config.max_concurrent_per_connection,
-            },
-            routes: tonic::service::Routes::new(api),
-        };
+            .max_decoding_message_size(config.server.decoding_limit())
+            .max_encoding_message_size(config.server.encoding_limit());
         let every = Duration::from_millis(config.lease_check_interval_ms);
-        service
-            .run(shutdown, |workers| {
-                vec![tokio::spawn(reap_leases(store, every, workers))]
-            })
-            .await
+        Runner::grpc(
+            "tracking",
+            listeners,
+            &config.server,
+            &[(SERVICE_NAME, service::ROLES)],
+            tonic::service::Routes::new(api),
+        )
+        .outbox(&store.outbox.clone(), &store.db().clone(), &bus)
+        .task("lease-reaper", OnFailure::Unready, move |stop| {
+            reap_leases(store, every, stop)
+        })
+        .run(shutdown)
+        .await
     }
 }
 
 /// Kills RUNNING runs whose heartbeat lease ran out, and samples the pool gauge.
-async fn reap_leases(store: Store, every: Duration, stop: CancellationToken) {
+async fn reap_leases(store: Store, every: Duration, stop: CancellationToken) -> anyhow::Result<()> {
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return Ok(()),
             _ = tokio::time::sleep(every) => {}
         }
         if let Err(err) = store.expire_leases().await {
@@ -181,9 +164,4 @@ async fn reap_leases(store: Store, every: Duration, stop: CancellationToken) {
             .with_label_values(&["in_use"])
             .set(size as i64 - idle as i64);
     }
-}
-
-/// Runs the service with `config` until `shutdown` is cancelled.
-pub async fn serve(config: TrackingConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    Tracking::bind(config, None).await?.run(shutdown).await
 }

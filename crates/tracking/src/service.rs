@@ -6,27 +6,53 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use mlops_proto::tracking::v1 as pb;
 use mlops_proto::tracking::v1::tracking_service_server::TrackingService;
-use mlops_runtime::auth::Role;
+use mlops_runtime::auth::{Role, RoleTable};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::artifacts::Artifacts;
 use crate::error::invalid;
 use crate::store::Store;
 
-/// The role each method needs: reads for readers, deletes of whole experiments
-/// for admins, everything else for writers.
-pub fn policy(method: &str) -> Role {
-    if ["Get", "Search", "List", "Download"]
-        .iter()
-        .any(|p| method.starts_with(p))
-    {
-        Role::Reader
-    } else if matches!(method, "DeleteExperiment" | "RestoreExperiment") {
-        Role::Admin
-    } else {
-        Role::Writer
-    }
-}
+/// The role each RPC needs: reads are open to readers, changes need writers, and
+/// what destroys history needs admins. Every RPC of the service is listed (a test
+/// checks the table against the contract; an RPC missing here would need admin).
+pub const ROLES: RoleTable = &[
+    ("CreateExperiment", Role::Writer),
+    ("GetExperiment", Role::Reader),
+    ("GetExperimentByName", Role::Reader),
+    ("SearchExperiments", Role::Reader),
+    ("UpdateExperiment", Role::Writer),
+    ("DeleteExperiment", Role::Admin),
+    ("RestoreExperiment", Role::Admin),
+    ("SetExperimentTag", Role::Writer),
+    ("DeleteExperimentTag", Role::Writer),
+    ("CreateRun", Role::Writer),
+    ("GetRun", Role::Reader),
+    ("UpdateRun", Role::Writer),
+    ("DeleteRun", Role::Writer),
+    ("RestoreRun", Role::Writer),
+    ("Heartbeat", Role::Writer),
+    ("LogMetric", Role::Writer),
+    ("LogParam", Role::Writer),
+    ("SetTag", Role::Writer),
+    ("DeleteTag", Role::Writer),
+    ("LogBatch", Role::Writer),
+    ("LogInputs", Role::Writer),
+    ("GetMetricHistory", Role::Reader),
+    ("SearchRuns", Role::Reader),
+    ("UploadArtifact", Role::Writer),
+    ("DownloadArtifact", Role::Reader),
+    ("ListArtifacts", Role::Reader),
+    ("CreateLoggedModel", Role::Writer),
+    ("GetLoggedModel", Role::Reader),
+    ("FinalizeLoggedModel", Role::Writer),
+    ("SearchLoggedModels", Role::Reader),
+    ("DeleteLoggedModel", Role::Writer),
+    ("SetLoggedModelTags", Role::Writer),
+    ("DeleteLoggedModelTag", Role::Writer),
+    ("LogLoggedModelParams", Role::Writer),
+    ("LogOutputs", Role::Writer),
+];
 
 /// Implements `mlops.tracking.v1.TrackingService`.
 #[derive(Clone)]
@@ -468,5 +494,17 @@ impl From<crate::artifacts::Entry> for pb::FileInfo {
             is_dir: e.is_dir,
             file_size: e.size,
         }
+    }
+}
+
+#[cfg(test)]
+mod roles_tests {
+    #[test]
+    fn every_rpc_has_a_declared_role() {
+        mlops_runtime::auth::assert_declared(
+            mlops_proto::FILE_DESCRIPTOR_SET,
+            mlops_proto::tracking::v1::tracking_service_server::SERVICE_NAME,
+            super::ROLES,
+        );
     }
 }
