@@ -4,8 +4,9 @@
 #   scripts/helm-lint.sh
 #
 # 1. static checks (python3): the chart's YAML and JSON files parse, values.yaml and
-#    every helm/mlops/ci/*-values.yaml validate against values.schema.json, and the
-#    deploy/ links (dashboards, alert rules) point at the chart's files;
+#    every helm/mlops/ci/*-values.yaml validate against values.schema.json, the
+#    deploy/ links (dashboards, alert rules) point at the chart's files, and the
+#    chart, deploy/compose.yaml and deploy/prometheus/prometheus.yml have the same services;
 # 2. `helm lint --strict` with the default values and with each ci/*-values.yaml;
 # 3. `helm template` with each of them, and checks on the output: the expected kinds,
 #    no variable twice in a container, no password in clear, the dashboard ConfigMap
@@ -78,7 +79,7 @@ echo "helm-lint: using $HELM ($("$HELM" version --short))"
 # --- 1. static checks -------------------------------------------------------
 
 if python3 - "$ROOT" <<'EOF'
-import glob, json, os, sys
+import glob, json, os, re, sys
 root = sys.argv[1]
 chart = f"{root}/helm/mlops"
 try:
@@ -105,6 +106,19 @@ for link, target in [("deploy/grafana/dashboards", "helm/mlops/dashboards"),
                      ("deploy/prometheus/alerts.yml", "helm/mlops/rules/alerts.yml")]:
     if os.path.realpath(f"{root}/{link}") != os.path.realpath(f"{root}/{target}"):
         errors.append(f"{link} must be a link to {target}")
+# One service list: the chart's service blocks (a replicaCount and a service),
+# the compose services that run an mlops-* binary, and Prometheus's mlops-* jobs.
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+chart_services = {re.sub(r"([A-Z])", r"-\1", k).lower() for k, v in values.items()
+                  if isinstance(v, dict) and "replicaCount" in v and "service" in v}
+compose = yaml.safe_load(open(f"{root}/deploy/compose.yaml"))
+compose_services = {name for name, svc in compose["services"].items()
+                    if str((svc.get("command") or [""])[0]).startswith("mlops-")}
+prometheus = yaml.safe_load(open(f"{root}/deploy/prometheus/prometheus.yml"))
+jobs = {j["job_name"][len("mlops-"):] for j in prometheus["scrape_configs"] if j["job_name"].startswith("mlops-")}
+for where, names in [("deploy/compose.yaml services", compose_services), ("deploy/prometheus/prometheus.yml jobs", jobs)]:
+    if names != chart_services:
+        errors.append(f"{where} {sorted(names)} differ from the chart's services {sorted(chart_services)}")
 try:
     import jsonschema
 except ImportError:
@@ -126,7 +140,7 @@ for e in errors:
     print(e)
 sys.exit(1 if errors else 0)
 EOF
-then ok "static checks (YAML, JSON, schema, deploy/ links)"; else bad "static checks"; fi
+then ok "static checks (YAML, JSON, schema, deploy/ links, one service list)"; else bad "static checks"; fi
 
 # --- 2. and 3. lint and render ----------------------------------------------
 
