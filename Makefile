@@ -18,10 +18,11 @@ run: ## Run the whole platform in one process on embedded defaults (mlops up)
 test: ## fmt check, clippy, all tests with PostgreSQL and tansu started here, Python tests
 	scripts/test.sh
 
-lint: ## fmt check, clippy -D warnings, the crate dependency rule, the dashboard check
+lint: ## fmt check, clippy -D warnings, the crate dependency rule, no unused dependency, the dashboard check
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	scripts/check-deps.sh
+	scripts/check-unused-deps.sh
 	scripts/check-dashboards.sh
 
 fmt: ## Format the code
