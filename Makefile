@@ -28,7 +28,7 @@ lint: ## fmt check, clippy -D warnings, the crate dependency rule, no unused dep
 fmt: ## Format the code
 	cargo fmt --all
 
-bench: ## Benchmarks (release build): tracking on SQLite and PostgreSQL; figures on stdout
+bench: ## Benchmarks (release build): tracking and the registry on SQLite and PostgreSQL; figures on stdout
 	scripts/bench.sh
 
 demo: ## Start the platform, run the example pipeline against it, show the result with the CLI
