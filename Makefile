@@ -18,16 +18,17 @@ run: ## Run the whole platform in one process on embedded defaults (mlops up)
 test: ## fmt check, clippy, all tests with PostgreSQL and tansu started here, Python tests
 	scripts/test.sh
 
-lint: ## fmt check, clippy -D warnings, the crate dependency rule, the dashboard check
+lint: ## fmt check, clippy -D warnings, the crate dependency rule, no unused dependency, the dashboard check
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	scripts/check-deps.sh
+	scripts/check-unused-deps.sh
 	scripts/check-dashboards.sh
 
 fmt: ## Format the code
 	cargo fmt --all
 
-bench: ## Benchmarks (release build): tracking on SQLite and PostgreSQL; figures on stdout
+bench: ## Benchmarks (release build): tracking and the registry on SQLite and PostgreSQL; figures on stdout
 	scripts/bench.sh
 
 demo: ## Start the platform, run the example pipeline against it, show the result with the CLI

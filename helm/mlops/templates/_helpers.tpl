@@ -1,9 +1,11 @@
 {{/*
-Shared helpers. Service templates call them with a context dict:
+Shared helpers. templates/services.yaml calls them for each service with a context dict:
   (dict "root" $ "service" "tracking")
 where "service" is the service's name as in its binary (mlops-<service>) and its
 environment prefix (MLOPS_<SERVICE>_); its values block is the camelCase key
-(feature-store -> featureStore).
+(feature-store -> featureStore). Everything particular to a service is in that
+block: which global blocks it reads (`uses`), which services it calls and with
+which token (`calls`), its ports, settings and resources.
 */}}
 
 {{/* The chart name. */}}
@@ -45,16 +47,49 @@ environment prefix (MLOPS_<SERVICE>_); its values block is the camelCase key
 {{- printf "mlops-%s" .service -}}
 {{- end -}}
 
-{{/* The gRPC address of the release's tracking Service, as the other services call it. */}}
-{{- define "mlops.trackingAddr" -}}
-{{- $name := include "mlops.serviceFullname" (dict "root" . "service" "tracking") -}}
-{{- printf "http://%s.%s.svc:%d" $name .Release.Namespace (int .Values.tracking.service.grpcPort) -}}
+{{/*
+The names of the chart's services, as a JSON list: every top-level block of the
+values with a `replicaCount` and a `service` (the shape of definitions/service
+in values.schema.json), in the order of their keys, each as its service name
+(featureStore -> feature-store). The templates loop over this list, so a new
+service is a new block in values.yaml.
+*/}}
+{{- define "mlops.services" -}}
+{{- $names := list -}}
+{{- range $key, $v := .Values -}}
+{{- if and (kindIs "map" $v) (hasKey $v "replicaCount") (hasKey $v "service") -}}
+{{- $names = append $names (kebabcase $key) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $names -}}
 {{- end -}}
 
-{{/* The gRPC address of the release's registry Service, as the other services call it. */}}
-{{- define "mlops.registryAddr" -}}
-{{- $name := include "mlops.serviceFullname" (dict "root" . "service" "registry") -}}
-{{- printf "http://%s.%s.svc:%d" $name .Release.Namespace (int .Values.registry.service.grpcPort) -}}
+{{/* The address of a service's release Service, as the other services call it: http://<fullname>-<service>.<namespace>.svc:<API port>. */}}
+{{- define "mlops.serviceAddr" -}}
+{{- printf "http://%s.%s.svc:%s" (include "mlops.serviceFullname" .) .root.Release.Namespace (include "mlops.apiPort" .) -}}
+{{- end -}}
+
+{{/* The setting that carries the address of a callee: tracking -> tracking_addr (MLOPS_<CALLER>_TRACKING_ADDR). */}}
+{{- define "mlops.addrSetting" -}}
+{{- printf "%s_addr" (.callee | replace "-" "_") -}}
+{{- end -}}
+
+{{/*
+Where a service reaches one of its callees ("callee"): the `<callee>_addr` of
+its env if set, else the release's Service when the callee is enabled, else
+"the address in extraEnv". For NOTES.txt.
+*/}}
+{{- define "mlops.calleeAddrText" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- $setting := include "mlops.addrSetting" . -}}
+{{- $cv := index .root.Values (include "mlops.valuesKey" (dict "service" .callee)) -}}
+{{- if hasKey $v.env $setting -}}
+{{- index $v.env $setting -}}
+{{- else if $cv.enabled -}}
+{{- include "mlops.serviceAddr" (dict "root" .root "service" .callee) -}}
+{{- else -}}
+the address in extraEnv
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -143,24 +178,23 @@ app.kubernetes.io/part-of: mlops
 
 {{/*
 The environment of a service's container, as a YAML list. In order of
-precedence, lowest first: what the chart derives from the global blocks, the
-service's `env` settings, its `extraEnv` entries; a later entry replaces an
-earlier one of the same name, so no variable appears twice.
-"uses" names the global blocks the service reads: database, bus, artifacts, auth;
-"tracking" for a service that calls the tracking service (<PREFIX>TRACKING_ADDR)
-and "registry" for one that calls the registry (<PREFIX>REGISTRY_ADDR), each
-the release's Service when that service is enabled. A service that calls
-either gets, with auth on, the token from auth.serviceToken in the setting
-named by "tokenSetting" (default tracking_token: MLOPS_REGISTRY_TRACKING_TOKEN;
-the MLflow gateway's is token: MLOPS_MLFLOW_TOKEN).
-"artifactsSubpath", if given, is appended to artifacts.root for this service, so
-that services sharing one store keep apart (the registry: <root>/models).
+precedence, lowest first: what the chart derives from the global blocks and the
+service's `calls`, the service's `env` settings, its `extraEnv` entries; a later
+entry replaces an earlier one of the same name, so no variable appears twice.
+The block's `uses` names the global blocks the service reads: database, bus,
+artifacts, auth; its `artifactsSubpath`, if set, is appended to artifacts.root
+for this service, so that services sharing one store keep apart (the registry:
+<root>/models). Each entry of its `calls` ({service, tokenSetting, tokenSecret})
+gives <PREFIX><CALLEE>_ADDR, the release's Service of the callee when that one
+is enabled, and, with auth on, <PREFIX><TOKENSETTING> from the entry's
+tokenSecret, by default auth.serviceToken (whose Secret defaults to
+auth.existingSecret).
 */}}
 {{- define "mlops.env" -}}
 {{- $root := .root -}}
 {{- $v := index $root.Values (include "mlops.valuesKey" .) -}}
 {{- $p := include "mlops.envPrefix" . -}}
-{{- $uses := default (list) .uses -}}
+{{- $uses := default (list) $v.uses -}}
 {{- $env := dict -}}
 {{- $_ := set $env "RUST_LOG" (dict "name" "RUST_LOG" "value" $root.Values.global.log.level) -}}
 {{- $_ := set $env "MLOPS_LOG_FORMAT" (dict "name" "MLOPS_LOG_FORMAT" "value" $root.Values.global.log.format) -}}
@@ -195,7 +229,7 @@ that services sharing one store keep apart (the registry: <root>/models).
 {{- with $a.root -}}
 {{- $n = printf "%sARTIFACT_ROOT" $p -}}
 {{- $artifactRoot := . -}}
-{{- with $.artifactsSubpath -}}
+{{- with $v.artifactsSubpath -}}
 {{- $artifactRoot = printf "%s/%s" (trimSuffix "/" $artifactRoot) . -}}
 {{- end -}}
 {{- $_ := set $env $n (dict "name" $n "value" $artifactRoot) -}}
@@ -219,20 +253,20 @@ that services sharing one store keep apart (the registry: <root>/models).
 {{- $n = printf "%sAUTH_TOKENS" $p -}}
 {{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" $root.Values.auth.existingSecret "key" $root.Values.auth.existingSecretKey))) -}}
 {{- end -}}
-{{- /* A service that calls tracking (the registry for lineage, the MLflow gateway) reaches the release's tracking Service. */ -}}
-{{- if and (has "tracking" $uses) $root.Values.tracking.enabled -}}
-{{- $n = printf "%sTRACKING_ADDR" $p -}}
-{{- $_ := set $env $n (dict "name" $n "value" (include "mlops.trackingAddr" $root)) -}}
+{{- /* Each callee: the release's Service when it is enabled (else env or extraEnv says where), and the token to send it. */ -}}
+{{- range $c := $v.calls -}}
+{{- $cctx := dict "root" $root "service" $c.service -}}
+{{- if (index $root.Values (include "mlops.valuesKey" $cctx)).enabled -}}
+{{- $n = printf "%s%s" $p (include "mlops.addrSetting" (dict "callee" $c.service) | upper) -}}
+{{- $_ := set $env $n (dict "name" $n "value" (include "mlops.serviceAddr" $cctx)) -}}
 {{- end -}}
-{{- if and (has "registry" $uses) $root.Values.registry.enabled -}}
-{{- $n = printf "%sREGISTRY_ADDR" $p -}}
-{{- $_ := set $env $n (dict "name" $n "value" (include "mlops.registryAddr" $root)) -}}
-{{- end -}}
-{{- if or (has "tracking" $uses) (has "registry" $uses) -}}
-{{- with $root.Values.auth.existingSecret -}}
+{{- if and $c.tokenSetting $root.Values.auth.existingSecret -}}
 {{- $st := $root.Values.auth.serviceToken -}}
-{{- $n = printf "%s%s" $p (default "tracking_token" $.tokenSetting | upper) -}}
-{{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" (default . $st.existingSecret) "key" $st.existingSecretKey))) -}}
+{{- $ts := default (dict) $c.tokenSecret -}}
+{{- $secret := default (default $root.Values.auth.existingSecret $st.existingSecret) $ts.existingSecret -}}
+{{- $key := default $st.existingSecretKey $ts.existingSecretKey -}}
+{{- $n = printf "%s%s" $p (upper $c.tokenSetting) -}}
+{{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $key))) -}}
 {{- end -}}
 {{- end -}}
 {{- range $k, $val := $v.env -}}
@@ -255,7 +289,7 @@ to set instead. Called by each service's Deployment.
 {{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
 {{- $key := include "mlops.valuesKey" . -}}
 {{- $db := .root.Values.database -}}
-{{- $uses := default (list) .uses -}}
+{{- $uses := default (list) $v.uses -}}
 {{- if and $db.url $db.existingSecret -}}
 {{- fail "database: set either url or existingSecret, not both" -}}
 {{- end -}}
@@ -266,20 +300,37 @@ to set instead. Called by each service's Deployment.
 {{- if and $many (has "artifacts" $uses) (not (hasPrefix "s3://" (toString .root.Values.artifacts.root))) -}}
 {{- fail (printf "%s: more than one replica needs a shared artifact store (artifacts.root: s3://bucket/prefix); a local directory lives inside one pod" $key) -}}
 {{- end -}}
-{{- /* A service that calls tracking or the registry needs its address: the release's Service, or one in env/extraEnv. */ -}}
+{{- /* Each callee must be a service of the chart, and the caller needs its address: the release's Service, or one in env/extraEnv. */ -}}
 {{- $prefix := include "mlops.envPrefix" . -}}
-{{- range $callee := list "tracking" "registry" -}}
-{{- if and (has $callee $uses) (not (index $.root.Values $callee).enabled) -}}
-{{- $envName := printf "%s%s_ADDR" $prefix (upper $callee) -}}
-{{- $set := hasKey $v.env (printf "%s_addr" $callee) -}}
+{{- $tokens := dict -}}
+{{- range $c := $v.calls -}}
+{{- $callee := $c.service -}}
+{{- $cv := index $.root.Values (include "mlops.valuesKey" (dict "service" $callee)) -}}
+{{- if not (and (kindIs "map" $cv) (hasKey $cv "service")) -}}
+{{- fail (printf "%s.calls names %s, which is no service of this chart (one of %s)" $key $callee (include "mlops.services" $.root | fromJsonArray | join ", ")) -}}
+{{- end -}}
+{{- if not $cv.enabled -}}
+{{- $setting := include "mlops.addrSetting" (dict "callee" $callee) -}}
+{{- $envName := printf "%s%s" $prefix (upper $setting) -}}
+{{- $set := hasKey $v.env $setting -}}
 {{- range $v.extraEnv -}}
 {{- if eq .name $envName -}}
 {{- $set = true -}}
 {{- end -}}
 {{- end -}}
 {{- if not $set -}}
-{{- fail (printf "%s calls the %s service: enable %s, point %s.env.%s_addr at one (http://HOST:PORT), or switch %s off (%s.enabled=false)" $key $callee $callee $key $callee $key $key) -}}
+{{- fail (printf "%s calls the %s service: enable %s, point %s.env.%s at one (http://HOST:PORT), or switch %s off (%s.enabled=false)" $key $callee $callee $key $setting $key $key) -}}
 {{- end -}}
+{{- end -}}
+{{- with $c.tokenSetting -}}
+{{- if hasKey $v.env . -}}
+{{- fail (printf "%s.env.%s is the token %s sends to %s: it comes from a Secret (calls[].tokenSecret, else auth.serviceToken), not from env" $key . $key $callee) -}}
+{{- end -}}
+{{- $secret := toJson (default (dict) $c.tokenSecret) -}}
+{{- if and (hasKey $tokens .) (ne (get $tokens .) $secret) -}}
+{{- fail (printf "%s.calls: two calls send their token in %s from different Secrets; give them different tokenSettings" $key .) -}}
+{{- end -}}
+{{- $_ := set $tokens . $secret -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

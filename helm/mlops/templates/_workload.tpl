@@ -1,10 +1,10 @@
 {{/*
-The resources of one service, rendered from its values block. Every service's
-template set (templates/<service>/*.yaml) is a list of includes of these with
-the context (dict "root" $ "service" "<name>"); the Deployment's context also
-says which global blocks the service reads ("uses"). A service's API port is
-named grpc, or http for a block that sets service.httpPort instead of
-service.grpcPort (mlops.apiPortName).
+The resources of one service, rendered from its values block alone.
+templates/services.yaml includes each of these for every service with the
+context (dict "root" $ "service" "<name>"); each renders nothing when the
+service, or that kind of object, is off. A service's API port is named grpc, or
+http for a block that sets service.httpPort instead of service.grpcPort
+(mlops.apiPortName).
 */}}
 
 {{/* Deployment. */}}
@@ -13,7 +13,7 @@ service.grpcPort (mlops.apiPortName).
 {{- if $v.enabled -}}
 {{- include "mlops.validate" . -}}
 {{- $root := .root -}}
-{{- $uses := default (list) .uses -}}
+{{- $uses := default (list) $v.uses -}}
 {{- /* SQLite and the local artifact directory live there; a service that keeps neither (the MLflow gateway) has no data volume. */ -}}
 {{- $data := or (has "database" $uses) (has "artifacts" $uses) -}}
 apiVersion: apps/v1
