@@ -33,14 +33,6 @@ pub struct MlflowConfig {
 impl ServiceConfig for MlflowConfig {
     const NAME: &'static str = "mlflow";
 
-    fn listen(&self) -> &ListenArgs {
-        &self.listen
-    }
-
-    fn listen_mut(&mut self) -> &mut ListenArgs {
-        &mut self.listen
-    }
-
     /// Checks values that the types alone do not.
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen.validate()?;

@@ -3,7 +3,7 @@
 //! database and bus settings are the kit's, shared by every service.
 
 use mlops_events::BusArgs;
-use mlops_runtime::config::{ConfigError, ListenArgs, ServerArgs, ServiceConfig};
+use mlops_runtime::config::{ConfigError, ServerArgs, ServiceConfig};
 use mlops_storage::DbArgs;
 
 /// Settings of `mlops-registry`.
@@ -46,14 +46,6 @@ pub struct RegistryConfig {
 
 impl ServiceConfig for RegistryConfig {
     const NAME: &'static str = "registry";
-
-    fn listen(&self) -> &ListenArgs {
-        &self.server.listen
-    }
-
-    fn listen_mut(&mut self) -> &mut ListenArgs {
-        &mut self.server.listen
-    }
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;

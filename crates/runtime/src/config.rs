@@ -237,16 +237,10 @@ impl ServerArgs {
 }
 
 /// A service's settings, as the kit needs to see them: its name (for
-/// `MLOPS_<NAME>_*` and the file), its shared server settings, its own checks.
+/// `MLOPS_<NAME>_*` and the file) and its checks.
 pub trait ServiceConfig: clap::Parser + Clone + Send + Sync + 'static {
     /// The service's short name: `tracking`.
     const NAME: &'static str;
-
-    /// Where it listens.
-    fn listen(&self) -> &ListenArgs;
-
-    /// Where it listens, to change (one process, tests).
-    fn listen_mut(&mut self) -> &mut ListenArgs;
 
     /// Checks every setting: the shared structs' `validate`, then the service's own.
     fn validate(&self) -> Result<(), ConfigError>;
