@@ -3,36 +3,17 @@
 
 use anyhow::{bail, Context};
 use mlops_proto::registry::v1 as pb;
-use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
-use mlops_runtime::grpc::{endpoint_uri, ClientAuth};
 use serde_json::json;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
+use crate::client::RegistryClient as Client;
 use crate::models_view::{
-    gate_json, model_json, print_gate, print_json, print_version, stage_name, status_name,
-    version_json,
+    gate_json, model_json, model_row, print_gate, print_model, print_version, stage_name,
+    version_json, version_row, MODEL_HEADER, VERSION_HEADER,
 };
-use crate::table;
-use crate::tracking::Output;
-
-type Client = RegistryServiceClient<InterceptedService<Channel, ClientAuth>>;
+use crate::output::Output;
 
 /// The exit code of `mlops models gate` when the candidate fails.
 pub const GATE_FAILED_EXIT: i32 = 3;
-
-/// Connects to the registry.
-pub async fn connect(addr: &str, token: Option<&str>) -> anyhow::Result<Client> {
-    let addr = endpoint_uri(addr);
-    let channel = Channel::from_shared(addr.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the registry at {addr} (is `mlops up` running?)"))?;
-    Ok(
-        RegistryServiceClient::with_interceptor(channel, ClientAuth::new(token)?)
-            .max_decoding_message_size(64 * 1024 * 1024),
-    )
-}
 
 /// Model registry commands.
 #[derive(Debug, clap::Subcommand)]
@@ -223,358 +204,53 @@ fn stage_of(s: &str) -> anyhow::Result<pb::Stage> {
 }
 
 /// Runs a models command; returns the process exit code.
-pub async fn run(mut c: Client, cmd: ModelsCmd, out: Output) -> anyhow::Result<i32> {
+pub async fn run(c: Client, cmd: ModelsCmd, out: Output) -> anyhow::Result<i32> {
     match cmd {
         ModelsCmd::List {
             filter,
             max_results,
-        } => {
-            let r = c
-                .search_registered_models(pb::SearchRegisteredModelsRequest {
-                    filter,
-                    max_results,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            if out.json {
-                print_json(&json!(r
-                    .registered_models
-                    .iter()
-                    .map(model_json)
-                    .collect::<Vec<_>>()));
-            } else {
-                let rows = r
-                    .registered_models
-                    .iter()
-                    .map(|m| {
-                        vec![
-                            m.name.clone(),
-                            m.aliases
-                                .iter()
-                                .map(|a| format!("{}=v{}", a.alias, a.version))
-                                .collect::<Vec<_>>()
-                                .join(" "),
-                            m.latest_versions
-                                .iter()
-                                .map(|v| format!("{}=v{}", stage_name(v.current_stage), v.version))
-                                .collect::<Vec<_>>()
-                                .join(" "),
-                            table::time(Some(m.last_updated_timestamp)),
-                        ]
-                    })
-                    .collect::<Vec<_>>();
-                table::print(&["NAME", "ALIASES", "LATEST BY STAGE", "UPDATED"], &rows);
-            }
-        }
+        } => list(c, out, filter, max_results).await?,
         ModelsCmd::Create {
             name,
             description,
             require_gate,
             gate_aliases,
-        } => {
-            let m = c
-                .create_registered_model(pb::CreateRegisteredModelRequest {
-                    name,
-                    description,
-                    tags: vec![],
-                    gate_policy: Some(pb::GatePolicy {
-                        require_passed_gate: require_gate,
-                        aliases: gate_aliases,
-                    }),
-                })
-                .await?
-                .into_inner()
-                .registered_model
-                .unwrap_or_default();
-            if out.json {
-                print_json(&model_json(&m));
-            } else {
-                println!("created model {} (id {})", m.name, m.id);
-            }
-        }
-        ModelsCmd::Show { name } => {
-            let m = c
-                .get_registered_model(pb::GetRegisteredModelRequest { name })
-                .await?
-                .into_inner()
-                .registered_model
-                .unwrap_or_default();
-            if out.json {
-                print_json(&model_json(&m));
-            } else {
-                println!("{} (id {})", m.name, m.id);
-                if !m.description.is_empty() {
-                    println!("  description {}", m.description);
-                }
-                println!("  created     {}", table::time(Some(m.creation_timestamp)));
-                println!(
-                    "  updated     {}",
-                    table::time(Some(m.last_updated_timestamp))
-                );
-                for a in &m.aliases {
-                    println!("  alias       {} -> version {}", a.alias, a.version);
-                }
-                for v in &m.latest_versions {
-                    println!(
-                        "  latest      {} version {} ({})",
-                        stage_name(v.current_stage),
-                        v.version,
-                        status_name(v.status)
-                    );
-                }
-                let p = m.gate_policy.unwrap_or_default();
-                if p.require_passed_gate {
-                    let which = if p.aliases.is_empty() {
-                        "every alias".to_owned()
-                    } else {
-                        p.aliases.join(", ")
-                    };
-                    println!("  gate policy a passed gate before {which} moves");
-                }
-                for t in &m.tags {
-                    println!("  tag         {} = {}", t.key, t.value);
-                }
-            }
-        }
+        } => create(c, out, name, description, require_gate, gate_aliases).await?,
+        ModelsCmd::Show { name } => show(c, out, name).await?,
         ModelsCmd::Versions {
             name,
             filter,
             max_results,
-        } => {
-            let mut f = format!("name = '{}'", name.replace('\'', "\\'"));
-            if let Some(more) = filter {
-                f = format!("{f} AND {more}");
-            }
-            let r = c
-                .search_model_versions(pb::SearchModelVersionsRequest {
-                    filter: f,
-                    max_results,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            if out.json {
-                print_json(&json!(r
-                    .model_versions
-                    .iter()
-                    .map(version_json)
-                    .collect::<Vec<_>>()));
-            } else {
-                let rows = r
-                    .model_versions
-                    .iter()
-                    .map(|v| {
-                        vec![
-                            v.version.to_string(),
-                            status_name(v.status).into(),
-                            stage_name(v.current_stage).into(),
-                            v.aliases.join(","),
-                            v.run_id.clone(),
-                            table::time(Some(v.creation_timestamp)),
-                            v.last_gate
-                                .as_ref()
-                                .map(|g| if g.passed { "passed" } else { "failed" })
-                                .unwrap_or("-")
-                                .into(),
-                        ]
-                    })
-                    .collect::<Vec<_>>();
-                table::print(
-                    &[
-                        "VERSION", "STATUS", "STAGE", "ALIASES", "RUN", "CREATED", "GATE",
-                    ],
-                    &rows,
-                );
-            }
-        }
-        ModelsCmd::Version { name, version } => {
-            let v = c
-                .get_model_version(pb::GetModelVersionRequest { name, version })
-                .await?
-                .into_inner()
-                .model_version
-                .unwrap_or_default();
-            if out.json {
-                print_json(&version_json(&v));
-            } else {
-                print_version(&v);
-            }
-        }
+        } => versions(c, out, &name, filter, max_results).await?,
+        ModelsCmd::Version { name, version } => show_version(c, out, name, version).await?,
         ModelsCmd::Register {
             name,
             run,
             path,
             file,
             description,
-        } => {
-            let v = match (run, path, file) {
-                (Some(run_id), Some(artifact_path), None) => c
-                    .create_model_version(pb::CreateModelVersionRequest {
-                        name,
-                        run_id,
-                        artifact_path,
-                        description,
-                        tags: vec![],
-                        logged_model_id: String::new(),
-                    })
-                    .await?
-                    .into_inner(),
-                (None, None, Some(file)) => {
-                    let bytes = std::fs::read(&file)
-                        .with_context(|| format!("reading {}", file.display()))?;
-                    let file_name = file
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .context("the file has no usable name")?
-                        .to_owned();
-                    let mut msgs = vec![pb::UploadModelVersionRequest {
-                        item: Some(pb::upload_model_version_request::Item::Header(
-                            pb::UploadHeader {
-                                name,
-                                file_name,
-                                description,
-                                tags: vec![],
-                                run_id: String::new(),
-                            },
-                        )),
-                    }];
-                    for chunk in bytes.chunks(1024 * 1024) {
-                        msgs.push(pb::UploadModelVersionRequest {
-                            item: Some(pb::upload_model_version_request::Item::Chunk(
-                                chunk.to_vec(),
-                            )),
-                        });
-                    }
-                    c.upload_model_version(futures::stream::iter(msgs))
-                        .await?
-                        .into_inner()
-                }
-                _ => bail!("give either --run RUN_ID --path ARTIFACT_PATH, or --file FILE"),
-            }
-            .model_version
-            .unwrap_or_default();
-            if out.json {
-                print_json(&version_json(&v));
-            } else {
-                print_version(&v);
-            }
-        }
+        } => register(c, out, name, run, path, file, description).await?,
         ModelsCmd::Alias(AliasCmd::Set {
             name,
             alias,
             version,
-        }) => {
-            let prev = c
-                .set_registered_model_alias(pb::SetRegisteredModelAliasRequest {
-                    name: name.clone(),
-                    alias: alias.clone(),
-                    version,
-                })
-                .await?
-                .into_inner()
-                .previous_version;
-            if out.json {
-                print_json(
-                    &json!({"name": name, "alias": alias, "version": version, "previous_version": prev}),
-                );
-            } else if prev == 0 {
-                println!("{name}@{alias} -> version {version}");
-            } else {
-                println!("{name}@{alias} -> version {version} (was {prev})");
-            }
-        }
+        }) => set_alias(c, out, name, alias, version).await?,
         ModelsCmd::Alias(AliasCmd::Unset { name, alias }) => {
-            c.delete_registered_model_alias(pb::DeleteRegisteredModelAliasRequest {
-                name: name.clone(),
-                alias: alias.clone(),
-            })
-            .await?;
-            if !out.json {
-                println!("{name}@{alias} removed");
-            }
+            unset_alias(c, out, name, alias).await?
         }
-        ModelsCmd::Alias(AliasCmd::Get { name, alias }) => {
-            let v = c
-                .get_model_version_by_alias(pb::GetModelVersionByAliasRequest { name, alias })
-                .await?
-                .into_inner()
-                .model_version
-                .unwrap_or_default();
-            if out.json {
-                print_json(&version_json(&v));
-            } else {
-                print_version(&v);
-            }
-        }
+        ModelsCmd::Alias(AliasCmd::Get { name, alias }) => get_alias(c, out, name, alias).await?,
         ModelsCmd::Stage {
             name,
             version,
             stage,
             archive_existing,
-        } => {
-            let v = c
-                .transition_model_version_stage(pb::TransitionModelVersionStageRequest {
-                    name,
-                    version,
-                    stage: stage_of(&stage)? as i32,
-                    archive_existing_versions: archive_existing,
-                })
-                .await?
-                .into_inner()
-                .model_version
-                .unwrap_or_default();
-            if out.json {
-                print_json(&version_json(&v));
-            } else {
-                println!(
-                    "{} version {} is now in {}",
-                    v.name,
-                    v.version,
-                    stage_name(v.current_stage)
-                );
-            }
-        }
+        } => set_stage(c, out, name, version, &stage, archive_existing).await?,
         ModelsCmd::Evaluate {
             name,
             version,
             dataset,
             metrics,
-        } => {
-            let mut m = std::collections::HashMap::new();
-            for spec in &metrics {
-                let (k, v) = spec
-                    .split_once('=')
-                    .with_context(|| format!("metric `{spec}`: write NAME=VALUE, like auc=0.93"))?;
-                let v: f64 = v
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("metric `{spec}`: the value is not a number"))?;
-                m.insert(k.trim().to_owned(), v);
-            }
-            let e = c
-                .log_evaluation(pb::LogEvaluationRequest {
-                    name,
-                    version,
-                    dataset,
-                    dataset_digest: String::new(),
-                    metrics: m,
-                })
-                .await?
-                .into_inner()
-                .evaluation
-                .unwrap_or_default();
-            if out.json {
-                print_json(
-                    &json!({"id": e.id, "version": e.version, "dataset": e.dataset, "metrics": e.metrics}),
-                );
-            } else {
-                println!(
-                    "evaluation #{} of version {} on {} recorded",
-                    e.id, e.version, e.dataset
-                );
-            }
-        }
+        } => evaluate(c, out, name, version, dataset, &metrics).await?,
         ModelsCmd::Gate {
             name,
             version,
@@ -583,57 +259,401 @@ pub async fn run(mut c: Client, cmd: ModelsCmd, out: Output) -> anyhow::Result<i
             thresholds,
             dataset,
         } => {
-            let thresholds = thresholds
-                .iter()
-                .map(|t| parse_threshold(t))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let baseline = match (baseline_version, baseline_alias) {
-                (Some(v), _) => Some(pb::validate_candidate_request::Baseline::BaselineVersion(v)),
-                (None, Some(a)) => Some(pb::validate_candidate_request::Baseline::BaselineAlias(a)),
-                (None, None) => None,
-            };
-            let g = c
-                .validate_candidate(pb::ValidateCandidateRequest {
-                    name,
-                    candidate_version: version,
-                    baseline,
-                    thresholds,
-                    dataset,
-                })
-                .await?
-                .into_inner()
-                .result
-                .unwrap_or_default();
-            if out.json {
-                print_json(&gate_json(&g));
-            } else {
-                print_gate(&g);
-            }
-            if !g.passed {
-                return Ok(GATE_FAILED_EXIT);
-            }
+            let baseline = baseline_of(baseline_version, baseline_alias);
+            return gate(c, out, name, version, baseline, &thresholds, dataset).await;
         }
-        ModelsCmd::Delete { name, version } => match version {
-            Some(version) => {
-                c.delete_model_version(pb::DeleteModelVersionRequest {
-                    name: name.clone(),
-                    version,
-                })
-                .await?;
-                if !out.json {
-                    println!("{name} version {version} deleted");
-                }
-            }
-            None => {
-                c.delete_registered_model(pb::DeleteRegisteredModelRequest { name: name.clone() })
-                    .await?;
-                if !out.json {
-                    println!("model {name} deleted");
-                }
-            }
-        },
+        ModelsCmd::Delete { name, version } => delete(c, out, name, version).await?,
     }
     Ok(0)
+}
+
+/// `mlops models list`.
+async fn list(mut c: Client, out: Output, filter: String, max_results: i32) -> anyhow::Result<()> {
+    let req = pb::SearchRegisteredModelsRequest {
+        filter,
+        max_results,
+        ..Default::default()
+    };
+    out.list(
+        c.search_registered_models(req),
+        |r| r.registered_models,
+        model_json,
+        MODEL_HEADER,
+        model_row,
+    )
+    .await?;
+    Ok(())
+}
+
+/// `mlops models create`.
+async fn create(
+    mut c: Client,
+    out: Output,
+    name: String,
+    description: String,
+    require_gate: bool,
+    gate_aliases: Vec<String>,
+) -> anyhow::Result<()> {
+    let req = pb::CreateRegisteredModelRequest {
+        name,
+        description,
+        tags: vec![],
+        gate_policy: Some(pb::GatePolicy {
+            require_passed_gate: require_gate,
+            aliases: gate_aliases,
+        }),
+    };
+    out.call(
+        c.create_registered_model(req),
+        |r| r.registered_model.unwrap_or_default(),
+        |m| Some(model_json(m)),
+        |m| println!("created model {} (id {})", m.name, m.id),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `mlops models show`.
+async fn show(mut c: Client, out: Output, name: String) -> anyhow::Result<()> {
+    out.call(
+        c.get_registered_model(pb::GetRegisteredModelRequest { name }),
+        |r| r.registered_model.unwrap_or_default(),
+        |m| Some(model_json(m)),
+        print_model,
+    )
+    .await?;
+    Ok(())
+}
+
+/// `mlops models versions`: a search for the model's versions, narrowed by `filter`.
+async fn versions(
+    mut c: Client,
+    out: Output,
+    name: &str,
+    filter: Option<String>,
+    max_results: i32,
+) -> anyhow::Result<()> {
+    let mut f = format!("name = '{}'", name.replace('\'', "\\'"));
+    if let Some(more) = filter {
+        f = format!("{f} AND {more}");
+    }
+    let req = pb::SearchModelVersionsRequest {
+        filter: f,
+        max_results,
+        ..Default::default()
+    };
+    out.list(
+        c.search_model_versions(req),
+        |r| r.model_versions,
+        version_json,
+        VERSION_HEADER,
+        version_row,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Prints a version the registry answered with, as `mlops models version` does.
+async fn print_answered_version(
+    out: Output,
+    call: impl std::future::Future<
+        Output = Result<tonic::Response<pb::ModelVersionResponse>, tonic::Status>,
+    >,
+) -> anyhow::Result<()> {
+    out.call(
+        call,
+        |r| r.model_version.unwrap_or_default(),
+        |v| Some(version_json(v)),
+        print_version,
+    )
+    .await?;
+    Ok(())
+}
+
+/// `mlops models version`.
+async fn show_version(
+    mut c: Client,
+    out: Output,
+    name: String,
+    version: i64,
+) -> anyhow::Result<()> {
+    let call = c.get_model_version(pb::GetModelVersionRequest { name, version });
+    print_answered_version(out, call).await
+}
+
+/// `mlops models register`: from a run's artifact (`run`, `path`) or a local `file`.
+async fn register(
+    mut c: Client,
+    out: Output,
+    name: String,
+    run: Option<String>,
+    path: Option<String>,
+    file: Option<std::path::PathBuf>,
+    description: String,
+) -> anyhow::Result<()> {
+    match (run, path, file) {
+        (Some(run_id), Some(artifact_path), None) => {
+            let req = pb::CreateModelVersionRequest {
+                name,
+                run_id,
+                artifact_path,
+                description,
+                tags: vec![],
+                logged_model_id: String::new(),
+            };
+            print_answered_version(out, c.create_model_version(req)).await
+        }
+        (None, None, Some(file)) => {
+            let msgs = upload_messages(&file, name, description)?;
+            print_answered_version(out, c.upload_model_version(futures::stream::iter(msgs))).await
+        }
+        _ => bail!("give either --run RUN_ID --path ARTIFACT_PATH, or --file FILE"),
+    }
+}
+
+/// The upload of a local model file: a header, then the content in 1 MiB chunks.
+fn upload_messages(
+    file: &std::path::Path,
+    name: String,
+    description: String,
+) -> anyhow::Result<Vec<pb::UploadModelVersionRequest>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let file_name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the file has no usable name")?
+        .to_owned();
+    let mut msgs = vec![pb::UploadModelVersionRequest {
+        item: Some(pb::upload_model_version_request::Item::Header(
+            pb::UploadHeader {
+                name,
+                file_name,
+                description,
+                tags: vec![],
+                run_id: String::new(),
+            },
+        )),
+    }];
+    for chunk in bytes.chunks(1024 * 1024) {
+        msgs.push(pb::UploadModelVersionRequest {
+            item: Some(pb::upload_model_version_request::Item::Chunk(
+                chunk.to_vec(),
+            )),
+        });
+    }
+    Ok(msgs)
+}
+
+/// `mlops models alias set`.
+async fn set_alias(
+    mut c: Client,
+    out: Output,
+    name: String,
+    alias: String,
+    version: i64,
+) -> anyhow::Result<()> {
+    let req = pb::SetRegisteredModelAliasRequest {
+        name: name.clone(),
+        alias: alias.clone(),
+        version,
+    };
+    out.call(
+        c.set_registered_model_alias(req),
+        |r| r.previous_version,
+        |prev| {
+            Some(
+                json!({"name": name, "alias": alias, "version": version, "previous_version": prev}),
+            )
+        },
+        |&prev| {
+            if prev == 0 {
+                println!("{name}@{alias} -> version {version}");
+            } else {
+                println!("{name}@{alias} -> version {version} (was {prev})");
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// `mlops models alias unset`.
+async fn unset_alias(
+    mut c: Client,
+    out: Output,
+    name: String,
+    alias: String,
+) -> anyhow::Result<()> {
+    let req = pb::DeleteRegisteredModelAliasRequest {
+        name: name.clone(),
+        alias: alias.clone(),
+    };
+    out.call(
+        c.delete_registered_model_alias(req),
+        drop,
+        |_| None,
+        |_| println!("{name}@{alias} removed"),
+    )
+    .await
+}
+
+/// `mlops models alias get`.
+async fn get_alias(mut c: Client, out: Output, name: String, alias: String) -> anyhow::Result<()> {
+    let call = c.get_model_version_by_alias(pb::GetModelVersionByAliasRequest { name, alias });
+    print_answered_version(out, call).await
+}
+
+/// `mlops models stage`.
+async fn set_stage(
+    mut c: Client,
+    out: Output,
+    name: String,
+    version: i64,
+    stage: &str,
+    archive_existing: bool,
+) -> anyhow::Result<()> {
+    let req = pb::TransitionModelVersionStageRequest {
+        name,
+        version,
+        stage: stage_of(stage)? as i32,
+        archive_existing_versions: archive_existing,
+    };
+    out.call(
+        c.transition_model_version_stage(req),
+        |r| r.model_version.unwrap_or_default(),
+        |v| Some(version_json(v)),
+        |v| {
+            println!(
+                "{} version {} is now in {}",
+                v.name,
+                v.version,
+                stage_name(v.current_stage)
+            )
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// `mlops models evaluate`; `metrics` are `NAME=VALUE`.
+async fn evaluate(
+    mut c: Client,
+    out: Output,
+    name: String,
+    version: i64,
+    dataset: String,
+    metrics: &[String],
+) -> anyhow::Result<()> {
+    let mut m = std::collections::HashMap::new();
+    for spec in metrics {
+        let (k, v) = spec
+            .split_once('=')
+            .with_context(|| format!("metric `{spec}`: write NAME=VALUE, like auc=0.93"))?;
+        let v: f64 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("metric `{spec}`: the value is not a number"))?;
+        m.insert(k.trim().to_owned(), v);
+    }
+    let req = pb::LogEvaluationRequest {
+        name,
+        version,
+        dataset,
+        dataset_digest: String::new(),
+        metrics: m,
+    };
+    out.call(
+        c.log_evaluation(req),
+        |r| r.evaluation.unwrap_or_default(),
+        |e| Some(json!({"id": e.id, "version": e.version, "dataset": e.dataset, "metrics": e.metrics})),
+        |e| {
+            println!(
+                "evaluation #{} of version {} on {} recorded",
+                e.id, e.version, e.dataset
+            )
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The baseline of `mlops models gate`: a version, else an alias, else none.
+fn baseline_of(
+    version: Option<i64>,
+    alias: Option<String>,
+) -> Option<pb::validate_candidate_request::Baseline> {
+    match (version, alias) {
+        (Some(v), _) => Some(pb::validate_candidate_request::Baseline::BaselineVersion(v)),
+        (None, Some(a)) => Some(pb::validate_candidate_request::Baseline::BaselineAlias(a)),
+        (None, None) => None,
+    }
+}
+
+/// `mlops models gate`: returns 0 when the candidate passes, [`GATE_FAILED_EXIT`]
+/// when it fails.
+async fn gate(
+    mut c: Client,
+    out: Output,
+    name: String,
+    version: i64,
+    baseline: Option<pb::validate_candidate_request::Baseline>,
+    thresholds: &[String],
+    dataset: String,
+) -> anyhow::Result<i32> {
+    let thresholds = thresholds
+        .iter()
+        .map(|t| parse_threshold(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let req = pb::ValidateCandidateRequest {
+        name,
+        candidate_version: version,
+        baseline,
+        thresholds,
+        dataset,
+    };
+    let g = out
+        .call(
+            c.validate_candidate(req),
+            |r| r.result.unwrap_or_default(),
+            |g| Some(gate_json(g)),
+            print_gate,
+        )
+        .await?;
+    Ok(if g.passed { 0 } else { GATE_FAILED_EXIT })
+}
+
+/// `mlops models delete`: a version, or with none the whole model.
+async fn delete(
+    mut c: Client,
+    out: Output,
+    name: String,
+    version: Option<i64>,
+) -> anyhow::Result<()> {
+    match version {
+        Some(version) => {
+            let req = pb::DeleteModelVersionRequest {
+                name: name.clone(),
+                version,
+            };
+            out.call(
+                c.delete_model_version(req),
+                drop,
+                |_| None,
+                |_| println!("{name} version {version} deleted"),
+            )
+            .await
+        }
+        None => {
+            let req = pb::DeleteRegisteredModelRequest { name: name.clone() };
+            out.call(
+                c.delete_registered_model(req),
+                drop,
+                |_| None,
+                |_| println!("model {name} deleted"),
+            )
+            .await
+        }
+    }
 }
 
 #[cfg(test)]
