@@ -1,6 +1,8 @@
 //! `mlops models`: the model registry from the command line. `mlops models gate`
 //! exits non-zero when the gate fails, so any CI system can run it as a step.
 
+use std::future::Future;
+
 use anyhow::{bail, Context};
 use mlops_proto::registry::v1 as pb;
 use serde_json::json;
@@ -19,75 +21,24 @@ pub const GATE_FAILED_EXIT: i32 = 3;
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelsCmd {
     /// List registered models.
-    List {
-        /// A filter like "name LIKE 'fraud%' AND tags.team = 'risk'".
-        #[arg(long, default_value = "")]
-        filter: String,
-        #[arg(long, default_value_t = 100)]
-        max_results: i32,
-    },
+    List(List),
     /// Create a registered model.
-    Create {
-        name: String,
-        #[arg(long, default_value = "")]
-        description: String,
-        /// Require a passed evaluation gate before an alias moves.
-        #[arg(long)]
-        require_gate: bool,
-        /// The aliases the gate requirement covers (repeatable); none means all.
-        #[arg(long = "gate-alias")]
-        gate_aliases: Vec<String>,
-    },
+    Create(Create),
     /// Show a model: aliases, latest version per stage, gate policy, tags.
-    Show { name: String },
+    Show(Show),
     /// List a model's versions.
-    Versions {
-        name: String,
-        /// More conditions, e.g. "tags.validated = 'yes'".
-        #[arg(long)]
-        filter: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        max_results: i32,
-    },
+    Versions(Versions),
     /// Show one version with its lineage, signature and newest gate result.
-    Version { name: String, version: i64 },
+    Version(Version),
     /// Register a new version from a run's artifact (--run, --path) or a local file (--file).
-    Register {
-        name: String,
-        /// The tracking run whose artifact is registered.
-        #[arg(long, requires = "path", conflicts_with = "file")]
-        run: Option<String>,
-        /// The artifact's path in the run, like `model`.
-        #[arg(long)]
-        path: Option<String>,
-        /// A local model file to upload instead (a `.onnx` file has its signature read).
-        #[arg(long)]
-        file: Option<std::path::PathBuf>,
-        #[arg(long, default_value = "")]
-        description: String,
-    },
+    Register(Register),
     /// Aliases: set, unset, get.
     #[command(subcommand)]
     Alias(AliasCmd),
     /// Move a version to a stage (None, Staging, Production, Archived).
-    Stage {
-        name: String,
-        version: i64,
-        stage: String,
-        /// Archive the versions already in that stage.
-        #[arg(long)]
-        archive_existing: bool,
-    },
+    Stage(Stage),
     /// Record evaluation metrics of a version on a dataset.
-    Evaluate {
-        name: String,
-        version: i64,
-        #[arg(long)]
-        dataset: String,
-        /// METRIC=VALUE, repeatable, e.g. --metric auc=0.93.
-        #[arg(long = "metric", required = true)]
-        metrics: Vec<String>,
-    },
+    Evaluate(Evaluate),
     /// Validate a candidate against a baseline with thresholds; exits 0 when it
     /// passes, 3 when it fails (1 on errors).
     ///
@@ -98,40 +49,492 @@ pub enum ModelsCmd {
     ///   loss:lower,rel=0.05 beat the baseline by at least 5%
     ///   auc>=0.9,abs=0.01   both
     #[command(verbatim_doc_comment)]
-    Gate {
-        name: String,
-        /// The candidate version.
-        version: i64,
-        /// Compare with this version.
-        #[arg(long, conflicts_with = "baseline_alias")]
-        baseline_version: Option<i64>,
-        /// Compare with the version this alias names, e.g. champion.
-        #[arg(long)]
-        baseline_alias: Option<String>,
-        /// A threshold (see above); repeatable.
-        #[arg(long = "threshold", required = true)]
-        thresholds: Vec<String>,
-        /// Only use evaluations on this dataset.
-        #[arg(long, default_value = "")]
-        dataset: String,
-    },
+    Gate(Gate),
     /// Delete a version, or with no version the whole model.
-    Delete { name: String, version: Option<i64> },
+    Delete(Delete),
 }
 
 /// Alias commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum AliasCmd {
     /// Point an alias at a version (moving it if set).
-    Set {
-        name: String,
-        alias: String,
-        version: i64,
-    },
+    Set(AliasSet),
     /// Remove an alias.
-    Unset { name: String, alias: String },
+    Unset(AliasUnset),
     /// Show the version an alias names.
-    Get { name: String, alias: String },
+    Get(AliasGet),
+}
+
+/// Runs a models command; returns the process exit code.
+pub async fn run(c: Client, cmd: ModelsCmd, out: Output) -> anyhow::Result<i32> {
+    match cmd {
+        ModelsCmd::List(a) => a.run(c, out).await?,
+        ModelsCmd::Create(a) => a.run(c, out).await?,
+        ModelsCmd::Show(a) => a.run(c, out).await?,
+        ModelsCmd::Versions(a) => a.run(c, out).await?,
+        ModelsCmd::Version(a) => a.run(c, out).await?,
+        ModelsCmd::Register(a) => a.run(c, out).await?,
+        ModelsCmd::Alias(AliasCmd::Set(a)) => a.run(c, out).await?,
+        ModelsCmd::Alias(AliasCmd::Unset(a)) => a.run(c, out).await?,
+        ModelsCmd::Alias(AliasCmd::Get(a)) => a.run(c, out).await?,
+        ModelsCmd::Stage(a) => a.run(c, out).await?,
+        ModelsCmd::Evaluate(a) => a.run(c, out).await?,
+        ModelsCmd::Gate(a) => return a.run(c, out).await,
+        ModelsCmd::Delete(a) => a.run(c, out).await?,
+    }
+    Ok(0)
+}
+
+// Each subcommand: its arguments (documented on the variant above), and what it does.
+
+#[derive(Debug, clap::Args)]
+pub struct List {
+    /// A filter like "name LIKE 'fraud%' AND tags.team = 'risk'".
+    #[arg(long, default_value = "")]
+    filter: String,
+    #[arg(long, default_value_t = 100)]
+    max_results: i32,
+}
+
+impl List {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let req = pb::SearchRegisteredModelsRequest {
+            filter: self.filter,
+            max_results: self.max_results,
+            ..Default::default()
+        };
+        let call = c.search_registered_models(req);
+        out.list(
+            call,
+            |r| r.registered_models,
+            model_json,
+            MODEL_HEADER,
+            model_row,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Create {
+    name: String,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Require a passed evaluation gate before an alias moves.
+    #[arg(long)]
+    require_gate: bool,
+    /// The aliases the gate requirement covers (repeatable); none means all.
+    #[arg(long = "gate-alias")]
+    gate_aliases: Vec<String>,
+}
+
+impl Create {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let req = pb::CreateRegisteredModelRequest {
+            name: self.name,
+            description: self.description,
+            tags: vec![],
+            gate_policy: Some(pb::GatePolicy {
+                require_passed_gate: self.require_gate,
+                aliases: self.gate_aliases,
+            }),
+        };
+        out.call(
+            c.create_registered_model(req),
+            |r| r.registered_model.unwrap_or_default(),
+            |m| Some(model_json(m)),
+            |m| println!("created model {} (id {})", m.name, m.id),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Show {
+    name: String,
+}
+
+impl Show {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        out.call(
+            c.get_registered_model(pb::GetRegisteredModelRequest { name: self.name }),
+            |r| r.registered_model.unwrap_or_default(),
+            |m| Some(model_json(m)),
+            print_model,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Versions {
+    name: String,
+    /// More conditions, e.g. "tags.validated = 'yes'".
+    #[arg(long)]
+    filter: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    max_results: i32,
+}
+
+impl Versions {
+    /// A search for the model's versions, narrowed by `filter`.
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let mut f = format!("name = '{}'", self.name.replace('\'', "\\'"));
+        if let Some(more) = self.filter {
+            f = format!("{f} AND {more}");
+        }
+        let req = pb::SearchModelVersionsRequest {
+            filter: f,
+            max_results: self.max_results,
+            ..Default::default()
+        };
+        let call = c.search_model_versions(req);
+        out.list(
+            call,
+            |r| r.model_versions,
+            version_json,
+            VERSION_HEADER,
+            version_row,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Prints the version the registry answered with, as `mlops models version` does.
+async fn answered_version(
+    out: Output,
+    call: impl Future<Output = Result<tonic::Response<pb::ModelVersionResponse>, tonic::Status>>,
+) -> anyhow::Result<()> {
+    out.call(
+        call,
+        |r| r.model_version.unwrap_or_default(),
+        |v| Some(version_json(v)),
+        print_version,
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Version {
+    name: String,
+    version: i64,
+}
+
+impl Version {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let Version { name, version } = self;
+        answered_version(
+            out,
+            c.get_model_version(pb::GetModelVersionRequest { name, version }),
+        )
+        .await
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Register {
+    name: String,
+    /// The tracking run whose artifact is registered.
+    #[arg(long, requires = "path", conflicts_with = "file")]
+    run: Option<String>,
+    /// The artifact's path in the run, like `model`.
+    #[arg(long)]
+    path: Option<String>,
+    /// A local model file to upload instead (a `.onnx` file has its signature read).
+    #[arg(long)]
+    file: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
+impl Register {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let Register {
+            name,
+            run,
+            path,
+            file,
+            description,
+        } = self;
+        match (run, path, file) {
+            (Some(run_id), Some(artifact_path), None) => {
+                let req = pb::CreateModelVersionRequest {
+                    name,
+                    run_id,
+                    artifact_path,
+                    description,
+                    tags: vec![],
+                    logged_model_id: String::new(),
+                };
+                answered_version(out, c.create_model_version(req)).await
+            }
+            (None, None, Some(file)) => {
+                let msgs = upload_messages(&file, name, description)?;
+                answered_version(out, c.upload_model_version(futures::stream::iter(msgs))).await
+            }
+            _ => bail!("give either --run RUN_ID --path ARTIFACT_PATH, or --file FILE"),
+        }
+    }
+}
+
+/// The upload of a local model file: a header, then the content in 1 MiB chunks.
+fn upload_messages(
+    file: &std::path::Path,
+    name: String,
+    description: String,
+) -> anyhow::Result<Vec<pb::UploadModelVersionRequest>> {
+    use pb::upload_model_version_request::Item;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let file_name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the file has no usable name")?
+        .to_owned();
+    let header = pb::UploadHeader {
+        name,
+        file_name,
+        description,
+        tags: vec![],
+        run_id: String::new(),
+    };
+    let mut msgs = vec![pb::UploadModelVersionRequest {
+        item: Some(Item::Header(header)),
+    }];
+    for chunk in bytes.chunks(1024 * 1024) {
+        msgs.push(pb::UploadModelVersionRequest {
+            item: Some(Item::Chunk(chunk.to_vec())),
+        });
+    }
+    Ok(msgs)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AliasSet {
+    name: String,
+    alias: String,
+    version: i64,
+}
+
+impl AliasSet {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let AliasSet {
+            name,
+            alias,
+            version,
+        } = self;
+        let req = pb::SetRegisteredModelAliasRequest {
+            name: name.clone(),
+            alias: alias.clone(),
+            version,
+        };
+        out.call(
+            c.set_registered_model_alias(req),
+            |r| r.previous_version,
+            |prev| Some(json!({"name": name, "alias": alias, "version": version, "previous_version": prev})),
+            |&prev| match prev {
+                0 => println!("{name}@{alias} -> version {version}"),
+                _ => println!("{name}@{alias} -> version {version} (was {prev})"),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AliasUnset {
+    name: String,
+    alias: String,
+}
+
+impl AliasUnset {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let AliasUnset { name, alias } = self;
+        let req = pb::DeleteRegisteredModelAliasRequest {
+            name: name.clone(),
+            alias: alias.clone(),
+        };
+        let call = c.delete_registered_model_alias(req);
+        out.call(call, drop, |_| None, |_| println!("{name}@{alias} removed"))
+            .await
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AliasGet {
+    name: String,
+    alias: String,
+}
+
+impl AliasGet {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let AliasGet { name, alias } = self;
+        let req = pb::GetModelVersionByAliasRequest { name, alias };
+        answered_version(out, c.get_model_version_by_alias(req)).await
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Stage {
+    name: String,
+    version: i64,
+    stage: String,
+    /// Archive the versions already in that stage.
+    #[arg(long)]
+    archive_existing: bool,
+}
+
+impl Stage {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let req = pb::TransitionModelVersionStageRequest {
+            name: self.name,
+            version: self.version,
+            stage: stage_of(&self.stage)? as i32,
+            archive_existing_versions: self.archive_existing,
+        };
+        out.call(
+            c.transition_model_version_stage(req),
+            |r| r.model_version.unwrap_or_default(),
+            |v| Some(version_json(v)),
+            |v| {
+                let stage = stage_name(v.current_stage);
+                println!("{} version {} is now in {stage}", v.name, v.version);
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Evaluate {
+    name: String,
+    version: i64,
+    #[arg(long)]
+    dataset: String,
+    /// METRIC=VALUE, repeatable, e.g. --metric auc=0.93.
+    #[arg(long = "metric", required = true)]
+    metrics: Vec<String>,
+}
+
+impl Evaluate {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let mut metrics = std::collections::HashMap::new();
+        for spec in &self.metrics {
+            let (k, v) = spec
+                .split_once('=')
+                .with_context(|| format!("metric `{spec}`: write NAME=VALUE, like auc=0.93"))?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("metric `{spec}`: the value is not a number"))?;
+            metrics.insert(k.trim().to_owned(), v);
+        }
+        let req = pb::LogEvaluationRequest {
+            name: self.name,
+            version: self.version,
+            dataset: self.dataset,
+            dataset_digest: String::new(),
+            metrics,
+        };
+        out.call(
+            c.log_evaluation(req),
+            |r| r.evaluation.unwrap_or_default(),
+            |e| Some(json!({"id": e.id, "version": e.version, "dataset": e.dataset, "metrics": e.metrics})),
+            |e| {
+                let (id, version, dataset) = (e.id, e.version, &e.dataset);
+                println!("evaluation #{id} of version {version} on {dataset} recorded");
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Gate {
+    name: String,
+    /// The candidate version.
+    version: i64,
+    /// Compare with this version.
+    #[arg(long, conflicts_with = "baseline_alias")]
+    baseline_version: Option<i64>,
+    /// Compare with the version this alias names, e.g. champion.
+    #[arg(long)]
+    baseline_alias: Option<String>,
+    /// A threshold (see above); repeatable.
+    #[arg(long = "threshold", required = true)]
+    thresholds: Vec<String>,
+    /// Only use evaluations on this dataset.
+    #[arg(long, default_value = "")]
+    dataset: String,
+}
+
+impl Gate {
+    /// Returns 0 when the candidate passes, [`GATE_FAILED_EXIT`] when it fails.
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<i32> {
+        use pb::validate_candidate_request::Baseline;
+        let thresholds = self
+            .thresholds
+            .iter()
+            .map(|t| parse_threshold(t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let baseline = match (self.baseline_version, self.baseline_alias) {
+            (Some(v), _) => Some(Baseline::BaselineVersion(v)),
+            (None, Some(a)) => Some(Baseline::BaselineAlias(a)),
+            (None, None) => None,
+        };
+        let req = pb::ValidateCandidateRequest {
+            name: self.name,
+            candidate_version: self.version,
+            baseline,
+            thresholds,
+            dataset: self.dataset,
+        };
+        let g = out
+            .call(
+                c.validate_candidate(req),
+                |r| r.result.unwrap_or_default(),
+                |g| Some(gate_json(g)),
+                print_gate,
+            )
+            .await?;
+        Ok(if g.passed { 0 } else { GATE_FAILED_EXIT })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Delete {
+    name: String,
+    version: Option<i64>,
+}
+
+impl Delete {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let name = self.name;
+        match self.version {
+            Some(version) => {
+                let req = pb::DeleteModelVersionRequest {
+                    name: name.clone(),
+                    version,
+                };
+                let call = c.delete_model_version(req);
+                let text = |_: &()| println!("{name} version {version} deleted");
+                out.call(call, drop, |_| None, text).await
+            }
+            None => {
+                let req = pb::DeleteRegisteredModelRequest { name: name.clone() };
+                let call = c.delete_registered_model(req);
+                let text = |_: &()| println!("model {name} deleted");
+                out.call(call, drop, |_| None, text).await
+            }
+        }
+    }
 }
 
 /// Parses a threshold spec (see `mlops models gate --help`).
@@ -201,459 +604,6 @@ fn stage_of(s: &str) -> anyhow::Result<pb::Stage> {
         "archived" => pb::Stage::Archived,
         _ => bail!("stage `{s}` is not one of None, Staging, Production, Archived"),
     })
-}
-
-/// Runs a models command; returns the process exit code.
-pub async fn run(c: Client, cmd: ModelsCmd, out: Output) -> anyhow::Result<i32> {
-    match cmd {
-        ModelsCmd::List {
-            filter,
-            max_results,
-        } => list(c, out, filter, max_results).await?,
-        ModelsCmd::Create {
-            name,
-            description,
-            require_gate,
-            gate_aliases,
-        } => create(c, out, name, description, require_gate, gate_aliases).await?,
-        ModelsCmd::Show { name } => show(c, out, name).await?,
-        ModelsCmd::Versions {
-            name,
-            filter,
-            max_results,
-        } => versions(c, out, &name, filter, max_results).await?,
-        ModelsCmd::Version { name, version } => show_version(c, out, name, version).await?,
-        ModelsCmd::Register {
-            name,
-            run,
-            path,
-            file,
-            description,
-        } => register(c, out, name, run, path, file, description).await?,
-        ModelsCmd::Alias(AliasCmd::Set {
-            name,
-            alias,
-            version,
-        }) => set_alias(c, out, name, alias, version).await?,
-        ModelsCmd::Alias(AliasCmd::Unset { name, alias }) => {
-            unset_alias(c, out, name, alias).await?
-        }
-        ModelsCmd::Alias(AliasCmd::Get { name, alias }) => get_alias(c, out, name, alias).await?,
-        ModelsCmd::Stage {
-            name,
-            version,
-            stage,
-            archive_existing,
-        } => set_stage(c, out, name, version, &stage, archive_existing).await?,
-        ModelsCmd::Evaluate {
-            name,
-            version,
-            dataset,
-            metrics,
-        } => evaluate(c, out, name, version, dataset, &metrics).await?,
-        ModelsCmd::Gate {
-            name,
-            version,
-            baseline_version,
-            baseline_alias,
-            thresholds,
-            dataset,
-        } => {
-            let baseline = baseline_of(baseline_version, baseline_alias);
-            return gate(c, out, name, version, baseline, &thresholds, dataset).await;
-        }
-        ModelsCmd::Delete { name, version } => delete(c, out, name, version).await?,
-    }
-    Ok(0)
-}
-
-/// `mlops models list`.
-async fn list(mut c: Client, out: Output, filter: String, max_results: i32) -> anyhow::Result<()> {
-    let req = pb::SearchRegisteredModelsRequest {
-        filter,
-        max_results,
-        ..Default::default()
-    };
-    out.list(
-        c.search_registered_models(req),
-        |r| r.registered_models,
-        model_json,
-        MODEL_HEADER,
-        model_row,
-    )
-    .await?;
-    Ok(())
-}
-
-/// `mlops models create`.
-async fn create(
-    mut c: Client,
-    out: Output,
-    name: String,
-    description: String,
-    require_gate: bool,
-    gate_aliases: Vec<String>,
-) -> anyhow::Result<()> {
-    let req = pb::CreateRegisteredModelRequest {
-        name,
-        description,
-        tags: vec![],
-        gate_policy: Some(pb::GatePolicy {
-            require_passed_gate: require_gate,
-            aliases: gate_aliases,
-        }),
-    };
-    out.call(
-        c.create_registered_model(req),
-        |r| r.registered_model.unwrap_or_default(),
-        |m| Some(model_json(m)),
-        |m| println!("created model {} (id {})", m.name, m.id),
-    )
-    .await?;
-    Ok(())
-}
-
-/// `mlops models show`.
-async fn show(mut c: Client, out: Output, name: String) -> anyhow::Result<()> {
-    out.call(
-        c.get_registered_model(pb::GetRegisteredModelRequest { name }),
-        |r| r.registered_model.unwrap_or_default(),
-        |m| Some(model_json(m)),
-        print_model,
-    )
-    .await?;
-    Ok(())
-}
-
-/// `mlops models versions`: a search for the model's versions, narrowed by `filter`.
-async fn versions(
-    mut c: Client,
-    out: Output,
-    name: &str,
-    filter: Option<String>,
-    max_results: i32,
-) -> anyhow::Result<()> {
-    let mut f = format!("name = '{}'", name.replace('\'', "\\'"));
-    if let Some(more) = filter {
-        f = format!("{f} AND {more}");
-    }
-    let req = pb::SearchModelVersionsRequest {
-        filter: f,
-        max_results,
-        ..Default::default()
-    };
-    out.list(
-        c.search_model_versions(req),
-        |r| r.model_versions,
-        version_json,
-        VERSION_HEADER,
-        version_row,
-    )
-    .await?;
-    Ok(())
-}
-
-/// Prints a version the registry answered with, as `mlops models version` does.
-async fn print_answered_version(
-    out: Output,
-    call: impl std::future::Future<
-        Output = Result<tonic::Response<pb::ModelVersionResponse>, tonic::Status>,
-    >,
-) -> anyhow::Result<()> {
-    out.call(
-        call,
-        |r| r.model_version.unwrap_or_default(),
-        |v| Some(version_json(v)),
-        print_version,
-    )
-    .await?;
-    Ok(())
-}
-
-/// `mlops models version`.
-async fn show_version(
-    mut c: Client,
-    out: Output,
-    name: String,
-    version: i64,
-) -> anyhow::Result<()> {
-    let call = c.get_model_version(pb::GetModelVersionRequest { name, version });
-    print_answered_version(out, call).await
-}
-
-/// `mlops models register`: from a run's artifact (`run`, `path`) or a local `file`.
-async fn register(
-    mut c: Client,
-    out: Output,
-    name: String,
-    run: Option<String>,
-    path: Option<String>,
-    file: Option<std::path::PathBuf>,
-    description: String,
-) -> anyhow::Result<()> {
-    match (run, path, file) {
-        (Some(run_id), Some(artifact_path), None) => {
-            let req = pb::CreateModelVersionRequest {
-                name,
-                run_id,
-                artifact_path,
-                description,
-                tags: vec![],
-                logged_model_id: String::new(),
-            };
-            print_answered_version(out, c.create_model_version(req)).await
-        }
-        (None, None, Some(file)) => {
-            let msgs = upload_messages(&file, name, description)?;
-            print_answered_version(out, c.upload_model_version(futures::stream::iter(msgs))).await
-        }
-        _ => bail!("give either --run RUN_ID --path ARTIFACT_PATH, or --file FILE"),
-    }
-}
-
-/// The upload of a local model file: a header, then the content in 1 MiB chunks.
-fn upload_messages(
-    file: &std::path::Path,
-    name: String,
-    description: String,
-) -> anyhow::Result<Vec<pb::UploadModelVersionRequest>> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let file_name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("the file has no usable name")?
-        .to_owned();
-    let mut msgs = vec![pb::UploadModelVersionRequest {
-        item: Some(pb::upload_model_version_request::Item::Header(
-            pb::UploadHeader {
-                name,
-                file_name,
-                description,
-                tags: vec![],
-                run_id: String::new(),
-            },
-        )),
-    }];
-    for chunk in bytes.chunks(1024 * 1024) {
-        msgs.push(pb::UploadModelVersionRequest {
-            item: Some(pb::upload_model_version_request::Item::Chunk(
-                chunk.to_vec(),
-            )),
-        });
-    }
-    Ok(msgs)
-}
-
-/// `mlops models alias set`.
-async fn set_alias(
-    mut c: Client,
-    out: Output,
-    name: String,
-    alias: String,
-    version: i64,
-) -> anyhow::Result<()> {
-    let req = pb::SetRegisteredModelAliasRequest {
-        name: name.clone(),
-        alias: alias.clone(),
-        version,
-    };
-    out.call(
-        c.set_registered_model_alias(req),
-        |r| r.previous_version,
-        |prev| {
-            Some(
-                json!({"name": name, "alias": alias, "version": version, "previous_version": prev}),
-            )
-        },
-        |&prev| {
-            if prev == 0 {
-                println!("{name}@{alias} -> version {version}");
-            } else {
-                println!("{name}@{alias} -> version {version} (was {prev})");
-            }
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// `mlops models alias unset`.
-async fn unset_alias(
-    mut c: Client,
-    out: Output,
-    name: String,
-    alias: String,
-) -> anyhow::Result<()> {
-    let req = pb::DeleteRegisteredModelAliasRequest {
-        name: name.clone(),
-        alias: alias.clone(),
-    };
-    out.call(
-        c.delete_registered_model_alias(req),
-        drop,
-        |_| None,
-        |_| println!("{name}@{alias} removed"),
-    )
-    .await
-}
-
-/// `mlops models alias get`.
-async fn get_alias(mut c: Client, out: Output, name: String, alias: String) -> anyhow::Result<()> {
-    let call = c.get_model_version_by_alias(pb::GetModelVersionByAliasRequest { name, alias });
-    print_answered_version(out, call).await
-}
-
-/// `mlops models stage`.
-async fn set_stage(
-    mut c: Client,
-    out: Output,
-    name: String,
-    version: i64,
-    stage: &str,
-    archive_existing: bool,
-) -> anyhow::Result<()> {
-    let req = pb::TransitionModelVersionStageRequest {
-        name,
-        version,
-        stage: stage_of(stage)? as i32,
-        archive_existing_versions: archive_existing,
-    };
-    out.call(
-        c.transition_model_version_stage(req),
-        |r| r.model_version.unwrap_or_default(),
-        |v| Some(version_json(v)),
-        |v| {
-            println!(
-                "{} version {} is now in {}",
-                v.name,
-                v.version,
-                stage_name(v.current_stage)
-            )
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// `mlops models evaluate`; `metrics` are `NAME=VALUE`.
-async fn evaluate(
-    mut c: Client,
-    out: Output,
-    name: String,
-    version: i64,
-    dataset: String,
-    metrics: &[String],
-) -> anyhow::Result<()> {
-    let mut m = std::collections::HashMap::new();
-    for spec in metrics {
-        let (k, v) = spec
-            .split_once('=')
-            .with_context(|| format!("metric `{spec}`: write NAME=VALUE, like auc=0.93"))?;
-        let v: f64 = v
-            .trim()
-            .parse()
-            .with_context(|| format!("metric `{spec}`: the value is not a number"))?;
-        m.insert(k.trim().to_owned(), v);
-    }
-    let req = pb::LogEvaluationRequest {
-        name,
-        version,
-        dataset,
-        dataset_digest: String::new(),
-        metrics: m,
-    };
-    out.call(
-        c.log_evaluation(req),
-        |r| r.evaluation.unwrap_or_default(),
-        |e| Some(json!({"id": e.id, "version": e.version, "dataset": e.dataset, "metrics": e.metrics})),
-        |e| {
-            println!(
-                "evaluation #{} of version {} on {} recorded",
-                e.id, e.version, e.dataset
-            )
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// The baseline of `mlops models gate`: a version, else an alias, else none.
-fn baseline_of(
-    version: Option<i64>,
-    alias: Option<String>,
-) -> Option<pb::validate_candidate_request::Baseline> {
-    match (version, alias) {
-        (Some(v), _) => Some(pb::validate_candidate_request::Baseline::BaselineVersion(v)),
-        (None, Some(a)) => Some(pb::validate_candidate_request::Baseline::BaselineAlias(a)),
-        (None, None) => None,
-    }
-}
-
-/// `mlops models gate`: returns 0 when the candidate passes, [`GATE_FAILED_EXIT`]
-/// when it fails.
-async fn gate(
-    mut c: Client,
-    out: Output,
-    name: String,
-    version: i64,
-    baseline: Option<pb::validate_candidate_request::Baseline>,
-    thresholds: &[String],
-    dataset: String,
-) -> anyhow::Result<i32> {
-    let thresholds = thresholds
-        .iter()
-        .map(|t| parse_threshold(t))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let req = pb::ValidateCandidateRequest {
-        name,
-        candidate_version: version,
-        baseline,
-        thresholds,
-        dataset,
-    };
-    let g = out
-        .call(
-            c.validate_candidate(req),
-            |r| r.result.unwrap_or_default(),
-            |g| Some(gate_json(g)),
-            print_gate,
-        )
-        .await?;
-    Ok(if g.passed { 0 } else { GATE_FAILED_EXIT })
-}
-
-/// `mlops models delete`: a version, or with none the whole model.
-async fn delete(
-    mut c: Client,
-    out: Output,
-    name: String,
-    version: Option<i64>,
-) -> anyhow::Result<()> {
-    match version {
-        Some(version) => {
-            let req = pb::DeleteModelVersionRequest {
-                name: name.clone(),
-                version,
-            };
-            out.call(
-                c.delete_model_version(req),
-                drop,
-                |_| None,
-                |_| println!("{name} version {version} deleted"),
-            )
-            .await
-        }
-        None => {
-            let req = pb::DeleteRegisteredModelRequest { name: name.clone() };
-            out.call(
-                c.delete_registered_model(req),
-                drop,
-                |_| None,
-                |_| println!("model {name} deleted"),
-            )
-            .await
-        }
-    }
 }
 
 #[cfg(test)]

@@ -11,60 +11,52 @@ use crate::table;
 #[derive(Debug, clap::Subcommand)]
 pub enum ExperimentsCmd {
     /// List experiments.
-    List {
-        /// A filter like "name LIKE 'fraud%'".
-        #[arg(long, default_value = "")]
-        filter: String,
-        /// Include deleted experiments.
-        #[arg(long)]
-        all: bool,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        max_results: i32,
-    },
+    List(ListExperiments),
     /// Show one experiment by id or name.
-    Show { id_or_name: String },
+    Show(ShowExperiment),
     /// Create an experiment; prints its id.
-    Create {
-        name: String,
-        #[arg(long, default_value = "")]
-        artifact_location: String,
-    },
+    Create(CreateExperiment),
     /// Rename an experiment.
-    Rename { id: String, new_name: String },
+    Rename(RenameExperiment),
     /// Delete an experiment and its runs (restorable).
-    Delete { id: String },
+    Delete(DeleteExperiment),
     /// Restore a deleted experiment.
-    Restore { id: String },
+    Restore(RestoreExperiment),
 }
 
 /// Run commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum RunsCmd {
     /// List the runs of experiments (newest first).
-    List {
-        /// Experiment ids; none means every experiment.
-        #[arg(long = "experiment", short = 'e')]
-        experiments: Vec<String>,
-        #[arg(long, default_value_t = 100)]
-        max_results: i32,
-    },
+    List(ListRuns),
     /// Search runs with MLflow's filter grammar.
-    Search {
-        /// e.g. "metrics.auc > 0.9 and params.model = 'rf'".
-        filter: String,
-        #[arg(long = "experiment", short = 'e')]
-        experiments: Vec<String>,
-        /// e.g. "metrics.auc DESC"; repeatable.
-        #[arg(long)]
-        order_by: Vec<String>,
-        #[arg(long, default_value_t = 100)]
-        max_results: i32,
-    },
+    Search(SearchRuns),
     /// Show one run with its params, metrics, tags and inputs.
-    Show { run_id: String },
+    Show(ShowRun),
     /// Print a metric's full history.
-    History { run_id: String, metric: String },
+    History(History),
+}
+
+/// Runs an experiments command.
+pub async fn experiments(c: Client, cmd: ExperimentsCmd, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        ExperimentsCmd::List(a) => a.run(c, out).await,
+        ExperimentsCmd::Show(a) => a.run(c, out).await,
+        ExperimentsCmd::Create(a) => a.run(c, out).await,
+        ExperimentsCmd::Rename(a) => a.run(c).await,
+        ExperimentsCmd::Delete(a) => a.run(c).await,
+        ExperimentsCmd::Restore(a) => a.run(c).await,
+    }
+}
+
+/// Runs a runs command.
+pub async fn runs(c: Client, cmd: RunsCmd, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        RunsCmd::List(a) => a.run(c, out).await,
+        RunsCmd::Search(a) => a.run(c, out).await,
+        RunsCmd::Show(a) => a.run(c, out).await,
+        RunsCmd::History(a) => a.run(c, out).await,
+    }
 }
 
 fn status_name(s: i32) -> &'static str {
@@ -105,25 +97,6 @@ fn run_json(r: &pb::Run) -> serde_json::Value {
     })
 }
 
-/// Runs an experiments command.
-pub async fn experiments(c: Client, cmd: ExperimentsCmd, out: Output) -> anyhow::Result<()> {
-    match cmd {
-        ExperimentsCmd::List {
-            filter,
-            all,
-            max_results,
-        } => list_experiments(c, out, filter, all, max_results).await,
-        ExperimentsCmd::Show { id_or_name } => show_experiment(c, out, id_or_name).await,
-        ExperimentsCmd::Create {
-            name,
-            artifact_location,
-        } => create_experiment(c, out, name, artifact_location).await,
-        ExperimentsCmd::Rename { id, new_name } => rename_experiment(c, id, new_name).await,
-        ExperimentsCmd::Delete { id } => delete_experiment(c, id).await,
-        ExperimentsCmd::Restore { id } => restore_experiment(c, id).await,
-    }
-}
-
 /// The columns of `mlops experiments list`; [`experiment_row`] fills them.
 const EXPERIMENT_HEADER: &[&str] = &["ID", "NAME", "STAGE", "CREATED", "ARTIFACT LOCATION"];
 
@@ -137,34 +110,45 @@ fn experiment_row(e: &pb::Experiment) -> Vec<String> {
     ]
 }
 
-/// `mlops experiments list`; `all` includes deleted ones.
-async fn list_experiments(
-    mut c: Client,
-    out: Output,
+// Each subcommand: its arguments (documented on the variant above), and what it does.
+
+#[derive(Debug, clap::Args)]
+pub struct ListExperiments {
+    /// A filter like "name LIKE 'fraud%'".
+    #[arg(long, default_value = "")]
     filter: String,
+    /// Include deleted experiments.
+    #[arg(long)]
     all: bool,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
     max_results: i32,
-) -> anyhow::Result<()> {
-    let view = if all {
-        pb::ViewType::All
-    } else {
-        pb::ViewType::ActiveOnly
-    } as i32;
-    let req = pb::SearchExperimentsRequest {
-        filter,
-        max_results,
-        view_type: view,
-        ..Default::default()
-    };
-    out.list(
-        c.search_experiments(req),
-        |r| r.experiments,
-        experiment_json,
-        EXPERIMENT_HEADER,
-        experiment_row,
-    )
-    .await?;
-    Ok(())
+}
+
+impl ListExperiments {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let view = if self.all {
+            pb::ViewType::All
+        } else {
+            pb::ViewType::ActiveOnly
+        } as i32;
+        let req = pb::SearchExperimentsRequest {
+            filter: self.filter,
+            max_results: self.max_results,
+            view_type: view,
+            ..Default::default()
+        };
+        let call = c.search_experiments(req);
+        out.list(
+            call,
+            |r| r.experiments,
+            experiment_json,
+            EXPERIMENT_HEADER,
+            experiment_row,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// An experiment as a FIELD / VALUE table.
@@ -184,73 +168,110 @@ fn print_experiment(e: &pb::Experiment) {
     table::print(&["FIELD", "VALUE"], &rows);
 }
 
-/// `mlops experiments show`: by id when all digits, else by name.
-async fn show_experiment(mut c: Client, out: Output, id_or_name: String) -> anyhow::Result<()> {
-    let call = async {
-        if id_or_name.chars().all(|c| c.is_ascii_digit()) {
-            c.get_experiment(pb::GetExperimentRequest {
-                experiment_id: id_or_name,
-            })
-            .await
-        } else {
-            c.get_experiment_by_name(pb::GetExperimentByNameRequest { name: id_or_name })
+#[derive(Debug, clap::Args)]
+pub struct ShowExperiment {
+    id_or_name: String,
+}
+
+impl ShowExperiment {
+    /// By id when all digits, else by name.
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let id_or_name = self.id_or_name;
+        let call = async {
+            if id_or_name.chars().all(|c| c.is_ascii_digit()) {
+                c.get_experiment(pb::GetExperimentRequest {
+                    experiment_id: id_or_name,
+                })
                 .await
-        }
-    };
-    out.call(
-        call,
-        |r| r.experiment.unwrap_or_default(),
-        |e| Some(experiment_json(e)),
-        print_experiment,
-    )
-    .await?;
-    Ok(())
+            } else {
+                c.get_experiment_by_name(pb::GetExperimentByNameRequest { name: id_or_name })
+                    .await
+            }
+        };
+        out.call(
+            call,
+            |r| r.experiment.unwrap_or_default(),
+            |e| Some(experiment_json(e)),
+            print_experiment,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
-/// `mlops experiments create`: prints the new id.
-async fn create_experiment(
-    mut c: Client,
-    out: Output,
+#[derive(Debug, clap::Args)]
+pub struct CreateExperiment {
     name: String,
+    #[arg(long, default_value = "")]
     artifact_location: String,
-) -> anyhow::Result<()> {
-    let req = pb::CreateExperimentRequest {
-        name,
-        artifact_location,
-        tags: vec![],
-    };
-    out.call(
-        c.create_experiment(req),
-        |r| r.experiment_id,
-        |id| Some(json!({ "experiment_id": id })),
-        |id| println!("{id}"),
-    )
-    .await?;
-    Ok(())
 }
 
-/// `mlops experiments rename`: prints nothing.
-async fn rename_experiment(mut c: Client, id: String, new_name: String) -> anyhow::Result<()> {
-    c.update_experiment(pb::UpdateExperimentRequest {
-        experiment_id: id,
-        new_name,
-    })
-    .await?;
-    Ok(())
-}
-
-/// `mlops experiments delete`: prints nothing.
-async fn delete_experiment(mut c: Client, id: String) -> anyhow::Result<()> {
-    c.delete_experiment(pb::DeleteExperimentRequest { experiment_id: id })
+impl CreateExperiment {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let req = pb::CreateExperimentRequest {
+            name: self.name,
+            artifact_location: self.artifact_location,
+            tags: vec![],
+        };
+        out.call(
+            c.create_experiment(req),
+            |r| r.experiment_id,
+            |id| Some(json!({ "experiment_id": id })),
+            |id| println!("{id}"),
+        )
         .await?;
-    Ok(())
+        Ok(())
+    }
 }
 
-/// `mlops experiments restore`: prints nothing.
-async fn restore_experiment(mut c: Client, id: String) -> anyhow::Result<()> {
-    c.restore_experiment(pb::RestoreExperimentRequest { experiment_id: id })
+#[derive(Debug, clap::Args)]
+pub struct RenameExperiment {
+    id: String,
+    new_name: String,
+}
+
+impl RenameExperiment {
+    /// Prints nothing.
+    async fn run(self, mut c: Client) -> anyhow::Result<()> {
+        c.update_experiment(pb::UpdateExperimentRequest {
+            experiment_id: self.id,
+            new_name: self.new_name,
+        })
         .await?;
-    Ok(())
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteExperiment {
+    id: String,
+}
+
+impl DeleteExperiment {
+    /// Prints nothing.
+    async fn run(self, mut c: Client) -> anyhow::Result<()> {
+        c.delete_experiment(pb::DeleteExperimentRequest {
+            experiment_id: self.id,
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreExperiment {
+    id: String,
+}
+
+impl RestoreExperiment {
+    /// Prints nothing.
+    async fn run(self, mut c: Client) -> anyhow::Result<()> {
+        c.restore_experiment(pb::RestoreExperimentRequest {
+            experiment_id: self.id,
+        })
+        .await?;
+        Ok(())
+    }
 }
 
 fn runs_table(runs: &[pb::Run]) {
@@ -288,39 +309,7 @@ fn runs_table(runs: &[pb::Run]) {
     );
 }
 
-/// Runs a runs command.
-pub async fn runs(c: Client, cmd: RunsCmd, out: Output) -> anyhow::Result<()> {
-    let search = |experiment_ids, filter, order_by, max_results| pb::SearchRunsRequest {
-        experiment_ids,
-        filter,
-        order_by,
-        max_results,
-        ..Default::default()
-    };
-    match cmd {
-        RunsCmd::List {
-            experiments,
-            max_results,
-        } => {
-            search_runs(
-                c,
-                out,
-                search(experiments, String::new(), vec![], max_results),
-            )
-            .await
-        }
-        RunsCmd::Search {
-            filter,
-            experiments,
-            order_by,
-            max_results,
-        } => search_runs(c, out, search(experiments, filter, order_by, max_results)).await,
-        RunsCmd::Show { run_id } => show_run(c, out, run_id).await,
-        RunsCmd::History { run_id, metric } => history(c, out, run_id, metric).await,
-    }
-}
-
-/// `mlops runs list` and `mlops runs search`.
+/// Prints a search's runs, as `mlops runs list` and `mlops runs search` do.
 async fn search_runs(mut c: Client, out: Output, req: pb::SearchRunsRequest) -> anyhow::Result<()> {
     out.call(
         c.search_runs(req),
@@ -339,6 +328,54 @@ async fn search_runs(mut c: Client, out: Output, req: pb::SearchRunsRequest) -> 
     )
     .await?;
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListRuns {
+    /// Experiment ids; none means every experiment.
+    #[arg(long = "experiment", short = 'e')]
+    experiments: Vec<String>,
+    #[arg(long, default_value_t = 100)]
+    max_results: i32,
+}
+
+impl ListRuns {
+    async fn run(self, c: Client, out: Output) -> anyhow::Result<()> {
+        let req = pb::SearchRunsRequest {
+            experiment_ids: self.experiments,
+            filter: String::new(),
+            order_by: vec![],
+            max_results: self.max_results,
+            ..Default::default()
+        };
+        search_runs(c, out, req).await
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SearchRuns {
+    /// e.g. "metrics.auc > 0.9 and params.model = 'rf'".
+    filter: String,
+    #[arg(long = "experiment", short = 'e')]
+    experiments: Vec<String>,
+    /// e.g. "metrics.auc DESC"; repeatable.
+    #[arg(long)]
+    order_by: Vec<String>,
+    #[arg(long, default_value_t = 100)]
+    max_results: i32,
+}
+
+impl SearchRuns {
+    async fn run(self, c: Client, out: Output) -> anyhow::Result<()> {
+        let req = pb::SearchRunsRequest {
+            experiment_ids: self.experiments,
+            filter: self.filter,
+            order_by: self.order_by,
+            max_results: self.max_results,
+            ..Default::default()
+        };
+        search_runs(c, out, req).await
+    }
 }
 
 /// A run as a FIELD / VALUE table, from its JSON.
@@ -387,66 +424,82 @@ fn print_run(run: &pb::Run) {
     table::print(&["FIELD", "VALUE"], &rows);
 }
 
-/// `mlops runs show`.
-async fn show_run(mut c: Client, out: Output, run_id: String) -> anyhow::Result<()> {
-    out.call(
-        c.get_run(pb::GetRunRequest { run_id }),
-        |r| r.run.unwrap_or_default(),
-        |run| Some(run_json(run)),
-        print_run,
-    )
-    .await?;
-    Ok(())
+#[derive(Debug, clap::Args)]
+pub struct ShowRun {
+    run_id: String,
 }
 
-/// `mlops runs history`: every page of the metric's history, printed as one.
-async fn history(mut c: Client, out: Output, run_id: String, metric: String) -> anyhow::Result<()> {
-    let all_pages = async {
-        let mut all = pb::GetMetricHistoryResponse::default();
-        let mut token = String::new();
-        loop {
-            let h = c
-                .get_metric_history(pb::GetMetricHistoryRequest {
-                    run_id: run_id.clone(),
-                    metric_key: metric.clone(),
-                    max_results: 0,
-                    page_token: token,
-                })
-                .await?
-                .into_inner();
-            for i in 0..h.values.len() {
-                all.steps.push(h.steps[i]);
-                all.timestamps.push(h.timestamps[i]);
-                all.values.push(h.values[i]);
+impl ShowRun {
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        out.call(
+            c.get_run(pb::GetRunRequest {
+                run_id: self.run_id,
+            }),
+            |r| r.run.unwrap_or_default(),
+            |run| Some(run_json(run)),
+            print_run,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct History {
+    run_id: String,
+    metric: String,
+}
+
+impl History {
+    /// Every page of the metric's history, printed as one.
+    async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let History { run_id, metric } = self;
+        let all_pages = async {
+            let mut all = pb::GetMetricHistoryResponse::default();
+            let mut token = String::new();
+            loop {
+                let h = c
+                    .get_metric_history(pb::GetMetricHistoryRequest {
+                        run_id: run_id.clone(),
+                        metric_key: metric.clone(),
+                        max_results: 0,
+                        page_token: token,
+                    })
+                    .await?
+                    .into_inner();
+                for i in 0..h.values.len() {
+                    all.steps.push(h.steps[i]);
+                    all.timestamps.push(h.timestamps[i]);
+                    all.values.push(h.values[i]);
+                }
+                if h.next_page_token.is_empty() {
+                    return Ok(tonic::Response::new(all));
+                }
+                token = h.next_page_token;
             }
-            if h.next_page_token.is_empty() {
-                return Ok(tonic::Response::new(all));
-            }
-            token = h.next_page_token;
-        }
-    };
-    out.call(
-        all_pages,
-        |h| h,
-        |h| {
-            let points = (0..h.values.len())
-                .map(|i| json!({"step": h.steps[i], "timestamp": h.timestamps[i], "value": h.values[i]}))
-                .collect::<Vec<_>>();
-            Some(json!(points))
-        },
-        |h| {
-            let rows = (0..h.values.len())
-                .map(|i| {
-                    vec![
-                        h.steps[i].to_string(),
-                        table::time(Some(h.timestamps[i])),
-                        h.values[i].to_string(),
-                    ]
-                })
-                .collect::<Vec<_>>();
-            table::print(&["STEP", "TIME", "VALUE"], &rows);
-        },
-    )
-    .await?;
-    Ok(())
+        };
+        out.call(all_pages, |h| h, history_json, history_table)
+            .await?;
+        Ok(())
+    }
+}
+
+fn history_json(h: &pb::GetMetricHistoryResponse) -> Option<serde_json::Value> {
+    let points = (0..h.values.len())
+        .map(|i| json!({"step": h.steps[i], "timestamp": h.timestamps[i], "value": h.values[i]}))
+        .collect::<Vec<_>>();
+    Some(json!(points))
+}
+
+fn history_table(h: &pb::GetMetricHistoryResponse) {
+    let rows = (0..h.values.len())
+        .map(|i| {
+            vec![
+                h.steps[i].to_string(),
+                table::time(Some(h.timestamps[i])),
+                h.values[i].to_string(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table::print(&["STEP", "TIME", "VALUE"], &rows);
 }
