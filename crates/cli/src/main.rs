@@ -10,8 +10,10 @@
 // Printing to stdout is this binary's job.
 #![allow(clippy::print_stdout)]
 
+mod client;
 mod models;
 mod models_view;
+mod output;
 mod table;
 mod tracking;
 mod up;
@@ -69,41 +71,37 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Up(args) => up::run(args).await,
-        Command::Experiments(cmd) => {
-            let out = tracking::Output { json: cli.json };
-            match tracking::connect(&cli.tracking_addr, cli.token.as_deref()).await {
-                Ok(client) => tracking::experiments(client, cmd, out).await,
-                Err(e) => Err(e),
+    match run(Cli::parse()).await {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            match err.downcast_ref::<tonic::Status>() {
+                // A service's answer: its code and message, which say what to fix.
+                Some(s) => eprintln!("mlops: {:?}: {}", s.code(), s.message()),
+                None => eprintln!("mlops: {err:#}"),
             }
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs the command; returns the process exit code.
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let out = output::Output { json: cli.json };
+    let token = cli.token.as_deref();
+    match cli.command {
+        Command::Up(args) => up::run(args).await.map(|()| 0),
+        Command::Experiments(cmd) => {
+            let c = client::connect(&cli.tracking_addr, token).await?;
+            tracking::experiments(c, cmd, out).await.map(|()| 0)
         }
         Command::Runs(cmd) => {
-            let out = tracking::Output { json: cli.json };
-            match tracking::connect(&cli.tracking_addr, cli.token.as_deref()).await {
-                Ok(client) => tracking::runs(client, cmd, out).await,
-                Err(e) => Err(e),
-            }
+            let c = client::connect(&cli.tracking_addr, token).await?;
+            tracking::runs(c, cmd, out).await.map(|()| 0)
         }
         Command::Models(cmd) => {
-            let out = tracking::Output { json: cli.json };
-            match models::connect(&cli.registry_addr, cli.token.as_deref()).await {
-                Ok(client) => match models::run(client, cmd, out).await {
-                    Ok(0) => Ok(()),
-                    Ok(code) => std::process::exit(code),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            }
+            let c = client::connect(&cli.registry_addr, token).await?;
+            models::run(c, cmd, out).await
         }
-    };
-    if let Err(err) = result {
-        match err.downcast_ref::<tonic::Status>() {
-            // A service's answer: its code and message, which say what to fix.
-            Some(s) => eprintln!("mlops: {:?}: {}", s.code(), s.message()),
-            None => eprintln!("mlops: {err:#}"),
-        }
-        std::process::exit(1);
     }
 }

@@ -95,8 +95,80 @@ pub fn model_json(m: &pb::RegisteredModel) -> serde_json::Value {
     })
 }
 
-pub fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// The columns of a table of models; [`model_row`] fills them.
+pub const MODEL_HEADER: &[&str] = &["NAME", "ALIASES", "LATEST BY STAGE", "UPDATED"];
+
+pub fn model_row(m: &pb::RegisteredModel) -> Vec<String> {
+    vec![
+        m.name.clone(),
+        m.aliases
+            .iter()
+            .map(|a| format!("{}=v{}", a.alias, a.version))
+            .collect::<Vec<_>>()
+            .join(" "),
+        m.latest_versions
+            .iter()
+            .map(|v| format!("{}=v{}", stage_name(v.current_stage), v.version))
+            .collect::<Vec<_>>()
+            .join(" "),
+        table::time(Some(m.last_updated_timestamp)),
+    ]
+}
+
+/// The columns of a table of versions; [`version_row`] fills them.
+pub const VERSION_HEADER: &[&str] = &[
+    "VERSION", "STATUS", "STAGE", "ALIASES", "RUN", "CREATED", "GATE",
+];
+
+pub fn version_row(v: &pb::ModelVersion) -> Vec<String> {
+    vec![
+        v.version.to_string(),
+        status_name(v.status).into(),
+        stage_name(v.current_stage).into(),
+        v.aliases.join(","),
+        v.run_id.clone(),
+        table::time(Some(v.creation_timestamp)),
+        v.last_gate
+            .as_ref()
+            .map(|g| if g.passed { "passed" } else { "failed" })
+            .unwrap_or("-")
+            .into(),
+    ]
+}
+
+pub fn print_model(m: &pb::RegisteredModel) {
+    println!("{} (id {})", m.name, m.id);
+    if !m.description.is_empty() {
+        println!("  description {}", m.description);
+    }
+    println!("  created     {}", table::time(Some(m.creation_timestamp)));
+    println!(
+        "  updated     {}",
+        table::time(Some(m.last_updated_timestamp))
+    );
+    for a in &m.aliases {
+        println!("  alias       {} -> version {}", a.alias, a.version);
+    }
+    for v in &m.latest_versions {
+        println!(
+            "  latest      {} version {} ({})",
+            stage_name(v.current_stage),
+            v.version,
+            status_name(v.status)
+        );
+    }
+    let p = m.gate_policy.clone().unwrap_or_default();
+    if p.require_passed_gate {
+        let which = if p.aliases.is_empty() {
+            "every alias".to_owned()
+        } else {
+            p.aliases.join(", ")
+        };
+        println!("  gate policy a passed gate before {which} moves");
+    }
+    for t in &m.tags {
+        println!("  tag         {} = {}", t.key, t.value);
+    }
 }
 
 pub fn print_version(v: &pb::ModelVersion) {

@@ -1,15 +1,26 @@
-//! Parser for MLflow's search filter and `order_by` grammar, shared by the services that search.
+//! MLflow's search filter and `order_by` grammar, shared by the services that search:
+//! parsed here, and turned into SQL by the [`sql`] helpers their stores build on.
 //!
 //! This crate turns the strings accepted by `mlflow.search_runs(filter_string=...)`,
 //! `mlflow.search_experiments(...)`, `MlflowClient.search_registered_models(...)`,
 //! `MlflowClient.search_model_versions(...)` and their `order_by` arguments into a typed AST
 //! ([`Filter`], [`OrderBy`]) for one [`Entity`]. It follows the behaviour of MLflow's
-//! `mlflow/utils/search_utils.py`; it does not generate SQL, which is each store's business.
+//! `mlflow/utils/search_utils.py`.
 //!
-//! - [`parse_filter`] and [`parse_order_by`]: the entry points;
+//! - [`parse_filter`] and [`parse_order_by`]: the entry points (the private `parser`
+//!   module, a recursive-descent parser);
 //! - [`Filter`], [`Clause`], [`Field`], [`Op`], [`Value`], [`OrderBy`]: the AST, whose
 //!   `Display` renders a form that parses back to the same value;
-//! - [`FilterError`]: where the input went wrong and what was expected.
+//! - [`FilterError`]: where the input went wrong and what was expected;
+//! - the limits ([`MAX_FILTER_CHARS`], [`MAX_CLAUSES`], [`MAX_LIST_VALUES`],
+//!   [`MAX_ORDER_BY`], and [`parse_order_by_list`] that applies the last): see
+//!   [Limits](#limits) below;
+//! - [`sql`]: the SQL side, shared by the stores: [`sql::SqlBuilder`] (`$n`-placeholder
+//!   SQL that runs on SQLite and PostgreSQL, with the comparisons), [`sql::terms`] and
+//!   [`sql::keyed_exists`] (a filter's clauses on key/value tables as one `EXISTS` per
+//!   key), [`sql::tag_term`] (the same for entities with only tags) and
+//!   [`sql::PageToken`]. Which columns and tables an entity has stays each store's
+//!   business.
 //!
 //! # Filter grammar
 //!

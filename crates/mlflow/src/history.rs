@@ -1,10 +1,14 @@
-//! `GET /api/2.0/mlflow/metrics/get-history-bulk-interval`: one metric of up to 100
-//! runs, each sampled to at most `max_results` points over a step range (MLflow's UI
-//! draws its charts from it). Tracking serves the full histories; the sampling is
-//! that of MLflow's SQL store (`SqlAlchemyStore.get_metric_history_bulk_interval`).
+//! Metric histories. [`metric_history`] reads a run's history of a metric from
+//! tracking, page after page; the `metrics/get-history` endpoint answers with it.
+//! [`bulk_interval`] serves `GET /api/2.0/mlflow/metrics/get-history-bulk-interval`:
+//! one metric of up to 100 runs, each sampled to at most `max_results` points over a
+//! step range (MLflow's UI draws its charts from it). Tracking serves the full
+//! histories; the sampling is that of MLflow's SQL store
+//! (`SqlAlchemyStore.get_metric_history_bulk_interval`).
 
 use axum::extract::State;
 use axum::Json;
+use mlops_proto::tracking::v1 as pb;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -12,7 +16,6 @@ use crate::entities::Metric;
 use crate::error::{ApiError, Result};
 use crate::json::{float, Params};
 use crate::state::{AppState, Auth};
-use crate::tracking::metric_history;
 
 /// Most runs per request (MLflow's `MAX_RUNS_GET_METRIC_HISTORY_BULK`).
 const MAX_RUNS: usize = 100;
@@ -139,6 +142,50 @@ pub async fn bulk_interval(
         return Ok(crate::json::empty());
     }
     Ok(Json(json!({ "metrics": points })))
+}
+
+/// Every point of a run's metric, page after page (`max_results` per page, 0 for
+/// tracking's default), or one page when `one_page`.
+pub async fn metric_history(
+    s: &AppState,
+    auth: &Auth,
+    run_id: &str,
+    key: &str,
+    max_results: i32,
+    page_token: String,
+    one_page: bool,
+) -> Result<(Vec<Metric>, String)> {
+    let mut points = vec![];
+    let mut token = page_token;
+    loop {
+        let page = s
+            .tracking()
+            .get_metric_history(auth.request(pb::GetMetricHistoryRequest {
+                run_id: run_id.to_owned(),
+                metric_key: key.to_owned(),
+                max_results,
+                page_token: token,
+            }))
+            .await?
+            .into_inner();
+        let n = page
+            .steps
+            .len()
+            .min(page.timestamps.len())
+            .min(page.values.len());
+        points.extend((0..n).map(|i| {
+            Metric::new(
+                key.to_owned(),
+                page.values[i],
+                page.timestamps[i],
+                page.steps[i],
+            )
+        }));
+        token = page.next_page_token;
+        if one_page || token.is_empty() {
+            return Ok((points, token));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! - [`tracking`]: the experiment, run and metric endpoints;
 //! - [`registry`]: the model registry endpoints (registered models, versions, aliases,
 //!   stages), with [`registry_entities`] for their JSON;
-//! - [`history`]: sampled metric histories of many runs (MLflow's charts);
+//! - [`history`]: metric histories: a run's, page after page, and sampled ones of many
+//!   runs (MLflow's charts);
 //! - [`artifacts`]: the `mlflow-artifacts` proxy, streaming to and from tracking;
 //! - [`logged_models`], [`info`]: what MLflow's client asks besides;
 //! - [`metrics`]: the HTTP metrics and spans;

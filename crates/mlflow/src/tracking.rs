@@ -15,10 +15,11 @@ use serde_json::{json, Value};
 
 use crate::artifacts::from_proxy_uri;
 use crate::entities::{
-    read_dataset_input, read_metric, read_params, read_tags, Experiment, Metric, Run, RunInfo,
+    read_dataset_input, read_metric, read_params, read_tags, Experiment, Run, RunInfo,
     RUN_STATUSES, VIEW_TYPES,
 };
 use crate::error::{ApiError, Result};
+use crate::history::metric_history;
 use crate::json::{empty, Params};
 use crate::state::{AppState, Auth};
 
@@ -487,50 +488,6 @@ async fn log_inputs(State(s): State<AppState>, auth: Auth, p: Params) -> JsonRes
         .log_inputs(auth.request(pb::LogInputsRequest { run_id, datasets }))
         .await?;
     Ok(empty())
-}
-
-/// Every point of a run's metric, page after page (`max_results` per page, 0 for
-/// tracking's default), or one page when `one_page`.
-pub async fn metric_history(
-    s: &AppState,
-    auth: &Auth,
-    run_id: &str,
-    key: &str,
-    max_results: i32,
-    page_token: String,
-    one_page: bool,
-) -> Result<(Vec<Metric>, String)> {
-    let mut points = vec![];
-    let mut token = page_token;
-    loop {
-        let page = s
-            .tracking()
-            .get_metric_history(auth.request(pb::GetMetricHistoryRequest {
-                run_id: run_id.to_owned(),
-                metric_key: key.to_owned(),
-                max_results,
-                page_token: token,
-            }))
-            .await?
-            .into_inner();
-        let n = page
-            .steps
-            .len()
-            .min(page.timestamps.len())
-            .min(page.values.len());
-        points.extend((0..n).map(|i| {
-            Metric::new(
-                key.to_owned(),
-                page.values[i],
-                page.timestamps[i],
-                page.steps[i],
-            )
-        }));
-        token = page.next_page_token;
-        if one_page || token.is_empty() {
-            return Ok((points, token));
-        }
-    }
 }
 
 async fn get_metric_history(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {

@@ -6,8 +6,8 @@
 //! - a file that is not an ONNX model (a pickle, a zip, a truncated upload) is refused at
 //!   registration with a message saying what it is, rather than failing later in a runtime;
 //! - the signature can be shown without downloading the model;
-//! - inference can check a request's tensor names, element types and fixed dimensions
-//!   against it before running anything.
+//! - inference (not part of the platform yet) can check a request's tensor names, element
+//!   types and fixed dimensions against it before running anything.
 //!
 //! The signature is read from what the file declares, not from a user's description, so it
 //! cannot drift from the model. Only the header and the graph's inputs, outputs and
@@ -15,11 +15,12 @@
 //! large model cheap.
 //!
 //! The crate's parts:
-//! - [`read_signature`]: bytes in, [`Signature`] out, with the validity checks that tell an
-//!   ONNX model from other bytes;
-//! - [`Signature`], [`TensorSpec`], [`Dim`]: what a model takes and returns;
-//!   `TensorSpec` displays as `x: float[N,4]`;
-//! - [`OnnxError`]: why a file was refused, worded for the person who uploaded it;
+//! - `signature` (private; its items are re-exported here): [`read_signature`], bytes in,
+//!   [`Signature`] out, with the validity checks that tell an ONNX model from other bytes;
+//!   [`Signature`], [`TensorSpec`], [`Dim`]: what a model takes and returns; `TensorSpec`
+//!   displays as `x: float[N,4]`;
+//! - `error` (private; re-exported): [`OnnxError`], why a file was refused, worded for the
+//!   person who uploaded it, with the hints that say what the bytes look like instead;
 //! - [`proto`]: the hand-written `prost` messages for the subset of `onnx.proto` read here
 //!   (no `protoc`, no build script).
 //!

@@ -18,7 +18,8 @@ pub enum RegistryError {
     /// The entity's state forbids the call (a version not READY, a gate policy).
     #[error("{0}")]
     FailedPrecondition(String),
-    /// A dependency (the tracking service, the blob store) cannot be reached.
+    /// A dependency cannot be reached: the tracking service, or the model file (blob)
+    /// store, whose messages name no server path (the log has the store's own error).
     #[error("{0}")]
     Unavailable(String),
     /// The database failed or is saturated.

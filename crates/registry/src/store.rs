@@ -123,6 +123,14 @@ pub(crate) fn version_columns(backend: Backend) -> &'static str {
     }
 }
 
+/// `$a, $b, ...` for `n` parameters starting at `first`.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn json_list<T: serde::de::DeserializeOwned>(text: Option<String>, what: &str) -> Vec<T> {
     match text.as_deref() {
         None | Some("") => vec![],

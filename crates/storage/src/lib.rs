@@ -1,5 +1,6 @@
-//! Metadata storage on SQLite (embedded default) or PostgreSQL (cluster), through
-//! sqlx's `Any` driver so one set of queries serves both.
+//! Storage: metadata on SQLite (embedded default) or PostgreSQL (cluster), through
+//! sqlx's `Any` driver so one set of queries serves both, and files ([`blob`]) on a
+//! local directory or S3.
 //!
 //! - [`Db`]: the pools. SQLite gets one writer connection (writes are serialized
 //!   in-process, so they never meet `SQLITE_BUSY` or a lock upgrade deadlock) and
@@ -8,6 +9,10 @@
 //!   per component in `mlops_migrations`.
 //! - [`StorageError`]: what went wrong, classified for gRPC (a saturated pool is
 //!   `RESOURCE_EXHAUSTED`, an unreachable database `UNAVAILABLE`).
+//! - [`Db::search`] and [`SearchTag`]: searches, a bounded number at once, within the
+//!   statement timeout, and on PostgreSQL cancelled when their caller goes away.
+//! - [`blob`]: artifacts and model files, the path rules applied before touching
+//!   them, and writes that never leave a partial file where a reader could see it.
 //!
 //! Queries use `$1`-style placeholders, which both backends accept.
 

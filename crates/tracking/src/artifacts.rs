@@ -48,8 +48,8 @@ fn store_err(op: &'static str, rel: &str, e: object_store::Error) -> TrackingErr
         )),
         Failure::Other => {
             tracing::warn!(op, path = %rel, error = %e, "artifact store call failed");
-            TrackingError::Artifacts(format!(
-                "could not {op} `{rel}`; the server log has the details"
+            TrackingError::Unavailable(format!(
+                "artifact store error: could not {op} `{rel}`; the server log has the details"
             ))
         }
     }

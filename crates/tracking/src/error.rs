@@ -24,10 +24,10 @@ pub enum TrackingError {
     /// The database failed or is saturated.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The artifact store failed (the message names no server path; the log has the
-    /// store's own error).
-    #[error("artifact store error: {0}")]
-    Artifacts(String),
+    /// A dependency cannot be reached: the artifact (blob) store. The message names
+    /// no server path; the log has the store's own error.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ServiceError for TrackingError {
@@ -39,7 +39,7 @@ impl ServiceError for TrackingError {
             TrackingError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             TrackingError::TooLarge(_) => ErrorCode::OutOfRange,
             TrackingError::Storage(e) => e.code(),
-            TrackingError::Artifacts(_) => ErrorCode::Unavailable,
+            TrackingError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 }

@@ -114,7 +114,7 @@ impl Store {
         if models.is_empty() {
             return Ok(());
         }
-        let ids = super::search::placeholders(1, models.len());
+        let ids = super::placeholders(1, models.len());
         let idx = |id: &str| models.iter().position(|m| m.id == id);
         let tags_sql = format!(
             "SELECT model_id, key, value FROM registered_model_tags WHERE model_id IN ({ids}) ORDER BY model_id, key"

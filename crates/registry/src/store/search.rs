@@ -10,14 +10,6 @@ use crate::error::{invalid, Result};
 
 pub use mlops_filter::sql::PageToken;
 
-/// `$a, $b, ...` for `n` parameters starting at `first`.
-pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn model_column(a: Attribute) -> &'static str {
     match a {
         Attribute::CreationTimestamp => "m.creation_timestamp",

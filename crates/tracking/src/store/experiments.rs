@@ -5,7 +5,7 @@ use mlops_storage::{is_unique_violation, now_millis};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::search::{experiment_filter_sql, order_sql, PageToken, SqlBuilder};
+use super::search::{experiment_filter_sql, order_sql, page_size, PageToken, SqlBuilder};
 use super::{stage, stages, Store, ACTIVE, DELETED};
 use crate::error::{invalid, Result, TrackingError};
 use crate::filter::{self, Entity};
@@ -359,18 +359,5 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
-    }
-}
-
-/// A page size: 0 means 1000, at most [`validate::MAX_RESULTS`].
-pub(crate) fn page_size(max_results: i32) -> Result<i32> {
-    match max_results {
-        0 => Ok(1000),
-        n if n < 0 => Err(invalid(format!("max_results must be positive, got {n}"))),
-        n if n > validate::MAX_RESULTS => Err(invalid(format!(
-            "max_results {n} is over the limit of {}",
-            validate::MAX_RESULTS
-        ))),
-        n => Ok(n),
     }
 }

@@ -1,8 +1,6 @@
-//! Search: MLflow's filter and order_by ASTs ([`crate::filter`]) to SQL, and page tokens.
+//! Search: MLflow's filter and order_by ASTs ([`crate::filter`]) to SQL, page sizes and page tokens.
 
 use mlops_proto::tracking::v1 as pb;
-
-use super::experiments::page_size;
 use sqlx::Row;
 
 use super::{stages, Store};
@@ -11,6 +9,20 @@ pub use crate::filter::sql::PageToken;
 pub(crate) use crate::filter::sql::SqlBuilder;
 use crate::filter::sql::{keyed_exists, tag_term, terms, Keyed, Term};
 use crate::filter::{self, Attribute, DatasetField, Entity, Field, Filter, OrderBy};
+use crate::validate;
+
+/// A page size: 0 means 1000, at most [`validate::MAX_RESULTS`].
+pub(crate) fn page_size(max_results: i32) -> Result<i32> {
+    match max_results {
+        0 => Ok(1000),
+        n if n < 0 => Err(invalid(format!("max_results must be positive, got {n}"))),
+        n if n > validate::MAX_RESULTS => Err(invalid(format!(
+            "max_results {n} is over the limit of {}",
+            validate::MAX_RESULTS
+        ))),
+        n => Ok(n),
+    }
+}
 
 fn run_attribute_column(a: Attribute) -> &'static str {
     match a {

@@ -1,0 +1,55 @@
+//! The CLI's connections to the services: [`connect`] is the one place a channel
+//! is opened.
+
+use anyhow::Context;
+use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use mlops_runtime::client::Client;
+use mlops_runtime::grpc::{endpoint_uri, ClientAuth};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// A channel that sends the bearer token (and the trace context) with every call.
+pub type Authed = InterceptedService<Channel, ClientAuth>;
+
+/// The tracking service's client.
+pub type TrackingClient = TrackingServiceClient<Authed>;
+
+/// The registry's client.
+pub type RegistryClient = RegistryServiceClient<Authed>;
+
+/// A service's gRPC client, as [`connect`] makes it.
+pub trait Service: Sized {
+    /// The service as messages name it, e.g. "the registry".
+    const NAME: &'static str;
+    /// The client over `channel`, taking answers of up to `max_decoding` bytes.
+    fn client(channel: Authed, max_decoding: usize) -> Self;
+}
+
+impl Service for TrackingClient {
+    const NAME: &'static str = "the tracking service";
+    fn client(channel: Authed, max_decoding: usize) -> Self {
+        TrackingServiceClient::new(channel).max_decoding_message_size(max_decoding)
+    }
+}
+
+impl Service for RegistryClient {
+    const NAME: &'static str = "the registry";
+    fn client(channel: Authed, max_decoding: usize) -> Self {
+        RegistryServiceClient::new(channel).max_decoding_message_size(max_decoding)
+    }
+}
+
+/// Connects to the service at `addr` (`host:port` or a URI), sending `token` as the
+/// bearer token when there is one (the platform's client helper: trace context,
+/// connect timeout, message limit).
+pub async fn connect<S: Service>(addr: &str, token: Option<&str>) -> anyhow::Result<S> {
+    let client = Client::connect(addr, token).await.with_context(|| {
+        format!(
+            "cannot reach {} at {} (is `mlops up` running?)",
+            S::NAME,
+            endpoint_uri(addr)
+        )
+    })?;
+    Ok(S::client(client.intercepted(), client.max_message_bytes()))
+}
