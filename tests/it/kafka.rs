@@ -194,13 +194,12 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
     let first_id = rows[0].0.clone();
     let dup = mlops_events::Envelope {
         id: first_id.clone(),
-        ..mlops_events::Envelope::new(
+        ..mlops_events::Envelope::of(
             mlops_tracking::RUNS_TOPIC,
             "/test",
-            "mlops.events.v1.RunCreated",
             &rows[0].1,
-            String::new(),
-            vec![],
+            "",
+            &mlops_proto::events::v1::RunCreated::default(),
         )
     };
     sb.bus.publish(&[dup]).await.1.unwrap();
@@ -367,13 +366,12 @@ async fn an_alias_move_reaches_a_kafka_consumer_once_in_order_with_its_versions(
     let last = seen(&db, &keys).await.pop().expect("events arrived").0;
     let dup = mlops_events::Envelope {
         id: last,
-        ..mlops_events::Envelope::new(
+        ..mlops_events::Envelope::of(
             mlops_registry::MODELS_TOPIC,
             "/test",
-            "mlops.events.v1.AliasSet",
             &model_id,
-            String::new(),
-            prost::Message::encode_to_vec(&ev::AliasSet::default()),
+            "",
+            &ev::AliasSet::default(),
         )
     };
     sb.bus.publish(&[dup]).await.1.unwrap();

@@ -36,7 +36,8 @@ use mlops_runtime::shutdown::CancellationToken;
 use mlops_storage::{Db, DbOptions};
 
 pub use config::RegistryConfig;
-pub use store::{Store, MODELS_TOPIC};
+pub use mlops_proto::events::topics::MODELS as MODELS_TOPIC;
+pub use store::Store;
 
 /// A bound, ready-to-run registry.
 pub struct Registry {
