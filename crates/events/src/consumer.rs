@@ -83,7 +83,10 @@ impl IdempotentConsumer {
     /// except when it fails because the event cannot be decoded (its error is, or
     /// has as a source, an [`envelope::DecodeError`](crate::envelope::DecodeError)):
     /// then the event is counted in `mlops_events_malformed_total{topic, consumer}`,
-    /// skipped and committed, since retrying would block the partition forever.
+    /// skipped and committed, since retrying would block the partition forever. A
+    /// handler's own error type must keep the `DecodeError` visible: as itself or
+    /// as a `source()` (thiserror's `#[from]`/`#[source]`), not behind
+    /// `#[error(transparent)]`, which forwards `source()` past it.
     pub async fn run<E, F>(
         &self,
         mut subscription: Box<dyn Subscription>,
