@@ -19,9 +19,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Every message implements `prost::Name`, so an event's CloudEvents type is its
+    // `full_name()` ("mlops.events.v1.RunCreated"), never a string typed by hand.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("mlops_descriptor.bin"))
-        .compile_protos(&protos.map(|p| root.join(p)), std::slice::from_ref(&root))?;
+        .compile_with_config(
+            config,
+            &protos.map(|p| root.join(p)),
+            std::slice::from_ref(&root),
+        )?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

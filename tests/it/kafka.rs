@@ -194,13 +194,12 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
     let first_id = rows[0].0.clone();
     let dup = mlops_events::Envelope {
         id: first_id.clone(),
-        ..mlops_events::Envelope::new(
+        ..mlops_events::Envelope::of(
             mlops_tracking::RUNS_TOPIC,
             "/test",
-            "mlops.events.v1.RunCreated",
             &rows[0].1,
-            String::new(),
-            vec![],
+            "",
+            &mlops_proto::events::v1::RunCreated::default(),
         )
     };
     sb.bus.publish(&[dup]).await.1.unwrap();
@@ -367,13 +366,12 @@ async fn an_alias_move_reaches_a_kafka_consumer_once_in_order_with_its_versions(
     let last = seen(&db, &keys).await.pop().expect("events arrived").0;
     let dup = mlops_events::Envelope {
         id: last,
-        ..mlops_events::Envelope::new(
+        ..mlops_events::Envelope::of(
             mlops_registry::MODELS_TOPIC,
             "/test",
-            "mlops.events.v1.AliasSet",
             &model_id,
-            String::new(),
-            prost::Message::encode_to_vec(&ev::AliasSet::default()),
+            "",
+            &ev::AliasSet::default(),
         )
     };
     sb.bus.publish(&[dup]).await.1.unwrap();
@@ -384,4 +382,73 @@ async fn an_alias_move_reaches_a_kafka_consumer_once_in_order_with_its_versions(
     let seen: Vec<String> = seen(&db, &keys).await.into_iter().map(|r| r.2).collect();
     assert_eq!(seen, expected, "each event once, in the model's order");
     sb.stop().await.unwrap();
+}
+
+/// The bus of the test broker.
+fn kafka_bus() -> std::sync::Arc<dyn mlops_events::EventBus> {
+    mlops_events::connect(&mlops_tests::bus_args(Bus::Kafka), None).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_reaches_both_replicas_and_the_group_one() {
+    // The group's two members settle their partitions before the events are sent,
+    // so no rebalance redelivers one mid-test.
+    crate::events::broadcast_reaches_both_replicas_and_the_group_one(
+        kafka_bus(),
+        Duration::from_secs(10),
+        Duration::from_secs(3),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_starts_after_it_subscribed() {
+    crate::events::broadcast_starts_after_it_subscribed(kafka_bus(), Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_messages_without_cloudevents_headers_are_received_and_committed() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let bus = kafka_bus();
+    let topic = crate::events::fresh_topic(bus.as_ref(), "external").await;
+    // Written by a plain Kafka producer, as an external system would.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", mlops_tests::kafka_brokers())
+        .set("broker.address.family", "v4")
+        .create()
+        .unwrap();
+    for r in crate::events::external_records(&topic) {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        // One partition for both, so their order is kept.
+        let mut record = FutureRecord::<[u8], [u8]>::to(&topic)
+            .partition(0)
+            .payload(&r.payload)
+            .headers(headers)
+            .timestamp(r.timestamp.unwrap());
+        if let Some(k) = &r.key {
+            record = record.key(k);
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    crate::events::raw_messages_are_received_and_committed(bus, &topic, Duration::from_secs(3))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_is_counted_and_does_not_stop_the_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::events::consumer_db(Database::Sqlite, dir.path()).await;
+    crate::events::malformed_messages_are_counted_and_skipped(kafka_bus(), db).await;
 }

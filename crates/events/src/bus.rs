@@ -42,29 +42,149 @@ pub struct Delivery {
     pub offset: i64,
 }
 
+/// A message as it is on the topic, CloudEvents headers or not: what an external
+/// producer (feature ingestion, labels) writes, and what [`EventBus::subscribe_raw`]
+/// returns. [`EventBus::publish_raw`] ignores `partition` and `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The topic.
+    pub topic: String,
+    /// The message key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The payload bytes (empty for a tombstone).
+    pub payload: Vec<u8>,
+    /// The headers, in order (a key may repeat).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Its partition (0 in-process).
+    pub partition: i32,
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// The producer's or broker's timestamp, in milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+}
+
+impl RawRecord {
+    /// A record to publish on `topic` (no headers, the publish time as timestamp).
+    pub fn new(topic: &str, key: Option<&[u8]>, payload: impl Into<Vec<u8>>) -> Self {
+        RawRecord {
+            topic: topic.to_owned(),
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.into(),
+            headers: vec![],
+            partition: -1,
+            offset: -1,
+            timestamp: None,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// The record of an event (CloudEvents binary binding), as the bus carries it.
+    pub fn from_envelope(e: &Envelope) -> Self {
+        RawRecord {
+            topic: e.topic.clone(),
+            key: Some(e.key.as_bytes().to_vec()),
+            payload: e.payload.clone(),
+            headers: e
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                .collect(),
+            partition: -1,
+            offset: -1,
+            timestamp: None,
+        }
+    }
+
+    /// The event this record carries, if it has the CloudEvents headers of one.
+    pub fn to_delivery(&self) -> Result<Delivery, String> {
+        let key = self
+            .key
+            .as_deref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        let envelope = Envelope::from_headers(
+            &self.topic,
+            &key,
+            &self.payload,
+            self.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        )?;
+        Ok(Delivery {
+            envelope,
+            partition: self.partition,
+            offset: self.offset,
+        })
+    }
+}
+
 /// Publishes and subscribes to events.
+///
+/// Three ways to consume, described in the crate docs: [`EventBus::subscribe`] (a
+/// consumer group: one member applies each event), [`EventBus::subscribe_broadcast`]
+/// (every replica sees every event from the moment it subscribed) and
+/// [`EventBus::subscribe_raw`] (a consumer group on an external topic whose messages
+/// are not CloudEvents).
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
     /// Publishes `events` in order; returns how many of the first ones were
     /// delivered before an error (all of them on `Ok`).
     async fn publish(&self, events: &[Envelope]) -> (usize, Result<(), BusError>);
+    /// Publishes `records` as they are, in order (external producers' messages, in
+    /// tests and in-process setups).
+    async fn publish_raw(&self, records: &[RawRecord]) -> Result<(), BusError>;
     /// Creates the topics if they do not exist yet.
     async fn ensure_topics(&self, topics: &[&str]) -> Result<(), BusError>;
-    /// Joins consumer group `group` on `topics`; committed offsets are shared by the group.
+    /// Joins consumer group `group` on `topics`; committed offsets are shared by the
+    /// group, and each event goes to one member of the group. A group new to a topic
+    /// starts at its oldest retained event. Messages without CloudEvents headers are
+    /// counted in `mlops_events_malformed_total{topic, consumer=group}` and skipped.
     async fn subscribe(
         &self,
         group: &str,
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError>;
+    /// A broadcast subscription to `topics` (which must exist): every subscriber,
+    /// in every replica, gets every event published after this call returned, and
+    /// none from before. Nothing is committed: [`Subscription::commit`] does nothing,
+    /// and a new subscription (a restart) starts again from the end of the topics,
+    /// without replay. `name` says who subscribes (e.g. `inference-aliases`), for
+    /// metrics and logs; replicas use the same name.
+    async fn subscribe_broadcast(
+        &self,
+        name: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError>;
+    /// Joins consumer group `group` on external `topics`, returning messages as they
+    /// are (no CloudEvents headers required); offsets are committed as in
+    /// [`EventBus::subscribe`].
+    async fn subscribe_raw(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn RawSubscription>, BusError>;
     /// Checks the bus answers (for readiness).
     async fn ping(&self) -> Result<(), BusError>;
 }
 
-/// A consumer group member's stream of events.
+/// A consumer group member's (or a broadcast subscriber's) stream of events.
 #[async_trait]
 pub trait Subscription: Send {
     /// Waits for the next event.
     async fn next(&mut self) -> Result<Delivery, BusError>;
-    /// Records that `delivery` and everything before it in its partition is handled.
+    /// Records that `delivery` and everything before it in its partition is handled
+    /// (nothing to record for a broadcast subscription).
     async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError>;
+}
+
+/// A consumer group member's stream of raw messages.
+#[async_trait]
+pub trait RawSubscription: Send {
+    /// Waits for the next message.
+    async fn next(&mut self) -> Result<RawRecord, BusError>;
+    /// Records that `record` and everything before it in its partition is handled.
+    async fn commit(&mut self, record: &RawRecord) -> Result<(), BusError>;
 }

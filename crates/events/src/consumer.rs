@@ -1,8 +1,16 @@
 //! Idempotent consumers: the ids of applied events are recorded in the same
 //! transaction as the effect, so a redelivered event changes nothing.
+//!
+//! The ids are kept in `<service>_applied_events` for a retention
+//! ([`AppliedEventsArgs`], 7 days by default), then pruned by
+//! [`AppliedEventsPruner`]. The retention must be longer than an event can take to
+//! be redelivered (an outbox backlog during a bus outage, a consumer's lag, a
+//! restore of offsets): an event redelivered after its id was pruned is applied
+//! again.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use mlops_storage::{Db, StorageError};
 use sqlx::{Any, Transaction};
@@ -71,14 +79,21 @@ impl IdempotentConsumer {
     }
 
     /// Consumes `subscription` until `shutdown`: each event is applied at most once,
-    /// then its offset is committed. A failing handler is retried with backoff.
+    /// then its offset is committed. A failing handler is retried with backoff,
+    /// except when it fails because the event cannot be decoded (its error is, or
+    /// has as a source, an [`envelope::DecodeError`](crate::envelope::DecodeError)):
+    /// then the event is counted in `mlops_events_malformed_total{topic, consumer}`,
+    /// skipped and committed, since retrying would block the partition forever. A
+    /// handler's own error type must keep the `DecodeError` visible: as itself or
+    /// as a `source()` (thiserror's `#[from]`/`#[source]`), not behind
+    /// `#[error(transparent)]`, which forwards `source()` past it.
     pub async fn run<E, F>(
         &self,
         mut subscription: Box<dyn Subscription>,
         shutdown: CancellationToken,
         handler: F,
     ) where
-        E: std::error::Error,
+        E: std::error::Error + 'static,
         F: for<'t> Fn(Envelope, &'t mut Transaction<'static, Any>) -> Effect<'t, E>,
     {
         loop {
@@ -107,6 +122,15 @@ impl IdempotentConsumer {
                     .await
                 {
                     Ok(_) => break,
+                    Err(ApplyError::Handler(err)) if is_malformed(&err) => {
+                        crate::metrics::count_malformed(
+                            &envelope.topic,
+                            &self.consumer,
+                            delivery.offset,
+                            &err,
+                        );
+                        break;
+                    }
                     Err(err) => {
                         tracing::warn!(consumer = %self.consumer, event_id = %envelope.id, error = %err, "applying event failed");
                         tokio::select! {
@@ -119,6 +143,98 @@ impl IdempotentConsumer {
             }
             if let Err(err) = subscription.commit(&delivery).await {
                 tracing::warn!(error = %err, "committing offset failed; the event may be redelivered and skipped");
+            }
+        }
+    }
+}
+
+/// Whether a handler failed because the event could not be decoded.
+fn is_malformed(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.is::<crate::envelope::DecodeError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// The default retention of applied event ids: 7 days.
+pub const DEFAULT_APPLIED_EVENTS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Settings of the pruning of `<service>_applied_events`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AppliedEventsArgs {
+    /// How long the ids of applied events are kept to skip redeliveries, in hours;
+    /// must exceed how long an event can take to be redelivered.
+    #[arg(long, default_value_t = 7 * 24)]
+    pub applied_events_retention_hours: u64,
+    /// How often older ids are deleted, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub applied_events_prune_interval_secs: u64,
+}
+
+impl Default for AppliedEventsArgs {
+    fn default() -> Self {
+        AppliedEventsArgs {
+            applied_events_retention_hours: DEFAULT_APPLIED_EVENTS_RETENTION.as_secs() / 3600,
+            applied_events_prune_interval_secs: 3600,
+        }
+    }
+}
+
+/// Deletes the ids of events applied longer ago than the retention, for every
+/// consumer of one service.
+#[derive(Clone)]
+pub struct AppliedEventsPruner {
+    db: Db,
+    table: String,
+    retention: Duration,
+    interval: Duration,
+}
+
+impl AppliedEventsPruner {
+    /// The pruner of `<service>_applied_events`.
+    pub fn new(db: Db, service: &str, args: &AppliedEventsArgs) -> Self {
+        AppliedEventsPruner {
+            db,
+            table: format!("{}_applied_events", service.replace('-', "_")),
+            retention: Duration::from_secs(args.applied_events_retention_hours * 3600),
+            interval: Duration::from_secs(args.applied_events_prune_interval_secs.max(1)),
+        }
+    }
+
+    /// The same pruner keeping ids for `retention`.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Deletes the ids applied more than the retention ago; returns how many.
+    pub async fn prune(&self) -> Result<u64, StorageError> {
+        let cutoff = mlops_storage::now_millis() - self.retention.as_millis() as i64;
+        let deleted = sqlx::query(&format!("DELETE FROM {} WHERE applied_at < $1", self.table))
+            .bind(cutoff)
+            .execute(self.db.writer())
+            .await
+            .map_err(|e| self.db.classify(e))?
+            .rows_affected();
+        if deleted > 0 {
+            tracing::info!(table = %self.table, deleted, "pruned applied event ids");
+        }
+        Ok(deleted)
+    }
+
+    /// Prunes now and then every interval until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(err) = self.prune().await {
+                tracing::warn!(table = %self.table, error = %err, "pruning applied event ids failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.interval) => {}
             }
         }
     }

@@ -27,18 +27,44 @@ pub struct Envelope {
     pub trace: HashMap<String, String>,
 }
 
+/// Why an event could not be read as the message a consumer expects.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The event is of another type.
+    #[error("event {id} is a {actual}, not a {expected}")]
+    WrongType {
+        /// The event id.
+        id: String,
+        /// The type asked for (`M::full_name()`).
+        expected: String,
+        /// The event's `ce_type`.
+        actual: String,
+    },
+    /// The payload is not a valid encoding of its type.
+    #[error("event {id}: the payload is not a valid {ce_type}: {source}")]
+    Payload {
+        /// The event id.
+        id: String,
+        /// The event's `ce_type`.
+        ce_type: String,
+        /// What protobuf decoding said.
+        source: prost::DecodeError,
+    },
+}
+
 /// The content type of protobuf payloads.
 pub const PROTOBUF: &str = "application/protobuf";
 
 impl Envelope {
-    /// A new event with a fresh id, the current time and the current trace context.
-    pub fn new(
+    /// The event carrying `msg`: its `ce_type` is `M::full_name()` (e.g.
+    /// `mlops.events.v1.RunCreated`), with a fresh id, the current time and the
+    /// current trace context. `topic` is one of `mlops_proto::events::topics`.
+    pub fn of<M: prost::Name + prost::Message>(
         topic: &str,
         source: &str,
-        ce_type: &str,
         key: &str,
-        subject: String,
-        payload: Vec<u8>,
+        subject: impl Into<String>,
+        msg: &M,
     ) -> Self {
         let mut trace = HashMap::new();
         mlops_runtime::telemetry::inject_current(&mut trace);
@@ -46,19 +72,39 @@ impl Envelope {
             id: uuid::Uuid::new_v4().to_string(),
             topic: topic.to_owned(),
             key: key.to_owned(),
-            ce_type: ce_type.to_owned(),
+            ce_type: M::full_name(),
             source: source.to_owned(),
-            subject,
+            subject: subject.into(),
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             content_type: PROTOBUF.to_owned(),
-            payload,
+            payload: msg.encode_to_vec(),
             trace,
         }
     }
 
-    /// Decodes the payload as `M`.
-    pub fn decode<M: prost::Message + Default>(&self) -> Result<M, prost::DecodeError> {
-        M::decode(self.payload.as_slice())
+    /// Whether this event carries an `M` (its `ce_type` is `M::full_name()`).
+    pub fn is<M: prost::Name>(&self) -> bool {
+        self.ce_type == M::full_name()
+    }
+
+    /// Decodes the payload as `M`, after checking that the event is an `M`.
+    ///
+    /// A consumer that gets [`DecodeError`] (directly, or as the source of its own
+    /// error) from an [`crate::consumer::IdempotentConsumer`] handler has the event
+    /// counted as malformed and skipped rather than retried.
+    pub fn decode<M: prost::Name + prost::Message + Default>(&self) -> Result<M, DecodeError> {
+        if !self.is::<M>() {
+            return Err(DecodeError::WrongType {
+                id: self.id.clone(),
+                expected: M::full_name(),
+                actual: self.ce_type.clone(),
+            });
+        }
+        M::decode(self.payload.as_slice()).map_err(|source| DecodeError::Payload {
+            id: self.id.clone(),
+            ce_type: self.ce_type.clone(),
+            source,
+        })
     }
 
     /// The Kafka headers of the CloudEvents binary binding, plus trace context.
@@ -119,21 +165,40 @@ impl Envelope {
 mod tests {
     use super::*;
 
+    /// A message of our own, named like the generated ones.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Ping {
+        #[prost(string, tag = "1")]
+        text: String,
+    }
+    impl prost::Name for Ping {
+        const NAME: &'static str = "Ping";
+        const PACKAGE: &'static str = "mlops.test.v1";
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Pong {
+        #[prost(int64, tag = "1")]
+        n: i64,
+    }
+    impl prost::Name for Pong {
+        const NAME: &'static str = "Pong";
+        const PACKAGE: &'static str = "mlops.test.v1";
+    }
+
     #[test]
     fn headers_round_trip() {
-        let e = Envelope::new(
+        let e = Envelope::of(
             "mlops.t.x",
             "/mlops/t",
-            "mlops.events.v1.X",
             "k1",
-            "x/k1".into(),
-            vec![1, 2, 3],
+            "x/k1",
+            &Ping { text: "hi".into() },
         );
         let headers = e.headers();
         let back = Envelope::from_headers(
             "mlops.t.x",
             "k1",
-            &[1, 2, 3],
+            &e.payload,
             headers.iter().map(|(k, v)| (*k, v.as_bytes())),
         )
         .unwrap();
@@ -142,5 +207,26 @@ mod tests {
             .iter()
             .any(|(k, v)| *k == "ce_specversion" && v == "1.0"));
         assert!(Envelope::from_headers("t", "k", &[], []).is_err());
+    }
+
+    #[test]
+    fn the_type_comes_from_the_message_and_decoding_checks_it() {
+        let e = Envelope::of("t", "/s", "k", "s", &Ping { text: "hi".into() });
+        assert_eq!(e.ce_type, "mlops.test.v1.Ping");
+        assert!(e.is::<Ping>() && !e.is::<Pong>());
+        assert_eq!(e.decode::<Ping>().unwrap().text, "hi");
+        assert!(matches!(
+            e.decode::<Pong>(),
+            Err(DecodeError::WrongType { expected, actual, .. })
+                if expected == "mlops.test.v1.Pong" && actual == "mlops.test.v1.Ping"
+        ));
+        let garbage = Envelope {
+            payload: vec![0xff, 0xff, 0xff],
+            ..e
+        };
+        assert!(matches!(
+            garbage.decode::<Ping>(),
+            Err(DecodeError::Payload { .. })
+        ));
     }
 }

@@ -1,5 +1,8 @@
-//! The in-process bus, for `mlops up` and unit tests: one append-only log per
-//! topic, consumer groups with committed offsets, bounded retention.
+//! The in-process bus, for `mlops up` and tests: one append-only log per topic
+//! (a topic is one partition), consumer groups with committed offsets, broadcast
+//! subscriptions, bounded retention. Messages are kept as the Kafka bus carries
+//! them ([`RawRecord`]s, events in the CloudEvents binary binding), so both buses
+//! read them the same way.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -7,18 +10,24 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::bus::{BusError, Delivery, EventBus, Subscription};
+use crate::bus::{BusError, Delivery, EventBus, RawRecord, RawSubscription, Subscription};
 use crate::Envelope;
 
-/// Events kept per topic; older ones are dropped (a slow in-process consumer
-/// can fall behind by this much before it misses events).
+/// Messages kept per topic; older ones are dropped (a slow in-process consumer
+/// can fall behind by this much before it misses messages).
 const RETENTION: usize = 100_000;
 
 #[derive(Default)]
 struct Topic {
-    events: VecDeque<Envelope>,
-    /// The offset of `events[0]`.
+    records: VecDeque<RawRecord>,
+    /// The offset of `records[0]`.
     base: i64,
+}
+
+impl Topic {
+    fn end(&self) -> i64 {
+        self.base + self.records.len() as i64
+    }
 }
 
 #[derive(Default)]
@@ -26,6 +35,12 @@ struct State {
     topics: HashMap<String, Topic>,
     /// (group, topic) -> next offset to read.
     committed: HashMap<(String, String), i64>,
+    /// (group, topic) -> the member reading it. A topic is one partition, and like
+    /// a Kafka partition it is read by one member of a group at a time; when that
+    /// member leaves, the next one takes over from the committed offset.
+    owners: HashMap<(String, String), u64>,
+    /// The id of the next subscription.
+    next_member: u64,
 }
 
 /// An event bus inside the process.
@@ -44,24 +59,58 @@ impl InProcessBus {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-#[async_trait]
-impl EventBus for InProcessBus {
-    async fn publish(&self, events: &[Envelope]) -> (usize, Result<(), BusError>) {
+    fn append(&self, records: impl Iterator<Item = RawRecord>) {
         {
             let mut state = self.lock();
-            for e in events {
-                let topic = state.topics.entry(e.topic.clone()).or_default();
-                topic.events.push_back(e.clone());
-                while topic.events.len() > RETENTION {
-                    topic.events.pop_front();
+            let now = mlops_storage::now_millis();
+            for mut r in records {
+                r.timestamp.get_or_insert(now);
+                let topic = state.topics.entry(r.topic.clone()).or_default();
+                r.partition = 0;
+                r.offset = topic.end();
+                topic.records.push_back(r);
+                while topic.records.len() > RETENTION {
+                    topic.records.pop_front();
                     topic.base += 1;
                 }
             }
         }
         self.notify.notify_waiters();
+    }
+
+    fn reader(&self, mode: Mode, topics: &[&str]) -> Reader {
+        let mut state = self.lock();
+        let member = state.next_member;
+        state.next_member += 1;
+        let mut positions = HashMap::new();
+        if let Mode::Broadcast(_) = mode {
+            // The starting point: the end of each topic as the subscription is made.
+            for t in topics {
+                let end = state.topics.get(*t).map(Topic::end).unwrap_or(0);
+                positions.insert((*t).to_owned(), end);
+            }
+        }
+        Reader {
+            bus: self.clone(),
+            mode,
+            member,
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            positions,
+        }
+    }
+}
+
+#[async_trait]
+impl EventBus for InProcessBus {
+    async fn publish(&self, events: &[Envelope]) -> (usize, Result<(), BusError>) {
+        self.append(events.iter().map(RawRecord::from_envelope));
         (events.len(), Ok(()))
+    }
+
+    async fn publish_raw(&self, records: &[RawRecord]) -> Result<(), BusError> {
+        self.append(records.iter().cloned());
+        Ok(())
     }
 
     async fn ensure_topics(&self, topics: &[&str]) -> Result<(), BusError> {
@@ -78,10 +127,27 @@ impl EventBus for InProcessBus {
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError> {
         Ok(Box::new(InProcessSubscription {
-            bus: self.clone(),
-            group: group.to_owned(),
-            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
-            positions: HashMap::new(),
+            reader: self.reader(Mode::Group(group.to_owned()), topics),
+        }))
+    }
+
+    async fn subscribe_broadcast(
+        &self,
+        name: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        Ok(Box::new(InProcessSubscription {
+            reader: self.reader(Mode::Broadcast(name.to_owned()), topics),
+        }))
+    }
+
+    async fn subscribe_raw(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn RawSubscription>, BusError> {
+        Ok(Box::new(InProcessRawSubscription {
+            reader: self.reader(Mode::Group(group.to_owned()), topics),
         }))
     }
 
@@ -90,77 +156,170 @@ impl EventBus for InProcessBus {
     }
 }
 
-struct InProcessSubscription {
+/// How a reader reads.
+enum Mode {
+    /// As a member of this consumer group.
+    Group(String),
+    /// Everything from its start, on its own; the name is for metrics.
+    Broadcast(String),
+}
+
+/// One subscription's reading of the log.
+struct Reader {
     bus: InProcessBus,
-    group: String,
+    mode: Mode,
+    member: u64,
     topics: Vec<String>,
-    /// Read position per topic; starts at the group's committed offset.
+    /// Read position per topic: a group member's starts at the group's committed
+    /// offset when it takes the topic over, a broadcast's at the end of the topic.
     positions: HashMap<String, i64>,
 }
 
-impl InProcessSubscription {
-    fn poll(&mut self) -> Option<Delivery> {
-        let state = self.bus.lock();
+impl Reader {
+    /// The group, or the broadcast subscriber's name.
+    fn label(&self) -> &str {
+        match &self.mode {
+            Mode::Group(g) | Mode::Broadcast(g) => g,
+        }
+    }
+
+    fn poll(&mut self) -> Option<RawRecord> {
+        let mut guard = self.bus.lock();
+        let state = &mut *guard;
         for t in &self.topics {
-            let pos = *self.positions.entry(t.clone()).or_insert_with(|| {
-                state
-                    .committed
-                    .get(&(self.group.clone(), t.clone()))
-                    .copied()
-                    .unwrap_or(0)
-            });
+            let pos = match &self.mode {
+                Mode::Group(g) => {
+                    let key = (g.clone(), t.clone());
+                    if *state.owners.entry(key.clone()).or_insert(self.member) != self.member {
+                        continue;
+                    }
+                    *self
+                        .positions
+                        .entry(t.clone())
+                        .or_insert_with(|| state.committed.get(&key).copied().unwrap_or(0))
+                }
+                Mode::Broadcast(_) => self.positions.get(t).copied().unwrap_or(0),
+            };
             if let Some(topic) = state.topics.get(t) {
                 let pos = pos.max(topic.base);
-                if let Some(e) = topic.events.get((pos - topic.base) as usize) {
+                if let Some(r) = topic.records.get((pos - topic.base) as usize) {
                     self.positions.insert(t.clone(), pos + 1);
-                    return Some(Delivery {
-                        envelope: e.clone(),
-                        partition: 0,
-                        offset: pos,
-                    });
+                    return Some(r.clone());
                 }
             }
         }
         None
     }
+
+    /// Waits for the next record.
+    async fn next(&mut self) -> RawRecord {
+        loop {
+            let notify = self.bus.notify.clone();
+            // Registered before polling, so a publish in between is not missed.
+            let notified = notify.notified();
+            if let Some(r) = self.poll() {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    fn commit(&self, topic: &str, offset: i64) {
+        if let Mode::Group(group) = &self.mode {
+            let mut state = self.bus.lock();
+            let entry = state
+                .committed
+                .entry((group.clone(), topic.to_owned()))
+                .or_insert(0);
+            *entry = (*entry).max(offset + 1);
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Mode::Group(group) = &self.mode {
+            let mut state = self.bus.lock();
+            for t in &self.topics {
+                let key = (group.clone(), t.clone());
+                if state.owners.get(&key) == Some(&self.member) {
+                    state.owners.remove(&key);
+                }
+            }
+            drop(state);
+            // Another member of the group may take the topics over.
+            self.bus.notify.notify_waiters();
+        }
+    }
+}
+
+struct InProcessSubscription {
+    reader: Reader,
 }
 
 #[async_trait]
 impl Subscription for InProcessSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
         loop {
-            let notify = self.bus.notify.clone();
-            let notified = notify.notified();
-            if let Some(d) = self.poll() {
-                return Ok(d);
+            let record = self.reader.next().await;
+            match record.to_delivery() {
+                Ok(d) => return Ok(d),
+                Err(error) => crate::metrics::count_malformed(
+                    &record.topic,
+                    self.reader.label(),
+                    record.offset,
+                    &error,
+                ),
             }
-            notified.await;
         }
     }
 
     async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError> {
-        let mut state = self.bus.lock();
-        let key = (self.group.clone(), delivery.envelope.topic.clone());
-        let next = delivery.offset + 1;
-        let entry = state.committed.entry(key).or_insert(0);
-        *entry = (*entry).max(next);
+        self.reader
+            .commit(&delivery.envelope.topic, delivery.offset);
+        Ok(())
+    }
+}
+
+struct InProcessRawSubscription {
+    reader: Reader,
+}
+
+#[async_trait]
+impl RawSubscription for InProcessRawSubscription {
+    async fn next(&mut self) -> Result<RawRecord, BusError> {
+        Ok(self.reader.next().await)
+    }
+
+    async fn commit(&mut self, record: &RawRecord) -> Result<(), BusError> {
+        self.reader.commit(&record.topic, record.offset);
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::testing::Note;
 
     fn ev(topic: &str, key: &str) -> Envelope {
-        Envelope::new(
-            topic,
-            "/test",
-            "T",
-            key,
-            String::new(),
-            key.as_bytes().to_vec(),
-        )
+        Envelope::of(topic, "/test", key, "", &Note { text: key.into() })
+    }
+
+    async fn keys(s: &mut Box<dyn Subscription>, n: usize) -> Vec<String> {
+        let mut out = vec![];
+        for _ in 0..n {
+            out.push(s.next().await.unwrap().envelope.key);
+        }
+        out
+    }
+
+    async fn nothing_more(s: &mut Box<dyn Subscription>) -> bool {
+        tokio::time::timeout(Duration::from_millis(100), s.next())
+            .await
+            .is_err()
     }
 
     #[tokio::test]
@@ -178,15 +337,104 @@ mod tests {
         let mut s = bus.subscribe("g", &["a"]).await.unwrap();
         assert_eq!(s.next().await.unwrap().envelope.key, "2");
         let mut other = bus.subscribe("h", &["a", "b"]).await.unwrap();
-        let mut keys = vec![];
-        for _ in 0..3 {
-            keys.push(other.next().await.unwrap().envelope.key);
-        }
-        assert_eq!(keys, ["1", "2", "3"]);
+        assert_eq!(keys(&mut other, 3).await, ["1", "2", "3"]);
         // a waiting consumer wakes on publish
         let waiter = tokio::spawn(async move { s.next().await.unwrap().envelope.key });
         tokio::task::yield_now().await;
         bus.publish(&[ev("a", "4")]).await.1.unwrap();
         assert_eq!(waiter.await.unwrap(), "4");
+    }
+
+    #[tokio::test]
+    async fn a_group_gives_each_event_to_one_member_and_hands_over_on_leave() {
+        let bus = InProcessBus::new();
+        let mut first = bus.subscribe("g", &["a"]).await.unwrap();
+        let mut second = bus.subscribe("g", &["a"]).await.unwrap();
+        bus.publish(&[ev("a", "1"), ev("a", "2"), ev("a", "3")])
+            .await
+            .1
+            .unwrap();
+        let d1 = first.next().await.unwrap();
+        first.commit(&d1).await.unwrap();
+        assert_eq!(first.next().await.unwrap().envelope.key, "2");
+        assert!(
+            nothing_more(&mut second).await,
+            "the topic is read by one member"
+        );
+        // The member leaves with "2" handled but not committed: the other one takes
+        // over from the committed offset, as after a Kafka rebalance.
+        drop(first);
+        assert_eq!(keys(&mut second, 2).await, ["2", "3"]);
+    }
+
+    #[tokio::test]
+    async fn broadcast_subscribers_each_get_every_event_after_they_subscribed() {
+        let bus = InProcessBus::new();
+        bus.publish(&[ev("a", "before")]).await.1.unwrap();
+        let mut one = bus.subscribe_broadcast("cache", &["a"]).await.unwrap();
+        let mut two = bus.subscribe_broadcast("cache", &["a"]).await.unwrap();
+        let mut group = bus.subscribe("g", &["a"]).await.unwrap();
+        bus.publish(&[ev("a", "1"), ev("a", "2")]).await.1.unwrap();
+        for s in [&mut one, &mut two] {
+            let d = s.next().await.unwrap();
+            assert_eq!(d.envelope.key, "1");
+            s.commit(&d).await.unwrap();
+            assert_eq!(s.next().await.unwrap().envelope.key, "2");
+            assert!(nothing_more(s).await);
+        }
+        assert_eq!(keys(&mut group, 3).await, ["before", "1", "2"]);
+        // A new broadcast subscription (a restart) does not replay.
+        drop(one);
+        let mut again = bus.subscribe_broadcast("cache", &["a"]).await.unwrap();
+        assert!(nothing_more(&mut again).await);
+        bus.publish(&[ev("a", "3")]).await.1.unwrap();
+        assert_eq!(keys(&mut again, 1).await, ["3"]);
+        // A broadcast subscription to a topic not published to yet starts at its start.
+        let mut fresh = bus.subscribe_broadcast("cache", &["new"]).await.unwrap();
+        bus.publish(&[ev("new", "first")]).await.1.unwrap();
+        assert_eq!(keys(&mut fresh, 1).await, ["first"]);
+    }
+
+    #[tokio::test]
+    async fn raw_records_are_received_and_committed_and_events_skip_them() {
+        let bus = InProcessBus::new();
+        bus.publish_raw(&[
+            RawRecord::new("ext", Some(b"k1"), b"one".to_vec()).with_header("source", "labels"),
+            RawRecord::new("ext", None, b"two".to_vec()),
+        ])
+        .await
+        .unwrap();
+        bus.publish(&[ev("ext", "event")]).await.1.unwrap();
+        let mut raw = bus.subscribe_raw("ingest", &["ext"]).await.unwrap();
+        let r = raw.next().await.unwrap();
+        assert_eq!(
+            (
+                r.key.as_deref(),
+                r.payload.as_slice(),
+                r.partition,
+                r.offset
+            ),
+            (Some(&b"k1"[..]), &b"one"[..], 0, 0)
+        );
+        assert_eq!(r.headers, [("source".to_owned(), b"labels".to_vec())]);
+        assert!(r.timestamp.unwrap() > 1_600_000_000_000);
+        raw.commit(&r).await.unwrap();
+        drop(raw);
+        let mut raw = bus.subscribe_raw("ingest", &["ext"]).await.unwrap();
+        let r = raw.next().await.unwrap();
+        assert_eq!((r.key, r.payload, r.offset), (None, b"two".to_vec(), 1));
+        // An event is a raw record too, with its CloudEvents headers.
+        let r = raw.next().await.unwrap();
+        assert!(r.headers.iter().any(|(k, _)| k == "ce_id"));
+
+        // An event subscription skips and counts the two records that are not events.
+        let before = crate::metrics::malformed_count("ext", "events-of-ext");
+        let mut events = bus.subscribe("events-of-ext", &["ext"]).await.unwrap();
+        let d = events.next().await.unwrap();
+        assert_eq!((d.envelope.key.as_str(), d.offset), ("event", 2));
+        assert_eq!(
+            crate::metrics::malformed_count("ext", "events-of-ext") - before,
+            2
+        );
     }
 }

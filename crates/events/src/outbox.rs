@@ -2,6 +2,11 @@
 //! one transaction; the [`Relay`] publishes pending events in order and deletes
 //! them once the bus has them. A bus outage only delays events; a crash between
 //! publish and delete re-sends them, and consumers deduplicate on the event id.
+//!
+//! [`Outbox::enqueue`] returns an [`Enqueued`] guard that wakes the relay when it
+//! is dropped: keep it (`let _enqueued = ...`) until the transaction is committed,
+//! and the relay wakes after the commit, at the end of the scope, without a call
+//! that could be forgotten.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +26,8 @@ const BATCH: i64 = 500;
 /// The migrations creating `<service>_outbox` and `<service>_applied_events`.
 pub fn migrations(service: &str) -> Vec<Migration> {
     let s = service.replace('-', "_");
-    vec![Migration {
+    vec![
+        Migration {
         version: 1,
         name: "outbox and applied events".into(),
         sqlite: format!(
@@ -40,7 +46,14 @@ pub fn migrations(service: &str) -> Vec<Migration> {
              PRIMARY KEY (consumer, event_id));"
         )
         .into(),
-    }]
+        },
+        Migration {
+            version: 2,
+            name: "applied events pruned by age".into(),
+            sqlite: format!("CREATE INDEX {s}_applied_events_applied_at ON {s}_applied_events (applied_at);").into(),
+            postgres: format!("CREATE INDEX {s}_applied_events_applied_at ON {s}_applied_events (applied_at);").into(),
+        },
+    ]
 }
 
 /// Writes events into a service's outbox, inside the caller's transaction.
@@ -59,12 +72,14 @@ impl Outbox {
         }
     }
 
-    /// Adds `event` to the outbox within the transaction `conn` is in.
+    /// Adds `event` to the outbox within the transaction `conn` is in. The returned
+    /// guard wakes the relay when dropped: hold it until after the commit (bind it
+    /// with `let _enqueued =`, not `let _ =`, which would drop it at once).
     pub async fn enqueue(
         &self,
         conn: &mut AnyConnection,
         event: &Envelope,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Enqueued, sqlx::Error> {
         let trace = event
             .trace
             .iter()
@@ -89,12 +104,9 @@ impl Outbox {
         .bind(mlops_storage::now_millis())
         .execute(conn)
         .await?;
-        Ok(())
-    }
-
-    /// Tells the relay that new events were committed (call after the commit).
-    pub fn wake(&self) {
-        self.wake.notify_one();
+        Ok(Enqueued {
+            wake: self.wake.clone(),
+        })
     }
 
     /// The relay publishing this outbox to `bus`.
@@ -119,6 +131,24 @@ impl Outbox {
                 "events committed to the outbox and not yet published",
             ),
         }
+    }
+}
+
+/// An event written to the outbox in a transaction not yet committed. Dropping it
+/// wakes the relay, so it must live until after the commit: declared after the
+/// transaction in the same scope, it is dropped at the end of the scope, after
+/// `tx.commit()`. Dropped early, the relay would look before the commit and find
+/// nothing, and the event would wait for its next poll. On an error path it is
+/// dropped with the rolled-back transaction, and the relay wakes for nothing.
+#[must_use = "the relay is woken when this is dropped: keep it until the transaction is committed"]
+#[derive(Debug)]
+pub struct Enqueued {
+    wake: Arc<Notify>,
+}
+
+impl Drop for Enqueued {
+    fn drop(&mut self) {
+        self.wake.notify_one();
     }
 }
 
@@ -298,4 +328,56 @@ pub enum RelayError {
     /// The bus did not take the events.
     #[error(transparent)]
     Bus(#[from] crate::BusError),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mlops_storage::DbOptions;
+
+    use super::*;
+    use crate::testing::Note;
+
+    #[tokio::test]
+    async fn the_relay_is_woken_when_the_guard_goes_after_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&DbOptions {
+            url: format!("sqlite://{}/o.db", dir.path().display()),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+        db.migrate("outbox", &migrations("svc")).await.unwrap();
+        let outbox = Outbox::new("svc");
+        let woken = || {
+            let wake = outbox.wake.clone();
+            async move {
+                tokio::time::timeout(Duration::from_millis(20), wake.notified())
+                    .await
+                    .is_ok()
+            }
+        };
+        {
+            let mut tx = db.begin().await.unwrap();
+            let _enqueued = outbox
+                .enqueue(
+                    &mut tx,
+                    &Envelope::of("t", "/svc", "k", "s", &Note::default()),
+                )
+                .await
+                .unwrap();
+            assert!(!woken().await, "not before the commit");
+            tx.commit().await.unwrap();
+            assert!(!woken().await, "not before the end of the scope");
+        }
+        assert!(woken().await, "once the guard is dropped");
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM svc_outbox")
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(pending, 1);
+    }
 }

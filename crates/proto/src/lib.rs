@@ -2,7 +2,8 @@
 //!
 //! - [`tracking::v1`]: the tracking service (`mlops.tracking.v1`);
 //! - [`registry::v1`]: the model registry (`mlops.registry.v1`);
-//! - [`events::v1`]: the event payloads published on the bus (`mlops.events.v1`);
+//! - [`events::v1`]: the event payloads published on the bus (`mlops.events.v1`),
+//!   each with `prost::Name`; [`events::topics`]: the topics they go on;
 //! - [`FILE_DESCRIPTOR_SET`]: every file, for gRPC reflection.
 
 #![allow(clippy::all, missing_docs)]
@@ -27,10 +28,64 @@ pub mod registry {
     }
 }
 
-/// Events published on the bus.
+/// Events published on the bus: the payloads ([`events::v1`]) and the topics they
+/// go on ([`events::topics`]). A consumer imports both from here and never depends
+/// on the producing service's crate.
 pub mod events {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/mlops.events.v1.rs"));
+    }
+
+    /// The topics of the platform's events: who produces each, which event types go
+    /// on it and what it is keyed by.
+    ///
+    /// Every event is a message of [`v1`]; its CloudEvents `ce_type` is the message's
+    /// `prost::Name::full_name()` (e.g. `mlops.events.v1.RunCreated`), so a consumer
+    /// tells types apart by the message type, not by a string of its own. Events
+    /// with the same key go to the same partition and stay in order.
+    pub mod topics {
+        /// Run lifecycle events.
+        ///
+        /// - produced by: the tracking service (`ce_source` `/mlops/tracking`);
+        /// - event types: [`RunCreated`](super::v1::RunCreated),
+        ///   [`RunFinished`](super::v1::RunFinished), [`RunDeleted`](super::v1::RunDeleted);
+        /// - keyed by: the run id (`ce_subject` `runs/<run id>`).
+        pub const RUNS: &str = "mlops.tracking.runs";
+
+        /// Registered-model events: versions, aliases, stages, the evaluation gate.
+        ///
+        /// - produced by: the model registry (`ce_source` `/mlops/registry`);
+        /// - event types: [`ModelVersionCreated`](super::v1::ModelVersionCreated),
+        ///   [`ModelVersionReady`](super::v1::ModelVersionReady),
+        ///   [`ModelVersionFailed`](super::v1::ModelVersionFailed),
+        ///   [`AliasSet`](super::v1::AliasSet), [`AliasDeleted`](super::v1::AliasDeleted),
+        ///   [`StageChanged`](super::v1::StageChanged), [`GatePassed`](super::v1::GatePassed),
+        ///   [`GateFailed`](super::v1::GateFailed),
+        ///   [`ModelVersionDeleted`](super::v1::ModelVersionDeleted),
+        ///   [`RegisteredModelDeleted`](super::v1::RegisteredModelDeleted);
+        /// - keyed by: the registered model's id, stable across renames (`ce_subject`
+        ///   `<model name>/<version>`, or the model name for a model deletion).
+        pub const MODELS: &str = "mlops.registry.models";
+
+        /// Every topic above.
+        pub const ALL: &[&str] = &[RUNS, MODELS];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Name;
+
+    use super::events::v1 as ev;
+
+    #[test]
+    fn event_messages_know_their_full_names() {
+        assert_eq!(ev::RunCreated::full_name(), "mlops.events.v1.RunCreated");
+        assert_eq!(ev::AliasSet::full_name(), "mlops.events.v1.AliasSet");
+        assert_eq!(
+            ev::RegisteredModelDeleted::full_name(),
+            "mlops.events.v1.RegisteredModelDeleted"
+        );
     }
 }

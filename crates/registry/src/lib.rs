@@ -37,7 +37,8 @@ use mlops_runtime::grpc::Listeners;
 use mlops_runtime::shutdown::CancellationToken;
 
 pub use config::RegistryConfig;
-pub use store::{Store, MODELS_TOPIC};
+pub use mlops_proto::events::topics::MODELS as MODELS_TOPIC;
+pub use store::Store;
 
 /// A bound, ready-to-run registry.
 pub struct Registry {

@@ -22,8 +22,6 @@ use crate::metrics::Metrics;
 pub use search::PageToken;
 pub use versions::{NewVersion, Pending};
 
-/// The topic the registry publishes on.
-pub const MODELS_TOPIC: &str = "mlops.registry.models";
 const SOURCE: &str = "/mlops/registry";
 
 /// The schema of the registry, per backend.
@@ -44,20 +42,18 @@ pub struct Store {
     pub(crate) metrics: Metrics,
 }
 
-/// An event on the models topic, keyed by the model's id.
-pub(crate) fn event<M: Message>(
-    ce_type: &str,
+/// The event carrying `msg` on the models topic, keyed by the model's id.
+pub(crate) fn event<M: prost::Name + Message>(
     model_id: &str,
     subject: String,
     msg: &M,
 ) -> Envelope {
-    Envelope::new(
-        MODELS_TOPIC,
+    Envelope::of(
+        mlops_proto::events::topics::MODELS,
         SOURCE,
-        ce_type,
         model_id,
         subject,
-        msg.encode_to_vec(),
+        msg,
     )
 }
 

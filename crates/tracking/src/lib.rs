@@ -36,7 +36,7 @@ pub use config::TrackingConfig;
 pub use store::Store;
 
 /// The topic the service publishes run events on.
-pub const RUNS_TOPIC: &str = "mlops.tracking.runs";
+pub use mlops_proto::events::topics::RUNS as RUNS_TOPIC;
 
 /// A bound, ready-to-run tracking service.
 pub struct Tracking {

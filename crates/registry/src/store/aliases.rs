@@ -93,11 +93,11 @@ impl Store {
         .bind(version)
         .execute(&mut *tx)
         .await?;
-        self.outbox
+        let _enqueued = self
+            .outbox
             .enqueue(
                 &mut tx,
                 &event(
-                    "mlops.events.v1.AliasSet",
                     &id,
                     format!("{name}/{version}"),
                     &ev::AliasSet {
@@ -113,7 +113,6 @@ impl Store {
             .await?;
         Self::touch_model(&mut tx, &id, now).await?;
         tx.commit().await?;
-        self.outbox.wake();
         self.metrics.alias_moves.inc();
         Ok(previous)
     }
@@ -131,11 +130,11 @@ impl Store {
         .await?
         .ok_or_else(|| alias_not_found(name, alias))?;
         let version: i64 = row.get(0);
-        self.outbox
+        let _enqueued = self
+            .outbox
             .enqueue(
                 &mut tx,
                 &event(
-                    "mlops.events.v1.AliasDeleted",
                     &id,
                     format!("{name}/{version}"),
                     &ev::AliasDeleted {
@@ -149,7 +148,6 @@ impl Store {
             .await?;
         Self::touch_model(&mut tx, &id, now_millis()).await?;
         tx.commit().await?;
-        self.outbox.wake();
         Ok(())
     }
 

@@ -285,7 +285,6 @@ impl Store {
         let subject = format!("{name}/{candidate}");
         let env = if passed {
             event(
-                "mlops.events.v1.GatePassed",
                 &id,
                 subject,
                 &ev::GatePassed {
@@ -299,7 +298,6 @@ impl Store {
             )
         } else {
             event(
-                "mlops.events.v1.GateFailed",
                 &id,
                 subject,
                 &ev::GateFailed {
@@ -318,9 +316,8 @@ impl Store {
                 },
             )
         };
-        self.outbox.enqueue(&mut tx, &env).await?;
+        let _enqueued = self.outbox.enqueue(&mut tx, &env).await?;
         tx.commit().await?;
-        self.outbox.wake();
         self.metrics
             .gate_evaluations
             .with_label_values(&[if passed { "passed" } else { "failed" }])

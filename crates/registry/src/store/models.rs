@@ -273,11 +273,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        self.outbox
+        let _enqueued = self
+            .outbox
             .enqueue(
                 &mut tx,
                 &event(
-                    "mlops.events.v1.RegisteredModelDeleted",
                     &id,
                     name.to_owned(),
                     &ev::RegisteredModelDeleted {
@@ -288,7 +288,6 @@ impl Store {
             )
             .await?;
         tx.commit().await?;
-        self.outbox.wake();
         Ok(id)
     }
 

@@ -106,11 +106,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        self.outbox
+        let _enqueued = self
+            .outbox
             .enqueue(
                 &mut tx,
                 &event(
-                    "mlops.events.v1.ModelVersionCreated",
                     &model_id,
                     format!("{name}/{version}"),
                     &ev::ModelVersionCreated {
@@ -125,7 +125,6 @@ impl Store {
             )
             .await?;
         tx.commit().await?;
-        self.outbox.wake();
         Ok(Pending {
             model_id,
             name: name.to_owned(),
@@ -170,11 +169,11 @@ impl Store {
         let (format, model_file) = signature
             .map(|s| (s.format.clone(), s.file.clone()))
             .unwrap_or_default();
-        self.outbox
+        let _enqueued = self
+            .outbox
             .enqueue(
                 &mut tx,
                 &event(
-                    "mlops.events.v1.ModelVersionReady",
                     &p.model_id,
                     format!("{}/{}", p.name, p.version),
                     &ev::ModelVersionReady {
@@ -190,7 +189,6 @@ impl Store {
             )
             .await?;
         tx.commit().await?;
-        self.outbox.wake();
         self.metrics
             .versions_registered
             .with_label_values(&["ready"])
@@ -220,11 +218,11 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(());
         }
-        self.outbox
+        let _enqueued = self
+            .outbox
             .enqueue(
                 &mut tx,
                 &event(
-                    "mlops.events.v1.ModelVersionFailed",
                     &p.model_id,
                     format!("{}/{}", p.name, p.version),
                     &ev::ModelVersionFailed {
@@ -237,7 +235,6 @@ impl Store {
             )
             .await?;
         tx.commit().await?;
-        self.outbox.wake();
         self.metrics
             .versions_registered
             .with_label_values(&["failed"])
@@ -370,42 +367,44 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let subject = format!("{name}/{version}");
+        let mut enqueued = Vec::with_capacity(aliases.len() + 1);
         for alias in aliases {
+            enqueued.push(
+                self.outbox
+                    .enqueue(
+                        &mut tx,
+                        &event(
+                            &id,
+                            subject.clone(),
+                            &ev::AliasDeleted {
+                                model_id: id.clone(),
+                                name: name.to_owned(),
+                                alias,
+                                version,
+                            },
+                        ),
+                    )
+                    .await?,
+            );
+        }
+        enqueued.push(
             self.outbox
                 .enqueue(
                     &mut tx,
                     &event(
-                        "mlops.events.v1.AliasDeleted",
                         &id,
-                        subject.clone(),
-                        &ev::AliasDeleted {
+                        subject,
+                        &ev::ModelVersionDeleted {
                             model_id: id.clone(),
                             name: name.to_owned(),
-                            alias,
                             version,
                         },
                     ),
                 )
-                .await?;
-        }
-        self.outbox
-            .enqueue(
-                &mut tx,
-                &event(
-                    "mlops.events.v1.ModelVersionDeleted",
-                    &id,
-                    subject,
-                    &ev::ModelVersionDeleted {
-                        model_id: id.clone(),
-                        name: name.to_owned(),
-                        version,
-                    },
-                ),
-            )
-            .await?;
+                .await?,
+        );
         Self::touch_model(&mut tx, &id, now_millis()).await?;
         tx.commit().await?;
-        self.outbox.wake();
         Ok(id)
     }
 
@@ -515,6 +514,7 @@ impl Store {
             }
         }
         moves.push((version, from, stage_name(stage)));
+        let mut enqueued = Vec::with_capacity(moves.len());
         for (v, from, to) in &moves {
             sqlx::query(
                 "UPDATE model_versions SET stage = $1, last_updated_timestamp = $2 \
@@ -526,27 +526,27 @@ impl Store {
             .bind(*v)
             .execute(&mut *tx)
             .await?;
-            self.outbox
-                .enqueue(
-                    &mut tx,
-                    &event(
-                        "mlops.events.v1.StageChanged",
-                        &id,
-                        format!("{name}/{v}"),
-                        &ev::StageChanged {
-                            model_id: id.clone(),
-                            name: name.to_owned(),
-                            version: *v,
-                            from_stage: from.clone(),
-                            to_stage: (*to).to_owned(),
-                        },
-                    ),
-                )
-                .await?;
+            enqueued.push(
+                self.outbox
+                    .enqueue(
+                        &mut tx,
+                        &event(
+                            &id,
+                            format!("{name}/{v}"),
+                            &ev::StageChanged {
+                                model_id: id.clone(),
+                                name: name.to_owned(),
+                                version: *v,
+                                from_stage: from.clone(),
+                                to_stage: (*to).to_owned(),
+                            },
+                        ),
+                    )
+                    .await?,
+            );
         }
         Self::touch_model(&mut tx, &id, now).await?;
         tx.commit().await?;
-        self.outbox.wake();
         self.get_version(name, version).await
     }
 

@@ -277,12 +277,15 @@ impl Store {
             .bind(ACTIVE)
             .fetch_all(&mut *tx)
             .await?;
+        let mut enqueued = Vec::with_capacity(runs.len());
         for r in &runs {
-            self.enqueue_run_deleted(&mut tx, &r.get::<String, _>(0), id)
-                .await?;
+            enqueued.push(
+                self.enqueue_run_deleted(&mut tx, &r.get::<String, _>(0), id)
+                    .await?,
+            );
         }
         tx.commit().await?;
-        self.outbox.wake();
+        drop(enqueued);
         Ok(())
     }
 

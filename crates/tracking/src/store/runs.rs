@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
+use mlops_events::outbox::Enqueued;
 use mlops_events::Envelope;
 use mlops_proto::events::v1 as ev;
 use mlops_proto::tracking::v1 as pb;
 use mlops_storage::now_millis;
-use prost::Message;
 use sqlx::{AnyConnection, Row};
 
 use super::{
@@ -17,18 +17,16 @@ use super::{
 use crate::error::{invalid, Result, TrackingError};
 use crate::validate;
 
-/// The topic of run events.
-pub const RUNS_TOPIC: &str = "mlops.tracking.runs";
 const SOURCE: &str = "/mlops/tracking";
 
-fn event<M: Message>(ce_type: &str, run_id: &str, msg: &M) -> Envelope {
-    Envelope::new(
-        RUNS_TOPIC,
+/// The event carrying `msg` about run `run_id`, on the runs topic keyed by the run.
+fn event<M: prost::Name + prost::Message>(run_id: &str, msg: &M) -> Envelope {
+    Envelope::of(
+        mlops_proto::events::topics::RUNS,
         SOURCE,
-        ce_type,
         run_id,
         format!("runs/{run_id}"),
-        msg.encode_to_vec(),
+        msg,
     )
 }
 
@@ -175,14 +173,11 @@ impl Store {
             start_time,
             tags: tags.iter().cloned().collect(),
         };
-        self.outbox
-            .enqueue(
-                &mut tx,
-                &event("mlops.events.v1.RunCreated", &run_id, &created),
-            )
+        let _enqueued = self
+            .outbox
+            .enqueue(&mut tx, &event(&run_id, &created))
             .await?;
         tx.commit().await?;
-        self.outbox.wake();
         self.metrics.runs_created.inc();
         self.get_run(&run_id).await
     }
@@ -313,19 +308,22 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        if finishing {
-            self.enqueue_run_finished(
-                &mut tx,
-                &req.run_id,
-                &new,
-                end_time.unwrap_or_default(),
-                false,
+        let _enqueued = if finishing {
+            Some(
+                self.enqueue_run_finished(
+                    &mut tx,
+                    &req.run_id,
+                    &new,
+                    end_time.unwrap_or_default(),
+                    false,
+                )
+                .await?,
             )
-            .await?;
-        }
+        } else {
+            None
+        };
         tx.commit().await?;
         if finishing {
-            self.outbox.wake();
             self.metrics.runs_finished.with_label_values(&[&new]).inc();
         }
         let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"))
@@ -342,7 +340,7 @@ impl Store {
         status: &str,
         end_time: i64,
         lease_expired: bool,
-    ) -> Result<()> {
+    ) -> Result<Enqueued> {
         let head = sqlx::query("SELECT experiment_id FROM runs WHERE run_id = $1")
             .bind(run_id)
             .fetch_one(&mut *conn)
@@ -375,13 +373,7 @@ impl Store {
             params,
             lease_expired,
         };
-        self.outbox
-            .enqueue(
-                conn,
-                &event("mlops.events.v1.RunFinished", run_id, &finished),
-            )
-            .await?;
-        Ok(())
+        Ok(self.outbox.enqueue(conn, &event(run_id, &finished)).await?)
     }
 
     pub(crate) async fn enqueue_run_deleted(
@@ -389,15 +381,12 @@ impl Store {
         conn: &mut AnyConnection,
         run_id: &str,
         experiment_id: &str,
-    ) -> Result<()> {
+    ) -> Result<Enqueued> {
         let deleted = ev::RunDeleted {
             run_id: run_id.to_owned(),
             experiment_id: experiment_id.to_owned(),
         };
-        self.outbox
-            .enqueue(conn, &event("mlops.events.v1.RunDeleted", run_id, &deleted))
-            .await?;
-        Ok(())
+        Ok(self.outbox.enqueue(conn, &event(run_id, &deleted)).await?)
     }
 
     /// Soft-deletes a run.
@@ -411,10 +400,10 @@ impl Store {
             .bind(run_id)
             .fetch_one(&mut *tx)
             .await?;
-        self.enqueue_run_deleted(&mut tx, run_id, &row.get::<i64, _>(0).to_string())
+        let _enqueued = self
+            .enqueue_run_deleted(&mut tx, run_id, &row.get::<i64, _>(0).to_string())
             .await?;
         tx.commit().await?;
-        self.outbox.wake();
         Ok(())
     }
 
@@ -503,7 +492,8 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(row) = row {
-                self.enqueue_run_finished(&mut tx, &run_id, "KILLED", row.get(0), true)
+                let _enqueued = self
+                    .enqueue_run_finished(&mut tx, &run_id, "KILLED", row.get(0), true)
                     .await?;
                 tx.commit().await?;
                 killed += 1;
@@ -514,9 +504,6 @@ impl Store {
                     .inc();
                 tracing::info!(run_id = %run_id, "run killed: heartbeat lease expired");
             }
-        }
-        if killed > 0 {
-            self.outbox.wake();
         }
         Ok(killed)
     }
