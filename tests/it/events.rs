@@ -40,7 +40,7 @@ async fn run_lifecycle_publishes_created_finished_deleted_in_order() {
     let mut c = sb.tracking_client().await;
     let mut sub = sb
         .bus
-        .subscribe("test", &[mlops_tracking::RUNS_TOPIC])
+        .subscribe("test", &[mlops_proto::events::topics::RUNS])
         .await
         .unwrap();
     let exp = experiment(&mut c, "events").await;
@@ -123,7 +123,7 @@ async fn expired_lease_publishes_killed_run() {
     let mut c = sb.tracking_client().await;
     let mut sub = sb
         .bus
-        .subscribe("lease", &[mlops_tracking::RUNS_TOPIC])
+        .subscribe("lease", &[mlops_proto::events::topics::RUNS])
         .await
         .unwrap();
     let exp = experiment(&mut c, "lease-events").await;
@@ -163,7 +163,7 @@ async fn stop_flushes_the_outbox() {
         .unwrap();
     assert_eq!(left, 0, "the outbox is empty after a clean stop");
     let mut sub =
-        mlops_events::EventBus::subscribe(&bus, "after-stop", &[mlops_tracking::RUNS_TOPIC])
+        mlops_events::EventBus::subscribe(&bus, "after-stop", &[mlops_proto::events::topics::RUNS])
             .await
             .unwrap();
     assert_eq!(take(&mut sub, 20, Duration::from_secs(5)).await.len(), 20);

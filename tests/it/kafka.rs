@@ -163,7 +163,7 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
         &sb,
         &db,
         "runs-projection",
-        mlops_tracking::RUNS_TOPIC,
+        mlops_proto::events::topics::RUNS,
         |e| e.ce_type.clone(),
     )
     .await;
@@ -195,7 +195,7 @@ async fn broker_outage_delays_events_and_consumers_apply_each_once_in_order() {
     let dup = mlops_events::Envelope {
         id: first_id.clone(),
         ..mlops_events::Envelope::of(
-            mlops_tracking::RUNS_TOPIC,
+            mlops_proto::events::topics::RUNS,
             "/test",
             &rows[0].1,
             "",
@@ -253,7 +253,9 @@ async fn events_use_the_cloudevents_binary_binding() {
         .set("broker.address.family", "v4")
         .create()
         .unwrap();
-    consumer.subscribe(&[mlops_tracking::RUNS_TOPIC]).unwrap();
+    consumer
+        .subscribe(&[mlops_proto::events::topics::RUNS])
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let msg = tokio::time::timeout_at(deadline, consumer.recv())
@@ -310,7 +312,7 @@ async fn an_alias_move_reaches_a_kafka_consumer_once_in_order_with_its_versions(
         &sb,
         &db,
         "models-projection",
-        mlops_registry::MODELS_TOPIC,
+        mlops_proto::events::topics::MODELS,
         |e| {
             if e.ce_type == "mlops.events.v1.AliasSet" {
                 let a: ev::AliasSet = e.decode().expect("an AliasSet payload");
@@ -367,7 +369,7 @@ async fn an_alias_move_reaches_a_kafka_consumer_once_in_order_with_its_versions(
     let dup = mlops_events::Envelope {
         id: last,
         ..mlops_events::Envelope::of(
-            mlops_registry::MODELS_TOPIC,
+            mlops_proto::events::topics::MODELS,
             "/test",
             &model_id,
             "",

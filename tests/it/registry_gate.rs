@@ -388,7 +388,7 @@ async fn every_change_publishes_its_event_keyed_by_model_in_order() {
     let (sb, mut t, mut c) = registry_on(Database::Sqlite).await;
     let mut sub = sb
         .bus
-        .subscribe("registry-test", &[mlops_registry::MODELS_TOPIC])
+        .subscribe("registry-test", &[mlops_proto::events::topics::MODELS])
         .await
         .unwrap();
     let (_, r) = source_run(&mut t).await;

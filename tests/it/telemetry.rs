@@ -84,7 +84,7 @@ async fn spans_reach_the_otlp_collector_in_the_callers_trace() {
     // An event written while serving a traced request carries that trace along.
     let mut sub = sb
         .bus
-        .subscribe("trace", &[mlops_tracking::RUNS_TOPIC])
+        .subscribe("trace", &[mlops_proto::events::topics::RUNS])
         .await
         .unwrap();
     let mut req = tonic::Request::new(pb::CreateRunRequest::default());

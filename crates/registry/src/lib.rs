@@ -32,12 +32,12 @@ use anyhow::Context;
 use mlops_events::outbox::Outbox;
 use mlops_events::EventBus;
 use mlops_kit::{open_bus, open_database, Addresses, Local, OnFailure, Runner, Service};
+use mlops_proto::events::topics;
 use mlops_proto::registry::v1::registry_service_server::{RegistryServiceServer, SERVICE_NAME};
 use mlops_runtime::grpc::Listeners;
 use mlops_runtime::shutdown::CancellationToken;
 
 pub use config::RegistryConfig;
-pub use mlops_proto::events::topics::MODELS as MODELS_TOPIC;
 pub use store::Store;
 
 /// A bound, ready-to-run registry.
@@ -99,7 +99,7 @@ impl Service for Registry {
         }
         let tracking = lineage::TrackingClient::new(&config.tracking_addr, &config.tracking_token)
             .with_context(|| format!("the tracking address {}", config.tracking_addr))?;
-        let bus = open_bus("registry", bus, &config.bus, &[MODELS_TOPIC]).await?;
+        let bus = open_bus("registry", bus, &config.bus, &[topics::MODELS]).await?;
         let store = Store::new(db, Outbox::new("registry"), metrics::Metrics::new());
         let registrar =
             register::Registrar::new(store.clone(), files, tracking, config.max_model_bytes);

@@ -2,7 +2,6 @@
 //!
 //! - [`config`]: its settings (`mlops-tracking --help` lists them);
 //! - [`store`]: experiments, runs, params, tags, metrics and inputs on SQLite or PostgreSQL;
-//! - [`filter`]: MLflow's search grammar, re-exported from `mlops-filter`;
 //! - [`artifacts`]: run artifacts on a local directory or S3;
 //! - [`service`]: the gRPC API;
 //! - [`metrics`], [`error`], [`validate`]: its metrics, its errors as gRPC statuses,
@@ -18,9 +17,6 @@ pub mod service;
 pub mod store;
 pub mod validate;
 
-/// MLflow's search filter and `order_by` grammar, shared with the registry (`mlops-filter`).
-pub use mlops_filter as filter;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,15 +24,13 @@ use anyhow::Context;
 use mlops_events::outbox::Outbox;
 use mlops_events::EventBus;
 use mlops_kit::{open_bus, open_database, Addresses, Local, OnFailure, Runner, Service};
+use mlops_proto::events::topics;
 use mlops_proto::tracking::v1::tracking_service_server::{TrackingServiceServer, SERVICE_NAME};
 use mlops_runtime::grpc::Listeners;
 use mlops_runtime::shutdown::CancellationToken;
 
 pub use config::TrackingConfig;
 pub use store::Store;
-
-/// The topic the service publishes run events on.
-pub use mlops_proto::events::topics::RUNS as RUNS_TOPIC;
 
 /// A bound, ready-to-run tracking service.
 pub struct Tracking {
@@ -90,7 +84,7 @@ impl Service for Tracking {
                 "removed unfinished uploads left by an earlier process"
             );
         }
-        let bus = open_bus("tracking", bus, &config.bus, &[RUNS_TOPIC]).await?;
+        let bus = open_bus("tracking", bus, &config.bus, &[topics::RUNS]).await?;
         let store = Store::new(
             db,
             Outbox::new("tracking"),

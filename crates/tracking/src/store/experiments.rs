@@ -8,8 +8,8 @@ use sqlx::Row;
 use super::search::{experiment_filter_sql, order_sql, page_size, PageToken, SqlBuilder};
 use super::{stage, stages, Store, ACTIVE, DELETED};
 use crate::error::{invalid, Result, TrackingError};
-use crate::filter::{self, Entity};
 use crate::validate;
+use mlops_filter::{self as filter, Entity};
 
 const EXPERIMENT_COLUMNS: &str =
     "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time";

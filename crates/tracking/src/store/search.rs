@@ -1,15 +1,15 @@
-//! Search: MLflow's filter and order_by ASTs ([`crate::filter`]) to SQL, page sizes and page tokens.
+//! Search: MLflow's filter and order_by ASTs ([`mlops_filter`]) to SQL, page sizes and page tokens.
 
 use mlops_proto::tracking::v1 as pb;
 use sqlx::Row;
 
 use super::{stages, Store};
 use crate::error::{invalid, Result};
-pub use crate::filter::sql::PageToken;
-pub(crate) use crate::filter::sql::SqlBuilder;
-use crate::filter::sql::{keyed_exists, tag_term, terms, Keyed, Term};
-use crate::filter::{self, Attribute, DatasetField, Entity, Field, Filter, OrderBy};
 use crate::validate;
+pub use mlops_filter::sql::PageToken;
+pub(crate) use mlops_filter::sql::SqlBuilder;
+use mlops_filter::sql::{keyed_exists, tag_term, terms, Keyed, Term};
+use mlops_filter::{self as filter, Attribute, DatasetField, Entity, Field, Filter, OrderBy};
 
 /// A page size: 0 means 1000, at most [`validate::MAX_RESULTS`].
 pub(crate) fn page_size(max_results: i32) -> Result<i32> {
