@@ -40,17 +40,7 @@ impl ServiceError for RegistryError {
     }
 }
 
-impl From<sqlx::Error> for RegistryError {
-    fn from(e: sqlx::Error) -> Self {
-        RegistryError::Storage(StorageError::from(e))
-    }
-}
-
-impl From<RegistryError> for tonic::Status {
-    fn from(e: RegistryError) -> Self {
-        mlops_runtime::to_status(&e)
-    }
-}
+mlops_storage::service_error!(RegistryError);
 
 /// A shorthand for results of this crate.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -105,6 +105,27 @@ impl DbArgs {
     }
 }
 
+/// The conversions every service's error type needs, written once: from a
+/// database error (through the type's `Storage(StorageError)` variant) and into a
+/// gRPC status (through its `mlops_runtime::ServiceError` code). The crate using it
+/// depends on `tonic` and `mlops-runtime`.
+#[macro_export]
+macro_rules! service_error {
+    ($error:ident) => {
+        impl From<$crate::sqlx::Error> for $error {
+            fn from(e: $crate::sqlx::Error) -> Self {
+                $error::Storage($crate::StorageError::from(e))
+            }
+        }
+
+        impl From<$error> for ::tonic::Status {
+            fn from(e: $error) -> Self {
+                ::mlops_runtime::to_status(&e)
+            }
+        }
+    };
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

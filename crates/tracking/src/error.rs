@@ -44,17 +44,7 @@ impl ServiceError for TrackingError {
     }
 }
 
-impl From<sqlx::Error> for TrackingError {
-    fn from(e: sqlx::Error) -> Self {
-        TrackingError::Storage(StorageError::from(e))
-    }
-}
-
-impl From<TrackingError> for tonic::Status {
-    fn from(e: TrackingError) -> Self {
-        mlops_runtime::to_status(&e)
-    }
-}
+mlops_storage::service_error!(TrackingError);
 
 /// A shorthand for results of this crate.
 pub type Result<T, E = TrackingError> = std::result::Result<T, E>;
