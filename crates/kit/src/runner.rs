@@ -4,7 +4,8 @@
 //! an HTTP router), adds what it depends on ([`Runner::database`],
 //! [`Runner::bus`], [`Runner::outbox`], [`Runner::check`]) and its background work
 //! ([`Runner::task`]), and calls [`Runner::run`]. Then:
-//! - the admin port serves `/metrics` (the service's own), `/healthz`, and
+//! - the admin port serves `/metrics` (the service's own, with
+//!   `mlops_<service>_build_info{version}`), `/healthz`, and
 //!   `/readyz`, which is true while serving and every check passes;
 //! - a background task that returns or panics before shutdown is logged, counted
 //!   in `mlops_<service>_background_task_failures_total{task}`, and either turns
@@ -195,6 +196,13 @@ impl Runner {
             mut checks,
             tasks,
         } = self;
+        mlops_runtime::metrics::int_gauge_vec(
+            &format!("mlops_{}_build_info", name.replace('-', "_")),
+            "build information",
+            &["version"],
+        )
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
         let failures = mlops_runtime::metrics::int_counter_vec(
             &format!(
                 "mlops_{}_background_task_failures_total",

@@ -22,13 +22,6 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     /// Registers (once per process) and returns the metrics.
     pub fn new() -> Self {
-        mlops_runtime::metrics::int_gauge_vec(
-            "mlops_mlflow_build_info",
-            "build information",
-            &["version"],
-        )
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
-        .set(1);
         HttpMetrics {
             requests: int_counter_vec(
                 "mlops_mlflow_http_requests_total",

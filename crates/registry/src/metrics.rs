@@ -22,13 +22,6 @@ pub struct Metrics {
 impl Metrics {
     /// Registers (once per process) and returns the metrics.
     pub fn new() -> Self {
-        int_gauge_vec(
-            "mlops_registry_build_info",
-            "build information",
-            &["version"],
-        )
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
-        .set(1);
         let m = Metrics {
             versions_registered: int_counter_vec(
                 "mlops_registry_model_versions_registered_total",

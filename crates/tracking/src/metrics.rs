@@ -24,13 +24,6 @@ pub struct Metrics {
 impl Metrics {
     /// Registers (once per process) and returns the metrics.
     pub fn new() -> Self {
-        mlops_runtime::metrics::int_gauge_vec(
-            "mlops_tracking_build_info",
-            "build information",
-            &["version"],
-        )
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
-        .set(1);
         Metrics {
             runs_created: int_counter("mlops_tracking_runs_created_total", "runs created"),
             runs_finished: int_counter_vec(
