@@ -23,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SRC_DIR=${CHECK_SRC_DIR:-$ROOT/crates}
 # Service names as they appear in metric names (feature-store -> feature_store).
-SERVICES="tracking registry feature_store inference monitoring retraining"
+SERVICES="tracking registry mlflow feature_store inference monitoring retraining"
 NAME_RE='\b(mlops|nv_inference)_[a-z0-9_]+'
 
 shopt -s nullglob globstar
