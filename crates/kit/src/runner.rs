@@ -170,6 +170,26 @@ impl Runner {
             })
     }
 
+    /// For a service that consumes events: deletes the ids of applied events older
+    /// than `args` keeps (the table a group consumer records them in), every
+    /// `applied_events_prune_interval_secs`. Flatten
+    /// [`mlops_events::consumer::AppliedEventsArgs`] into the service's config.
+    pub fn prune_applied_events(
+        self,
+        db: &Db,
+        args: &mlops_events::consumer::AppliedEventsArgs,
+    ) -> Self {
+        let pruner = mlops_events::consumer::AppliedEventsPruner::new(db.clone(), self.name, args);
+        self.task(
+            "applied-events-pruner",
+            OnFailure::Unready,
+            move |stop| async move {
+                pruner.run(stop).await;
+                Ok(())
+            },
+        )
+    }
+
     /// A background task, started after bind and stopped (its token cancelled)
     /// once the requests are drained. Returning, with an error or not, or
     /// panicking before that is a failure handled as `on_failure` says.
