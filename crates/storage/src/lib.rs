@@ -237,6 +237,31 @@ pub struct Db {
     search_slot_count: usize,
 }
 
+/// How long a service starting waits for its database's first connection, at least.
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens a pool on `url`. Its first connection may take longer than the
+/// per-request `acquire_timeout` (a loaded machine, a database still starting):
+/// a timed-out attempt is retried until [`STARTUP_WAIT`] (or the acquire timeout,
+/// when longer) has passed, so a service waits for its database instead of failing
+/// at start on a limit meant for requests. Other errors return at once.
+async fn open_pool(
+    url: &str,
+    opts: &DbOptions,
+    make: impl Fn() -> AnyPoolOptions,
+) -> Result<AnyPool, sqlx::Error> {
+    let deadline = std::time::Instant::now() + STARTUP_WAIT.max(opts.acquire_timeout);
+    loop {
+        match make().connect(url).await {
+            Err(sqlx::Error::PoolTimedOut) if std::time::Instant::now() < deadline => {
+                tracing::info!("the database's first connection timed out; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Db {
     /// Opens the pools (creating a SQLite file and its directory if needed).
     pub async fn connect(opts: &DbOptions) -> Result<Db, StorageError> {
@@ -262,28 +287,31 @@ impl Db {
             };
             let full = format!("sqlite://{path}?{query}");
             // The writer is opened first so it creates the file and switches it to WAL.
-            let write = AnyPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(opts.acquire_timeout)
-                .after_connect(|conn, _meta| sqlite_pragmas(conn))
-                .connect(&full)
-                .await?;
-            let read = AnyPoolOptions::new()
-                .max_connections(opts.max_connections.max(1))
-                .acquire_timeout(opts.acquire_timeout)
-                .after_connect(|conn, _meta| sqlite_pragmas(conn))
-                .connect(&full)
-                .await?;
+            let write = open_pool(&full, opts, || {
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(opts.acquire_timeout)
+                    .after_connect(|conn, _meta| sqlite_pragmas(conn))
+            })
+            .await?;
+            let read = open_pool(&full, opts, || {
+                AnyPoolOptions::new()
+                    .max_connections(opts.max_connections.max(1))
+                    .acquire_timeout(opts.acquire_timeout)
+                    .after_connect(|conn, _meta| sqlite_pragmas(conn))
+            })
+            .await?;
             return Ok(Db::new(Backend::Sqlite, read, write, opts));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let timeout_ms = opts.statement_timeout.as_millis();
-            let pool = AnyPoolOptions::new()
-                .max_connections(opts.max_connections.max(1))
-                .acquire_timeout(opts.acquire_timeout)
-                .after_connect(move |conn, _meta| postgres_settings(conn, timeout_ms))
-                .connect(url)
-                .await?;
+            let pool = open_pool(url, opts, || {
+                AnyPoolOptions::new()
+                    .max_connections(opts.max_connections.max(1))
+                    .acquire_timeout(opts.acquire_timeout)
+                    .after_connect(move |conn, _meta| postgres_settings(conn, timeout_ms))
+            })
+            .await?;
             return Ok(Db::new(Backend::Postgres, pool.clone(), pool, opts));
         }
         Err(StorageError::BadUrl(url.to_owned()))
