@@ -4,45 +4,12 @@
 use mlops_proto::registry::v1 as rpb;
 use mlops_proto::tracking::v1 as pb;
 use mlops_tests::{http_get, Sandbox};
-use tonic::transport::Channel;
-
-/// The services gRPC reflection lists on `addr`.
-async fn listed_services(addr: std::net::SocketAddr) -> Vec<String> {
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let resp = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner()
-        .message()
-        .await
-        .unwrap()
-        .expect("a reflection answer");
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("unexpected reflection answer: {resp:?}")
-    };
-    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    names.sort();
-    names
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_only_the_ports_own_services() {
     let sb = Sandbox::builder().registry().start().await.unwrap();
     assert_eq!(
-        listed_services(sb.tracking().grpc).await,
+        mlops_tests::listed_services(sb.tracking().grpc).await,
         [
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
@@ -50,7 +17,7 @@ async fn reflection_lists_only_the_ports_own_services() {
         ]
     );
     assert_eq!(
-        listed_services(sb.registry().grpc).await,
+        mlops_tests::listed_services(sb.registry().grpc).await,
         [
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",

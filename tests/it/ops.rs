@@ -209,36 +209,8 @@ async fn overload_is_resource_exhausted_and_the_service_survives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_the_services() {
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-
     let sb = Sandbox::builder().tracking().start().await.unwrap();
-    let channel = Channel::from_shared(format!("http://{}", sb.tracking().grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = ServerReflectionClient::new(channel);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = client
-        .server_reflection_info(futures::stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let resp = stream
-        .message()
-        .await
-        .unwrap()
-        .expect("a reflection answer");
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("unexpected reflection answer: {resp:?}")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let names = mlops_tests::listed_services(sb.tracking().grpc).await;
     assert!(
         names.contains(&"mlops.tracking.v1.TrackingService".to_owned()),
         "{names:?}"
