@@ -75,12 +75,34 @@ pub fn render() -> String {
 }
 
 /// The Prometheus text exposition of the metrics of `service`: those named
-/// `mlops_<service>_*` (`-` in the name as `_`).
+/// `mlops_<service>_*` (`-` in the name as `_`), and of the events crate's
+/// per-consumer metrics (`mlops_events_*{consumer}`) the series of the consumers
+/// named after it (`<service>` or `<service>-...`). So in one process (`mlops up`)
+/// a Prometheus scraping every admin port counts nothing twice.
 pub fn render_service(service: &str) -> String {
     let prefix = format!("mlops_{}_", service.replace('-', "_"));
+    let owner = format!("{service}-");
+    let mine = |m: &prometheus::proto::Metric| {
+        m.get_label().iter().any(|l| {
+            l.name() == "consumer" && (l.value() == service || l.value().starts_with(&owner))
+        })
+    };
     let families: Vec<_> = prometheus::gather()
         .into_iter()
-        .filter(|f| f.name().starts_with(&prefix))
+        .filter_map(|mut f| {
+            if f.name().starts_with(&prefix) {
+                return Some(f);
+            }
+            if !f.name().starts_with("mlops_events_") {
+                return None;
+            }
+            let kept: Vec<_> = f.take_metric().into_iter().filter(|m| mine(m)).collect();
+            if kept.is_empty() {
+                return None;
+            }
+            *f.mut_metric() = kept;
+            Some(f)
+        })
         .collect();
     prometheus::TextEncoder::new()
         .encode_to_string(&families)
@@ -279,6 +301,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_services_rendering_holds_its_metrics_and_its_consumers_series_only() {
+        int_counter("mlops_svcx_things_total", "x").inc();
+        int_counter("mlops_svcy_things_total", "y").inc();
+        let events = int_counter_vec("mlops_events_test_skipped_total", "e", &["consumer"]);
+        events.with_label_values(&["svcx-models"]).inc();
+        events.with_label_values(&["svcy"]).inc();
+        let x = render_service("svcx");
+        assert!(x.contains("mlops_svcx_things_total 1"), "{x}");
+        assert!(x.contains("consumer=\"svcx-models\""), "{x}");
+        assert!(!x.contains("svcy"), "{x}");
+        let y = render_service("svcy");
+        assert!(y.contains("consumer=\"svcy\""), "{y}");
+        assert!(!y.contains("svcx"), "{y}");
+    }
 
     #[test]
     fn shared_by_name_and_rendered() {
