@@ -388,6 +388,11 @@ pub fn external_records(topic: &str) -> Vec<RawRecord> {
 
 /// A consumer database with `<consumer>_applied_events` and a `seen` table.
 pub async fn consumer_db(db: Database, dir: &std::path::Path) -> Db {
+    consumer_db_with(db, dir, "").await
+}
+
+/// [`consumer_db`] whose `seen` table has `extra_columns` too (`, name TYPE`...).
+pub async fn consumer_db_with(db: Database, dir: &std::path::Path, extra_columns: &str) -> Db {
     let url = match db {
         Database::Sqlite => format!("sqlite://{}/consumer.db", dir.display()),
         Database::Postgres => mlops_tests::fresh_postgres_database().await.unwrap(),
@@ -411,8 +416,8 @@ pub async fn consumer_db(db: Database, dir: &std::path::Path) -> Db {
         &[Migration {
             version: 1,
             name: "seen".into(),
-            sqlite: "CREATE TABLE seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, run_id TEXT NOT NULL);".into(),
-            postgres: "CREATE TABLE seen (seq BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, run_id TEXT NOT NULL);".into(),
+            sqlite: format!("CREATE TABLE seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, run_id TEXT NOT NULL{extra_columns});").into(),
+            postgres: format!("CREATE TABLE seen (seq BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, run_id TEXT NOT NULL{extra_columns});").into(),
         }],
     )
     .await

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mlops_events::consumer::IdempotentConsumer;
 use mlops_proto::tracking::v1 as pb;
-use mlops_storage::{Db, DbOptions, Migration};
+use mlops_storage::Db;
 use mlops_tests::{Bus, Database, Sandbox};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -28,33 +28,9 @@ fn signal(sig: &str) {
     assert!(status.success(), "kill -{sig} failed");
 }
 
+/// The events tests' consumer database, whose `seen` table also records `ce_type`.
 async fn consumer_db(dir: &std::path::Path) -> Db {
-    let db = Db::connect(&DbOptions {
-        url: format!("sqlite://{}/consumer.db", dir.display()),
-        max_connections: 2,
-        acquire_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(30),
-    })
-    .await
-    .unwrap();
-    db.migrate(
-        "consumer-outbox",
-        &mlops_events::outbox::migrations("consumer"),
-    )
-    .await
-    .unwrap();
-    db.migrate(
-        "consumer",
-        &[Migration {
-            version: 1,
-            name: "seen".into(),
-            sqlite: "CREATE TABLE seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, run_id TEXT NOT NULL, ce_type TEXT NOT NULL);".into(),
-            postgres: String::new().into(),
-        }],
-    )
-    .await
-    .unwrap();
-    db
+    crate::events::consumer_db_with(Database::Sqlite, dir, ", ce_type TEXT NOT NULL").await
 }
 
 async fn one_run(c: &mut crate::Client, exp: &str) -> String {
