@@ -30,6 +30,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &protos.map(|p| root.join(p)),
             std::slice::from_ref(&root),
         )?;
+    // Triton's Open Inference Protocol, vendored byte for byte: its own include root (its
+    // files import each other by bare name), its own descriptor set, its own module.
+    let triton = root.join("vendor/triton");
+    // Tensor bytes decode as `Bytes`, sharing the request's buffer instead of a copy each.
+    tonic_prost_build::configure()
+        .bytes(".inference")
+        .file_descriptor_set_path(out.join("triton_descriptor.bin"))
+        .compile_protos(
+            &[triton.join("grpc_service.proto")],
+            std::slice::from_ref(&triton),
+        )?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

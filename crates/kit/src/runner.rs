@@ -67,6 +67,7 @@ pub struct Runner {
     front: Front,
     checks: Vec<(String, Check)>,
     tasks: Vec<Task>,
+    extra_http: Option<(TcpListener, axum::Router)>,
 }
 
 /// A readiness check from an async closure.
@@ -109,6 +110,7 @@ impl Runner {
             },
             checks: vec![],
             tasks: vec![],
+            extra_http: None,
         }
     }
 
@@ -124,7 +126,15 @@ impl Runner {
             },
             checks: vec![],
             tasks: vec![],
+            extra_http: None,
         }
+    }
+
+    /// Also serves `router` on `listener`: a second API port speaking HTTP beside a gRPC
+    /// one (inference's Open Inference Protocol over HTTP/JSON). It drains with the first.
+    pub fn with_http(mut self, listener: TcpListener, router: axum::Router) -> Self {
+        self.extra_http = Some((listener, router));
+        self
     }
 
     /// Adds a readiness check: `Err` says what is wrong (a callee unreachable, no
@@ -215,6 +225,7 @@ impl Runner {
             front,
             mut checks,
             tasks,
+            extra_http,
         } = self;
         mlops_runtime::metrics::int_gauge_vec(
             &format!("mlops_{}_build_info", name.replace('-', "_")),
@@ -323,6 +334,15 @@ impl Runner {
                 tracing::info!("{name} draining in-flight requests");
             }
         };
+        let extra = extra_http.map(|(listener, router)| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tracing::info!(http = %listener.local_addr()?, "{name} serving HTTP");
+                serve_http(listener, router, async move { stop.cancelled().await })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{name}: HTTP server failed: {e}"))
+            })
+        });
         let served: anyhow::Result<()> = match front {
             Front::Grpc {
                 listener,
@@ -337,18 +357,22 @@ impl Runner {
             }
             Front::Http { listener, router } => {
                 tracing::info!(http = %listener.local_addr()?, admin = %admin_addr, "{name} serving");
-                // Without TCP_NODELAY, small responses wait on delayed ACKs (~40 ms each).
-                use axum::serve::ListenerExt;
-                let listener = listener.tap_io(|tcp| {
-                    if let Err(err) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-                    }
-                });
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(draining)
+                serve_http(listener, router, draining)
                     .await
                     .map_err(|e| anyhow::anyhow!("{name}: HTTP server failed: {e}"))
             }
+        };
+        let served = match extra {
+            Some(extra) => {
+                // The gRPC front returns once `stop` fired; the HTTP one drains on the same.
+                stop.cancel();
+                let http = extra
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{name}: HTTP server task failed: {e}"))
+                    .and_then(|r| r);
+                served.and(http)
+            }
+            None => served,
         };
         // Requests are drained: now stop the background work (the relay flushes).
         workers.cancel();
@@ -371,6 +395,24 @@ impl Runner {
             None => Ok(()),
         }
     }
+}
+
+/// Serves `router` until `shutdown` completes, then drains.
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Without TCP_NODELAY, small responses wait on delayed ACKs (~40 ms each).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -18,6 +18,9 @@ pub struct Addresses {
     pub api: SocketAddr,
     /// Its admin HTTP port (/metrics, /healthz, /readyz).
     pub admin: SocketAddr,
+    /// A second API port speaking HTTP, for a gRPC service that has one (inference's Open
+    /// Inference Protocol over HTTP/JSON).
+    pub http: Option<SocketAddr>,
 }
 
 /// A service: its settings, how it binds, where it listens, how it runs.
@@ -96,6 +99,15 @@ impl Addresses {
         Addresses {
             api: listeners.grpc_addr(),
             admin: listeners.admin_addr(),
+            http: None,
+        }
+    }
+
+    /// With a second API port speaking HTTP.
+    pub fn with_http(self, http: SocketAddr) -> Self {
+        Addresses {
+            http: Some(http),
+            ..self
         }
     }
 }

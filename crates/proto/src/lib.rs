@@ -4,13 +4,26 @@
 //! - [`registry::v1`]: the model registry (`mlops.registry.v1`);
 //! - [`events::v1`]: the event payloads published on the bus (`mlops.events.v1`),
 //!   each with `prost::Name`; [`events::topics`]: the topics they go on;
-//! - [`FILE_DESCRIPTOR_SET`]: every file, for gRPC reflection.
+//! - [`triton`]: Triton's Open Inference Protocol (package `inference`), vendored from
+//!   Triton's published contracts, with [`triton::FILE_DESCRIPTOR_SET`];
+//! - [`FILE_DESCRIPTOR_SET`]: every file of ours, for gRPC reflection.
 
 #![allow(clippy::all, missing_docs)]
 
 /// The encoded `FileDescriptorSet` of every contract, served by gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/mlops_descriptor.bin"));
+
+/// Triton's gRPC API, the Open Inference Protocol (package `inference`, service
+/// `GRPCInferenceService`), generated from `proto/vendor/triton/` (copied byte for byte from
+/// triton-inference-server/common). Kept under its own name so it cannot clash with ours.
+pub mod triton {
+    include!(concat!(env!("OUT_DIR"), "/inference.rs"));
+
+    /// The encoded `FileDescriptorSet` of the two vendored files, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/triton_descriptor.bin"));
+}
 
 /// The tracking service's contract.
 pub mod tracking {

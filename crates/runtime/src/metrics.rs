@@ -74,6 +74,18 @@ pub fn render() -> String {
         .unwrap_or_default()
 }
 
+static CLAIMED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Has the admin port of `service` also show the families named `prefix*`: names that are
+/// not ours but a standard's (inference writes Triton's `nv_inference_*`).
+pub fn claim_prefix(service: &str, prefix: &str) {
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|p| p.into_inner());
+    let entry = (service.to_owned(), prefix.to_owned());
+    if !claimed.contains(&entry) {
+        claimed.push(entry);
+    }
+}
+
 /// The Prometheus text exposition of the metrics of `service`: those named
 /// `mlops_<service>_*` (`-` in the name as `_`), and of the events crate's
 /// per-consumer metrics (`mlops_events_*{consumer}`) the series of the consumers
@@ -81,6 +93,13 @@ pub fn render() -> String {
 /// a Prometheus scraping every admin port counts nothing twice.
 pub fn render_service(service: &str) -> String {
     let prefix = format!("mlops_{}_", service.replace('-', "_"));
+    let claimed: Vec<String> = CLAIMED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(owner, _)| owner == service)
+        .map(|(_, p)| p.clone())
+        .collect();
     let owner = format!("{service}-");
     let mine = |m: &prometheus::proto::Metric| {
         m.get_label().iter().any(|l| {
@@ -90,7 +109,7 @@ pub fn render_service(service: &str) -> String {
     let families: Vec<_> = prometheus::gather()
         .into_iter()
         .filter_map(|mut f| {
-            if f.name().starts_with(&prefix) {
+            if f.name().starts_with(&prefix) || claimed.iter().any(|p| f.name().starts_with(p)) {
                 return Some(f);
             }
             if !f.name().starts_with("mlops_events_") {

@@ -1,0 +1,169 @@
+//! The inference service (anchors: Triton and KServe for the protocol, onnxruntime for
+//! correctness and speed).
+//!
+//! - [`config`]: its settings (`mlops-inference --help` lists them);
+//! - [`repository`]: the registry as the model repository, and the local file cache;
+//! - [`models`]: the models served here, their states, and running requests on them, one by
+//!   one or in dynamic batches;
+//! - [`settings`]: a model's serving settings, from the defaults and a load's parameters;
+//! - [`store`]: which models are served, kept across restarts;
+//! - [`tensors`]: the protocol's datatypes and tensor encodings;
+//! - [`grpc`]: Triton's `GRPCInferenceService`; [`rest`]: the same protocol over HTTP/JSON;
+//! - [`metrics`], [`error`]: Triton's metrics, errors as gRPC statuses;
+//! - [`Inference`]: the service for the kit.
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod models;
+pub mod repository;
+pub mod rest;
+pub mod settings;
+pub mod store;
+pub mod tensors;
+
+use std::sync::Arc;
+
+use mlops_events::EventBus;
+use mlops_kit::{open_database, Addresses, Local, OnFailure, Runner, Service};
+use mlops_proto::triton::grpc_inference_service_server::{
+    GrpcInferenceServiceServer, SERVICE_NAME,
+};
+use mlops_runtime::grpc::Listeners;
+use mlops_runtime::shutdown::CancellationToken;
+
+pub use config::InferenceConfig;
+
+/// A bound, ready-to-run inference service.
+pub struct Inference {
+    config: InferenceConfig,
+    manager: models::Manager,
+    db: mlops_storage::Db,
+    listeners: Listeners,
+    http: tokio::net::TcpListener,
+}
+
+impl Inference {
+    /// The models, for tests and benchmarks that look under the API.
+    pub fn manager(&self) -> &models::Manager {
+        &self.manager
+    }
+}
+
+impl Service for Inference {
+    type Config = InferenceConfig;
+    const TITLE: &'static str = "The inference service";
+    const LOCAL_PORTS: (&'static str, &'static str) = ("127.0.0.1:8001", "127.0.0.1:8002");
+    const SET_LOCALLY: &'static [&'static str] = &[
+        "listen_addr",
+        "admin_addr",
+        "http_addr",
+        "database_url",
+        "model_cache_dir",
+        "registry_addr",
+    ];
+
+    fn local(local: &Local) -> InferenceConfig {
+        use mlops_runtime::config::ServiceConfig;
+        let (api, admin) = local.ports::<Self>();
+        let mut c = InferenceConfig::defaults();
+        c.server.listen.set(&api, &admin);
+        c.http_addr = if local.fixed_ports {
+            "127.0.0.1:8000".to_owned()
+        } else {
+            "127.0.0.1:0".to_owned()
+        };
+        c.db.database_url = format!(
+            "sqlite://{}",
+            local.data_dir.join("inference.db").display()
+        );
+        c.model_cache_dir = local.data_dir.join("model-cache").display().to_string();
+        c.registry_addr = local.callee("registry");
+        c
+    }
+
+    fn describe(a: &Addresses) -> String {
+        match a.http {
+            Some(http) => format!(
+                "grpc {}  http http://{http}  admin http://{}",
+                a.api, a.admin
+            ),
+            None => format!("grpc {}  admin http://{}", a.api, a.admin),
+        }
+    }
+
+    /// Connects the database, the registry client and the model cache, and binds the three
+    /// ports. Models recorded before a restart load in the background once it runs.
+    async fn bind(config: InferenceConfig, _bus: Option<Arc<dyn EventBus>>) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use mlops_runtime::config::ServiceConfig;
+        config.validate()?;
+        let db = open_database("inference", &config.db, &store::migrations()).await?;
+        let repository = repository::Repository::new(
+            &config.registry_addr,
+            &config.registry_token,
+            std::path::Path::new(&config.model_cache_dir),
+        )
+        .with_context(|| format!("the registry address {}", config.registry_addr))?;
+        mlops_runtime::metrics::claim_prefix("inference", "nv_inference_");
+        let manager = models::Manager::new(
+            repository,
+            store::Store::new(db.clone()),
+            settings::Settings::defaults(&config),
+            metrics::Metrics::new(),
+            config.max_tensor_bytes,
+        );
+        let listeners = Listeners::bind_to(&config.server.listen).await?;
+        let http = tokio::net::TcpListener::bind(&config.http_addr)
+            .await
+            .with_context(|| format!("binding the HTTP address {}", config.http_addr))?;
+        Ok(Inference {
+            config,
+            manager,
+            db,
+            listeners,
+            http,
+        })
+    }
+
+    fn addresses(&self) -> Addresses {
+        Addresses::of(&self.listeners).with_http(
+            self.http
+                .local_addr()
+                .expect("a bound listener has an address"),
+        )
+    }
+
+    /// Serves gRPC and HTTP until `shutdown` is cancelled, then drains both.
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Inference {
+            config,
+            manager,
+            db,
+            listeners,
+            http,
+        } = self;
+        let api = GrpcInferenceServiceServer::new(grpc::OipApi::new(manager.clone()))
+            .max_decoding_message_size(config.server.decoding_limit())
+            .max_encoding_message_size(config.server.encoding_limit());
+        let router = rest::router(manager.clone(), config.server.auth_tokens.clone());
+        Runner::grpc(
+            "inference",
+            listeners,
+            &config.server,
+            &[(SERVICE_NAME, grpc::ROLES)],
+            tonic::service::Routes::new(api),
+        )
+        .with_http(http, router)
+        .database(&db)
+        .task("restore-models", OnFailure::Unready, move |stop| async move {
+            manager.restore(stop.clone()).await?;
+            // Restoring is done; the task stays until shutdown so its end is not a failure.
+            stop.cancelled().await;
+            Ok(())
+        })
+        .run(shutdown)
+        .await
+    }
+}
