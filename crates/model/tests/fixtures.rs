@@ -206,7 +206,7 @@ fn batch_sizes_give_the_same_rows() {
 fn bad_inputs_are_refused_with_what_was_expected() {
     let model = load("rf");
     let ok = Tensor::new(vec![1, 30], TensorData::F32(vec![0.0; 30])).unwrap();
-    assert!(model.run(&[ok.clone()]).is_ok());
+    assert!(model.run(std::slice::from_ref(&ok)).is_ok());
     let cases = [
         vec![],
         vec![ok.clone(), ok.clone()],

@@ -84,7 +84,7 @@ impl LinearClassifier {
         if coefficients.is_empty() || intercepts.is_empty() {
             return Err(attrs.error("coefficients and intercepts are required"));
         }
-        if coefficients.len() % intercepts.len() != 0 {
+        if !coefficients.len().is_multiple_of(intercepts.len()) {
             return Err(attrs.error("coefficients are not a whole number of rows per intercept"));
         }
         let targets = intercepts.len();
@@ -218,7 +218,10 @@ impl LinearRegressor {
         if intercepts.is_empty() {
             intercepts = vec![0.0; targets];
         }
-        if targets == 0 || intercepts.len() != targets || coefficients.len() % targets != 0 {
+        if targets == 0
+            || intercepts.len() != targets
+            || !coefficients.len().is_multiple_of(targets)
+        {
             return Err(attrs.error(format!(
                 "{} coefficients and {} intercepts do not make {targets} targets",
                 coefficients.len(),

@@ -172,7 +172,7 @@ impl SvmClassifier {
         let coefficients = attrs.floats("coefficients");
         let mut kernel = SvmKernel::parse(attrs)?;
         let features = if total > 0 {
-            if vectors_per_class.len() != classes || support.len() % total != 0 {
+            if vectors_per_class.len() != classes || !support.len().is_multiple_of(total) {
                 return Err(attrs.error("support_vectors do not match vectors_per_class"));
             }
             if coefficients.len() != (classes - 1) * total {
@@ -181,7 +181,7 @@ impl SvmClassifier {
             support.len() / total
         } else {
             kernel.kind = KernelType::Linear;
-            if coefficients.is_empty() || coefficients.len() % classes != 0 {
+            if coefficients.is_empty() || !coefficients.len().is_multiple_of(classes) {
                 return Err(attrs.error("coefficients are not one row per class"));
             }
             coefficients.len() / classes
@@ -228,7 +228,9 @@ impl SvmClassifier {
         }
     }
 
-    /// One row: its label's index and its scores (`score_columns` of them).
+    /// One row: its label's index and its scores (`score_columns` of them). The loops follow
+    /// onnxruntime's index arithmetic, to make the correspondence easy to check.
+    #[allow(clippy::explicit_counter_loop, clippy::needless_range_loop)]
     fn row(&self, x: &[f32], out: &mut [f32], kernels: &mut Vec<f32>) -> usize {
         let c = self.classes;
         let pairs = c * (c - 1) / 2;
@@ -433,7 +435,7 @@ impl SvmRegressor {
             return Err(attrs.error("coefficients are required"));
         }
         let features = if n_supports > 0 {
-            if support.len() % n_supports != 0 || coefficients.len() != n_supports {
+            if !support.len().is_multiple_of(n_supports) || coefficients.len() != n_supports {
                 return Err(attrs.error("support_vectors and coefficients do not match n_supports"));
             }
             support.len() / n_supports

@@ -171,11 +171,11 @@ impl Forest {
         f.same_mode = if same { first_mode } else { None };
         // a tree starts where its id changes, as onnxruntime counts them
         let mut previous = None;
-        for i in 0..n {
-            if previous != Some(tree_ids[i]) {
+        for (i, &tree) in tree_ids.iter().enumerate() {
+            if previous != Some(tree) {
                 f.roots.push(i as u32);
             }
-            previous = Some(tree_ids[i]);
+            previous = Some(tree);
         }
         // leaf weights, in (tree, node) order
         let w_trees = attrs.ints(&format!("{prefix}_treeids"));
@@ -696,6 +696,8 @@ pub(crate) fn parse_regressor(attrs: &Attrs) -> Result<TreeRegressor, AttrError>
     })
 }
 
+// the loops follow onnxruntime's finalization, index by index
+#[allow(clippy::needless_range_loop)]
 impl Kernel for TreeRegressor {
     fn name(&self) -> &'static str {
         "TreeEnsembleRegressor"
@@ -763,7 +765,7 @@ impl Kernel for TreeRegressor {
                             v = v / n_trees + if use_base { self.base_values[j] } else { 0.0 }
                         }
                         Aggregate::Min | Aggregate::Max => {
-                            v = if use_base { self.base_values[j] } else { 0.0 } + v
+                            v += if use_base { self.base_values[j] } else { 0.0 }
                         }
                     }
                     row[j] = if s.has[k + j] { v } else { 0.0 };
