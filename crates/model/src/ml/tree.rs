@@ -4,9 +4,8 @@
 //! Layout: every node of every tree in flat arrays (structure of arrays) indexed by one node
 //! number: `feature` (or [`LEAF`]), `threshold`, `left` (taken when the comparison holds),
 //! `right`, `flags` (the comparison and the missing-value rule). A leaf keeps the range of its
-//! weights in `leaf_first`/`leaf_count` and, as onnxruntime does for one-target ensembles,
-//! its first weight in `threshold`; its children are itself, so that [`LANES`] rows can walk a
-//! tree side by side for a fixed number of steps. Rows are walked in blocks: for each block of
+//! weights in `left`/`right` (first, count) and, as onnxruntime does for one-target ensembles,
+//! its first weight in `threshold`. Rows are walked in blocks: for each block of
 //! [`BLOCK`] rows, every tree in turn walks every row of the block, so a tree's nodes stay in
 //! cache while the block's scores accumulate. Nothing on that path allocates or fails.
 
@@ -22,8 +21,6 @@ use super::{as_f32, rows_cols, tensor, Kernel, OutShape, OutSpec, OutType};
 const LEAF: u32 = u32::MAX;
 /// Rows walked together through each tree.
 const BLOCK: usize = 128;
-/// Rows walked side by side through one tree.
-const LANES: usize = 8;
 /// `flags` bit: a NaN feature takes the true branch.
 const MISSING_TRUE: u8 = 0x10;
 
@@ -55,14 +52,6 @@ struct Forest {
     right: Vec<u32>,
     flags: Vec<u8>,
     roots: Vec<u32>,
-    /// The longest root-to-leaf path of each tree, in branches.
-    depth: Vec<u32>,
-    /// `feature` with leaves reading feature 0: a leaf's children are itself, so rows walked
-    /// in lockstep can take a fixed number of steps.
-    step_feature: Vec<u32>,
-    /// A leaf's weights: the first one's index and their count.
-    leaf_first: Vec<u32>,
-    leaf_count: Vec<u32>,
     weight_target: Vec<u32>,
     weight_value: Vec<f32>,
     /// The one comparison all branches use, if they do.
@@ -121,8 +110,6 @@ impl Forest {
             left: vec![0; n],
             right: vec![0; n],
             flags: vec![0; n],
-            leaf_first: vec![0; n],
-            leaf_count: vec![0; n],
             ..Forest::default()
         };
         let mut first_mode = None;
@@ -206,7 +193,7 @@ impl Forest {
                 )));
             }
             if n_weights[leaf] == 0 {
-                f.leaf_first[leaf] = f.weight_value.len() as u32;
+                f.left[leaf] = f.weight_value.len() as u32;
                 f.threshold[leaf] = w_values[k];
             }
             n_weights[leaf] += 1;
@@ -221,24 +208,16 @@ impl Forest {
                         node_ids[i], tree_ids[i]
                     )));
                 }
-                f.leaf_count[i] = n_weights[i];
-                f.left[i] = i as u32;
-                f.right[i] = i as u32;
+                f.right[i] = n_weights[i];
             }
         }
-        f.step_feature = f
-            .feature
-            .iter()
-            .map(|&x| if x == LEAF { 0 } else { x })
-            .collect();
         f.check_acyclic(attrs)?;
         Ok(f)
     }
 
     /// Refuses a graph of nodes that loops, which would never reach a leaf.
-    fn check_acyclic(&mut self, attrs: &Attrs) -> Result<(), AttrError> {
+    fn check_acyclic(&self, attrs: &Attrs) -> Result<(), AttrError> {
         for &root in &self.roots {
-            let mut deepest = 0;
             let mut stack = vec![(root as usize, 0usize)];
             let mut seen = HashSet::new();
             while let Some((node, depth)) = stack.pop() {
@@ -248,69 +227,21 @@ impl Forest {
                 if self.feature[node] != LEAF {
                     stack.push((self.left[node] as usize, depth + 1));
                     stack.push((self.right[node] as usize, depth + 1));
-                } else {
-                    deepest = deepest.max(depth);
                 }
             }
-            self.depth.push(deepest as u32);
         }
         Ok(())
     }
 
-    /// Calls `visit(row, leaf)` for every tree (in order) and every row of `x`.
+    /// The leaf `x` reaches from `root`.
     #[inline(always)]
-    fn for_each_leaf(&self, x: &[f32], cols: usize, mut visit: impl FnMut(usize, usize)) {
-        let rows = x.len() / cols.max(1);
+    fn leaf(&self, root: u32, x: &[f32]) -> usize {
         match (self.same_mode, self.has_missing) {
-            (Some(Mode::Leq), false) => self.lockstep(x, cols, rows, |v, t| v <= t, &mut visit),
-            (Some(Mode::Lt), false) => self.lockstep(x, cols, rows, |v, t| v < t, &mut visit),
-            (Some(Mode::Gte), false) => self.lockstep(x, cols, rows, |v, t| v >= t, &mut visit),
-            (Some(Mode::Gt), false) => self.lockstep(x, cols, rows, |v, t| v > t, &mut visit),
-            _ => {
-                for &root in &self.roots {
-                    for r in 0..rows {
-                        visit(r, self.walk_general(root, &x[r * cols..(r + 1) * cols]));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Walks [`LANES`] rows through a tree side by side, a fixed number of steps (the tree's
-    /// depth; a leaf steps to itself), so their independent loads overlap.
-    #[inline(always)]
-    fn lockstep(
-        &self,
-        x: &[f32],
-        cols: usize,
-        rows: usize,
-        cmp: impl Fn(f32, f32) -> bool + Copy,
-        visit: &mut impl FnMut(usize, usize),
-    ) {
-        for (tree, &root) in self.roots.iter().enumerate() {
-            let depth = self.depth[tree];
-            let mut r = 0;
-            while r + LANES <= rows {
-                let mut n = [root as usize; LANES];
-                for _ in 0..depth {
-                    for (lane, node) in n.iter_mut().enumerate() {
-                        let i = *node;
-                        let v = x[(r + lane) * cols + self.step_feature[i] as usize];
-                        *node = if cmp(v, self.threshold[i]) {
-                            self.left[i]
-                        } else {
-                            self.right[i]
-                        } as usize;
-                    }
-                }
-                for (lane, &leaf) in n.iter().enumerate() {
-                    visit(r + lane, leaf);
-                }
-                r += LANES;
-            }
-            for r in r..rows {
-                visit(r, self.walk(root, &x[r * cols..(r + 1) * cols], cmp));
-            }
+            (Some(Mode::Leq), false) => self.walk(root, x, |v, t| v <= t),
+            (Some(Mode::Lt), false) => self.walk(root, x, |v, t| v < t),
+            (Some(Mode::Gte), false) => self.walk(root, x, |v, t| v >= t),
+            (Some(Mode::Gt), false) => self.walk(root, x, |v, t| v > t),
+            _ => self.walk_general(root, x),
         }
     }
 
@@ -354,8 +285,8 @@ impl Forest {
     }
 
     fn weights(&self, leaf: usize) -> std::ops::Range<usize> {
-        let first = self.leaf_first[leaf] as usize;
-        first..first + self.leaf_count[leaf] as usize
+        let first = self.left[leaf] as usize;
+        first..first + self.right[leaf] as usize
     }
 }
 
@@ -373,28 +304,30 @@ impl Forest {
         s.value.resize(rows * n_targets, 0.0);
         s.has.clear();
         s.has.resize(rows * n_targets, false);
-        let (value, has) = (&mut s.value, &mut s.has);
-        self.for_each_leaf(x, cols, |r, leaf| {
-            let base = r * n_targets;
-            for w in self.weights(leaf) {
-                let k = base + self.weight_target[w] as usize;
-                let v = self.weight_value[w];
-                match agg {
-                    Aggregate::Sum | Aggregate::Average => value[k] += v,
-                    Aggregate::Min => {
-                        if !has[k] || v < value[k] {
-                            value[k] = v
+        for &root in &self.roots {
+            for r in 0..rows {
+                let leaf = self.leaf(root, &x[r * cols..(r + 1) * cols]);
+                let base = r * n_targets;
+                for w in self.weights(leaf) {
+                    let k = base + self.weight_target[w] as usize;
+                    let v = self.weight_value[w];
+                    match agg {
+                        Aggregate::Sum | Aggregate::Average => s.value[k] += v,
+                        Aggregate::Min => {
+                            if !s.has[k] || v < s.value[k] {
+                                s.value[k] = v
+                            }
+                        }
+                        Aggregate::Max => {
+                            if !s.has[k] || v > s.value[k] {
+                                s.value[k] = v
+                            }
                         }
                     }
-                    Aggregate::Max => {
-                        if !has[k] || v > value[k] {
-                            value[k] = v
-                        }
-                    }
+                    s.has[k] = true;
                 }
-                has[k] = true;
             }
-        });
+        }
     }
 
     /// One-target ensembles, onnxruntime's `*1` path: the first weight of each leaf.
@@ -404,26 +337,28 @@ impl Forest {
         s.value.resize(rows, 0.0);
         s.has.clear();
         s.has.resize(rows, false);
-        let (value, has) = (&mut s.value, &mut s.has);
-        self.for_each_leaf(x, cols, |r, leaf| {
-            let v = self.threshold[leaf];
-            let (score, has) = (&mut value[r], &mut has[r]);
-            match agg {
-                Aggregate::Sum | Aggregate::Average => *score += v,
-                Aggregate::Min => {
-                    if !*has || v < *score {
-                        *score = v;
+        for &root in &self.roots {
+            for r in 0..rows {
+                let leaf = self.leaf(root, &x[r * cols..(r + 1) * cols]);
+                let v = self.threshold[leaf];
+                let (score, has) = (&mut s.value[r], &mut s.has[r]);
+                match agg {
+                    Aggregate::Sum | Aggregate::Average => *score += v,
+                    Aggregate::Min => {
+                        if !*has || v < *score {
+                            *score = v;
+                        }
+                        *has = true;
                     }
-                    *has = true;
-                }
-                Aggregate::Max => {
-                    if !*has || v > *score {
-                        *score = v;
+                    Aggregate::Max => {
+                        if !*has || v > *score {
+                            *score = v;
+                        }
+                        *has = true;
                     }
-                    *has = true;
                 }
             }
-        });
+        }
     }
 
     fn check_input(&self, cols: usize) -> TractResult<()> {
