@@ -5,8 +5,41 @@
 //! model that any number of threads can [`Model::run`] at the same time, on any batch size.
 //!
 //! [`Tensor`] is the currency: a shape and one typed, row-major buffer.
+//!
+//! # Design
+//!
+//! - **tract runs the graph.** The bytes are decoded with tract-onnx's protobuf types, checked
+//!   (every operator must be one tract or we implement, in the default or `ai.onnx.ml` domain),
+//!   and handed to tract, which infers types and shapes with the batch axis as the symbol `N`,
+//!   optimizes once and builds one plan. Each call to [`Model::run`] borrows a tract state from
+//!   a pool (one per concurrent caller, reused, so a call does not rebuild it) and converts
+//!   tensors once on the way in and once on the way out.
+//! - **The ONNX-ML operators are ours** (module `ml`): `TreeEnsembleClassifier`,
+//!   `TreeEnsembleRegressor`, `LinearClassifier`, `LinearRegressor`, `SVMClassifier`,
+//!   `SVMRegressor`, `Scaler`, `Imputer`, `Binarizer`, `Normalizer`, `OneHotEncoder`,
+//!   `LabelEncoder`, `ArrayFeatureExtractor`, `CategoryMapper`. tract 0.23 lacks most of them,
+//!   rejects scikit-learn's binary gradient boosting, and its tree walk is slow; and each must
+//!   match onnxruntime, the reference the models were validated against, down to its special
+//!   cases (binary classifiers with one score column, `base_values`, post transforms,
+//!   "has a score" flags). Each is a kernel plugged into tract's operator table, replacing
+//!   tract's own where tract has one; tract still runs everything else (`Cast`, `Concat`,
+//!   `Gemm`, `Softmax`, ...).
+//! - **The tree kernel** flattens every tree into structure-of-arrays node tables (feature,
+//!   threshold, true child, false child, mode flags; leaves hold their weight range) and walks
+//!   blocks of rows tree by tree, so a tree stays in cache for the whole block; a branch-free
+//!   comparison is chosen once per ensemble when all nodes share one mode. The hot loop neither
+//!   allocates nor builds errors.
+//! - **A trailing `ZipMap`** (a list of maps per row, which is no tensor) is stripped at load:
+//!   its input tensor is served under the ZipMap's output name.
 
+mod convert;
+mod load;
+mod ml;
 mod tensor;
+
+use std::sync::{Arc, Mutex};
+
+use tract_onnx::prelude::{TypedSimplePlan, TypedSimpleState};
 
 pub use tensor::{DataType, Tensor, TensorData};
 
@@ -64,12 +97,22 @@ pub enum RunError {
 pub struct Model {
     inputs: Vec<IoSpec>,
     outputs: Vec<IoSpec>,
+    plan: Arc<TypedSimplePlan>,
+    /// Idle run states, reused so that a call does not rebuild one; grows to the number of
+    /// concurrent callers.
+    states: Mutex<Vec<TypedSimpleState>>,
 }
 
 impl Model {
     /// Loads and optimizes a model from its ONNX bytes.
-    pub fn load(_bytes: &[u8]) -> Result<Model, LoadError> {
-        Err(LoadError::Invalid("not implemented yet".into()))
+    pub fn load(bytes: &[u8]) -> Result<Model, LoadError> {
+        let loaded = load::load(bytes)?;
+        Ok(Model {
+            inputs: loaded.inputs,
+            outputs: loaded.outputs,
+            plan: loaded.plan,
+            states: Mutex::new(Vec::new()),
+        })
     }
 
     /// The inputs, in the order [`Model::run`] takes them.
@@ -86,7 +129,33 @@ impl Model {
     /// Runs the model on one tensor per input, in [`Model::inputs`] order; returns one tensor per
     /// output, in [`Model::outputs`] order. The first dimension is the batch: rows are
     /// independent, so row `i` of every output belongs to row `i` of the inputs.
-    pub fn run(&self, _inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
-        Err(RunError::Failed("not implemented yet".into()))
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
+        let values = convert::inputs(&self.inputs, inputs)?;
+        let idle = self.states.lock().ok().and_then(|mut s| s.pop());
+        let mut state = match idle {
+            Some(state) => state,
+            None => self
+                .plan
+                .spawn()
+                .map_err(|e| RunError::Failed(format!("{e:#}")))?,
+        };
+        let outputs = state
+            .run(values)
+            .map_err(|e| RunError::Failed(format!("{e:#}")))?;
+        if let Ok(mut idle) = self.states.lock() {
+            idle.push(state);
+        }
+        convert::outputs(&self.outputs, outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_is_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Model>();
     }
 }
