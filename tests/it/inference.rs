@@ -421,7 +421,7 @@ async fn bad_input_says_what_was_expected() {
         ("wrong name", Box::new(|r| r.inputs[0].name = "x".into()), "unexpected input \"x\""),
         ("wrong datatype", Box::new(|r| r.inputs[0].datatype = "FP64".into()), "expects FP32"),
         ("unknown datatype", Box::new(|r| r.inputs[0].datatype = "FLOAT".into()), "unknown or unsupported datatype"),
-        ("wrong shape", Box::new(|r| r.inputs[0].shape = vec![2, 15]), "expects [-1, 30]"),
+        ("wrong shape", Box::new(|r| r.inputs[0].shape = vec![4, 15]), "expects [-1, 30]"),
         ("wrong rank", Box::new(|r| r.inputs[0].shape = vec![60]), "expects [-1, 30]"),
         ("negative dim", Box::new(|r| r.inputs[0].shape = vec![-2, 30]), "negative dimension"),
         ("short raw", Box::new(|r| r.raw_input_contents[0] = r.raw_input_contents[0].slice(4..)), "need 240"),
@@ -717,6 +717,7 @@ async fn a_full_queue_is_resource_exhausted_and_a_late_request_times_out() {
         "q",
         params(&[
             ("dynamic_batching", P::BoolParam(true)),
+            ("max_batch_size", P::Int64Param(8)),
             ("max_queue_delay_us", P::Int64Param(50_000)),
         ]),
     )

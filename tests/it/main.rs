@@ -4,6 +4,8 @@
 mod artifacts_limits;
 mod empty_writes;
 mod events;
+mod inference;
+mod inference_rest;
 mod kafka;
 mod kit;
 mod logged_models;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use mlops_events::BusArgs;
+use mlops_inference::Inference;
 use mlops_kit::{entry, Composition, Entry, Local};
 use mlops_mlflow::Gateway;
 use mlops_registry::Registry;
@@ -36,6 +37,15 @@ pub struct UpArgs {
     /// The MLflow REST API's admin HTTP address.
     #[arg(long, default_value = "127.0.0.1:9095")]
     mlflow_admin_addr: String,
+    /// The inference service's gRPC address (Triton's GRPCInferenceService).
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    inference_addr: String,
+    /// The inference service's HTTP address (the Open Inference Protocol over HTTP/JSON).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    inference_http_addr: String,
+    /// The inference service's admin HTTP address (/metrics with Triton's metric names).
+    #[arg(long, default_value = "127.0.0.1:8002")]
+    inference_admin_addr: String,
     /// Where run artifacts go instead of <data-dir>/artifacts: a directory or
     /// s3://BUCKET/PREFIX (with the AWS_* variables for endpoint and credentials);
     /// registered model files then go under <root>/models instead of <data-dir>/models.
@@ -46,8 +56,13 @@ pub struct UpArgs {
 /// Every service `mlops up` runs, callees before callers: one line per service.
 /// `mlops up` stops them in the reverse order (the MLflow gateway first: the
 /// requests it drains still reach the services).
-fn services() -> [Entry; 3] {
-    [entry::<Tracking>(), entry::<Registry>(), entry::<Gateway>()]
+fn services() -> [Entry; 4] {
+    [
+        entry::<Tracking>(),
+        entry::<Registry>(),
+        entry::<Inference>(),
+        entry::<Gateway>(),
+    ]
 }
 
 /// The environment variables each service of `mlops up` reads, with their help: the
@@ -142,6 +157,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_fixed_ports()
         .with_ports("tracking", &args.tracking_addr, &args.tracking_admin_addr)
         .with_ports("registry", &args.registry_addr, &args.registry_admin_addr)
+        .with_ports("inference", &args.inference_addr, &args.inference_admin_addr)
+        .with_http_port("inference", &args.inference_http_addr)
         .with_ports("mlflow", &args.mlflow_addr, &args.mlflow_admin_addr);
     local.artifact_root = args.artifact_root.clone();
     let mut platform = Composition::new(local);

@@ -131,6 +131,9 @@ fn inputs_of(loaded: &Loaded, req: &mut pb::ModelInferRequest) -> Result<(usize,
                 input.datatype
             ))
         })?;
+        // The type first: a wrong datatype also makes the byte count wrong, and the type is
+        // the mistake to report.
+        loaded.check_datatype(name, dtype)?;
         let count = element_count(name, &input.shape)?;
         let declared = match (raw.get(i), element_size(dtype)) {
             (_, Some(size)) => count as u64 * size as u64,

@@ -69,11 +69,7 @@ impl Service for Inference {
         let (api, admin) = local.ports::<Self>();
         let mut c = InferenceConfig::defaults();
         c.server.listen.set(&api, &admin);
-        c.http_addr = if local.fixed_ports {
-            "127.0.0.1:8000".to_owned()
-        } else {
-            "127.0.0.1:0".to_owned()
-        };
+        c.http_addr = local.http_port::<Self>("127.0.0.1:8000");
         c.db.database_url = format!(
             "sqlite://{}",
             local.data_dir.join("inference.db").display()

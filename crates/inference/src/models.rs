@@ -149,6 +149,19 @@ impl Loaded {
         Ok((rows, out))
     }
 
+    /// Refuses an input whose datatype is not the model's (unknown names pass: [`Loaded::arrange`]
+    /// reports them with the model's inputs).
+    pub fn check_datatype(&self, name: &str, dtype: mlops_model::DataType) -> Result<()> {
+        match self.model.inputs().iter().find(|s| s.name == name) {
+            Some(spec) if spec.dtype != dtype => Err(invalid(format!(
+                "input {name:?} has datatype {}; the model expects {}",
+                datatype_name(dtype),
+                datatype_name(spec.dtype)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses a tensor of `bytes` bytes over the size limit, before it is decoded.
     pub fn check_size(&self, name: &str, bytes: u64) -> Result<()> {
         if bytes > self.max_tensor_bytes {

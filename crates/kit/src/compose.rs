@@ -32,6 +32,7 @@ pub struct Local {
     /// on free ports (`127.0.0.1:0`: tests, benchmarks) unless given others.
     pub fixed_ports: bool,
     ports: HashMap<String, (String, String)>,
+    http_ports: HashMap<String, String>,
     bound: HashMap<String, Addresses>,
 }
 
@@ -44,6 +45,7 @@ impl Local {
             bus: Arc::new(InProcessBus::new()),
             fixed_ports: false,
             ports: HashMap::new(),
+            http_ports: HashMap::new(),
             bound: HashMap::new(),
         }
     }
@@ -59,6 +61,23 @@ impl Local {
         self.ports
             .insert(name.to_owned(), (api.to_owned(), admin.to_owned()));
         self
+    }
+
+    /// Has the second (HTTP) API port of the service `name` listen on `addr`.
+    pub fn with_http_port(mut self, name: &str, addr: &str) -> Self {
+        self.http_ports.insert(name.to_owned(), addr.to_owned());
+        self
+    }
+
+    /// The address the second (HTTP) API port of `S` is to listen on: the one given, else
+    /// `fixed` when ports are fixed, else a free port.
+    pub fn http_port<S: Service>(&self, fixed: &str) -> String {
+        let name = <S::Config as ServiceConfig>::NAME;
+        match self.http_ports.get(name) {
+            Some(p) => p.clone(),
+            None if self.fixed_ports => fixed.to_owned(),
+            None => "127.0.0.1:0".to_owned(),
+        }
     }
 
     /// Has every service listen on its [`Service::LOCAL_PORTS`] unless given others.
