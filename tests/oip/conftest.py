@@ -1,0 +1,121 @@
+"""The `platform` fixture of the Open Inference Protocol tests: `mlops up` (tracking, registry,
+inference, MLflow gateway) on free loopback ports with a fresh data directory, the scikit-learn
+fixtures registered with `mlops models register`, stopped with SIGINT at the end.
+
+These tests run in venvs of their own (tritonclient and KServe's client cannot share one), so
+this conftest needs nothing beyond the standard library and pytest. MLOPS_BIN is required.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "sklearn"
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+
+@dataclass
+class Platform:
+    proc: subprocess.Popen
+    binary: str
+    registry: str
+    grpc: str
+    http: str
+    admin: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(text[-lines:])
+
+    def mlops(self, *args: str) -> str:
+        out = subprocess.run(
+            [self.binary, *args, "--registry-addr", f"http://{self.registry}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, f"mlops {' '.join(args)} failed: {out.stderr}"
+        return out.stdout
+
+    def register(self, name: str, fixture: str) -> None:
+        """Creates the registered model `name` and uploads the fixture as its next version."""
+        self.mlops("models", "create", name)
+        self.mlops("models", "register", name, "--file", str(FIXTURES / f"{fixture}.onnx"))
+
+
+def fixture_json(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _ready(admin: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{admin}/readyz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    binary = os.environ.get("MLOPS_BIN")
+    if not binary:
+        pytest.fail("MLOPS_BIN is not set: point it at the mlops binary (cargo build -p mlops-cli)", pytrace=False)
+    root = tmp_path_factory.mktemp("mlops")
+    p = [f"127.0.0.1:{port}" for port in free_ports(9)]
+    cmd = [
+        binary, "up", "--data-dir", str(root / "data"),
+        "--tracking-addr", p[0], "--tracking-admin-addr", p[1],
+        "--registry-addr", p[2], "--registry-admin-addr", p[3],
+        "--mlflow-addr", p[4], "--mlflow-admin-addr", p[5],
+        "--inference-addr", p[6], "--inference-http-addr", p[7], "--inference-admin-addr", p[8],
+    ]  # fmt: skip
+    log_path = root / "server.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
+    plat = Platform(proc, binary, p[2], p[6], p[7], p[8], log_path)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not _ready(plat.admin):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"`mlops up` did not become ready\n{plat.log_tail()}", pytrace=False)
+        time.sleep(0.1)
+
+    yield plat
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"`mlops up` did not exit within {STOP_TIMEOUT:g} s of SIGINT\n{plat.log_tail()}", pytrace=False)
+    finally:
+        log.close()
+    assert code == 0, f"`mlops up` exited with {code} after SIGINT\n{plat.log_tail()}"
