@@ -42,4 +42,4 @@ helm-lint: ## Lint and render the Helm chart
 
 clean: ## Remove build output and local data
 	cargo clean
-	rm -rf data .venv examples/python/gen
+	rm -rf data .venv .venv-triton .venv-kserve examples/python/gen

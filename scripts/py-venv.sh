@@ -3,19 +3,21 @@
 #
 #   scripts/py-venv.sh            # venv at $REPO/.venv
 #   MLOPS_VENV=/tmp/v scripts/py-venv.sh
+#   MLOPS_VENV=.venv-triton MLOPS_VENV_REQUIREMENTS=tests/oip/requirements-triton.txt scripts/py-venv.sh
 #
 # Idempotent: the venv is created with `python3 -m venv` only when missing, and
 # tests/python/requirements.txt is installed only when it changed since the last
 # successful install (the venv keeps the file's sha256 in .requirements.sha256).
 # A second run with nothing to do takes a few milliseconds.
 #
-# Environment: MLOPS_VENV (venv path), PYTHON (interpreter to create it with,
+# Environment: MLOPS_VENV (venv path), MLOPS_VENV_REQUIREMENTS (the requirements file,
+# default tests/python/requirements.txt), PYTHON (interpreter to create it with,
 # default python3).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MLOPS_VENV:-$REPO/.venv}"
-REQ="$REPO/tests/python/requirements.txt"
+REQ="${MLOPS_VENV_REQUIREMENTS:-$REPO/tests/python/requirements.txt}"
 STAMP="$VENV/.requirements.sha256"
 PYTHON="${PYTHON:-python3}"
 
@@ -70,7 +72,7 @@ if [[ "$want" != "$have" ]]; then
   # install is retried next time.
   echo "$want" >"$STAMP.tmp"
   mv -f "$STAMP.tmp" "$STAMP"
-  actions+=("installed tests/python/requirements.txt")
+  actions+=("installed $REQ")
 fi
 
 elapsed="$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')"

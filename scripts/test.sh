@@ -40,5 +40,13 @@ cargo build -p mlops-cli --locked
 scripts/py-venv.sh
 MLOPS_BIN="$CARGO_TARGET_DIR/debug/mlops" .venv/bin/python -m pytest -q tests/python
 
+# The anchors' own clients against the inference service, each in its own venv (tritonclient
+# and KServe's SDK pin different protobuf and grpcio versions and cannot share a process).
+log "Python tests (tritonclient and KServe's client against mlops up's inference service)"
+MLOPS_VENV="$REPO/.venv-triton" MLOPS_VENV_REQUIREMENTS="$REPO/tests/oip/requirements-triton.txt" scripts/py-venv.sh
+MLOPS_VENV="$REPO/.venv-kserve" MLOPS_VENV_REQUIREMENTS="$REPO/tests/oip/requirements-kserve.txt" scripts/py-venv.sh
+(cd tests/oip && MLOPS_BIN="$CARGO_TARGET_DIR/debug/mlops" "$REPO/.venv-triton/bin/python" -m pytest -q -p no:cacheprovider test_tritonclient_grpc.py test_tritonclient_http.py)
+(cd tests/oip && MLOPS_BIN="$CARGO_TARGET_DIR/debug/mlops" "$REPO/.venv-kserve/bin/python" -m pytest -q -p no:cacheprovider test_kserve_client.py)
+
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
 log "make test passed in $(( $(date +%s) - START )) s"
