@@ -9,9 +9,15 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 ensure_postgres
 export MLOPS_TEST_POSTGRES_URL=${MLOPS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 export MLOPS_BENCH_DIR=${MLOPS_BENCH_DIR:-$CARGO_TARGET_DIR/bench}
+mkdir -p "$MLOPS_BENCH_DIR"
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench tracking
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench registry
+# Inference: in-process (no gRPC) per model, the JSON line onnx_serving.py writes, then gRPC.
+RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-model --bench onnx_serving >"$MLOPS_BENCH_DIR/ours-onnx.jsonl"
+cat "$MLOPS_BENCH_DIR/ours-onnx.jsonl"
+RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench inference
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
 echo "compare with MLflow (run ../shared/bench/peers/run_all.sh mlflow_tracking mlflow_registry first):"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-sqlite.jsonl $MLOPS_BENCH_DIR/ours-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"
+echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-onnx.jsonl --names onnxruntime,mlops  (run_all.sh onnx_serving first)"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-registry-sqlite.jsonl $MLOPS_BENCH_DIR/ours-registry-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"
