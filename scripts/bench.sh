@@ -15,6 +15,10 @@ RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench registry
 # Inference: in-process (no gRPC) per model, the JSON line onnx_serving.py writes, then gRPC.
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-model --bench onnx_serving >"$MLOPS_BENCH_DIR/ours-onnx.jsonl"
 cat "$MLOPS_BENCH_DIR/ours-onnx.jsonl"
+# The same with RUST_BACKTRACE=1: the figures must not move (no error values on the hot path).
+RUST_BACKTRACE=1 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-model --bench onnx_serving >"$MLOPS_BENCH_DIR/ours-onnx-backtrace.jsonl"
+echo "with RUST_BACKTRACE=1:"
+cat "$MLOPS_BENCH_DIR/ours-onnx-backtrace.jsonl"
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench inference
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
 echo "compare with MLflow (run ../shared/bench/peers/run_all.sh mlflow_tracking mlflow_registry first):"
