@@ -143,7 +143,11 @@ impl Service for Inference {
         let api = GrpcInferenceServiceServer::new(grpc::OipApi::new(manager.clone()))
             .max_decoding_message_size(config.server.decoding_limit())
             .max_encoding_message_size(config.server.encoding_limit());
-        let router = rest::router(manager.clone(), config.server.auth_tokens.clone());
+        let router = rest::router(
+            manager.clone(),
+            config.server.auth_tokens.clone(),
+            config.server.decoding_limit(),
+        );
         Runner::grpc(
             "inference",
             listeners,
