@@ -32,10 +32,9 @@ type Oip = GrpcInferenceServiceClient<Channel>;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sklearn");
 
 fn first_rows(name: &str) -> (usize, Vec<f32>) {
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{FIXTURES}/{name}.json")).unwrap(),
-    )
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{name}.json")).unwrap())
+            .unwrap();
     let input = &json["inputs"][0];
     let width = input["shape"][1].as_u64().unwrap() as usize;
     let data = input["data"]
@@ -96,7 +95,9 @@ async fn closed_loop(
             let mut i = k;
             while start.elapsed() < duration {
                 let t = Instant::now();
-                c.model_infer(single_row(&model, width, &data, i)).await.unwrap();
+                c.model_infer(single_row(&model, width, &data, i))
+                    .await
+                    .unwrap();
                 lats.push(t.elapsed());
                 i += clients;
             }
@@ -189,7 +190,14 @@ fn main() {
         println!("\n== inference over gRPC on loopback (release build, clients in-process)");
         println!(
             "{:<7} {:>10} {:>10} {:>12} {:>10} {:>10} {:>13} {:>10}",
-            "model", "1-cl p50", "1-cl p99", "sat. rows/s", "½sat p50", "½sat p99", "batched rows/s", "batch p99"
+            "model",
+            "1-cl p50",
+            "1-cl p99",
+            "sat. rows/s",
+            "½sat p50",
+            "½sat p99",
+            "batched rows/s",
+            "batch p99"
         );
         for name in ["logreg", "rf", "gbdt", "mlp"] {
             r.create_registered_model(rpb::CreateRegisteredModelRequest {
@@ -211,18 +219,24 @@ fn main() {
             msgs.push(rpb::UploadModelVersionRequest {
                 item: Some(rpb::upload_model_version_request::Item::Chunk(bytes)),
             });
-            r.upload_model_version(futures::stream::iter(msgs)).await.unwrap();
+            r.upload_model_version(futures::stream::iter(msgs))
+                .await
+                .unwrap();
             let (width, data) = first_rows(name);
             let data = Arc::new(data);
             load(&mut c, name, false).await;
             // Warm-up, then one client, one call at a time.
             for i in 0..200 {
-                c.model_infer(single_row(name, width, &data, i)).await.unwrap();
+                c.model_infer(single_row(name, width, &data, i))
+                    .await
+                    .unwrap();
             }
             let mut one = Vec::new();
             for i in 0..2000 {
                 let t = Instant::now();
-                c.model_infer(single_row(name, width, &data, i)).await.unwrap();
+                c.model_infer(single_row(name, width, &data, i))
+                    .await
+                    .unwrap();
                 one.push(t.elapsed());
             }
             let (saturation, sat_lats) = closed_loop(addr, name, width, &data, 64, duration).await;

@@ -157,7 +157,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_fixed_ports()
         .with_ports("tracking", &args.tracking_addr, &args.tracking_admin_addr)
         .with_ports("registry", &args.registry_addr, &args.registry_admin_addr)
-        .with_ports("inference", &args.inference_addr, &args.inference_admin_addr)
+        .with_ports(
+            "inference",
+            &args.inference_addr,
+            &args.inference_admin_addr,
+        )
         .with_http_port("inference", &args.inference_http_addr)
         .with_ports("mlflow", &args.mlflow_addr, &args.mlflow_admin_addr);
     local.artifact_root = args.artifact_root.clone();

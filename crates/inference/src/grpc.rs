@@ -206,9 +206,11 @@ fn check_requested(loaded: &Loaded, req: &pb::ModelInferRequest) -> Result<Vec<S
             ));
         }
         if !loaded.model.outputs().iter().any(|s| s.name == out.name) {
-            return Err(select_outputs(loaded, vec![], std::slice::from_ref(&out.name))
-                .err()
-                .unwrap_or_else(|| invalid("unknown output")));
+            return Err(
+                select_outputs(loaded, vec![], std::slice::from_ref(&out.name))
+                    .err()
+                    .unwrap_or_else(|| invalid("unknown output")),
+            );
         }
     }
     Ok(req.outputs.iter().map(|o| o.name.clone()).collect())
@@ -410,7 +412,10 @@ pub fn statistics(loaded: &Loaded) -> pb::ModelStatistics {
 }
 
 /// The repository index: every registered model, with its state here.
-pub async fn index(manager: &Manager, ready_only: bool) -> Result<Vec<pb::repository_index_response::ModelIndex>> {
+pub async fn index(
+    manager: &Manager,
+    ready_only: bool,
+) -> Result<Vec<pb::repository_index_response::ModelIndex>> {
     let listed = manager.repository().list().await?;
     let slots = manager.slots();
     let mut out = Vec::with_capacity(listed.len());
@@ -421,11 +426,7 @@ pub async fn index(manager: &Manager, ready_only: bool) -> Result<Vec<pb::reposi
                 let (state, reason) = slot.state();
                 (state, reason, String::new())
             }
-            None => (
-                "UNAVAILABLE",
-                "not loaded".to_owned(),
-                String::new(),
-            ),
+            None => ("UNAVAILABLE", "not loaded".to_owned(), String::new()),
         };
         if ready_only && state != "READY" {
             continue;
@@ -460,7 +461,10 @@ fn unsupported(what: &str) -> Status {
 
 #[tonic::async_trait]
 impl GrpcInferenceService for OipApi {
-    async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> Answer<pb::ServerLiveResponse> {
+    async fn server_live(
+        &self,
+        _: Request<pb::ServerLiveRequest>,
+    ) -> Answer<pb::ServerLiveResponse> {
         Ok(Response::new(pb::ServerLiveResponse { live: true }))
     }
 
@@ -506,8 +510,9 @@ impl GrpcInferenceService for OipApi {
         Ok(Response::new(self.infer(req.into_inner()).await?))
     }
 
-    type ModelStreamInferStream =
-        Pin<Box<dyn Stream<Item = std::result::Result<pb::ModelStreamInferResponse, Status>> + Send>>;
+    type ModelStreamInferStream = Pin<
+        Box<dyn Stream<Item = std::result::Result<pb::ModelStreamInferResponse, Status>> + Send>,
+    >;
 
     async fn model_stream_infer(
         &self,
@@ -607,7 +612,9 @@ impl GrpcInferenceService for OipApi {
         &self,
         _: Request<pb::SystemSharedMemoryStatusRequest>,
     ) -> Answer<pb::SystemSharedMemoryStatusResponse> {
-        Ok(Response::new(pb::SystemSharedMemoryStatusResponse::default()))
+        Ok(Response::new(
+            pb::SystemSharedMemoryStatusResponse::default(),
+        ))
     }
 
     async fn system_shared_memory_register(

@@ -70,10 +70,7 @@ impl Service for Inference {
         let mut c = InferenceConfig::defaults();
         c.server.listen.set(&api, &admin);
         c.http_addr = local.http_port::<Self>("127.0.0.1:8000");
-        c.db.database_url = format!(
-            "sqlite://{}",
-            local.data_dir.join("inference.db").display()
-        );
+        c.db.database_url = format!("sqlite://{}", local.data_dir.join("inference.db").display());
         c.model_cache_dir = local.data_dir.join("model-cache").display().to_string();
         c.registry_addr = local.callee("registry");
         c
@@ -91,7 +88,10 @@ impl Service for Inference {
 
     /// Connects the database, the registry client and the model cache, and binds the three
     /// ports. Models recorded before a restart load in the background once it runs.
-    async fn bind(config: InferenceConfig, _bus: Option<Arc<dyn EventBus>>) -> anyhow::Result<Self> {
+    async fn bind(
+        config: InferenceConfig,
+        _bus: Option<Arc<dyn EventBus>>,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context;
         use mlops_runtime::config::ServiceConfig;
         config.validate()?;
@@ -157,12 +157,16 @@ impl Service for Inference {
         )
         .with_http(http, router)
         .database(&db)
-        .task("restore-models", OnFailure::Unready, move |stop| async move {
-            manager.restore(stop.clone()).await?;
-            // Restoring is done; the task stays until shutdown so its end is not a failure.
-            stop.cancelled().await;
-            Ok(())
-        })
+        .task(
+            "restore-models",
+            OnFailure::Unready,
+            move |stop| async move {
+                manager.restore(stop.clone()).await?;
+                // Restoring is done; the task stays until shutdown so its end is not a failure.
+                stop.cancelled().await;
+                Ok(())
+            },
+        )
         .run(shutdown)
         .await
     }

@@ -197,7 +197,9 @@ impl Loaded {
             Ok(ran) => {
                 add(&self.stats.success, elapsed);
                 add(&self.stats.queue, ran.queued);
-                self.stats.inference_count.fetch_add(rows as u64, Ordering::Relaxed);
+                self.stats
+                    .inference_count
+                    .fetch_add(rows as u64, Ordering::Relaxed);
                 self.stats
                     .last_inference_ms
                     .store(mlops_storage::now_millis() as u64, Ordering::Relaxed);
@@ -240,7 +242,9 @@ impl Loaded {
             Ok((outputs, started - arrived, started.elapsed()))
         })
         .await
-        .map_err(|e| InferenceError::Internal(format!("the model's computation panicked: {e}")))??;
+        .map_err(|e| {
+            InferenceError::Internal(format!("the model's computation panicked: {e}"))
+        })??;
         let (outputs, queued, computed) = ran;
         executed(&self.stats, &self.series, rows, computed);
         Ok(Ran { outputs, queued })
@@ -278,7 +282,6 @@ impl Loaded {
             ))
         })?
     }
-
 }
 
 /// Counts one execution of `rows` rows that took `computed`.
@@ -341,8 +344,7 @@ fn check_tensor(spec: &IoSpec, t: &Tensor) -> Result<()> {
         )));
     }
     let fits = t.shape.len() == spec.shape.len()
-        && t
-            .shape
+        && t.shape
             .iter()
             .zip(&spec.shape)
             .all(|(&got, want)| want.is_none_or(|w| w == got));
@@ -385,10 +387,9 @@ async fn batcher(loaded: Arc<BatchTarget>, mut jobs: mpsc::Receiver<Job>) {
                 Ok(j) => Some(j),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(window, jobs.recv()).await {
-                        Ok(j) => j,
-                        Err(_) => None,
-                    }
+                    tokio::time::timeout_at(window, jobs.recv())
+                        .await
+                        .unwrap_or_default()
                 }
             };
             let Some(job) = next else { break };
@@ -758,12 +759,18 @@ impl Manager {
 
     /// Loads every model recorded before a restart, retrying while the registry cannot be
     /// reached; a model that cannot be loaded for another reason is left failed, with why.
-    pub async fn restore(&self, stop: mlops_runtime::shutdown::CancellationToken) -> anyhow::Result<()> {
+    pub async fn restore(
+        &self,
+        stop: mlops_runtime::shutdown::CancellationToken,
+    ) -> anyhow::Result<()> {
         let stored = self.inner.store.all().await?;
         for s in stored {
             let mut wait = Duration::from_millis(200);
             loop {
-                match self.load(&s.name, s.selector.clone(), s.settings.clone()).await {
+                match self
+                    .load(&s.name, s.selector.clone(), s.settings.clone())
+                    .await
+                {
                     Ok(_) => break,
                     Err(InferenceError::Unavailable(reason)) => {
                         tracing::warn!(model = %s.name, %reason, "cannot restore the model yet; retrying");

@@ -107,7 +107,8 @@ impl Repository {
     where
         Req: Clone,
         F: Fn(RegistryClient, Req) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+        Fut:
+            std::future::Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         retry(&Backoff::default(), || f(self.api(), req.clone()))
             .await
@@ -144,7 +145,7 @@ impl Repository {
             )
             .await?
             .registered_model
-        .ok_or_else(|| InferenceError::Internal("the registry answered no model".into()))?;
+            .ok_or_else(|| InferenceError::Internal("the registry answered no model".into()))?;
         let alias = match selector {
             Selector::Alias(a) => Some(a.clone()),
             Selector::Default if model.aliases.iter().any(|a| a.alias == "champion") => {
@@ -296,9 +297,16 @@ impl Repository {
                     |mut api, req| async move { api.search_registered_models(req).await },
                 )
                 .await?;
-            out.extend(page.registered_models.into_iter().map(|m| Listed {
-                latest_version: m.latest_versions.iter().map(|v| v.version).max().unwrap_or(0),
-                name: m.name,
+            out.extend(page.registered_models.into_iter().map(|m| {
+                Listed {
+                    latest_version: m
+                        .latest_versions
+                        .iter()
+                        .map(|v| v.version)
+                        .max()
+                        .unwrap_or(0),
+                    name: m.name,
+                }
             }));
             if page.next_page_token.is_empty() {
                 return Ok(out);

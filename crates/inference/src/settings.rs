@@ -86,7 +86,11 @@ fn uint(key: &str, v: &Value) -> Result<u64> {
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
-    .ok_or_else(|| invalid(format!("parameter {key:?} must be a non-negative integer, not {v}")))
+    .ok_or_else(|| {
+        invalid(format!(
+            "parameter {key:?} must be a non-negative integer, not {v}"
+        ))
+    })
 }
 
 fn u32_of(key: &str, v: &Value) -> Result<u32> {
@@ -121,7 +125,10 @@ pub fn from_load_parameters(
     base: &Settings,
     params: &HashMap<String, Value>,
 ) -> Result<(Selector, Settings)> {
-    if let Some(unknown) = params.keys().find(|k| !LOAD_PARAMETERS.contains(&k.as_str())) {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !LOAD_PARAMETERS.contains(&k.as_str()))
+    {
         return Err(invalid(format!(
             "unknown load parameter {unknown:?}; known: {}",
             LOAD_PARAMETERS.join(", ")
@@ -159,14 +166,18 @@ pub fn from_load_parameters(
         if let Some(db) = c.get("dynamic_batching") {
             s.dynamic_batching = true;
             if let Some(v) = db.get("max_queue_delay_microseconds") {
-                s.max_queue_delay_us = uint("config.dynamic_batching.max_queue_delay_microseconds", v)?;
+                s.max_queue_delay_us =
+                    uint("config.dynamic_batching.max_queue_delay_microseconds", v)?;
             }
             if let Some(v) = db.get("preferred_batch_size") {
                 s.preferred_batch_size = sizes("config.dynamic_batching.preferred_batch_size", v)?;
             }
             if let Some(policy) = db.get("default_queue_policy") {
                 if let Some(v) = policy.get("max_queue_size") {
-                    s.max_queue_size = u32_of("config.dynamic_batching.default_queue_policy.max_queue_size", v)?;
+                    s.max_queue_size = u32_of(
+                        "config.dynamic_batching.default_queue_policy.max_queue_size",
+                        v,
+                    )?;
                 }
                 if let Some(v) = policy.get("default_timeout_microseconds") {
                     s.default_timeout_us = uint(
@@ -215,7 +226,9 @@ mod tests {
     fn flat_parameters_and_triton_config_override_the_defaults() {
         let (sel, s) = from_load_parameters(
             &base(),
-            &params(json!({"version": "3", "dynamic_batching": true, "preferred_batch_size": "4,8"})),
+            &params(
+                json!({"version": "3", "dynamic_batching": true, "preferred_batch_size": "4,8"}),
+            ),
         )
         .unwrap();
         assert_eq!(sel, Selector::Version(3));
@@ -223,9 +236,11 @@ mod tests {
         assert_eq!(s.preferred_batch_size, vec![4, 8]);
         let config = r#"{"max_batch_size": 32, "dynamic_batching": {"max_queue_delay_microseconds": 100,
             "preferred_batch_size": [16], "default_queue_policy": {"max_queue_size": 7}}}"#;
-        let (sel, s) =
-            from_load_parameters(&base(), &params(json!({"config": config, "alias": "champion"})))
-                .unwrap();
+        let (sel, s) = from_load_parameters(
+            &base(),
+            &params(json!({"config": config, "alias": "champion"})),
+        )
+        .unwrap();
         assert_eq!(sel, Selector::Alias("champion".into()));
         assert_eq!(
             (s.max_batch_size, s.max_queue_delay_us, s.max_queue_size),
@@ -241,7 +256,10 @@ mod tests {
             (json!({"version": -1}), "non-negative integer"),
             (json!({"version": 1, "alias": "a"}), "not both"),
             (json!({"max_batch_size": 0}), "at least 1"),
-            (json!({"preferred_batch_size": [128]}), "not between 1 and max_batch_size"),
+            (
+                json!({"preferred_batch_size": [128]}),
+                "not between 1 and max_batch_size",
+            ),
             (json!({"config": "{"}), "not JSON"),
             (json!({"dynamic_batching": "yes"}), "true or false"),
         ] {

@@ -77,10 +77,11 @@ impl Store {
 
     /// Every served model. A row this version cannot read is skipped with a warning.
     pub async fn all(&self) -> Result<Vec<Stored>> {
-        let rows =
-            sqlx::query("SELECT name, selector, settings, version FROM inference_models ORDER BY name")
-                .fetch_all(self.db.reader())
-                .await?;
+        let rows = sqlx::query(
+            "SELECT name, selector, settings, version FROM inference_models ORDER BY name",
+        )
+        .fetch_all(self.db.reader())
+        .await?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {
