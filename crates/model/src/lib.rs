@@ -29,12 +29,17 @@
 //!   blocks of rows tree by tree, so a tree stays in cache for the whole block; a branch-free
 //!   comparison is chosen once per ensemble when all nodes share one mode. The hot loop neither
 //!   allocates nor builds errors.
+//! - **A few of tract's ops are swapped for ours after optimization** where tract 0.23 is slow
+//!   on a symbolic batch of short rows: a softmax over the trailing axes (module `softmax`) and
+//!   `x op c` with a constant row `c` (module `rowwise`). Both compute each element with the
+//!   same `f32` operations.
 //! - **A trailing `ZipMap`** (a list of maps per row, which is no tensor) is stripped at load:
 //!   its input tensor is served under the ZipMap's output name.
 
 mod convert;
 mod load;
 mod ml;
+mod softmax;
 mod tensor;
 
 use std::sync::{Arc, Mutex};
