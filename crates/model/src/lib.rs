@@ -39,6 +39,7 @@
 mod convert;
 mod load;
 mod ml;
+mod rowwise;
 mod softmax;
 mod tensor;
 

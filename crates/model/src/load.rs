@@ -192,6 +192,7 @@ fn build(proto: &ModelProto, inputs: &[IoSpec]) -> Result<Loaded, LoadError> {
     }
     let mut typed = model.into_optimized().map_err(from_tract)?;
     crate::softmax::swap_in(&mut typed).map_err(from_tract)?;
+    crate::rowwise::swap_in(&mut typed).map_err(from_tract)?;
     let names: Vec<String> = proto
         .graph
         .as_ref()
