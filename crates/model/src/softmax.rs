@@ -85,7 +85,9 @@ fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
+        // below -87 `exp` leaves the normal range and libm takes a slow underflow path; the
+        // clamped value, about 1.6e-38, is as good as nothing beside the row's maximum's 1
+        *v = (*v - max).max(-87.0).exp();
         sum += *v;
     }
     let scale = sum.recip();
@@ -107,5 +109,9 @@ mod tests {
         let mut big = [1000.0f32, 1000.0];
         softmax(&mut big);
         assert_eq!(big, [0.5, 0.5]);
+        let mut far = [0.0f32, -1000.0];
+        softmax(&mut far);
+        assert_eq!(far[0], 1.0);
+        assert!(far[1] < 1e-37);
     }
 }
