@@ -24,17 +24,23 @@
 //!   "has a score" flags). Each is a kernel plugged into tract's operator table, replacing
 //!   tract's own where tract has one; tract still runs everything else (`Cast`, `Concat`,
 //!   `Gemm`, `Softmax`, ...).
-//! - **The tree kernel** flattens every tree into structure-of-arrays node tables (feature,
-//!   threshold, true child, false child, mode flags; leaves hold their weight range) and walks
-//!   blocks of rows tree by tree, so a tree stays in cache for the whole block; a branch-free
-//!   comparison is chosen once per ensemble when all nodes share one mode. The hot loop neither
-//!   allocates nor builds errors.
+//! - **The tree kernel** flattens every tree into node tables and walks blocks of rows tree
+//!   by tree, so a tree stays in cache for the whole block. Ensembles of one order comparison
+//!   without missing-value tracking (all of scikit-learn's) also get a compact layout walked
+//!   without branches or bounds checks, several rows side by side (see `ml::tree`). The hot
+//!   loop neither allocates nor builds errors.
+//! - **A few of tract's ops are swapped for ours after optimization** where tract 0.23 is slow
+//!   on a symbolic batch of short rows: a softmax over the trailing axes (module `softmax`) and
+//!   `x op c` with a constant row `c` (module `rowwise`). Both compute each element with the
+//!   same `f32` operations.
 //! - **A trailing `ZipMap`** (a list of maps per row, which is no tensor) is stripped at load:
 //!   its input tensor is served under the ZipMap's output name.
 
 mod convert;
 mod load;
 mod ml;
+mod rowwise;
+mod softmax;
 mod tensor;
 
 use std::sync::{Arc, Mutex};

@@ -4,10 +4,20 @@
 //! Layout: every node of every tree in flat arrays (structure of arrays) indexed by one node
 //! number: `feature` (or [`LEAF`]), `threshold`, `left` (taken when the comparison holds),
 //! `right`, `flags` (the comparison and the missing-value rule). A leaf keeps the range of its
-//! weights in `left`/`right` (first, count) and, as onnxruntime does for one-target ensembles,
-//! its first weight in `threshold`. Rows are walked in blocks: for each block of
+//! weights in `left`/`right` (first, count). Rows are walked in blocks: for each block of
 //! [`BLOCK`] rows, every tree in turn walks every row of the block, so a tree's nodes stay in
-//! cache while the block's scores accumulate. Nothing on that path allocates or fails.
+//! cache while the block's scores accumulate.
+//!
+//! When every branch uses one order comparison (`BRANCH_LEQ`, as scikit-learn exports, or
+//! `LT`, `GTE`, `GT`), none tracks missing values and every leaf has as many weights, the
+//! trees are also laid out compactly ([`Fast`]), and that is what runs: 16-byte nodes, each
+//! tree breadth first with a branch's children adjacent, so that a step is
+//! `child + !holds`, without a branch; a leaf's threshold is NaN, so it steps to itself, and
+//! [`LANES`] rows walk a tree side by side for its depth, their loads overlapping. Node and
+//! feature indices are masked to power-of-two sizes (each tree padded, the block's rows
+//! copied into rows of a power-of-two width) so that the walk has no bounds checks either.
+//! When every leaf adds to the same targets, sums skip the "has a score" bookkeeping.
+//! Nothing on these paths allocates (buffers are reused from block to block) or fails.
 
 use std::collections::{HashMap, HashSet};
 
@@ -52,12 +62,63 @@ struct Forest {
     right: Vec<u32>,
     flags: Vec<u8>,
     roots: Vec<u32>,
-    weight_target: Vec<u32>,
-    weight_value: Vec<f32>,
+    /// Leaf weights, (target, value), each leaf's together.
+    weights: Vec<(u32, f32)>,
     /// The one comparison all branches use, if they do.
     same_mode: Option<Mode>,
     has_missing: bool,
     max_feature: usize,
+    /// The compact layout walked without branches, when every branch uses one of the four
+    /// order comparisons and none tracks missing values.
+    fast: Option<Fast>,
+}
+
+/// A node of [`Fast`]: 16 bytes, the fields one step reads. A branch's children are
+/// adjacent: the true child at `child`, the false one at `child + 1`. A leaf has a NaN
+/// `threshold`, so every comparison fails and it steps to `child + 1`, itself; `leaf` indexes
+/// its weight range ([`INTERNAL`] on branches).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(16))]
+struct Node {
+    threshold: f32,
+    feature: u32,
+    child: u32,
+    leaf: u32,
+}
+
+/// `Node::leaf` of a branch.
+const INTERNAL: u32 = u32::MAX;
+/// Rows walked side by side through a tree.
+const LANES: usize = 8;
+/// The narrowest and widest row blocks of [`Fast`].
+const MIN_WIDTH: usize = 32;
+const MAX_WIDTH: usize = 256;
+
+/// The trees re-laid out for a branch-free walk: each tree's nodes breadth first, children
+/// adjacent, so a step is `child + !holds`.
+#[derive(Debug)]
+struct Fast {
+    mode: Mode,
+    /// Rows are copied into blocks this wide (a power of two past the highest feature read),
+    /// so that a masked feature index needs no bounds check.
+    width: usize,
+    nodes: Vec<Node>,
+    /// How many weights every leaf has.
+    per_leaf: usize,
+    /// The targets of every leaf's weights, in order, when all leaves have the same.
+    targets: Option<Vec<u32>>,
+    trees: Vec<FastTree>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FastTree {
+    /// Where its nodes start; children are numbered from there.
+    base: u32,
+    /// How many nodes it has, padded to a power of two.
+    size: u32,
+    /// Its longest root-to-leaf path: rows walk it side by side for this many steps, a leaf
+    /// stepping to itself.
+    depth: u32,
 }
 
 impl Forest {
@@ -193,12 +254,11 @@ impl Forest {
                 )));
             }
             if n_weights[leaf] == 0 {
-                f.left[leaf] = f.weight_value.len() as u32;
+                f.left[leaf] = f.weights.len() as u32;
                 f.threshold[leaf] = w_values[k];
             }
             n_weights[leaf] += 1;
-            f.weight_target.push(target as u32);
-            f.weight_value.push(w_values[k]);
+            f.weights.push((target as u32, w_values[k]));
         }
         for i in 0..n {
             if f.feature[i] == LEAF {
@@ -212,7 +272,91 @@ impl Forest {
             }
         }
         f.check_acyclic(attrs)?;
+        if !f.has_missing
+            && matches!(
+                f.same_mode,
+                Some(Mode::Leq | Mode::Lt | Mode::Gte | Mode::Gt)
+            )
+        {
+            f.fast = f.compact();
+        }
         Ok(f)
+    }
+
+    /// The compact layout of [`Fast`], or `None` if it does not apply: leaves with different
+    /// numbers of weights, features past [`MAX_WIDTH`], indices that would not fit.
+    fn compact(&self) -> Option<Fast> {
+        let width = (self.max_feature + 1).next_power_of_two().max(MIN_WIDTH);
+        if width > MAX_WIDTH {
+            return None;
+        }
+        let mut fast = Fast {
+            mode: self.same_mode?,
+            width,
+            nodes: Vec::with_capacity(self.feature.len()),
+            per_leaf: 0,
+            targets: None,
+            trees: Vec::with_capacity(self.roots.len()),
+        };
+        let mut targets: Option<Vec<u32>> = None;
+        let mut same_targets = true;
+        for &root in &self.roots {
+            let base = fast.nodes.len();
+            // breadth first: (old index, depth); a branch reserves two adjacent slots
+            let mut order = vec![(root as usize, 0u32)];
+            let mut i = 0;
+            let mut deepest = 0;
+            while i < order.len() {
+                let (old, depth) = order[i];
+                let local = u32::try_from(i).ok()?;
+                let node = if self.feature[old] == LEAF {
+                    deepest = deepest.max(depth);
+                    let count = self.right[old] as usize;
+                    if fast.per_leaf == 0 {
+                        fast.per_leaf = count;
+                    } else if fast.per_leaf != count {
+                        return None;
+                    }
+                    let first = self.left[old] as usize;
+                    let these = self.weights[first..first + count].iter().map(|w| w.0);
+                    match &targets {
+                        None => targets = Some(these.collect()),
+                        Some(t) => same_targets &= t.iter().copied().eq(these),
+                    }
+                    Node {
+                        threshold: f32::NAN,
+                        feature: 0,
+                        child: local.wrapping_sub(1),
+                        leaf: self.left[old],
+                    }
+                } else {
+                    let child = u32::try_from(order.len()).ok()?;
+                    order.push((self.left[old] as usize, depth + 1));
+                    order.push((self.right[old] as usize, depth + 1));
+                    Node {
+                        threshold: self.threshold[old],
+                        feature: self.feature[old],
+                        child,
+                        leaf: INTERNAL,
+                    }
+                };
+                fast.nodes.push(node);
+                i += 1;
+            }
+            // pad to a power of two, so that a masked index needs no bounds check
+            let size = order.len().next_power_of_two();
+            let pad = fast.nodes[base];
+            fast.nodes.resize(base + size, pad);
+            fast.trees.push(FastTree {
+                base: u32::try_from(base).ok()?,
+                size: u32::try_from(size).ok()?,
+                depth: deepest,
+            });
+        }
+        if same_targets {
+            fast.targets = targets;
+        }
+        Some(fast)
     }
 
     /// Refuses a graph of nodes that loops, which would never reach a leaf.
@@ -233,32 +377,35 @@ impl Forest {
         Ok(())
     }
 
-    /// The leaf `x` reaches from `root`.
+    /// Calls `visit(leaves)` for every tree, in order, with the leaf it gives every row of `x`
+    /// (row `r`'s is `leaves[r]`: its weights' first index and count).
     #[inline(always)]
-    fn leaf(&self, root: u32, x: &[f32]) -> usize {
-        match (self.same_mode, self.has_missing) {
-            (Some(Mode::Leq), false) => self.walk(root, x, |v, t| v <= t),
-            (Some(Mode::Lt), false) => self.walk(root, x, |v, t| v < t),
-            (Some(Mode::Gte), false) => self.walk(root, x, |v, t| v >= t),
-            (Some(Mode::Gt), false) => self.walk(root, x, |v, t| v > t),
-            _ => self.walk_general(root, x),
-        }
-    }
-
-    #[inline(always)]
-    fn walk(&self, root: u32, x: &[f32], cmp: impl Fn(f32, f32) -> bool) -> usize {
-        let mut n = root as usize;
-        loop {
-            let f = self.feature[n];
-            if f == LEAF {
-                return n;
+    fn for_each_tree(
+        &self,
+        x: &[f32],
+        cols: usize,
+        scratch: &mut Scratch,
+        mut visit: impl FnMut(&[(u32, u32)]),
+    ) {
+        let rows = x.len() / cols.max(1);
+        let Some(fast) = &self.fast else {
+            let leaves = &mut scratch.leaves;
+            leaves.clear();
+            leaves.resize(rows, (0, 0));
+            for &root in &self.roots {
+                for (r, out) in leaves.iter_mut().enumerate() {
+                    let leaf = self.walk_general(root, &x[r * cols..(r + 1) * cols]);
+                    *out = (self.left[leaf], self.right[leaf]);
+                }
+                visit(leaves);
             }
-            let v = x[f as usize];
-            n = if cmp(v, self.threshold[n]) {
-                self.left[n]
-            } else {
-                self.right[n]
-            } as usize;
+            return;
+        };
+        match fast.width {
+            32 => fast.walk::<32>(x, cols, rows, scratch, &mut visit),
+            64 => fast.walk::<64>(x, cols, rows, scratch, &mut visit),
+            128 => fast.walk::<128>(x, cols, rows, scratch, &mut visit),
+            _ => fast.walk::<MAX_WIDTH>(x, cols, rows, scratch, &mut visit),
         }
     }
 
@@ -283,17 +430,109 @@ impl Forest {
             n = if holds { self.left[n] } else { self.right[n] } as usize;
         }
     }
+}
 
-    fn weights(&self, leaf: usize) -> std::ops::Range<usize> {
-        let first = self.left[leaf] as usize;
-        first..first + self.right[leaf] as usize
+impl Fast {
+    /// [`Forest::for_each_tree`] on the compact layout: the rows are copied into rows of `W`
+    /// features (`W` at least the highest feature read, plus one), then for every tree every
+    /// [`LANES`] rows walk side by side for the tree's depth, each step `child + !holds`.
+    #[inline(always)]
+    fn walk<const W: usize>(
+        &self,
+        x: &[f32],
+        cols: usize,
+        rows: usize,
+        scratch: &mut Scratch,
+        visit: &mut impl FnMut(&[(u32, u32)]),
+    ) {
+        let lanes = if rows == 1 { 1 } else { LANES };
+        let padded = rows.div_ceil(lanes) * lanes;
+        scratch.block.clear();
+        scratch.block.resize(padded * W, 0.0);
+        let block = scratch.block.as_chunks_mut::<W>().0;
+        let used = cols.min(W);
+        for (to, from) in block.iter_mut().zip(x.chunks_exact(cols.max(1))) {
+            to[..used].copy_from_slice(&from[..used]);
+        }
+        let block = &*block;
+        let leaves = &mut scratch.leaves;
+        leaves.clear();
+        leaves.resize(padded, (0, self.per_leaf as u32));
+        for tree in &self.trees {
+            let base = tree.base as usize;
+            let nodes = &self.nodes[base..base + tree.size as usize];
+            match (self.mode, lanes) {
+                (Mode::Leq, 1) => {
+                    tree_leaves::<W, 1>(nodes, tree.depth, block, leaves, |v, t| v <= t)
+                }
+                (Mode::Leq, _) => {
+                    tree_leaves::<W, LANES>(nodes, tree.depth, block, leaves, |v, t| v <= t)
+                }
+                (Mode::Lt, 1) => {
+                    tree_leaves::<W, 1>(nodes, tree.depth, block, leaves, |v, t| v < t)
+                }
+                (Mode::Lt, _) => {
+                    tree_leaves::<W, LANES>(nodes, tree.depth, block, leaves, |v, t| v < t)
+                }
+                (Mode::Gte, 1) => {
+                    tree_leaves::<W, 1>(nodes, tree.depth, block, leaves, |v, t| v >= t)
+                }
+                (Mode::Gte, _) => {
+                    tree_leaves::<W, LANES>(nodes, tree.depth, block, leaves, |v, t| v >= t)
+                }
+                (_, 1) => tree_leaves::<W, 1>(nodes, tree.depth, block, leaves, |v, t| v > t),
+                (_, _) => tree_leaves::<W, LANES>(nodes, tree.depth, block, leaves, |v, t| v > t),
+            }
+            visit(&leaves[..rows]);
+        }
+    }
+}
+
+/// The leaf (its first weight) one tree gives every row of `block`, into `leaves[r].0`: `L` rows
+/// side by side, `depth` steps each. `nodes.len()` is a power of two and every child index
+/// is below it, every feature below `W`: the masks only let the compiler drop bounds checks.
+#[inline(always)]
+fn tree_leaves<const W: usize, const L: usize>(
+    nodes: &[Node],
+    depth: u32,
+    block: &[[f32; W]],
+    leaves: &mut [(u32, u32)],
+    cmp: impl Fn(f32, f32) -> bool,
+) {
+    if nodes.is_empty() {
+        return;
+    }
+    let mask = nodes.len() - 1;
+    for (rows, out) in block.chunks_exact(L).zip(leaves.chunks_exact_mut(L)) {
+        let mut n = [0u32; L];
+        for _ in 0..depth {
+            for (i, row) in n.iter_mut().zip(rows) {
+                let node = &nodes[*i as usize & mask];
+                let v = row[node.feature as usize & (W - 1)];
+                *i = node.child.wrapping_add(u32::from(!cmp(v, node.threshold)));
+            }
+        }
+        for (o, &i) in out.iter_mut().zip(&n) {
+            o.0 = nodes[i as usize & mask].leaf;
+        }
     }
 }
 
 /// Scores of one block of rows, `n_targets` per row, with onnxruntime's "has a score" flags.
+#[derive(Default)]
 struct Scores {
     value: Vec<f32>,
     has: Vec<bool>,
+    scratch: Scratch,
+}
+
+/// Buffers of [`Forest::for_each_tree`], reused from block to block.
+#[derive(Default)]
+struct Scratch {
+    /// The block's rows, padded ([`Fast`]).
+    block: Vec<f32>,
+    /// One tree's leaf per row: first weight, count.
+    leaves: Vec<(u32, u32)>,
 }
 
 impl Forest {
@@ -304,30 +543,58 @@ impl Forest {
         s.value.resize(rows * n_targets, 0.0);
         s.has.clear();
         s.has.resize(rows * n_targets, false);
-        for &root in &self.roots {
-            for r in 0..rows {
-                let leaf = self.leaf(root, &x[r * cols..(r + 1) * cols]);
-                let base = r * n_targets;
-                for w in self.weights(leaf) {
-                    let k = base + self.weight_target[w] as usize;
-                    let v = self.weight_value[w];
+        let Scores {
+            value,
+            has,
+            scratch,
+        } = s;
+        let (value, has) = (&mut value[..], &mut has[..]);
+        let weights = &self.weights[..];
+        let uniform = self.fast.as_ref().and_then(|f| f.targets.as_deref());
+        if let (Some(targets), Aggregate::Sum | Aggregate::Average) = (uniform, agg) {
+            // every leaf adds to the same targets: the flags are known, the sums are plain
+            if !self.roots.is_empty() {
+                for has in has.chunks_exact_mut(n_targets) {
+                    for &t in targets {
+                        has[t as usize] = true;
+                    }
+                }
+            }
+            self.for_each_tree(x, cols, scratch, |leaves| {
+                for (value, &(first, _)) in value.chunks_exact_mut(n_targets).zip(leaves) {
+                    let leaf = &weights[first as usize..first as usize + targets.len()];
+                    for (&t, &(_, v)) in targets.iter().zip(leaf) {
+                        value[t as usize] += v;
+                    }
+                }
+            });
+            return;
+        }
+        self.for_each_tree(x, cols, scratch, |leaves| {
+            let rows = value
+                .chunks_exact_mut(n_targets)
+                .zip(has.chunks_exact_mut(n_targets));
+            for ((value, has), &(first, count)) in rows.zip(leaves) {
+                let first = first as usize;
+                for &(target, v) in &weights[first..first + count as usize] {
+                    let k = target as usize;
                     match agg {
-                        Aggregate::Sum | Aggregate::Average => s.value[k] += v,
+                        Aggregate::Sum | Aggregate::Average => value[k] += v,
                         Aggregate::Min => {
-                            if !s.has[k] || v < s.value[k] {
-                                s.value[k] = v
+                            if !has[k] || v < value[k] {
+                                value[k] = v
                             }
                         }
                         Aggregate::Max => {
-                            if !s.has[k] || v > s.value[k] {
-                                s.value[k] = v
+                            if !has[k] || v > value[k] {
+                                value[k] = v
                             }
                         }
                     }
-                    s.has[k] = true;
+                    has[k] = true;
                 }
             }
-        }
+        });
     }
 
     /// One-target ensembles, onnxruntime's `*1` path: the first weight of each leaf.
@@ -337,11 +604,16 @@ impl Forest {
         s.value.resize(rows, 0.0);
         s.has.clear();
         s.has.resize(rows, false);
-        for &root in &self.roots {
-            for r in 0..rows {
-                let leaf = self.leaf(root, &x[r * cols..(r + 1) * cols]);
-                let v = self.threshold[leaf];
-                let (score, has) = (&mut s.value[r], &mut s.has[r]);
+        let Scores {
+            value,
+            has,
+            scratch,
+        } = s;
+        let (value, has) = (&mut value[..], &mut has[..]);
+        let weights = &self.weights[..];
+        self.for_each_tree(x, cols, scratch, |leaves| {
+            for ((score, has), &(first, _)) in value.iter_mut().zip(has.iter_mut()).zip(leaves) {
+                let v = weights[first as usize].1;
                 match agg {
                     Aggregate::Sum | Aggregate::Average => *score += v,
                     Aggregate::Min => {
@@ -358,7 +630,7 @@ impl Forest {
                     }
                 }
             }
-        }
+        });
     }
 
     fn check_input(&self, cols: usize) -> TractResult<()> {
@@ -571,6 +843,7 @@ impl Kernel for TreeClassifier {
         let mut s = Scores {
             value: Vec::with_capacity(BLOCK * c),
             has: Vec::with_capacity(BLOCK * c),
+            ..Scores::default()
         };
         for start in (0..rows).step_by(BLOCK) {
             let end = (start + BLOCK).min(rows);
@@ -655,6 +928,7 @@ impl Kernel for TreeRegressor {
         let mut s = Scores {
             value: Vec::with_capacity(BLOCK * t),
             has: Vec::with_capacity(BLOCK * t),
+            ..Scores::default()
         };
         let origin = if self.base_values.len() == 1 {
             self.base_values[0]
@@ -709,5 +983,157 @@ impl Kernel for TreeRegressor {
             }
         }
         Ok(tvec!(tensor(&[rows, t], out)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::{AttributeProto, NodeProto};
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn float(&mut self) -> f32 {
+            (self.below(2001) as f32 - 1000.0) / 100.0
+        }
+    }
+
+    /// Node attributes of random trees: `n_trees` trees of depth at most `depth`, reading
+    /// features below `n_features`, all with `mode`; every leaf weighs targets 0 and 1, or,
+    /// with `mixed_targets`, one of them at random.
+    fn random_forest(
+        rng: &mut Rng,
+        n_trees: i64,
+        depth: u32,
+        n_features: u64,
+        mode: &str,
+        mixed_targets: bool,
+    ) -> NodeProto {
+        let mut a: HashMap<&str, AttributeProto> = HashMap::new();
+        let push_i = |a: &mut HashMap<&str, AttributeProto>, k: &'static str, v: i64| {
+            a.entry(k).or_default().ints.push(v)
+        };
+        let mut floats: HashMap<&str, Vec<f32>> = HashMap::new();
+        let mut modes = Vec::new();
+        for tree in 0..n_trees {
+            // nodes numbered in creation order; (id, depth) to expand
+            let mut next_id = 1i64;
+            let mut stack = vec![(0i64, 0u32)];
+            while let Some((id, d)) = stack.pop() {
+                push_i(&mut a, "nodes_treeids", tree);
+                push_i(&mut a, "nodes_nodeids", id);
+                let leaf = d >= depth || (d > 0 && rng.below(4) == 0);
+                if leaf {
+                    modes.push(b"LEAF".to_vec());
+                    push_i(&mut a, "nodes_featureids", 0);
+                    floats.entry("nodes_values").or_default().push(0.0);
+                    push_i(&mut a, "nodes_truenodeids", 0);
+                    push_i(&mut a, "nodes_falsenodeids", 0);
+                    let targets: &[i64] = match (mixed_targets, rng.below(2)) {
+                        (true, 0) => &[0],
+                        (true, _) => &[1],
+                        _ => &[0, 1],
+                    };
+                    for &t in targets {
+                        push_i(&mut a, "target_treeids", tree);
+                        push_i(&mut a, "target_nodeids", id);
+                        push_i(&mut a, "target_ids", t);
+                        floats
+                            .entry("target_weights")
+                            .or_default()
+                            .push(rng.float());
+                    }
+                } else {
+                    modes.push(mode.as_bytes().to_vec());
+                    push_i(&mut a, "nodes_featureids", rng.below(n_features) as i64);
+                    floats.entry("nodes_values").or_default().push(rng.float());
+                    push_i(&mut a, "nodes_truenodeids", next_id);
+                    push_i(&mut a, "nodes_falsenodeids", next_id + 1);
+                    stack.push((next_id, d + 1));
+                    stack.push((next_id + 1, d + 1));
+                    next_id += 2;
+                }
+            }
+        }
+        let mut node = NodeProto {
+            op_type: "TreeEnsembleRegressor".into(),
+            ..NodeProto::default()
+        };
+        for (name, mut attr) in a {
+            attr.name = name.into();
+            node.attribute.push(attr);
+        }
+        for (name, values) in floats {
+            node.attribute.push(AttributeProto {
+                name: name.into(),
+                floats: values,
+                ..AttributeProto::default()
+            });
+        }
+        node.attribute.push(AttributeProto {
+            name: "nodes_modes".into(),
+            strings: modes,
+            ..AttributeProto::default()
+        });
+        node
+    }
+
+    fn leaves(forest: &Forest, x: &[f32], cols: usize) -> Vec<Vec<(u32, u32)>> {
+        let mut all = Vec::new();
+        forest.for_each_tree(x, cols, &mut Scratch::default(), |l| all.push(l.to_vec()));
+        all
+    }
+
+    /// The compact branch-free walk reaches the same leaves as the general one, for every
+    /// order comparison, feature widths needing wider row blocks, one row and many, NaNs.
+    #[test]
+    fn the_compact_walk_reaches_the_general_walks_leaves() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for (mode, n_features, mixed) in [
+            ("BRANCH_LEQ", 30, false),
+            ("BRANCH_LT", 5, true),
+            ("BRANCH_GTE", 70, false),
+            ("BRANCH_GT", 200, true),
+        ] {
+            let node = random_forest(&mut rng, 7, 6, n_features, mode, mixed);
+            let attrs = Attrs::new(&node);
+            let fast = Forest::parse(&attrs, "target", 2).unwrap();
+            assert!(fast.fast.is_some(), "{mode}: no compact layout");
+            assert_eq!(fast.fast.as_ref().unwrap().targets.is_some(), !mixed);
+            let mut general = Forest::parse(&attrs, "target", 2).unwrap();
+            general.fast = None;
+            let cols = n_features as usize + 3;
+            for rows in [1usize, 7, 8, 37] {
+                let x: Vec<f32> = (0..rows * cols)
+                    .map(|_| match rng.below(20) {
+                        0 => f32::NAN,
+                        _ => rng.float(),
+                    })
+                    .collect();
+                assert_eq!(
+                    leaves(&fast, &x, cols),
+                    leaves(&general, &x, cols),
+                    "{mode}, {rows} rows"
+                );
+                for agg in [Aggregate::Sum, Aggregate::Min, Aggregate::Max] {
+                    let (mut a, mut b) = (Scores::default(), Scores::default());
+                    fast.accumulate(&x, cols, 2, agg, &mut a);
+                    general.accumulate(&x, cols, 2, agg, &mut b);
+                    assert_eq!(a.has, b.has, "{mode}, {rows} rows, {agg:?}");
+                    let bits = |s: &Scores| s.value.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a), bits(&b), "{mode}, {rows} rows, {agg:?}");
+                }
+            }
+        }
     }
 }
