@@ -152,7 +152,9 @@ async fn upload(sb: &Sandbox, name: &str, bytes: &[u8]) -> i64 {
     .version
 }
 
-fn params(pairs: &[(&str, pb::model_repository_parameter::ParameterChoice)]) -> HashMap<String, pb::ModelRepositoryParameter> {
+fn params(
+    pairs: &[(&str, pb::model_repository_parameter::ParameterChoice)],
+) -> HashMap<String, pb::ModelRepositoryParameter> {
     pairs
         .iter()
         .map(|(k, v)| {
@@ -166,7 +168,11 @@ fn params(pairs: &[(&str, pb::model_repository_parameter::ParameterChoice)]) -> 
         .collect()
 }
 
-async fn load(c: &mut Oip, name: &str, p: HashMap<String, pb::ModelRepositoryParameter>) -> Result<(), tonic::Status> {
+async fn load(
+    c: &mut Oip,
+    name: &str,
+    p: HashMap<String, pb::ModelRepositoryParameter>,
+) -> Result<(), tonic::Status> {
     c.repository_model_load(pb::RepositoryModelLoadRequest {
         model_name: name.into(),
         parameters: p,
@@ -192,8 +198,20 @@ async fn serves_a_registered_model_as_triton_does() {
     let (sb, mut c) = sandbox(|_| {}).await;
     let f = fixture("logreg");
     upload(&sb, "breast", &f.onnx).await;
-    assert!(c.server_live(pb::ServerLiveRequest {}).await.unwrap().into_inner().live);
-    assert!(c.server_ready(pb::ServerReadyRequest {}).await.unwrap().into_inner().ready);
+    assert!(
+        c.server_live(pb::ServerLiveRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .live
+    );
+    assert!(
+        c.server_ready(pb::ServerReadyRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
     let ready = |c: &mut Oip| {
         let mut c = c.clone();
         async move {
@@ -231,11 +249,21 @@ async fn serves_a_registered_model_as_triton_does() {
     assert_eq!(outs, [("label", "INT64"), ("probabilities", "FP32")]);
 
     // Raw in, raw out; the id is echoed; both outputs in the model's order.
-    let resp = c.model_infer(request("breast", &f, 0..20)).await.unwrap().into_inner();
-    assert_eq!((resp.id.as_str(), resp.model_version.as_str()), ("req-1", "1"));
+    let resp = c
+        .model_infer(request("breast", &f, 0..20))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (resp.id.as_str(), resp.model_version.as_str()),
+        ("req-1", "1")
+    );
     assert_eq!(resp.outputs[0].shape, [20]);
     assert_eq!(resp.outputs[1].shape, [20, 2]);
-    assert_eq!(i64s(&resp.raw_output_contents[0]), f.output_rows("label", 0..20));
+    assert_eq!(
+        i64s(&resp.raw_output_contents[0]),
+        f.output_rows("label", 0..20)
+    );
     assert_close(
         &f32s(&resp.raw_output_contents[1]),
         &f.output_rows("probabilities", 0..20),
@@ -304,7 +332,14 @@ async fn serves_a_registered_model_as_triton_does() {
     assert_eq!(stats.model_stats[0].inference_count, 22, "rows inferred");
     assert_eq!(stats.model_stats[0].execution_count, 2);
     assert_eq!(
-        stats.model_stats[0].inference_stats.as_ref().unwrap().success.as_ref().unwrap().count,
+        stats.model_stats[0]
+            .inference_stats
+            .as_ref()
+            .unwrap()
+            .success
+            .as_ref()
+            .unwrap()
+            .count,
         2
     );
     let index = c
@@ -313,10 +348,15 @@ async fn serves_a_registered_model_as_triton_does() {
         .unwrap()
         .into_inner();
     let entry = index.models.iter().find(|m| m.name == "breast").unwrap();
-    assert_eq!((entry.state.as_str(), entry.version.as_str()), ("READY", "1"));
+    assert_eq!(
+        (entry.state.as_str(), entry.version.as_str()),
+        ("READY", "1")
+    );
 
     // Triton's metric names on the admin port.
-    let (code, metrics) = http_get(sb.addresses("inference").admin, "/metrics").await.unwrap();
+    let (code, metrics) = http_get(sb.addresses("inference").admin, "/metrics")
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     for needle in [
         "nv_inference_request_success{model=\"breast\",version=\"1\"} 2",
@@ -338,7 +378,10 @@ async fn serves_a_registered_model_as_triton_does() {
     })
     .await
     .unwrap();
-    let err = c.model_infer(request("breast", &f, 0..1)).await.unwrap_err();
+    let err = c
+        .model_infer(request("breast", &f, 0..1))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("unloaded"), "{}", err.message());
     let index = c
@@ -347,7 +390,10 @@ async fn serves_a_registered_model_as_triton_does() {
         .unwrap()
         .into_inner();
     let entry = index.models.iter().find(|m| m.name == "breast").unwrap();
-    assert_eq!((entry.state.as_str(), entry.reason.as_str()), ("UNAVAILABLE", "unloaded"));
+    assert_eq!(
+        (entry.state.as_str(), entry.reason.as_str()),
+        ("UNAVAILABLE", "unloaded")
+    );
     sb.stop().await.unwrap();
 }
 
@@ -384,9 +430,17 @@ async fn load_serves_the_champion_else_the_latest_else_the_version_named() {
     .unwrap();
     load(&mut c, "m", HashMap::new()).await.unwrap();
     assert_eq!(served(&mut c).await, ["1"], "the champion");
-    load(&mut c, "m", params(&[("version", P::Int64Param(2))])).await.unwrap();
+    load(&mut c, "m", params(&[("version", P::Int64Param(2))]))
+        .await
+        .unwrap();
     assert_eq!(served(&mut c).await, ["2"], "the version named");
-    load(&mut c, "m", params(&[("alias", P::StringParam("champion".into()))])).await.unwrap();
+    load(
+        &mut c,
+        "m",
+        params(&[("alias", P::StringParam("champion".into()))]),
+    )
+    .await
+    .unwrap();
     assert_eq!(served(&mut c).await, ["1"], "the alias named");
     // A version that is not loaded is unavailable, naming the one that is.
     let mut req = request("m", &logreg, 0..1);
@@ -398,11 +452,19 @@ async fn load_serves_the_champion_else_the_latest_else_the_version_named() {
     // Bad loads: no such model, no such version, a bad parameter. The served version stays.
     let err = load(&mut c, "nope", HashMap::new()).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
-    let err = load(&mut c, "m", params(&[("version", P::Int64Param(9))])).await.unwrap_err();
+    let err = load(&mut c, "m", params(&[("version", P::Int64Param(9))]))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
-    let err = load(&mut c, "m", params(&[("max_batch", P::Int64Param(9))])).await.unwrap_err();
+    let err = load(&mut c, "m", params(&[("max_batch", P::Int64Param(9))]))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert!(err.message().contains("known: version, alias"), "{}", err.message());
+    assert!(
+        err.message().contains("known: version, alias"),
+        "{}",
+        err.message()
+    );
     assert_eq!(served(&mut c).await, ["1"]);
     sb.stop().await.unwrap();
 }
@@ -417,19 +479,86 @@ async fn bad_input_says_what_was_expected() {
     let f = fixture("logreg");
     upload(&sb, "b", &f.onnx).await;
     load(&mut c, "b", HashMap::new()).await.unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut pb::ModelInferRequest)>, &str)> = vec![
-        ("wrong name", Box::new(|r| r.inputs[0].name = "x".into()), "unexpected input \"x\""),
-        ("wrong datatype", Box::new(|r| r.inputs[0].datatype = "FP64".into()), "expects FP32"),
-        ("unknown datatype", Box::new(|r| r.inputs[0].datatype = "FLOAT".into()), "unknown or unsupported datatype"),
-        ("wrong shape", Box::new(|r| r.inputs[0].shape = vec![4, 15]), "expects [-1, 30]"),
-        ("wrong rank", Box::new(|r| r.inputs[0].shape = vec![60]), "expects [-1, 30]"),
-        ("negative dim", Box::new(|r| r.inputs[0].shape = vec![-2, 30]), "negative dimension"),
-        ("short raw", Box::new(|r| r.raw_input_contents[0] = r.raw_input_contents[0].slice(4..)), "need 240"),
-        ("missing input", Box::new(|r| { r.inputs.clear(); r.raw_input_contents.clear(); }), "missing input \"input\""),
-        ("raw count", Box::new(|r| r.raw_input_contents.push(bytes::Bytes::new())), "raw_input_contents holds 2 tensors for 1 inputs"),
-        ("no data", Box::new(|r| r.raw_input_contents.clear()), "has no data"),
-        ("unknown output", Box::new(|r| r.outputs.push(pb::model_infer_request::InferRequestedOutputTensor { name: "proba".into(), ..Default::default() })), "unknown output \"proba\""),
-        ("bad timeout", Box::new(|r| { r.parameters.insert("timeout".into(), pb::InferParameter { parameter_choice: Some(pb::infer_parameter::ParameterChoice::StringParam("soon".into())) }); }), "microseconds"),
+    type Change = Box<dyn Fn(&mut pb::ModelInferRequest)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
+        (
+            "wrong name",
+            Box::new(|r| r.inputs[0].name = "x".into()),
+            "unexpected input \"x\"",
+        ),
+        (
+            "wrong datatype",
+            Box::new(|r| r.inputs[0].datatype = "FP64".into()),
+            "expects FP32",
+        ),
+        (
+            "unknown datatype",
+            Box::new(|r| r.inputs[0].datatype = "FLOAT".into()),
+            "unknown or unsupported datatype",
+        ),
+        (
+            "wrong shape",
+            Box::new(|r| r.inputs[0].shape = vec![4, 15]),
+            "expects [-1, 30]",
+        ),
+        (
+            "wrong rank",
+            Box::new(|r| r.inputs[0].shape = vec![60]),
+            "expects [-1, 30]",
+        ),
+        (
+            "negative dim",
+            Box::new(|r| r.inputs[0].shape = vec![-2, 30]),
+            "negative dimension",
+        ),
+        (
+            "short raw",
+            Box::new(|r| r.raw_input_contents[0] = r.raw_input_contents[0].slice(4..)),
+            "need 240",
+        ),
+        (
+            "missing input",
+            Box::new(|r| {
+                r.inputs.clear();
+                r.raw_input_contents.clear();
+            }),
+            "missing input \"input\"",
+        ),
+        (
+            "raw count",
+            Box::new(|r| r.raw_input_contents.push(bytes::Bytes::new())),
+            "raw_input_contents holds 2 tensors for 1 inputs",
+        ),
+        (
+            "no data",
+            Box::new(|r| r.raw_input_contents.clear()),
+            "has no data",
+        ),
+        (
+            "unknown output",
+            Box::new(|r| {
+                r.outputs
+                    .push(pb::model_infer_request::InferRequestedOutputTensor {
+                        name: "proba".into(),
+                        ..Default::default()
+                    })
+            }),
+            "unknown output \"proba\"",
+        ),
+        (
+            "bad timeout",
+            Box::new(|r| {
+                r.parameters.insert(
+                    "timeout".into(),
+                    pb::InferParameter {
+                        parameter_choice: Some(pb::infer_parameter::ParameterChoice::StringParam(
+                            "soon".into(),
+                        )),
+                    },
+                );
+            }),
+            "microseconds",
+        ),
     ];
     for (what, change, needle) in cases {
         let mut req = request("b", &f, 0..2);
@@ -441,22 +570,36 @@ async fn bad_input_says_what_was_expected() {
     // Over max_batch_size (8), and over the tensor size limit (4096 bytes; 8 rows are 960).
     let err = c.model_infer(request("b", &f, 0..9)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("at most 8 per request"), "{}", err.message());
-    c.model_infer(request("b", &f, 0..8)).await.expect("8 rows fit");
+    assert!(
+        err.message().contains("at most 8 per request"),
+        "{}",
+        err.message()
+    );
+    c.model_infer(request("b", &f, 0..8))
+        .await
+        .expect("8 rows fit");
     let mut huge = request("b", &f, 0..1);
     huge.inputs[0].shape = vec![40, 30];
     huge.raw_input_contents[0] = raw_f32(&vec![0.0; 40 * 30]);
     let err = c.model_infer(huge).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("--max-tensor-bytes"), "{}", err.message());
+    assert!(
+        err.message().contains("--max-tensor-bytes"),
+        "{}",
+        err.message()
+    );
     // Unknown model: NOT_FOUND saying how to load it.
     let err = c.model_infer(request("nope", &f, 0..1)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("load it first"), "{}", err.message());
     // The failures are counted under Triton's reason.
-    let (_, metrics) = http_get(sb.addresses("inference").admin, "/metrics").await.unwrap();
+    let (_, metrics) = http_get(sb.addresses("inference").admin, "/metrics")
+        .await
+        .unwrap();
     assert!(
-        metrics.contains("nv_inference_request_failure{model=\"b\",reason=\"REJECTED\",version=\"1\"}"),
+        metrics.contains(
+            "nv_inference_request_failure{model=\"b\",reason=\"REJECTED\",version=\"1\"}"
+        ),
         "{metrics}"
     );
     // And the service still answers.
@@ -470,7 +613,11 @@ async fn a_model_that_cannot_run_is_refused_at_load_with_the_reason() {
     upload(&sb, "odd", &model_with_op("TfIdfVectorizer")).await;
     let err = load(&mut c, "odd", HashMap::new()).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("TfIdfVectorizer"), "{}", err.message());
+    assert!(
+        err.message().contains("TfIdfVectorizer"),
+        "{}",
+        err.message()
+    );
     let index = c
         .repository_index(pb::RepositoryIndexRequest::default())
         .await
@@ -614,10 +761,15 @@ async fn dynamic_batching_gives_each_request_exactly_its_rows() {
     let (sb, mut c) = sandbox(|_| {}).await;
     let f = fixture("rf");
     upload(&sb, "forest", &f.onnx).await;
-    let config = r#"{"max_batch_size": 64, "dynamic_batching": {"max_queue_delay_microseconds": 20000}}"#;
-    load(&mut c, "forest", params(&[("config", P::StringParam(config.into()))]))
-        .await
-        .unwrap();
+    let config =
+        r#"{"max_batch_size": 64, "dynamic_batching": {"max_queue_delay_microseconds": 20000}}"#;
+    load(
+        &mut c,
+        "forest",
+        params(&[("config", P::StringParam(config.into()))]),
+    )
+    .await
+    .unwrap();
     // 12 requests of 1..=5 rows at once, each from its own slice of the fixture.
     let mut calls = Vec::new();
     for i in 0..12usize {
@@ -633,7 +785,10 @@ async fn dynamic_batching_gives_each_request_exactly_its_rows() {
         let (rows, resp) = call.await.unwrap();
         let resp = resp.expect("batched inference");
         assert_eq!(resp.outputs[1].shape, [rows.len() as i64, 2]);
-        assert_eq!(i64s(&resp.raw_output_contents[0]), f.output_rows("label", rows.clone()));
+        assert_eq!(
+            i64s(&resp.raw_output_contents[0]),
+            f.output_rows("label", rows.clone())
+        );
         assert_close(
             &f32s(&resp.raw_output_contents[1]),
             &f.output_rows("probabilities", rows),
@@ -650,7 +805,17 @@ async fn dynamic_batching_gives_each_request_exactly_its_rows() {
         .into_inner()
         .model_stats
         .remove(0);
-    assert_eq!(stats.inference_stats.as_ref().unwrap().success.as_ref().unwrap().count, 12);
+    assert_eq!(
+        stats
+            .inference_stats
+            .as_ref()
+            .unwrap()
+            .success
+            .as_ref()
+            .unwrap()
+            .count,
+        12
+    );
     assert!(
         stats.execution_count < 12,
         "12 requests within 20 ms ran as {} executions",
@@ -667,7 +832,8 @@ async fn dynamic_batching_gives_each_request_exactly_its_rows() {
         .config
         .unwrap();
     assert_eq!(config.max_batch_size, 64);
-    let Some(pb::model_config::SchedulingChoice::DynamicBatching(db)) = config.scheduling_choice else {
+    let Some(pb::model_config::SchedulingChoice::DynamicBatching(db)) = config.scheduling_choice
+    else {
         panic!("dynamic batching is reported")
     };
     assert_eq!(db.max_queue_delay_microseconds, 20000);
@@ -732,7 +898,9 @@ async fn a_full_queue_is_resource_exhausted_and_a_late_request_times_out() {
     );
     let err = c.model_infer(req).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    c.model_infer(request("q", &f, 0..1)).await.expect("no timeout, no problem");
+    c.model_infer(request("q", &f, 0..1))
+        .await
+        .expect("no timeout, no problem");
     sb.stop().await.unwrap();
 }
 
@@ -753,7 +921,10 @@ async fn a_restart_serves_the_same_models_with_the_same_settings() {
     load(
         &mut c,
         "kept",
-        params(&[("dynamic_batching", P::BoolParam(true)), ("max_batch_size", P::Int64Param(16))]),
+        params(&[
+            ("dynamic_batching", P::BoolParam(true)),
+            ("max_batch_size", P::Int64Param(16)),
+        ]),
     )
     .await
     .unwrap();
@@ -810,17 +981,23 @@ async fn inference_needs_a_reader_and_loading_a_writer() {
         .await
         .unwrap();
     let with = |token: &'static str| {
-        GrpcInferenceServiceClient::with_interceptor(channel.clone(), move |mut req: tonic::Request<()>| {
-            req.metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-            Ok(req)
-        })
+        GrpcInferenceServiceClient::with_interceptor(
+            channel.clone(),
+            move |mut req: tonic::Request<()>| {
+                req.metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                Ok(req)
+            },
+        )
     };
     let load_req = || pb::RepositoryModelLoadRequest {
         model_name: "auth".into(),
         ..Default::default()
     };
-    let err = with("r").repository_model_load(load_req()).await.unwrap_err();
+    let err = with("r")
+        .repository_model_load(load_req())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     with("w").repository_model_load(load_req()).await.unwrap();
     with("r")
