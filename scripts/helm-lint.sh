@@ -12,7 +12,9 @@
 #    no variable twice in a container, no password in clear, the dashboard ConfigMap
 #    and the PrometheusRule carry exactly the chart's files;
 # 4. values that must be refused are refused (schema or template `fail`);
-# 5. a new service is one values block: a block of the shared shape with a
+# 5. a service block may add a second, HTTP port (service.extraHttpPort) to its
+#    gRPC port, as the inference service does;
+# 6. a new service is one values block: a block of the shared shape with a
 #    `calls:` list renders its objects, the callees' addresses and its tokens.
 #
 # Helm: $HELM if set, else `helm` on PATH, else a pinned Helm 3 fetched once into
@@ -262,13 +264,55 @@ refuse "two replicas on local artifacts" "shared artifact store" --set tracking.
 refuse "both database url and secret" "either url or existingSecret" --set database.url=sqlite://data/t.db --set database.existingSecret=db
 refuse "the MLflow gateway with tracking off and no tracking_addr" "mlflow calls the tracking service" \
     --set tracking.enabled=false --set registry.env.tracking_addr=http://tracking.other:50051
-refuse "the MLflow gateway with the registry off and no registry_addr" "mlflow calls the registry service" --set registry.enabled=false
+refuse "the MLflow gateway with the registry off and no registry_addr" "mlflow calls the registry service" \
+    --set registry.enabled=false --set inference.enabled=false
+refuse "the inference service with the registry off and no registry_addr" "inference calls the registry service" \
+    --set registry.enabled=false --set mlflow.enabled=false
+refuse "a token in the inference service's env" "inference.env.*registry_token|registry_token.*does not match" --set inference.env.registry_token=t
+refuse "an extra HTTP port on an HTTP service" "extraHttpPort|grpcPort|dependency" --set mlflow.service.extraHttpPort=5001
 refuse "a token in the MLflow gateway's env" "mlflow.env.*token|token.*does not match" --set mlflow.env.token=t
 refuse "a service with both a gRPC and an HTTP API port" "oneOf|one and only one" --set mlflow.service.grpcPort=50053
 refuse "a call to a service the chart does not have" "registry.calls names trackr, which is no service" --set 'registry.calls[0].service=trackr' --set 'registry.calls[0].tokenSetting=tracking_token'
 refuse "a call's token in the caller's env" "registry.env.*tracking_token|tracking_token.*does not match" --set registry.env.tracking_token=t
 
-# --- 5. a new service from one values block ---------------------------------
+# --- 5. a second HTTP port -----------------------------------------------------
+
+# The inference service's block sets service.extraHttpPort beside grpcPort: the
+# container, the Service and the environment carry three ports (Triton's 8001
+# gRPC, 8000 HTTP, 8002 metrics); the others keep two.
+if "$HELM" template mlops "$CHART" --namespace mlops >"$out/render.yaml" 2>"$out/err.txt" && python3 - "$out/render.yaml" <<'EOF'
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+errors = []
+for svc, want in [("inference", [("grpc", 8001), ("http", 8000), ("admin", 8002)]),
+                  ("registry", [("grpc", 50052), ("admin", 9092)]),
+                  ("mlflow", [("http", 5000), ("admin", 9095)])]:
+    c = docs[("Deployment", f"mlops-{svc}")]["spec"]["template"]["spec"]["containers"][0]
+    got = [(p["name"], p["containerPort"]) for p in c["ports"]]
+    if got != want:
+        errors.append(f"{svc}: container ports {got}, expected {want}")
+    got = [(p["name"], p["port"]) for p in docs[("Service", f"mlops-{svc}")]["spec"]["ports"]]
+    if got != want:
+        errors.append(f"{svc}: Service ports {got}, expected {want}")
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    prefix = f"MLOPS_{svc.upper()}_"
+    http = env.get(prefix + "HTTP_ADDR")
+    if svc == "inference" and http != "0.0.0.0:8000":
+        errors.append(f"inference: MLOPS_INFERENCE_HTTP_ADDR {http!r}, expected '0.0.0.0:8000'")
+    if svc != "inference" and http is not None:
+        errors.append(f"{svc}: {prefix}HTTP_ADDR is set ({http!r}) without an extraHttpPort")
+env = {e["name"]: e.get("value") for e in docs[("Deployment", "mlops-inference")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+if env.get("MLOPS_INFERENCE_REGISTRY_ADDR") != "http://mlops-registry.mlops.svc:50052":
+    errors.append(f"inference: MLOPS_INFERENCE_REGISTRY_ADDR {env.get('MLOPS_INFERENCE_REGISTRY_ADDR')!r}")
+for e in errors:
+    print(f"  {e}")
+sys.exit(1 if errors else 0)
+EOF
+then ok "a second HTTP port (inference: grpc 8001, http 8000, admin 8002; the others unchanged)"
+else bad "a second HTTP port"; sed 's/^/  /' "$out/err.txt"
+fi
+
+# --- 6. a new service from one values block ---------------------------------
 
 # A block named featureStore, of the registry's shape, calling the registry with a
 # token of its own Secret and tracking with auth.serviceToken: the chart must

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
+use mlops_proto::triton::grpc_inference_service_client::GrpcInferenceServiceClient;
 use mlops_runtime::client::Client;
 use mlops_runtime::grpc::{endpoint_uri, ClientAuth};
 use tonic::service::interceptor::InterceptedService;
@@ -17,6 +18,9 @@ pub type TrackingClient = TrackingServiceClient<Authed>;
 
 /// The registry's client.
 pub type RegistryClient = RegistryServiceClient<Authed>;
+
+/// The inference service's client (Triton's `GRPCInferenceService`).
+pub type InferenceClient = GrpcInferenceServiceClient<Authed>;
 
 /// A service's gRPC client, as [`connect`] makes it.
 pub trait Service: Sized {
@@ -37,6 +41,13 @@ impl Service for RegistryClient {
     const NAME: &'static str = "the registry";
     fn client(channel: Authed, max_decoding: usize) -> Self {
         RegistryServiceClient::new(channel).max_decoding_message_size(max_decoding)
+    }
+}
+
+impl Service for InferenceClient {
+    const NAME: &'static str = "the inference service";
+    fn client(channel: Authed, max_decoding: usize) -> Self {
+        GrpcInferenceServiceClient::new(channel).max_decoding_message_size(max_decoding)
     }
 }
 

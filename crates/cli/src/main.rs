@@ -5,7 +5,9 @@
 //! - `mlops experiments ...`, `mlops runs ...`: talk gRPC to the tracking service,
 //!   with tables for people and `--json` for scripts;
 //! - `mlops models ...`: the model registry; `mlops models gate` exits non-zero when
-//!   the candidate fails, so a CI pipeline can run it as a step.
+//!   the candidate fails, so a CI pipeline can run it as a step;
+//! - `mlops serve ...`: the inference service: load, unload and list models, and run
+//!   one on a JSON or CSV file.
 
 // Printing to stdout is this binary's job.
 #![allow(clippy::print_stdout)]
@@ -14,6 +16,9 @@ mod client;
 mod models;
 mod models_view;
 mod output;
+mod serve;
+mod serve_input;
+mod serve_view;
 mod table;
 mod tracking;
 mod up;
@@ -44,6 +49,14 @@ struct Cli {
         default_value = "http://127.0.0.1:50052"
     )]
     registry_addr: String,
+    /// The inference service's gRPC address (Triton's GRPCInferenceService).
+    #[arg(
+        long,
+        global = true,
+        env = "MLOPS_INFERENCE_ADDR",
+        default_value = "http://127.0.0.1:8001"
+    )]
+    inference_addr: String,
     /// A bearer token for services with auth on.
     #[arg(long, global = true, env = "MLOPS_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -67,6 +80,9 @@ enum Command {
     /// Registered models: list, show, versions, register, aliases, stages, evaluate, gate.
     #[command(subcommand)]
     Models(models::ModelsCmd),
+    /// Inference: load, unload and list served models, and infer on a JSON or CSV file.
+    #[command(subcommand)]
+    Serve(serve::ServeCmd),
 }
 
 #[tokio::main]
@@ -103,5 +119,24 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let c = client::connect(&cli.registry_addr, token).await?;
             models::run(c, cmd, out).await
         }
+        Command::Serve(cmd) => {
+            let c = client::connect(&cli.inference_addr, token).await?;
+            serve::run(c, cmd, out).await.map(|()| 0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_serve_has_its_address() {
+        super::Cli::command().debug_assert();
+        let help = super::Cli::command().render_long_help().to_string();
+        assert!(help.contains("--inference-addr"), "{help}");
+        assert!(help.contains("MLOPS_INFERENCE_ADDR"), "{help}");
+        assert!(help.contains("http://127.0.0.1:8001"), "{help}");
+        assert!(help.contains("serve"), "{help}");
     }
 }

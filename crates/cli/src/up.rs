@@ -111,9 +111,9 @@ fn environment_help() -> String {
          `mlops up` with an error):\n\
          \x20 MLOPS_DATA_DIR\n\
          \x20     --data-dir\n\
-         \x20 MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR\n\
-         \x20     --tracking-addr and --registry-addr: the client commands' variables, which \
-         `mlops up` reads too\n\
+         \x20 MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR\n\
+         \x20     --tracking-addr, --registry-addr and --inference-addr: the client commands' \
+         variables, which `mlops up` reads too\n\
          \x20     (as host:port; their http://host:port form for the client does not bind)\n",
     );
     for (title, vars) in honoured_settings() {
@@ -203,7 +203,7 @@ mod tests {
         let help = up_help();
         for var in [
             "MLOPS_DATA_DIR",
-            "MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR",
+            "MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR",
             "MLOPS_TRACKING_AUTH_TOKENS",
             "MLOPS_TRACKING_DB_MAX_CONNECTIONS",
             "MLOPS_TRACKING_LEASE_CHECK_INTERVAL_MS",

@@ -178,8 +178,9 @@ app.kubernetes.io/part-of: mlops
 
 {{/*
 The environment of a service's container, as a YAML list. In order of
-precedence, lowest first: what the chart derives from the global blocks and the
-service's `calls`, the service's `env` settings, its `extraEnv` entries; a later
+precedence, lowest first: what the chart derives from the global blocks, the
+service's ports (<PREFIX>LISTEN_ADDR, <PREFIX>ADMIN_ADDR, and <PREFIX>HTTP_ADDR
+for a service.extraHttpPort) and its `calls`, the service's `env` settings, its `extraEnv` entries; a later
 entry replaces an earlier one of the same name, so no variable appears twice.
 The block's `uses` names the global blocks the service reads: database, bus,
 artifacts, auth; its `artifactsSubpath`, if set, is appended to artifacts.root
@@ -205,6 +206,10 @@ auth.existingSecret).
 {{- $_ := set $env $n (dict "name" $n "value" (printf "0.0.0.0:%s" (include "mlops.apiPort" .))) -}}
 {{- $n = printf "%sADMIN_ADDR" $p -}}
 {{- $_ := set $env $n (dict "name" $n "value" (printf "0.0.0.0:%d" (int $v.service.adminPort))) -}}
+{{- with $v.service.extraHttpPort -}}
+{{- $n = printf "%sHTTP_ADDR" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" (printf "0.0.0.0:%d" (int .))) -}}
+{{- end -}}
 {{- if has "database" $uses -}}
 {{- $db := $root.Values.database -}}
 {{- $n = printf "%sDATABASE_URL" $p -}}

@@ -4,7 +4,9 @@ templates/services.yaml includes each of these for every service with the
 context (dict "root" $ "service" "<name>"); each renders nothing when the
 service, or that kind of object, is off. A service's API port is named grpc, or
 http for a block that sets service.httpPort instead of service.grpcPort
-(mlops.apiPortName).
+(mlops.apiPortName). A gRPC service may also serve HTTP on a second port
+(service.extraHttpPort, named http: the inference service's /v2 REST API beside
+its gRPC API).
 */}}
 
 {{/* Deployment. */}}
@@ -72,6 +74,11 @@ spec:
             - name: {{ include "mlops.apiPortName" . }}
               containerPort: {{ include "mlops.apiPort" . }}
               protocol: TCP
+            {{- with $v.service.extraHttpPort }}
+            - name: http
+              containerPort: {{ . }}
+              protocol: TCP
+            {{- end }}
             - name: admin
               containerPort: {{ $v.service.adminPort }}
               protocol: TCP
@@ -143,7 +150,7 @@ spec:
 {{- end -}}
 {{- end -}}
 
-{{/* Service: the API port (grpc, or http) and the admin port. */}}
+{{/* Service: the API port (grpc, or http), the extra HTTP port if any, and the admin port. */}}
 {{- define "mlops.service" -}}
 {{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
 {{- if $v.enabled -}}
@@ -169,6 +176,13 @@ spec:
       targetPort: {{ $api }}
       protocol: TCP
       appProtocol: {{ $api }}
+    {{- with $v.service.extraHttpPort }}
+    - name: http
+      port: {{ . }}
+      targetPort: http
+      protocol: TCP
+      appProtocol: http
+    {{- end }}
     - name: admin
       port: {{ $v.service.adminPort }}
       targetPort: admin
