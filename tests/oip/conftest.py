@@ -60,6 +60,23 @@ def fixture_json(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
+def rows(fixture: dict, name: str, n: int):
+    """The first `n` rows of the fixture's FP32 input `name` (null is NaN), as numpy."""
+    import numpy as np
+
+    spec = next(i for i in fixture["inputs"] if i["name"] == name)
+    data = [np.nan if v is None else v for v in spec["data"]]
+    return np.asarray(data, dtype=np.float32).reshape(spec["shape"])[:n]
+
+
+def expected(fixture: dict, name: str, n: int):
+    """The first `n` rows of onnxruntime's output `name`, as numpy."""
+    import numpy as np
+
+    spec = next(o for o in fixture["outputs"] if o["name"] == name)
+    return np.asarray(spec["data"]).reshape(spec["shape"])[:n]
+
+
 def free_ports(n: int) -> list[int]:
     socks = []
     try:

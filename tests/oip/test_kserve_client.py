@@ -12,17 +12,8 @@ import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 from kserve.protocol.infer_type import RequestedOutput
 
-from conftest import fixture_json
+from conftest import expected, fixture_json, rows
 
-
-def rows(fixture: dict, n: int) -> np.ndarray:
-    spec = fixture["inputs"][0]
-    return np.asarray(spec["data"], dtype=np.float32).reshape(spec["shape"])[:n]
-
-
-def expected(fixture: dict, name: str, n: int) -> np.ndarray:
-    spec = next(o for o in fixture["outputs"] if o["name"] == name)
-    return np.asarray(spec["data"]).reshape(spec["shape"])[:n]
 
 
 def load(target: str, name: str) -> None:
@@ -47,7 +38,7 @@ def served(platform):
 
 def test_health_readiness_and_inference(served):
     f = fixture_json("logreg")
-    x = rows(f, 5)
+    x = rows(f, "input", 5)
 
     async def scenario():
         client = InferenceGRPCClient(url=served.grpc, timeout=30)

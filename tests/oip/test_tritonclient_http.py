@@ -9,18 +9,8 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import fixture_json
+from conftest import expected, fixture_json, rows
 
-
-def rows(fixture: dict, name: str, n: int) -> np.ndarray:
-    spec = next(i for i in fixture["inputs"] if i["name"] == name)
-    data = [np.nan if v is None else v for v in spec["data"]]
-    return np.asarray(data, dtype=np.float32).reshape(spec["shape"])[:n]
-
-
-def expected(fixture: dict, name: str, n: int) -> np.ndarray:
-    spec = next(o for o in fixture["outputs"] if o["name"] == name)
-    return np.asarray(spec["data"]).reshape(spec["shape"])[:n]
 
 
 @pytest.fixture(scope="module")
