@@ -21,12 +21,12 @@ type Oip = GrpcInferenceServiceClient<Channel>;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sklearn");
 
 /// A fixture's model bytes and its expected inputs and outputs.
-struct Fixture {
-    onnx: Vec<u8>,
-    json: Value,
+pub(crate) struct Fixture {
+    pub(crate) onnx: Vec<u8>,
+    pub(crate) json: Value,
 }
 
-fn fixture(name: &str) -> Fixture {
+pub(crate) fn fixture(name: &str) -> Fixture {
     Fixture {
         onnx: std::fs::read(format!("{FIXTURES}/{name}.onnx")).expect("fixture model"),
         json: serde_json::from_str(
@@ -75,6 +75,39 @@ impl Fixture {
             .map(|v| v.as_f64().unwrap())
             .collect();
         data[rows.start * width..rows.end * width].to_vec()
+    }
+}
+
+impl Fixture {
+    /// The recorded tensor `name` (`inputs` or `outputs`).
+    pub(crate) fn tensor(&self, side: &str, name: &str) -> &Value {
+        self.json[side]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .expect("the fixture has this tensor")
+    }
+
+    /// The first `rows` rows of float input `name` as f32 (null: NaN), with their shape.
+    pub(crate) fn floats(&self, name: &str, rows: usize) -> (Vec<i64>, Vec<f32>) {
+        let t = self.tensor("inputs", name);
+        let width = t["shape"][1].as_u64().unwrap() as usize;
+        let data = t["data"].as_array().unwrap()[..rows * width]
+            .iter()
+            .map(|v| v.as_f64().map(|f| f as f32).unwrap_or(f32::NAN))
+            .collect();
+        (vec![rows as i64, width as i64], data)
+    }
+
+    /// The first `rows` rows of output `name` as JSON values, flat.
+    pub(crate) fn expected(&self, name: &str, rows: usize) -> Vec<Value> {
+        let t = self.tensor("outputs", name);
+        let width: u64 = t["shape"].as_array().unwrap()[1..]
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .product();
+        t["data"].as_array().unwrap()[..rows * width as usize].to_vec()
     }
 }
 
@@ -131,7 +164,7 @@ async fn oip(addr: std::net::SocketAddr) -> Oip {
     GrpcInferenceServiceClient::new(channel)
 }
 
-async fn upload(sb: &Sandbox, name: &str, bytes: &[u8]) -> i64 {
+pub(crate) async fn upload(sb: &Sandbox, name: &str, bytes: &[u8]) -> i64 {
     let mut r = sb.registry_client().await;
     let _ = r
         .create_registered_model(rpb::CreateRegisteredModelRequest {

@@ -5,63 +5,11 @@
 use std::net::SocketAddr;
 
 use mlops_inference::{Inference, InferenceConfig};
-use mlops_proto::registry::v1 as rpb;
 use mlops_tests::Sandbox;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::registry::upload_msgs;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sklearn");
-
-/// A fixture's model and its recorded inputs and outputs.
-struct Fixture {
-    onnx: Vec<u8>,
-    json: Value,
-}
-
-fn fixture(name: &str) -> Fixture {
-    Fixture {
-        onnx: std::fs::read(format!("{FIXTURES}/{name}.onnx")).expect("fixture model"),
-        json: serde_json::from_str(
-            &std::fs::read_to_string(format!("{FIXTURES}/{name}.json")).expect("fixture json"),
-        )
-        .expect("fixture json parses"),
-    }
-}
-
-impl Fixture {
-    /// The recorded tensor `name` (`inputs` or `outputs`).
-    fn tensor(&self, side: &str, name: &str) -> &Value {
-        self.json[side]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == name)
-            .expect("the fixture has this tensor")
-    }
-
-    /// The first `rows` rows of float input `name` as f32 (null: NaN), with their shape.
-    fn floats(&self, name: &str, rows: usize) -> (Vec<i64>, Vec<f32>) {
-        let t = self.tensor("inputs", name);
-        let width = t["shape"][1].as_u64().unwrap() as usize;
-        let data = t["data"].as_array().unwrap()[..rows * width]
-            .iter()
-            .map(|v| v.as_f64().map(|f| f as f32).unwrap_or(f32::NAN))
-            .collect();
-        (vec![rows as i64, width as i64], data)
-    }
-
-    /// The first `rows` rows of output `name` as JSON values, flat.
-    fn expected(&self, name: &str, rows: usize) -> Vec<Value> {
-        let t = self.tensor("outputs", name);
-        let width: u64 = t["shape"].as_array().unwrap()[1..]
-            .iter()
-            .map(|d| d.as_u64().unwrap())
-            .product();
-        t["data"].as_array().unwrap()[..rows * width as usize].to_vec()
-    }
-}
+use crate::inference::{fixture, upload, Fixture};
 
 fn assert_close(got: &[f64], want: &[Value]) {
     assert_eq!(got.len(), want.len(), "element counts differ");
@@ -77,23 +25,6 @@ fn numbers(v: &Value) -> Vec<f64> {
         .iter()
         .map(|x| x.as_f64().unwrap())
         .collect()
-}
-
-async fn upload(sb: &Sandbox, name: &str, bytes: &[u8]) {
-    let mut r = sb.registry_client().await;
-    let _ = r
-        .create_registered_model(rpb::CreateRegisteredModelRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await;
-    r.upload_model_version(futures::stream::iter(upload_msgs(
-        name,
-        "model.onnx",
-        bytes,
-    )))
-    .await
-    .expect("upload");
 }
 
 async fn sandbox(tweak: impl FnOnce(&mut InferenceConfig) + 'static) -> (Sandbox, Http) {
