@@ -52,7 +52,9 @@ __all__ = [
 
 
 def _proto_files() -> list[Path]:
-    files = sorted(PROTO_DIR.rglob("*.proto"))
+    # Our contracts only: proto/vendor holds third-party ones (Triton's), which import each
+    # other by bare name and are not this client's to generate.
+    files = sorted(p for p in PROTO_DIR.rglob("*.proto") if p.relative_to(PROTO_DIR).parts[0] != "vendor")
     if not files:
         raise RuntimeError(f"no .proto files under {PROTO_DIR}")
     return files
