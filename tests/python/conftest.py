@@ -88,8 +88,9 @@ def mlops_bin() -> str:
 
 
 def up_command(binary: str, data_dir: Path) -> tuple[list, str, str, str, str]:
-    """`mlops up` on six free ports: (command, tracking, tracking admin, registry, MLflow URI)."""
-    port, admin_port, reg_port, reg_admin_port, mlflow_port, mlflow_admin_port = free_ports(6)
+    """`mlops up` on nine free ports (inference's three too, so servers started side by side
+    never meet on a default port): (command, tracking, tracking admin, registry, MLflow URI)."""
+    port, admin_port, reg_port, reg_admin_port, mlflow_port, mlflow_admin_port, *inference = free_ports(9)
     target, admin_target = f"127.0.0.1:{port}", f"127.0.0.1:{admin_port}"
     registry_target = f"127.0.0.1:{reg_port}"
     mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
@@ -102,6 +103,9 @@ def up_command(binary: str, data_dir: Path) -> tuple[list, str, str, str, str]:
         "--registry-admin-addr", f"127.0.0.1:{reg_admin_port}",
         "--mlflow-addr", f"127.0.0.1:{mlflow_port}",
         "--mlflow-admin-addr", f"127.0.0.1:{mlflow_admin_port}",
+        "--inference-addr", f"127.0.0.1:{inference[0]}",
+        "--inference-http-addr", f"127.0.0.1:{inference[1]}",
+        "--inference-admin-addr", f"127.0.0.1:{inference[2]}",
     ]  # fmt: skip
     return cmd, target, admin_target, registry_target, mlflow_uri
 
