@@ -178,17 +178,10 @@ pub fn select_outputs(
     requested
         .iter()
         .map(|name| {
-            let at = specs.iter().position(|s| &s.name == name).ok_or_else(|| {
-                invalid(format!(
-                    "unknown output {name:?}: model {:?} returns {}",
-                    loaded.name,
-                    specs
-                        .iter()
-                        .map(|s| format!("{:?}", s.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
+            let at = specs
+                .iter()
+                .position(|s| &s.name == name)
+                .ok_or_else(|| unknown_output(loaded, name))?;
             let t = match all[at].take() {
                 Some(t) => t,
                 None => return Err(invalid(format!("output {name:?} is requested twice"))),
@@ -196,6 +189,21 @@ pub fn select_outputs(
             Ok((name.clone(), t))
         })
         .collect()
+}
+
+/// An output the model does not have, named beside the ones it has.
+fn unknown_output(loaded: &Loaded, name: &str) -> crate::error::InferenceError {
+    let names: Vec<String> = loaded
+        .model
+        .outputs()
+        .iter()
+        .map(|s| format!("{:?}", s.name))
+        .collect();
+    invalid(format!(
+        "unknown output {name:?}: model {:?} returns {}",
+        loaded.name,
+        names.join(", ")
+    ))
 }
 
 fn check_requested(loaded: &Loaded, req: &pb::ModelInferRequest) -> Result<Vec<String>> {
@@ -206,11 +214,7 @@ fn check_requested(loaded: &Loaded, req: &pb::ModelInferRequest) -> Result<Vec<S
             ));
         }
         if !loaded.model.outputs().iter().any(|s| s.name == out.name) {
-            return Err(
-                select_outputs(loaded, vec![], std::slice::from_ref(&out.name))
-                    .err()
-                    .unwrap_or_else(|| invalid("unknown output")),
-            );
+            return Err(unknown_output(loaded, &out.name));
         }
     }
     Ok(req.outputs.iter().map(|o| o.name.clone()).collect())
@@ -446,7 +450,7 @@ pub async fn load(manager: &Manager, name: &str, params: &HashMap<String, Value>
     if name.is_empty() {
         return Err(invalid("model_name is required"));
     }
-    let base = manager.settings_of(name).await;
+    let base = manager.settings_of(name);
     let (selector, settings) = settings::from_load_parameters(&base, params)?;
     manager.load(name, selector, settings).await.map(|_| ())
 }

@@ -791,7 +791,7 @@ impl Manager {
     }
 
     /// The stored settings of `name`, or the defaults.
-    pub async fn settings_of(&self, name: &str) -> Settings {
+    pub fn settings_of(&self, name: &str) -> Settings {
         if let Some(Slot::Ready(l)) = self.slot(name) {
             return l.settings.clone();
         }
