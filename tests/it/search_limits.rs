@@ -282,18 +282,27 @@ async fn hostile_registry_filters(db: Database) {
     sb.stop().await.unwrap();
 }
 
-/// On SQLite the limit bounds searches only, so 1 ms fits everything else; on
+/// On SQLite the limit bounds searches only (waiting for a connection included), so
+/// 1 ms fits everything else; on
 /// PostgreSQL it bounds every statement (see `abandoned_and_slow_statements_are_cancelled`
 /// for its timeout, classified by the same code).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_past_the_statement_timeout_is_deadline_exceeded() {
     let db = Database::Sqlite;
-    // 1 ms: the largest filter cannot be prepared and run in it.
     let (sb, mut c) = tracking_with_timeout(db, 1).await;
     let exp = populate(&mut c, 20).await;
+    // A search of 20 runs can finish within 1 ms on a fast machine, so hold every
+    // read connection: the limit covers waiting for one too, and the search cannot
+    // start before it runs out, whatever the machine's speed.
+    let reader = sb.tracking().store.db().reader().clone();
+    let mut held = vec![];
+    for _ in 0..reader.options().get_max_connections() {
+        held.push(reader.acquire().await.expect("a read connection"));
+    }
     let status = search(&mut c, &exp, &many_clauses(MAX_CLAUSES))
         .await
         .expect_err("the search runs past 1 ms");
+    drop(held);
     assert_eq!(status.code(), Code::DeadlineExceeded, "{db:?}: {status:?}");
     assert!(
         status.message().contains("1ms") && status.message().contains("narrow"),
