@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mlops/events/v1/tracking.proto",
         "mlops/registry/v1/registry.proto",
         "mlops/events/v1/registry.proto",
+        "mlops/inference/v1/inference.proto",
+        "mlops/events/v1/inference.proto",
     ];
     if std::env::var_os("PROTOC").is_none() {
         // Build scripts are single threaded, so setting the variable is sound.
@@ -23,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `full_name()` ("mlops.events.v1.RunCreated"), never a string typed by hand.
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
+    // The prediction log's tensors are encoded once into `Bytes` and shared, not copied.
+    config.bytes([".mlops.events.v1.PredictionTensor.raw"]);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("mlops_descriptor.bin"))
         .compile_with_config(

@@ -2,6 +2,8 @@
 //!
 //! - [`tracking::v1`]: the tracking service (`mlops.tracking.v1`);
 //! - [`registry::v1`]: the model registry (`mlops.registry.v1`);
+//! - [`inference::v1`]: the inference service's deployments (`mlops.inference.v1`), beside
+//!   Triton's protocol on the same port;
 //! - [`events::v1`]: the event payloads published on the bus (`mlops.events.v1`),
 //!   each with `prost::Name`; [`events::topics`]: the topics they go on;
 //! - [`triton`]: Triton's Open Inference Protocol (package `inference`), vendored from
@@ -38,6 +40,14 @@ pub mod registry {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/mlops.registry.v1.rs"));
+    }
+}
+
+/// The inference service's own contract (deployments); requests use [`triton`].
+pub mod inference {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/mlops.inference.v1.rs"));
     }
 }
 
@@ -81,8 +91,26 @@ pub mod events {
         ///   `<model name>/<version>`, or the model name for a model deletion).
         pub const MODELS: &str = "mlops.registry.models";
 
+        /// Deployment events of the inference service, one per replica and change.
+        ///
+        /// - produced by: the inference service (`ce_source` `/mlops/inference`);
+        /// - event types: [`DeploymentSwapped`](super::v1::DeploymentSwapped),
+        ///   [`DeploymentSwapFailed`](super::v1::DeploymentSwapFailed),
+        ///   [`DeploymentRemoved`](super::v1::DeploymentRemoved);
+        /// - keyed by: the registered model's id (`ce_subject` `<model name>/<version>`).
+        pub const DEPLOYMENTS: &str = "mlops.inference.deployments";
+
+        /// The prediction log: one event per prediction served (or per sampled one).
+        ///
+        /// - produced by: the inference service (`ce_source` `/mlops/inference`), published
+        ///   directly in batches (not through the outbox: it must never slow a request;
+        ///   what does not fit its buffer is dropped and counted);
+        /// - event types: [`PredictionLogged`](super::v1::PredictionLogged);
+        /// - keyed by: the registered model's id (`ce_subject` `<model name>/<version>`).
+        pub const PREDICTIONS: &str = "mlops.inference.predictions";
+
         /// Every topic above.
-        pub const ALL: &[&str] = &[RUNS, MODELS];
+        pub const ALL: &[&str] = &[RUNS, MODELS, DEPLOYMENTS, PREDICTIONS];
     }
 }
 
