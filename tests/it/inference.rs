@@ -16,7 +16,7 @@ use tonic::Code;
 
 use crate::registry::upload_msgs;
 
-type Oip = GrpcInferenceServiceClient<Channel>;
+pub(crate) type Oip = GrpcInferenceServiceClient<Channel>;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sklearn");
 
@@ -54,7 +54,7 @@ impl Fixture {
     }
 
     /// The expected output `name` of rows `rows`, flattened.
-    fn output_rows(&self, name: &str, rows: std::ops::Range<usize>) -> Vec<f64> {
+    pub(crate) fn output_rows(&self, name: &str, rows: std::ops::Range<usize>) -> Vec<f64> {
         let out = self.json["outputs"]
             .as_array()
             .unwrap()
@@ -119,7 +119,7 @@ fn raw_f32(values: &[f32]) -> bytes::Bytes {
         .into()
 }
 
-fn f32s(raw: &[u8]) -> Vec<f64> {
+pub(crate) fn f32s(raw: &[u8]) -> Vec<f64> {
     raw.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
         .collect()
@@ -131,7 +131,7 @@ fn i64s(raw: &[u8]) -> Vec<f64> {
         .collect()
 }
 
-fn assert_close(got: &[f64], want: &[f64], tol: f64) {
+pub(crate) fn assert_close(got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "element counts differ");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!((g - w).abs() <= tol, "element {i}: got {g}, want {w}");
@@ -139,7 +139,11 @@ fn assert_close(got: &[f64], want: &[f64], tol: f64) {
 }
 
 /// A request of `rows` rows of the fixture's first input, as raw FP32.
-fn request(model: &str, f: &Fixture, rows: std::ops::Range<usize>) -> pb::ModelInferRequest {
+pub(crate) fn request(
+    model: &str,
+    f: &Fixture,
+    rows: std::ops::Range<usize>,
+) -> pb::ModelInferRequest {
     let (shape, data) = f.input_rows(rows);
     pb::ModelInferRequest {
         model_name: model.into(),
@@ -155,7 +159,7 @@ fn request(model: &str, f: &Fixture, rows: std::ops::Range<usize>) -> pb::ModelI
     }
 }
 
-async fn oip(addr: std::net::SocketAddr) -> Oip {
+pub(crate) async fn oip(addr: std::net::SocketAddr) -> Oip {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -672,7 +676,7 @@ async fn a_model_that_cannot_run_is_refused_at_load_with_the_reason() {
 }
 
 /// A valid ONNX file (its signature reads) whose one node is `op`: x float[N,4] -> y float[N,4].
-fn model_with_op(op: &str) -> Vec<u8> {
+pub(crate) fn model_with_op(op: &str) -> Vec<u8> {
     use prost::Message;
     #[derive(Clone, PartialEq, prost::Message)]
     struct Node {

@@ -430,3 +430,16 @@ async fn a_malformed_message_is_counted_and_does_not_stop_the_consumer() {
     let db = crate::events::consumer_db(Database::Sqlite, dir.path()).await;
     crate::events::malformed_messages_are_counted_and_skipped(kafka_bus(), db).await;
 }
+
+/// The hot-swap test on tansu: alias moves reach both replicas through the broker's
+/// broadcast subscription, under load, with no failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_moves_swap_every_replica_on_kafka() {
+    crate::deployments::alias_moves_swap_every_replica_under_load(Bus::Kafka, 20).await;
+}
+
+/// The prediction log over tansu: every request id of a run appears exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_prediction_is_logged_once_on_kafka() {
+    crate::deployments::every_prediction_is_logged_once(Bus::Kafka).await;
+}

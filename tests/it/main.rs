@@ -2,6 +2,7 @@
 //! broker, in one binary (one link on a two-core machine).
 
 mod artifacts_limits;
+mod deployments;
 mod empty_writes;
 mod events;
 mod inference;

@@ -2,6 +2,7 @@
 //! `MLOPS_INFERENCE_<NAME>`, and may be set in a TOML file (`--config`). The server and
 //! database settings are the kit's, shared by every service.
 
+use mlops_events::BusArgs;
 use mlops_runtime::config::{ConfigError, ServerArgs, ServiceConfig};
 use mlops_storage::DbArgs;
 
@@ -25,6 +26,10 @@ pub struct InferenceConfig {
     /// Which models are loaded, and their settings, kept across restarts.
     #[command(flatten)]
     pub db: DbArgs,
+    /// Event bus settings: the registry's events move deployments (hot swap); deployment
+    /// events are published on `mlops.inference.deployments`.
+    #[command(flatten)]
+    pub bus: BusArgs,
     /// The registry's gRPC address: the model repository.
     #[arg(long, default_value = "http://127.0.0.1:50052")]
     pub registry_addr: String,
@@ -55,6 +60,14 @@ pub struct InferenceConfig {
     /// computation (0: none); a request's `timeout` parameter overrides it.
     #[arg(long, default_value_t = 0)]
     pub default_timeout_us: u64,
+    /// Share of predictions published on the prediction log (`mlops.inference.predictions`),
+    /// from 0 (none) to 1 (every one).
+    #[arg(long, default_value_t = 1.0)]
+    pub prediction_log_sample: f64,
+    /// Predictions buffered for the prediction log; when the bus cannot keep up, what does
+    /// not fit is dropped (counted), never waited for.
+    #[arg(long, default_value_t = 10_000)]
+    pub prediction_log_buffer: usize,
     /// Largest tensor a request may carry, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub max_tensor_bytes: u64,
@@ -86,6 +99,12 @@ impl ServiceConfig for InferenceConfig {
         }
         if self.max_queue_size == 0 {
             return bad("max_queue_size", "must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.prediction_log_sample) {
+            return bad("prediction_log_sample", "must be between 0 and 1");
+        }
+        if self.prediction_log_buffer == 0 {
+            return bad("prediction_log_buffer", "must be at least 1");
         }
         if self.max_tensor_bytes < 1024 {
             return bad("max_tensor_bytes", "must be at least 1024");

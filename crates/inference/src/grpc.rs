@@ -15,7 +15,8 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use crate::error::{invalid, Result};
-use crate::models::{dims, Loaded, Manager, Slot};
+use crate::manager::{Cause, Manager, Slot};
+use crate::models::{dims, Loaded};
 use crate::settings;
 use crate::tensors::{
     datatype_name, decode_raw, decode_typed, element_count, element_size, encode_raw, encode_typed,
@@ -243,12 +244,13 @@ impl OipApi {
                 return Err(e);
             }
         };
-        let outputs = loaded.infer(rows, inputs, timeout).await?;
+        let id = loaded.request_id(&req.id);
+        let outputs = loaded.infer(&id, rows, inputs, timeout).await?;
         let outputs = select_outputs(&loaded, outputs, &requested)?;
         let mut resp = pb::ModelInferResponse {
             model_name: loaded.name.clone(),
             model_version: loaded.version.to_string(),
-            id: req.id,
+            id,
             ..Default::default()
         };
         for (name, t) in outputs {
@@ -452,7 +454,10 @@ pub async fn load(manager: &Manager, name: &str, params: &HashMap<String, Value>
     }
     let base = manager.settings_of(name);
     let (selector, settings) = settings::from_load_parameters(&base, params)?;
-    manager.load(name, selector, settings).await.map(|_| ())
+    manager
+        .deploy(name, selector, settings, Cause::Deploy)
+        .await
+        .map(|_| ())
 }
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
@@ -608,7 +613,9 @@ impl GrpcInferenceService for OipApi {
         req: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Answer<pb::RepositoryModelUnloadResponse> {
         let req = req.into_inner();
-        self.manager.unload(&req.model_name).await?;
+        self.manager
+            .undeploy(&req.model_name, Cause::Undeploy)
+            .await?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
 

@@ -3,20 +3,28 @@
 //!
 //! - [`config`]: its settings (`mlops-inference --help` lists them);
 //! - [`repository`]: the registry as the model repository, and the local file cache;
-//! - [`models`]: the models served here, their states, and running requests on them, one by
-//!   one or in dynamic batches;
+//! - [`manager`]: the deployments: which version each registered model serves here, changed
+//!   by a deploy or, through [`follow`], by the registry's events (hot swap);
+//! - [`models`]: a loaded version and running requests on it, one by one or through
+//!   [`batcher`]'s dynamic batches;
 //! - [`settings`]: a model's serving settings, from the defaults and a load's parameters;
 //! - [`store`]: which models are served, kept across restarts;
 //! - [`tensors`]: the protocol's datatypes and tensor encodings;
 //! - [`grpc`]: Triton's `GRPCInferenceService`; [`rest`]: the same protocol over HTTP/JSON;
+//!   [`deployments`]: our `mlops.inference.v1.DeploymentService` on the gRPC port;
 //! - [`metrics`], [`error`]: Triton's metrics, errors as gRPC statuses;
 //! - [`Inference`]: the service for the kit.
 
+pub mod batcher;
 pub mod config;
+pub mod deployments;
 pub mod error;
+pub mod follow;
 pub mod grpc;
+pub mod manager;
 pub mod metrics;
 pub mod models;
+pub mod prediction_log;
 pub mod repository;
 pub mod rest;
 pub mod settings;
@@ -25,8 +33,12 @@ pub mod tensors;
 
 use std::sync::Arc;
 
-use mlops_events::EventBus;
-use mlops_kit::{open_database, Addresses, Local, OnFailure, Runner, Service};
+use mlops_events::{EventBus, Subscription};
+use mlops_kit::{open_bus, open_database, Addresses, Local, OnFailure, Runner, Service};
+use mlops_proto::events::topics;
+use mlops_proto::inference::v1::deployment_service_server::{
+    DeploymentServiceServer, SERVICE_NAME as DEPLOYMENTS,
+};
 use mlops_proto::triton::grpc_inference_service_server::{
     GrpcInferenceServiceServer, SERVICE_NAME,
 };
@@ -38,15 +50,20 @@ pub use config::InferenceConfig;
 /// A bound, ready-to-run inference service.
 pub struct Inference {
     config: InferenceConfig,
-    manager: models::Manager,
-    db: mlops_storage::Db,
+    manager: manager::Manager,
+    store: store::Store,
+    bus: Arc<dyn EventBus>,
+    /// The registry's events, subscribed before the service reports ready so no alias move
+    /// after that is missed (`None`: the bus could not be reached; the follower retries).
+    subscription: Option<Box<dyn Subscription>>,
+    publisher: Option<prediction_log::Publisher>,
     listeners: Listeners,
     http: tokio::net::TcpListener,
 }
 
 impl Inference {
     /// The models, for tests and benchmarks that look under the API.
-    pub fn manager(&self) -> &models::Manager {
+    pub fn manager(&self) -> &manager::Manager {
         &self.manager
     }
 }
@@ -86,12 +103,10 @@ impl Service for Inference {
         }
     }
 
-    /// Connects the database, the registry client and the model cache, and binds the three
-    /// ports. Models recorded before a restart load in the background once it runs.
-    async fn bind(
-        config: InferenceConfig,
-        _bus: Option<Arc<dyn EventBus>>,
-    ) -> anyhow::Result<Self> {
+    /// Connects the database, the registry client, the model cache and the bus (subscribing
+    /// to the registry's events), and binds the three ports. Deployments recorded before a
+    /// restart load in the background once it runs.
+    async fn bind(config: InferenceConfig, bus: Option<Arc<dyn EventBus>>) -> anyhow::Result<Self> {
         use anyhow::Context;
         use mlops_runtime::config::ServiceConfig;
         config.validate()?;
@@ -103,12 +118,30 @@ impl Service for Inference {
         )
         .with_context(|| format!("the registry address {}", config.registry_addr))?;
         mlops_runtime::metrics::claim_prefix("inference", "nv_inference_");
-        let manager = models::Manager::new(
+        let bus = open_bus(
+            "inference",
+            bus,
+            &config.bus,
+            &[topics::MODELS, topics::DEPLOYMENTS, topics::PREDICTIONS],
+        )
+        .await?;
+        let subscription = follow::subscribe(&bus).await;
+        let store = store::Store::new(db);
+        let replica = manager::replica_name();
+        let (log, publisher) = prediction_log::PredictionLog::new(
+            bus.clone(),
+            config.prediction_log_sample,
+            config.prediction_log_buffer,
+            &replica,
+        );
+        let manager = manager::Manager::new(
             repository,
-            store::Store::new(db.clone()),
+            store.clone(),
             settings::Settings::defaults(&config),
             metrics::Metrics::new(),
             config.max_tensor_bytes,
+            replica,
+            log,
         );
         let listeners = Listeners::bind_to(&config.server.listen).await?;
         let http = tokio::net::TcpListener::bind(&config.http_addr)
@@ -117,7 +150,10 @@ impl Service for Inference {
         Ok(Inference {
             config,
             manager,
-            db,
+            store,
+            bus,
+            subscription,
+            publisher,
             listeners,
             http,
         })
@@ -136,7 +172,10 @@ impl Service for Inference {
         let Inference {
             config,
             manager,
-            db,
+            store,
+            bus,
+            subscription,
+            publisher,
             listeners,
             http,
         } = self;
@@ -148,23 +187,47 @@ impl Service for Inference {
             config.server.auth_tokens.clone(),
             config.server.decoding_limit(),
         );
+        let deployments =
+            DeploymentServiceServer::new(deployments::DeploymentApi::new(manager.clone()))
+                .max_decoding_message_size(config.server.decoding_limit())
+                .max_encoding_message_size(config.server.encoding_limit());
+        let (restoring, following) = (manager.clone(), bus.clone());
         Runner::grpc(
             "inference",
             listeners,
             &config.server,
-            &[(SERVICE_NAME, grpc::ROLES)],
-            tonic::service::Routes::new(api),
+            &[
+                (SERVICE_NAME, grpc::ROLES),
+                (DEPLOYMENTS, deployments::ROLES),
+            ],
+            tonic::service::Routes::new(api).add_service(deployments),
         )
         .with_http(http, router)
-        .database(&db)
+        .outbox(store.outbox(), store.db(), &bus)
         .task(
             "restore-models",
             OnFailure::Unready,
             move |stop| async move {
-                manager.restore(stop.clone()).await?;
+                restoring.restore(stop.clone()).await?;
                 // Restoring is done; the task stays until shutdown so its end is not a failure.
                 stop.cancelled().await;
                 Ok(())
+            },
+        )
+        .task("follow-registry", OnFailure::Unready, move |stop| {
+            follow::follow(manager, following, subscription, stop)
+        })
+        .task(
+            "prediction-log",
+            OnFailure::Unready,
+            move |stop| async move {
+                match publisher {
+                    Some(p) => p.run(stop).await,
+                    None => {
+                        stop.cancelled().await;
+                        Ok(())
+                    }
+                }
             },
         )
         .run(shutdown)

@@ -7,7 +7,9 @@
 //! `nv_inference_request_duration_us`, `nv_inference_queue_duration_us`,
 //! `nv_inference_compute_infer_duration_us` (cumulative microseconds), and the gauge
 //! `nv_inference_pending_request_count`. Ours: `mlops_inference_request_duration_seconds`
-//! and `mlops_inference_batch_size` (rows per batch run), labelled `model`.
+//! and `mlops_inference_batch_size` (rows per batch run), labelled `model`;
+//! `mlops_inference_deployment_swaps_total{model, outcome}` (deployment changes that
+//! swapped or failed).
 
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
@@ -27,6 +29,7 @@ pub struct Metrics {
     /// Models loaded now.
     pub loaded: IntGauge,
     load_failures: IntCounterVec,
+    swaps: IntCounterVec,
 }
 
 /// The series of one loaded model version.
@@ -140,6 +143,11 @@ impl Metrics {
                 "model loads that failed, by model",
                 &["model"],
             ),
+            swaps: int_counter_vec(
+                "mlops_inference_deployment_swaps_total",
+                "deployment changes (a deploy, an alias that moved), by model and outcome: swapped (a new version serves) or failed (the old one keeps serving)",
+                &["model", "outcome"],
+            ),
         }
     }
 
@@ -161,6 +169,12 @@ impl Metrics {
             model: model.to_owned(),
             version: v,
         }
+    }
+
+    /// Counts a deployment change of `model` that swapped (`ok`) or failed.
+    pub fn swapped(&self, model: &str, ok: bool) {
+        let outcome = if ok { "swapped" } else { "failed" };
+        self.swaps.with_label_values(&[model, outcome]).inc();
     }
 
     /// Counts a failed load of `model`.

@@ -1,23 +1,21 @@
-//! The models served here: loading from the repository, their states, and running requests on
-//! them, one by one or in dynamic batches.
-//!
-//! A model name has one slot: loading, ready (one version), failed (with the reason) or
-//! unloaded. A reload of a ready model keeps the old version serving until the new one is
-//! loaded, then swaps; requests already holding the old version finish on it.
+//! A model version loaded and serving: its inputs checked against its signature, requests
+//! run on it one by one or through its dynamic batcher ([`crate::batcher`]), its statistics.
+//! [`crate::manager`] decides which versions are loaded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mlops_model::{IoSpec, Model, Tensor};
+use mlops_model::{DataType, IoSpec, Model, Tensor, TensorData};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batcher::{batcher, BatchTarget, Job, Ran};
 use crate::error::{invalid, InferenceError, Result};
-use crate::metrics::{Metrics, ModelSeries};
-use crate::repository::{Repository, Resolved, Selector};
+use crate::metrics::ModelSeries;
+use crate::prediction_log::{self, Prediction, PredictionLog};
+use crate::repository::Selector;
 use crate::settings::Settings;
-use crate::store::{Store, Stored};
 use crate::tensors::{datatype_name, element_size};
 
 /// Cumulative statistics of one loaded version, as `ModelStatistics` reports them.
@@ -46,20 +44,6 @@ fn add(pair: &(AtomicU64, AtomicU64), d: Duration) {
     pair.1.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
 }
 
-/// What one computation took.
-struct Ran {
-    outputs: Vec<Tensor>,
-    queued: Duration,
-}
-
-struct Job {
-    inputs: Vec<Tensor>,
-    rows: usize,
-    arrived: Instant,
-    deadline: Option<Instant>,
-    reply: oneshot::Sender<Result<Ran>>,
-}
-
 /// A model version loaded and serving.
 pub struct Loaded {
     /// The registered model's name.
@@ -72,6 +56,8 @@ pub struct Loaded {
     pub model: Arc<Model>,
     /// How it is served.
     pub settings: Settings,
+    /// What its deployment follows (the alias, the pinned version, or the default).
+    pub target: Selector,
     /// Whether every input and output has a free first dimension (the batch).
     pub batchable: bool,
     /// Its statistics.
@@ -79,9 +65,111 @@ pub struct Loaded {
     series: ModelSeries,
     queue: Option<mpsc::Sender<Job>>,
     max_tensor_bytes: u64,
+    log: PredictionLog,
 }
 
 impl Loaded {
+    /// `model`, version `version` of registered model `model_id` (named `name`), ready to
+    /// serve with `settings`: with dynamic batching on (and a batch dimension), its batcher
+    /// task runs until the last holder of the returned value drops it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: &str,
+        model_id: String,
+        version: i64,
+        model: Arc<Model>,
+        settings: Settings,
+        target: Selector,
+        series: ModelSeries,
+        max_tensor_bytes: u64,
+        log: PredictionLog,
+    ) -> Loaded {
+        let batchable = model
+            .inputs()
+            .iter()
+            .chain(model.outputs())
+            .all(|s| matches!(s.shape.first(), Some(None)));
+        let stats = Arc::new(Stats::default());
+        let queue = (settings.dynamic_batching && batchable).then(|| {
+            let (tx, rx) = mpsc::channel(settings.max_queue_size as usize);
+            let target = Arc::new(BatchTarget {
+                name: name.to_owned(),
+                model: model.clone(),
+                settings: settings.clone(),
+                stats: stats.clone(),
+                series: series.clone(),
+            });
+            tokio::spawn(batcher(target, rx));
+            tx
+        });
+        Loaded {
+            name: name.to_owned(),
+            model_id,
+            version,
+            model,
+            settings,
+            target,
+            batchable,
+            stats,
+            series,
+            queue,
+            max_tensor_bytes,
+            log,
+        }
+    }
+
+    /// The id a request is known by: `given`, else (when predictions are logged, so that
+    /// labels can join on it later) a new one, returned in the response.
+    pub fn request_id(&self, given: &str) -> String {
+        if given.is_empty() && self.log.is_on() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            given.to_owned()
+        }
+    }
+
+    /// Runs `rounds` requests of one row (zeros, empty strings) straight on the model, off
+    /// the request path, so the first real request does not pay for cold caches and a model
+    /// that cannot run fails here. Values a model refuses (an encoder that knows no empty
+    /// string) are not a failure: the model ran its checks; anything else is.
+    pub(crate) fn warm_up(model: &Model, rounds: usize) -> Result<()> {
+        let inputs = model
+            .inputs()
+            .iter()
+            .map(|spec| {
+                let shape: Vec<usize> = spec.shape.iter().map(|d| d.unwrap_or(1)).collect();
+                let n = shape.iter().product();
+                let data = match spec.dtype {
+                    DataType::Bool => TensorData::Bool(vec![false; n]),
+                    DataType::U8 => TensorData::U8(vec![0; n]),
+                    DataType::U16 => TensorData::U16(vec![0; n]),
+                    DataType::U32 => TensorData::U32(vec![0; n]),
+                    DataType::U64 => TensorData::U64(vec![0; n]),
+                    DataType::I8 => TensorData::I8(vec![0; n]),
+                    DataType::I16 => TensorData::I16(vec![0; n]),
+                    DataType::I32 => TensorData::I32(vec![0; n]),
+                    DataType::I64 => TensorData::I64(vec![0; n]),
+                    DataType::F32 => TensorData::F32(vec![0.0; n]),
+                    DataType::F64 => TensorData::F64(vec![0.0; n]),
+                    DataType::String => TensorData::String(vec![Vec::new(); n]),
+                };
+                Tensor::new(shape, data)
+                    .ok_or_else(|| InferenceError::Internal("a warm-up tensor does not fit".into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for _ in 0..rounds {
+            match model.run(&inputs) {
+                Ok(_) | Err(mlops_model::RunError::InvalidInput(_)) => {}
+                Err(mlops_model::RunError::Failed(m)) => {
+                    return Err(InferenceError::FailedPrecondition(format!(
+                        "the model failed its warm-up request: {m}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The row count and the inputs in the model's order, checked against its signature and
     /// limits: every input once, known names, datatypes, ranks, fixed dimensions, one row
     /// count, at most `max_batch_size` rows.
@@ -177,11 +265,20 @@ impl Loaded {
     /// waiting at most `timeout` (else the model's default) before computation starts.
     pub async fn infer(
         &self,
+        request_id: &str,
         rows: usize,
         inputs: Vec<Tensor>,
         timeout: Option<Duration>,
     ) -> Result<Vec<Tensor>> {
         let arrived = Instant::now();
+        // Encoded before the request runs (its tensors move into it), only when logged.
+        let logged_inputs = self.log.sampled().then(|| {
+            inputs
+                .iter()
+                .zip(self.model.inputs())
+                .map(|(t, spec)| prediction_log::tensor(&spec.name, t))
+                .collect::<Vec<_>>()
+        });
         let timeout = timeout.or_else(|| {
             (self.settings.default_timeout_us > 0)
                 .then(|| Duration::from_micros(self.settings.default_timeout_us))
@@ -208,6 +305,23 @@ impl Loaded {
                 self.series.request_us.inc_by(elapsed.as_micros() as u64);
                 self.series.queue_us.inc_by(ran.queued.as_micros() as u64);
                 self.series.latency.observe(elapsed.as_secs_f64());
+                if let Some(inputs) = logged_inputs {
+                    self.log.record(Prediction {
+                        request_id,
+                        deployment: &self.name,
+                        model_id: &self.model_id,
+                        version: self.version,
+                        inputs,
+                        outputs: &ran.outputs,
+                        output_names: self
+                            .model
+                            .outputs()
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect(),
+                        latency: elapsed,
+                    });
+                }
                 Ok(ran.outputs)
             }
             Err(e) => {
@@ -285,7 +399,7 @@ impl Loaded {
 }
 
 /// Counts one execution of `rows` rows that took `computed`.
-fn executed(stats: &Stats, series: &ModelSeries, rows: usize, computed: Duration) {
+pub(crate) fn executed(stats: &Stats, series: &ModelSeries, rows: usize, computed: Duration) {
     stats.execution_count.fetch_add(1, Ordering::Relaxed);
     add(&stats.compute, computed);
     {
@@ -299,11 +413,11 @@ fn executed(stats: &Stats, series: &ModelSeries, rows: usize, computed: Duration
     series.batch.observe(rows as f64);
 }
 
-fn timed_out() -> InferenceError {
+pub(crate) fn timed_out() -> InferenceError {
     InferenceError::Timeout("the request timed out before the model ran it".into())
 }
 
-fn run(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+pub(crate) fn run(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
     model.run(inputs).map_err(|e| match e {
         mlops_model::RunError::InvalidInput(m) => InferenceError::InvalidArgument(m),
         mlops_model::RunError::Failed(m) => InferenceError::Internal(m),
@@ -357,444 +471,4 @@ fn check_tensor(spec: &IoSpec, t: &Tensor) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Collects jobs into batches and runs them, one batch at a time, until the queue closes
-/// (the model was unloaded or replaced and its last request has been answered).
-async fn batcher(loaded: Arc<BatchTarget>, mut jobs: mpsc::Receiver<Job>) {
-    let settings = &loaded.settings;
-    let max = settings.max_batch_size as usize;
-    let delay = Duration::from_micros(settings.max_queue_delay_us);
-    let mut carry: Option<Job> = None;
-    loop {
-        let first = match carry.take() {
-            Some(j) => j,
-            None => match jobs.recv().await {
-                Some(j) => j,
-                None => return,
-            },
-        };
-        let window = tokio::time::Instant::from_std(first.arrived + delay);
-        let mut rows = first.rows;
-        let mut batch = vec![first];
-        while rows < max
-            && !settings
-                .preferred_batch_size
-                .iter()
-                .any(|&p| p as usize == rows)
-        {
-            let next = match jobs.try_recv() {
-                Ok(j) => Some(j),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    tokio::time::timeout_at(window, jobs.recv())
-                        .await
-                        .unwrap_or_default()
-                }
-            };
-            let Some(job) = next else { break };
-            if rows + job.rows > max {
-                carry = Some(job);
-                break;
-            }
-            rows += job.rows;
-            batch.push(job);
-        }
-        let now = Instant::now();
-        let (late, batch): (Vec<Job>, Vec<Job>) = batch
-            .into_iter()
-            .partition(|j| j.deadline.is_some_and(|d| now > d));
-        for job in late {
-            let _ = job.reply.send(Err(timed_out()));
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let target = loaded.clone();
-        let started = Instant::now();
-        let done = tokio::task::spawn_blocking(move || {
-            let outcome = target.run_batch(&batch);
-            (batch, outcome)
-        })
-        .await;
-        let (batch, outcome) = match done {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(model = %loaded.name, error = %e, "a batch's computation panicked");
-                continue;
-            }
-        };
-        let computed = started.elapsed();
-        match outcome {
-            Ok(parts) => {
-                let rows = batch.iter().map(|j| j.rows).sum();
-                executed(&loaded.stats, &loaded.series, rows, computed);
-                for (job, outputs) in batch.into_iter().zip(parts) {
-                    let queued = started.saturating_duration_since(job.arrived);
-                    let _ = job.reply.send(Ok(Ran { outputs, queued }));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for job in batch {
-                    let _ = job
-                        .reply
-                        .send(Err(InferenceError::Internal(message.clone())));
-                }
-            }
-        }
-    }
-}
-
-/// What the batcher needs of a loaded model (it must not hold the [`Loaded`] itself, whose
-/// queue sender it would keep open).
-struct BatchTarget {
-    name: String,
-    model: Arc<Model>,
-    settings: Settings,
-    stats: Arc<Stats>,
-    series: ModelSeries,
-}
-
-impl BatchTarget {
-    /// Stacks the jobs' inputs, runs them once and cuts every output back into each job's rows.
-    fn run_batch(&self, batch: &[Job]) -> Result<Vec<Vec<Tensor>>> {
-        if batch.len() == 1 {
-            return Ok(vec![run(&self.model, &batch[0].inputs)?]);
-        }
-        let inputs = (0..batch[0].inputs.len())
-            .map(|i| {
-                let parts: Vec<&Tensor> = batch.iter().map(|j| &j.inputs[i]).collect();
-                Tensor::concat_rows(&parts)
-                    .ok_or_else(|| InferenceError::Internal("inputs do not stack".into()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let outputs = run(&self.model, &inputs)?;
-        let rows: Vec<usize> = batch.iter().map(|j| j.rows).collect();
-        let mut per_job: Vec<Vec<Tensor>> = batch.iter().map(|_| Vec::new()).collect();
-        for out in outputs {
-            let parts = out.split_rows(&rows).ok_or_else(|| {
-                InferenceError::Internal(format!(
-                    "an output of {} rows does not split into the batch's {rows:?}",
-                    out.rows()
-                ))
-            })?;
-            for (job, part) in per_job.iter_mut().zip(parts) {
-                job.push(part);
-            }
-        }
-        Ok(per_job)
-    }
-}
-
-/// The state of a model name here.
-#[derive(Clone)]
-pub enum Slot {
-    /// Being loaded; the version if known.
-    Loading,
-    /// Serving.
-    Ready(Arc<Loaded>),
-    /// The last load failed; why.
-    Failed(String),
-    /// Unloaded by a request.
-    Unloaded,
-}
-
-impl Slot {
-    /// Triton's state name and reason.
-    pub fn state(&self) -> (&'static str, String) {
-        match self {
-            Slot::Loading => ("LOADING", String::new()),
-            Slot::Ready(_) => ("READY", String::new()),
-            Slot::Failed(reason) => ("UNAVAILABLE", reason.clone()),
-            Slot::Unloaded => ("UNAVAILABLE", "unloaded".into()),
-        }
-    }
-}
-
-/// Every model here.
-#[derive(Clone)]
-pub struct Manager {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    repository: Repository,
-    store: Store,
-    defaults: Settings,
-    metrics: Metrics,
-    max_tensor_bytes: u64,
-    slots: RwLock<HashMap<String, Slot>>,
-    /// One load at a time per name.
-    loading: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl Manager {
-    /// A manager loading from `repository`, remembering in `store`.
-    pub fn new(
-        repository: Repository,
-        store: Store,
-        defaults: Settings,
-        metrics: Metrics,
-        max_tensor_bytes: u64,
-    ) -> Self {
-        Manager {
-            inner: Arc::new(Inner {
-                repository,
-                store,
-                defaults,
-                metrics,
-                max_tensor_bytes,
-                slots: RwLock::new(HashMap::new()),
-                loading: Default::default(),
-            }),
-        }
-    }
-
-    /// The service's default settings.
-    pub fn defaults(&self) -> &Settings {
-        &self.inner.defaults
-    }
-
-    /// The repository.
-    pub fn repository(&self) -> &Repository {
-        &self.inner.repository
-    }
-
-    /// The slot of `name`, if it was ever loaded here.
-    pub fn slot(&self, name: &str) -> Option<Slot> {
-        self.inner
-            .slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
-    }
-
-    /// Every slot, by name.
-    pub fn slots(&self) -> BTreeMap<String, Slot> {
-        self.inner
-            .slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    fn set(&self, name: &str, slot: Slot) -> Option<Slot> {
-        let mut slots = self.inner.slots.write().unwrap_or_else(|p| p.into_inner());
-        slots.insert(name.to_owned(), slot)
-    }
-
-    /// The ready model `name`, at `version` when given (0 or empty: the one served).
-    pub fn ready(&self, name: &str, version: &str) -> Result<Arc<Loaded>> {
-        let slot = self.slot(name);
-        let loaded = match slot {
-            Some(Slot::Ready(l)) => l,
-            Some(other) => {
-                let (state, reason) = other.state();
-                return Err(InferenceError::Unavailable(format!(
-                    "model {name:?} is not ready here: {state}{}",
-                    if reason.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({reason})")
-                    }
-                )));
-            }
-            None => {
-                return Err(InferenceError::NotFound(format!(
-                    "model {name:?} is not loaded here; load it first (RepositoryModelLoad, or `mlops serve load {name}`)"
-                )))
-            }
-        };
-        if !version.is_empty() && version != loaded.version.to_string() {
-            let _: i64 = version.parse().map_err(|_| {
-                invalid(format!("model version {version:?} is not a version number"))
-            })?;
-            return Err(InferenceError::Unavailable(format!(
-                "version {version} of model {name:?} is not loaded here; version {} is",
-                loaded.version
-            )));
-        }
-        Ok(loaded)
-    }
-
-    /// Loads (or reloads) `name` at the version `selector` names, with `settings`, and records
-    /// it so a restart loads it again. The old version, if any, serves until the swap.
-    pub async fn load(
-        &self,
-        name: &str,
-        selector: Selector,
-        settings: Settings,
-    ) -> Result<Arc<Loaded>> {
-        let lock = {
-            let mut loading = self.inner.loading.lock().await;
-            loading.entry(name.to_owned()).or_default().clone()
-        };
-        let _one_at_a_time = lock.lock().await;
-        let previous = self.slot(name);
-        if !matches!(previous, Some(Slot::Ready(_))) {
-            self.set(name, Slot::Loading);
-        }
-        match self.load_version(name, &selector, settings.clone()).await {
-            Ok(loaded) => {
-                self.inner
-                    .store
-                    .put(&Stored {
-                        name: name.to_owned(),
-                        selector,
-                        settings,
-                        version: loaded.version,
-                    })
-                    .await?;
-                let old = self.set(name, Slot::Ready(loaded.clone()));
-                if !matches!(old, Some(Slot::Ready(_))) {
-                    self.inner.metrics.loaded.inc();
-                }
-                tracing::info!(model = %name, version = loaded.version, "model loaded");
-                Ok(loaded)
-            }
-            Err(e) => {
-                self.inner.metrics.load_failed(name);
-                tracing::warn!(model = %name, error = %e, "model load failed");
-                match previous {
-                    // The old version keeps serving.
-                    Some(Slot::Ready(old)) => {
-                        self.set(name, Slot::Ready(old));
-                    }
-                    // A model the registry does not know leaves no trace.
-                    _ if matches!(e, InferenceError::NotFound(_)) => {
-                        let mut slots = self.inner.slots.write().unwrap_or_else(|p| p.into_inner());
-                        match previous {
-                            Some(p) => slots.insert(name.to_owned(), p),
-                            None => slots.remove(name),
-                        };
-                    }
-                    _ => {
-                        self.set(name, Slot::Failed(e.to_string()));
-                    }
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn load_version(
-        &self,
-        name: &str,
-        selector: &Selector,
-        settings: Settings,
-    ) -> Result<Arc<Loaded>> {
-        let resolved: Resolved = self.inner.repository.resolve(name, selector).await?;
-        let bytes = tokio::fs::read(&resolved.path).await.map_err(|e| {
-            InferenceError::Internal(format!("reading {}: {e}", resolved.path.display()))
-        })?;
-        let model = tokio::task::spawn_blocking(move || Model::load(&bytes))
-            .await
-            .map_err(|e| InferenceError::Internal(format!("loading panicked: {e}")))?
-            .map_err(|e| {
-                InferenceError::FailedPrecondition(format!(
-                    "version {} of model {name:?} cannot be served: {e}",
-                    resolved.version
-                ))
-            })?;
-        let model = Arc::new(model);
-        let batchable = model
-            .inputs()
-            .iter()
-            .chain(model.outputs())
-            .all(|s| matches!(s.shape.first(), Some(None)));
-        let stats = Arc::new(Stats::default());
-        let series = self.inner.metrics.series(name, resolved.version);
-        let queue = (settings.dynamic_batching && batchable).then(|| {
-            let (tx, rx) = mpsc::channel(settings.max_queue_size as usize);
-            let target = Arc::new(BatchTarget {
-                name: name.to_owned(),
-                model: model.clone(),
-                settings: settings.clone(),
-                stats: stats.clone(),
-                series: series.clone(),
-            });
-            tokio::spawn(batcher(target, rx));
-            tx
-        });
-        Ok(Arc::new(Loaded {
-            name: name.to_owned(),
-            model_id: resolved.model_id,
-            version: resolved.version,
-            model,
-            settings,
-            batchable,
-            stats,
-            series,
-            queue,
-            max_tensor_bytes: self.inner.max_tensor_bytes,
-        }))
-    }
-
-    /// Stops serving `name` and forgets it, so a restart does not load it again. Requests
-    /// already running finish.
-    pub async fn unload(&self, name: &str) -> Result<()> {
-        let forgotten = self.inner.store.remove(name).await?;
-        let old = {
-            let mut slots = self.inner.slots.write().unwrap_or_else(|p| p.into_inner());
-            match slots.get(name) {
-                Some(_) => slots.insert(name.to_owned(), Slot::Unloaded),
-                None => None,
-            }
-        };
-        if matches!(old, Some(Slot::Ready(_))) {
-            self.inner.metrics.loaded.dec();
-        }
-        if old.is_none() && !forgotten {
-            return Err(InferenceError::NotFound(format!(
-                "model {name:?} is not loaded here"
-            )));
-        }
-        tracing::info!(model = %name, "model unloaded");
-        Ok(())
-    }
-
-    /// Loads every model recorded before a restart, retrying while the registry cannot be
-    /// reached; a model that cannot be loaded for another reason is left failed, with why.
-    pub async fn restore(
-        &self,
-        stop: mlops_runtime::shutdown::CancellationToken,
-    ) -> anyhow::Result<()> {
-        let stored = self.inner.store.all().await?;
-        for s in stored {
-            let mut wait = Duration::from_millis(200);
-            loop {
-                match self
-                    .load(&s.name, s.selector.clone(), s.settings.clone())
-                    .await
-                {
-                    Ok(_) => break,
-                    Err(InferenceError::Unavailable(reason)) => {
-                        tracing::warn!(model = %s.name, %reason, "cannot restore the model yet; retrying");
-                        tokio::select! {
-                            _ = stop.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                        wait = (wait * 2).min(Duration::from_secs(10));
-                    }
-                    Err(e) => {
-                        tracing::error!(model = %s.name, error = %e, "cannot restore the model");
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The stored settings of `name`, or the defaults.
-    pub fn settings_of(&self, name: &str) -> Settings {
-        if let Some(Slot::Ready(l)) = self.slot(name) {
-            return l.settings.clone();
-        }
-        self.inner.defaults.clone()
-    }
 }

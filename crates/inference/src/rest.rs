@@ -38,7 +38,8 @@ use serde_json::{json, Value};
 
 use crate::error::{invalid, InferenceError, Result};
 use crate::grpc::{self, EXTENSIONS, PLATFORM};
-use crate::models::{dims, Loaded, Manager, Slot};
+use crate::manager::{Cause, Manager, Slot};
+use crate::models::{dims, Loaded};
 use crate::tensors::{
     datatype_name, decode_raw, element_count, element_size, encode_raw, parse_datatype, tensor,
 };
@@ -335,7 +336,7 @@ async fn load(State(api): Shared, Path(name): Path<String>, body: Body) -> Answe
 /// effect: no model here depends on another.
 async fn unload(State(api): Shared, Path(name): Path<String>, body: Body) -> Answer<StatusCode> {
     let _: RepositoryRequest = optional_json(&read_body(body, api.max_body_bytes).await?)?;
-    api.manager.unload(&name).await?;
+    api.manager.undeploy(&name, Cause::Undeploy).await?;
     Ok(StatusCode::OK)
 }
 
@@ -472,8 +473,9 @@ async fn infer(
             return Err(e.into());
         }
     };
+    let id = loaded.request_id(prepared.id.as_deref().unwrap_or_default());
     let outputs = loaded
-        .infer(prepared.rows, prepared.inputs, prepared.timeout)
+        .infer(&id, prepared.rows, prepared.inputs, prepared.timeout)
         .await?;
     let names: Vec<String> = prepared.wanted.iter().map(|(n, _)| n.clone()).collect();
     let outputs = grpc::select_outputs(&loaded, outputs, &names)?;
@@ -482,7 +484,8 @@ async fn infer(
     } else {
         prepared.wanted.iter().map(|(_, b)| *b).collect()
     };
-    Ok(respond(&loaded, prepared.id.as_deref(), &outputs, &binary))
+    let id = (!id.is_empty()).then_some(id);
+    Ok(respond(&loaded, id.as_deref(), &outputs, &binary))
 }
 
 /// A request checked against the model and decoded, ready to run.

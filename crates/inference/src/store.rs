@@ -1,5 +1,8 @@
-//! The models this service serves and their settings, kept across restarts.
+//! The models this service serves (its deployments) and their settings, kept across
+//! restarts, with the deployment events each change publishes through the outbox.
 
+use mlops_events::outbox::Outbox;
+use mlops_events::Envelope;
 use mlops_storage::{now_millis, Db, Migration};
 use sqlx::Row;
 
@@ -9,12 +12,20 @@ use crate::settings::Settings;
 
 /// The schema.
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "the models served and their settings".into(),
-        sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
-        postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
-    }]
+    vec![
+        Migration {
+            version: 1,
+            name: "the models served and their settings".into(),
+            sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
+            postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
+        },
+        Migration {
+            version: 2,
+            name: "deployments keyed by the registered model's id".into(),
+            sqlite: include_str!("../migrations/sqlite/0002_deployments.sql").into(),
+            postgres: include_str!("../migrations/postgres/0002_deployments.sql").into(),
+        },
+    ]
 }
 
 /// A model to serve, as stored.
@@ -22,6 +33,8 @@ pub fn migrations() -> Vec<Migration> {
 pub struct Stored {
     /// The registered model's name.
     pub name: String,
+    /// Its id ("" in rows written before ids were kept, until their next load).
+    pub model_id: String,
     /// Which version.
     pub selector: Selector,
     /// How.
@@ -34,12 +47,21 @@ pub struct Stored {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    outbox: Outbox,
 }
 
 impl Store {
-    /// A store on `db`, migrated.
+    /// A store on `db`, migrated (with the outbox's tables).
     pub fn new(db: Db) -> Self {
-        Store { db }
+        Store {
+            db,
+            outbox: Outbox::new("inference"),
+        }
+    }
+
+    /// The outbox the deployment events go through.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// The database.
@@ -47,38 +69,71 @@ impl Store {
         &self.db
     }
 
-    /// Records that `name` is served, replacing what was recorded.
-    pub async fn put(&self, s: &Stored) -> Result<()> {
+    /// Records that `s.name` is served, replacing what was recorded, and enqueues `event`
+    /// in the same transaction.
+    pub async fn put(&self, s: &Stored, event: Option<Envelope>) -> Result<()> {
         let settings = serde_json::to_string(&s.settings).expect("settings serialize");
+        let mut tx = self.db.begin().await?;
+        // A rename in the registry: the model's id is the key, so an older row under its
+        // old name goes.
+        if !s.model_id.is_empty() {
+            sqlx::query("DELETE FROM inference_models WHERE model_id = $1 AND name <> $2")
+                .bind(&s.model_id)
+                .bind(&s.name)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
-            "INSERT INTO inference_models (name, selector, settings, version, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
-             selector = excluded.selector, settings = excluded.settings, \
-             version = excluded.version, updated_at = excluded.updated_at",
+            "INSERT INTO inference_models (name, model_id, selector, settings, version, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
+             model_id = excluded.model_id, selector = excluded.selector, \
+             settings = excluded.settings, version = excluded.version, \
+             updated_at = excluded.updated_at",
         )
         .bind(&s.name)
+        .bind(&s.model_id)
         .bind(s.selector.encode())
         .bind(settings)
         .bind(s.version)
         .bind(now_millis())
-        .execute(self.db.writer())
+        .execute(&mut *tx)
         .await?;
+        let _enqueued = match &event {
+            Some(e) => Some(self.outbox.enqueue(&mut tx, e).await?),
+            None => None,
+        };
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Forgets `name`; `false` when it was not recorded.
-    pub async fn remove(&self, name: &str) -> Result<bool> {
+    /// Enqueues `event` alone (a change that writes no row: a failed swap).
+    pub async fn publish(&self, event: &Envelope) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let _enqueued = self.outbox.enqueue(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets `name`, enqueuing `event` when it was recorded; `false` when it was not.
+    pub async fn remove(&self, name: &str, event: Option<Envelope>) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
         let done = sqlx::query("DELETE FROM inference_models WHERE name = $1")
             .bind(name)
-            .execute(self.db.writer())
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        let removed = done.rows_affected() > 0;
+        let _enqueued = match &event {
+            Some(e) if removed => Some(self.outbox.enqueue(&mut tx, e).await?),
+            _ => None,
+        };
+        tx.commit().await?;
+        Ok(removed)
     }
 
     /// Every served model. A row this version cannot read is skipped with a warning.
     pub async fn all(&self) -> Result<Vec<Stored>> {
         let rows = sqlx::query(
-            "SELECT name, selector, settings, version FROM inference_models ORDER BY name",
+            "SELECT name, selector, settings, version, model_id FROM inference_models ORDER BY name",
         )
         .fetch_all(self.db.reader())
         .await?;
@@ -91,6 +146,7 @@ impl Store {
                 match (selector, settings) {
                     (Some(selector), Some(settings)) => Some(Stored {
                         name,
+                        model_id: r.get(4),
                         selector,
                         settings,
                         version: r.get(3),

@@ -1,0 +1,239 @@
+//! The prediction log: every answered request (or a sample) as a `PredictionLogged` event
+//! on `mlops.inference.predictions`. Recording is a `try_send` into a bounded buffer, so a
+//! request never waits for the bus: when the buffer is full (the bus is slow or down) the
+//! prediction is dropped and counted. One task publishes what the buffer holds in batches,
+//! straight to the bus (not through the outbox, whose transaction per event is too slow at
+//! these rates).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mlops_events::{Envelope, EventBus};
+use mlops_model::Tensor;
+use mlops_proto::events::{topics, v1 as ev};
+use mlops_runtime::shutdown::CancellationToken;
+use prometheus::IntCounter;
+use tokio::sync::mpsc;
+
+use crate::tensors::{datatype_name, encode_raw};
+
+/// Most events published in one call.
+const BATCH: usize = 512;
+/// Attempts to publish one batch before it is dropped (and counted).
+const ATTEMPTS: usize = 5;
+
+/// Where predictions are recorded.
+#[derive(Clone)]
+pub struct PredictionLog {
+    tx: Option<mpsc::Sender<Envelope>>,
+    sample: f64,
+    replica: String,
+    dropped: IntCounter,
+}
+
+/// The task that publishes the buffer.
+pub struct Publisher {
+    rx: mpsc::Receiver<Envelope>,
+    bus: Arc<dyn EventBus>,
+    dropped: IntCounter,
+    logged: IntCounter,
+}
+
+fn counters() -> (IntCounter, IntCounter) {
+    use mlops_runtime::metrics::int_counter;
+    (
+        int_counter(
+            "mlops_inference_prediction_log_dropped_total",
+            "predictions not logged: the buffer was full (the bus slow or down) or a batch could not be published",
+        ),
+        int_counter(
+            "mlops_inference_predictions_logged_total",
+            "predictions published on the prediction log",
+        ),
+    )
+}
+
+impl PredictionLog {
+    /// A log of `sample` (0 to 1) of the predictions into a buffer of `buffer` events, and
+    /// its publisher; `None` for the publisher when nothing is logged (`sample` 0).
+    pub fn new(
+        bus: Arc<dyn EventBus>,
+        sample: f64,
+        buffer: usize,
+        replica: &str,
+    ) -> (PredictionLog, Option<Publisher>) {
+        let (dropped, logged) = counters();
+        if sample <= 0.0 {
+            drop(logged);
+            let log = PredictionLog {
+                tx: None,
+                sample: 0.0,
+                replica: replica.to_owned(),
+                dropped,
+            };
+            return (log, None);
+        }
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let log = PredictionLog {
+            tx: Some(tx),
+            sample: sample.min(1.0),
+            replica: replica.to_owned(),
+            dropped: dropped.clone(),
+        };
+        let publisher = Publisher {
+            rx,
+            bus,
+            dropped,
+            logged,
+        };
+        (log, Some(publisher))
+    }
+
+    /// Whether any prediction is logged.
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Whether this request is logged (decided before it runs, so its inputs are kept).
+    pub fn sampled(&self) -> bool {
+        if self.tx.is_none() {
+            return false;
+        }
+        if self.sample >= 1.0 {
+            return true;
+        }
+        let (r, _) = uuid::Uuid::new_v4().as_u64_pair();
+        (r as f64 / u64::MAX as f64) < self.sample
+    }
+
+    /// Records one prediction; never waits.
+    pub fn record(&self, p: Prediction<'_>) {
+        let Some(tx) = &self.tx else { return };
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let msg = ev::PredictionLogged {
+            request_id: p.request_id.to_owned(),
+            deployment: p.deployment.to_owned(),
+            model_id: p.model_id.to_owned(),
+            version: p.version,
+            variant: String::new(),
+            inputs: p.inputs,
+            outputs: p
+                .outputs
+                .iter()
+                .zip(p.output_names)
+                .map(|(t, name)| tensor(name, t))
+                .collect(),
+            latency_us: p.latency.as_micros() as i64,
+            time_unix_nano: time.as_nanos() as i64,
+            replica: self.replica.clone(),
+        };
+        let event = Envelope::of(
+            topics::PREDICTIONS,
+            "/mlops/inference",
+            p.model_id,
+            format!("{}/{}", p.deployment, p.version),
+            &msg,
+        );
+        if tx.try_send(event).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
+
+/// One answered request, as [`PredictionLog::record`] takes it.
+pub struct Prediction<'a> {
+    /// Its id.
+    pub request_id: &'a str,
+    /// The deployment's name.
+    pub deployment: &'a str,
+    /// The registered model's id.
+    pub model_id: &'a str,
+    /// The version that answered.
+    pub version: i64,
+    /// The inputs, encoded before the request ran ([`tensor`]).
+    pub inputs: Vec<ev::PredictionTensor>,
+    /// The model's outputs.
+    pub outputs: &'a [Tensor],
+    /// Their names, in order.
+    pub output_names: Vec<&'a str>,
+    /// From arrival to answer.
+    pub latency: Duration,
+}
+
+/// `t` named `name` in the log's form.
+pub fn tensor(name: &str, t: &Tensor) -> ev::PredictionTensor {
+    ev::PredictionTensor {
+        name: name.to_owned(),
+        datatype: datatype_name(t.dtype()).to_owned(),
+        shape: t.shape.iter().map(|&d| d as i64).collect(),
+        raw: encode_raw(&t.data),
+    }
+}
+
+impl Publisher {
+    /// Publishes the buffer in batches until `stop`, then what is left.
+    pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let first = tokio::select! {
+                _ = stop.cancelled() => None,
+                e = self.rx.recv() => e,
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+            while batch.len() < BATCH {
+                match self.rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            self.publish(&mut batch, &stop).await;
+        }
+        // Shutting down: what is buffered goes out once, without retries.
+        while let Ok(e) = self.rx.try_recv() {
+            batch.push(e);
+            if batch.len() == BATCH {
+                self.publish_once(&mut batch).await;
+            }
+        }
+        self.publish_once(&mut batch).await;
+        Ok(())
+    }
+
+    async fn publish(&self, batch: &mut Vec<Envelope>, stop: &CancellationToken) {
+        let mut wait = Duration::from_millis(100);
+        for attempt in 1..=ATTEMPTS {
+            let (sent, result) = self.bus.publish(batch).await;
+            self.logged.inc_by(sent as u64);
+            batch.drain(..sent);
+            match result {
+                Ok(()) => return,
+                Err(err) if attempt == ATTEMPTS => {
+                    tracing::warn!(error = %err, dropped = batch.len(), "the prediction log cannot publish; dropping a batch");
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, attempt, "publishing the prediction log failed; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait *= 2;
+                }
+            }
+        }
+        self.dropped.inc_by(batch.len() as u64);
+        batch.clear();
+    }
+
+    async fn publish_once(&self, batch: &mut Vec<Envelope>) {
+        if batch.is_empty() {
+            return;
+        }
+        let (sent, _) = self.bus.publish(batch).await;
+        self.logged.inc_by(sent as u64);
+        self.dropped.inc_by((batch.len() - sent) as u64);
+        batch.clear();
+    }
+}

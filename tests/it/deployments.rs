@@ -1,0 +1,586 @@
+//! Deployments over real gRPC with the registry and the bus: an alias move in the registry
+//! hot swaps every replica under steady load with no failed request and no answer mixing
+//! versions; a version that cannot load keeps the old one serving and says why (status,
+//! event, metric); Triton's load by name follows `champion`; a deleted model is undeployed;
+//! bad calls get clear statuses. The same swap test runs on tansu in `kafka`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mlops_inference::{Inference, InferenceConfig};
+use mlops_proto::events::{topics, v1 as ev};
+use mlops_proto::inference::v1 as dpb;
+use mlops_proto::inference::v1::deployment_service_client::DeploymentServiceClient;
+use mlops_proto::registry::v1 as rpb;
+use mlops_proto::triton as pb;
+use mlops_tests::{http_get, Bus, Sandbox};
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::inference::{f32s, fixture, model_with_op, oip, request, upload, Fixture};
+
+type Deployments = DeploymentServiceClient<Channel>;
+
+async fn deployments(addr: std::net::SocketAddr) -> Deployments {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the inference service accepts connections");
+    DeploymentServiceClient::new(channel)
+}
+
+async fn sandbox(bus: Bus) -> Sandbox {
+    Sandbox::builder()
+        .bus(bus)
+        .registry()
+        .service::<Inference>(|_| {})
+        .start()
+        .await
+        .expect("sandbox starts")
+}
+
+/// A second inference replica on the sandbox's registry and bus, with its own state.
+async fn second_replica(
+    sb: &Sandbox,
+    state: &std::path::Path,
+) -> (
+    std::net::SocketAddr,
+    mlops_runtime::shutdown::CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    use mlops_kit::Service;
+    use mlops_runtime::config::ServiceConfig;
+    let mut config = InferenceConfig::defaults();
+    config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
+    config.http_addr = "127.0.0.1:0".into();
+    config.db.database_url = format!("sqlite://{}", state.join("inference.db").display());
+    config.model_cache_dir = state.join("cache").display().to_string();
+    config.registry_addr = format!("http://{}", sb.registry().grpc);
+    let replica = Inference::bind(config, Some(sb.bus.clone())).await.unwrap();
+    let addr = replica.addresses().api;
+    let stop = mlops_runtime::shutdown::CancellationToken::new();
+    let running = tokio::spawn(replica.run(stop.clone()));
+    (addr, stop, running)
+}
+
+async fn set_alias(sb: &Sandbox, name: &str, alias: &str, version: i64) {
+    sb.registry_client()
+        .await
+        .set_registered_model_alias(rpb::SetRegisteredModelAliasRequest {
+            name: name.into(),
+            alias: alias.into(),
+            version,
+        })
+        .await
+        .expect("set alias");
+}
+
+fn follow(alias: &str) -> Option<dpb::Target> {
+    Some(dpb::Target {
+        choice: Some(dpb::target::Choice::Alias(alias.into())),
+    })
+}
+
+async fn describe(d: &mut Deployments, name: &str) -> dpb::Deployment {
+    d.get_deployment(dpb::GetDeploymentRequest { name: name.into() })
+        .await
+        .expect("get deployment")
+        .into_inner()
+        .deployment
+        .unwrap()
+}
+
+/// Waits until `name` on `d` satisfies `done`, for at most 30 s; returns it.
+async fn wait_for(
+    d: &mut Deployments,
+    name: &str,
+    what: &str,
+    done: impl Fn(&dpb::Deployment) -> bool,
+) -> dpb::Deployment {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let dep = describe(d, name).await;
+        if done(&dep) {
+            return dep;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {dep:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Requests without pause on `c` until `stop`, checking that every answer's outputs are
+/// those of the version it names (v1: `fixtures[0]`, v2: `fixtures[1]`). Counts answers
+/// per version and failures.
+fn steady_load(
+    mut c: crate::inference::Oip,
+    name: &'static str,
+    fixtures: Arc<[Fixture; 2]>,
+    stop: Arc<AtomicBool>,
+    counts: Arc<[AtomicU64; 3]>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut failures = vec![];
+        while !stop.load(Ordering::Relaxed) {
+            match c.model_infer(request(name, &fixtures[0], 0..2)).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let v: usize = r.model_version.parse().expect("a version number");
+                    let i = r.outputs.iter().position(|o| o.name == "probabilities");
+                    let got = f32s(&r.raw_output_contents[i.expect("probabilities")]);
+                    let want = fixtures[v - 1].output_rows("probabilities", 0..2);
+                    if got.iter().zip(&want).any(|(g, w)| (g - w).abs() > 1e-5) {
+                        failures.push(format!("version {v} answered {got:?}, not {want:?}"));
+                    }
+                    counts[v].fetch_add(1, Ordering::Relaxed);
+                }
+                Err(s) => failures.push(format!("{:?}: {}", s.code(), s.message())),
+            }
+        }
+        failures
+    })
+}
+
+/// Two replicas follow `champion`; `moves` alias moves between version 1 (logreg) and 2
+/// (a linear SVM) under steady load on both: every move reaches both, no request fails,
+/// and every answer is its version's. Prints the time from a move to both serving it.
+pub(crate) async fn alias_moves_swap_every_replica_under_load(bus: Bus, moves: usize) {
+    let sb = sandbox(bus).await;
+    let name = "swapped";
+    let fixtures = Arc::new([fixture("logreg"), fixture("linear_svm")]);
+    assert_eq!(upload(&sb, name, &fixtures[0].onnx).await, 1);
+    assert_eq!(upload(&sb, name, &fixtures[1].onnx).await, 2);
+    set_alias(&sb, name, "champion", 1).await;
+    let state = tempfile::tempdir().unwrap();
+    let (addr_b, stop_b, running_b) = second_replica(&sb, state.path()).await;
+    let addr_a = sb.addresses("inference").api;
+    let (mut a, mut b) = (deployments(addr_a).await, deployments(addr_b).await);
+    for d in [&mut a, &mut b] {
+        let dep = d
+            .deploy(dpb::DeployRequest {
+                name: name.into(),
+                target: follow("champion"),
+                ..Default::default()
+            })
+            .await
+            .expect("deploy")
+            .into_inner()
+            .deployment
+            .unwrap();
+        assert_eq!((dep.state.as_str(), dep.version), ("READY", 1));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let mut load = vec![];
+    for addr in [addr_a, addr_a, addr_b, addr_b] {
+        let c = oip(addr).await;
+        load.push(steady_load(
+            c,
+            name,
+            fixtures.clone(),
+            stop.clone(),
+            counts.clone(),
+        ));
+    }
+    let mut took = vec![];
+    for i in 0..moves {
+        let v = if i % 2 == 0 { 2 } else { 1 };
+        let moved = Instant::now();
+        set_alias(&sb, name, "champion", v).await;
+        for d in [&mut a, &mut b] {
+            wait_for(d, name, "the alias move reaches the replica", |dep| {
+                dep.version == v
+            })
+            .await;
+        }
+        took.push(moved.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = vec![];
+    for l in load {
+        failures.extend(l.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    let (v1, v2) = (
+        counts[1].load(Ordering::Relaxed),
+        counts[2].load(Ordering::Relaxed),
+    );
+    assert!(v1 > 0 && v2 > 0, "answers by version: {v1} and {v2}");
+    took.sort();
+    eprintln!(
+        "{bus:?}: {moves} alias moves under load, {} answers ({v1} v1, {v2} v2), none failed; \
+         move to both replicas serving: p50 {:?}, max {:?}",
+        v1 + v2,
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    // Both replicas said so in events, each with its own replica name.
+    for d in [&mut a, &mut b] {
+        let dep = describe(d, name).await;
+        assert_eq!(dep.state, "READY");
+        assert!(
+            dep.reason.is_empty() && dep.recent_errors.is_empty(),
+            "{dep:?}"
+        );
+    }
+    stop_b.cancel();
+    running_b.await.unwrap().unwrap();
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_moves_swap_every_replica_under_load_with_no_failed_request() {
+    alias_moves_swap_every_replica_under_load(Bus::InProcess, 100).await;
+}
+
+/// Waits for the next event of type `M` on `sub` whose `pick` is true, for at most 30 s.
+async fn next_event<M: prost::Name + prost::Message + Default>(
+    sub: &mut Box<dyn mlops_events::Subscription>,
+    pick: impl Fn(&M) -> bool,
+) -> M {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {} event", M::full_name()))
+            .expect("the bus delivers");
+        if let Ok(m) = d.envelope.decode::<M>() {
+            if pick(&m) {
+                return m;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_cannot_load_keeps_the_old_one_serving_and_says_why() {
+    let sb = sandbox(Bus::InProcess).await;
+    let name = "guarded";
+    let good = fixture("logreg");
+    assert_eq!(upload(&sb, name, &good.onnx).await, 1);
+    set_alias(&sb, name, "champion", 1).await;
+    let addr = sb.addresses("inference");
+    let mut c = oip(addr.api).await;
+    let mut d = deployments(addr.api).await;
+    let mut events = sb
+        .bus
+        .subscribe_broadcast("it-deployments", &[topics::DEPLOYMENTS])
+        .await
+        .unwrap();
+    // Triton's load by name alone is a deployment that follows champion.
+    c.repository_model_load(pb::RepositoryModelLoadRequest {
+        model_name: name.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dep = describe(&mut d, name).await;
+    assert_eq!((dep.state.as_str(), dep.version), ("READY", 1));
+    assert_eq!(
+        dep.target.unwrap().choice,
+        None,
+        "champion, else the latest"
+    );
+    let swapped: ev::DeploymentSwapped = next_event(&mut events, |_| true).await;
+    assert_eq!((swapped.version, swapped.previous_version), (1, 0));
+    assert_eq!(swapped.cause, "deploy");
+
+    // Version 2 registers (its signature reads) but has an operator we do not run.
+    assert_eq!(
+        upload(&sb, name, &model_with_op("TfIdfVectorizer")).await,
+        2
+    );
+    set_alias(&sb, name, "champion", 2).await;
+    let failed: ev::DeploymentSwapFailed = next_event(&mut events, |_| true).await;
+    assert_eq!((failed.version, failed.serving_version), (2, 1));
+    assert_eq!(failed.cause, "alias_set");
+    assert!(
+        failed.reason.contains("TfIdfVectorizer"),
+        "{}",
+        failed.reason
+    );
+    let dep = describe(&mut d, name).await;
+    assert_eq!((dep.state.as_str(), dep.version), ("READY", 1));
+    assert!(
+        dep.reason.contains("version 1 keeps serving") && dep.reason.contains("TfIdfVectorizer"),
+        "{}",
+        dep.reason
+    );
+    assert_eq!(dep.recent_errors.len(), 1);
+    assert_eq!(dep.recent_errors[0].version, 2);
+    let r = c
+        .model_infer(request(name, &good, 0..2))
+        .await
+        .expect("version 1 still answers")
+        .into_inner();
+    assert_eq!(r.model_version, "1");
+    let (_, metrics) = http_get(addr.admin, "/metrics").await.unwrap();
+    let line =
+        format!("mlops_inference_deployment_swaps_total{{model=\"{name}\",outcome=\"failed\"}} 1");
+    assert!(metrics.contains(&line), "missing {line} in\n{metrics}");
+
+    // A good version 3 swaps in; the failure is no longer the reason.
+    let better = fixture("linear_svm");
+    assert_eq!(upload(&sb, name, &better.onnx).await, 3);
+    set_alias(&sb, name, "champion", 3).await;
+    let swapped: ev::DeploymentSwapped = next_event(&mut events, |_| true).await;
+    assert_eq!((swapped.version, swapped.previous_version), (3, 1));
+    let dep = wait_for(&mut d, name, "version 3 serves", |dep| dep.version == 3).await;
+    assert!(dep.reason.is_empty(), "{}", dep.reason);
+    // Moving the alias to the version already served changes nothing.
+    set_alias(&sb, name, "champion", 3).await;
+
+    // Deleting the model in the registry undeploys it.
+    sb.registry_client()
+        .await
+        .delete_registered_model(rpb::DeleteRegisteredModelRequest { name: name.into() })
+        .await
+        .unwrap();
+    let removed: ev::DeploymentRemoved = next_event(&mut events, |_| true).await;
+    assert_eq!(
+        (removed.version, removed.cause.as_str()),
+        (3, "model_deleted")
+    );
+    let err = d
+        .get_deployment(dpb::GetDeploymentRequest { name: name.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = c.model_infer(request(name, &good, 0..1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_deployment_calls_get_clear_statuses() {
+    let sb = sandbox(Bus::InProcess).await;
+    let f = fixture("logreg");
+    upload(&sb, "known", &f.onnx).await;
+    let mut d = deployments(sb.addresses("inference").api).await;
+    let deploy =
+        |name: &str, target: Option<dpb::Target>, params: &[(&str, &str)]| dpb::DeployRequest {
+            name: name.into(),
+            target,
+            parameters: params
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        };
+    let version = |v| {
+        Some(dpb::Target {
+            choice: Some(dpb::target::Choice::Version(v)),
+        })
+    };
+    let cases = [
+        (
+            deploy("", None, &[]),
+            Code::InvalidArgument,
+            "name is required",
+        ),
+        (
+            deploy("known", version(0), &[]),
+            Code::InvalidArgument,
+            "at least 1",
+        ),
+        (
+            deploy("known", follow(""), &[]),
+            Code::InvalidArgument,
+            "alias is empty",
+        ),
+        (
+            deploy("known", None, &[("version", "1")]),
+            Code::InvalidArgument,
+            "target",
+        ),
+        (
+            deploy("known", None, &[("colour", "red")]),
+            Code::InvalidArgument,
+            "unknown load parameter",
+        ),
+        (
+            deploy("known", None, &[("max_batch_size", "many")]),
+            Code::InvalidArgument,
+            "max_batch_size",
+        ),
+        (deploy("nobody", None, &[]), Code::NotFound, "nobody"),
+        (deploy("known", version(9), &[]), Code::NotFound, "9"),
+        (
+            deploy("known", follow("missing"), &[]),
+            Code::NotFound,
+            "missing",
+        ),
+    ];
+    for (req, code, needle) in cases {
+        let err = d.deploy(req.clone()).await.unwrap_err();
+        assert_eq!(err.code(), code, "{req:?}: {err:?}");
+        assert!(err.message().contains(needle), "{req:?}: {}", err.message());
+    }
+    let listed = d
+        .list_deployments(dpb::ListDeploymentsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.deployments.is_empty(),
+        "nothing half-made: {listed:?}"
+    );
+    let err = d
+        .undeploy(dpb::UndeployRequest {
+            name: "known".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    // A pinned version ignores alias moves.
+    d.deploy(deploy("known", version(1), &[("max_batch_size", "8")]))
+        .await
+        .unwrap();
+    upload(&sb, "known", &fixture("linear_svm").onnx).await;
+    set_alias(&sb, "known", "champion", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listed = d
+        .list_deployments(dpb::ListDeploymentsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.deployments.len(), 1);
+    let dep = &listed.deployments[0];
+    assert_eq!((dep.name.as_str(), dep.version), ("known", 1));
+    assert_eq!(dep.parameters["max_batch_size"], "8");
+    d.undeploy(dpb::UndeployRequest {
+        name: "known".into(),
+    })
+    .await
+    .unwrap();
+    sb.stop().await.unwrap();
+}
+
+/// Every answered request of a run is on the prediction log exactly once, with its inputs,
+/// outputs, version and latency; refused requests are not. Ids the caller did not give are
+/// made by the service and returned in the response.
+pub(crate) async fn every_prediction_is_logged_once(bus: Bus) {
+    let sb = sandbox(bus).await;
+    let name = "logged";
+    let f = fixture("logreg");
+    upload(&sb, name, &f.onnx).await;
+    let addr = sb.addresses("inference").api;
+    let mut d = deployments(addr).await;
+    let dep = d
+        .deploy(dpb::DeployRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .deployment
+        .unwrap();
+    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
+    let mut sub = sb
+        .bus
+        .subscribe(&group, &[topics::PREDICTIONS])
+        .await
+        .unwrap();
+    let mut c = oip(addr).await;
+    let mut ids = std::collections::HashMap::new();
+    for i in 0..150usize {
+        let rows = 1 + i % 3;
+        let mut req = request(name, &f, 0..rows);
+        req.id = if i % 2 == 0 {
+            format!("req-{i}")
+        } else {
+            String::new()
+        };
+        let r = c.model_infer(req.clone()).await.unwrap().into_inner();
+        if !req.id.is_empty() {
+            assert_eq!(r.id, req.id, "the caller's id is echoed");
+        }
+        assert!(!r.id.is_empty(), "a made id is returned");
+        assert!(ids.insert(r.id, rows).is_none(), "ids are unique");
+        // A refused request is not a prediction.
+        let mut bad = request(name, &f, 0..1);
+        bad.inputs[0].name = "wrong".into();
+        c.model_infer(bad).await.unwrap_err();
+    }
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut quiet_until = None;
+    loop {
+        let wait = quiet_until.unwrap_or(deadline);
+        let Ok(next) = tokio::time::timeout_at(wait, sub.next()).await else {
+            assert!(
+                quiet_until.is_some(),
+                "{} of {} predictions logged",
+                seen.len(),
+                ids.len()
+            );
+            break;
+        };
+        let delivery = next.expect("the bus delivers");
+        let p: ev::PredictionLogged = delivery.envelope.decode().expect("a PredictionLogged");
+        sub.commit(&delivery).await.unwrap();
+        if p.model_id != dep.model_id {
+            continue; // another test's, on a shared broker
+        }
+        let rows = *ids
+            .get(&p.request_id)
+            .unwrap_or_else(|| panic!("unknown id {:?}", p.request_id));
+        assert_eq!((p.deployment.as_str(), p.version), (name, 1));
+        assert_eq!(p.model_id, dep.model_id);
+        assert_eq!(
+            delivery.envelope.key, dep.model_id,
+            "keyed by the model's id"
+        );
+        assert!(p.latency_us > 0 && p.time_unix_nano > 0 && !p.replica.is_empty());
+        assert_eq!(p.inputs.len(), 1);
+        let input = &p.inputs[0];
+        assert_eq!(
+            (input.name.as_str(), input.datatype.as_str()),
+            ("input", "FP32")
+        );
+        assert_eq!(input.shape, vec![rows as i64, 30]);
+        let (_, want) = f.floats("input", rows);
+        assert_eq!(f32s(&input.raw).len(), want.len());
+        let names: Vec<&str> = p.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["label", "probabilities"]);
+        let probabilities = f32s(&p.outputs[1].raw);
+        let expected = f.output_rows("probabilities", 0..rows);
+        assert!(probabilities
+            .iter()
+            .zip(&expected)
+            .all(|(g, w)| (g - w).abs() < 1e-5));
+        *seen.entry(p.request_id).or_default() += 1;
+        if seen.len() == ids.len() && quiet_until.is_none() {
+            // Everything arrived; anything more in the next moment would be a duplicate.
+            quiet_until = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "logged more than once: {twice:?}");
+    assert_eq!(seen.len(), ids.len());
+    // The counters are the process's (other tests' services share them): they are there.
+    let (_, metrics) = http_get(sb.addresses("inference").admin, "/metrics")
+        .await
+        .unwrap();
+    for family in [
+        "mlops_inference_predictions_logged_total ",
+        "mlops_inference_prediction_log_dropped_total ",
+    ] {
+        assert!(
+            metrics.contains(family),
+            "missing {family} in
+{metrics}"
+        );
+    }
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_prediction_is_logged_once_with_its_tensors() {
+    every_prediction_is_logged_once(Bus::InProcess).await;
+}
