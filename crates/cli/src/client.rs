@@ -2,6 +2,7 @@
 //! is opened.
 
 use anyhow::Context;
+use mlops_proto::inference::v1::deployment_service_client::DeploymentServiceClient;
 use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
 use mlops_proto::triton::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -21,6 +22,9 @@ pub type RegistryClient = RegistryServiceClient<Authed>;
 
 /// The inference service's client (Triton's `GRPCInferenceService`).
 pub type InferenceClient = GrpcInferenceServiceClient<Authed>;
+
+/// The inference service's deployments client (`mlops.inference.v1`, on the same port).
+pub type DeploymentClient = DeploymentServiceClient<Authed>;
 
 /// A service's gRPC client, as [`connect`] makes it.
 pub trait Service: Sized {
@@ -48,6 +52,13 @@ impl Service for InferenceClient {
     const NAME: &'static str = "the inference service";
     fn client(channel: Authed, max_decoding: usize) -> Self {
         GrpcInferenceServiceClient::new(channel).max_decoding_message_size(max_decoding)
+    }
+}
+
+impl Service for DeploymentClient {
+    const NAME: &'static str = "the inference service";
+    fn client(channel: Authed, max_decoding: usize) -> Self {
+        DeploymentServiceClient::new(channel).max_decoding_message_size(max_decoding)
     }
 }
 

@@ -13,6 +13,7 @@
 #![allow(clippy::print_stdout)]
 
 mod client;
+mod deploy;
 mod models;
 mod models_view;
 mod output;
@@ -119,10 +120,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let c = client::connect(&cli.registry_addr, token).await?;
             models::run(c, cmd, out).await
         }
-        Command::Serve(cmd) => {
-            let c = client::connect(&cli.inference_addr, token).await?;
-            serve::run(c, cmd, out).await.map(|()| 0)
-        }
+        Command::Serve(cmd) => serve::run(&cli.inference_addr, token, cmd, out)
+            .await
+            .map(|()| 0),
     }
 }
 

@@ -25,9 +25,19 @@ pub enum ServeCmd {
     /// or --alias says which. A model already loaded keeps serving until the new one is
     /// ready. The settings are kept across restarts of the service.
     Load(Load),
-    /// Stop serving a model.
+    /// Stop serving a model (Triton's unload; the same as undeploy).
     Unload(Unload),
-    /// List the registered models with their state here.
+    /// Deploy a registered model: follow an alias (hot swapped when it moves), or pin a version.
+    ///
+    /// By default the deployment follows the champion alias (else serves the newest READY
+    /// version). Answers once the version is loaded, warmed up and serving; on a deployed
+    /// model a failure keeps the old version serving. Kept across restarts of the service.
+    Deploy(crate::deploy::Deploy),
+    /// Stop serving a model and forget its deployment.
+    Undeploy(crate::deploy::Undeploy),
+    /// Show one deployment: what it follows, the version serving, its state and recent errors.
+    Describe(crate::deploy::Describe),
+    /// List the deployments here, or with --all every registered model with its state.
     ///
     /// READY (and the version served), LOADING, or UNAVAILABLE (and why).
     List(List),
@@ -44,26 +54,31 @@ pub enum ServeCmd {
     Infer(Infer),
 }
 
-/// Runs a serve command.
-pub async fn run(c: Client, cmd: ServeCmd, out: Output) -> anyhow::Result<()> {
+/// Runs a serve command against the inference service at `addr`.
+pub async fn run(
+    addr: &str,
+    token: Option<&str>,
+    cmd: ServeCmd,
+    out: Output,
+) -> anyhow::Result<()> {
+    use crate::client::{connect, DeploymentClient};
     match cmd {
-        ServeCmd::Load(a) => a.run(c, out).await,
-        ServeCmd::Unload(a) => a.run(c, out).await,
-        ServeCmd::List(a) => a.run(c, out).await,
-        ServeCmd::Infer(a) => a.run(c, out).await,
+        ServeCmd::Load(a) => a.run(connect(addr, token).await?, out).await,
+        ServeCmd::Unload(a) => a.run(connect(addr, token).await?, out).await,
+        ServeCmd::List(a) if a.all => a.run(connect(addr, token).await?, out).await,
+        ServeCmd::List(_) => {
+            crate::deploy::list(connect::<DeploymentClient>(addr, token).await?, out).await
+        }
+        ServeCmd::Infer(a) => a.run(connect(addr, token).await?, out).await,
+        ServeCmd::Deploy(a) => a.run(connect(addr, token).await?, out).await,
+        ServeCmd::Undeploy(a) => a.run(connect(addr, token).await?, out).await,
+        ServeCmd::Describe(a) => a.run(connect(addr, token).await?, out).await,
     }
 }
 
-#[derive(Debug, clap::Args)]
-pub struct Load {
-    /// The registered model's name.
-    model: String,
-    /// Serve this version.
-    #[arg(long, conflicts_with = "alias")]
-    version: Option<u64>,
-    /// Serve the version this alias names, e.g. champion.
-    #[arg(long)]
-    alias: Option<String>,
+/// Serving settings, for `load` and `deploy`; unset ones keep the model's or the service's.
+#[derive(Debug, Default, clap::Args)]
+pub struct Serving {
     /// Batch requests together (--dynamic-batching=false turns it off again).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     dynamic_batching: Option<bool>,
@@ -84,17 +99,11 @@ pub struct Load {
     default_timeout_us: Option<u64>,
 }
 
-impl Load {
-    /// The load request's parameters, as `tritonclient`'s `load_model` would send them.
-    fn parameters(&self) -> HashMap<String, pb::ModelRepositoryParameter> {
+impl Serving {
+    /// The settings given, by the load parameters' names, as typed parameter values.
+    pub fn pairs(&self) -> Vec<(&'static str, ParameterChoice)> {
         let int = |v: u64| ParameterChoice::Int64Param(v as i64);
         let mut p: Vec<(&str, ParameterChoice)> = Vec::new();
-        if let Some(v) = self.version {
-            p.push(("version", int(v)));
-        }
-        if let Some(a) = &self.alias {
-            p.push(("alias", ParameterChoice::StringParam(a.clone())));
-        }
         if let Some(b) = self.dynamic_batching {
             p.push(("dynamic_batching", ParameterChoice::BoolParam(b)));
         }
@@ -121,6 +130,35 @@ impl Load {
         if let Some(v) = self.default_timeout_us {
             p.push(("default_timeout_us", int(v)));
         }
+        p
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Load {
+    /// The registered model's name.
+    model: String,
+    /// Serve this version.
+    #[arg(long, conflicts_with = "alias")]
+    version: Option<u64>,
+    /// Serve the version this alias names, e.g. champion.
+    #[arg(long)]
+    alias: Option<String>,
+    #[command(flatten)]
+    serving: Serving,
+}
+
+impl Load {
+    /// The load request's parameters, as `tritonclient`'s `load_model` would send them.
+    fn parameters(&self) -> HashMap<String, pb::ModelRepositoryParameter> {
+        let mut p: Vec<(&str, ParameterChoice)> = Vec::new();
+        if let Some(v) = self.version {
+            p.push(("version", ParameterChoice::Int64Param(v as i64)));
+        }
+        if let Some(a) = &self.alias {
+            p.push(("alias", ParameterChoice::StringParam(a.clone())));
+        }
+        p.extend(self.serving.pairs());
         p.into_iter()
             .map(|(k, v)| {
                 let v = pb::ModelRepositoryParameter {
@@ -183,8 +221,12 @@ impl Unload {
 
 #[derive(Debug, clap::Args)]
 pub struct List {
-    /// Only the models that are READY.
+    /// Every registered model with its state here (Triton's repository index), not only
+    /// the deployments.
     #[arg(long)]
+    all: bool,
+    /// With --all: only the models that are READY.
+    #[arg(long, requires = "all")]
     ready: bool,
 }
 
