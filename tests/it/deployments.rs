@@ -20,9 +20,9 @@ use tonic::Code;
 
 use crate::inference::{f32s, fixture, model_with_op, oip, request, upload, Fixture};
 
-type Deployments = DeploymentServiceClient<Channel>;
+pub(crate) type Deployments = DeploymentServiceClient<Channel>;
 
-async fn deployments(addr: std::net::SocketAddr) -> Deployments {
+pub(crate) async fn deployments(addr: std::net::SocketAddr) -> Deployments {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -31,7 +31,7 @@ async fn deployments(addr: std::net::SocketAddr) -> Deployments {
     DeploymentServiceClient::new(channel)
 }
 
-async fn sandbox(bus: Bus) -> Sandbox {
+pub(crate) async fn sandbox(bus: Bus) -> Sandbox {
     Sandbox::builder()
         .bus(bus)
         .registry()
@@ -65,7 +65,7 @@ async fn second_replica(
     (addr, stop, running)
 }
 
-async fn set_alias(sb: &Sandbox, name: &str, alias: &str, version: i64) {
+pub(crate) async fn set_alias(sb: &Sandbox, name: &str, alias: &str, version: i64) {
     sb.registry_client()
         .await
         .set_registered_model_alias(rpb::SetRegisteredModelAliasRequest {
@@ -77,13 +77,13 @@ async fn set_alias(sb: &Sandbox, name: &str, alias: &str, version: i64) {
         .expect("set alias");
 }
 
-fn follow(alias: &str) -> Option<dpb::Target> {
+pub(crate) fn follow(alias: &str) -> Option<dpb::Target> {
     Some(dpb::Target {
         choice: Some(dpb::target::Choice::Alias(alias.into())),
     })
 }
 
-async fn describe(d: &mut Deployments, name: &str) -> dpb::Deployment {
+pub(crate) async fn describe(d: &mut Deployments, name: &str) -> dpb::Deployment {
     d.get_deployment(dpb::GetDeploymentRequest { name: name.into() })
         .await
         .expect("get deployment")
@@ -93,7 +93,7 @@ async fn describe(d: &mut Deployments, name: &str) -> dpb::Deployment {
 }
 
 /// Waits until `name` on `d` satisfies `done`, for at most 30 s; returns it.
-async fn wait_for(
+pub(crate) async fn wait_for(
     d: &mut Deployments,
     name: &str,
     what: &str,
@@ -239,7 +239,7 @@ async fn alias_moves_swap_every_replica_under_load_with_no_failed_request() {
 }
 
 /// Waits for the next event of type `M` on `sub` whose `pick` is true, for at most 30 s.
-async fn next_event<M: prost::Name + prost::Message + Default>(
+pub(crate) async fn next_event<M: prost::Name + prost::Message + Default>(
     sub: &mut Box<dyn mlops_events::Subscription>,
     pick: impl Fn(&M) -> bool,
 ) -> M {

@@ -335,7 +335,10 @@ async fn serves_the_protocol_over_http_as_triton_does() {
     assert_eq!(out["model_version"], "1");
     // No id given: the prediction log (on by default) made one, for labels to join on.
     let id = out["id"].as_str().expect("a made id");
-    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
     assert_eq!(out["outputs"][0]["name"], "label");
     assert_eq!(out["outputs"][0]["datatype"], "INT64");
     assert_eq!(out["outputs"][0]["shape"], json!([20]));

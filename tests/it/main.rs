@@ -17,6 +17,7 @@ mod search_limits;
 mod telemetry;
 mod tracking;
 mod tracking_data;
+mod traffic;
 
 use mlops_proto::tracking::v1 as pb;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;

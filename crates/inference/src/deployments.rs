@@ -13,6 +13,7 @@ use crate::error::{invalid, Result};
 use crate::manager::{Cause, Deployment, Manager, Slot};
 use crate::repository::Selector;
 use crate::settings::{self, Settings};
+use crate::traffic::TrafficSpec;
 
 /// Who may call what: reading needs a reader token, changing a writer one.
 pub const ROLES: RoleTable = &[
@@ -20,6 +21,8 @@ pub const ROLES: RoleTable = &[
     ("Undeploy", Role::Writer),
     ("ListDeployments", Role::Reader),
     ("GetDeployment", Role::Reader),
+    ("SetTraffic", Role::Writer),
+    ("Rollback", Role::Writer),
 ];
 
 /// The management API.
@@ -50,7 +53,8 @@ fn selector(target: Option<&pb::Target>) -> Result<Selector> {
     }
 }
 
-fn target(s: &Selector) -> pb::Target {
+/// The API's form of a selector.
+pub fn target(s: &Selector) -> pb::Target {
     use pb::target::Choice;
     pb::Target {
         choice: match s {
@@ -116,6 +120,9 @@ pub fn describe(d: &Deployment) -> pb::Deployment {
             })
             .collect(),
         updated_at: d.notes.updated_at,
+        traffic: Some(d.spec.traffic.to_proto()),
+        variant_versions: d.variant_versions.iter().cloned().collect(),
+        previous_version: d.spec.previous_version,
     }
 }
 
@@ -170,6 +177,36 @@ impl DeploymentService for DeploymentApi {
     ) -> Answer<pb::ListDeploymentsResponse> {
         Ok(Response::new(pb::ListDeploymentsResponse {
             deployments: self.manager.deployments().iter().map(describe).collect(),
+        }))
+    }
+
+    async fn set_traffic(
+        &self,
+        req: Request<pb::SetTrafficRequest>,
+    ) -> Answer<pb::SetTrafficResponse> {
+        let req = req.into_inner();
+        if req.name.trim().is_empty() {
+            return Err(invalid("name is required").into());
+        }
+        let traffic = TrafficSpec::from_proto(&req.traffic.unwrap_or_default())?;
+        self.manager
+            .set_traffic(&req.name, traffic, Cause::Traffic)
+            .await?;
+        let d = self.manager.deployment(&req.name)?;
+        Ok(Response::new(pb::SetTrafficResponse {
+            deployment: Some(describe(&d)),
+        }))
+    }
+
+    async fn rollback(&self, req: Request<pb::RollbackRequest>) -> Answer<pb::RollbackResponse> {
+        let req = req.into_inner();
+        if req.name.trim().is_empty() {
+            return Err(invalid("name is required").into());
+        }
+        self.manager.rollback(&req.name, "requested").await?;
+        let d = self.manager.deployment(&req.name)?;
+        Ok(Response::new(pb::RollbackResponse {
+            deployment: Some(describe(&d)),
         }))
     }
 

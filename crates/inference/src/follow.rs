@@ -4,7 +4,8 @@
 //!
 //! - `AliasSet`: a deployment following that alias (or `champion`, for the default target)
 //!   that serves another version loads the alias's version afresh from the registry, warms
-//!   it up and swaps; one that already serves it does nothing;
+//!   it up and swaps; one that already serves it does nothing; a traffic variant or shadow
+//!   following the alias loads its new version the same way;
 //! - `AliasDeleted`: the default target falls back to the newest READY version; a deployment
 //!   following that alias keeps its version and says why;
 //! - `ModelVersionDeleted` of the served version: re-resolved (a pinned version keeps
@@ -90,13 +91,28 @@ pub async fn apply(manager: &Manager, e: &Envelope) {
                 Selector::Version(_) => false,
             };
             let renamed = name != m.name;
-            if !follows || (manager.serving(&name) == m.version && !renamed) {
-                continue;
-            }
+            // A variant or the shadow following the alias loads the new version too.
+            let alias = Selector::Alias(m.alias.clone()).encode();
+            let split_follows = spec.traffic.variants.iter().any(|v| v.target == alias)
+                || spec
+                    .traffic
+                    .shadow
+                    .as_ref()
+                    .is_some_and(|s| s.target == alias);
             manager.rename(&name, &m.name);
-            let _ = manager
-                .deploy(&m.name, spec.target, spec.settings, Cause::AliasSet)
-                .await;
+            if follows && (manager.serving(&m.name) != m.version || renamed) {
+                let _ = manager
+                    .deploy(&m.name, spec.target, spec.settings, Cause::AliasSet)
+                    .await;
+            }
+            if split_follows {
+                if let Err(e) = manager
+                    .set_traffic(&m.name, spec.traffic, Cause::AliasSet)
+                    .await
+                {
+                    tracing::warn!(model = %m.name, error = %e, "a traffic variant cannot follow its alias; the split is unchanged");
+                }
+            }
         }
     } else if let Ok(m) = e.decode::<ev::AliasDeleted>() {
         for (name, spec) in manager.deployments_of(&m.model_id, &m.name) {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -16,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::{invalid, Result};
 use crate::manager::{Cause, Manager, Slot};
-use crate::models::{dims, Loaded};
+use crate::models::{dims, Call, Loaded};
 use crate::settings;
 use crate::tensors::{
     datatype_name, decode_raw, decode_typed, element_count, element_size, encode_raw, encode_typed,
@@ -223,8 +224,20 @@ fn check_requested(loaded: &Loaded, req: &pb::ModelInferRequest) -> Result<Vec<S
 
 impl OipApi {
     /// One inference, as ModelInfer and ModelStreamInfer run it.
-    pub async fn infer(&self, mut req: pb::ModelInferRequest) -> Result<pb::ModelInferResponse> {
-        let loaded = self.manager.ready(&req.model_name, &req.model_version)?;
+    pub async fn infer(
+        &self,
+        mut req: pb::ModelInferRequest,
+        headers: &tonic::metadata::MetadataMap,
+    ) -> Result<pb::ModelInferResponse> {
+        let route = self
+            .manager
+            .route(&req.model_name, &req.model_version, |h| {
+                headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })?;
+        let loaded = route.loaded;
         let prepared = (|| {
             let params: HashMap<String, Value> = req
                 .parameters
@@ -245,7 +258,14 @@ impl OipApi {
             }
         };
         let id = loaded.request_id(&req.id);
-        let outputs = loaded.infer(&id, rows, inputs, timeout).await?;
+        if let Some((shadow, fault)) = route.shadow {
+            shadow.mirror(id.clone(), fault, loaded.named(&inputs));
+        }
+        let call = Call {
+            request_id: &id,
+            fault: route.fault,
+        };
+        let outputs = loaded.infer(&call, rows, inputs, timeout).await?;
         let outputs = select_outputs(&loaded, outputs, &requested)?;
         let mut resp = pb::ModelInferResponse {
             model_name: loaded.name.clone(),
@@ -516,7 +536,8 @@ impl GrpcInferenceService for OipApi {
         &self,
         req: Request<pb::ModelInferRequest>,
     ) -> Answer<pb::ModelInferResponse> {
-        Ok(Response::new(self.infer(req.into_inner()).await?))
+        let headers = req.metadata().clone();
+        Ok(Response::new(self.infer(req.into_inner(), &headers).await?))
     }
 
     type ModelStreamInferStream = Pin<
@@ -528,12 +549,14 @@ impl GrpcInferenceService for OipApi {
         req: Request<tonic::Streaming<pb::ModelInferRequest>>,
     ) -> Answer<Self::ModelStreamInferStream> {
         let api = self.clone();
+        // The stream's headers route each of its requests.
+        let headers = Arc::new(req.metadata().clone());
         let stream = req.into_inner().then(move |item| {
-            let api = api.clone();
+            let (api, headers) = (api.clone(), headers.clone());
             async move {
                 let req = item?;
                 let id = req.id.clone();
-                Ok(match api.infer(req).await {
+                Ok(match api.infer(req, &headers).await {
                     Ok(resp) => pb::ModelStreamInferResponse {
                         error_message: String::new(),
                         infer_response: Some(resp),

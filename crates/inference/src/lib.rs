@@ -30,6 +30,8 @@ pub mod rest;
 pub mod settings;
 pub mod store;
 pub mod tensors;
+pub mod traffic;
+pub mod window;
 
 use std::sync::Arc;
 

@@ -26,6 +26,9 @@ use crate::prediction_log::PredictionLog;
 use crate::repository::{Repository, Resolved, Selector};
 use crate::settings::Settings;
 use crate::store::{Store, Stored};
+use crate::traffic::{self, Fault, ShadowSpec, TrafficSpec, VariantSpec, SHADOW, STABLE};
+
+mod rollout;
 
 /// `ce_source` of the service's events.
 const SOURCE: &str = "/mlops/inference";
@@ -60,7 +63,7 @@ impl Slot {
 }
 
 /// What a deployment is asked to serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
     /// The registered model's id ("" until its first load, for rows stored before ids were).
     pub model_id: String,
@@ -68,6 +71,10 @@ pub struct Spec {
     pub target: Selector,
     /// How.
     pub settings: Settings,
+    /// The traffic split.
+    pub traffic: TrafficSpec,
+    /// The version that served 100% before the current stable one (0: none).
+    pub previous_version: i64,
 }
 
 /// Why a deployment changes, as its events and logs say.
@@ -87,6 +94,10 @@ pub enum Cause {
     Undeploy,
     /// The registered model was deleted in the registry.
     ModelDeleted,
+    /// Its traffic split was set.
+    Traffic,
+    /// Rolled back.
+    Rollback,
 }
 
 impl Cause {
@@ -100,6 +111,8 @@ impl Cause {
             Cause::Restore => "restore",
             Cause::Undeploy => "undeploy",
             Cause::ModelDeleted => "model_deleted",
+            Cause::Traffic => "traffic",
+            Cause::Rollback => "rollback",
         }
     }
 }
@@ -138,6 +151,28 @@ pub struct Deployment {
     pub slot: Slot,
     /// Its recent trouble.
     pub notes: Notes,
+    /// The version each traffic variant serves, "stable" first.
+    pub variant_versions: Vec<(String, i64)>,
+}
+
+/// The versions loaded for a deployment's traffic variants and shadow.
+pub struct Split {
+    /// Each variant with its version.
+    pub variants: Vec<(VariantSpec, Arc<Loaded>)>,
+    /// The shadow with its version.
+    pub shadow: Option<(ShadowSpec, Arc<Loaded>)>,
+    /// The route header, lower case.
+    pub header: String,
+}
+
+/// Where one request goes.
+pub struct Route {
+    /// The version that answers it.
+    pub loaded: Arc<Loaded>,
+    /// Faults to inject into its answer.
+    pub fault: Fault,
+    /// A shadow that gets a copy, with its faults.
+    pub shadow: Option<(Arc<Loaded>, Fault)>,
 }
 
 /// Every model here.
@@ -157,6 +192,7 @@ struct Inner {
     log: PredictionLog,
     slots: RwLock<HashMap<String, Slot>>,
     specs: RwLock<HashMap<String, Spec>>,
+    splits: RwLock<HashMap<String, Arc<Split>>>,
     notes: Mutex<HashMap<String, Notes>>,
     /// One change at a time per name.
     changing: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -209,6 +245,7 @@ impl Manager {
                 log,
                 slots: Default::default(),
                 specs: Default::default(),
+                splits: Default::default(),
                 notes: Default::default(),
                 changing: Default::default(),
             }),
@@ -251,6 +288,7 @@ impl Manager {
             .map(|(name, spec)| Deployment {
                 slot: self.slot(&name).unwrap_or(Slot::Loading),
                 notes: self.notes(&name),
+                variant_versions: self.variant_versions(&name),
                 name,
                 spec,
             })
@@ -270,7 +308,83 @@ impl Manager {
             name: name.to_owned(),
             slot: self.slot(name).unwrap_or(Slot::Loading),
             notes: self.notes(name),
+            variant_versions: self.variant_versions(name),
             spec,
+        })
+    }
+
+    fn variant_versions(&self, name: &str) -> Vec<(String, i64)> {
+        let mut out = vec![(STABLE.to_owned(), self.serving(name))];
+        if let Some(split) = read(&self.inner.splits).get(name) {
+            for (v, l) in &split.variants {
+                out.push((v.name.clone(), l.version));
+            }
+            if let Some((_, l)) = &split.shadow {
+                out.push((SHADOW.to_owned(), l.version));
+            }
+        }
+        out
+    }
+
+    /// Where a request for `name` goes: `version` when given (the stable target's or a
+    /// variant's), else the variant the route header (`header(name)` gives a header's value)
+    /// or a draw picks by the weights; with a shadow copy when the shadow's share says so.
+    pub fn route(
+        &self,
+        name: &str,
+        version: &str,
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Result<Route> {
+        let split = read(&self.inner.splits).get(name).cloned();
+        let stable = |loaded| Route {
+            loaded,
+            fault: Fault::default(),
+            shadow: None,
+        };
+        let Some(split) = split else {
+            return self.ready(name, version).map(stable);
+        };
+        if !version.is_empty() {
+            if let Some((v, l)) = split
+                .variants
+                .iter()
+                .find(|(_, l)| l.version.to_string() == version)
+            {
+                return Ok(Route {
+                    loaded: l.clone(),
+                    fault: v.fault,
+                    shadow: None,
+                });
+            }
+            return self.ready(name, version).map(stable);
+        }
+        let weights = || split.variants.iter().map(|(v, _)| v.weight);
+        let chosen = match header(&split.header) {
+            Some(k) if k == STABLE => None,
+            Some(k) => match split.variants.iter().position(|(v, _)| v.name == k) {
+                Some(i) => Some(i),
+                None => traffic::pick(weights(), traffic::point_of(&k)),
+            },
+            None => traffic::pick(weights(), traffic::draw()),
+        };
+        let shadow = split
+            .shadow
+            .as_ref()
+            .filter(|(s, _)| s.share >= 1.0 || traffic::draw() < s.share)
+            .map(|(s, l)| (l.clone(), s.fault));
+        Ok(match chosen {
+            Some(i) => {
+                let (v, l) = &split.variants[i];
+                Route {
+                    loaded: l.clone(),
+                    fault: v.fault,
+                    shadow,
+                }
+            }
+            None => Route {
+                shadow,
+                ..stable(self.ready(name, "")?)
+            },
         })
     }
 
@@ -370,11 +484,26 @@ impl Manager {
         settings: Settings,
         cause: Cause,
     ) -> Result<Arc<Loaded>> {
+        let _one_at_a_time = self.lock(name).await;
+        self.deploy_locked(name, target, settings, cause).await
+    }
+
+    /// One change at a time per name: held while a change of `name` runs.
+    async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut changing = self.inner.changing.lock().await;
             changing.entry(name.to_owned()).or_default().clone()
         };
-        let _one_at_a_time = lock.lock().await;
+        lock.lock_owned().await
+    }
+
+    async fn deploy_locked(
+        &self,
+        name: &str,
+        target: Selector,
+        settings: Settings,
+        cause: Cause,
+    ) -> Result<Arc<Loaded>> {
         let previous = self.slot(name);
         let old = match &previous {
             Some(Slot::Ready(l)) => Some(l.clone()),
@@ -383,13 +512,24 @@ impl Manager {
         if old.is_none() {
             self.set(name, Slot::Loading);
         }
-        let known_id = read(&self.inner.specs)
-            .get(name)
+        let known = read(&self.inner.specs).get(name).cloned();
+        let known_id = known
+            .as_ref()
             .map(|s| s.model_id.clone())
             .unwrap_or_default();
+        let traffic = known
+            .as_ref()
+            .map(|s| s.traffic.clone())
+            .unwrap_or_default();
+        // Where a rollback goes: the version this one replaces, if it served everything.
+        let previous_version = match (&old, known.as_ref()) {
+            (Some(o), _) if traffic.variants.is_empty() => o.version,
+            (_, Some(k)) => k.previous_version,
+            _ => 0,
+        };
         let mut tried = (known_id, 0);
         let outcome = self
-            .prepare(name, &target, &settings, old.as_ref(), &mut tried)
+            .prepare(name, &target, &settings, old.as_ref(), STABLE, &mut tried)
             .await;
         let outcome = match outcome {
             Ok(Prepared::Same(loaded)) => {
@@ -417,6 +557,8 @@ impl Manager {
                     selector: target.clone(),
                     settings: settings.clone(),
                     version: loaded.version,
+                    traffic: traffic.clone(),
+                    previous_version,
                 };
                 self.inner
                     .store
@@ -434,6 +576,8 @@ impl Manager {
                         model_id: loaded.model_id.clone(),
                         target,
                         settings,
+                        traffic,
+                        previous_version,
                     },
                 );
                 let old = self.set(name, Slot::Ready(loaded.clone()));
@@ -523,6 +667,7 @@ impl Manager {
         target: &Selector,
         settings: &Settings,
         old: Option<&Arc<Loaded>>,
+        variant: &str,
         tried: &mut (String, i64),
     ) -> Result<Prepared> {
         let resolved: Resolved = self.inner.repository.resolve(name, target).await?;
@@ -533,6 +678,7 @@ impl Manager {
                 && old.model_id == resolved.model_id
                 && &old.settings == settings
                 && &old.target == target
+                && old.variant == variant
             {
                 return Ok(Prepared::Same(old.clone()));
             }
@@ -567,7 +713,8 @@ impl Manager {
             Arc::new(model),
             settings.clone(),
             target.clone(),
-            self.inner.metrics.series(name, resolved.version),
+            variant,
+            &self.inner.metrics,
             self.inner.max_tensor_bytes,
             self.inner.log.clone(),
         ))))
@@ -597,6 +744,7 @@ impl Manager {
         });
         let forgotten = self.inner.store.remove(name, event).await?;
         write(&self.inner.specs).remove(name);
+        write(&self.inner.splits).remove(name);
         let old = {
             let mut slots = write(&self.inner.slots);
             match slots.get(name) {
@@ -632,6 +780,8 @@ impl Manager {
                     model_id: s.model_id.clone(),
                     target: s.selector.clone(),
                     settings: s.settings.clone(),
+                    traffic: s.traffic.clone(),
+                    previous_version: s.previous_version,
                 });
             }
         }
@@ -647,7 +797,17 @@ impl Manager {
                     )
                     .await
                 {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        if !s.traffic.is_empty() {
+                            if let Err(e) = self
+                                .set_traffic(&s.name, s.traffic.clone(), Cause::Restore)
+                                .await
+                            {
+                                tracing::error!(model = %s.name, error = %e, "cannot restore the traffic split; the stable target serves everything");
+                            }
+                        }
+                        break;
+                    }
                     Err(InferenceError::Unavailable(reason)) => {
                         tracing::warn!(model = %s.name, %reason, "cannot restore the model yet; retrying");
                         tokio::select! {
@@ -711,6 +871,10 @@ impl Manager {
         let slot = write(&self.inner.slots).remove(old);
         if let Some(slot) = slot {
             write(&self.inner.slots).insert(new.to_owned(), slot);
+        }
+        let split = write(&self.inner.splits).remove(old);
+        if let Some(split) = split {
+            write(&self.inner.splits).insert(new.to_owned(), split);
         }
         tracing::info!(from = %old, to = %new, "a deployed model was renamed in the registry");
     }

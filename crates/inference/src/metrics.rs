@@ -9,7 +9,8 @@
 //! `nv_inference_pending_request_count`. Ours: `mlops_inference_request_duration_seconds`
 //! and `mlops_inference_batch_size` (rows per batch run), labelled `model`;
 //! `mlops_inference_deployment_swaps_total{model, outcome}` (deployment changes that
-//! swapped or failed).
+//! swapped or failed), `mlops_inference_variant_requests_total{model, variant, outcome}` and
+//! `mlops_inference_variant_request_duration_seconds{model, variant}` (per traffic variant).
 
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
@@ -30,6 +31,24 @@ pub struct Metrics {
     pub loaded: IntGauge,
     load_failures: IntCounterVec,
     swaps: IntCounterVec,
+    variant_requests: IntCounterVec,
+    variant_latency: HistogramVec,
+}
+
+/// The series of one traffic variant of a model.
+#[derive(Clone)]
+pub struct VariantSeries {
+    ok: IntCounter,
+    failed: IntCounter,
+    latency: prometheus::Histogram,
+}
+
+impl VariantSeries {
+    /// Counts one request.
+    pub fn observe(&self, ok: bool, latency: std::time::Duration) {
+        if ok { &self.ok } else { &self.failed }.inc();
+        self.latency.observe(latency.as_secs_f64());
+    }
 }
 
 /// The series of one loaded model version.
@@ -143,6 +162,20 @@ impl Metrics {
                 "model loads that failed, by model",
                 &["model"],
             ),
+            variant_requests: int_counter_vec(
+                "mlops_inference_variant_requests_total",
+                "requests by model, traffic variant (stable, a variant's name, shadow) and outcome (ok, failed)",
+                &["model", "variant", "outcome"],
+            ),
+            variant_latency: histogram_vec(
+                "mlops_inference_variant_request_duration_seconds",
+                "request latency by model and traffic variant",
+                &["model", "variant"],
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5,
+                ],
+            ),
             swaps: int_counter_vec(
                 "mlops_inference_deployment_swaps_total",
                 "deployment changes (a deploy, an alias that moved), by model and outcome: swapped (a new version serves) or failed (the old one keeps serving)",
@@ -168,6 +201,19 @@ impl Metrics {
             failure: self.failure.clone(),
             model: model.to_owned(),
             version: v,
+        }
+    }
+
+    /// The series of `model`'s traffic variant `variant`.
+    pub fn variant(&self, model: &str, variant: &str) -> VariantSeries {
+        VariantSeries {
+            ok: self
+                .variant_requests
+                .with_label_values(&[model, variant, "ok"]),
+            failed: self
+                .variant_requests
+                .with_label_values(&[model, variant, "failed"]),
+            latency: self.variant_latency.with_label_values(&[model, variant]),
         }
     }
 

@@ -12,11 +12,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::batcher::{batcher, BatchTarget, Job, Ran};
 use crate::error::{invalid, InferenceError, Result};
-use crate::metrics::ModelSeries;
+use crate::metrics::{Metrics, ModelSeries, VariantSeries};
 use crate::prediction_log::{self, Prediction, PredictionLog};
 use crate::repository::Selector;
 use crate::settings::Settings;
 use crate::tensors::{datatype_name, element_size};
+use crate::traffic::{self, Fault};
+use crate::window::Window;
 
 /// Cumulative statistics of one loaded version, as `ModelStatistics` reports them.
 #[derive(Default)]
@@ -58,6 +60,10 @@ pub struct Loaded {
     pub settings: Settings,
     /// What its deployment follows (the alias, the pinned version, or the default).
     pub target: Selector,
+    /// The traffic variant it serves: "stable", a variant's name, or "shadow".
+    pub variant: String,
+    /// Its requests since the analysis last looked.
+    pub window: Arc<Window>,
     /// Whether every input and output has a free first dimension (the batch).
     pub batchable: bool,
     /// Its statistics.
@@ -66,6 +72,16 @@ pub struct Loaded {
     queue: Option<mpsc::Sender<Job>>,
     max_tensor_bytes: u64,
     log: PredictionLog,
+    variant_series: VariantSeries,
+}
+
+/// How one request reaches a loaded version.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Its id, for the prediction log.
+    pub request_id: &'a str,
+    /// Faults to inject (a rehearsal of a rollout).
+    pub fault: Fault,
 }
 
 impl Loaded {
@@ -80,10 +96,13 @@ impl Loaded {
         model: Arc<Model>,
         settings: Settings,
         target: Selector,
-        series: ModelSeries,
+        variant: &str,
+        metrics: &Metrics,
         max_tensor_bytes: u64,
         log: PredictionLog,
     ) -> Loaded {
+        let series = metrics.series(name, version);
+        let variant_series = metrics.variant(name, variant);
         let batchable = model
             .inputs()
             .iter()
@@ -109,12 +128,15 @@ impl Loaded {
             model,
             settings,
             target,
+            variant: variant.to_owned(),
+            window: Arc::default(),
             batchable,
             stats,
             series,
             queue,
             max_tensor_bytes,
             log,
+            variant_series,
         }
     }
 
@@ -265,12 +287,13 @@ impl Loaded {
     /// waiting at most `timeout` (else the model's default) before computation starts.
     pub async fn infer(
         &self,
-        request_id: &str,
+        call: &Call<'_>,
         rows: usize,
         inputs: Vec<Tensor>,
         timeout: Option<Duration>,
     ) -> Result<Vec<Tensor>> {
         let arrived = Instant::now();
+        let request_id = call.request_id;
         // Encoded before the request runs (its tensors move into it), only when logged.
         let logged_inputs = self.log.sampled().then(|| {
             inputs
@@ -284,12 +307,19 @@ impl Loaded {
                 .then(|| Duration::from_micros(self.settings.default_timeout_us))
         });
         self.series.pending.inc();
-        let ran = match &self.queue {
-            Some(queue) => self.batched(queue, rows, inputs, arrived, timeout).await,
-            None => self.direct(rows, inputs, arrived, timeout).await,
+        let ran = match self.injected(call.fault).await {
+            Some(e) => Err(e),
+            None => match &self.queue {
+                Some(queue) => self.batched(queue, rows, inputs, arrived, timeout).await,
+                None => self.direct(rows, inputs, arrived, timeout).await,
+            },
         };
         self.series.pending.dec();
         let elapsed = arrived.elapsed();
+        let own_failure =
+            matches!(&ran, Err(e) if !matches!(e, InferenceError::InvalidArgument(_)));
+        self.window.record(!own_failure, elapsed);
+        self.variant_series.observe(ran.is_ok(), elapsed);
         match ran {
             Ok(ran) => {
                 add(&self.stats.success, elapsed);
@@ -330,6 +360,54 @@ impl Loaded {
                 Err(e)
             }
         }
+    }
+
+    /// `inputs` (in this model's order) with their names, for another version's
+    /// [`Loaded::arrange`].
+    pub fn named(&self, inputs: &[Tensor]) -> Vec<(String, Tensor)> {
+        self.model
+            .inputs()
+            .iter()
+            .zip(inputs)
+            .map(|(s, t)| (s.name.clone(), t.clone()))
+            .collect()
+    }
+
+    /// Runs a copy of a request on this version (a shadow) in the background: its answer goes
+    /// to the prediction log and its statistics, never to the caller, and its slowness or
+    /// failure cannot reach the caller's request.
+    pub fn mirror(self: Arc<Self>, request_id: String, fault: Fault, named: Vec<(String, Tensor)>) {
+        tokio::spawn(async move {
+            let (rows, inputs) = match self.arrange(named) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.rejected(&e);
+                    return;
+                }
+            };
+            let call = Call {
+                request_id: &request_id,
+                fault,
+            };
+            if let Err(e) = self.infer(&call, rows, inputs, None).await {
+                tracing::debug!(model = %self.name, version = self.version, error = %e, "the shadow failed");
+            }
+        });
+    }
+
+    /// Applies `fault`: its delay, then an error at its rate.
+    async fn injected(&self, fault: Fault) -> Option<InferenceError> {
+        if fault.delay_us > 0 {
+            tokio::time::sleep(Duration::from_micros(fault.delay_us)).await;
+        }
+        (fault.error_rate > 0.0 && traffic::draw() < fault.error_rate).then(|| {
+            InferenceError::Unavailable(format!(
+                "injected fault: variant {:?} of model {:?} answers {:.1}% of its requests with an error",
+                self.variant,
+                self.name,
+                fault.error_rate * 100.0
+            ))
+        })
     }
 
     /// Counts a request refused before it reached [`Loaded::infer`] (a bad input).

@@ -132,6 +132,22 @@ impl Repository {
         }
     }
 
+    /// Points `name`'s `alias` at `version` in the registry (a rollback; the model's gate
+    /// policy applies: a refusal is FAILED_PRECONDITION with the registry's reason).
+    pub async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<()> {
+        self.call(
+            "moving the alias",
+            reg::SetRegisteredModelAliasRequest {
+                name: name.to_owned(),
+                alias: alias.to_owned(),
+                version,
+            },
+            |mut api, req| async move { api.set_registered_model_alias(req).await },
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Finds the version `selector` names for `name`, checks it can be served (READY, with an
     /// ONNX signature) and makes sure its file is in the cache.
     pub async fn resolve(&self, name: &str, selector: &Selector) -> Result<Resolved> {

@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 use crate::error::{invalid, InferenceError, Result};
 use crate::grpc::{self, EXTENSIONS, PLATFORM};
 use crate::manager::{Cause, Manager, Slot};
-use crate::models::{dims, Loaded};
+use crate::models::{dims, Call, Loaded};
 use crate::tensors::{
     datatype_name, decode_raw, element_count, element_size, encode_raw, parse_datatype, tensor,
 };
@@ -458,7 +458,13 @@ async fn infer(
     }
     let body = read_body(body, api.max_body_bytes).await?;
     let (header_part, binary) = split_body(&headers, &body)?;
-    let loaded = api.manager.ready(&p.name, &p.version)?;
+    let route = api.manager.route(&p.name, &p.version, |h| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })?;
+    let loaded = route.loaded;
     let prepared = serde_json::from_slice::<InferRequest>(header_part)
         .map_err(|e| {
             invalid(format!(
@@ -474,8 +480,15 @@ async fn infer(
         }
     };
     let id = loaded.request_id(prepared.id.as_deref().unwrap_or_default());
+    if let Some((shadow, fault)) = route.shadow {
+        shadow.mirror(id.clone(), fault, loaded.named(&prepared.inputs));
+    }
+    let call = Call {
+        request_id: &id,
+        fault: route.fault,
+    };
     let outputs = loaded
-        .infer(&id, prepared.rows, prepared.inputs, prepared.timeout)
+        .infer(&call, prepared.rows, prepared.inputs, prepared.timeout)
         .await?;
     let names: Vec<String> = prepared.wanted.iter().map(|(n, _)| n.clone()).collect();
     let outputs = grpc::select_outputs(&loaded, outputs, &names)?;

@@ -9,6 +9,7 @@ use sqlx::Row;
 use crate::error::Result;
 use crate::repository::Selector;
 use crate::settings::Settings;
+use crate::traffic::TrafficSpec;
 
 /// The schema.
 pub fn migrations() -> Vec<Migration> {
@@ -24,6 +25,12 @@ pub fn migrations() -> Vec<Migration> {
             name: "deployments keyed by the registered model's id".into(),
             sqlite: include_str!("../migrations/sqlite/0002_deployments.sql").into(),
             postgres: include_str!("../migrations/postgres/0002_deployments.sql").into(),
+        },
+        Migration {
+            version: 3,
+            name: "traffic splits and the version a rollback goes to".into(),
+            sqlite: include_str!("../migrations/sqlite/0003_traffic.sql").into(),
+            postgres: include_str!("../migrations/postgres/0003_traffic.sql").into(),
         },
     ]
 }
@@ -41,6 +48,10 @@ pub struct Stored {
     pub settings: Settings,
     /// The version last served.
     pub version: i64,
+    /// The traffic split.
+    pub traffic: TrafficSpec,
+    /// The version that served 100% before `version` (0: none).
+    pub previous_version: i64,
 }
 
 /// Reads and writes the served models.
@@ -84,10 +95,12 @@ impl Store {
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO inference_models (name, model_id, selector, settings, version, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
+            "INSERT INTO inference_models (name, model_id, selector, settings, version, traffic, \
+             previous_version, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (name) DO UPDATE SET \
              model_id = excluded.model_id, selector = excluded.selector, \
              settings = excluded.settings, version = excluded.version, \
+             traffic = excluded.traffic, previous_version = excluded.previous_version, \
              updated_at = excluded.updated_at",
         )
         .bind(&s.name)
@@ -95,6 +108,8 @@ impl Store {
         .bind(s.selector.encode())
         .bind(settings)
         .bind(s.version)
+        .bind(s.traffic.encode())
+        .bind(s.previous_version)
         .bind(now_millis())
         .execute(&mut *tx)
         .await?;
@@ -133,7 +148,8 @@ impl Store {
     /// Every served model. A row this version cannot read is skipped with a warning.
     pub async fn all(&self) -> Result<Vec<Stored>> {
         let rows = sqlx::query(
-            "SELECT name, selector, settings, version, model_id FROM inference_models ORDER BY name",
+            "SELECT name, selector, settings, version, model_id, traffic, previous_version \
+             FROM inference_models ORDER BY name",
         )
         .fetch_all(self.db.reader())
         .await?;
@@ -143,13 +159,16 @@ impl Store {
                 let name: String = r.get(0);
                 let selector = Selector::decode(&r.get::<String, _>(1));
                 let settings = serde_json::from_str(&r.get::<String, _>(2)).ok();
-                match (selector, settings) {
-                    (Some(selector), Some(settings)) => Some(Stored {
+                let traffic = TrafficSpec::decode(&r.get::<String, _>(5));
+                match (selector, settings, traffic) {
+                    (Some(selector), Some(settings), Some(traffic)) => Some(Stored {
                         name,
                         model_id: r.get(4),
                         selector,
                         settings,
                         version: r.get(3),
+                        traffic,
+                        previous_version: r.get(6),
                     }),
                     _ => {
                         tracing::warn!(model = %name, "skipping a stored model this version cannot read");
