@@ -73,6 +73,117 @@ impl Deploy {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct TrafficCmd {
+    /// The model's name.
+    model: String,
+    /// A canary: this version (a number) or alias gets --weight percent of the requests.
+    #[arg(long, value_name = "VERSION|ALIAS", conflicts_with = "variant")]
+    canary: Option<String>,
+    /// The canary's percent of requests.
+    #[arg(long, default_value_t = 10, requires = "canary", value_parser = clap::value_parser!(u32).range(0..=100))]
+    weight: u32,
+    /// An A/B variant, NAME=VERSION|ALIAS:WEIGHT (repeatable), e.g. b=3:50; the stable
+    /// target gets what the variants leave.
+    #[arg(long, value_name = "NAME=TARGET:WEIGHT")]
+    variant: Vec<String>,
+    /// A shadow: this version or alias gets a copy of requests; its answers are logged,
+    /// never returned.
+    #[arg(long, value_name = "VERSION|ALIAS")]
+    shadow: Option<String>,
+    /// The share of requests the shadow gets, above 0 and at most 1.
+    #[arg(long, default_value_t = 1.0, requires = "shadow")]
+    shadow_share: f64,
+    /// The header that routes a request to a variant by name, or sticks a caller (any other
+    /// value, e.g. a user id) to one; default mlops-route.
+    #[arg(long, value_name = "HEADER")]
+    route_header: Option<String>,
+}
+
+/// `3` or `v3`: that version; anything else: an alias.
+fn target_of(s: &str) -> pb::Target {
+    let digits = s.strip_prefix('v').unwrap_or(s);
+    let choice = match digits.parse::<i64>() {
+        Ok(v) => Choice::Version(v),
+        Err(_) => Choice::Alias(s.to_owned()),
+    };
+    pb::Target {
+        choice: Some(choice),
+    }
+}
+
+impl TrafficCmd {
+    fn request(&self) -> anyhow::Result<pb::SetTrafficRequest> {
+        let mut variants = Vec::new();
+        if let Some(c) = &self.canary {
+            variants.push(pb::Variant {
+                name: "canary".into(),
+                target: Some(target_of(c)),
+                weight: self.weight,
+                fault: None,
+            });
+        }
+        for v in &self.variant {
+            let parsed = v.split_once('=').and_then(|(name, rest)| {
+                let (target, weight) = rest.rsplit_once(':')?;
+                Some((name, target, weight.parse::<u32>().ok()?))
+            });
+            let Some((name, target, weight)) = parsed else {
+                anyhow::bail!("--variant {v:?}: write NAME=VERSION|ALIAS:WEIGHT, e.g. b=3:50");
+            };
+            variants.push(pb::Variant {
+                name: name.into(),
+                target: Some(target_of(target)),
+                weight,
+                fault: None,
+            });
+        }
+        Ok(pb::SetTrafficRequest {
+            name: self.model.clone(),
+            traffic: Some(pb::Traffic {
+                variants,
+                shadow: self.shadow.as_ref().map(|s| pb::Shadow {
+                    target: Some(target_of(s)),
+                    share: self.shadow_share,
+                    fault: None,
+                }),
+                route_header: self.route_header.clone().unwrap_or_default(),
+            }),
+        })
+    }
+
+    pub async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        let req = self.request()?;
+        out.call(
+            c.set_traffic(req),
+            |r| r.deployment.unwrap_or_default(),
+            |d| Some(deployment_json(d)),
+            print_deployment,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Rollback {
+    /// The model's name.
+    model: String,
+}
+
+impl Rollback {
+    pub async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
+        out.call(
+            c.rollback(pb::RollbackRequest { name: self.model }),
+            |r| r.deployment.unwrap_or_default(),
+            |d| Some(deployment_json(d)),
+            |d| println!("{} serves version {} on all its traffic", d.name, d.version),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
 pub struct Undeploy {
     /// The model's name.
     model: String,
@@ -148,12 +259,16 @@ fn target_text(d: &pb::Deployment) -> String {
     }
 }
 
-fn deployment_json(d: &pb::Deployment) -> Value {
-    let target = match d.target.as_ref().and_then(|t| t.choice.as_ref()) {
+fn target_json(t: &pb::Target) -> Value {
+    match t.choice.as_ref() {
         Some(Choice::Alias(a)) => json!({"alias": a}),
         Some(Choice::Version(v)) => json!({"version": v}),
         None => json!({}),
-    };
+    }
+}
+
+fn deployment_json(d: &pb::Deployment) -> Value {
+    let target = d.target.as_ref().map(target_json).unwrap_or(json!({}));
     json!({
         "name": d.name,
         "model_id": d.model_id,
@@ -166,6 +281,20 @@ fn deployment_json(d: &pb::Deployment) -> Value {
             "time": e.time, "version": e.version, "message": e.message,
         })).collect::<Vec<_>>(),
         "updated_at": d.updated_at,
+        "variant_versions": d.variant_versions,
+        "previous_version": d.previous_version,
+        "traffic": d.traffic.as_ref().map(|t| json!({
+            "variants": t.variants.iter().map(|v| json!({
+                "name": v.name,
+                "target": v.target.as_ref().map(target_json),
+                "weight": v.weight,
+            })).collect::<Vec<_>>(),
+            "shadow": t.shadow.as_ref().map(|s| json!({
+                "target": s.target.as_ref().map(target_json),
+                "share": s.share,
+            })),
+            "route_header": t.route_header,
+        })),
     })
 }
 
@@ -175,6 +304,28 @@ fn print_deployment(d: &pb::Deployment) {
     println!("target:    {}", target_text(d));
     println!("state:     {}", d.state);
     println!("version:   {}", d.version);
+    if d.previous_version > 0 {
+        println!("rollback:  to version {}", d.previous_version);
+    }
+    if let Some(t) = d
+        .traffic
+        .as_ref()
+        .filter(|t| !t.variants.is_empty() || t.shadow.is_some())
+    {
+        let version = |name: &str| d.variant_versions.get(name).copied().unwrap_or(0);
+        let rest = 100 - t.variants.iter().map(|v| v.weight).sum::<u32>();
+        println!("traffic:   stable v{} {rest}%", d.version);
+        for v in &t.variants {
+            println!("           {} v{} {}%", v.name, version(&v.name), v.weight);
+        }
+        if let Some(s) = &t.shadow {
+            println!(
+                "           shadow v{} (a copy of {}% of requests)",
+                version("shadow"),
+                s.share * 100.0
+            );
+        }
+    }
     if !d.reason.is_empty() {
         println!("reason:    {}", d.reason);
     }
@@ -200,6 +351,72 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         deploy: Deploy,
+    }
+
+    #[derive(Debug, Parser)]
+    struct TrafficCli {
+        #[command(flatten)]
+        traffic: TrafficCmd,
+    }
+
+    #[test]
+    fn traffic_flags_become_the_split() {
+        let parse = |args: &[&str]| {
+            TrafficCli::try_parse_from(std::iter::once("traffic").chain(args.iter().copied()))
+        };
+        let t = parse(&[
+            "fraud",
+            "--canary",
+            "3",
+            "--weight",
+            "20",
+            "--shadow",
+            "challenger",
+        ])
+        .unwrap()
+        .traffic
+        .request()
+        .unwrap()
+        .traffic
+        .unwrap();
+        assert_eq!(t.variants.len(), 1);
+        assert_eq!(
+            (t.variants[0].name.as_str(), t.variants[0].weight),
+            ("canary", 20)
+        );
+        assert_eq!(
+            t.variants[0].target.clone().unwrap().choice,
+            Some(Choice::Version(3))
+        );
+        let shadow = t.shadow.unwrap();
+        assert_eq!(
+            shadow.target.unwrap().choice,
+            Some(Choice::Alias("challenger".into()))
+        );
+        assert_eq!(shadow.share, 1.0);
+        let t = parse(&["fraud", "--variant", "a=v2:30", "--variant", "b=blue:20"])
+            .unwrap()
+            .traffic
+            .request()
+            .unwrap()
+            .traffic
+            .unwrap();
+        let names: Vec<_> = t
+            .variants
+            .iter()
+            .map(|v| (v.name.as_str(), v.weight))
+            .collect();
+        assert_eq!(names, [("a", 30), ("b", 20)]);
+        let bad = parse(&["fraud", "--variant", "a=2"])
+            .unwrap()
+            .traffic
+            .request();
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("NAME=VERSION|ALIAS:WEIGHT"));
+        assert!(parse(&["fraud", "--canary", "2", "--weight", "101"]).is_err());
+        assert!(parse(&["fraud", "--canary", "2", "--variant", "a=3:10"]).is_err());
     }
 
     #[test]

@@ -37,6 +37,14 @@ pub enum ServeCmd {
     Undeploy(crate::deploy::Undeploy),
     /// Show one deployment: what it follows, the version serving, its state and recent errors.
     Describe(crate::deploy::Describe),
+    /// Split a deployment's traffic: a canary, A/B variants, a shadow (no flags: all to stable).
+    ///
+    /// Answers once every version named is loaded and warmed up; on a failure nothing
+    /// changes. A request's route header (default mlops-route) naming a variant goes there;
+    /// any other value (a user id) keeps that caller on one variant.
+    Traffic(crate::deploy::TrafficCmd),
+    /// Return all traffic to the last version that served 100% (its alias moves back too).
+    Rollback(crate::deploy::Rollback),
     /// List the deployments here, or with --all every registered model with its state.
     ///
     /// READY (and the version served), LOADING, or UNAVAILABLE (and why).
@@ -73,6 +81,8 @@ pub async fn run(
         ServeCmd::Deploy(a) => a.run(connect(addr, token).await?, out).await,
         ServeCmd::Undeploy(a) => a.run(connect(addr, token).await?, out).await,
         ServeCmd::Describe(a) => a.run(connect(addr, token).await?, out).await,
+        ServeCmd::Traffic(a) => a.run(connect(addr, token).await?, out).await,
+        ServeCmd::Rollback(a) => a.run(connect(addr, token).await?, out).await,
     }
 }
 
