@@ -96,7 +96,12 @@ pub mod events {
         /// - produced by: the inference service (`ce_source` `/mlops/inference`);
         /// - event types: [`DeploymentSwapped`](super::v1::DeploymentSwapped),
         ///   [`DeploymentSwapFailed`](super::v1::DeploymentSwapFailed),
-        ///   [`DeploymentRemoved`](super::v1::DeploymentRemoved);
+        ///   [`DeploymentRemoved`](super::v1::DeploymentRemoved),
+        ///   [`DeploymentTrafficChanged`](super::v1::DeploymentTrafficChanged),
+        ///   [`DeploymentRolledBack`](super::v1::DeploymentRolledBack),
+        ///   [`DeploymentAnalyzed`](super::v1::DeploymentAnalyzed),
+        ///   [`DeploymentPromoted`](super::v1::DeploymentPromoted),
+        ///   [`PromotionBlocked`](super::v1::PromotionBlocked);
         /// - keyed by: the registered model's id (`ce_subject` `<model name>/<version>`).
         pub const DEPLOYMENTS: &str = "mlops.inference.deployments";
 
