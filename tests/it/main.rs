@@ -1,6 +1,7 @@
 //! Integration tests over real gRPC, SQLite, PostgreSQL and a Kafka-protocol
 //! broker, in one binary (one link on a two-core machine).
 
+mod analysis;
 mod artifacts_limits;
 mod deployments;
 mod empty_writes;

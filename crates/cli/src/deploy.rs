@@ -97,6 +97,56 @@ pub struct TrafficCmd {
     /// value, e.g. a user id) to one; default mlops-route.
     #[arg(long, value_name = "HEADER")]
     route_header: Option<String>,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+}
+
+/// The automatic analysis of the variants (Argo Rollouts' semantics): on when --analyze-every is given.
+#[derive(Debug, clap::Args)]
+struct AnalysisArgs {
+    /// Measure the variants every this many milliseconds, and roll back or promote by the limits.
+    #[arg(long, value_name = "MS")]
+    analyze_every: Option<u64>,
+    /// A variant's error rate at most this (0 to 1).
+    #[arg(long, requires = "analyze_every", default_value_t = 0.0)]
+    max_error_rate: f64,
+    /// A variant's error rate at most the stable target's plus this.
+    #[arg(long, requires = "analyze_every", default_value_t = 0.0)]
+    max_error_rate_increase: f64,
+    /// A variant's p99 latency at most this many milliseconds.
+    #[arg(long, requires = "analyze_every", default_value_t = 0.0)]
+    max_p99_ms: f64,
+    /// A variant's p99 at most the stable target's times this.
+    #[arg(long, requires = "analyze_every", default_value_t = 0.0)]
+    max_p99_ratio: f64,
+    /// Requests a variant needs per measurement (fewer: an error).
+    #[arg(long, requires = "analyze_every", default_value_t = 20)]
+    min_requests: u64,
+    /// Failed measurements tolerated before a rollback.
+    #[arg(long, requires = "analyze_every", default_value_t = 0)]
+    failure_limit: u32,
+    /// Measurements without enough requests tolerated in a row before a rollback.
+    #[arg(long, requires = "analyze_every", default_value_t = 4)]
+    consecutive_error_limit: u32,
+    /// Successful measurements that promote a single variant (its alias moves); 0: never.
+    #[arg(long, requires = "analyze_every", default_value_t = 0)]
+    promote_after: u32,
+}
+
+impl AnalysisArgs {
+    fn analysis(&self) -> Option<pb::Analysis> {
+        Some(pb::Analysis {
+            interval_ms: self.analyze_every?,
+            max_error_rate: self.max_error_rate,
+            max_error_rate_increase: self.max_error_rate_increase,
+            max_p99_ms: self.max_p99_ms,
+            max_p99_ratio: self.max_p99_ratio,
+            min_requests: self.min_requests,
+            failure_limit: self.failure_limit,
+            consecutive_error_limit: self.consecutive_error_limit,
+            successes_to_promote: self.promote_after,
+        })
+    }
 }
 
 /// `3` or `v3`: that version; anything else: an alias.
@@ -147,6 +197,7 @@ impl TrafficCmd {
                     fault: None,
                 }),
                 route_header: self.route_header.clone().unwrap_or_default(),
+                analysis: self.analysis.analysis(),
             }),
         })
     }
@@ -416,6 +467,32 @@ mod tests {
             .to_string()
             .contains("NAME=VERSION|ALIAS:WEIGHT"));
         assert!(parse(&["fraud", "--canary", "2", "--weight", "101"]).is_err());
+        let t = parse(&[
+            "fraud",
+            "--canary",
+            "2",
+            "--analyze-every",
+            "60000",
+            "--max-error-rate",
+            "0.01",
+            "--promote-after",
+            "5",
+        ])
+        .unwrap()
+        .traffic
+        .request()
+        .unwrap()
+        .traffic
+        .unwrap();
+        let a = t.analysis.unwrap();
+        assert_eq!(
+            (a.interval_ms, a.max_error_rate, a.successes_to_promote),
+            (60000, 0.01, 5)
+        );
+        assert!(
+            parse(&["fraud", "--max-error-rate", "0.01"]).is_err(),
+            "needs --analyze-every"
+        );
         assert!(parse(&["fraud", "--canary", "2", "--variant", "a=3:10"]).is_err());
     }
 

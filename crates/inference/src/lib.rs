@@ -15,6 +15,7 @@
 //! - [`metrics`], [`error`]: Triton's metrics, errors as gRPC statuses;
 //! - [`Inference`]: the service for the kit.
 
+pub mod analysis;
 pub mod batcher;
 pub mod config;
 pub mod deployments;
@@ -193,7 +194,7 @@ impl Service for Inference {
             DeploymentServiceServer::new(deployments::DeploymentApi::new(manager.clone()))
                 .max_decoding_message_size(config.server.decoding_limit())
                 .max_encoding_message_size(config.server.encoding_limit());
-        let (restoring, following) = (manager.clone(), bus.clone());
+        let (restoring, following, analyzing) = (manager.clone(), bus.clone(), manager.clone());
         Runner::grpc(
             "inference",
             listeners,
@@ -218,6 +219,9 @@ impl Service for Inference {
         )
         .task("follow-registry", OnFailure::Unready, move |stop| {
             follow::follow(manager, following, subscription, stop)
+        })
+        .task("analysis", OnFailure::Unready, move |stop| {
+            analysis::run(analyzing, stop)
         })
         .task(
             "prediction-log",

@@ -98,6 +98,8 @@ pub enum Cause {
     Traffic,
     /// Rolled back.
     Rollback,
+    /// The analysis promoted a variant.
+    Promote,
 }
 
 impl Cause {
@@ -113,6 +115,7 @@ impl Cause {
             Cause::ModelDeleted => "model_deleted",
             Cause::Traffic => "traffic",
             Cause::Rollback => "rollback",
+            Cause::Promote => "promote",
         }
     }
 }

@@ -71,6 +71,89 @@ pub struct TrafficSpec {
     pub shadow: Option<ShadowSpec>,
     /// The route header ("" for [`DEFAULT_ROUTE_HEADER`]).
     pub route_header: String,
+    /// The automatic analysis, if any.
+    #[serde(default)]
+    pub analysis: Option<AnalysisSpec>,
+}
+
+/// The automatic analysis' settings (see `Analysis` in the contract).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisSpec {
+    /// Between measurements, in milliseconds.
+    pub interval_ms: u64,
+    /// A variant's error rate at most this; 0: no limit.
+    pub max_error_rate: f64,
+    /// A variant's error rate at most the stable's plus this; 0: no comparison.
+    pub max_error_rate_increase: f64,
+    /// A variant's p99 at most this (ms); 0: no limit.
+    pub max_p99_ms: f64,
+    /// A variant's p99 at most the stable's times this; 0: no comparison.
+    pub max_p99_ratio: f64,
+    /// Requests a variant needs per measurement.
+    pub min_requests: u64,
+    /// Failed measurements tolerated.
+    pub failure_limit: u32,
+    /// Errors in a row tolerated.
+    pub consecutive_error_limit: u32,
+    /// Successful measurements that promote a single variant; 0: never.
+    pub successes_to_promote: u32,
+}
+
+impl AnalysisSpec {
+    fn from_proto(a: &pb::Analysis) -> Result<AnalysisSpec> {
+        if a.interval_ms < 100 {
+            return Err(invalid(format!(
+                "analysis.interval_ms must be at least 100, not {}",
+                a.interval_ms
+            )));
+        }
+        for (what, v, max) in [
+            ("max_error_rate", a.max_error_rate, 1.0),
+            ("max_error_rate_increase", a.max_error_rate_increase, 1.0),
+            ("max_p99_ms", a.max_p99_ms, f64::MAX),
+            ("max_p99_ratio", a.max_p99_ratio, f64::MAX),
+        ] {
+            if !(0.0..=max).contains(&v) {
+                return Err(invalid(format!(
+                    "analysis.{what} must be between 0 and {max}, not {v}"
+                )));
+            }
+        }
+        if a.max_error_rate == 0.0
+            && a.max_error_rate_increase == 0.0
+            && a.max_p99_ms == 0.0
+            && a.max_p99_ratio == 0.0
+        {
+            return Err(invalid(
+                "the analysis sets no limit: give at least one of max_error_rate, max_error_rate_increase, max_p99_ms, max_p99_ratio",
+            ));
+        }
+        Ok(AnalysisSpec {
+            interval_ms: a.interval_ms,
+            max_error_rate: a.max_error_rate,
+            max_error_rate_increase: a.max_error_rate_increase,
+            max_p99_ms: a.max_p99_ms,
+            max_p99_ratio: a.max_p99_ratio,
+            min_requests: a.min_requests.max(1),
+            failure_limit: a.failure_limit,
+            consecutive_error_limit: a.consecutive_error_limit,
+            successes_to_promote: a.successes_to_promote,
+        })
+    }
+
+    fn to_proto(&self) -> pb::Analysis {
+        pb::Analysis {
+            interval_ms: self.interval_ms,
+            max_error_rate: self.max_error_rate,
+            max_error_rate_increase: self.max_error_rate_increase,
+            max_p99_ms: self.max_p99_ms,
+            max_p99_ratio: self.max_p99_ratio,
+            min_requests: self.min_requests,
+            failure_limit: self.failure_limit,
+            consecutive_error_limit: self.consecutive_error_limit,
+            successes_to_promote: self.successes_to_promote,
+        }
+    }
 }
 
 impl TrafficSpec {
@@ -160,10 +243,20 @@ impl TrafficSpec {
                 "route_header {header:?} is not a header name (letters, digits, \"-\" and \"_\")"
             )));
         }
+        let analysis = match &t.analysis {
+            None => None,
+            Some(_) if variants.is_empty() => {
+                return Err(invalid(
+                    "an analysis needs a variant to measure: add a canary or variants",
+                ))
+            }
+            Some(a) => Some(AnalysisSpec::from_proto(a)?),
+        };
         Ok(TrafficSpec {
             variants,
             shadow,
             route_header: header.to_ascii_lowercase(),
+            analysis,
         })
     }
 
@@ -193,6 +286,7 @@ impl TrafficSpec {
                 fault: fault(&s.fault),
             }),
             route_header: self.route_header.clone(),
+            analysis: self.analysis.as_ref().map(AnalysisSpec::to_proto),
         }
     }
 }

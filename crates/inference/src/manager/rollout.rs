@@ -11,7 +11,8 @@ use crate::error::{InferenceError, Result};
 use crate::models::Loaded;
 use crate::repository::Selector;
 use crate::store::Stored;
-use crate::traffic::{TrafficSpec, SHADOW};
+use crate::traffic::{AnalysisSpec, TrafficSpec, SHADOW};
+use crate::window::Measured;
 
 impl Manager {
     /// Splits `name`'s requests as `traffic` says. Every version it names is loaded and
@@ -167,6 +168,16 @@ impl Manager {
     /// moves back to the version before the current one, its followed alias too (through
     /// the registry, so every replica and a restart agree). `reason` goes into the event.
     pub async fn rollback(&self, name: &str, reason: &str) -> Result<Arc<Loaded>> {
+        self.rollback_with(name, reason, vec![]).await
+    }
+
+    /// [`Manager::rollback`] decided by the analysis' `findings`.
+    pub async fn rollback_with(
+        &self,
+        name: &str,
+        reason: &str,
+        findings: Vec<ev::AnalysisFinding>,
+    ) -> Result<Arc<Loaded>> {
         let _one_at_a_time = self.lock(name).await;
         let spec = self.spec(name)?;
         let current = read(&self.inner.splits).get(name).cloned();
@@ -221,6 +232,7 @@ impl Manager {
                 to_version: to.version,
                 reason: reason.to_owned(),
                 replica: self.inner.replica.clone(),
+                findings,
             },
         );
         if let Err(e) = self.inner.store.publish(&event).await {
@@ -228,5 +240,165 @@ impl Manager {
         }
         tracing::info!(model = %name, version = to.version, %reason, "rolled back");
         Ok(to)
+    }
+
+    /// Every deployment with an analysis and variants to measure, with its split.
+    pub fn analyzed(&self) -> Vec<(String, AnalysisSpec, Arc<Split>)> {
+        let specs = read(&self.inner.specs);
+        let splits = read(&self.inner.splits);
+        specs
+            .iter()
+            .filter_map(|(name, spec)| {
+                let analysis = spec.traffic.analysis.clone()?;
+                let split = splits.get(name)?.clone();
+                (!split.variants.is_empty()).then(|| (name.clone(), analysis, split))
+            })
+            .collect()
+    }
+
+    /// The stable target's and each variant's requests since the last call (and starts
+    /// again); `None` when `split` is no longer `name`'s or nothing serves.
+    pub fn take_windows(
+        &self,
+        name: &str,
+        split: &Arc<Split>,
+    ) -> Option<(Measured, Vec<(String, Measured)>)> {
+        let current = read(&self.inner.splits).get(name).cloned()?;
+        if !Arc::ptr_eq(&current, split) {
+            return None;
+        }
+        let stable = match self.slot(name) {
+            Some(Slot::Ready(l)) => l,
+            _ => return None,
+        };
+        let variants = split
+            .variants
+            .iter()
+            .map(|(v, l)| (v.name.clone(), l.window.take()))
+            .collect();
+        Some((stable.window.take(), variants))
+    }
+
+    /// Publishes one analysis measurement of `name`.
+    pub async fn analyzed_event(
+        &self,
+        name: &str,
+        outcome: &str,
+        findings: &[ev::AnalysisFinding],
+        (failures, consecutive_errors, successes): (u32, u32, u32),
+    ) {
+        let Ok(stable) = self.ready(name, "") else {
+            return;
+        };
+        let event = Self::event(
+            &stable.model_id,
+            name,
+            stable.version,
+            &ev::DeploymentAnalyzed {
+                model_id: stable.model_id.clone(),
+                name: name.to_owned(),
+                version: stable.version,
+                outcome: outcome.to_owned(),
+                findings: findings.to_vec(),
+                failures,
+                consecutive_errors,
+                successes,
+                replica: self.inner.replica.clone(),
+            },
+        );
+        if let Err(e) = self.inner.store.publish(&event).await {
+            tracing::warn!(model = %name, error = %e, "cannot record the analysis' event");
+        }
+    }
+
+    /// Promotes `name`'s single variant: its followed alias (`champion` for the default
+    /// target) moves to the variant's version through the registry, or a pinned deployment
+    /// pins it; then the variant goes and its version serves all traffic. A refusal of the
+    /// registry is a `PromotionBlocked` event, and nothing changes.
+    pub async fn promote(&self, name: &str, findings: Vec<ev::AnalysisFinding>) -> Result<()> {
+        let _one_at_a_time = self.lock(name).await;
+        let spec = self.spec(name)?;
+        let split = read(&self.inner.splits).get(name).cloned();
+        let Some((variant, candidate)) = split
+            .as_ref()
+            .filter(|s| s.variants.len() == 1)
+            .map(|s| s.variants[0].clone())
+        else {
+            return Err(InferenceError::FailedPrecondition(format!(
+                "model {name:?} has not exactly one variant to promote"
+            )));
+        };
+        let stable = self.ready(name, "")?;
+        let target = match &spec.target {
+            Selector::Version(_) => Selector::Version(candidate.version),
+            followed => {
+                let alias = match followed {
+                    Selector::Alias(a) => a.clone(),
+                    _ => "champion".to_owned(),
+                };
+                if let Err(e) = self
+                    .inner
+                    .repository
+                    .set_alias(name, &alias, candidate.version)
+                    .await
+                {
+                    let blocked = Self::event(
+                        &stable.model_id,
+                        name,
+                        candidate.version,
+                        &ev::PromotionBlocked {
+                            model_id: stable.model_id.clone(),
+                            name: name.to_owned(),
+                            version: candidate.version,
+                            alias: alias.clone(),
+                            reason: e.to_string(),
+                            replica: self.inner.replica.clone(),
+                        },
+                    );
+                    if let Err(err) = self.inner.store.publish(&blocked).await {
+                        tracing::warn!(model = %name, error = %err, "cannot record the blocked promotion's event");
+                    }
+                    self.note(
+                        name,
+                        &format!(
+                            "promoting variant {:?} (version {}) was blocked: {e}",
+                            variant.name, candidate.version
+                        ),
+                    );
+                    return Err(e);
+                }
+                followed.clone()
+            }
+        };
+        self.deploy_locked(name, target, spec.settings.clone(), Cause::Promote)
+            .await?;
+        // The version that served 100% before the canary began is where a rollback goes.
+        if let Some(s) = write(&self.inner.specs).get_mut(name) {
+            s.previous_version = stable.version;
+        }
+        let mut traffic = spec.traffic.clone();
+        traffic.variants.clear();
+        traffic.analysis = None;
+        self.set_traffic_locked(name, traffic, Cause::Promote)
+            .await?;
+        let event = Self::event(
+            &stable.model_id,
+            name,
+            candidate.version,
+            &ev::DeploymentPromoted {
+                model_id: stable.model_id.clone(),
+                name: name.to_owned(),
+                version: candidate.version,
+                previous_version: stable.version,
+                variant: variant.name.clone(),
+                findings,
+                replica: self.inner.replica.clone(),
+            },
+        );
+        if let Err(e) = self.inner.store.publish(&event).await {
+            tracing::warn!(model = %name, error = %e, "cannot record the promotion's event");
+        }
+        tracing::info!(model = %name, version = candidate.version, "the analysis promoted a variant");
+        Ok(())
     }
 }
