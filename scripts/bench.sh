@@ -19,7 +19,11 @@ cat "$MLOPS_BENCH_DIR/ours-onnx.jsonl"
 RUST_BACKTRACE=1 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-model --bench onnx_serving >"$MLOPS_BENCH_DIR/ours-onnx-backtrace.jsonl"
 echo "with RUST_BACKTRACE=1:"
 cat "$MLOPS_BENCH_DIR/ours-onnx-backtrace.jsonl"
-RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench inference
+# gRPC, then deployments; the alias-move figure on Kafka needs a broker: tansu, as the tests run it.
+ensure_tansu
+trap stop_tansu EXIT
+start_tansu
+MLOPS_TEST_KAFKA_BROKERS=$TANSU_BROKERS RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench inference
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
 echo "compare with MLflow (run ../shared/bench/peers/run_all.sh mlflow_tracking mlflow_registry first):"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-sqlite.jsonl $MLOPS_BENCH_DIR/ours-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"

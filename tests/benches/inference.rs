@@ -8,11 +8,16 @@
 //! - at half of saturation: an open-loop load at 50% of that rate, p50/p99;
 //! - 64 concurrent clients with dynamic batching on (max_queue_delay 500 µs), rows/s and p99.
 //!
+//! Then deployments (`inference/deploy.rs`): hot swap, shadow, prediction log, rollback.
+//!
 //! The clients run in the same process and on the same two cores as the server, so these
 //! figures include the clients' own gRPC cost. The in-process figures (no gRPC) beside
 //! onnxruntime's are `cargo bench -p mlops-model --bench onnx_serving`.
 
 #![allow(clippy::print_stdout)]
+
+#[path = "inference/deploy.rs"]
+mod deploy;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -264,11 +269,13 @@ fn main() {
                 }),
             );
         }
+        let deployments = deploy::run(&sb, duration).await;
         let line = json!({
             "bench": "mlops_inference_grpc",
             "workload": {"seconds_per_phase": secs, "clients": 64, "rows_per_request": 1,
                          "transport": "gRPC on loopback, clients in the same process"},
             "models": models,
+            "deployments": deployments,
         });
         let path = format!("{}/ours-inference.jsonl", out_dir());
         let _ = std::fs::create_dir_all(out_dir());

@@ -1,0 +1,311 @@
+//! The deployments part of the inference bench: what hot swap, shadows, the prediction log
+//! and rollbacks cost the requests, and how fast a change reaches serving.
+//!
+//! - single-row p50/p99 under a steady open-loop load, then under the same load while the
+//!   alias moves every 200 ms (goal: p99 during swaps at most 1.2x steady);
+//! - the same load with a shadow on every request (goal: primary p99 at most 5% above);
+//! - saturation rows/s with the prediction log on and off (goal: at most 5% lower with it);
+//! - a rollback call until all traffic is on the previous version (goal: under 1 s);
+//! - an alias move in the registry until the new version serves, on the in-process bus and,
+//!   when `MLOPS_TEST_KAFKA_BROKERS` is set, on Kafka (goal: under 1 s plus load and warm-up).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mlops_inference::{Inference, InferenceConfig};
+use mlops_proto::inference::v1 as dpb;
+use mlops_proto::inference::v1::deployment_service_client::DeploymentServiceClient;
+use mlops_proto::registry::v1 as rpb;
+use mlops_tests::bench::{lat, pct};
+use mlops_tests::{Bus, Sandbox};
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+use crate::{client, closed_loop, first_rows, open_loop, FIXTURES};
+
+type Deployments = DeploymentServiceClient<Channel>;
+
+async fn upload(sb: &Sandbox, name: &str, fixture: &str) {
+    let mut r = sb.registry_client().await;
+    let _ = r
+        .create_registered_model(rpb::CreateRegisteredModelRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await;
+    let bytes = std::fs::read(format!("{FIXTURES}/{fixture}.onnx")).unwrap();
+    let msgs = vec![
+        rpb::UploadModelVersionRequest {
+            item: Some(rpb::upload_model_version_request::Item::Header(
+                rpb::UploadHeader {
+                    name: name.into(),
+                    file_name: "model.onnx".into(),
+                    ..Default::default()
+                },
+            )),
+        },
+        rpb::UploadModelVersionRequest {
+            item: Some(rpb::upload_model_version_request::Item::Chunk(bytes)),
+        },
+    ];
+    r.upload_model_version(futures::stream::iter(msgs))
+        .await
+        .unwrap();
+}
+
+async fn set_alias(sb: &Sandbox, name: &str, version: i64) {
+    sb.registry_client()
+        .await
+        .set_registered_model_alias(rpb::SetRegisteredModelAliasRequest {
+            name: name.into(),
+            alias: "champion".into(),
+            version,
+        })
+        .await
+        .unwrap();
+}
+
+async fn serving(d: &mut Deployments, name: &str) -> i64 {
+    d.get_deployment(dpb::GetDeploymentRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .deployment
+        .unwrap()
+        .version
+}
+
+/// Moves the alias to `v` and waits until `d` serves it: the time it took.
+async fn move_and_wait(sb: &Sandbox, d: &mut Deployments, name: &str, v: i64) -> Duration {
+    let started = Instant::now();
+    set_alias(sb, name, v).await;
+    while serving(d, name).await != v {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no swap to {v}"
+        );
+    }
+    started.elapsed()
+}
+
+/// `name` with versions 1 (logreg) and 2 (a linear SVM), champion on 1, deployed following it.
+async fn two_versions(sb: &Sandbox, name: &str) -> Deployments {
+    upload(sb, name, "logreg").await;
+    upload(sb, name, "linear_svm").await;
+    set_alias(sb, name, 1).await;
+    let channel = Channel::from_shared(format!("http://{}", sb.addresses("inference").api))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut d = DeploymentServiceClient::new(channel);
+    d.deploy(dpb::DeployRequest {
+        name: name.into(),
+        target: Some(dpb::Target {
+            choice: Some(dpb::target::Choice::Alias("champion".into())),
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    d
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs the deployments bench against `sb` (in-process bus); prints and returns its figures.
+pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
+    let name = "swapped";
+    let mut d = two_versions(sb, name).await;
+    let addr = sb.addresses("inference").api;
+    let (width, data) = first_rows("logreg");
+    let data = Arc::new(data);
+    let rate = 1000.0;
+
+    // Steady, then the same load while the alias moves every 200 ms.
+    let steady = open_loop(addr, name, width, &data, rate, duration).await;
+    let mover = {
+        let (registry, name) = (sb.registry().grpc, name.to_owned());
+        tokio::spawn(async move {
+            let channel = Channel::from_shared(format!("http://{registry}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut r =
+                mlops_proto::registry::v1::registry_service_client::RegistryServiceClient::new(
+                    channel,
+                );
+            let started = Instant::now();
+            let mut moves = 0;
+            while started.elapsed() < duration {
+                r.set_registered_model_alias(rpb::SetRegisteredModelAliasRequest {
+                    name: name.clone(),
+                    alias: "champion".into(),
+                    version: 2 - (moves % 2),
+                })
+                .await
+                .unwrap();
+                moves += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            moves
+        })
+    };
+    let swapping = open_loop(addr, name, width, &data, rate, duration).await;
+    let moves = mover.await.unwrap();
+    let serving_now = serving(&mut d, name).await;
+    if serving_now != 1 {
+        move_and_wait(sb, &mut d, name, 1).await;
+    }
+
+    // A shadow on every request.
+    let baseline = open_loop(addr, name, width, &data, rate, duration).await;
+    d.set_traffic(dpb::SetTrafficRequest {
+        name: name.into(),
+        traffic: Some(dpb::Traffic {
+            shadow: Some(dpb::Shadow {
+                target: Some(dpb::Target {
+                    choice: Some(dpb::target::Choice::Version(2)),
+                }),
+                share: 1.0,
+                fault: None,
+            }),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    let shadowed = open_loop(addr, name, width, &data, rate, duration).await;
+    d.set_traffic(dpb::SetTrafficRequest {
+        name: name.into(),
+        traffic: Some(dpb::Traffic::default()),
+    })
+    .await
+    .unwrap();
+
+    // Saturation with the prediction log on (this service) and off (a second one).
+    let (logged, _) = closed_loop(addr, name, width, &data, 64, duration).await;
+    let unlogged = {
+        use mlops_kit::Service;
+        use mlops_runtime::config::ServiceConfig;
+        let state = tempfile::tempdir().unwrap();
+        let mut config = InferenceConfig::defaults();
+        config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
+        config.http_addr = "127.0.0.1:0".into();
+        config.db.database_url = format!("sqlite://{}", state.path().join("i.db").display());
+        config.model_cache_dir = state.path().join("cache").display().to_string();
+        config.registry_addr = format!("http://{}", sb.registry().grpc);
+        config.prediction_log_sample = 0.0;
+        let other = Inference::bind(config, Some(sb.bus.clone())).await.unwrap();
+        let other_addr = other.addresses().api;
+        let stop = mlops_runtime::shutdown::CancellationToken::new();
+        let running = tokio::spawn(other.run(stop.clone()));
+        let channel = Channel::from_shared(format!("http://{other_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        DeploymentServiceClient::new(channel)
+            .deploy(dpb::DeployRequest {
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let _ = client(other_addr).await;
+        let (rows, _) = closed_loop(other_addr, name, width, &data, 64, duration).await;
+        stop.cancel();
+        running.await.unwrap().unwrap();
+        rows
+    };
+
+    // Rollbacks and alias moves, five each.
+    let mut rollbacks = vec![];
+    let mut moves_in_process = vec![];
+    for _ in 0..5 {
+        moves_in_process.push(move_and_wait(sb, &mut d, name, 2).await);
+        let started = Instant::now();
+        d.rollback(dpb::RollbackRequest { name: name.into() })
+            .await
+            .unwrap();
+        rollbacks.push(started.elapsed());
+        assert_eq!(serving(&mut d, name).await, 1);
+    }
+    let kafka_moves = kafka_moves().await;
+
+    rollbacks.sort();
+    moves_in_process.sort();
+    let median = |v: &[Duration]| v[v.len() / 2];
+    println!(
+        "\n== deployments (logreg and a linear SVM as versions 1 and 2; open loop at {rate}/s)"
+    );
+    println!(
+        "steady p50/p99 {:.3}/{:.3} ms; during {moves} alias moves {:.3}/{:.3} ms (p99 x{:.2}, goal <= 1.2)",
+        pct(&steady, 50.0),
+        pct(&steady, 99.0),
+        pct(&swapping, 50.0),
+        pct(&swapping, 99.0),
+        pct(&swapping, 99.0) / pct(&steady, 99.0)
+    );
+    println!(
+        "shadow on every request: primary p99 {:.3} ms against {:.3} ms without (x{:.2}, goal <= 1.05)",
+        pct(&shadowed, 99.0),
+        pct(&baseline, 99.0),
+        pct(&shadowed, 99.0) / pct(&baseline, 99.0)
+    );
+    println!(
+        "prediction log: {logged:.0} rows/s on, {unlogged:.0} off (x{:.3}, goal >= 0.95)",
+        logged / unlogged
+    );
+    println!(
+        "rollback to 100% on the previous version: median {:.1} ms (goal < 1000)",
+        ms(median(&rollbacks))
+    );
+    println!(
+        "alias move to serving, in-process bus: median {:.1} ms{}",
+        ms(median(&moves_in_process)),
+        match &kafka_moves {
+            Some(k) => format!("; Kafka: median {:.1} ms", ms(median(k))),
+            None => "; Kafka: not measured (MLOPS_TEST_KAFKA_BROKERS unset)".into(),
+        }
+    );
+    json!({
+        "open_loop_rate_per_s": rate,
+        "steady": lat(&steady),
+        "during_alias_moves": {"moves": moves, "latency": lat(&swapping)},
+        "shadow": {"without": lat(&baseline), "with": lat(&shadowed)},
+        "prediction_log_rows_per_s": {"on": logged, "off": unlogged},
+        "rollback_ms": rollbacks.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+        "alias_move_to_serving_ms": {
+            "in_process": moves_in_process.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+            "kafka": kafka_moves.map(|k| k.iter().map(|d| ms(*d)).collect::<Vec<_>>()),
+        },
+    })
+}
+
+/// Alias move to serving on Kafka, five times, when a broker is given.
+async fn kafka_moves() -> Option<Vec<Duration>> {
+    std::env::var("MLOPS_TEST_KAFKA_BROKERS").ok()?;
+    let sb = Sandbox::builder()
+        .bus(Bus::Kafka)
+        .registry()
+        .service::<Inference>(|_| {})
+        .start()
+        .await
+        .expect("a sandbox on Kafka");
+    let name = "swapped-kafka";
+    let mut d = two_versions(&sb, name).await;
+    let mut took = vec![];
+    let mut v = 2;
+    for _ in 0..10 {
+        took.push(move_and_wait(&sb, &mut d, name, v).await);
+        v = 3 - v;
+    }
+    sb.stop().await.unwrap();
+    took.sort();
+    Some(took)
+}
