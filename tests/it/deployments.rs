@@ -584,3 +584,81 @@ pub(crate) async fn every_prediction_is_logged_once(bus: Bus) {
 async fn every_prediction_is_logged_once_with_its_tensors() {
     every_prediction_is_logged_once(Bus::InProcess).await;
 }
+
+/// Replicas sharing a PostgreSQL database converge: a replica started later rebuilds the
+/// deployments from the shared tables and the registry (the alias moved while it was not
+/// there), traffic split included, and both then follow the next alias move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_postgres_rebuild_deployments_and_converge() {
+    let url = mlops_tests::fresh_postgres_database()
+        .await
+        .expect("a fresh database");
+    let first_url = url.clone();
+    let sb = Sandbox::builder()
+        .registry()
+        .service::<Inference>(move |c| c.db.database_url = first_url)
+        .start()
+        .await
+        .expect("sandbox starts");
+    let name = "shared";
+    upload(&sb, name, &fixture("logreg").onnx).await;
+    upload(&sb, name, &fixture("linear_svm").onnx).await;
+    upload(&sb, name, &fixture("logreg").onnx).await;
+    set_alias(&sb, name, "champion", 1).await;
+    let mut a = deployments(sb.addresses("inference").api).await;
+    a.deploy(dpb::DeployRequest {
+        name: name.into(),
+        target: follow("champion"),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    a.set_traffic(dpb::SetTrafficRequest {
+        name: name.into(),
+        traffic: Some(dpb::Traffic {
+            variants: vec![dpb::Variant {
+                name: "canary".into(),
+                target: Some(dpb::Target {
+                    choice: Some(dpb::target::Choice::Version(2)),
+                }),
+                weight: 10,
+                fault: None,
+            }],
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    // The alias moves before the second replica exists.
+    set_alias(&sb, name, "champion", 3).await;
+    wait_for(&mut a, name, "the first replica swaps", |d| d.version == 3).await;
+
+    use mlops_kit::Service;
+    use mlops_runtime::config::ServiceConfig;
+    let state = tempfile::tempdir().unwrap();
+    let mut config = InferenceConfig::defaults();
+    config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
+    config.http_addr = "127.0.0.1:0".into();
+    config.db.database_url = url;
+    config.model_cache_dir = state.path().join("cache").display().to_string();
+    config.registry_addr = format!("http://{}", sb.registry().grpc);
+    let replica = Inference::bind(config, Some(sb.bus.clone())).await.unwrap();
+    let addr_b = replica.addresses().api;
+    let stop = mlops_runtime::shutdown::CancellationToken::new();
+    let running = tokio::spawn(replica.run(stop.clone()));
+    let mut b = deployments(addr_b).await;
+    let dep = wait_for(&mut b, name, "the second replica rebuilds", |d| {
+        d.version == 3 && d.variant_versions.get("canary") == Some(&2)
+    })
+    .await;
+    assert_eq!(dep.target, follow("champion"));
+    assert_eq!(dep.traffic.unwrap().variants[0].weight, 10);
+    // Both follow the next move.
+    set_alias(&sb, name, "champion", 1).await;
+    for d in [&mut a, &mut b] {
+        wait_for(d, name, "both replicas swap", |d| d.version == 1).await;
+    }
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    sb.stop().await.unwrap();
+}
