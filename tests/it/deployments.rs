@@ -531,6 +531,7 @@ pub(crate) async fn every_prediction_is_logged_once(bus: Bus) {
             .get(&p.request_id)
             .unwrap_or_else(|| panic!("unknown id {:?}", p.request_id));
         assert_eq!((p.deployment.as_str(), p.version), (name, 1));
+        assert_eq!(p.variant, "stable");
         assert_eq!(p.model_id, dep.model_id);
         assert_eq!(
             delivery.envelope.key, dep.model_id,

@@ -341,6 +341,7 @@ impl Loaded {
                         deployment: &self.name,
                         model_id: &self.model_id,
                         version: self.version,
+                        variant: &self.variant,
                         inputs,
                         outputs: &ran.outputs,
                         output_names: self

@@ -117,7 +117,7 @@ impl PredictionLog {
             deployment: p.deployment.to_owned(),
             model_id: p.model_id.to_owned(),
             version: p.version,
-            variant: String::new(),
+            variant: p.variant.to_owned(),
             inputs: p.inputs,
             outputs: p
                 .outputs
@@ -152,6 +152,8 @@ pub struct Prediction<'a> {
     pub model_id: &'a str,
     /// The version that answered.
     pub version: i64,
+    /// The traffic variant that answered.
+    pub variant: &'a str,
     /// The inputs, encoded before the request ran ([`tensor`]).
     pub inputs: Vec<ev::PredictionTensor>,
     /// The model's outputs.
