@@ -14,7 +14,8 @@ use mlops_proto::registry::v1 as rpb;
 use mlops_tests::{Bus, Sandbox};
 
 use crate::deployments::{
-    deployments, describe, follow, next_event, sandbox, set_alias, wait_for, Deployments,
+    alias_version, deployments, describe, follow, next_event, sandbox, set_alias, wait_for,
+    Deployments,
 };
 use crate::inference::{fixture, oip, request, upload};
 
@@ -91,21 +92,6 @@ async fn set(d: &mut Deployments, name: &str, traffic: dpb::Traffic) {
     .expect("set traffic");
 }
 
-async fn champion(sb: &Sandbox, name: &str) -> i64 {
-    sb.registry_client()
-        .await
-        .get_model_version_by_alias(rpb::GetModelVersionByAliasRequest {
-            name: name.into(),
-            alias: "champion".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .model_version
-        .unwrap()
-        .version
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_with_injected_errors_is_rolled_back_within_two_intervals() {
     let name = "faulty";
@@ -163,7 +149,11 @@ async fn a_candidate_with_injected_errors_is_rolled_back_within_two_intervals() 
         dep.traffic.unwrap().variants.is_empty(),
         "the canary is gone"
     );
-    assert_eq!(champion(&sb, name).await, 1, "the alias never moved");
+    assert_eq!(
+        alias_version(&sb, name, "champion").await,
+        1,
+        "the alias never moved"
+    );
     eprintln!(
         "a 5%-error canary was rolled back {took:?} after it started (interval {interval:?})"
     );
@@ -203,7 +193,7 @@ async fn a_healthy_candidate_is_promoted_through_the_registry() {
     .await;
     assert_eq!(dep.previous_version, 1, "a rollback would go back to 1");
     assert_eq!(
-        champion(&sb, name).await,
+        alias_version(&sb, name, "champion").await,
         2,
         "the alias moved in the registry"
     );
@@ -263,6 +253,6 @@ async fn a_promotion_the_gate_refuses_is_blocked_with_its_reason() {
     );
     assert_eq!(dep.traffic.unwrap().variants[0].weight, 30);
     assert!(dep.reason.contains("blocked"), "{}", dep.reason);
-    assert_eq!(champion(&sb, name).await, 1);
+    assert_eq!(alias_version(&sb, name, "champion").await, 1);
     sb.stop().await.unwrap();
 }

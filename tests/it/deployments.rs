@@ -41,10 +41,12 @@ pub(crate) async fn sandbox(bus: Bus) -> Sandbox {
         .expect("sandbox starts")
 }
 
-/// A second inference replica on the sandbox's registry and bus, with its own state.
+/// A second inference replica on the sandbox's registry and bus, with its own state (its
+/// database `database_url`, else a SQLite file there).
 async fn second_replica(
     sb: &Sandbox,
     state: &std::path::Path,
+    database_url: Option<String>,
 ) -> (
     std::net::SocketAddr,
     mlops_runtime::shutdown::CancellationToken,
@@ -55,7 +57,8 @@ async fn second_replica(
     let mut config = InferenceConfig::defaults();
     config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
     config.http_addr = "127.0.0.1:0".into();
-    config.db.database_url = format!("sqlite://{}", state.join("inference.db").display());
+    config.db.database_url = database_url
+        .unwrap_or_else(|| format!("sqlite://{}", state.join("inference.db").display()));
     config.model_cache_dir = state.join("cache").display().to_string();
     config.registry_addr = format!("http://{}", sb.registry().grpc);
     let replica = Inference::bind(config, Some(sb.bus.clone())).await.unwrap();
@@ -153,7 +156,7 @@ pub(crate) async fn alias_moves_swap_every_replica_under_load(bus: Bus, moves: u
     assert_eq!(upload(&sb, name, &fixtures[1].onnx).await, 2);
     set_alias(&sb, name, "champion", 1).await;
     let state = tempfile::tempdir().unwrap();
-    let (addr_b, stop_b, running_b) = second_replica(&sb, state.path()).await;
+    let (addr_b, stop_b, running_b) = second_replica(&sb, state.path(), None).await;
     let addr_a = sb.addresses("inference").api;
     let (mut a, mut b) = (deployments(addr_a).await, deployments(addr_b).await);
     for d in [&mut a, &mut b] {
@@ -236,6 +239,33 @@ pub(crate) async fn alias_moves_swap_every_replica_under_load(bus: Bus, moves: u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alias_moves_swap_every_replica_under_load_with_no_failed_request() {
     alias_moves_swap_every_replica_under_load(Bus::InProcess, 100).await;
+}
+
+/// The version `alias` of `name` points at in the registry.
+pub(crate) async fn alias_version(sb: &Sandbox, name: &str, alias: &str) -> i64 {
+    sb.registry_client()
+        .await
+        .get_model_version_by_alias(rpb::GetModelVersionByAliasRequest {
+            name: name.into(),
+            alias: alias.into(),
+        })
+        .await
+        .expect("the alias resolves")
+        .into_inner()
+        .model_version
+        .unwrap()
+        .version
+}
+
+/// Asserts that the admin port shows `name`'s series of `variant` with `outcome`.
+pub(crate) async fn assert_variant_series(sb: &Sandbox, name: &str, variant: &str, outcome: &str) {
+    let (_, metrics) = http_get(sb.addresses("inference").admin, "/metrics")
+        .await
+        .unwrap();
+    let series = format!(
+        "mlops_inference_variant_requests_total{{model=\"{name}\",outcome=\"{outcome}\",variant=\"{variant}\"}}"
+    );
+    assert!(metrics.contains(&series), "missing {series}");
 }
 
 /// Waits for the next event of type `M` on `sub` whose `pick` is true, for at most 30 s.
@@ -634,19 +664,8 @@ async fn replicas_on_postgres_rebuild_deployments_and_converge() {
     set_alias(&sb, name, "champion", 3).await;
     wait_for(&mut a, name, "the first replica swaps", |d| d.version == 3).await;
 
-    use mlops_kit::Service;
-    use mlops_runtime::config::ServiceConfig;
     let state = tempfile::tempdir().unwrap();
-    let mut config = InferenceConfig::defaults();
-    config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
-    config.http_addr = "127.0.0.1:0".into();
-    config.db.database_url = url;
-    config.model_cache_dir = state.path().join("cache").display().to_string();
-    config.registry_addr = format!("http://{}", sb.registry().grpc);
-    let replica = Inference::bind(config, Some(sb.bus.clone())).await.unwrap();
-    let addr_b = replica.addresses().api;
-    let stop = mlops_runtime::shutdown::CancellationToken::new();
-    let running = tokio::spawn(replica.run(stop.clone()));
+    let (addr_b, stop, running) = second_replica(&sb, state.path(), Some(url)).await;
     let mut b = deployments(addr_b).await;
     let dep = wait_for(&mut b, name, "the second replica rebuilds", |d| {
         d.version == 3 && d.variant_versions.get("canary") == Some(&2)

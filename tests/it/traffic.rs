@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use mlops_proto::events::{topics, v1 as ev};
 use mlops_proto::inference::v1 as dpb;
-use mlops_proto::registry::v1 as rpb;
-use mlops_tests::{http_get, Bus};
+use mlops_tests::Bus;
 use tonic::Code;
 
 use crate::deployments::{
-    deployments, describe, follow, next_event, sandbox, set_alias, wait_for, Deployments,
+    alias_version, assert_variant_series, deployments, describe, follow, next_event, sandbox,
+    set_alias, wait_for, Deployments,
 };
 use crate::inference::{fixture, oip, request, upload, Oip};
 
@@ -137,14 +137,8 @@ async fn canary_weights_hold_and_the_route_header_sticks() {
         assert_eq!(answer(&mut c, name, Some("stable")).await, 1);
     }
     // Per-variant metrics.
-    let (_, metrics) = http_get(sb.addresses("inference").admin, "/metrics")
-        .await
-        .unwrap();
     for v in ["stable", "canary"] {
-        let series = format!(
-            "mlops_inference_variant_requests_total{{model=\"{name}\",outcome=\"ok\",variant=\"{v}\"}}"
-        );
-        assert!(metrics.contains(&series), "missing {series}");
+        assert_variant_series(&sb, name, v, "ok").await;
     }
     sb.stop().await.unwrap();
 }
@@ -201,13 +195,7 @@ async fn a_shadow_that_fails_or_sleeps_changes_neither_answers_nor_latency() {
     );
     // The shadow did run, and half its answers failed.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, metrics) = http_get(sb.addresses("inference").admin, "/metrics")
-        .await
-        .unwrap();
-    let failed = format!(
-        "mlops_inference_variant_requests_total{{model=\"{name}\",outcome=\"failed\",variant=\"shadow\"}}"
-    );
-    assert!(metrics.contains(&failed), "missing {failed}");
+    assert_variant_series(&sb, name, "shadow", "failed").await;
     sb.stop().await.unwrap();
 }
 
@@ -262,19 +250,11 @@ async fn rollback_returns_all_traffic_to_the_last_full_version_and_moves_the_ali
     assert_eq!(dep.version, 1);
     assert!(took < Duration::from_secs(1), "the rollback took {took:?}");
     assert_eq!(answer(&mut c, name, None).await, 1);
-    let alias = sb
-        .registry_client()
-        .await
-        .get_model_version_by_alias(rpb::GetModelVersionByAliasRequest {
-            name: name.into(),
-            alias: "champion".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .model_version
-        .unwrap();
-    assert_eq!(alias.version, 1, "the alias moved back in the registry");
+    assert_eq!(
+        alias_version(&sb, name, "champion").await,
+        1,
+        "the alias moved back in the registry"
+    );
     let rolled: ev::DeploymentRolledBack = next_event(&mut events, |_| true).await;
     assert_eq!(
         (rolled.from_versions.as_slice(), rolled.to_version),

@@ -53,10 +53,11 @@ impl Deploy {
     }
 
     pub async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
-        out.call(
-            c.deploy(self.request()),
-            |r| r.deployment.unwrap_or_default(),
-            |d| Some(deployment_json(d)),
+        let call = c.deploy(self.request());
+        show(
+            out,
+            call,
+            |r| r.deployment,
             |d| {
                 println!(
                     "{} serves version {} ({}, {})",
@@ -67,8 +68,7 @@ impl Deploy {
                 )
             },
         )
-        .await?;
-        Ok(())
+        .await
     }
 }
 
@@ -203,15 +203,8 @@ impl TrafficCmd {
     }
 
     pub async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
-        let req = self.request()?;
-        out.call(
-            c.set_traffic(req),
-            |r| r.deployment.unwrap_or_default(),
-            |d| Some(deployment_json(d)),
-            print_deployment,
-        )
-        .await?;
-        Ok(())
+        let call = c.set_traffic(self.request()?);
+        show(out, call, |r| r.deployment, print_deployment).await
     }
 }
 
@@ -223,14 +216,14 @@ pub struct Rollback {
 
 impl Rollback {
     pub async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
-        out.call(
-            c.rollback(pb::RollbackRequest { name: self.model }),
-            |r| r.deployment.unwrap_or_default(),
-            |d| Some(deployment_json(d)),
+        let call = c.rollback(pb::RollbackRequest { name: self.model });
+        show(
+            out,
+            call,
+            |r| r.deployment,
             |d| println!("{} serves version {} on all its traffic", d.name, d.version),
         )
-        .await?;
-        Ok(())
+        .await
     }
 }
 
@@ -261,15 +254,27 @@ pub struct Describe {
 
 impl Describe {
     pub async fn run(self, mut c: Client, out: Output) -> anyhow::Result<()> {
-        out.call(
-            c.get_deployment(pb::GetDeploymentRequest { name: self.model }),
-            |r| r.deployment.unwrap_or_default(),
-            |d| Some(deployment_json(d)),
-            print_deployment,
-        )
-        .await?;
-        Ok(())
+        let call = c.get_deployment(pb::GetDeploymentRequest { name: self.model });
+        show(out, call, |r| r.deployment, print_deployment).await
     }
+}
+
+/// Awaits `call` and prints the deployment it answers (`deployment` takes it from the
+/// answer): as JSON with `--json`, else with `text`.
+async fn show<R>(
+    out: Output,
+    call: impl std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    deployment: fn(R) -> Option<pb::Deployment>,
+    text: impl FnOnce(&pb::Deployment),
+) -> anyhow::Result<()> {
+    out.call(
+        call,
+        |r| deployment(r).unwrap_or_default(),
+        |d| Some(deployment_json(d)),
+        text,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Every deployment, as a table.
