@@ -7,6 +7,7 @@ mod deployments;
 mod empty_writes;
 mod events;
 mod inference;
+mod inference_batching;
 mod inference_rest;
 mod kafka;
 mod kit;
