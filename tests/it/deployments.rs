@@ -682,3 +682,64 @@ async fn replicas_on_postgres_rebuild_deployments_and_converge() {
     running.await.unwrap().unwrap();
     sb.stop().await.unwrap();
 }
+
+/// A rename in the registry does not orphan a deployment: it is keyed by the model's id, so
+/// the next alias move (under the new name) still reaches it, and it serves under the new
+/// name from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_model_keeps_its_deployment() {
+    let sb = sandbox(Bus::InProcess).await;
+    upload(&sb, "before", &fixture("logreg").onnx).await;
+    upload(&sb, "before", &fixture("linear_svm").onnx).await;
+    set_alias(&sb, "before", "champion", 1).await;
+    let addr = sb.addresses("inference").api;
+    let mut d = deployments(addr).await;
+    d.deploy(dpb::DeployRequest {
+        name: "before".into(),
+        target: follow("champion"),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    sb.registry_client()
+        .await
+        .rename_registered_model(rpb::RenameRegisteredModelRequest {
+            name: "before".into(),
+            new_name: "after".into(),
+        })
+        .await
+        .unwrap();
+    set_alias(&sb, "after", "champion", 2).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dep = loop {
+        let found = d
+            .get_deployment(dpb::GetDeploymentRequest {
+                name: "after".into(),
+            })
+            .await;
+        match found.map(|r| r.into_inner().deployment.unwrap()) {
+            Ok(dep) if dep.version == 2 => break dep,
+            other => assert!(Instant::now() < deadline, "still {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(dep.name, "after");
+    let listed = d
+        .list_deployments(dpb::ListDeploymentsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<_> = listed.deployments.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["after"], "no deployment is left under the old name");
+    let mut c = oip(addr).await;
+    let r = c
+        .model_infer(request("after", &fixture("logreg"), 0..1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.model_name.as_str(), r.model_version.as_str()),
+        ("after", "2")
+    );
+    sb.stop().await.unwrap();
+}
