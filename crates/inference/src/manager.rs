@@ -549,16 +549,16 @@ impl Manager {
             InferenceError::Internal(format!("reading {}: {e}", resolved.path.display()))
         })?;
         let version = resolved.version;
-        let model = tokio::task::spawn_blocking(move || -> Result<Model> {
+        let (model, one_row) = tokio::task::spawn_blocking(move || -> Result<(Model, Duration)> {
             let model = Model::load(&bytes).map_err(|e| {
                 InferenceError::FailedPrecondition(format!(
                     "version {version} cannot be served: {e}"
                 ))
             })?;
-            Loaded::warm_up(&model, WARM_UP_ROUNDS).map_err(|e| {
+            let one_row = Loaded::warm_up(&model, WARM_UP_ROUNDS).map_err(|e| {
                 InferenceError::FailedPrecondition(format!("version {version}: {e}"))
             })?;
-            Ok(model)
+            Ok((model, one_row))
         })
         .await
         .map_err(|e| InferenceError::Internal(format!("loading panicked: {e}")))?
@@ -579,6 +579,7 @@ impl Manager {
             &self.inner.metrics,
             self.inner.max_tensor_bytes,
             self.inner.log.clone(),
+            one_row,
         ))))
     }
 

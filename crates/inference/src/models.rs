@@ -73,6 +73,22 @@ pub struct Loaded {
     max_tensor_bytes: u64,
     log: PredictionLog,
     variant_series: VariantSeries,
+    /// Requests of at most this many rows run on the request's own task: their computation
+    /// is shorter than handing it to a blocking thread and back ([`INLINE_BUDGET`]).
+    inline_rows: usize,
+}
+
+/// The longest computation run on the request's task instead of a blocking thread: a few
+/// tens of microseconds, less than the wake-ups a hand-off costs, and short enough not to
+/// hold up the other requests the runtime's workers serve.
+const INLINE_BUDGET: Duration = Duration::from_micros(50);
+
+/// How many rows fit [`INLINE_BUDGET`] when one row took `one_row` (0: none).
+fn inline_rows(one_row: Duration) -> usize {
+    if one_row.is_zero() || one_row >= INLINE_BUDGET {
+        return 0;
+    }
+    ((INLINE_BUDGET.as_nanos() / one_row.as_nanos()) as usize).min(64)
 }
 
 /// How one request reaches a loaded version.
@@ -100,6 +116,7 @@ impl Loaded {
         metrics: &Metrics,
         max_tensor_bytes: u64,
         log: PredictionLog,
+        one_row: Duration,
     ) -> Loaded {
         let series = metrics.series(name, version);
         let variant_series = metrics.variant(name, variant);
@@ -137,6 +154,7 @@ impl Loaded {
             max_tensor_bytes,
             log,
             variant_series,
+            inline_rows: inline_rows(one_row),
         }
     }
 
@@ -153,8 +171,9 @@ impl Loaded {
     /// Runs `rounds` requests of one row (zeros, empty strings) straight on the model, off
     /// the request path, so the first real request does not pay for cold caches and a model
     /// that cannot run fails here. Values a model refuses (an encoder that knows no empty
-    /// string) are not a failure: the model ran its checks; anything else is.
-    pub(crate) fn warm_up(model: &Model, rounds: usize) -> Result<()> {
+    /// string) are not a failure: the model ran its checks; anything else is. Returns the
+    /// fastest round (`Duration::MAX` when the model refused the values).
+    pub(crate) fn warm_up(model: &Model, rounds: usize) -> Result<Duration> {
         let inputs = model
             .inputs()
             .iter()
@@ -179,9 +198,12 @@ impl Loaded {
                     .ok_or_else(|| InferenceError::Internal("a warm-up tensor does not fit".into()))
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut fastest = Duration::MAX;
         for _ in 0..rounds {
+            let started = Instant::now();
             match model.run(&inputs) {
-                Ok(_) | Err(mlops_model::RunError::InvalidInput(_)) => {}
+                Ok(_) => fastest = fastest.min(started.elapsed()),
+                Err(mlops_model::RunError::InvalidInput(_)) => {}
                 Err(mlops_model::RunError::Failed(m)) => {
                     return Err(InferenceError::FailedPrecondition(format!(
                         "the model failed its warm-up request: {m}"
@@ -189,7 +211,7 @@ impl Loaded {
                 }
             }
         }
-        Ok(())
+        Ok(fastest)
     }
 
     /// The row count and the inputs in the model's order, checked against its signature and
@@ -424,8 +446,21 @@ impl Loaded {
         arrived: Instant,
         timeout: Option<Duration>,
     ) -> Result<Ran> {
-        let model = self.model.clone();
         let deadline = timeout.map(|t| arrived + t);
+        if rows <= self.inline_rows {
+            let started = Instant::now();
+            if deadline.is_some_and(|d| started > d) {
+                return Err(timed_out());
+            }
+            let outputs = run(&self.model, &inputs)?;
+            let computed = started.elapsed();
+            executed(&self.stats, &self.series, rows, computed);
+            return Ok(Ran {
+                outputs,
+                queued: started - arrived,
+            });
+        }
+        let model = self.model.clone();
         let ran = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             if deadline.is_some_and(|d| started > d) {
@@ -550,4 +585,29 @@ fn check_tensor(spec: &IoSpec, t: &Tensor) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fast_models_run_inline_and_only_small_requests() {
+        assert_eq!(inline_rows(Duration::from_micros(2)), 25);
+        assert_eq!(
+            inline_rows(Duration::from_nanos(100)),
+            64,
+            "at most 64 rows"
+        );
+        assert_eq!(
+            inline_rows(Duration::from_micros(60)),
+            0,
+            "slower than the budget"
+        );
+        assert_eq!(
+            inline_rows(Duration::MAX),
+            0,
+            "a warm-up that measured nothing"
+        );
+    }
 }

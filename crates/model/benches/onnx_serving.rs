@@ -5,7 +5,8 @@
 //!
 //! Models and rows come from `tests/fixtures/sklearn/<name>.{onnx,json}`, or from the
 //! directory in `MLOPS_BENCH_MODELS` (the same files). Prints a table to stderr and one JSON
-//! line to stdout with onnx_serving.py's keys. Run it twice to see the cost of backtraces:
+//! line to stdout with onnx_serving.py's keys; its `ok` says whether every model's outputs on
+//! the fixture's rows matched onnxruntime's. Run it twice to see the cost of backtraces:
 //! `cargo bench -p mlops-model --bench onnx_serving` and the same with `RUST_BACKTRACE=1`.
 
 #![allow(clippy::print_stdout)]
@@ -42,6 +43,37 @@ fn batch(rows: &[Vec<f32>], n: usize) -> Tensor {
     Tensor::new(vec![n, cols], TensorData::F32(data)).expect("a consistent batch")
 }
 
+/// Whether the model's outputs on all the fixture's rows are onnxruntime's (the fixture's
+/// expected outputs): numbers within 1e-4 relative or absolute, the rest exactly.
+fn matches_onnxruntime(model: &Model, rows: &[Vec<f32>], fixture: &Value) -> bool {
+    let Ok(outputs) = model.run(&[batch(rows, rows.len())]) else {
+        return false;
+    };
+    let Some(expected) = fixture["outputs"].as_array() else {
+        return false;
+    };
+    expected.iter().all(|want| {
+        let Some(i) = model.outputs().iter().position(|s| want["name"] == s.name) else {
+            return false;
+        };
+        let got: Vec<f64> = match &outputs[i].data {
+            TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::F64(v) => v.clone(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            _ => return false,
+        };
+        let want: Vec<f64> = want["data"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| (g - w).abs() <= 1e-4 * w.abs().max(1.0))
+    })
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let ix = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[ix]
@@ -54,6 +86,7 @@ fn main() {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sklearn")
         });
     let mut models = serde_json::Map::new();
+    let mut ok = true;
     eprintln!(
         "{:<8} {:>12} {:>12} {:>16}",
         "model", "p50 ms", "p99 ms", "batch rows/s"
@@ -66,6 +99,7 @@ fn main() {
         .expect("fixture JSON");
         let model = Model::load(&bytes).expect("the model loads");
         let rows = rows_of(&fixture);
+        ok &= matches_onnxruntime(&model, &rows, &fixture);
         let singles: Vec<Tensor> = (0..rows.len()).map(|i| batch(&rows[i..], 1)).collect();
         for i in 0..WARMUP {
             model
@@ -102,6 +136,6 @@ fn main() {
     }
     println!(
         "{}",
-        json!({"bench": "onnx_serving", "impl": "mlops-model", "models": models})
+        json!({"bench": "onnx_serving", "impl": "mlops-model", "models": models, "ok": ok})
     );
 }
