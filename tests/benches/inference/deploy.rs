@@ -21,7 +21,7 @@ use mlops_tests::{Bus, Sandbox};
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
-use crate::{client, closed_loop, first_rows, open_loop, FIXTURES};
+use crate::{closed_loop, first_rows, open_loop, FIXTURES};
 
 type Deployments = DeploymentServiceClient<Channel>;
 
@@ -187,40 +187,23 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
     .await
     .unwrap();
 
-    // Saturation with the prediction log on (this service) and off (a second one).
-    let (logged, _) = closed_loop(addr, name, width, &data, 64, duration).await;
-    let unlogged = {
-        use mlops_kit::Service;
-        use mlops_runtime::config::ServiceConfig;
-        let state = tempfile::tempdir().unwrap();
-        let mut config = InferenceConfig::defaults();
-        config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
-        config.http_addr = "127.0.0.1:0".into();
-        config.db.database_url = format!("sqlite://{}", state.path().join("i.db").display());
-        config.model_cache_dir = state.path().join("cache").display().to_string();
-        config.registry_addr = format!("http://{}", sb.registry().grpc);
-        config.prediction_log_sample = 0.0;
-        let other = Inference::bind(config, Some(sb.bus.clone())).await.unwrap();
-        let other_addr = other.addresses().api;
-        let stop = mlops_runtime::shutdown::CancellationToken::new();
-        let running = tokio::spawn(other.run(stop.clone()));
-        let channel = Channel::from_shared(format!("http://{other_addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        DeploymentServiceClient::new(channel)
-            .deploy(dpb::DeployRequest {
-                name: name.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let _ = client(other_addr).await;
-        let (rows, _) = closed_loop(other_addr, name, width, &data, 64, duration).await;
-        stop.cancel();
-        running.await.unwrap().unwrap();
-        rows
+    // Saturation with the prediction log on and off: two fresh replicas alike but for it,
+    // measured in turn, twice each; the better of each.
+    let (logged, unlogged) = {
+        let (on, on_stop, on_run, _on_dir) = replica(sb, name, 1.0).await;
+        let (off, off_stop, off_run, _off_dir) = replica(sb, name, 0.0).await;
+        let mut rates = [0.0f64; 2];
+        for _ in 0..2 {
+            for (i, addr) in [on, off].into_iter().enumerate() {
+                let (rows, _) = closed_loop(addr, name, width, &data, 64, duration).await;
+                rates[i] = rates[i].max(rows);
+            }
+        }
+        for (stop, running) in [(on_stop, on_run), (off_stop, off_run)] {
+            stop.cancel();
+            running.await.unwrap().unwrap();
+        }
+        (rates[0], rates[1])
     };
 
     // Rollbacks and alias moves, five each.
@@ -285,6 +268,48 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
             "kafka": kafka_moves.map(|k| k.iter().map(|d| ms(*d)).collect::<Vec<_>>()),
         },
     })
+}
+
+/// Another inference replica on `sb`'s registry and bus logging `sample` of its predictions,
+/// with `name` deployed: its address, how to stop it, and its state directory.
+async fn replica(
+    sb: &Sandbox,
+    name: &str,
+    sample: f64,
+) -> (
+    std::net::SocketAddr,
+    mlops_runtime::shutdown::CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    tempfile::TempDir,
+) {
+    use mlops_kit::Service;
+    use mlops_runtime::config::ServiceConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let mut config = InferenceConfig::defaults();
+    config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
+    config.http_addr = "127.0.0.1:0".into();
+    config.db.database_url = format!("sqlite://{}", state.join("i.db").display());
+    config.model_cache_dir = state.join("cache").display().to_string();
+    config.registry_addr = format!("http://{}", sb.registry().grpc);
+    config.prediction_log_sample = sample;
+    let service = Inference::bind(config, Some(sb.bus.clone())).await.unwrap();
+    let addr = service.addresses().api;
+    let stop = mlops_runtime::shutdown::CancellationToken::new();
+    let running = tokio::spawn(service.run(stop.clone()));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    DeploymentServiceClient::new(channel)
+        .deploy(dpb::DeployRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (addr, stop, running, dir)
 }
 
 /// Alias move to serving on Kafka, five times, when a broker is given.
