@@ -441,5 +441,5 @@ async fn alias_moves_swap_every_replica_on_kafka() {
 /// The prediction log over tansu: every request id of a run appears exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_prediction_is_logged_once_on_kafka() {
-    crate::deployments::every_prediction_is_logged_once(Bus::Kafka).await;
+    crate::prediction_log::every_prediction_is_logged_once(Bus::Kafka).await;
 }

@@ -13,6 +13,7 @@ mod kafka;
 mod kit;
 mod logged_models;
 mod ops;
+mod prediction_log;
 mod registry;
 mod registry_gate;
 mod search_limits;

@@ -32,6 +32,14 @@ fn variant(name: &str, v: i64, weight: u32) -> dpb::Variant {
     }
 }
 
+/// A canary at version `v` with `weight` percent of the requests.
+fn canary(v: i64, weight: u32) -> dpb::Traffic {
+    dpb::Traffic {
+        variants: vec![variant("canary", v, weight)],
+        ..Default::default()
+    }
+}
+
 async fn split(d: &mut Deployments, name: &str, traffic: dpb::Traffic) -> dpb::Deployment {
     d.set_traffic(dpb::SetTrafficRequest {
         name: name.into(),
@@ -85,15 +93,7 @@ async fn two_versions(name: &str) -> (mlops_tests::Sandbox, Deployments, Oip) {
 async fn canary_weights_hold_and_the_route_header_sticks() {
     let name = "split";
     let (sb, mut d, c) = two_versions(name).await;
-    let dep = split(
-        &mut d,
-        name,
-        dpb::Traffic {
-            variants: vec![variant("canary", 2, 20)],
-            ..Default::default()
-        },
-    )
-    .await;
+    let dep = split(&mut d, name, canary(2, 20)).await;
     assert_eq!(dep.variant_versions["stable"], 1);
     assert_eq!(dep.variant_versions["canary"], 2);
 
@@ -264,15 +264,7 @@ async fn rollback_returns_all_traffic_to_the_last_full_version_and_moves_the_ali
     eprintln!("rollback to 100% on the previous version took {took:?}");
 
     // With a canary, a rollback drops it: the stable version takes everything again.
-    split(
-        &mut d,
-        name,
-        dpb::Traffic {
-            variants: vec![variant("canary", 2, 50)],
-            ..Default::default()
-        },
-    )
-    .await;
+    split(&mut d, name, canary(2, 50)).await;
     let dep = d
         .rollback(dpb::RollbackRequest { name: name.into() })
         .await
@@ -293,15 +285,7 @@ async fn rollback_returns_all_traffic_to_the_last_full_version_and_moves_the_ali
 async fn a_bad_split_is_refused_and_changes_nothing() {
     let name = "guarded-split";
     let (sb, mut d, _) = two_versions(name).await;
-    split(
-        &mut d,
-        name,
-        dpb::Traffic {
-            variants: vec![variant("canary", 2, 10)],
-            ..Default::default()
-        },
-    )
-    .await;
+    split(&mut d, name, canary(2, 10)).await;
     let cases: Vec<(&str, dpb::Traffic, Code, &str)> = vec![
         (
             name,
