@@ -238,6 +238,19 @@ async fn rollback_returns_all_traffic_to_the_last_full_version_and_moves_the_ali
     set_alias(&sb, name, "champion", 2).await;
     let dep = wait_for(&mut d, name, "version 2 serves", |dep| dep.version == 2).await;
     assert_eq!(dep.previous_version, 1);
+    // A change of settings alone is no new version: the rollback still goes to 1.
+    let dep = d
+        .deploy(dpb::DeployRequest {
+            name: name.into(),
+            target: follow("champion"),
+            parameters: [("max_batch_size".to_owned(), "16".to_owned())].into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .deployment
+        .unwrap();
+    assert_eq!((dep.version, dep.previous_version), (2, 1));
     let started = Instant::now();
     let dep = d
         .rollback(dpb::RollbackRequest { name: name.into() })

@@ -384,12 +384,8 @@ impl Manager {
             .as_ref()
             .map(|s| s.traffic.clone())
             .unwrap_or_default();
-        // Where a rollback goes: the version this one replaces, if it served everything.
-        let previous_version = match (&old, known.as_ref()) {
-            (Some(o), _) if traffic.variants.is_empty() => o.version,
-            (_, Some(k)) => k.previous_version,
-            _ => 0,
-        };
+        let known_previous = known.as_ref().map_or(0, |k| k.previous_version);
+        let mut previous_version = known_previous;
         let mut tried = (known_id, 0);
         let outcome = self
             .prepare(name, &target, &settings, old.as_ref(), STABLE, &mut tried)
@@ -400,6 +396,14 @@ impl Manager {
                 return Ok(loaded);
             }
             Ok(Prepared::New(loaded)) => {
+                // Where a rollback goes: the version this one replaces, if it served
+                // everything (a change of settings alone keeps the earlier answer).
+                previous_version = match &old {
+                    Some(o) if o.version != loaded.version && traffic.variants.is_empty() => {
+                        o.version
+                    }
+                    _ => known_previous,
+                };
                 let swapped = Self::event(
                     &loaded.model_id,
                     name,
