@@ -536,8 +536,8 @@ impl GrpcInferenceService for OipApi {
         &self,
         req: Request<pb::ModelInferRequest>,
     ) -> Answer<pb::ModelInferResponse> {
-        let headers = req.metadata().clone();
-        Ok(Response::new(self.infer(req.into_inner(), &headers).await?))
+        let (headers, _, req) = req.into_parts();
+        Ok(Response::new(self.infer(req, &headers).await?))
     }
 
     type ModelStreamInferStream = Pin<
@@ -550,8 +550,9 @@ impl GrpcInferenceService for OipApi {
     ) -> Answer<Self::ModelStreamInferStream> {
         let api = self.clone();
         // The stream's headers route each of its requests.
-        let headers = Arc::new(req.metadata().clone());
-        let stream = req.into_inner().then(move |item| {
+        let (headers, _, requests) = req.into_parts();
+        let headers = Arc::new(headers);
+        let stream = requests.then(move |item| {
             let (api, headers) = (api.clone(), headers.clone());
             async move {
                 let req = item?;

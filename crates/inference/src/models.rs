@@ -366,12 +366,7 @@ impl Loaded {
                         variant: &self.variant,
                         inputs,
                         outputs: &ran.outputs,
-                        output_names: self
-                            .model
-                            .outputs()
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect(),
+                        output_specs: self.model.outputs(),
                         latency: elapsed,
                     });
                 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mlops_events::{Envelope, EventBus};
-use mlops_model::Tensor;
+use mlops_model::{IoSpec, Tensor};
 use mlops_proto::events::{topics, v1 as ev};
 use mlops_runtime::shutdown::CancellationToken;
 use prometheus::IntCounter;
@@ -126,8 +126,8 @@ impl PredictionLog {
             outputs: p
                 .outputs
                 .iter()
-                .zip(p.output_names)
-                .map(|(t, name)| tensor(name, t))
+                .zip(p.output_specs)
+                .map(|(t, spec)| tensor(&spec.name, t))
                 .collect(),
             latency_us: p.latency.as_micros() as i64,
             time_unix_nano: time.as_nanos() as i64,
@@ -162,8 +162,8 @@ pub struct Prediction<'a> {
     pub inputs: Vec<ev::PredictionTensor>,
     /// The model's outputs.
     pub outputs: &'a [Tensor],
-    /// Their names, in order.
-    pub output_names: Vec<&'a str>,
+    /// Their names and types, in order (the model's signature).
+    pub output_specs: &'a [IoSpec],
     /// From arrival to answer.
     pub latency: Duration,
 }
