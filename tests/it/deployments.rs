@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mlops_inference::{Inference, InferenceConfig};
+use mlops_inference::Inference;
 use mlops_proto::events::{topics, v1 as ev};
 use mlops_proto::inference::v1 as dpb;
 use mlops_proto::inference::v1::deployment_service_client::DeploymentServiceClient;
@@ -39,33 +39,6 @@ pub(crate) async fn sandbox(bus: Bus) -> Sandbox {
         .start()
         .await
         .expect("sandbox starts")
-}
-
-/// A second inference replica on the sandbox's registry and bus, with its own state (its
-/// database `database_url`, else a SQLite file there).
-async fn second_replica(
-    sb: &Sandbox,
-    state: &std::path::Path,
-    database_url: Option<String>,
-) -> (
-    std::net::SocketAddr,
-    mlops_runtime::shutdown::CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    use mlops_kit::Service;
-    use mlops_runtime::config::ServiceConfig;
-    let mut config = InferenceConfig::defaults();
-    config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
-    config.http_addr = "127.0.0.1:0".into();
-    config.db.database_url = database_url
-        .unwrap_or_else(|| format!("sqlite://{}", state.join("inference.db").display()));
-    config.model_cache_dir = state.join("cache").display().to_string();
-    config.registry_addr = format!("http://{}", sb.registry().grpc);
-    let replica = Inference::bind(config, Some(sb.bus.clone())).await.unwrap();
-    let addr = replica.addresses().api;
-    let stop = mlops_runtime::shutdown::CancellationToken::new();
-    let running = tokio::spawn(replica.run(stop.clone()));
-    (addr, stop, running)
 }
 
 pub(crate) async fn set_alias(sb: &Sandbox, name: &str, alias: &str, version: i64) {
@@ -156,7 +129,11 @@ pub(crate) async fn alias_moves_swap_every_replica_under_load(bus: Bus, moves: u
     assert_eq!(upload(&sb, name, &fixtures[1].onnx).await, 2);
     set_alias(&sb, name, "champion", 1).await;
     let state = tempfile::tempdir().unwrap();
-    let (addr_b, stop_b, running_b) = second_replica(&sb, state.path(), None).await;
+    let replica = sb
+        .inference_replica(state.path(), None, |_| {})
+        .await
+        .unwrap();
+    let addr_b = replica.api;
     let addr_a = sb.addresses("inference").api;
     let (mut a, mut b) = (deployments(addr_a).await, deployments(addr_b).await);
     for d in [&mut a, &mut b] {
@@ -231,8 +208,7 @@ pub(crate) async fn alias_moves_swap_every_replica_under_load(bus: Bus, moves: u
             "{dep:?}"
         );
     }
-    stop_b.cancel();
-    running_b.await.unwrap().unwrap();
+    replica.stop().await.unwrap();
     sb.stop().await.unwrap();
 }
 
@@ -539,7 +515,11 @@ async fn replicas_on_postgres_rebuild_deployments_and_converge() {
     wait_for(&mut a, name, "the first replica swaps", |d| d.version == 3).await;
 
     let state = tempfile::tempdir().unwrap();
-    let (addr_b, stop, running) = second_replica(&sb, state.path(), Some(url)).await;
+    let replica = sb
+        .inference_replica(state.path(), Some(url), |_| {})
+        .await
+        .unwrap();
+    let addr_b = replica.api;
     let mut b = deployments(addr_b).await;
     let dep = wait_for(&mut b, name, "the second replica rebuilds", |d| {
         d.version == 3 && d.variant_versions.get("canary") == Some(&2)
@@ -552,8 +532,7 @@ async fn replicas_on_postgres_rebuild_deployments_and_converge() {
     for d in [&mut a, &mut b] {
         wait_for(d, name, "both replicas swap", |d| d.version == 1).await;
     }
-    stop.cancel();
-    running.await.unwrap().unwrap();
+    replica.stop().await.unwrap();
     sb.stop().await.unwrap();
 }
 

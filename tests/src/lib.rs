@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::future::LocalBoxFuture;
 use mlops_events::memory::InProcessBus;
 use mlops_events::{BusArgs, BusKind, EventBus};
+use mlops_inference::{Inference, InferenceConfig};
 use mlops_kit::{Addresses, Composition, Local};
 use mlops_mlflow::Gateway;
 use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
@@ -31,6 +32,22 @@ pub enum Database {
     Sqlite,
     /// A fresh database on the test PostgreSQL server.
     Postgres,
+}
+
+/// An inference replica started beside a sandbox's ([`Sandbox::inference_replica`]).
+pub struct Replica {
+    /// Its gRPC address.
+    pub api: SocketAddr,
+    stop: CancellationToken,
+    running: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replica {
+    /// Drains and stops it; its run's error, if any.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.running.await?
+    }
 }
 
 /// Which event bus the services use.
@@ -348,6 +365,32 @@ impl Sandbox {
         self.registry
             .as_ref()
             .expect("the sandbox was built without .registry()")
+    }
+
+    /// Another inference replica on this sandbox's registry and bus, with its own ports and
+    /// its model cache under `state`; its database is `database_url` (a PostgreSQL one shared
+    /// with the sandbox's replica, say), else a SQLite file under `state`. `tweak` sets the rest.
+    pub async fn inference_replica(
+        &self,
+        state: &std::path::Path,
+        database_url: Option<String>,
+        tweak: impl FnOnce(&mut InferenceConfig),
+    ) -> anyhow::Result<Replica> {
+        use mlops_kit::Service;
+        use mlops_runtime::config::ServiceConfig;
+        let mut config = InferenceConfig::defaults();
+        config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
+        config.http_addr = "127.0.0.1:0".into();
+        config.db.database_url = database_url
+            .unwrap_or_else(|| format!("sqlite://{}", state.join("inference.db").display()));
+        config.model_cache_dir = state.join("cache").display().to_string();
+        config.registry_addr = format!("http://{}", self.registry().grpc);
+        tweak(&mut config);
+        let service = Inference::bind(config, Some(self.bus.clone())).await?;
+        let api = service.addresses().api;
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(service.run(stop.clone()));
+        Ok(Replica { api, stop, running })
     }
 
     /// A gRPC client of the registry.

@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mlops_inference::{Inference, InferenceConfig};
+use mlops_inference::Inference;
 use mlops_proto::inference::v1 as dpb;
 use mlops_proto::inference::v1::deployment_service_client::DeploymentServiceClient;
 use mlops_proto::registry::v1 as rpb;
 use mlops_tests::bench::{lat, pct};
-use mlops_tests::{Bus, Sandbox};
+use mlops_tests::{Bus, Replica, Sandbox};
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
@@ -190,18 +190,17 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
     // Saturation with the prediction log on and off: two fresh replicas alike but for it,
     // measured in turn, twice each; the better of each.
     let (logged, unlogged) = {
-        let (on, on_stop, on_run, _on_dir) = replica(sb, name, 1.0).await;
-        let (off, off_stop, off_run, _off_dir) = replica(sb, name, 0.0).await;
+        let (on, _on_dir) = replica(sb, name, 1.0).await;
+        let (off, _off_dir) = replica(sb, name, 0.0).await;
         let mut rates = [0.0f64; 2];
         for _ in 0..2 {
-            for (i, addr) in [on, off].into_iter().enumerate() {
+            for (i, addr) in [on.api, off.api].into_iter().enumerate() {
                 let (rows, _) = closed_loop(addr, name, width, &data, 64, duration).await;
                 rates[i] = rates[i].max(rows);
             }
         }
-        for (stop, running) in [(on_stop, on_run), (off_stop, off_run)] {
-            stop.cancel();
-            running.await.unwrap().unwrap();
+        for r in [on, off] {
+            r.stop().await.unwrap();
         }
         (rates[0], rates[1])
     };
@@ -270,34 +269,15 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
     })
 }
 
-/// Another inference replica on `sb`'s registry and bus logging `sample` of its predictions,
-/// with `name` deployed: its address, how to stop it, and its state directory.
-async fn replica(
-    sb: &Sandbox,
-    name: &str,
-    sample: f64,
-) -> (
-    std::net::SocketAddr,
-    mlops_runtime::shutdown::CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-    tempfile::TempDir,
-) {
-    use mlops_kit::Service;
-    use mlops_runtime::config::ServiceConfig;
+/// Another inference replica on `sb` logging `sample` of its predictions, with `name`
+/// deployed, and its state directory.
+async fn replica(sb: &Sandbox, name: &str, sample: f64) -> (Replica, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path();
-    let mut config = InferenceConfig::defaults();
-    config.server.listen.set("127.0.0.1:0", "127.0.0.1:0");
-    config.http_addr = "127.0.0.1:0".into();
-    config.db.database_url = format!("sqlite://{}", state.join("i.db").display());
-    config.model_cache_dir = state.join("cache").display().to_string();
-    config.registry_addr = format!("http://{}", sb.registry().grpc);
-    config.prediction_log_sample = sample;
-    let service = Inference::bind(config, Some(sb.bus.clone())).await.unwrap();
-    let addr = service.addresses().api;
-    let stop = mlops_runtime::shutdown::CancellationToken::new();
-    let running = tokio::spawn(service.run(stop.clone()));
-    let channel = Channel::from_shared(format!("http://{addr}"))
+    let replica = sb
+        .inference_replica(dir.path(), None, |c| c.prediction_log_sample = sample)
+        .await
+        .unwrap();
+    let channel = Channel::from_shared(format!("http://{}", replica.api))
         .unwrap()
         .connect()
         .await
@@ -309,7 +289,7 @@ async fn replica(
         })
         .await
         .unwrap();
-    (addr, stop, running, dir)
+    (replica, dir)
 }
 
 /// Alias move to serving on Kafka, five times, when a broker is given.
