@@ -266,11 +266,6 @@ impl Manager {
         &self.inner.repository
     }
 
-    /// This replica's name in events.
-    pub fn replica(&self) -> &str {
-        &self.inner.replica
-    }
-
     /// The slot of `name`, if it was ever loaded here.
     pub fn slot(&self, name: &str) -> Option<Slot> {
         read(&self.inner.slots).get(name).cloned()
