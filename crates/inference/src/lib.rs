@@ -60,6 +60,8 @@ pub struct Inference {
     /// after that is missed (`None`: the bus could not be reached; the follower retries).
     subscription: Option<Box<dyn Subscription>>,
     publisher: Option<prediction_log::Publisher>,
+    /// The deployments recorded before this start, served by the restore task.
+    recalled: Vec<store::Stored>,
     listeners: Listeners,
     http: tokio::net::TcpListener,
 }
@@ -146,6 +148,8 @@ impl Service for Inference {
             replica,
             log,
         );
+        // Before serving: a request during the restore finds its deployment loading.
+        let recalled = manager.recall().await?;
         let listeners = Listeners::bind_to(&config.server.listen).await?;
         let http = tokio::net::TcpListener::bind(&config.http_addr)
             .await
@@ -157,6 +161,7 @@ impl Service for Inference {
             bus,
             subscription,
             publisher,
+            recalled,
             listeners,
             http,
         })
@@ -179,6 +184,7 @@ impl Service for Inference {
             bus,
             subscription,
             publisher,
+            recalled,
             listeners,
             http,
         } = self;
@@ -211,7 +217,7 @@ impl Service for Inference {
             "restore-models",
             OnFailure::Unready,
             move |stop| async move {
-                restoring.restore(stop.clone()).await?;
+                restoring.restore(recalled, stop.clone()).await?;
                 // Restoring is done; the task stays until shutdown so its end is not a failure.
                 stop.cancelled().await;
                 Ok(())

@@ -6,27 +6,33 @@ use super::{write, Cause, Manager, Spec};
 use crate::error::InferenceError;
 
 impl Manager {
-    /// Serves every deployment recorded before a restart, retrying while the registry
+    /// Reads the deployments recorded before a restart, so that from the first request
+    /// they are described (loading) rather than unknown; [`Manager::restore`] then
+    /// serves them. Returns what it read, for `restore`.
+    pub async fn recall(&self) -> anyhow::Result<Vec<crate::store::Stored>> {
+        let stored = self.inner.store.all().await?;
+        let mut specs = write(&self.inner.specs);
+        for s in &stored {
+            specs.entry(s.name.clone()).or_insert_with(|| Spec {
+                model_id: s.model_id.clone(),
+                target: s.selector.clone(),
+                settings: s.settings.clone(),
+                traffic: s.traffic.clone(),
+                previous_version: s.previous_version,
+            });
+        }
+        Ok(stored)
+    }
+
+    /// Serves the deployments [`Manager::recall`] read, retrying while the registry
     /// cannot be reached; one that cannot be served for another reason is left failed,
     /// with why. Aliases are resolved afresh, so replicas converge on the registry's
     /// versions whatever they served before.
     pub async fn restore(
         &self,
+        stored: Vec<crate::store::Stored>,
         stop: mlops_runtime::shutdown::CancellationToken,
     ) -> anyhow::Result<()> {
-        let stored = self.inner.store.all().await?;
-        {
-            let mut specs = write(&self.inner.specs);
-            for s in &stored {
-                specs.entry(s.name.clone()).or_insert_with(|| Spec {
-                    model_id: s.model_id.clone(),
-                    target: s.selector.clone(),
-                    settings: s.settings.clone(),
-                    traffic: s.traffic.clone(),
-                    previous_version: s.previous_version,
-                });
-            }
-        }
         for s in stored {
             let mut wait = Duration::from_millis(200);
             loop {
