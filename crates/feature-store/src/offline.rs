@@ -1,0 +1,3 @@
+//! The offline side: training data from feature sources, joined point in time.
+
+pub mod join;
