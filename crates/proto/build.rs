@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mlops/events/v1/registry.proto",
         "mlops/inference/v1/inference.proto",
         "mlops/events/v1/inference.proto",
+        "mlops/featurestore/v1/feature_store.proto",
+        "mlops/events/v1/feature_store.proto",
     ];
     if std::env::var_os("PROTOC").is_none() {
         // Build scripts are single threaded, so setting the variable is sound.
@@ -26,7 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
     // The prediction log's tensors are encoded once into `Bytes` and shared, not copied.
-    config.bytes([".mlops.events.v1.PredictionTensor.raw"]);
+    // Arrow IPC chunks of the feature store's tables too.
+    config.bytes([
+        ".mlops.events.v1.PredictionTensor.raw",
+        ".mlops.featurestore.v1",
+    ]);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("mlops_descriptor.bin"))
         .compile_with_config(

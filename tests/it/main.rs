@@ -6,6 +6,7 @@ mod artifacts_limits;
 mod deployments;
 mod empty_writes;
 mod events;
+mod feature_store;
 mod inference;
 mod inference_batching;
 mod inference_rest;

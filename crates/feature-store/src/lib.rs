@@ -1,5 +1,108 @@
-//! The feature store: entities, feature views and feature services defined
-//! declaratively; exact point-in-time joins for training data; an online store.
+//! The feature store (anchor: Feast): entities, data sources, feature views and feature
+//! services defined declaratively and versioned; exact point-in-time joins for training
+//! data on Arrow.
+//!
+//! - [`config`]: its settings (`mlops-feature-store --help` lists them);
+//! - [`defs`]: definitions, read from YAML and validated as a set;
+//! - [`store`]: definitions as applied, their history and events;
+//! - [`offline`]: the offline store (Parquet), the point-in-time join, tables over gRPC;
+//! - [`service`]: the gRPC API; [`error`]: its errors as gRPC statuses;
+//! - [`FeatureStore`]: the service for the kit (`mlops_kit::Service`).
 
+pub mod config;
 pub mod defs;
+pub mod error;
 pub mod offline;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use mlops_events::EventBus;
+use mlops_kit::{open_bus, open_database, Addresses, Local, Runner, Service};
+use mlops_proto::events::topics;
+use mlops_proto::featurestore::v1::feature_store_service_server::{
+    FeatureStoreServiceServer, SERVICE_NAME,
+};
+use mlops_runtime::grpc::Listeners;
+use mlops_runtime::shutdown::CancellationToken;
+
+pub use config::FeatureStoreConfig;
+
+/// A bound, ready-to-run feature store.
+pub struct FeatureStore {
+    config: FeatureStoreConfig,
+    store: store::Store,
+    offline: offline::files::OfflineStore,
+    bus: Arc<dyn EventBus>,
+    listeners: Listeners,
+}
+
+impl Service for FeatureStore {
+    type Config = FeatureStoreConfig;
+    const TITLE: &'static str = "The feature store";
+    const LOCAL_PORTS: (&'static str, &'static str) = ("127.0.0.1:6566", "127.0.0.1:9096");
+    const SET_LOCALLY: &'static [&'static str] =
+        &["listen_addr", "admin_addr", "database_url", "offline_root"];
+
+    fn local(local: &Local) -> FeatureStoreConfig {
+        let (api, admin) = local.ports::<Self>();
+        FeatureStoreConfig::local(&local.data_dir, &api, &admin)
+    }
+
+    /// Connects the database (running migrations), the offline store and the bus, and
+    /// binds both ports.
+    async fn bind(
+        config: FeatureStoreConfig,
+        bus: Option<Arc<dyn EventBus>>,
+    ) -> anyhow::Result<Self> {
+        use mlops_runtime::config::ServiceConfig;
+        config.validate()?;
+        let db = open_database("feature-store", &config.db, &store::migrations()).await?;
+        let offline = offline::files::OfflineStore::open(&config.offline_root)
+            .with_context(|| format!("opening the offline store {}", config.offline_root))?;
+        let bus = open_bus("feature-store", bus, &config.bus, &[topics::FEATURES]).await?;
+        let store = store::Store::new(db);
+        let listeners = Listeners::bind_to(&config.server.listen).await?;
+        Ok(FeatureStore {
+            config,
+            store,
+            offline,
+            bus,
+            listeners,
+        })
+    }
+
+    fn addresses(&self) -> Addresses {
+        Addresses::of(&self.listeners)
+    }
+
+    /// Serves until `shutdown` is cancelled; then drains and flushes the outbox.
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let FeatureStore {
+            config,
+            store,
+            offline,
+            bus,
+            listeners,
+        } = self;
+        let api = FeatureStoreServiceServer::new(service::FeatureStoreApi::new(
+            store.clone(),
+            offline,
+            config.ipc_chunk_bytes,
+        ))
+        .max_decoding_message_size(config.server.decoding_limit())
+        .max_encoding_message_size(config.server.encoding_limit());
+        Runner::grpc(
+            "feature-store",
+            listeners,
+            &config.server,
+            &[(SERVICE_NAME, service::ROLES)],
+            tonic::service::Routes::new(api),
+        )
+        .outbox(store.outbox(), store.db(), &bus)
+        .run(shutdown)
+        .await
+    }
+}

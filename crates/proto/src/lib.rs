@@ -4,6 +4,7 @@
 //! - [`registry::v1`]: the model registry (`mlops.registry.v1`);
 //! - [`inference::v1`]: the inference service's deployments (`mlops.inference.v1`), beside
 //!   Triton's protocol on the same port;
+//! - [`featurestore::v1`]: the feature store (`mlops.featurestore.v1`);
 //! - [`events::v1`]: the event payloads published on the bus (`mlops.events.v1`),
 //!   each with `prost::Name`; [`events::topics`]: the topics they go on;
 //! - [`triton`]: Triton's Open Inference Protocol (package `inference`), vendored from
@@ -48,6 +49,14 @@ pub mod inference {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/mlops.inference.v1.rs"));
+    }
+}
+
+/// The feature store's contract.
+pub mod featurestore {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/mlops.featurestore.v1.rs"));
     }
 }
 
@@ -114,8 +123,15 @@ pub mod events {
         /// - keyed by: the registered model's id (`ce_subject` `<model name>/<version>`).
         pub const PREDICTIONS: &str = "mlops.inference.predictions";
 
+        /// Feature store events: definition changes of feature views.
+        ///
+        /// - produced by: the feature store (`ce_source` `/mlops/feature-store`);
+        /// - event types: [`FeatureViewUpdated`](super::v1::FeatureViewUpdated);
+        /// - keyed by: the feature view's name (`ce_subject` `feature_views/<name>`).
+        pub const FEATURES: &str = "mlops.featurestore.features";
+
         /// Every topic above.
-        pub const ALL: &[&str] = &[RUNS, MODELS, DEPLOYMENTS, PREDICTIONS];
+        pub const ALL: &[&str] = &[RUNS, MODELS, DEPLOYMENTS, PREDICTIONS, FEATURES];
     }
 }
 

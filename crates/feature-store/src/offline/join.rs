@@ -109,59 +109,104 @@ pub fn point_in_time_join(
     timestamp_column: &str,
     views: &[JoinView],
 ) -> Result<Vec<RecordBatch>, JoinError> {
-    const ENTITY: &str = "the entity table";
-    let ts_index = column_index(entity_schema, ENTITY, timestamp_column)?;
-    check_timestamp(entity_schema.field(ts_index), ENTITY)?;
-    // The output schema, checked for clashes before any work.
-    let mut fields: Vec<Field> = entity_schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let mut indexed = Vec::with_capacity(views.len());
-    for view in views {
-        let table = format!("feature view {}", view.name);
-        let mut entity_keys = Vec::with_capacity(view.join_keys.len());
-        for key in &view.join_keys {
-            let i = column_index(entity_schema, ENTITY, &key.name)?;
-            check_key(entity_schema.field(i), ENTITY, key.kind)?;
-            entity_keys.push(i);
-        }
-        let source = ViewIndex::build(view, &table)?;
-        for ((_, out), dtype) in view.features.iter().zip(source.feature_types()) {
-            fields.push(Field::new(out, dtype, true));
-        }
-        indexed.push((view, entity_keys, source));
-    }
-    let mut seen = HashSet::new();
-    for f in &fields {
-        if !seen.insert(f.name().as_str()) {
-            return Err(JoinError::DuplicateColumn(f.name().clone()));
-        }
-    }
-    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let join = Join::prepare(entity_schema, timestamp_column, views)?;
+    entity.iter().map(|b| join.apply(b)).collect()
+}
 
-    let mut out = Vec::with_capacity(entity.len());
-    for batch in entity {
-        let times = timestamps_nanos(batch.column(ts_index), ENTITY, timestamp_column)?;
+const ENTITY: &str = "the entity table";
+
+/// One view of a prepared join: where its keys are in the entity table, the keys, its
+/// TTL and its index.
+struct Indexed {
+    entity_keys: Vec<usize>,
+    join_keys: Vec<JoinKey>,
+    ttl_nanos: Option<i64>,
+    index: ViewIndex,
+}
+
+/// A join with its views indexed, applied to an entity table a batch at a time (the
+/// entity side streams; the views are held).
+pub struct Join {
+    schema: SchemaRef,
+    ts_index: usize,
+    timestamp_column: String,
+    views: Vec<Indexed>,
+}
+
+impl Join {
+    /// Checks the entity schema against the views and indexes the views.
+    pub fn prepare(
+        entity_schema: &SchemaRef,
+        timestamp_column: &str,
+        views: &[JoinView],
+    ) -> Result<Self, JoinError> {
+        let ts_index = column_index(entity_schema, ENTITY, timestamp_column)?;
+        check_timestamp(entity_schema.field(ts_index), ENTITY)?;
+        // The output schema, checked for clashes before any work.
+        let mut fields: Vec<Field> = entity_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut indexed = Vec::with_capacity(views.len());
+        for view in views {
+            let table = format!("feature view {}", view.name);
+            let mut entity_keys = Vec::with_capacity(view.join_keys.len());
+            for key in &view.join_keys {
+                let i = column_index(entity_schema, ENTITY, &key.name)?;
+                check_key(entity_schema.field(i), ENTITY, key.kind)?;
+                entity_keys.push(i);
+            }
+            let source = ViewIndex::build(view, &table)?;
+            for ((_, out), dtype) in view.features.iter().zip(source.feature_types()) {
+                fields.push(Field::new(out, dtype, true));
+            }
+            indexed.push(Indexed {
+                entity_keys,
+                join_keys: view.join_keys.clone(),
+                ttl_nanos: view.ttl_nanos,
+                index: source,
+            });
+        }
+        let mut seen = HashSet::new();
+        for f in &fields {
+            if !seen.insert(f.name().as_str()) {
+                return Err(JoinError::DuplicateColumn(f.name().clone()));
+            }
+        }
+        Ok(Join {
+            schema: Arc::new(Schema::new(fields)),
+            ts_index,
+            timestamp_column: timestamp_column.to_owned(),
+            views: indexed,
+        })
+    }
+
+    /// The output's schema: the entity table's columns, then the features.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The output rows of one entity batch (of the schema `prepare` was given).
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, JoinError> {
+        let times = timestamps_nanos(batch.column(self.ts_index), ENTITY, &self.timestamp_column)?;
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-        for (view, entity_keys, source) in &indexed {
-            let keys: Vec<&ArrayRef> = entity_keys.iter().map(|&i| batch.column(i)).collect();
-            let rows = source.lookup(&keys, view.join_keys.as_slice(), &times, view.ttl_nanos);
+        for view in &self.views {
+            let keys: Vec<&ArrayRef> = view.entity_keys.iter().map(|&i| batch.column(i)).collect();
+            let rows = view
+                .index
+                .lookup(&keys, &view.join_keys, &times, view.ttl_nanos);
             let take_indices = UInt64Array::from(rows);
-            for column in source.features() {
+            for column in view.index.features() {
                 columns.push(
                     arrow_select::take::take(column.as_ref(), &take_indices, None)
                         .map_err(|e| JoinError::Arrow(e.to_string()))?,
                 );
             }
         }
-        out.push(
-            RecordBatch::try_new(schema.clone(), columns)
-                .map_err(|e| JoinError::Arrow(e.to_string()))?,
-        );
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| JoinError::Arrow(e.to_string()))
     }
-    Ok(out)
 }
 
 #[cfg(test)]

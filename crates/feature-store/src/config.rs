@@ -1,0 +1,67 @@
+//! The feature store's settings. Each is a flag and an environment variable
+//! `MLOPS_FEATURE_STORE_<NAME>`, and may be set in a TOML file (`--config`). The server,
+//! database and bus settings are the kit's, shared by every service.
+
+use mlops_events::BusArgs;
+use mlops_runtime::config::{ConfigError, ServerArgs, ServiceConfig};
+use mlops_storage::DbArgs;
+
+/// Settings of `mlops-feature-store`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "mlops-feature-store",
+    version,
+    about = "The feature store (Feast's concepts: entities, feature views, feature services; exact point-in-time joins on Arrow)",
+    mut_arg("listen_addr", |a| a.default_value("0.0.0.0:6566").help("Address of the gRPC API (Feast's feature server port).")),
+    mut_arg("admin_addr", |a| a.default_value("0.0.0.0:9096")),
+    mut_arg("database_url", |a| a.default_value("sqlite://data/feature-store.db"))
+)]
+pub struct FeatureStoreConfig {
+    /// Ports, message limit, concurrency, tokens.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Metadata database (definitions).
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The offline store, where Parquet sources, entity tables and written training tables
+    /// live: a directory, file:///DIR, or s3://BUCKET/PREFIX (AWS_* variables for
+    /// credentials and endpoint). Source paths are relative to it.
+    #[arg(long, default_value = "data/features")]
+    pub offline_root: String,
+    /// Size of the Arrow IPC chunks a training table is streamed back in, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub ipc_chunk_bytes: usize,
+    /// Event bus settings.
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+impl ServiceConfig for FeatureStoreConfig {
+    const NAME: &'static str = "feature-store";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        self.db.validate()?;
+        if self.ipc_chunk_bytes < 1024 || self.ipc_chunk_bytes > self.server.encoding_limit() {
+            return Err(ConfigError::Invalid {
+                setting: "ipc_chunk_bytes",
+                message: format!(
+                    "must be between 1024 and the encoding limit ({} bytes)",
+                    self.server.encoding_limit()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl FeatureStoreConfig {
+    /// Settings for one process on loopback: `addr` ports, files under `data_dir`.
+    pub fn local(data_dir: &std::path::Path, listen_addr: &str, admin_addr: &str) -> Self {
+        let mut c = FeatureStoreConfig::defaults();
+        c.server.listen.set(listen_addr, admin_addr);
+        c.db.database_url = format!("sqlite://{}", data_dir.join("feature-store.db").display());
+        c.offline_root = data_dir.join("features").display().to_string();
+        c
+    }
+}

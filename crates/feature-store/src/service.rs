@@ -1,0 +1,391 @@
+//! The gRPC front of the feature store.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use mlops_proto::featurestore::v1 as pb;
+use mlops_proto::featurestore::v1::feature_store_service_server::FeatureStoreService;
+use mlops_runtime::auth::{Role, RoleTable};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::defs::Definitions;
+use crate::error::FeatureStoreError;
+use crate::offline::files::OfflineStore;
+use crate::offline::historical::{self, join_error};
+use crate::offline::ipc::{Decoder, Encoder};
+use crate::offline::join::Join;
+use crate::store::{Kind, Store, Stored};
+
+/// The role each RPC needs (a test checks the table against the contract).
+pub const ROLES: RoleTable = &[
+    ("ApplyDefinitions", Role::Writer),
+    ("ListDefinitions", Role::Reader),
+    ("GetDefinition", Role::Reader),
+    ("GetHistoricalFeatures", Role::Reader),
+];
+
+type Answer<T> = std::result::Result<Response<T>, Status>;
+
+/// The API.
+#[derive(Clone)]
+pub struct FeatureStoreApi {
+    store: Store,
+    offline: OfflineStore,
+    chunk_bytes: usize,
+}
+
+impl FeatureStoreApi {
+    /// The API over `store` and `offline`, streaming tables in chunks of `chunk_bytes`.
+    pub fn new(store: Store, offline: OfflineStore, chunk_bytes: usize) -> Self {
+        FeatureStoreApi {
+            store,
+            offline,
+            chunk_bytes,
+        }
+    }
+}
+
+fn kind_to_pb(k: Kind) -> pb::Kind {
+    match k {
+        Kind::Entity => pb::Kind::Entity,
+        Kind::Source => pb::Kind::Source,
+        Kind::FeatureView => pb::Kind::FeatureView,
+        Kind::FeatureService => pb::Kind::FeatureService,
+    }
+}
+
+fn kind_from_pb(k: i32) -> Result<Option<Kind>, Status> {
+    match pb::Kind::try_from(k) {
+        Ok(pb::Kind::Unspecified) => Ok(None),
+        Ok(pb::Kind::Entity) => Ok(Some(Kind::Entity)),
+        Ok(pb::Kind::Source) => Ok(Some(Kind::Source)),
+        Ok(pb::Kind::FeatureView) => Ok(Some(Kind::FeatureView)),
+        Ok(pb::Kind::FeatureService) => Ok(Some(Kind::FeatureService)),
+        Err(_) => Err(Status::invalid_argument(format!("unknown kind {k}"))),
+    }
+}
+
+fn refs(items: &[(Kind, String)]) -> Vec<pb::DefinitionRef> {
+    items
+        .iter()
+        .map(|(k, n)| pb::DefinitionRef {
+            kind: kind_to_pb(*k) as i32,
+            name: n.clone(),
+        })
+        .collect()
+}
+
+fn definition(s: Stored) -> pb::Definition {
+    pb::Definition {
+        kind: kind_to_pb(s.kind) as i32,
+        name: s.name,
+        version: s.version,
+        updated_at_ms: s.updated_at_ms,
+        spec_json: s.spec,
+    }
+}
+
+type HistoricalStream =
+    Pin<Box<dyn Stream<Item = Result<pb::GetHistoricalFeaturesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl FeatureStoreService for FeatureStoreApi {
+    async fn apply_definitions(
+        &self,
+        req: Request<pb::ApplyDefinitionsRequest>,
+    ) -> Answer<pb::ApplyDefinitionsResponse> {
+        let req = req.into_inner();
+        let file = if req.file_name.is_empty() {
+            "the definition set"
+        } else {
+            req.file_name.as_str()
+        };
+        let defs = Definitions::from_yaml(file, &req.yaml)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let applied = self.store.apply(&defs, req.dry_run).await?;
+        if !req.dry_run {
+            tracing::info!(
+                version = applied.version,
+                created = applied.created.len(),
+                changed = applied.changed.len(),
+                removed = applied.removed.len(),
+                "definitions applied"
+            );
+        }
+        Ok(Response::new(pb::ApplyDefinitionsResponse {
+            created: refs(&applied.created),
+            changed: refs(&applied.changed),
+            removed: refs(&applied.removed),
+            version: applied.version,
+        }))
+    }
+
+    async fn list_definitions(
+        &self,
+        req: Request<pb::ListDefinitionsRequest>,
+    ) -> Answer<pb::ListDefinitionsResponse> {
+        let kind = kind_from_pb(req.into_inner().kind)?;
+        let (stored, version) = self.store.list(kind).await?;
+        Ok(Response::new(pb::ListDefinitionsResponse {
+            definitions: stored.into_iter().map(definition).collect(),
+            version,
+        }))
+    }
+
+    async fn get_definition(
+        &self,
+        req: Request<pb::GetDefinitionRequest>,
+    ) -> Answer<pb::GetDefinitionResponse> {
+        let req = req.into_inner();
+        let Some(kind) = kind_from_pb(req.kind)? else {
+            return Err(Status::invalid_argument(
+                "say which kind: entity, source, feature view or feature service",
+            ));
+        };
+        let (stored, _) = self.store.list(Some(kind)).await?;
+        let found = stored
+            .into_iter()
+            .find(|s| s.name == req.name)
+            .ok_or_else(|| {
+                Status::not_found(format!("{} `{}` is not defined", kind.as_str(), req.name))
+            })?;
+        Ok(Response::new(pb::GetDefinitionResponse {
+            definition: Some(definition(found)),
+        }))
+    }
+
+    type GetHistoricalFeaturesStream = HistoricalStream;
+
+    async fn get_historical_features(
+        &self,
+        req: Request<Streaming<pb::GetHistoricalFeaturesRequest>>,
+    ) -> Answer<Self::GetHistoricalFeaturesStream> {
+        let mut input = req.into_inner();
+        let query = match input.message().await? {
+            Some(pb::GetHistoricalFeaturesRequest {
+                part: Some(pb::get_historical_features_request::Part::Query(q)),
+            }) => q,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message must be the query",
+                ))
+            }
+        };
+        let defs = self.store.definitions().await?;
+        let wanted = historical::resolve(
+            &defs,
+            &query.features,
+            &query.feature_service,
+            query.full_feature_names,
+        )?;
+        let timestamp_column = if query.timestamp_column.is_empty() {
+            "event_timestamp".to_owned()
+        } else {
+            query.timestamp_column.clone()
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let job = Historical {
+            api: self.clone(),
+            wanted,
+            timestamp_column,
+            output: query.output_parquet.clone(),
+            tx: tx.clone(),
+        };
+        let entity_parquet = query.entity_parquet.clone();
+        tokio::spawn(async move {
+            let result = if entity_parquet.is_empty() {
+                job.read_stream(input).await
+            } else {
+                job.read_parquet(&entity_parquet).await
+            };
+            if let Err(e) = result {
+                let _ = tx.send(Err(e.into())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+type Sender = mpsc::Sender<Result<pb::GetHistoricalFeaturesResponse, Status>>;
+
+/// One historical query at work: entity batches in, training batches out.
+struct Historical {
+    api: FeatureStoreApi,
+    wanted: Vec<historical::Wanted>,
+    timestamp_column: String,
+    output: String,
+    tx: Sender,
+}
+
+/// Where the training table goes: back over the stream, or into a Parquet file.
+enum Sink {
+    Stream(Box<Encoder>),
+    Parquet(Vec<arrow_array::RecordBatch>),
+}
+
+impl Historical {
+    async fn prepare(
+        &self,
+        schema: &arrow_schema::SchemaRef,
+    ) -> Result<(Arc<Join>, Sink), FeatureStoreError> {
+        let join = historical::prepare(
+            &self.api.offline,
+            &self.wanted,
+            schema,
+            &self.timestamp_column,
+        )
+        .await?;
+        let sink = if self.output.is_empty() {
+            let mut enc = Encoder::new(join.schema(), self.api.chunk_bytes)
+                .map_err(FeatureStoreError::Internal)?;
+            self.send_chunks(enc.take()).await?;
+            Sink::Stream(Box::new(enc))
+        } else {
+            Sink::Parquet(Vec::new())
+        };
+        Ok((Arc::new(join), sink))
+    }
+
+    async fn send_chunks(&self, chunks: Vec<Bytes>) -> Result<(), FeatureStoreError> {
+        for c in chunks {
+            let msg = pb::GetHistoricalFeaturesResponse {
+                part: Some(pb::get_historical_features_response::Part::ArrowIpc(c)),
+            };
+            // The caller went away: stop working for it.
+            self.tx
+                .send(Ok(msg))
+                .await
+                .map_err(|_| FeatureStoreError::Unavailable("the caller went away".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Joins one entity batch and passes the result on.
+    async fn apply(
+        &self,
+        join: &Arc<Join>,
+        sink: &mut Sink,
+        batch: arrow_array::RecordBatch,
+    ) -> Result<u64, FeatureStoreError> {
+        let rows = batch.num_rows() as u64;
+        let j = join.clone();
+        let out = tokio::task::spawn_blocking(move || j.apply(&batch))
+            .await
+            .map_err(|e| FeatureStoreError::Internal(format!("joining: {e}")))?
+            .map_err(join_error)?;
+        match sink {
+            Sink::Stream(enc) => {
+                enc.write(&out).map_err(FeatureStoreError::Internal)?;
+                let chunks = enc.take();
+                self.send_chunks(chunks).await?;
+            }
+            Sink::Parquet(batches) => batches.push(out),
+        }
+        Ok(rows)
+    }
+
+    async fn finish(&self, join: &Join, sink: Sink, rows: u64) -> Result<(), FeatureStoreError> {
+        match sink {
+            Sink::Stream(mut enc) => {
+                enc.finish().map_err(FeatureStoreError::Internal)?;
+                self.send_chunks(enc.take()).await?;
+            }
+            Sink::Parquet(batches) => {
+                self.api
+                    .offline
+                    .write(&self.output, join.schema(), &batches)
+                    .await?;
+            }
+        }
+        let summary = pb::GetHistoricalFeaturesResponse {
+            part: Some(pb::get_historical_features_response::Part::Summary(
+                pb::HistoricalSummary {
+                    rows: rows as i64,
+                    output_parquet: self.output.clone(),
+                },
+            )),
+        };
+        let _ = self.tx.send(Ok(summary)).await;
+        Ok(())
+    }
+
+    async fn read_parquet(self, path: &str) -> Result<(), FeatureStoreError> {
+        let table = self
+            .api
+            .offline
+            .read(path, None, "the entity table")
+            .await?;
+        let (join, mut sink) = self.prepare(&table.schema).await?;
+        let mut rows = 0;
+        for batch in table.batches {
+            rows += self.apply(&join, &mut sink, batch).await?;
+        }
+        self.finish(&join, sink, rows).await
+    }
+
+    async fn read_stream(
+        self,
+        mut input: Streaming<pb::GetHistoricalFeaturesRequest>,
+    ) -> Result<(), FeatureStoreError> {
+        let mut decoder = Decoder::new();
+        let mut prepared: Option<(Arc<Join>, Sink)> = None;
+        let mut pending = Vec::new();
+        let mut rows = 0;
+        let bad = |m: String| {
+            FeatureStoreError::InvalidArgument(format!(
+                "the entity table is not a valid Arrow IPC stream: {m}"
+            ))
+        };
+        while let Some(msg) = input.next().await {
+            let msg = msg.map_err(|s| {
+                FeatureStoreError::InvalidArgument(format!(
+                    "reading the entity table: {}",
+                    s.message()
+                ))
+            })?;
+            let chunk = match msg.part {
+                Some(pb::get_historical_features_request::Part::ArrowIpc(c)) => c,
+                _ => {
+                    return Err(FeatureStoreError::InvalidArgument(
+                        "after the query, every message must be an Arrow IPC chunk".into(),
+                    ))
+                }
+            };
+            pending.extend(decoder.push(chunk).map_err(bad)?);
+            if prepared.is_none() {
+                if let Some(schema) = decoder.schema() {
+                    prepared = Some(self.prepare(&schema).await?);
+                }
+            }
+            if let Some((join, sink)) = prepared.as_mut() {
+                for batch in pending.drain(..) {
+                    rows += self.apply(join, sink, batch).await?;
+                }
+            }
+        }
+        decoder.finish().map_err(bad)?;
+        let Some((join, sink)) = prepared else {
+            return Err(FeatureStoreError::InvalidArgument(
+                "no entity table came after the query (send it as Arrow IPC chunks, or name a Parquet file in `entity_parquet`)".into(),
+            ));
+        };
+        self.finish(&join, sink, rows).await
+    }
+}
+
+#[cfg(test)]
+mod roles_tests {
+    #[test]
+    fn every_rpc_has_a_declared_role() {
+        mlops_runtime::auth::assert_declared(
+            mlops_proto::FILE_DESCRIPTOR_SET,
+            mlops_proto::featurestore::v1::feature_store_service_server::SERVICE_NAME,
+            super::ROLES,
+        );
+    }
+}
