@@ -104,13 +104,14 @@ def platform(tmp_path_factory):
     if not binary:
         pytest.fail("MLOPS_BIN is not set: point it at the mlops binary (cargo build -p mlops-cli)", pytrace=False)
     root = tmp_path_factory.mktemp("mlops")
-    p = [f"127.0.0.1:{port}" for port in free_ports(9)]
+    p = [f"127.0.0.1:{port}" for port in free_ports(11)]
     cmd = [
         binary, "up", "--data-dir", str(root / "data"),
         "--tracking-addr", p[0], "--tracking-admin-addr", p[1],
         "--registry-addr", p[2], "--registry-admin-addr", p[3],
         "--mlflow-addr", p[4], "--mlflow-admin-addr", p[5],
         "--inference-addr", p[6], "--inference-http-addr", p[7], "--inference-admin-addr", p[8],
+        "--feature-store-addr", p[9], "--feature-store-admin-addr", p[10],
     ]  # fmt: skip
     log_path = root / "server.log"
     log = open(log_path, "wb")

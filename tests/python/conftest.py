@@ -52,6 +52,8 @@ class Server:
     stub: object
     # The MLflow REST API, for mlflow.set_tracking_uri: "http://127.0.0.1:PORT".
     mlflow_uri: str
+    # The feature store's gRPC address: "127.0.0.1:PORT".
+    feature_store_target: str = ""
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -88,9 +90,11 @@ def mlops_bin() -> str:
 
 
 def up_command(binary: str, data_dir: Path) -> tuple[list, str, str, str, str]:
-    """`mlops up` on nine free ports (inference's three too, so servers started side by side
-    never meet on a default port): (command, tracking, tracking admin, registry, MLflow URI)."""
-    port, admin_port, reg_port, reg_admin_port, mlflow_port, mlflow_admin_port, *inference = free_ports(9)
+    """`mlops up` on eleven free ports (inference's three and the feature store's two too, so
+    servers started side by side never meet on a default port): (command, tracking, tracking
+    admin, registry, MLflow URI). `cmd_arg(cmd, "--feature-store-addr")` reads another."""
+    port, admin_port, reg_port, reg_admin_port, mlflow_port, mlflow_admin_port, *others = free_ports(11)
+    inference, feature_store = others[:3], others[3:]
     target, admin_target = f"127.0.0.1:{port}", f"127.0.0.1:{admin_port}"
     registry_target = f"127.0.0.1:{reg_port}"
     mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
@@ -106,8 +110,15 @@ def up_command(binary: str, data_dir: Path) -> tuple[list, str, str, str, str]:
         "--inference-addr", f"127.0.0.1:{inference[0]}",
         "--inference-http-addr", f"127.0.0.1:{inference[1]}",
         "--inference-admin-addr", f"127.0.0.1:{inference[2]}",
+        "--feature-store-addr", f"127.0.0.1:{feature_store[0]}",
+        "--feature-store-admin-addr", f"127.0.0.1:{feature_store[1]}",
     ]  # fmt: skip
     return cmd, target, admin_target, registry_target, mlflow_uri
+
+
+def cmd_arg(cmd: list, flag: str) -> str:
+    """The value of `flag` in an `up_command`."""
+    return cmd[cmd.index(flag) + 1]
 
 
 def _wait_ready(srv: Server) -> None:
@@ -144,7 +155,10 @@ def server(tmp_path_factory):
     log.flush()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
     stub = mlops_client.connect(target, options=FAST_RECONNECT)
-    srv = Server(proc, target, admin_target, registry_target, root, log_path, stub, mlflow_uri)
+    srv = Server(
+        proc, target, admin_target, registry_target, root, log_path, stub, mlflow_uri,
+        feature_store_target=cmd_arg(cmd, "--feature-store-addr"),
+    )  # fmt: skip
     try:
         _wait_ready(srv)
     except BaseException:

@@ -2,6 +2,7 @@
 //! is opened.
 
 use anyhow::Context;
+use mlops_proto::featurestore::v1::feature_store_service_client::FeatureStoreServiceClient;
 use mlops_proto::inference::v1::deployment_service_client::DeploymentServiceClient;
 use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
@@ -25,6 +26,9 @@ pub type InferenceClient = GrpcInferenceServiceClient<Authed>;
 
 /// The inference service's deployments client (`mlops.inference.v1`, on the same port).
 pub type DeploymentClient = DeploymentServiceClient<Authed>;
+
+/// The feature store's client.
+pub type FeatureStoreClient = FeatureStoreServiceClient<Authed>;
 
 /// A service's gRPC client, as [`connect`] makes it.
 pub trait Service: Sized {
@@ -59,6 +63,13 @@ impl Service for DeploymentClient {
     const NAME: &'static str = "the inference service";
     fn client(channel: Authed, max_decoding: usize) -> Self {
         DeploymentServiceClient::new(channel).max_decoding_message_size(max_decoding)
+    }
+}
+
+impl Service for FeatureStoreClient {
+    const NAME: &'static str = "the feature store";
+    fn client(channel: Authed, max_decoding: usize) -> Self {
+        FeatureStoreServiceClient::new(channel).max_decoding_message_size(max_decoding)
     }
 }
 

@@ -7,13 +7,16 @@
 //! - `mlops models ...`: the model registry; `mlops models gate` exits non-zero when
 //!   the candidate fails, so a CI pipeline can run it as a step;
 //! - `mlops serve ...`: the inference service: load, unload and list models, and run
-//!   one on a JSON or CSV file.
+//!   one on a JSON or CSV file;
+//! - `mlops features ...`: the feature store: apply definitions, list and describe them,
+//!   training data from the point-in-time join.
 
 // Printing to stdout is this binary's job.
 #![allow(clippy::print_stdout)]
 
 mod client;
 mod deploy;
+mod features;
 mod models;
 mod models_view;
 mod output;
@@ -58,6 +61,14 @@ struct Cli {
         default_value = "http://127.0.0.1:8001"
     )]
     inference_addr: String,
+    /// The feature store's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "MLOPS_FEATURE_STORE_ADDR",
+        default_value = "http://127.0.0.1:6566"
+    )]
+    feature_store_addr: String,
     /// A bearer token for services with auth on.
     #[arg(long, global = true, env = "MLOPS_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -84,6 +95,9 @@ enum Command {
     /// Inference: load, unload and list served models, and infer on a JSON or CSV file.
     #[command(subcommand)]
     Serve(serve::ServeCmd),
+    /// The feature store: apply definitions, list and describe them, training data.
+    #[command(subcommand)]
+    Features(features::FeaturesCmd),
 }
 
 #[tokio::main]
@@ -123,6 +137,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(cmd) => serve::run(&cli.inference_addr, token, cmd, out)
             .await
             .map(|()| 0),
+        Command::Features(cmd) => {
+            let c = client::connect(&cli.feature_store_addr, token).await?;
+            features::run(c, cmd, out).await.map(|()| 0)
+        }
     }
 }
 

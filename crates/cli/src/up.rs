@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use mlops_events::BusArgs;
+use mlops_feature_store::FeatureStore;
 use mlops_inference::Inference;
 use mlops_kit::{entry, Composition, Entry, Local};
 use mlops_mlflow::Gateway;
@@ -37,6 +38,12 @@ pub struct UpArgs {
     /// The MLflow REST API's admin HTTP address.
     #[arg(long, default_value = "127.0.0.1:9095")]
     mlflow_admin_addr: String,
+    /// The feature store's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:6566")]
+    feature_store_addr: String,
+    /// The feature store's admin HTTP address.
+    #[arg(long, default_value = "127.0.0.1:9096")]
+    feature_store_admin_addr: String,
     /// The inference service's gRPC address (Triton's GRPCInferenceService).
     #[arg(long, default_value = "127.0.0.1:8001")]
     inference_addr: String,
@@ -56,10 +63,11 @@ pub struct UpArgs {
 /// Every service `mlops up` runs, callees before callers: one line per service.
 /// `mlops up` stops them in the reverse order (the MLflow gateway first: the
 /// requests it drains still reach the services).
-fn services() -> [Entry; 4] {
+fn services() -> [Entry; 5] {
     [
         entry::<Tracking>(),
         entry::<Registry>(),
+        entry::<FeatureStore>(),
         entry::<Inference>(),
         entry::<Gateway>(),
     ]
@@ -111,8 +119,8 @@ fn environment_help() -> String {
          `mlops up` with an error):\n\
          \x20 MLOPS_DATA_DIR\n\
          \x20     --data-dir\n\
-         \x20 MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR\n\
-         \x20     --tracking-addr, --registry-addr and --inference-addr: the client commands' \
+         \x20 MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR\n\
+         \x20     --tracking-addr, --registry-addr, --inference-addr and --feature-store-addr: the client commands' \
          variables, which `mlops up` reads too\n\
          \x20     (as host:port; their http://host:port form for the client does not bind)\n",
     );
@@ -157,6 +165,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_fixed_ports()
         .with_ports("tracking", &args.tracking_addr, &args.tracking_admin_addr)
         .with_ports("registry", &args.registry_addr, &args.registry_admin_addr)
+        .with_ports(
+            "feature-store",
+            &args.feature_store_addr,
+            &args.feature_store_admin_addr,
+        )
         .with_ports(
             "inference",
             &args.inference_addr,
@@ -203,7 +216,7 @@ mod tests {
         let help = up_help();
         for var in [
             "MLOPS_DATA_DIR",
-            "MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR",
+            "MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR",
             "MLOPS_TRACKING_AUTH_TOKENS",
             "MLOPS_TRACKING_DB_MAX_CONNECTIONS",
             "MLOPS_TRACKING_LEASE_CHECK_INTERVAL_MS",

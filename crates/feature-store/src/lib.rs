@@ -6,12 +6,14 @@
 //! - [`defs`]: definitions, read from YAML and validated as a set;
 //! - [`store`]: definitions as applied, their history and events;
 //! - [`offline`]: the offline store (Parquet), the point-in-time join, tables over gRPC;
-//! - [`service`]: the gRPC API; [`error`]: its errors as gRPC statuses;
+//! - [`service`]: the gRPC API; [`error`]: its errors as gRPC statuses; [`metrics`]: its
+//!   metrics;
 //! - [`FeatureStore`]: the service for the kit (`mlops_kit::Service`).
 
 pub mod config;
 pub mod defs;
 pub mod error;
+pub mod metrics;
 pub mod offline;
 pub mod service;
 pub mod store;
@@ -64,6 +66,8 @@ impl Service for FeatureStore {
             .with_context(|| format!("opening the offline store {}", config.offline_root))?;
         let bus = open_bus("feature-store", bus, &config.bus, &[topics::FEATURES]).await?;
         let store = store::Store::new(db);
+        let (_, version) = store.list(Some(store::Kind::Entity)).await?;
+        metrics::Metrics::new().definition_version.set(version);
         let listeners = Listeners::bind_to(&config.server.listen).await?;
         Ok(FeatureStore {
             config,

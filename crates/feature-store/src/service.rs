@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::defs::Definitions;
 use crate::error::FeatureStoreError;
+use crate::metrics::Metrics;
 use crate::offline::files::OfflineStore;
 use crate::offline::historical::{self, join_error};
 use crate::offline::ipc::{Decoder, Encoder};
@@ -35,6 +36,7 @@ pub struct FeatureStoreApi {
     store: Store,
     offline: OfflineStore,
     chunk_bytes: usize,
+    metrics: Metrics,
 }
 
 impl FeatureStoreApi {
@@ -44,6 +46,7 @@ impl FeatureStoreApi {
             store,
             offline,
             chunk_bytes,
+            metrics: Metrics::new(),
         }
     }
 }
@@ -107,6 +110,17 @@ impl FeatureStoreService for FeatureStoreApi {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let applied = self.store.apply(&defs, req.dry_run).await?;
         if !req.dry_run {
+            let m = &self.metrics;
+            m.definition_version.set(applied.version);
+            for (change, n) in [
+                ("created", applied.created.len()),
+                ("changed", applied.changed.len()),
+                ("removed", applied.removed.len()),
+            ] {
+                m.definition_changes
+                    .with_label_values(&[change])
+                    .inc_by(n as u64);
+            }
             tracing::info!(
                 version = applied.version,
                 created = applied.created.len(),
@@ -195,14 +209,19 @@ impl FeatureStoreService for FeatureStoreApi {
             tx: tx.clone(),
         };
         let entity_parquet = query.entity_parquet.clone();
+        let timer = self.metrics.historical_seconds.start_timer();
         tokio::spawn(async move {
             let result = if entity_parquet.is_empty() {
                 job.read_stream(input).await
             } else {
                 job.read_parquet(&entity_parquet).await
             };
-            if let Err(e) = result {
-                let _ = tx.send(Err(e.into())).await;
+            match result {
+                Ok(()) => drop(timer),
+                Err(e) => {
+                    timer.stop_and_discard();
+                    let _ = tx.send(Err(e.into())).await;
+                }
             }
         });
         Ok(Response::new(Box::pin(
@@ -290,6 +309,7 @@ impl Historical {
     }
 
     async fn finish(&self, join: &Join, sink: Sink, rows: u64) -> Result<(), FeatureStoreError> {
+        self.api.metrics.historical_rows.inc_by(rows);
         match sink {
             Sink::Stream(mut enc) => {
                 enc.finish().map_err(FeatureStoreError::Internal)?;

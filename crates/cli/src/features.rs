@@ -1,0 +1,327 @@
+//! `mlops features apply|list|describe|historical`: the feature store's definitions and
+//! training data.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use mlops_feature_store::offline::ipc::{Decoder, Encoder};
+use mlops_proto::featurestore::v1 as pb;
+use serde_json::{json, Value};
+
+use crate::client::FeatureStoreClient as Client;
+use crate::output::{print_json, Output};
+use crate::table;
+
+/// The feature store's commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum FeaturesCmd {
+    /// Apply a YAML definition set: afterwards the store holds exactly its entities,
+    /// sources, feature views and feature services (what is not in it is removed).
+    /// Applying the same file twice changes nothing.
+    Apply {
+        /// The definition file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Report what would change without applying it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The definitions, by kind and name.
+    List {
+        /// Only this kind.
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+    },
+    /// One definition, in full.
+    Describe {
+        /// Its name.
+        name: String,
+        /// Its kind, when several kinds share the name.
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+    },
+    /// Training data: the features known at each row's time, joined onto an entity table
+    /// (a local Parquet file with the join keys and the time column); writes a local
+    /// Parquet file with the entity table's rows, in order, and the features.
+    Historical {
+        /// The entity table (local Parquet).
+        #[arg(long)]
+        entities: PathBuf,
+        /// Feature references, `view:feature` (repeat, or separate with commas).
+        #[arg(long, value_delimiter = ',', required_unless_present = "service")]
+        features: Vec<String>,
+        /// A feature service instead of feature references.
+        #[arg(long, conflicts_with = "features")]
+        service: Option<String>,
+        /// Name the columns `view__feature`.
+        #[arg(long)]
+        full_feature_names: bool,
+        /// The entity table's time column.
+        #[arg(long, default_value = "event_timestamp")]
+        timestamp_column: String,
+        /// Where to write the training table (local Parquet).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+/// A kind of definition.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    /// Entities.
+    Entity,
+    /// Data sources.
+    Source,
+    /// Feature views.
+    FeatureView,
+    /// Feature services.
+    FeatureService,
+}
+
+impl KindArg {
+    fn pb(self) -> pb::Kind {
+        match self {
+            KindArg::Entity => pb::Kind::Entity,
+            KindArg::Source => pb::Kind::Source,
+            KindArg::FeatureView => pb::Kind::FeatureView,
+            KindArg::FeatureService => pb::Kind::FeatureService,
+        }
+    }
+}
+
+fn kind_name(k: i32) -> &'static str {
+    match pb::Kind::try_from(k) {
+        Ok(pb::Kind::Entity) => "entity",
+        Ok(pb::Kind::Source) => "source",
+        Ok(pb::Kind::FeatureView) => "feature_view",
+        Ok(pb::Kind::FeatureService) => "feature_service",
+        _ => "unknown",
+    }
+}
+
+fn definition_json(d: &pb::Definition) -> Value {
+    json!({
+        "kind": kind_name(d.kind),
+        "name": d.name,
+        "version": d.version,
+        "updated_at_ms": d.updated_at_ms,
+        "spec": serde_json::from_str::<Value>(&d.spec_json).unwrap_or(Value::Null),
+    })
+}
+
+/// Runs a `mlops features` command.
+pub async fn run(mut c: Client, cmd: FeaturesCmd, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        FeaturesCmd::Apply { file, dry_run } => {
+            let yaml = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let req = pb::ApplyDefinitionsRequest {
+                yaml,
+                file_name: file.display().to_string(),
+                dry_run,
+            };
+            out.call(
+                c.apply_definitions(req),
+                |r| r,
+                |r| {
+                    let refs = |v: &[pb::DefinitionRef]| -> Vec<Value> {
+                        v.iter()
+                            .map(|d| json!({"kind": kind_name(d.kind), "name": d.name}))
+                            .collect()
+                    };
+                    Some(json!({
+                        "created": refs(&r.created),
+                        "changed": refs(&r.changed),
+                        "removed": refs(&r.removed),
+                        "version": r.version,
+                        "dry_run": dry_run,
+                    }))
+                },
+                |r| {
+                    let mut rows = Vec::new();
+                    for (what, list) in [
+                        ("created", &r.created),
+                        ("changed", &r.changed),
+                        ("removed", &r.removed),
+                    ] {
+                        for d in list.iter() {
+                            rows.push(vec![
+                                what.to_owned(),
+                                kind_name(d.kind).to_owned(),
+                                d.name.clone(),
+                            ]);
+                        }
+                    }
+                    if rows.is_empty() {
+                        println!("no change (definition version {})", r.version);
+                    } else {
+                        table::print(&["CHANGE", "KIND", "NAME"], &rows);
+                        let verb = if dry_run { "would be" } else { "is now" };
+                        println!("definition version {verb} {}", r.version);
+                    }
+                },
+            )
+            .await?;
+        }
+        FeaturesCmd::List { kind } => {
+            let req = pb::ListDefinitionsRequest {
+                kind: kind.map(|k| k.pb() as i32).unwrap_or(0),
+            };
+            out.list(
+                c.list_definitions(req),
+                |r| r.definitions,
+                definition_json,
+                &["KIND", "NAME", "VERSION", "UPDATED"],
+                |d| {
+                    vec![
+                        kind_name(d.kind).to_owned(),
+                        d.name.clone(),
+                        d.version.to_string(),
+                        table::time(Some(d.updated_at_ms)),
+                    ]
+                },
+            )
+            .await?;
+        }
+        FeaturesCmd::Describe { name, kind } => {
+            let found = match kind {
+                Some(k) => c
+                    .get_definition(pb::GetDefinitionRequest {
+                        kind: k.pb() as i32,
+                        name,
+                    })
+                    .await?
+                    .into_inner()
+                    .definition
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+                None => {
+                    let all = c
+                        .list_definitions(pb::ListDefinitionsRequest { kind: 0 })
+                        .await?
+                        .into_inner()
+                        .definitions;
+                    let found: Vec<_> = all.into_iter().filter(|d| d.name == name).collect();
+                    match found.len() {
+                        0 => anyhow::bail!("no definition is named `{name}` (`mlops features list` shows them)"),
+                        1 => found,
+                        _ => anyhow::bail!(
+                            "several kinds have a definition named `{name}` ({}): say which with --kind",
+                            found.iter().map(|d| kind_name(d.kind)).collect::<Vec<_>>().join(", ")
+                        ),
+                    }
+                }
+            };
+            for d in &found {
+                print_json(&definition_json(d));
+            }
+        }
+        FeaturesCmd::Historical {
+            entities,
+            features,
+            service,
+            full_feature_names,
+            timestamp_column,
+            output,
+        } => {
+            let rows = historical(
+                &mut c,
+                &entities,
+                pb::HistoricalQuery {
+                    features,
+                    feature_service: service.unwrap_or_default(),
+                    full_feature_names,
+                    timestamp_column,
+                    ..Default::default()
+                },
+                &output,
+            )
+            .await?;
+            if out.json {
+                print_json(&json!({"rows": rows, "output": output.display().to_string()}));
+            } else {
+                println!("{rows} rows written to {}", output.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Streams the local Parquet `entities` with `query`, writes the answer to `output`;
+/// returns its row count.
+async fn historical(
+    c: &mut Client,
+    entities: &PathBuf,
+    query: pb::HistoricalQuery,
+    output: &PathBuf,
+) -> anyhow::Result<i64> {
+    use pb::get_historical_features_request::Part;
+    let file =
+        std::fs::File::open(entities).with_context(|| format!("opening {}", entities.display()))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a Parquet file", entities.display()))?
+        .build()?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let mut enc = Encoder::new(&schema, 1 << 20).map_err(anyhow::Error::msg)?;
+    let mut msgs = vec![pb::GetHistoricalFeaturesRequest {
+        part: Some(Part::Query(query)),
+    }];
+    for batch in reader {
+        enc.write(&batch?).map_err(anyhow::Error::msg)?;
+        msgs.extend(
+            enc.take()
+                .into_iter()
+                .map(|c| pb::GetHistoricalFeaturesRequest {
+                    part: Some(Part::ArrowIpc(c)),
+                }),
+        );
+    }
+    enc.finish().map_err(anyhow::Error::msg)?;
+    msgs.extend(
+        enc.take()
+            .into_iter()
+            .map(|c| pb::GetHistoricalFeaturesRequest {
+                part: Some(Part::ArrowIpc(c)),
+            }),
+    );
+    let mut answer = c
+        .get_historical_features(futures::stream::iter(msgs))
+        .await?
+        .into_inner();
+    let mut dec = Decoder::new();
+    let mut writer: Option<parquet::arrow::ArrowWriter<std::fs::File>> = None;
+    let mut rows = 0;
+    while let Some(m) = answer.message().await? {
+        match m.part {
+            Some(pb::get_historical_features_response::Part::ArrowIpc(chunk)) => {
+                for batch in dec.push(chunk).map_err(anyhow::Error::msg)? {
+                    if writer.is_none() {
+                        let f = std::fs::File::create(output)
+                            .with_context(|| format!("creating {}", output.display()))?;
+                        writer = Some(parquet::arrow::ArrowWriter::try_new(
+                            f,
+                            batch.schema(),
+                            None,
+                        )?);
+                    }
+                    writer.as_mut().expect("created above").write(&batch)?;
+                }
+            }
+            Some(pb::get_historical_features_response::Part::Summary(s)) => rows = s.rows,
+            None => {}
+        }
+    }
+    match writer {
+        Some(w) => {
+            w.close()?;
+        }
+        None => {
+            // No rows: still a file, with the schema.
+            let schema = dec.schema().context("the answer carried no table")?;
+            let f = std::fs::File::create(output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            parquet::arrow::ArrowWriter::try_new(f, schema, None)?.close()?;
+        }
+    }
+    Ok(rows)
+}

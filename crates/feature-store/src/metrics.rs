@@ -1,0 +1,61 @@
+//! The feature store's own Prometheus metrics (the per-RPC ones come from the runtime's
+//! layer, the outbox ones from the events crate).
+
+use mlops_runtime::metrics::{histogram_vec, int_counter, int_counter_vec, int_gauge_vec};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+
+/// What the service updates.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Entity rows joined into training data.
+    pub historical_rows: IntCounter,
+    /// Seconds of a training-data query, from the query to the summary.
+    pub historical_seconds: Histogram,
+    /// The definition version.
+    pub definition_version: IntGauge,
+    /// Definitions created, changed or removed by applies.
+    pub definition_changes: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers (once per process) and returns the metrics.
+    pub fn new() -> Self {
+        let m = Metrics {
+            historical_rows: int_counter(
+                "mlops_feature_store_historical_rows_total",
+                "entity rows joined into training data (GetHistoricalFeatures)",
+            ),
+            historical_seconds: histogram_vec(
+                "mlops_feature_store_historical_duration_seconds",
+                "seconds of a training-data query, from the query to the last row",
+                &[],
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    300.0,
+                ],
+            )
+            .with_label_values::<&str>(&[]),
+            definition_version: int_gauge_vec(
+                "mlops_feature_store_definition_version",
+                "the definition version (each apply that changes something adds one)",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            definition_changes: int_counter_vec(
+                "mlops_feature_store_definition_changes_total",
+                "definitions created, changed or removed by applies, by change",
+                &["change"],
+            ),
+        };
+        for change in ["created", "changed", "removed"] {
+            m.definition_changes.with_label_values(&[change]);
+        }
+        m
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
