@@ -12,6 +12,9 @@ export MLOPS_BENCH_DIR=${MLOPS_BENCH_DIR:-$CARGO_TARGET_DIR/bench}
 mkdir -p "$MLOPS_BENCH_DIR"
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench tracking
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench registry
+# The feature store's training join, on feast_online.py's workload (its files, when
+# $PEERS_ROOT/feast_pit holds them: then compared with its reference row by row).
+RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench feature_store
 # Inference: in-process (no gRPC) per model, the JSON line onnx_serving.py writes, then gRPC.
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-model --bench onnx_serving >"$MLOPS_BENCH_DIR/ours-onnx.jsonl"
 cat "$MLOPS_BENCH_DIR/ours-onnx.jsonl"
@@ -28,4 +31,5 @@ drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
 echo "compare with MLflow (run ../shared/bench/peers/run_all.sh mlflow_tracking mlflow_registry first):"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-sqlite.jsonl $MLOPS_BENCH_DIR/ours-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-onnx.jsonl --names onnxruntime,mlops  (run_all.sh onnx_serving first)"
+echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-feature-store.jsonl --names feast,mlops  (run_all.sh feast_online first)"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-registry-sqlite.jsonl $MLOPS_BENCH_DIR/ours-registry-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"
