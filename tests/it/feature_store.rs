@@ -224,7 +224,7 @@ fn entity_table() -> RecordBatch {
 
 /// Sends `query` and `entity` (when given) and reads the answer: the training table's
 /// batches and the summary.
-async fn historical(
+pub(crate) async fn historical(
     c: &mut Client,
     query: fpb::HistoricalQuery,
     entity: Option<&RecordBatch>,
@@ -288,7 +288,7 @@ fn column<'a>(batches: &'a [RecordBatch], name: &str) -> Vec<&'a dyn Array> {
         .collect()
 }
 
-fn floats(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
+pub(crate) fn floats(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
     column(batches, name)
         .into_iter()
         .flat_map(|a| a.as_primitive::<Float64Type>().iter().collect::<Vec<_>>())

@@ -6,6 +6,7 @@
 //! - [`defs`]: definitions, read from YAML and validated as a set;
 //! - [`store`]: definitions as applied, their history and events;
 //! - [`offline`]: the offline store (Parquet), the point-in-time join, tables over gRPC;
+//! - [`online`]: the online store (materialization, online reads);
 //! - [`service`]: the gRPC API; [`error`]: its errors as gRPC statuses; [`metrics`]: its
 //!   metrics;
 //! - [`FeatureStore`]: the service for the kit (`mlops_kit::Service`).
@@ -13,8 +14,10 @@
 pub mod config;
 pub mod defs;
 pub mod error;
+mod follow;
 pub mod metrics;
 pub mod offline;
+pub mod online;
 pub mod service;
 pub mod store;
 
@@ -22,7 +25,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use mlops_events::EventBus;
-use mlops_kit::{open_bus, open_database, Addresses, Local, Runner, Service};
+use mlops_kit::{open_bus, open_database, Addresses, Local, OnFailure, Runner, Service};
 use mlops_proto::events::topics;
 use mlops_proto::featurestore::v1::feature_store_service_server::{
     FeatureStoreServiceServer, SERVICE_NAME,
@@ -38,6 +41,9 @@ pub struct FeatureStore {
     store: store::Store,
     offline: offline::files::OfflineStore,
     bus: Arc<dyn EventBus>,
+    /// Definition changes and materializations of every replica, subscribed before the
+    /// service serves (`None`: the bus could not be reached; the follower retries).
+    subscription: Option<Box<dyn mlops_events::Subscription>>,
     listeners: Listeners,
 }
 
@@ -68,12 +74,14 @@ impl Service for FeatureStore {
         let store = store::Store::new(db);
         let (_, version) = store.list(Some(store::Kind::Entity)).await?;
         metrics::Metrics::new().definition_version.set(version);
+        let subscription = follow::subscribe(&bus).await;
         let listeners = Listeners::bind_to(&config.server.listen).await?;
         Ok(FeatureStore {
             config,
             store,
             offline,
             bus,
+            subscription,
             listeners,
         })
     }
@@ -89,23 +97,27 @@ impl Service for FeatureStore {
             store,
             offline,
             bus,
+            subscription,
             listeners,
         } = self;
-        let api = FeatureStoreServiceServer::new(service::FeatureStoreApi::new(
-            store.clone(),
-            offline,
-            config.ipc_chunk_bytes,
-        ))
-        .max_decoding_message_size(config.server.decoding_limit())
-        .max_encoding_message_size(config.server.encoding_limit());
+        let online = online::OnlineStore::new(store.clone(), offline.clone());
+        let api =
+            service::FeatureStoreApi::new(store.clone(), offline, online, config.ipc_chunk_bytes);
+        let (following, follow_bus) = (api.clone(), bus.clone());
+        let grpc = FeatureStoreServiceServer::new(api)
+            .max_decoding_message_size(config.server.decoding_limit())
+            .max_encoding_message_size(config.server.encoding_limit());
         Runner::grpc(
             "feature-store",
             listeners,
             &config.server,
             &[(SERVICE_NAME, service::ROLES)],
-            tonic::service::Routes::new(api),
+            tonic::service::Routes::new(grpc),
         )
         .outbox(store.outbox(), store.db(), &bus)
+        .task("follow-changes", OnFailure::Unready, move |stop| {
+            follow::follow(following, follow_bus, subscription, stop)
+        })
         .run(shutdown)
         .await
     }

@@ -18,6 +18,7 @@ use crate::offline::files::OfflineStore;
 use crate::offline::historical::{self, join_error};
 use crate::offline::ipc::{Decoder, Encoder};
 use crate::offline::join::Join;
+use crate::online::OnlineStore;
 use crate::store::{Kind, Store, Stored};
 
 /// The role each RPC needs (a test checks the table against the contract).
@@ -26,6 +27,8 @@ pub const ROLES: RoleTable = &[
     ("ListDefinitions", Role::Reader),
     ("GetDefinition", Role::Reader),
     ("GetHistoricalFeatures", Role::Reader),
+    ("Materialize", Role::Writer),
+    ("GetOnlineFeatures", Role::Reader),
 ];
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
@@ -35,19 +38,63 @@ type Answer<T> = std::result::Result<Response<T>, Status>;
 pub struct FeatureStoreApi {
     store: Store,
     offline: OfflineStore,
+    online: OnlineStore,
     chunk_bytes: usize,
     metrics: Metrics,
+    /// The definitions, read once and kept until an apply here or an event from
+    /// another replica says they changed.
+    defs: Arc<std::sync::RwLock<Option<Arc<Definitions>>>>,
 }
 
 impl FeatureStoreApi {
     /// The API over `store` and `offline`, streaming tables in chunks of `chunk_bytes`.
-    pub fn new(store: Store, offline: OfflineStore, chunk_bytes: usize) -> Self {
+    pub fn new(
+        store: Store,
+        offline: OfflineStore,
+        online: OnlineStore,
+        chunk_bytes: usize,
+    ) -> Self {
         FeatureStoreApi {
             store,
             offline,
+            online,
             chunk_bytes,
             metrics: Metrics::new(),
+            defs: Arc::default(),
         }
+    }
+
+    /// The current definitions (cached).
+    async fn definitions(&self) -> Result<Arc<Definitions>, FeatureStoreError> {
+        if let Some(d) = self.defs.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(self.store.definitions().await?);
+        *self.defs.write().unwrap_or_else(|p| p.into_inner()) = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Forgets the cached definitions and the online rows of `view` (every view when
+    /// `None`): an apply or a materialization here or on another replica.
+    pub fn invalidate(&self, view: Option<&str>) {
+        *self.defs.write().unwrap_or_else(|p| p.into_inner()) = None;
+        match view {
+            Some(v) => self.online.invalidate(v),
+            None => self.online.invalidate_all(),
+        }
+    }
+}
+
+fn nanos_of(t: &prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(t.nanos))
+}
+
+fn timestamp_of(nanos: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000),
+        nanos: nanos.rem_euclid(1_000_000_000) as i32,
     }
 }
 
@@ -110,6 +157,7 @@ impl FeatureStoreService for FeatureStoreApi {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let applied = self.store.apply(&defs, req.dry_run).await?;
         if !req.dry_run {
+            self.invalidate(None);
             let m = &self.metrics;
             m.definition_version.set(applied.version);
             for (change, n) in [
@@ -171,6 +219,63 @@ impl FeatureStoreService for FeatureStoreApi {
         }))
     }
 
+    async fn materialize(
+        &self,
+        req: Request<pb::MaterializeRequest>,
+    ) -> Answer<pb::MaterializeResponse> {
+        let req = req.into_inner();
+        let Some(end) = req.end.as_ref().map(nanos_of) else {
+            return Err(Status::invalid_argument(
+                "say up to when: `end` is required",
+            ));
+        };
+        if req.incremental && req.start.is_some() {
+            return Err(Status::invalid_argument(
+                "an incremental run starts where the last one ended: give no `start`",
+            ));
+        }
+        let defs = self.definitions().await?;
+        let runs = self
+            .online
+            .materialize(
+                &defs,
+                &req.feature_views,
+                req.start.as_ref().map(nanos_of),
+                end,
+                req.incremental,
+            )
+            .await?;
+        Ok(Response::new(pb::MaterializeResponse {
+            views: runs
+                .into_iter()
+                .map(|r| pb::MaterializedView {
+                    name: r.view,
+                    start: (r.start != i64::MIN).then(|| timestamp_of(r.start)),
+                    end: Some(timestamp_of(r.end)),
+                    rows: r.rows,
+                    keys_written: r.keys_written,
+                    newest_event: r.newest_event.map(timestamp_of),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_online_features(
+        &self,
+        req: Request<pb::GetOnlineFeaturesRequest>,
+    ) -> Answer<pb::GetOnlineFeaturesResponse> {
+        let req = req.into_inner();
+        let defs = self.definitions().await?;
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        )
+        .unwrap_or(i64::MAX);
+        Ok(Response::new(self.online.get(&defs, &req, now).await?))
+    }
+
     type GetHistoricalFeaturesStream = HistoricalStream;
 
     async fn get_historical_features(
@@ -188,7 +293,7 @@ impl FeatureStoreService for FeatureStoreApi {
                 ))
             }
         };
-        let defs = self.store.definitions().await?;
+        let defs = self.definitions().await?;
         let wanted = historical::resolve(
             &defs,
             &query.features,

@@ -16,12 +16,20 @@ use crate::error::{FeatureStoreError, Result};
 
 /// The schema.
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "definitions, their history and version".into(),
-        sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
-        postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
-    }]
+    vec![
+        Migration {
+            version: 1,
+            name: "definitions, their history and version".into(),
+            sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
+            postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
+        },
+        Migration {
+            version: 2,
+            name: "the online store and materialization runs".into(),
+            sqlite: include_str!("../migrations/sqlite/0002_online.sql").into(),
+            postgres: include_str!("../migrations/postgres/0002_online.sql").into(),
+        },
+    ]
 }
 
 /// The kinds of definitions, as stored.

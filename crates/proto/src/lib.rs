@@ -123,10 +123,12 @@ pub mod events {
         /// - keyed by: the registered model's id (`ce_subject` `<model name>/<version>`).
         pub const PREDICTIONS: &str = "mlops.inference.predictions";
 
-        /// Feature store events: definition changes of feature views.
+        /// Feature store events: definition changes of feature views, and materialization
+        /// runs.
         ///
         /// - produced by: the feature store (`ce_source` `/mlops/feature-store`);
-        /// - event types: [`FeatureViewUpdated`](super::v1::FeatureViewUpdated);
+        /// - event types: [`FeatureViewUpdated`](super::v1::FeatureViewUpdated),
+        ///   [`Materialized`](super::v1::Materialized);
         /// - keyed by: the feature view's name (`ce_subject` `feature_views/<name>`).
         pub const FEATURES: &str = "mlops.featurestore.features";
 

@@ -126,7 +126,8 @@ pub fn resolve(
     Ok(wanted)
 }
 
-fn wanted_view(defs: &Definitions, view: &FeatureView) -> Result<Wanted> {
+/// What reading `view` needs: its history's source and path, its keys; no features yet.
+pub fn wanted_view(defs: &Definitions, view: &FeatureView) -> Result<Wanted> {
     let internal = |m: String| FeatureStoreError::Internal(m);
     let source = defs
         .sources

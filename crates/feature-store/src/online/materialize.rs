@@ -1,0 +1,278 @@
+//! Materialization: the newest row of every key in a time range of a view's source,
+//! written into the online store in one transaction per view, monotonically (a stored
+//! value is replaced only by one with a greater (event time, created time)).
+
+use std::collections::HashMap;
+
+use mlops_events::Envelope;
+use mlops_proto::events::{topics, v1 as events};
+use mlops_storage::now_millis;
+use sqlx::Row;
+
+use super::value::{encode_key, key_part_at, value_at, Val};
+use super::OnlineStore;
+use crate::defs::{Definitions, FeatureView};
+use crate::error::{FeatureStoreError, Result};
+use crate::offline::historical::wanted_view;
+
+/// Rows per INSERT statement (5 parameters each; SQLite allows 32,766).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// One view's run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The view.
+    pub view: String,
+    /// The range read, nanoseconds since the epoch (`i64::MIN`: from the beginning).
+    pub start: i64,
+    /// Its end, included.
+    pub end: i64,
+    /// Source rows in the range.
+    pub rows: i64,
+    /// Keys whose online value it wrote.
+    pub keys_written: i64,
+    /// The newest event time read.
+    pub newest_event: Option<i64>,
+}
+
+/// A key's newest row in the range: (event time, created time, row), compared in that
+/// order (a null created time is lowest; a later row wins a full tie).
+type Best = (i64, Option<i64>, usize);
+
+impl OnlineStore {
+    /// Where `view`'s last successful run ended, if it has one.
+    async fn last_end(&self, view: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(end_ts) FROM feature_store_materializations WHERE view_name = $1",
+        )
+        .bind(view)
+        .fetch_one(self.store.db().reader())
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    /// Materializes `views` (every online view when empty) for source rows with an event
+    /// time in `[start, end]` (`start` `None`: from the beginning; with `incremental`,
+    /// from each view's last run).
+    pub async fn materialize(
+        &self,
+        defs: &Definitions,
+        views: &[String],
+        start: Option<i64>,
+        end: i64,
+        incremental: bool,
+    ) -> Result<Vec<Run>> {
+        let chosen: Vec<&FeatureView> = if views.is_empty() {
+            defs.feature_views.values().filter(|v| v.online).collect()
+        } else {
+            let mut out = Vec::with_capacity(views.len());
+            for name in views {
+                let v = defs.feature_views.get(name).ok_or_else(|| {
+                    FeatureStoreError::InvalidArgument(format!(
+                        "feature view `{name}` is not defined"
+                    ))
+                })?;
+                if !v.online {
+                    return Err(FeatureStoreError::FailedPrecondition(format!(
+                        "feature view `{name}` is not online (`online: false` in its definition)"
+                    )));
+                }
+                out.push(v);
+            }
+            out
+        };
+        let mut runs = Vec::with_capacity(chosen.len());
+        for view in chosen {
+            let from = if incremental {
+                self.last_end(&view.name).await?.unwrap_or(i64::MIN)
+            } else {
+                start.unwrap_or(i64::MIN)
+            };
+            if from > end {
+                return Err(FeatureStoreError::InvalidArgument(format!(
+                    "feature view `{}`: the range starts after it ends",
+                    view.name
+                )));
+            }
+            let run = self
+                .materialize_view(defs, view, from, end, incremental)
+                .await?;
+            self.invalidate(&view.name);
+            tracing::info!(view = %run.view, rows = run.rows, keys_written = run.keys_written, "materialized");
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+
+    async fn materialize_view(
+        &self,
+        defs: &Definitions,
+        view: &FeatureView,
+        start: i64,
+        end: i64,
+        incremental: bool,
+    ) -> Result<Run> {
+        let wanted = wanted_view(defs, view)?;
+        let source = &wanted.source;
+        let mut columns: Vec<String> = wanted.keys.iter().map(|k| k.name.clone()).collect();
+        columns.push(source.timestamp_field.clone());
+        columns.extend(source.created_timestamp_column.clone());
+        columns.extend(view.schema.iter().map(|f| f.name.clone()));
+        let what = format!("source `{}` of feature view `{}`", source.name, view.name);
+        let table = self
+            .offline
+            .read(&wanted.path, Some(&columns), &what)
+            .await?;
+        let bad = |m: String| FeatureStoreError::FailedPrecondition(format!("{what}: {m}"));
+        // The newest row of each key in the range, over every batch.
+        let mut best: HashMap<String, (Best, usize)> = HashMap::new();
+        let mut rows = 0i64;
+        let mut newest: Option<i64> = None;
+        let mut offset = 0;
+        for (b, batch) in table.batches.iter().enumerate() {
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .ok_or_else(|| bad(format!("no column `{name}`")))
+            };
+            let times = nanos(col(&source.timestamp_field)?).map_err(bad)?;
+            let created = match &source.created_timestamp_column {
+                Some(c) => nanos(col(c)?).map_err(bad)?,
+                None => vec![None; batch.num_rows()],
+            };
+            let keys: Vec<&arrow_array::ArrayRef> = wanted
+                .keys
+                .iter()
+                .map(|k| col(&k.name))
+                .collect::<Result<_>>()?;
+            for i in 0..batch.num_rows() {
+                let Some(t) = times[i] else { continue };
+                if t < start || t > end {
+                    continue;
+                }
+                let Some(parts) = keys
+                    .iter()
+                    .map(|k| key_part_at(k, i))
+                    .collect::<Option<Vec<_>>>()
+                else {
+                    continue;
+                };
+                rows += 1;
+                newest = Some(newest.map_or(t, |n: i64| n.max(t)));
+                let candidate = (t, created[i], offset + i);
+                let entry = best.entry(encode_key(&parts)).or_insert((candidate, b));
+                if candidate >= entry.0 {
+                    *entry = (candidate, b);
+                }
+            }
+            offset += batch.num_rows();
+        }
+        // Their stored form.
+        let mut starts = Vec::with_capacity(table.batches.len());
+        let mut at = 0;
+        for batch in &table.batches {
+            starts.push(at);
+            at += batch.num_rows();
+        }
+        let mut writes = Vec::with_capacity(best.len());
+        for (key, ((t, c, row), b)) in best {
+            let batch = &table.batches[b];
+            let i = row - starts[b];
+            let mut values: HashMap<&str, Option<Val>> = HashMap::with_capacity(view.schema.len());
+            for f in &view.schema {
+                let column = batch
+                    .column_by_name(&f.name)
+                    .ok_or_else(|| bad(format!("no column `{}`", f.name)))?;
+                values.insert(&f.name, value_at(column, i).map_err(bad)?);
+            }
+            let payload = serde_json::to_string(&values).expect("values serialize");
+            writes.push((key, t, c, payload));
+        }
+        // One transaction: the rows, the run, its event.
+        let mut tx = self.store.db().begin().await?;
+        let mut keys_written = 0i64;
+        for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "INSERT INTO feature_store_online (view_name, entity_key, event_ts, created_ts, payload) VALUES ",
+            );
+            for n in 0..chunk.len() {
+                let p = n * 5;
+                if n > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                ));
+            }
+            sql.push_str(
+                " ON CONFLICT (view_name, entity_key) DO UPDATE SET event_ts = excluded.event_ts, \
+                 created_ts = excluded.created_ts, payload = excluded.payload \
+                 WHERE excluded.event_ts > feature_store_online.event_ts \
+                 OR (excluded.event_ts = feature_store_online.event_ts \
+                 AND COALESCE(excluded.created_ts, -9223372036854775807) > \
+                 COALESCE(feature_store_online.created_ts, -9223372036854775807))",
+            );
+            let mut q = sqlx::query(&sql);
+            for (key, t, c, payload) in chunk {
+                q = q.bind(&view.name).bind(key).bind(*t).bind(*c).bind(payload);
+            }
+            keys_written += q.execute(&mut *tx).await?.rows_affected() as i64;
+        }
+        sqlx::query(
+            "INSERT INTO feature_store_materializations \
+             (view_name, start_ts, end_ts, source_rows, keys_written, incremental, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&view.name)
+        .bind(start)
+        .bind(end)
+        .bind(rows)
+        .bind(keys_written)
+        .bind(incremental)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        let event = events::Materialized {
+            name: view.name.clone(),
+            start_nanos: if start == i64::MIN { 0 } else { start },
+            end_nanos: end,
+            rows,
+            keys_written,
+            newest_event_nanos: newest.unwrap_or(0),
+            incremental,
+        };
+        let envelope = Envelope::of(
+            topics::FEATURES,
+            "/mlops/feature-store",
+            &view.name,
+            format!("feature_views/{}", view.name),
+            &event,
+        );
+        let _enqueued = self.store.outbox().enqueue(&mut tx, &envelope).await?;
+        tx.commit().await?;
+        Ok(Run {
+            view: view.name.clone(),
+            start,
+            end,
+            rows,
+            keys_written,
+            newest_event: newest,
+        })
+    }
+}
+
+/// A timestamp column as nanoseconds.
+fn nanos(array: &arrow_array::ArrayRef) -> std::result::Result<Vec<Option<i64>>, String> {
+    (0..array.len())
+        .map(|i| match value_at(array, i)? {
+            None => Ok(None),
+            Some(Val::Time(t)) => Ok(Some(t)),
+            Some(_) => Err(format!("`{}` is not a timestamp column", array.data_type())),
+        })
+        .collect()
+}
