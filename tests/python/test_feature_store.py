@@ -159,3 +159,22 @@ def test_the_cli_writes_the_same_training_table(server, applied, tmp_path):
     assert described["spec"]["ttl_nanos"] == 3_600_000_000_000
     listed = json.loads(cli(server, "--json", "list", "--kind", "feature-view"))
     assert [d["name"] for d in listed] == ["driver_stats"]
+
+
+def test_materialize_and_read_online_with_the_cli(server, applied):
+    said = cli(server, "materialize", "--end", "now")
+    assert "driver_stats" in said and "KEYS WRITTEN" in said, said
+    # The data is from 2024 and the TTL is 1 h: too old to serve now, but found.
+    got = json.loads(cli(server, "--json", "get", "--features", "driver_stats:conv_rate", "--entity", "driver_id=1,2,3"))
+    assert [r["driver_id"]["value"] for r in got] == [1, 2, 3]
+    assert [r["conv_rate"]["status"] for r in got] == ["OUTSIDE_MAX_AGE", "OUTSIDE_MAX_AGE", "NOT_FOUND"]
+    # Again: nothing newer, nothing written.
+    again = json.loads(cli(server, "--json", "materialize", "--end", "now", "--views", "driver_stats"))
+    assert again[0]["keys_written"] == 0 and again[0]["rows"] == 3, again
+    # A key of the wrong type is a clear error.
+    out = subprocess.run(
+        [mlops_bin(), "--feature-store-addr", server.feature_store_target, "features", "get",
+         "--features", "driver_stats:conv_rate", "--entity", "driver_id:string=1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1 and "InvalidArgument" in out.stderr and "key type is int64" in out.stderr, out.stderr

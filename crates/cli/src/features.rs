@@ -1,5 +1,5 @@
-//! `mlops features apply|list|describe|historical`: the feature store's definitions and
-//! training data.
+//! `mlops features apply|list|describe|materialize|get|historical`: the feature store's
+//! definitions, its online store and training data.
 
 use std::path::PathBuf;
 
@@ -40,6 +40,38 @@ pub enum FeaturesCmd {
         #[arg(long, value_enum)]
         kind: Option<KindArg>,
     },
+    /// Copy the newest value of every key of online feature views into the online store,
+    /// from their sources' rows with an event time in [--start, --end].
+    Materialize {
+        /// The views (repeat, or separate with commas); none: every online view.
+        #[arg(long, value_delimiter = ',')]
+        views: Vec<String>,
+        /// From (RFC 3339); none: from the beginning.
+        #[arg(long, value_parser = time_arg, conflicts_with = "incremental")]
+        start: Option<prost_types::Timestamp>,
+        /// Up to (RFC 3339, or now), included.
+        #[arg(long, value_parser = time_arg)]
+        end: prost_types::Timestamp,
+        /// From where each view's last run ended.
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// Online values for entity rows: `--entity driver_id=1001,1002` (`KEY:string=...` keeps
+    /// numbers as strings); one row per entity row, with each value's status when it has none.
+    Get {
+        /// Feature references, `view:feature` (repeat, or separate with commas).
+        #[arg(long, value_delimiter = ',', required_unless_present = "service")]
+        features: Vec<String>,
+        /// A feature service instead of feature references.
+        #[arg(long, conflicts_with = "features")]
+        service: Option<String>,
+        /// Name the columns `view__feature`.
+        #[arg(long)]
+        full_feature_names: bool,
+        /// A join key's column of values (repeat for each key).
+        #[arg(long = "entity", value_parser = entity_column, required = true)]
+        entities: Vec<EntityColumn>,
+    },
     /// Training data: the features known at each row's time, joined onto an entity table
     /// (a local Parquet file with the join keys and the time column); writes a local
     /// Parquet file with the entity table's rows, in order, and the features.
@@ -63,6 +95,93 @@ pub enum FeaturesCmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+/// `name=v1,v2,...`, or `name:string=...` to keep numbers as strings.
+#[derive(Debug, Clone)]
+pub struct EntityColumn {
+    name: String,
+    values: Vec<pb::Value>,
+}
+
+fn entity_column(s: &str) -> Result<EntityColumn, String> {
+    let (name, values) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: write KEY=v1,v2 (or KEY:string=v1,v2)"))?;
+    let (name, strings) = match name.split_once(':') {
+        Some((n, "string")) => (n, true),
+        Some((_, t)) => return Err(format!("`{t}`: the only type to force is `string`")),
+        None => (name, false),
+    };
+    use pb::value::Kind;
+    let values = values
+        .split(',')
+        .map(|v| pb::Value {
+            kind: Some(match v.parse::<i64>() {
+                Ok(i) if !strings => Kind::Int64Value(i),
+                _ => Kind::StringValue(v.to_owned()),
+            }),
+        })
+        .collect();
+    Ok(EntityColumn {
+        name: name.to_owned(),
+        values,
+    })
+}
+
+/// An RFC 3339 time, or `now`, as a protobuf timestamp.
+fn time_arg(s: &str) -> Result<prost_types::Timestamp, String> {
+    let t = if s == "now" {
+        chrono::Utc::now()
+    } else {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map_err(|e| format!("`{s}`: {e} (write 2024-01-31T12:00:00Z, or now)"))?
+            .with_timezone(&chrono::Utc)
+    };
+    Ok(prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    })
+}
+
+fn show_value(v: &pb::Value) -> String {
+    use pb::value::Kind;
+    match &v.kind {
+        None => "null".into(),
+        Some(Kind::Int64Value(i)) => i.to_string(),
+        Some(Kind::Int32Value(i)) => i.to_string(),
+        Some(Kind::DoubleValue(d)) => d.to_string(),
+        Some(Kind::FloatValue(f)) => f.to_string(),
+        Some(Kind::StringValue(s)) => s.clone(),
+        Some(Kind::BytesValue(b)) => format!("{} bytes", b.len()),
+        Some(Kind::BoolValue(b)) => b.to_string(),
+        Some(Kind::UnixTimestampNanos(n)) => n.to_string(),
+    }
+}
+
+fn value_json(v: &pb::Value) -> Value {
+    use pb::value::Kind;
+    match &v.kind {
+        None => Value::Null,
+        Some(Kind::Int64Value(i)) => json!(i),
+        Some(Kind::Int32Value(i)) => json!(i),
+        Some(Kind::DoubleValue(d)) => json!(d),
+        Some(Kind::FloatValue(f)) => json!(f),
+        Some(Kind::StringValue(s)) => json!(s),
+        Some(Kind::BytesValue(b)) => json!(b.to_vec()),
+        Some(Kind::BoolValue(b)) => json!(b),
+        Some(Kind::UnixTimestampNanos(n)) => json!(n),
+    }
+}
+
+fn status_name(s: i32) -> &'static str {
+    match pb::FieldStatus::try_from(s) {
+        Ok(pb::FieldStatus::Present) => "PRESENT",
+        Ok(pb::FieldStatus::NullValue) => "NULL_VALUE",
+        Ok(pb::FieldStatus::NotFound) => "NOT_FOUND",
+        Ok(pb::FieldStatus::OutsideMaxAge) => "OUTSIDE_MAX_AGE",
+        _ => "INVALID",
+    }
 }
 
 /// A kind of definition.
@@ -214,6 +333,88 @@ pub async fn run(mut c: Client, cmd: FeaturesCmd, out: Output) -> anyhow::Result
             };
             for d in &found {
                 print_json(&definition_json(d));
+            }
+        }
+        FeaturesCmd::Materialize {
+            views,
+            start,
+            end,
+            incremental,
+        } => {
+            let req = pb::MaterializeRequest {
+                feature_views: views,
+                start,
+                end: Some(end),
+                incremental,
+            };
+            let show_time = |t: &Option<prost_types::Timestamp>| {
+                t.as_ref()
+                    .map(|t| table::time(Some(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)))
+                    .unwrap_or_else(|| "-".into())
+            };
+            out.list(
+                c.materialize(req),
+                |r| r.views,
+                |v| {
+                    json!({"view": v.name, "rows": v.rows, "keys_written": v.keys_written,
+                           "start": v.start.as_ref().map(|t| t.seconds), "end": v.end.as_ref().map(|t| t.seconds)})
+                },
+                &["VIEW", "FROM", "TO", "ROWS", "KEYS WRITTEN", "NEWEST EVENT"],
+                |v| {
+                    vec![
+                        v.name.clone(),
+                        show_time(&v.start),
+                        show_time(&v.end),
+                        v.rows.to_string(),
+                        v.keys_written.to_string(),
+                        show_time(&v.newest_event),
+                    ]
+                },
+            )
+            .await?;
+        }
+        FeaturesCmd::Get {
+            features,
+            service,
+            full_feature_names,
+            entities,
+        } => {
+            let req = pb::GetOnlineFeaturesRequest {
+                features,
+                feature_service: service.unwrap_or_default(),
+                full_feature_names,
+                entities: entities
+                    .into_iter()
+                    .map(|e| (e.name, pb::Values { values: e.values }))
+                    .collect(),
+            };
+            let r = c.get_online_features(req).await?.into_inner();
+            let rows = r.results.first().map(|v| v.values.len()).unwrap_or(0);
+            if out.json {
+                let list: Vec<Value> = (0..rows)
+                    .map(|i| {
+                        let mut row = serde_json::Map::new();
+                        for (name, v) in r.feature_names.iter().zip(&r.results) {
+                            row.insert(name.clone(), json!({"value": value_json(&v.values[i]), "status": status_name(v.statuses[i])}));
+                        }
+                        Value::Object(row)
+                    })
+                    .collect();
+                print_json(&Value::Array(list));
+            } else {
+                let header: Vec<&str> = r.feature_names.iter().map(String::as_str).collect();
+                let cells: Vec<Vec<String>> = (0..rows)
+                    .map(|i| {
+                        r.results
+                            .iter()
+                            .map(|v| match pb::FieldStatus::try_from(v.statuses[i]) {
+                                Ok(pb::FieldStatus::Present) => show_value(&v.values[i]),
+                                _ => status_name(v.statuses[i]).to_owned(),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                table::print(&header, &cells);
             }
         }
         FeaturesCmd::Historical {
