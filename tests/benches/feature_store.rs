@@ -180,9 +180,12 @@ fn definitions(views: usize) -> String {
          feature_views:\n",
     );
     if views == 1 {
-        s.push_str("  - name: driver_stats\n    entities: [driver]\n    ttl: 1d\n    source: driver_source\n    schema:\n");
-        for f in 0..FEATURES {
-            s.push_str(&format!("      - {{name: f{f}, dtype: float32}}\n"));
+        // The second view is the first without a TTL, for online reads of 2024's data.
+        for (name, ttl) in [("driver_stats", "1d"), ("driver_online", "0")] {
+            s.push_str(&format!("  - name: {name}\n    entities: [driver]\n    ttl: {ttl}\n    source: driver_source\n    schema:\n"));
+            for f in 0..FEATURES {
+                s.push_str(&format!("      - {{name: f{f}, dtype: float32}}\n"));
+            }
         }
     } else {
         for v in 0..views {
@@ -373,6 +376,68 @@ async fn main() {
         (None, 0.0)
     };
 
+    // Materialization into the online store (SQLite), then online reads over gRPC.
+    let t0 = Instant::now();
+    let runs = c
+        .materialize(fpb::MaterializeRequest {
+            feature_views: vec!["driver_online".into()],
+            start: None,
+            end: Some(prost_types::Timestamp {
+                seconds: (DATA_START + (DAYS * 24 + 1) * HOUR) / SEC,
+                nanos: 0,
+            }),
+            incremental: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .views;
+    let materialize_s = t0.elapsed().as_secs_f64();
+    let materialized_rows = runs[0].rows;
+    let online_refs: Vec<String> = (0..FEATURES)
+        .map(|f| format!("driver_online:f{f}"))
+        .collect();
+    let mut online = serde_json::Map::new();
+    let mut online_table = Vec::new();
+    for n in [1usize, 100] {
+        let calls = env_usize("MLOPS_BENCH_FS_ONLINE_CALLS", 2000);
+        let mut draw = Rng(n as u64);
+        let mut samples = Vec::with_capacity(calls);
+        for call in 0..=calls {
+            let ids: Vec<fpb::Value> = (0..n)
+                .map(|_| fpb::Value {
+                    kind: Some(fpb::value::Kind::Int64Value(
+                        FIRST_ID + draw.below(entities as u64) as i64,
+                    )),
+                })
+                .collect();
+            let req = fpb::GetOnlineFeaturesRequest {
+                features: online_refs.clone(),
+                entities: [("driver_id".to_owned(), fpb::Values { values: ids })].into(),
+                ..Default::default()
+            };
+            let t0 = Instant::now();
+            let r = c.get_online_features(req).await.unwrap().into_inner();
+            let d = t0.elapsed();
+            // The first call loads the view into the cache: not a sample.
+            if call > 0 {
+                samples.push(d);
+            }
+            let present = r.results[1]
+                .statuses
+                .iter()
+                .all(|s| *s == fpb::FieldStatus::Present as i32);
+            assert!(present, "every drawn driver has a value");
+        }
+        let l = mlops_tests::bench::lat(&samples);
+        online_table.push((
+            n,
+            l["p50_ms"].as_f64().unwrap(),
+            l["p99_ms"].as_f64().unwrap(),
+        ));
+        online.insert(format!("entities_{n}"), l);
+    }
+
     // In process: the join alone (the view read and indexed, then the entity rows joined).
     let source = read_parquet(&root.join("features.parquet"));
     let view = |name: &str, features: Vec<(String, String)>| JoinView {
@@ -460,6 +525,19 @@ async fn main() {
     );
     println!(
         "{:<58} {:>12.3} s",
+        format!("materialize {materialized_rows} rows -> online store (SQLite)"),
+        materialize_s
+    );
+    for (n, p50, p99) in &online_table {
+        println!(
+            "{:<58} {:>9.3} / {:.3} ms",
+            format!("online over gRPC, {n} entities x 10 features, p50 / p99"),
+            p50,
+            p99
+        );
+    }
+    println!(
+        "{:<58} {:>12.3} s",
         "in process: read + index the view (1.68M rows)", prepare_s
     );
     println!(
@@ -510,6 +588,9 @@ async fn main() {
         "impl": "mlops",
         "workload": {"entities": entities, "features": FEATURES, "days": DAYS, "entity_rows": rows, "from_feast_files": from_feast},
         "apply_s": apply_s,
+        "materialize_s": materialize_s,
+        "materialize_entities_per_s": entities as f64 / materialize_s,
+        "online": online,
         "historical": {"rows": rows, "seconds": grpc_s, "rows_per_s": rows as f64 / grpc_s,
                        "rows_returned": answered, "rows_dropped": rows - answered,
                        "matches_pandas_reference": identical, "max_abs_diff_vs_reference": diff,
