@@ -48,5 +48,9 @@ MLOPS_VENV="$REPO/.venv-kserve" MLOPS_VENV_REQUIREMENTS="$REPO/tests/oip/require
 (cd tests/oip && MLOPS_BIN="$CARGO_TARGET_DIR/debug/mlops" "$REPO/.venv-triton/bin/python" -m pytest -q -p no:cacheprovider test_tritonclient_grpc.py test_tritonclient_http.py)
 (cd tests/oip && MLOPS_BIN="$CARGO_TARGET_DIR/debug/mlops" "$REPO/.venv-kserve/bin/python" -m pytest -q -p no:cacheprovider test_kserve_client.py)
 
+log "Python tests (Feast's own gRPC stubs against mlops up's feature store)"
+MLOPS_VENV="$REPO/.venv-feast" MLOPS_VENV_REQUIREMENTS="$REPO/tests/feast/requirements-feast.txt" scripts/py-venv.sh
+(cd tests/feast && MLOPS_BIN="$CARGO_TARGET_DIR/debug/mlops" "$REPO/.venv-feast/bin/python" -m pytest -q -p no:cacheprovider .)
+
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
 log "make test passed in $(( $(date +%s) - START )) s"

@@ -51,6 +51,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[triton.join("grpc_service.proto")],
             std::slice::from_ref(&triton),
         )?;
+    // Feast's serving API, vendored byte for byte, likewise apart (its files import each
+    // other as `feast/...`).
+    let feast = root.join("vendor/feast");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("feast_descriptor.bin"))
+        .compile_protos(
+            &[feast.join("feast/serving/ServingService.proto")],
+            std::slice::from_ref(&feast),
+        )?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -7,13 +7,14 @@
 //! - [`store`]: definitions as applied, their history and events;
 //! - [`offline`]: the offline store (Parquet), the point-in-time join, tables over gRPC;
 //! - [`online`]: the online store (materialization, online reads);
-//! - [`service`]: the gRPC API; [`error`]: its errors as gRPC statuses; [`metrics`]: its
-//!   metrics;
+//! - [`service`]: the gRPC API; [`feast`]: Feast's `ServingService` on the same port;
+//!   [`error`]: its errors as gRPC statuses; [`metrics`]: its metrics;
 //! - [`FeatureStore`]: the service for the kit (`mlops_kit::Service`).
 
 pub mod config;
 pub mod defs;
 pub mod error;
+pub mod feast;
 mod follow;
 pub mod metrics;
 pub mod offline;
@@ -27,6 +28,9 @@ use anyhow::Context;
 use mlops_events::EventBus;
 use mlops_kit::{open_bus, open_database, Addresses, Local, OnFailure, Runner, Service};
 use mlops_proto::events::topics;
+use mlops_proto::feast::serving::serving_service_server::{
+    ServingServiceServer, SERVICE_NAME as FEAST_SERVICE_NAME,
+};
 use mlops_proto::featurestore::v1::feature_store_service_server::{
     FeatureStoreServiceServer, SERVICE_NAME,
 };
@@ -104,6 +108,9 @@ impl Service for FeatureStore {
         let api =
             service::FeatureStoreApi::new(store.clone(), offline, online, config.ipc_chunk_bytes);
         let (following, follow_bus) = (api.clone(), bus.clone());
+        let feast = ServingServiceServer::new(feast::FeastApi::new(api.clone()))
+            .max_decoding_message_size(config.server.decoding_limit())
+            .max_encoding_message_size(config.server.encoding_limit());
         let grpc = FeatureStoreServiceServer::new(api)
             .max_decoding_message_size(config.server.decoding_limit())
             .max_encoding_message_size(config.server.encoding_limit());
@@ -111,8 +118,11 @@ impl Service for FeatureStore {
             "feature-store",
             listeners,
             &config.server,
-            &[(SERVICE_NAME, service::ROLES)],
-            tonic::service::Routes::new(grpc),
+            &[
+                (SERVICE_NAME, service::ROLES),
+                (FEAST_SERVICE_NAME, feast::ROLES),
+            ],
+            tonic::service::Routes::new(grpc).add_service(feast),
         )
         .outbox(store.outbox(), store.db(), &bus)
         .task("follow-changes", OnFailure::Unready, move |stop| {

@@ -85,6 +85,24 @@ impl FeatureStoreApi {
     }
 }
 
+impl FeatureStoreApi {
+    /// Online values, TTLs enforced against now (ours and Feast's API).
+    pub async fn online_features(
+        &self,
+        req: pb::GetOnlineFeaturesRequest,
+    ) -> Result<pb::GetOnlineFeaturesResponse, FeatureStoreError> {
+        let defs = self.definitions().await?;
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        )
+        .unwrap_or(i64::MAX);
+        self.online.get(&defs, &req, now).await
+    }
+}
+
 fn nanos_of(t: &prost_types::Timestamp) -> i64 {
     t.seconds
         .saturating_mul(1_000_000_000)
@@ -264,16 +282,7 @@ impl FeatureStoreService for FeatureStoreApi {
         &self,
         req: Request<pb::GetOnlineFeaturesRequest>,
     ) -> Answer<pb::GetOnlineFeaturesResponse> {
-        let req = req.into_inner();
-        let defs = self.definitions().await?;
-        let now = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        )
-        .unwrap_or(i64::MAX);
-        Ok(Response::new(self.online.get(&defs, &req, now).await?))
+        Ok(Response::new(self.online_features(req.into_inner()).await?))
     }
 
     type GetHistoricalFeaturesStream = HistoricalStream;

@@ -9,6 +9,8 @@
 //!   each with `prost::Name`; [`events::topics`]: the topics they go on;
 //! - [`triton`]: Triton's Open Inference Protocol (package `inference`), vendored from
 //!   Triton's published contracts, with [`triton::FILE_DESCRIPTOR_SET`];
+//! - [`feast`]: Feast's serving API (`feast.serving.ServingService`), vendored, with
+//!   [`feast::FILE_DESCRIPTOR_SET`];
 //! - [`FILE_DESCRIPTOR_SET`]: every file of ours, for gRPC reflection.
 
 #![allow(clippy::all, missing_docs)]
@@ -26,6 +28,25 @@ pub mod triton {
     /// The encoded `FileDescriptorSet` of the two vendored files, for gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/triton_descriptor.bin"));
+}
+
+/// Feast's online serving API (packages `feast.serving` and `feast.types`, service
+/// `ServingService`), generated from `proto/vendor/feast/` (copied byte for byte from
+/// feast-dev/feast), so Feast's gRPC clients reach the feature store unchanged.
+pub mod feast {
+    /// `feast.types`: values.
+    pub mod types {
+        include!(concat!(env!("OUT_DIR"), "/feast.types.rs"));
+    }
+
+    /// `feast.serving`: the `ServingService`.
+    pub mod serving {
+        include!(concat!(env!("OUT_DIR"), "/feast.serving.rs"));
+    }
+
+    /// The encoded `FileDescriptorSet` of the two vendored files, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/feast_descriptor.bin"));
 }
 
 /// The tracking service's contract.

@@ -49,6 +49,7 @@ impl GrpcServer {
         let mut reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(mlops_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(mlops_proto::triton::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(mlops_proto::feast::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name("grpc.health.v1.Health")
             .with_service_name("grpc.reflection.v1.ServerReflection");
