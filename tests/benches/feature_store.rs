@@ -168,11 +168,6 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Resets the peak (Linux: writing 5 to clear_refs).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 fn definitions(views: usize) -> String {
     let mut s = String::from(
         "entities:\n  - name: driver\n    join_keys: [driver_id]\n    value_type: int64\n\
@@ -295,11 +290,71 @@ fn compare_with_reference(ours: &[RecordBatch], reference: &[RecordBatch]) -> (u
     (differing.len(), max_diff)
 }
 
+/// The million-row case alone (in a child process): the source generated in memory,
+/// ten views over it, a million entity rows in batches of 64k; prints its figures as JSON.
+fn big_case(entities: i64, big_rows: usize) {
+    let source = vec![feature_table(entities, &mut Rng(42))];
+    let big = {
+        let mut r = Rng(7);
+        let b = entity_table(big_rows, entities, &mut r);
+        (0..b.num_rows())
+            .step_by(65_536)
+            .map(|at| b.slice(at, 65_536.min(b.num_rows() - at)))
+            .collect::<Vec<_>>()
+    };
+    let rss_before = current_rss_mb();
+    let t0 = Instant::now();
+    let views: Vec<JoinView> = (0..10)
+        .map(|v| JoinView {
+            name: format!("view{v}"),
+            join_keys: vec![JoinKey {
+                name: "driver_id".into(),
+                kind: KeyType::Int64,
+            }],
+            ttl_nanos: Some(24 * HOUR),
+            timestamp_field: "event_timestamp".into(),
+            created_field: Some("created".into()),
+            features: vec![(
+                format!("f{}", v % FEATURES),
+                format!("view{v}__f{}", v % FEATURES),
+            )],
+            batches: source.clone(),
+        })
+        .collect();
+    let join = Join::prepare(&big[0].schema(), "event_timestamp", &views).unwrap();
+    drop(views);
+    let prepare_s = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let mut out_rows = 0;
+    for b in &big {
+        out_rows += join.apply(b).unwrap().num_rows();
+    }
+    let join_s = t0.elapsed().as_secs_f64();
+    assert_eq!(out_rows, big_rows);
+    let line = json!({"prepare_s": prepare_s, "join_s": join_s, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before});
+    println!("{line}");
+}
+
+/// Resident memory now, in MB.
+fn current_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let entities = env_usize("MLOPS_BENCH_FS_ENTITIES", 10_000) as i64;
     let rows = env_usize("MLOPS_BENCH_FS_ROWS", 100_000);
     let big_rows = env_usize("MLOPS_BENCH_FS_BIG_ROWS", 1_000_000);
+    if std::env::var("MLOPS_BENCH_FS_CHILD").as_deref() == Ok("big") {
+        big_case(entities, big_rows);
+        return;
+    }
     let sb = Sandbox::builder()
         .service::<FeatureStore>(|_| {})
         .start()
@@ -470,43 +525,26 @@ async fn main() {
     let apply_rows_s = t0.elapsed().as_secs_f64();
     drop(join);
 
-    // A million entity rows over ten views (each its own index of the 1.68M rows).
-    let big = {
-        let mut r = Rng(7);
-        let b = entity_table(big_rows, entities, &mut r);
-        // In batches of 64k rows, as a client would stream them.
-        (0..b.num_rows())
-            .step_by(65_536)
-            .map(|at| b.slice(at, 65_536.min(b.num_rows() - at)))
-            .collect::<Vec<_>>()
-    };
     let peer_peak = peak_rss_mb();
-    reset_peak_rss();
-    let rss_before = peak_rss_mb();
-    let t0 = Instant::now();
-    let views: Vec<JoinView> = (0..10)
-        .map(|v| {
-            view(
-                &format!("view{v}"),
-                vec![(
-                    format!("f{}", v % FEATURES),
-                    format!("view{v}__f{}", v % FEATURES),
-                )],
-            )
-        })
-        .collect();
-    let join = Join::prepare(&big[0].schema(), "event_timestamp", &views).unwrap();
-    drop(views);
-    let big_prepare_s = t0.elapsed().as_secs_f64();
-    let t0 = Instant::now();
-    let mut out_rows = 0;
-    for b in &big {
-        out_rows += join.apply(b).unwrap().num_rows();
-    }
-    let big_apply_s = t0.elapsed().as_secs_f64();
-    let big_peak = peak_rss_mb();
-    assert_eq!(out_rows, big_rows);
-    drop(join);
+    // A million entity rows over ten views, in a process of its own so that its peak
+    // memory is the join's.
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("MLOPS_BENCH_FS_CHILD", "big")
+        .output()
+        .expect("the bench starts itself again");
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    let big: serde_json::Value = serde_json::from_slice(&child.stdout).expect("the child's JSON");
+    let f = |k: &str| big[k].as_f64().unwrap();
+    let (big_prepare_s, big_apply_s, big_peak, rss_before) = (
+        f("prepare_s"),
+        f("join_s"),
+        f("peak_rss_mb"),
+        f("rss_before_mb"),
+    );
 
     println!("{:<58} {:>14}", "workload", "figure");
     println!(
@@ -576,11 +614,11 @@ async fn main() {
     );
     println!(
         "{:<58} {:>11.0} MB",
-        "peak RSS during that join (the whole process)", big_peak
+        "peak RSS of that join (its own process)", big_peak
     );
     println!(
         "{:<58} {:>11.0} MB",
-        "  (peak RSS before the join started)", rss_before
+        "  (of which its input: the source and the entity rows)", rss_before
     );
 
     let line = json!({

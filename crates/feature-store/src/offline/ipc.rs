@@ -155,8 +155,12 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(dec.finish().is_err());
-        assert!(Decoder::new()
+        // Garbage is refused when read, or at the latest when the stream ends.
+        let mut garbage = Decoder::new();
+        let refused = garbage
             .push(Bytes::from_static(b"not arrow at all"))
-            .is_err());
+            .is_err()
+            || garbage.finish().is_err();
+        assert!(refused);
     }
 }

@@ -19,7 +19,7 @@ mod index;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{Field, Schema, SchemaRef};
 
 use index::{check_key, check_timestamp, column_index, timestamps_nanos, ViewIndex};
@@ -196,7 +196,7 @@ impl Join {
             let rows = view
                 .index
                 .lookup(&keys, &view.join_keys, &times, view.ttl_nanos);
-            let take_indices = UInt64Array::from(rows);
+            let take_indices = UInt32Array::from(rows);
             for column in view.index.features() {
                 columns.push(
                     arrow_select::take::take(column.as_ref(), &take_indices, None)

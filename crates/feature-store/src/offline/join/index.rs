@@ -287,7 +287,7 @@ pub(crate) struct ViewIndex {
     /// Per entry, sorted by (group, event time, created time, source row): event time.
     times: Vec<i64>,
     /// Per entry: the source row.
-    rows: Vec<u64>,
+    rows: Vec<u32>,
     /// The feature columns, over all of the source's rows.
     features: Vec<ArrayRef>,
 }
@@ -346,11 +346,18 @@ impl ViewIndex {
         let mut groups = Groups::new(&view.join_keys);
         // (group, event time, created time, source row); rows with a null key or time
         // are never candidates.
-        let mut entries: Vec<(u32, i64, Option<i64>, u64)> = Vec::with_capacity(times.len());
+        if times.len() > u32::MAX as usize {
+            return Err(JoinError::Arrow(format!(
+                "{table} has {} rows; a view joins at most {} at once",
+                times.len(),
+                u32::MAX
+            )));
+        }
+        let mut entries: Vec<(u32, i64, Option<i64>, u32)> = Vec::with_capacity(times.len());
         for (row, (&t, &c)) in times.iter().zip(&created).enumerate() {
             let Some(t) = t else { continue };
             if let Some(g) = groups.insert(&key_columns, row) {
-                entries.push((g, t, c, row as u64));
+                entries.push((g, t, c, row as u32));
             }
         }
         drop(key_columns);
@@ -388,7 +395,7 @@ impl ViewIndex {
         join_keys: &[JoinKey],
         times: &[Option<i64>],
         ttl_nanos: Option<i64>,
-    ) -> Vec<Option<u64>> {
+    ) -> Vec<Option<u32>> {
         let columns: Vec<KeyColumn<'_>> = keys
             .iter()
             .zip(join_keys)
