@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
 
 import grpc
 import pytest
@@ -27,6 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples" / "python"))
 
 import mlops_client  # noqa: E402  (generates the stubs from proto/)
+
+sys.path.insert(0, str(REPO / "tests"))
+from mlops_up import free_ports, up_command as _up_command  # noqa: E402,F401  (free_ports: for the tests)
 from mlops_client import tracking_pb2 as pb  # noqa: E402
 
 STARTUP_TIMEOUT = 60.0
@@ -63,19 +64,6 @@ class Server:
         return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(text[-lines:])
 
 
-def free_ports(n: int) -> List[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def mlops_bin() -> str:
     binary = os.environ.get("MLOPS_BIN")
     if not binary:
@@ -90,30 +78,10 @@ def mlops_bin() -> str:
 
 
 def up_command(binary: str, data_dir: Path) -> tuple[list, str, str, str, str]:
-    """`mlops up` on eleven free ports (inference's three and the feature store's two too, so
-    servers started side by side never meet on a default port): (command, tracking, tracking
-    admin, registry, MLflow URI). `cmd_arg(cmd, "--feature-store-addr")` reads another."""
-    port, admin_port, reg_port, reg_admin_port, mlflow_port, mlflow_admin_port, *others = free_ports(11)
-    inference, feature_store = others[:3], others[3:]
-    target, admin_target = f"127.0.0.1:{port}", f"127.0.0.1:{admin_port}"
-    registry_target = f"127.0.0.1:{reg_port}"
-    mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
-    cmd = [
-        binary, "up",
-        "--data-dir", str(data_dir),
-        "--tracking-addr", target,
-        "--tracking-admin-addr", admin_target,
-        "--registry-addr", registry_target,
-        "--registry-admin-addr", f"127.0.0.1:{reg_admin_port}",
-        "--mlflow-addr", f"127.0.0.1:{mlflow_port}",
-        "--mlflow-admin-addr", f"127.0.0.1:{mlflow_admin_port}",
-        "--inference-addr", f"127.0.0.1:{inference[0]}",
-        "--inference-http-addr", f"127.0.0.1:{inference[1]}",
-        "--inference-admin-addr", f"127.0.0.1:{inference[2]}",
-        "--feature-store-addr", f"127.0.0.1:{feature_store[0]}",
-        "--feature-store-admin-addr", f"127.0.0.1:{feature_store[1]}",
-    ]  # fmt: skip
-    return cmd, target, admin_target, registry_target, mlflow_uri
+    """`mlops up` with every service on a free port (tests/mlops_up.py): (command, tracking,
+    tracking admin, registry, MLflow URI). `cmd_arg(cmd, "--feature-store-addr")` reads another."""
+    cmd, a = _up_command(binary, data_dir)
+    return cmd, a["--tracking-addr"], a["--tracking-admin-addr"], a["--registry-addr"], f"http://{a['--mlflow-addr']}"
 
 
 def cmd_arg(cmd: list, flag: str) -> str:

@@ -16,7 +16,6 @@
 //! deployment (keyed by the model's id) moves to the new name.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use mlops_events::{Envelope, EventBus, Subscription};
 use mlops_proto::events::{topics, v1 as ev};
@@ -28,15 +27,16 @@ use crate::repository::Selector;
 /// The broadcast subscription's name: replicas share it.
 pub const SUBSCRIBER: &str = "inference-deployments";
 
-/// Subscribes to the registry's model events; `None` (logged) when the bus cannot be
-/// reached now ([`follow`] then keeps trying).
+/// Subscribes to the registry's model events before the service serves.
 pub async fn subscribe(bus: &Arc<dyn EventBus>) -> Option<Box<dyn Subscription>> {
-    match bus.subscribe_broadcast(SUBSCRIBER, &[topics::MODELS]).await {
-        Ok(s) => Some(s),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot follow the registry's events yet; retrying");
-            None
-        }
+    mlops_kit::follow::subscribe(bus, SUBSCRIBER, &[topics::MODELS]).await
+}
+
+struct Deployments(Manager);
+
+impl mlops_kit::follow::Follower for Deployments {
+    async fn apply(&mut self, e: &Envelope) {
+        apply(&self.0, e).await;
     }
 }
 
@@ -45,39 +45,18 @@ pub async fn subscribe(bus: &Arc<dyn EventBus>) -> Option<Box<dyn Subscription>>
 pub async fn follow(
     manager: Manager,
     bus: Arc<dyn EventBus>,
-    mut sub: Option<Box<dyn Subscription>>,
+    sub: Option<Box<dyn Subscription>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut wait = Duration::from_millis(200);
-    loop {
-        let Some(s) = sub.as_mut() else {
-            tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(Duration::from_secs(10));
-            sub = subscribe(&bus).await;
-            continue;
-        };
-        let next = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            next = s.next() => next,
-        };
-        match next {
-            Ok(delivery) => {
-                wait = Duration::from_millis(200);
-                apply(&manager, &delivery.envelope).await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "reading the registry's events failed; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                wait = (wait * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    mlops_kit::follow::follow(
+        Deployments(manager),
+        bus,
+        SUBSCRIBER,
+        &[topics::MODELS],
+        sub,
+        stop,
+    )
+    .await
 }
 
 /// Applies one event (others are ignored). Failures are the deployment's to report (its

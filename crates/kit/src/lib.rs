@@ -8,6 +8,8 @@
 //! - [`service`]: the [`Service`] trait a service implements once (its config,
 //!   bind, addresses, run), from which come its binary's `main` ([`main`]) and its
 //!   place in every composition;
+//! - [`follow`]: a topic followed on every replica (a broadcast subscription made before
+//!   serving, and the loop that applies its events and resubscribes);
 //! - [`compose`]: services in one process ([`Composition`]): `mlops up`, the test
 //!   sandbox and the benchmarks start each service with one line, and stop them in
 //!   reverse order (callers before callees).
@@ -17,6 +19,7 @@
 //! [`mlops_events::BusArgs`]. Adding a service: `docs/adding-a-service.md`.
 
 pub mod compose;
+pub mod follow;
 pub mod runner;
 pub mod service;
 
