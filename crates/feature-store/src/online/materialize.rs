@@ -9,7 +9,7 @@ use mlops_proto::events::{topics, v1 as events};
 use mlops_storage::now_millis;
 use sqlx::Row;
 
-use super::value::{encode_key, key_part_at, value_at, Val};
+use super::value::{encode_key, key_part_at, value_at, KeyPart, Val};
 use super::OnlineStore;
 use crate::defs::{Definitions, FeatureView};
 use crate::error::{FeatureStoreError, Result};
@@ -125,7 +125,7 @@ impl OnlineStore {
             .await?;
         let bad = |m: String| FeatureStoreError::FailedPrecondition(format!("{what}: {m}"));
         // The newest row of each key in the range, over every batch.
-        let mut best: HashMap<String, (Best, usize)> = HashMap::new();
+        let mut best: HashMap<RowKey, (Best, usize)> = HashMap::new();
         let mut rows = 0i64;
         let mut newest: Option<i64> = None;
         let mut offset = 0;
@@ -150,17 +150,19 @@ impl OnlineStore {
                 if t < start || t > end {
                     continue;
                 }
-                let Some(parts) = keys
-                    .iter()
-                    .map(|k| key_part_at(k, i))
-                    .collect::<Option<Vec<_>>>()
-                else {
-                    continue;
+                let key = match keys.as_slice() {
+                    [one] => key_part_at(one, i).map(RowKey::One),
+                    many => many
+                        .iter()
+                        .map(|k| key_part_at(k, i))
+                        .collect::<Option<Vec<_>>>()
+                        .map(RowKey::Many),
                 };
+                let Some(key) = key else { continue };
                 rows += 1;
                 newest = Some(newest.map_or(t, |n: i64| n.max(t)));
                 let candidate = (t, created[i], offset + i);
-                let entry = best.entry(encode_key(&parts)).or_insert((candidate, b));
+                let entry = best.entry(key).or_insert((candidate, b));
                 if candidate >= entry.0 {
                     *entry = (candidate, b);
                 }
@@ -186,6 +188,10 @@ impl OnlineStore {
                 values.insert(&f.name, value_at(column, i).map_err(bad)?);
             }
             let payload = serde_json::to_string(&values).expect("values serialize");
+            let key = match key {
+                RowKey::One(p) => encode_key(std::slice::from_ref(&p)),
+                RowKey::Many(parts) => encode_key(&parts),
+            };
             writes.push((key, t, c, payload));
         }
         // One transaction: the rows, the run, its event.
@@ -266,13 +272,39 @@ impl OnlineStore {
     }
 }
 
+/// A row's key while the newest rows are picked (one part needs no list).
+#[derive(PartialEq, Eq, Hash)]
+enum RowKey {
+    One(KeyPart),
+    Many(Vec<KeyPart>),
+}
+
 /// A timestamp column as nanoseconds.
 fn nanos(array: &arrow_array::ArrayRef) -> std::result::Result<Vec<Option<i64>>, String> {
-    (0..array.len())
-        .map(|i| match value_at(array, i)? {
-            None => Ok(None),
-            Some(Val::Time(t)) => Ok(Some(t)),
-            Some(_) => Err(format!("`{}` is not a timestamp column", array.data_type())),
-        })
-        .collect()
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        TimestampMicrosecondType as Us, TimestampMillisecondType as Ms,
+        TimestampNanosecondType as Ns, TimestampSecondType as S,
+    };
+    use arrow_schema::{DataType, TimeUnit};
+    let scaled = |v: Option<i64>, f: i64| v.map(|v| v.saturating_mul(f));
+    Ok(match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => array
+            .as_primitive::<S>()
+            .iter()
+            .map(|v| scaled(v, 1_000_000_000))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => array
+            .as_primitive::<Ms>()
+            .iter()
+            .map(|v| scaled(v, 1_000_000))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => array
+            .as_primitive::<Us>()
+            .iter()
+            .map(|v| scaled(v, 1_000))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => array.as_primitive::<Ns>().iter().collect(),
+        other => return Err(format!("`{other}` is not a timestamp column")),
+    })
 }
