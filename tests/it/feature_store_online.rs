@@ -477,11 +477,22 @@ async fn bad_online_requests_get_clear_statuses(db: Database) {
         .unwrap_err();
     assert!(e.message().contains("`end` is required"), "{}", e.message());
     // A source that is gone: NOT_FOUND, and the online store keeps what it had.
+    let before = scrape(&sb).await;
     std::fs::remove_file(sb.dir().join("features/driver_stats.parquet")).unwrap();
     let e = materialize(&mut c, &["driver_stats"], None, now_nanos(), false)
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    // Counted (the counters are the process's, shared with tests running beside this one:
+    // compare before and after).
+    let after = scrape(&sb).await;
+    assert!(
+        after.failed > before.failed,
+        "{} failed runs before, {} after",
+        before.failed,
+        after.failed
+    );
+    assert!(after.ok >= 1 && after.rows >= 4 && after.newest > 0);
     let r = online(
         &mut c,
         &["driver_stats:conv_rate"],
@@ -491,6 +502,36 @@ async fn bad_online_requests_get_clear_statuses(db: Database) {
     .unwrap();
     assert_eq!(column(&r, "conv_rate"), [(Some(0.3), Present)]);
     sb.stop().await.unwrap();
+}
+
+/// The materialization metrics of `driver_stats`.
+struct Counted {
+    failed: u64,
+    ok: u64,
+    rows: u64,
+    newest: i64,
+}
+
+async fn scrape(sb: &Sandbox) -> Counted {
+    let (_, metrics) = mlops_tests::http_get(sb.addresses("feature-store").admin, "/metrics")
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> i64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().parse::<f64>().unwrap() as i64)
+            .unwrap_or(0)
+    };
+    Counted {
+        failed: value(
+            r#"mlops_feature_store_materializations_total{result="failed",view="driver_stats"}"#,
+        ) as u64,
+        ok: value(r#"mlops_feature_store_materializations_total{result="ok",view="driver_stats"}"#)
+            as u64,
+        rows: value(r#"mlops_feature_store_materialized_rows_total{view="driver_stats"}"#) as u64,
+        newest: value(r#"mlops_feature_store_newest_event_timestamp_seconds{view="driver_stats"}"#),
+    }
 }
 
 crate::on_both_backends!(

@@ -105,6 +105,9 @@ impl Service for FeatureStore {
             listeners,
         } = self;
         let online = online::OnlineStore::new(store.clone(), offline.clone());
+        if let Err(e) = online.report_freshness().await {
+            tracing::warn!(error = %e, "cannot read the online store's freshness yet");
+        }
         let api =
             service::FeatureStoreApi::new(store.clone(), offline, online, config.ipc_chunk_bytes);
         let (following, follow_bus) = (api.clone(), bus.clone());

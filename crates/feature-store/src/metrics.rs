@@ -2,7 +2,7 @@
 //! layer, the outbox ones from the events crate).
 
 use mlops_runtime::metrics::{histogram_vec, int_counter, int_counter_vec, int_gauge_vec};
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// What the service updates.
 #[derive(Clone)]
@@ -15,6 +15,13 @@ pub struct Metrics {
     pub definition_version: IntGauge,
     /// Definitions created, changed or removed by applies.
     pub definition_changes: IntCounterVec,
+    /// Materialization runs, by view and result (ok, failed).
+    pub materializations: IntCounterVec,
+    /// Source rows materialized, by view.
+    pub materialized_rows: IntCounterVec,
+    /// The newest event time in the online store, by view (seconds since the epoch):
+    /// `time() - this` is the view's freshness.
+    pub newest_event: IntGaugeVec,
 }
 
 impl Metrics {
@@ -45,6 +52,21 @@ impl Metrics {
                 "mlops_feature_store_definition_changes_total",
                 "definitions created, changed or removed by applies, by change",
                 &["change"],
+            ),
+            materializations: int_counter_vec(
+                "mlops_feature_store_materializations_total",
+                "materialization runs, by view and result (ok, failed)",
+                &["view", "result"],
+            ),
+            materialized_rows: int_counter_vec(
+                "mlops_feature_store_materialized_rows_total",
+                "source rows read by materialization runs, by view",
+                &["view"],
+            ),
+            newest_event: int_gauge_vec(
+                "mlops_feature_store_newest_event_timestamp_seconds",
+                "the newest event time in the online store, by view (time() minus this is its freshness)",
+                &["view"],
             ),
         };
         for change in ["created", "changed", "removed"] {

@@ -42,6 +42,7 @@ pub struct OnlineRow {
 pub struct OnlineStore {
     store: Store,
     offline: OfflineStore,
+    metrics: crate::metrics::Metrics,
     cache: Arc<RwLock<HashMap<String, Arc<ViewRows>>>>,
     /// Bumped by every invalidation, so a load that raced one is not cached.
     generation: Arc<AtomicU64>,
@@ -53,9 +54,28 @@ impl OnlineStore {
         OnlineStore {
             store,
             offline,
+            metrics: crate::metrics::Metrics::new(),
             cache: Arc::default(),
             generation: Arc::default(),
         }
+    }
+
+    /// Sets each view's newest-event gauge from the table (at start).
+    pub async fn report_freshness(&self) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT view_name, MAX(event_ts) FROM feature_store_online GROUP BY view_name",
+        )
+        .fetch_all(self.store.db().reader())
+        .await?;
+        for r in rows {
+            let view: String = r.try_get(0)?;
+            let newest: i64 = r.try_get(1)?;
+            self.metrics
+                .newest_event
+                .with_label_values(&[&view])
+                .set(newest.div_euclid(1_000_000_000));
+        }
+        Ok(())
     }
 
     /// Forgets the cached rows of `view` (the next read loads them again).

@@ -94,9 +94,30 @@ impl OnlineStore {
                     view.name
                 )));
             }
-            let run = self
+            let m = &self.metrics;
+            let run = match self
                 .materialize_view(defs, view, from, end, incremental)
-                .await?;
+                .await
+            {
+                Ok(run) => run,
+                Err(e) => {
+                    m.materializations
+                        .with_label_values(&[&view.name, "failed"])
+                        .inc();
+                    tracing::warn!(view = %view.name, error = %e, "materialization failed; the online store is as it was");
+                    return Err(e);
+                }
+            };
+            m.materializations
+                .with_label_values(&[&view.name, "ok"])
+                .inc();
+            m.materialized_rows
+                .with_label_values(&[&view.name])
+                .inc_by(run.rows as u64);
+            if let Some(newest) = run.newest_event {
+                let gauge = m.newest_event.with_label_values(&[&view.name]);
+                gauge.set(gauge.get().max(newest.div_euclid(1_000_000_000)));
+            }
             self.invalidate(&view.name);
             tracing::info!(view = %run.view, rows = run.rows, keys_written = run.keys_written, "materialized");
             runs.push(run);
