@@ -22,7 +22,7 @@ use tonic::Code;
 
 type Client = FeatureStoreServiceClient<Channel>;
 
-const HOUR: i64 = 3_600_000_000_000;
+pub(crate) const HOUR: i64 = 3_600_000_000_000;
 
 /// Definitions: a driver view keyed by an int, with a 2 h TTL and a created column; a
 /// city view keyed by a string, unlimited, from a directory of two files; a service.
@@ -60,7 +60,7 @@ feature_services:
     features: [driver_stats, "city_stats:demand"]
 "#;
 
-async fn start(db: Database) -> (Sandbox, Client) {
+pub(crate) async fn start(db: Database) -> (Sandbox, Client) {
     let url = match db {
         Database::Postgres => Some(
             mlops_tests::fresh_postgres_database()
@@ -88,7 +88,10 @@ async fn start(db: Database) -> (Sandbox, Client) {
     (sb, FeatureStoreServiceClient::new(channel))
 }
 
-async fn apply(c: &mut Client, yaml: &str) -> Result<fpb::ApplyDefinitionsResponse, tonic::Status> {
+pub(crate) async fn apply(
+    c: &mut Client,
+    yaml: &str,
+) -> Result<fpb::ApplyDefinitionsResponse, tonic::Status> {
     c.apply_definitions(fpb::ApplyDefinitionsRequest {
         yaml: yaml.into(),
         file_name: "features.yaml".into(),
@@ -102,7 +105,7 @@ fn names(refs: &[fpb::DefinitionRef]) -> Vec<String> {
     refs.iter().map(|r| r.name.clone()).collect()
 }
 
-fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+pub(crate) fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
     let fields: Vec<Field> = columns
         .iter()
         .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
@@ -114,11 +117,11 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
     .unwrap()
 }
 
-fn times(v: &[Option<i64>]) -> ArrayRef {
+pub(crate) fn times(v: &[Option<i64>]) -> ArrayRef {
     Arc::new(TimestampNanosecondArray::from(v.to_vec()).with_timezone("UTC"))
 }
 
-fn write_parquet(path: &std::path::Path, batch: &RecordBatch) {
+pub(crate) fn write_parquet(path: &std::path::Path, batch: &RecordBatch) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let file = std::fs::File::create(path).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
@@ -129,7 +132,7 @@ fn write_parquet(path: &std::path::Path, batch: &RecordBatch) {
 /// The sources: driver 1 at 07:00 (0.1), 08:00 twice (0.2 created first, 0.3 created
 /// later), 09:30 (0.4); driver 2 at 06:00 (0.5). City `a` at 05:00 (5.0, first file) and
 /// 09:00 (9.0, second file).
-fn write_sources(root: &std::path::Path) {
+pub(crate) fn write_sources(root: &std::path::Path) {
     let h = |x: f64| (x * HOUR as f64) as i64;
     write_parquet(
         &root.join("driver_stats.parquet"),
@@ -176,7 +179,7 @@ fn write_sources(root: &std::path::Path) {
 }
 
 /// The entity table: (row_id, driver_id, city, event_timestamp).
-fn entity_table() -> RecordBatch {
+pub(crate) fn entity_table() -> RecordBatch {
     let h = |x: f64| Some((x * HOUR as f64) as i64);
     batch(vec![
         ("row_id", Arc::new(Int64Array::from_iter_values(0..8))),
@@ -270,7 +273,7 @@ pub(crate) async fn historical(
     Ok((schema, batches, summary.expect("a summary")))
 }
 
-fn query(features: &[&str]) -> fpb::HistoricalQuery {
+pub(crate) fn query(features: &[&str]) -> fpb::HistoricalQuery {
     fpb::HistoricalQuery {
         features: features.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
@@ -575,141 +578,8 @@ async fn training_data_is_exact_point_in_time(db: Database) {
     sb.stop().await.unwrap();
 }
 
-async fn bad_queries_get_clear_statuses(db: Database) {
-    let (sb, mut c) = start(db).await;
-    apply(&mut c, DEFS).await.unwrap();
-    write_sources(&sb.dir().join("features"));
-    let entity = entity_table();
-    fn expect<T>(r: Result<T, tonic::Status>, code: Code, says: &str) {
-        let e = r.map(|_| ()).unwrap_err();
-        assert_eq!(e.code(), code, "{}", e.message());
-        assert!(
-            e.message().contains(says),
-            "`{}` does not say `{says}`",
-            e.message()
-        );
-    }
-    expect(
-        historical(&mut c, query(&["driver_stats:nope"]), Some(&entity)).await,
-        Code::InvalidArgument,
-        "has no feature `nope`",
-    );
-    expect(
-        historical(&mut c, query(&["nope:conv_rate"]), Some(&entity)).await,
-        Code::InvalidArgument,
-        "feature view `nope` is not defined",
-    );
-    expect(
-        historical(&mut c, query(&["conv_rate"]), Some(&entity)).await,
-        Code::InvalidArgument,
-        "write `view:feature`",
-    );
-    let no_time = entity.project(&[0, 1, 2]).unwrap();
-    expect(
-        historical(&mut c, query(&["driver_stats:conv_rate"]), Some(&no_time)).await,
-        Code::InvalidArgument,
-        "has no column `event_timestamp`",
-    );
-    let string_keys = batch(vec![
-        ("driver_id", Arc::new(StringArray::from(vec!["1"]))),
-        ("event_timestamp", times(&[Some(HOUR)])),
-    ]);
-    expect(
-        historical(
-            &mut c,
-            query(&["driver_stats:conv_rate"]),
-            Some(&string_keys),
-        )
-        .await,
-        Code::InvalidArgument,
-        "int64",
-    );
-    expect(
-        historical(&mut c, query(&["driver_stats:conv_rate"]), None).await,
-        Code::InvalidArgument,
-        "no entity table",
-    );
-    expect(
-        historical(
-            &mut c,
-            fpb::HistoricalQuery {
-                entity_parquet: "entities/missing.parquet".into(),
-                ..query(&["driver_stats:conv_rate"])
-            },
-            None,
-        )
-        .await,
-        Code::NotFound,
-        "entities/missing.parquet does not exist",
-    );
-    expect(
-        historical(
-            &mut c,
-            fpb::HistoricalQuery {
-                entity_parquet: "../outside.parquet".into(),
-                ..query(&["driver_stats:conv_rate"])
-            },
-            None,
-        )
-        .await,
-        Code::InvalidArgument,
-        "not a path on the offline store",
-    );
-    // A source whose file is gone, and one whose column has another type than declared.
-    std::fs::remove_file(sb.dir().join("features/driver_stats.parquet")).unwrap();
-    expect(
-        historical(&mut c, query(&["driver_stats:conv_rate"]), Some(&entity)).await,
-        Code::NotFound,
-        "driver_stats.parquet does not exist",
-    );
-    apply(
-        &mut c,
-        &DEFS.replace(
-            "{name: conv_rate, dtype: float64}",
-            "{name: conv_rate, dtype: float32}",
-        ),
-    )
-    .await
-    .unwrap();
-    write_sources(&sb.dir().join("features"));
-    expect(
-        historical(&mut c, query(&["driver_stats:conv_rate"]), Some(&entity)).await,
-        Code::FailedPrecondition,
-        "column `conv_rate` is Float64, but the view declares float32",
-    );
-    // Not a stream of Arrow IPC: refused, and the service still answers.
-    use fpb::get_historical_features_request::Part;
-    let garbage = vec![
-        fpb::GetHistoricalFeaturesRequest {
-            part: Some(Part::Query(query(&["city_stats:demand"]))),
-        },
-        fpb::GetHistoricalFeaturesRequest {
-            part: Some(Part::ArrowIpc(bytes::Bytes::from_static(
-                b"this is not arrow",
-            ))),
-        },
-    ];
-    let r = async {
-        let mut s = c
-            .get_historical_features(futures::stream::iter(garbage))
-            .await?
-            .into_inner();
-        while s.message().await?.is_some() {}
-        Ok::<_, tonic::Status>(())
-    }
-    .await;
-    expect(r, Code::InvalidArgument, "not a valid Arrow IPC stream");
-    assert!(
-        historical(&mut c, query(&["city_stats:demand"]), Some(&entity))
-            .await
-            .is_ok()
-    );
-    sb.stop().await.unwrap();
-}
-
 crate::on_both_backends!(
     definitions_apply_as_a_set,
     a_bad_definition_set_applies_nothing,
     training_data_is_exact_point_in_time,
-    bad_queries_get_clear_statuses,
 );

@@ -7,6 +7,7 @@ mod deployments;
 mod empty_writes;
 mod events;
 mod feature_store;
+mod feature_store_errors;
 mod feature_store_online;
 mod inference;
 mod inference_batching;
