@@ -366,27 +366,66 @@ async fn materialized_values_serve_with_feasts_statuses(db: Database) {
     sb.stop().await.unwrap();
 }
 
-/// Online at now equals the offline join at t = now, for every key.
+/// Online at now equals the offline join at t = now, for every key, around the TTL's
+/// boundary: one key per age of its newest row (the same as three values of now against one
+/// row), 3 s either side of the 2 h TTL, well inside, well outside, and a key not there.
 async fn online_equals_the_offline_join_at_now(db: Database) {
     let (sb, mut c, _) = start(db).await;
     let now = now_nanos();
-    write_sources(&sb.dir().join("features"), now);
+    let root = sb.dir().join("features");
+    write_sources(&root, now);
+    let sec = 1_000_000_000;
+    let ttl = 120 * MIN;
+    // (driver, age of its newest row); each also has an older row an hour before.
+    let ages = [
+        (10, 60 * MIN),
+        (11, ttl - 3 * sec),
+        (12, ttl + 3 * sec),
+        (13, 5 * ttl),
+    ];
+    let mut ids = Vec::new();
+    let mut ts_ = Vec::new();
+    let mut conv = Vec::new();
+    for (i, (id, age)) in ages.iter().enumerate() {
+        for (j, extra) in [0, 60 * MIN].into_iter().enumerate() {
+            ids.push(*id);
+            ts_.push(now - age - extra);
+            conv.push(i as f64 + j as f64 / 10.0);
+        }
+    }
+    let n = ids.len();
+    write_parquet(
+        &root.join("driver_stats.parquet"),
+        &batch(vec![
+            ("driver_id", Arc::new(Int64Array::from(ids))),
+            ("event_timestamp", times(&ts_)),
+            ("created", times(&vec![1; n])),
+            ("conv_rate", Arc::new(Float64Array::from(conv))),
+            ("trips", Arc::new(Int64Array::from(vec![1; n]))),
+        ]),
+    );
     materialize(&mut c, &[], None, now, false).await.unwrap();
-    let keys = [Some(1), Some(2), Some(99)];
+    let keys = [Some(10), Some(11), Some(12), Some(13), Some(99)];
+    let cities = ["a", "a", "b", "a", "a"];
     let r = online(
         &mut c,
         &["driver_stats:conv_rate", "city_stats:demand"],
-        vec![
-            ("driver_id", ints(&keys)),
-            ("city", strings(&["a", "a", "b"])),
-        ],
+        vec![("driver_id", ints(&keys)), ("city", strings(&cities))],
     )
     .await
     .unwrap();
+    let statuses: Vec<_> = column(&r, "conv_rate")
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        statuses,
+        [Present, Present, OutsideMaxAge, OutsideMaxAge, NotFound]
+    );
     let entity = batch(vec![
         ("driver_id", Arc::new(Int64Array::from(keys.to_vec()))),
-        ("city", Arc::new(StringArray::from(vec!["a", "a", "b"]))),
-        ("event_timestamp", times(&[now_nanos(); 3])),
+        ("city", Arc::new(StringArray::from(cities.to_vec()))),
+        ("event_timestamp", times(&[now_nanos(); 5])),
     ]);
     let (_, offline, _) = crate::feature_store::historical(
         &mut c,
@@ -402,6 +441,10 @@ async fn online_equals_the_offline_join_at_now(db: Database) {
         let on: Vec<Option<f64>> = column(&r, name).into_iter().map(|(v, _)| v).collect();
         assert_eq!(on, crate::feature_store::floats(&offline, name), "{name}");
     }
+    assert_eq!(
+        crate::feature_store::floats(&offline, "conv_rate"),
+        [Some(0.0), Some(1.0), None, None, None]
+    );
     sb.stop().await.unwrap();
 }
 
