@@ -9,6 +9,7 @@ mod events;
 mod feature_store;
 mod feature_store_errors;
 mod feature_store_online;
+mod feature_store_push;
 mod inference;
 mod inference_batching;
 mod inference_rest;

@@ -1,5 +1,5 @@
-//! Every replica stays consistent: definition changes (`FeatureViewUpdated`) and
-//! materializations (`Materialized`) of any replica reach each one through a broadcast
+//! Every replica stays consistent: definition changes (`FeatureViewUpdated`),
+//! materializations (`Materialized`) and pushes (`FeaturesPushed`) of any replica reach each one through a broadcast
 //! subscription, and each drops what it cached (the definitions, the view's online rows);
 //! the next request reads them afresh. Its own events arrive too, harmlessly.
 
@@ -25,6 +25,8 @@ impl mlops_kit::follow::Follower for Caches {
     async fn apply(&mut self, e: &Envelope) {
         if let Ok(m) = e.decode::<ev::Materialized>() {
             self.0.invalidate(Some(&m.name));
+        } else if let Ok(p) = e.decode::<ev::FeaturesPushed>() {
+            self.0.invalidate(Some(&p.name));
         } else if let Ok(u) = e.decode::<ev::FeatureViewUpdated>() {
             self.0.invalidate(Some(&u.name));
         }

@@ -3,10 +3,12 @@
 //! materialization here, or an event from another replica, invalidates.
 //!
 //! - [`materialize`]: from the offline source into the table, one transaction per view;
+//! - [`push`]: rows the caller sends, the same way;
 //! - [`serve`]: `GetOnlineFeatures` from the cache;
 //! - [`value`]: values and keys.
 
 pub mod materialize;
+pub mod push;
 pub mod serve;
 pub mod value;
 

@@ -28,6 +28,7 @@ pub const ROLES: RoleTable = &[
     ("GetDefinition", Role::Reader),
     ("GetHistoricalFeatures", Role::Reader),
     ("Materialize", Role::Writer),
+    ("Push", Role::Writer),
     ("GetOnlineFeatures", Role::Reader),
 ];
 
@@ -275,6 +276,45 @@ impl FeatureStoreService for FeatureStoreApi {
                     newest_event: r.newest_event.map(timestamp_of),
                 })
                 .collect(),
+        }))
+    }
+
+    async fn push(&self, req: Request<pb::PushRequest>) -> Answer<pb::PushResponse> {
+        let req = req.into_inner();
+        let (online, offline) = match pb::PushMode::try_from(req.to) {
+            Ok(pb::PushMode::Unspecified | pb::PushMode::Online) => (true, false),
+            Ok(pb::PushMode::Offline) => (false, true),
+            Ok(pb::PushMode::OnlineAndOffline) => (true, true),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown push mode {}",
+                    req.to
+                )))
+            }
+        };
+        let mut decoder = Decoder::new();
+        let bad = |m: String| {
+            Status::invalid_argument(format!(
+                "the pushed rows are not a valid Arrow IPC stream: {m}"
+            ))
+        };
+        let batches = decoder.push(req.arrow_ipc).map_err(bad)?;
+        decoder.finish().map_err(bad)?;
+        let defs = self.definitions().await?;
+        let (views, file) = self
+            .online
+            .push(&defs, &req.push_source, &batches, online, offline)
+            .await?;
+        Ok(Response::new(pb::PushResponse {
+            views: views
+                .into_iter()
+                .map(|p| pb::PushedView {
+                    name: p.view,
+                    rows: p.rows,
+                    keys_written: p.keys_written,
+                })
+                .collect(),
+            offline_file: file.unwrap_or_default(),
         }))
     }
 

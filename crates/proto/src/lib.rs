@@ -149,7 +149,8 @@ pub mod events {
         ///
         /// - produced by: the feature store (`ce_source` `/mlops/feature-store`);
         /// - event types: [`FeatureViewUpdated`](super::v1::FeatureViewUpdated),
-        ///   [`Materialized`](super::v1::Materialized);
+        ///   [`Materialized`](super::v1::Materialized),
+        ///   [`FeaturesPushed`](super::v1::FeaturesPushed);
         /// - keyed by: the feature view's name (`ce_subject` `feature_views/<name>`).
         pub const FEATURES: &str = "mlops.featurestore.features";
 

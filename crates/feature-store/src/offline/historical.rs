@@ -190,7 +190,7 @@ pub fn wanted_view(defs: &Definitions, view: &FeatureView) -> Result<Wanted> {
 }
 
 /// Whether a column of type `found` holds values of the declared `dtype`.
-fn holds(dtype: ValueType, found: &DataType) -> bool {
+pub(crate) fn holds(dtype: ValueType, found: &DataType) -> bool {
     match dtype {
         ValueType::Int32 => *found == DataType::Int32,
         ValueType::Int64 => *found == DataType::Int64,

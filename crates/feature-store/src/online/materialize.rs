@@ -135,7 +135,8 @@ impl OnlineStore {
     ) -> Result<Run> {
         let wanted = wanted_view(defs, view)?;
         let source = &wanted.source;
-        let mut columns: Vec<String> = wanted.keys.iter().map(|k| k.name.clone()).collect();
+        let keys: Vec<String> = wanted.keys.iter().map(|k| k.name.clone()).collect();
+        let mut columns = keys.clone();
         columns.push(source.timestamp_field.clone());
         columns.extend(source.created_timestamp_column.clone());
         columns.extend(view.schema.iter().map(|f| f.name.clone()));
@@ -145,77 +146,67 @@ impl OnlineStore {
             .read(&wanted.path, Some(&columns), &what)
             .await?;
         let bad = |m: String| FeatureStoreError::FailedPrecondition(format!("{what}: {m}"));
-        // The newest row of each key in the range, over every batch.
-        let mut best: HashMap<RowKey, (Best, usize)> = HashMap::new();
-        let mut rows = 0i64;
-        let mut newest: Option<i64> = None;
-        let mut offset = 0;
-        for (b, batch) in table.batches.iter().enumerate() {
-            let col = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .ok_or_else(|| bad(format!("no column `{name}`")))
-            };
-            let times = nanos(col(&source.timestamp_field)?).map_err(bad)?;
-            let created = match &source.created_timestamp_column {
-                Some(c) => nanos(col(c)?).map_err(bad)?,
-                None => vec![None; batch.num_rows()],
-            };
-            let keys: Vec<&arrow_array::ArrayRef> = wanted
-                .keys
-                .iter()
-                .map(|k| col(&k.name))
-                .collect::<Result<_>>()?;
-            for i in 0..batch.num_rows() {
-                let Some(t) = times[i] else { continue };
-                if t < start || t > end {
-                    continue;
-                }
-                let key = match keys.as_slice() {
-                    [one] => key_part_at(one, i).map(RowKey::One),
-                    many => many
-                        .iter()
-                        .map(|k| key_part_at(k, i))
-                        .collect::<Option<Vec<_>>>()
-                        .map(RowKey::Many),
-                };
-                let Some(key) = key else { continue };
-                rows += 1;
-                newest = Some(newest.map_or(t, |n: i64| n.max(t)));
-                let candidate = (t, created[i], offset + i);
-                let entry = best.entry(key).or_insert((candidate, b));
-                if candidate >= entry.0 {
-                    *entry = (candidate, b);
-                }
-            }
-            offset += batch.num_rows();
-        }
-        // Their stored form.
-        let mut starts = Vec::with_capacity(table.batches.len());
-        let mut at = 0;
-        for batch in &table.batches {
-            starts.push(at);
-            at += batch.num_rows();
-        }
-        let mut writes = Vec::with_capacity(best.len());
-        for (key, ((t, c, row), b)) in best {
-            let batch = &table.batches[b];
-            let i = row - starts[b];
-            let mut values: HashMap<&str, Option<Val>> = HashMap::with_capacity(view.schema.len());
-            for f in &view.schema {
-                let column = batch
-                    .column_by_name(&f.name)
-                    .ok_or_else(|| bad(format!("no column `{}`", f.name)))?;
-                values.insert(&f.name, value_at(column, i).map_err(bad)?);
-            }
-            let payload = serde_json::to_string(&values).expect("values serialize");
-            let key = match key {
-                RowKey::One(p) => encode_key(std::slice::from_ref(&p)),
-                RowKey::Many(parts) => encode_key(&parts),
-            };
-            writes.push((key, t, c, payload));
-        }
-        // One transaction: the rows, the run, its event.
+        let picked = newest_rows(
+            view,
+            &keys,
+            &source.timestamp_field,
+            source.created_timestamp_column.as_deref(),
+            &table.batches,
+            (start, end),
+        )
+        .map_err(bad)?;
+        let record = sqlx::query(
+            "INSERT INTO feature_store_materializations \
+             (view_name, start_ts, end_ts, source_rows, keys_written, incremental, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        );
+        let (rows, newest) = (picked.rows, picked.newest);
+        let event = |keys_written| events::Materialized {
+            name: view.name.clone(),
+            start_nanos: if start == i64::MIN { 0 } else { start },
+            end_nanos: end,
+            rows,
+            keys_written,
+            newest_event_nanos: newest.unwrap_or(0),
+            incremental,
+        };
+        let keys_written = self
+            .write(&view.name, &picked.writes, |keys_written| {
+                let record = record
+                    .bind(view.name.clone())
+                    .bind(start)
+                    .bind(end)
+                    .bind(rows)
+                    .bind(keys_written)
+                    .bind(incremental)
+                    .bind(now_millis());
+                (Some(record), envelope(&view.name, &event(keys_written)))
+            })
+            .await?;
+        Ok(Run {
+            view: view.name.clone(),
+            start,
+            end,
+            rows,
+            keys_written,
+            newest_event: newest,
+        })
+    }
+
+    /// Writes `writes` into `view`'s online rows (monotonic: a stored row is replaced only
+    /// by a greater (event time, created time)), then what `finish` makes of the number of
+    /// keys written (a statement, an event), all in one transaction. Returns that number.
+    pub(crate) async fn write<'q>(
+        &self,
+        view: &str,
+        writes: &[Write],
+        finish: impl FnOnce(
+            i64,
+        ) -> (
+            Option<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>>,
+            Envelope,
+        ),
+    ) -> Result<i64> {
         let mut tx = self.store.db().begin().await?;
         let mut keys_written = 0i64;
         for chunk in writes.chunks(ROWS_PER_STATEMENT) {
@@ -245,52 +236,141 @@ impl OnlineStore {
                  COALESCE(feature_store_online.created_ts, -9223372036854775807))",
             );
             let mut q = sqlx::query(&sql);
-            for (key, t, c, payload) in chunk {
-                q = q.bind(&view.name).bind(key).bind(*t).bind(*c).bind(payload);
+            for w in chunk {
+                q = q
+                    .bind(view)
+                    .bind(&w.key)
+                    .bind(w.event_ts)
+                    .bind(w.created_ts)
+                    .bind(&w.payload);
             }
             keys_written += q.execute(&mut *tx).await?.rows_affected() as i64;
         }
-        sqlx::query(
-            "INSERT INTO feature_store_materializations \
-             (view_name, start_ts, end_ts, source_rows, keys_written, incremental, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&view.name)
-        .bind(start)
-        .bind(end)
-        .bind(rows)
-        .bind(keys_written)
-        .bind(incremental)
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await?;
-        let event = events::Materialized {
-            name: view.name.clone(),
-            start_nanos: if start == i64::MIN { 0 } else { start },
-            end_nanos: end,
-            rows,
-            keys_written,
-            newest_event_nanos: newest.unwrap_or(0),
-            incremental,
-        };
-        let envelope = Envelope::of(
-            topics::FEATURES,
-            "/mlops/feature-store",
-            &view.name,
-            format!("feature_views/{}", view.name),
-            &event,
-        );
-        let _enqueued = self.store.outbox().enqueue(&mut tx, &envelope).await?;
+        let (statement, event) = finish(keys_written);
+        if let Some(statement) = statement {
+            statement.execute(&mut *tx).await?;
+        }
+        let _enqueued = self.store.outbox().enqueue(&mut tx, &event).await?;
         tx.commit().await?;
-        Ok(Run {
-            view: view.name.clone(),
-            start,
-            end,
-            rows,
-            keys_written,
-            newest_event: newest,
-        })
+        Ok(keys_written)
     }
+}
+
+/// An event about `view` on the feature store's topic.
+pub(crate) fn envelope<M: prost::Name + prost::Message>(view: &str, msg: &M) -> Envelope {
+    Envelope::of(
+        topics::FEATURES,
+        "/mlops/feature-store",
+        view,
+        format!("feature_views/{view}"),
+        msg,
+    )
+}
+
+/// A key's newest row, in its stored form.
+pub(crate) struct Write {
+    key: String,
+    event_ts: i64,
+    created_ts: Option<i64>,
+    payload: String,
+}
+
+/// The newest row of every key among `batches`' rows with an event time in `range`.
+pub(crate) struct Picked {
+    /// The rows to write.
+    pub writes: Vec<Write>,
+    /// Rows in the range.
+    pub rows: i64,
+    /// The newest event time among them.
+    pub newest: Option<i64>,
+}
+
+/// Picks the newest row of each key (by (event time, created time), a later row winning a
+/// full tie) among the rows of `batches` with an event time in `range`, and encodes it;
+/// rows with a null key or time are skipped. `Err` says what does not fit `view`.
+pub(crate) fn newest_rows(
+    view: &FeatureView,
+    keys: &[String],
+    timestamp_field: &str,
+    created_field: Option<&str>,
+    batches: &[arrow_array::RecordBatch],
+    (start, end): (i64, i64),
+) -> std::result::Result<Picked, String> {
+    let mut best: HashMap<RowKey, (Best, usize)> = HashMap::new();
+    let mut rows = 0i64;
+    let mut newest: Option<i64> = None;
+    let mut offset = 0;
+    for (b, batch) in batches.iter().enumerate() {
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("no column `{name}`"))
+        };
+        let times = nanos(col(timestamp_field)?)?;
+        let created = match created_field {
+            Some(c) => nanos(col(c)?)?,
+            None => vec![None; batch.num_rows()],
+        };
+        let key_columns: Vec<&arrow_array::ArrayRef> = keys
+            .iter()
+            .map(|k| col(k))
+            .collect::<std::result::Result<_, _>>()?;
+        for i in 0..batch.num_rows() {
+            let Some(t) = times[i] else { continue };
+            if t < start || t > end {
+                continue;
+            }
+            let key = match key_columns.as_slice() {
+                [one] => key_part_at(one, i).map(RowKey::One),
+                many => many
+                    .iter()
+                    .map(|k| key_part_at(k, i))
+                    .collect::<Option<Vec<_>>>()
+                    .map(RowKey::Many),
+            };
+            let Some(key) = key else { continue };
+            rows += 1;
+            newest = Some(newest.map_or(t, |n: i64| n.max(t)));
+            let candidate = (t, created[i], offset + i);
+            let entry = best.entry(key).or_insert((candidate, b));
+            if candidate >= entry.0 {
+                *entry = (candidate, b);
+            }
+        }
+        offset += batch.num_rows();
+    }
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut at = 0;
+    for batch in batches {
+        starts.push(at);
+        at += batch.num_rows();
+    }
+    let mut writes = Vec::with_capacity(best.len());
+    for (key, ((t, c, row), b)) in best {
+        let batch = &batches[b];
+        let i = row - starts[b];
+        let mut values: HashMap<&str, Option<Val>> = HashMap::with_capacity(view.schema.len());
+        for f in &view.schema {
+            let column = batch
+                .column_by_name(&f.name)
+                .ok_or_else(|| format!("no column `{}`", f.name))?;
+            values.insert(&f.name, value_at(column, i)?);
+        }
+        writes.push(Write {
+            key: match key {
+                RowKey::One(p) => encode_key(std::slice::from_ref(&p)),
+                RowKey::Many(parts) => encode_key(&parts),
+            },
+            event_ts: t,
+            created_ts: c,
+            payload: serde_json::to_string(&values).expect("values serialize"),
+        });
+    }
+    Ok(Picked {
+        writes,
+        rows,
+        newest,
+    })
 }
 
 /// A row's key while the newest rows are picked (one part needs no list).
