@@ -443,3 +443,13 @@ async fn alias_moves_swap_every_replica_on_kafka() {
 async fn every_prediction_is_logged_once_on_kafka() {
     crate::prediction_log::every_prediction_is_logged_once(Bus::Kafka).await;
 }
+
+/// Ingestion of a kafka source's topic on tansu, from a producer of our own (plain JSON).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_sources_are_ingested_on_kafka() {
+    crate::feature_store_ingest::kafka_sources_are_ingested_into_the_online_store(
+        Bus::Kafka,
+        Duration::from_secs(60),
+    )
+    .await;
+}

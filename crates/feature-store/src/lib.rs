@@ -111,6 +111,7 @@ impl Service for FeatureStore {
         let api =
             service::FeatureStoreApi::new(store.clone(), offline, online, config.ipc_chunk_bytes);
         let (following, follow_bus) = (api.clone(), bus.clone());
+        let (ingesting, ingest_bus) = (api.clone(), bus.clone());
         let feast = ServingServiceServer::new(feast::FeastApi::new(api.clone()))
             .max_decoding_message_size(config.server.decoding_limit())
             .max_encoding_message_size(config.server.encoding_limit());
@@ -130,6 +131,9 @@ impl Service for FeatureStore {
         .outbox(store.outbox(), store.db(), &bus)
         .task("follow-changes", OnFailure::Unready, move |stop| {
             follow::follow(following, follow_bus, subscription, stop)
+        })
+        .task("kafka-ingest", OnFailure::Unready, move |stop| {
+            online::ingest::run(ingesting, ingest_bus, stop)
         })
         .run(shutdown)
         .await

@@ -22,6 +22,10 @@ pub struct Metrics {
     /// The newest event time in the online store, by view (seconds since the epoch):
     /// `time() - this` is the view's freshness.
     pub newest_event: IntGaugeVec,
+    /// Messages read from kafka sources, by source.
+    pub ingested_rows: IntCounterVec,
+    /// Messages of kafka sources skipped as malformed, by source.
+    pub ingest_malformed: IntCounterVec,
 }
 
 impl Metrics {
@@ -67,6 +71,16 @@ impl Metrics {
                 "mlops_feature_store_newest_event_timestamp_seconds",
                 "the newest event time in the online store, by view (time() minus this is its freshness)",
                 &["view"],
+            ),
+            ingested_rows: int_counter_vec(
+                "mlops_feature_store_ingested_messages_total",
+                "messages read from the topics of kafka sources, by source",
+                &["source"],
+            ),
+            ingest_malformed: int_counter_vec(
+                "mlops_feature_store_ingest_malformed_total",
+                "messages of kafka sources skipped as malformed (not a row of the source), by source",
+                &["source"],
             ),
         };
         for change in ["created", "changed", "removed"] {

@@ -4,9 +4,11 @@
 //!
 //! - [`materialize`]: from the offline source into the table, one transaction per view;
 //! - [`push`]: rows the caller sends, the same way;
+//! - [`ingest`]: rows from the Kafka topics of kafka sources, the same way;
 //! - [`serve`]: `GetOnlineFeatures` from the cache;
 //! - [`value`]: values and keys.
 
+pub mod ingest;
 pub mod materialize;
 pub mod push;
 pub mod serve;
@@ -44,7 +46,7 @@ pub struct OnlineRow {
 pub struct OnlineStore {
     store: Store,
     offline: OfflineStore,
-    metrics: crate::metrics::Metrics,
+    pub(crate) metrics: crate::metrics::Metrics,
     cache: Arc<RwLock<HashMap<String, Arc<ViewRows>>>>,
     /// Bumped by every invalidation, so a load that raced one is not cached.
     generation: Arc<AtomicU64>,

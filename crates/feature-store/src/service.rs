@@ -39,7 +39,7 @@ type Answer<T> = std::result::Result<Response<T>, Status>;
 pub struct FeatureStoreApi {
     store: Store,
     offline: OfflineStore,
-    online: OnlineStore,
+    pub(crate) online: OnlineStore,
     chunk_bytes: usize,
     metrics: Metrics,
     /// The definitions, read once and kept until an apply here or an event from
@@ -66,7 +66,7 @@ impl FeatureStoreApi {
     }
 
     /// The current definitions (cached).
-    async fn definitions(&self) -> Result<Arc<Definitions>, FeatureStoreError> {
+    pub(crate) async fn definitions(&self) -> Result<Arc<Definitions>, FeatureStoreError> {
         if let Some(d) = self.defs.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(d.clone());
         }

@@ -16,12 +16,25 @@ pub struct Wanted {
     pub view: FeatureView,
     /// The Parquet source that holds its history.
     pub source: Source,
-    /// That source's path.
-    pub path: String,
+    /// That source's path; `None` for a push or kafka source without a batch source,
+    /// which has no history (online reads need none).
+    pub path: Option<String>,
     /// Its join keys, from its entities.
     pub keys: Vec<JoinKey>,
     /// (feature, output column).
     pub features: Vec<(String, String)>,
+}
+
+impl Wanted {
+    /// The Parquet path of the view's history, or why it has none.
+    pub fn history(&self) -> Result<&str> {
+        self.path.as_deref().ok_or_else(|| {
+            FeatureStoreError::FailedPrecondition(format!(
+                "feature view `{}` has no history to read: its source `{}` has no batch source",
+                self.view.name, self.source.name
+            ))
+        })
+    }
 }
 
 fn invalid(msg: String) -> FeatureStoreError {
@@ -134,7 +147,7 @@ pub fn wanted_view(defs: &Definitions, view: &FeatureView) -> Result<Wanted> {
         .get(&view.source)
         .ok_or_else(|| internal(format!("view `{}` names a source that is gone", view.name)))?;
     let (source, path) = match &source.kind {
-        SourceKind::Parquet { path } => (source.clone(), path.clone()),
+        SourceKind::Parquet { path } => (source.clone(), Some(path.clone())),
         SourceKind::Push {
             batch_source: Some(b),
         }
@@ -153,14 +166,9 @@ pub fn wanted_view(defs: &Definitions, view: &FeatureView) -> Result<Wanted> {
                     "batch source `{b}` is not a parquet source"
                 )));
             };
-            (batch.clone(), path.clone())
+            (batch.clone(), Some(path.clone()))
         }
-        _ => {
-            return Err(FeatureStoreError::FailedPrecondition(format!(
-                "feature view `{}` has no history to join: its source `{}` has no batch source",
-                view.name, source.name
-            )))
-        }
+        _ => (source.clone(), None),
     };
     let mut keys = Vec::new();
     for e in &view.entities {
@@ -227,7 +235,7 @@ pub async fn prepare(
             "source `{}` of feature view `{}`",
             w.source.name, w.view.name
         );
-        let table = store.read(&w.path, Some(&columns), &what).await?;
+        let table = store.read(w.history()?, Some(&columns), &what).await?;
         for (feature, _) in &w.features {
             let declared = w
                 .view

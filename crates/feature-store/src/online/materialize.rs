@@ -143,7 +143,7 @@ impl OnlineStore {
         let what = format!("source `{}` of feature view `{}`", source.name, view.name);
         let table = self
             .offline
-            .read(&wanted.path, Some(&columns), &what)
+            .read(wanted.history()?, Some(&columns), &what)
             .await?;
         let bad = |m: String| FeatureStoreError::FailedPrecondition(format!("{what}: {m}"));
         let picked = newest_rows(
@@ -269,10 +269,10 @@ pub(crate) fn envelope<M: prost::Name + prost::Message>(view: &str, msg: &M) -> 
 
 /// A key's newest row, in its stored form.
 pub(crate) struct Write {
-    key: String,
-    event_ts: i64,
-    created_ts: Option<i64>,
-    payload: String,
+    pub(crate) key: String,
+    pub(crate) event_ts: i64,
+    pub(crate) created_ts: Option<i64>,
+    pub(crate) payload: String,
 }
 
 /// The newest row of every key among `batches`' rows with an event time in `range`.

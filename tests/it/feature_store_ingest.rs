@@ -1,0 +1,197 @@
+//! Ingestion from a Kafka topic that the user's own producer writes (plain JSON values, no
+//! CloudEvents headers) into the online store: rows arrive, an older row changes nothing,
+//! malformed messages are counted and skipped without stopping the consumer. On the
+//! in-process bus here, on tansu in `kafka.rs`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mlops_events::RawRecord;
+use mlops_feature_store::FeatureStore;
+use mlops_proto::featurestore::v1 as fpb;
+use mlops_proto::featurestore::v1::feature_store_service_client::FeatureStoreServiceClient;
+use mlops_tests::{Bus, Sandbox};
+use tonic::transport::Channel;
+
+fn defs(topic: &str) -> String {
+    format!(
+        r#"
+entities:
+  - name: driver
+    join_keys: [driver_id]
+    value_type: int64
+sources:
+  - name: driver_events
+    type: kafka
+    topic: {topic}
+    format: json
+feature_views:
+  - name: driver_stream
+    entities: [driver]
+    ttl: 1h
+    source: driver_events
+    schema:
+      - {{name: conv_rate, dtype: float64}}
+      - {{name: city, dtype: string}}
+"#
+    )
+}
+
+async fn online(
+    c: &mut FeatureStoreServiceClient<Channel>,
+    ids: &[i64],
+) -> Vec<(Option<f64>, i32)> {
+    let r = c
+        .get_online_features(fpb::GetOnlineFeaturesRequest {
+            features: vec!["driver_stream:conv_rate".into()],
+            entities: [(
+                "driver_id".to_owned(),
+                fpb::Values {
+                    values: ids
+                        .iter()
+                        .map(|i| fpb::Value {
+                            kind: Some(fpb::value::Kind::Int64Value(*i)),
+                        })
+                        .collect(),
+                },
+            )]
+            .into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    r.results[1]
+        .values
+        .iter()
+        .zip(&r.results[1].statuses)
+        .map(|(v, s)| {
+            let v = match v.kind {
+                Some(fpb::value::Kind::DoubleValue(d)) => Some(d),
+                _ => None,
+            };
+            (v, *s)
+        })
+        .collect()
+}
+
+/// Waits until `ids` read `want`, for at most `within`.
+async fn wait_for(
+    c: &mut FeatureStoreServiceClient<Channel>,
+    ids: &[i64],
+    want: &[Option<f64>],
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got: Vec<Option<f64>> = online(c, ids).await.into_iter().map(|(v, _)| v).collect();
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn json(topic: &str, value: serde_json::Value) -> RawRecord {
+    // One partition, so the order of the test's messages is kept.
+    let mut r = RawRecord::new(topic, None, value.to_string().into_bytes());
+    r.partition = 0;
+    r
+}
+
+pub(crate) async fn kafka_sources_are_ingested_into_the_online_store(bus: Bus, within: Duration) {
+    let sb = Sandbox::builder()
+        .bus(bus)
+        .service::<FeatureStore>(|_| {})
+        .start()
+        .await
+        .unwrap();
+    let topic = crate::events::fresh_topic(sb.bus.as_ref(), "features").await;
+    let channel = Channel::from_shared(format!("http://{}", sb.addresses("feature-store").api))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = FeatureStoreServiceClient::new(channel);
+    c.apply_definitions(fpb::ApplyDefinitionsRequest {
+        yaml: defs(&topic),
+        file_name: "stream.yaml".into(),
+        dry_run: false,
+    })
+    .await
+    .unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let iso = |secs_ago: u64| {
+        chrono::DateTime::from_timestamp((now - secs_ago) as i64, 0)
+            .unwrap()
+            .to_rfc3339()
+    };
+    // The consumer starts within the reconcile interval; the first rows may come before it
+    // joins: a group starts from the topic's beginning.
+    sb.bus
+        .publish_raw(&[
+            json(&topic, serde_json::json!({"driver_id": 1, "event_timestamp": iso(60), "conv_rate": 0.5, "city": "a"})),
+            json(&topic, serde_json::json!({"driver_id": 2, "event_timestamp": now - 30, "conv_rate": 0.7, "city": null})),
+            // Malformed: not JSON, a string key, a string where a float goes, no time.
+            RawRecord::new(&topic, None, b"not json".to_vec()),
+            json(&topic, serde_json::json!({"driver_id": "1", "event_timestamp": now, "conv_rate": 0.9})),
+            json(&topic, serde_json::json!({"driver_id": 1, "event_timestamp": now, "conv_rate": "high"})),
+            json(&topic, serde_json::json!({"driver_id": 1, "conv_rate": 0.9})),
+        ])
+        .await
+        .unwrap();
+    wait_for(&mut c, &[1, 2, 3], &[Some(0.5), Some(0.7), None], within).await;
+    // An older row changes nothing; a newer one replaces.
+    sb.bus
+        .publish_raw(&[
+            json(
+                &topic,
+                serde_json::json!({"driver_id": 1, "event_timestamp": iso(600), "conv_rate": 0.1}),
+            ),
+            json(
+                &topic,
+                serde_json::json!({"driver_id": 2, "event_timestamp": iso(10), "conv_rate": 0.8}),
+            ),
+        ])
+        .await
+        .unwrap();
+    wait_for(&mut c, &[1, 2], &[Some(0.5), Some(0.8)], within).await;
+    let statuses: Vec<i32> = online(&mut c, &[1, 3])
+        .await
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            fpb::FieldStatus::Present as i32,
+            fpb::FieldStatus::NotFound as i32
+        ]
+    );
+    let (_, metrics) = mlops_tests::http_get(sb.addresses("feature-store").admin, "/metrics")
+        .await
+        .unwrap();
+    let malformed = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"mlops_feature_store_ingest_malformed_total{source="driver_events"} "#)
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        malformed >= 4.0,
+        "{malformed} malformed counted, want the 4 sent"
+    );
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_sources_are_ingested_in_process() {
+    kafka_sources_are_ingested_into_the_online_store(Bus::InProcess, Duration::from_secs(10)).await;
+}
