@@ -18,6 +18,7 @@ use crate::offline::files::OfflineStore;
 use crate::offline::historical::{self, join_error};
 use crate::offline::ipc::{Decoder, Encoder};
 use crate::offline::join::Join;
+use crate::online::serve::timestamp;
 use crate::online::OnlineStore;
 use crate::store::{Kind, Store, Stored};
 
@@ -108,13 +109,6 @@ fn nanos_of(t: &prost_types::Timestamp) -> i64 {
     t.seconds
         .saturating_mul(1_000_000_000)
         .saturating_add(i64::from(t.nanos))
-}
-
-fn timestamp_of(nanos: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: nanos.div_euclid(1_000_000_000),
-        nanos: nanos.rem_euclid(1_000_000_000) as i32,
-    }
 }
 
 fn kind_to_pb(k: Kind) -> pb::Kind {
@@ -269,11 +263,11 @@ impl FeatureStoreService for FeatureStoreApi {
                 .into_iter()
                 .map(|r| pb::MaterializedView {
                     name: r.view,
-                    start: (r.start != i64::MIN).then(|| timestamp_of(r.start)),
-                    end: Some(timestamp_of(r.end)),
+                    start: (r.start != i64::MIN).then(|| timestamp(r.start)),
+                    end: Some(timestamp(r.end)),
                     rows: r.rows,
                     keys_written: r.keys_written,
-                    newest_event: r.newest_event.map(timestamp_of),
+                    newest_event: r.newest_event.map(timestamp),
                 })
                 .collect(),
         }))

@@ -9,7 +9,8 @@ use crate::defs::{Definitions, ValueType};
 use crate::error::{FeatureStoreError, Result};
 use crate::offline::historical;
 
-fn timestamp(nanos: i64) -> prost_types::Timestamp {
+/// Nanoseconds since the epoch as a protobuf timestamp.
+pub(crate) fn timestamp(nanos: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: nanos.div_euclid(1_000_000_000),
         nanos: nanos.rem_euclid(1_000_000_000) as i32,
