@@ -20,7 +20,7 @@ type Client = FeatureStoreServiceClient<Channel>;
 
 const MIN: i64 = 60_000_000_000;
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -61,7 +61,7 @@ fn write_parquet(path: &std::path::Path, batch: &RecordBatch) {
 /// The driver view (TTL 2 h): driver 1 at -3 h (0.1), at -1 h twice (0.2 created first,
 /// 0.3 created later); driver 2 at -3 h (0.5), outside the TTL. The city view (no TTL):
 /// `a` at -5 h (5.0) and -4 h (9.0), in two files.
-fn write_sources(root: &std::path::Path, now: i64) {
+pub(crate) fn write_sources(root: &std::path::Path, now: i64) {
     let h = 60 * MIN;
     write_parquet(
         &root.join("driver_stats.parquet"),
@@ -107,7 +107,7 @@ async fn connect(addr: std::net::SocketAddr) -> Client {
     FeatureStoreServiceClient::new(channel)
 }
 
-async fn start(db: Database) -> (Sandbox, Client, Option<String>) {
+pub(crate) async fn start(db: Database) -> (Sandbox, Client, Option<String>) {
     let url = match db {
         Database::Postgres => Some(mlops_tests::fresh_postgres_database().await.unwrap()),
         Database::Sqlite => None,
@@ -155,7 +155,7 @@ fn strings(v: &[&str]) -> fpb::Values {
     }
 }
 
-async fn materialize(
+pub(crate) async fn materialize(
     c: &mut Client,
     views: &[&str],
     start: Option<i64>,
@@ -628,101 +628,5 @@ async fn a_second_replica_serves_what_the_first_materialized() {
     }
     stop.cancel();
     running.await.unwrap().unwrap();
-    sb.stop().await.unwrap();
-}
-
-/// Feast's own `ServingService` on the same port answers what ours does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn feasts_serving_api_answers_like_ours() {
-    use mlops_proto::feast::serving as fs;
-    use mlops_proto::feast::serving::serving_service_client::ServingServiceClient;
-    use mlops_proto::feast::types as ft;
-    let (sb, mut c, _) = start(Database::Sqlite).await;
-    let now = now_nanos();
-    write_sources(&sb.dir().join("features"), now);
-    materialize(&mut c, &[], None, now, false).await.unwrap();
-    let addr = sb.addresses("feature-store").api;
-    let listed = mlops_tests::listed_services(addr).await;
-    assert!(
-        listed.contains(&"feast.serving.ServingService".to_owned()),
-        "{listed:?}"
-    );
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut feast = ServingServiceClient::new(channel);
-    let info = feast
-        .get_feast_serving_info(fs::GetFeastServingInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        info.version.starts_with("mlops-feature-store"),
-        "{}",
-        info.version
-    );
-    let ids = |v: &[i64]| ft::RepeatedValue {
-        val: v
-            .iter()
-            .map(|i| ft::Value {
-                val: Some(ft::value::Val::Int64Val(*i)),
-            })
-            .collect(),
-    };
-    let r = feast
-        .get_online_features(fs::GetOnlineFeaturesRequest {
-            kind: Some(fs::get_online_features_request::Kind::Features(
-                fs::FeatureList {
-                    val: vec!["driver_stats:conv_rate".into(), "driver_stats:trips".into()],
-                },
-            )),
-            entities: [("driver_id".to_owned(), ids(&[1, 2, 99]))].into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        r.metadata.unwrap().feature_names.unwrap().val,
-        ["driver_id", "conv_rate", "trips"]
-    );
-    assert_eq!(
-        r.results[1]
-            .values
-            .iter()
-            .map(|v| v.val.clone())
-            .collect::<Vec<_>>(),
-        [Some(ft::value::Val::DoubleVal(0.3)), None, None]
-    );
-    assert_eq!(
-        r.results[1].statuses,
-        [
-            fs::FieldStatus::Present as i32,
-            fs::FieldStatus::OutsideMaxAge as i32,
-            fs::FieldStatus::NotFound as i32
-        ]
-    );
-    assert_eq!(r.results[2].statuses[0], fs::FieldStatus::NullValue as i32);
-    // A bad reference is the same clear status as on our API.
-    let e = feast
-        .get_online_features(fs::GetOnlineFeaturesRequest {
-            kind: Some(fs::get_online_features_request::Kind::Features(
-                fs::FeatureList {
-                    val: vec!["driver_stats:nope".into()],
-                },
-            )),
-            entities: [("driver_id".to_owned(), ids(&[1]))].into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(
-        e.message().contains("has no feature `nope`"),
-        "{}",
-        e.message()
-    );
     sb.stop().await.unwrap();
 }

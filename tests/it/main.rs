@@ -8,6 +8,7 @@ mod empty_writes;
 mod events;
 mod feature_store;
 mod feature_store_errors;
+mod feature_store_feast;
 mod feature_store_ingest;
 mod feature_store_online;
 mod feature_store_push;
