@@ -76,8 +76,9 @@ impl Service for FeatureStore {
             .with_context(|| format!("opening the offline store {}", config.offline_root))?;
         let bus = open_bus("feature-store", bus, &config.bus, &[topics::FEATURES]).await?;
         let store = store::Store::new(db);
-        let (_, version) = store.list(Some(store::Kind::Entity)).await?;
-        metrics::Metrics::new().definition_version.set(version);
+        metrics::Metrics::new()
+            .definition_version
+            .set(store.version().await?);
         let subscription = follow::subscribe(&bus).await;
         let listeners = Listeners::bind_to(&config.server.listen).await?;
         Ok(FeatureStore {

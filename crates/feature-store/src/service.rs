@@ -59,9 +59,9 @@ impl FeatureStoreApi {
         FeatureStoreApi {
             store,
             offline,
+            metrics: online.metrics.clone(),
             online,
             chunk_bytes,
-            metrics: Metrics::new(),
             defs: Arc::default(),
         }
     }

@@ -282,6 +282,16 @@ impl Store {
         Ok(applied)
     }
 
+    /// The definition version.
+    pub async fn version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT version FROM feature_store_version WHERE id = 1")
+                .fetch_one(self.db.reader())
+                .await?
+                .try_get(0)?,
+        )
+    }
+
     /// The stored definitions of `kind` (every kind when `None`), by kind and name, and
     /// the definition version.
     pub async fn list(&self, kind: Option<Kind>) -> Result<(Vec<Stored>, i64)> {

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{Field, Schema, SchemaRef};
 
-use index::{check_key, check_timestamp, column_index, timestamps_nanos, ViewIndex};
+pub(crate) use index::timestamps_nanos;
+use index::{check_key, check_timestamp, column_index, ViewIndex};
 
 /// The type a join key's values have, as its entity declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -306,9 +306,9 @@ pub(crate) fn newest_rows(
                 .column_by_name(name)
                 .ok_or_else(|| format!("no column `{name}`"))
         };
-        let times = nanos(col(timestamp_field)?)?;
+        let times = nanos(col(timestamp_field)?, timestamp_field)?;
         let created = match created_field {
-            Some(c) => nanos(col(c)?)?,
+            Some(c) => nanos(col(c)?, c)?,
             None => vec![None; batch.num_rows()],
         };
         let key_columns: Vec<&arrow_array::ArrayRef> = keys
@@ -380,32 +380,17 @@ enum RowKey {
     Many(Vec<KeyPart>),
 }
 
-/// A timestamp column as nanoseconds.
-fn nanos(array: &arrow_array::ArrayRef) -> std::result::Result<Vec<Option<i64>>, String> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{
-        TimestampMicrosecondType as Us, TimestampMillisecondType as Ms,
-        TimestampNanosecondType as Ns, TimestampSecondType as S,
-    };
-    use arrow_schema::{DataType, TimeUnit};
-    let scaled = |v: Option<i64>, f: i64| v.map(|v| v.saturating_mul(f));
-    Ok(match array.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => array
-            .as_primitive::<S>()
-            .iter()
-            .map(|v| scaled(v, 1_000_000_000))
-            .collect(),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => array
-            .as_primitive::<Ms>()
-            .iter()
-            .map(|v| scaled(v, 1_000_000))
-            .collect(),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => array
-            .as_primitive::<Us>()
-            .iter()
-            .map(|v| scaled(v, 1_000))
-            .collect(),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => array.as_primitive::<Ns>().iter().collect(),
-        other => return Err(format!("`{other}` is not a timestamp column")),
-    })
+/// A timestamp column as nanoseconds (the join's reading: a time nanoseconds cannot hold
+/// is an error).
+fn nanos(
+    array: &arrow_array::ArrayRef,
+    column: &str,
+) -> std::result::Result<Vec<Option<i64>>, String> {
+    if !matches!(array.data_type(), arrow_schema::DataType::Timestamp(_, _)) {
+        return Err(format!(
+            "`{column}` is {}, not a timestamp column",
+            array.data_type()
+        ));
+    }
+    crate::offline::join::timestamps_nanos(array, "the source", column).map_err(|e| e.to_string())
 }
