@@ -36,41 +36,22 @@ feature_views:
     )
 }
 
+/// `driver_stream:conv_rate` of `ids`, with its status.
 async fn online(
     c: &mut FeatureStoreServiceClient<Channel>,
     ids: &[i64],
 ) -> Vec<(Option<f64>, i32)> {
-    let r = c
-        .get_online_features(fpb::GetOnlineFeaturesRequest {
-            features: vec!["driver_stream:conv_rate".into()],
-            entities: [(
-                "driver_id".to_owned(),
-                fpb::Values {
-                    values: ids
-                        .iter()
-                        .map(|i| fpb::Value {
-                            kind: Some(fpb::value::Kind::Int64Value(*i)),
-                        })
-                        .collect(),
-                },
-            )]
-            .into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    r.results[1]
-        .values
-        .iter()
-        .zip(&r.results[1].statuses)
-        .map(|(v, s)| {
-            let v = match v.kind {
-                Some(fpb::value::Kind::DoubleValue(d)) => Some(d),
-                _ => None,
-            };
-            (v, *s)
-        })
+    let ids: Vec<Option<i64>> = ids.iter().copied().map(Some).collect();
+    let r = crate::feature_store_online::online(
+        c,
+        &["driver_stream:conv_rate"],
+        vec![("driver_id", crate::feature_store_online::ints(&ids))],
+    )
+    .await
+    .unwrap();
+    crate::feature_store_online::column(&r, "conv_rate")
+        .into_iter()
+        .map(|(v, s)| (v, s as i32))
         .collect()
 }
 

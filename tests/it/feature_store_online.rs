@@ -133,7 +133,7 @@ pub(crate) async fn start(db: Database) -> (Sandbox, Client, Option<String>) {
     (sb, c, url)
 }
 
-fn ints(v: &[Option<i64>]) -> fpb::Values {
+pub(crate) fn ints(v: &[Option<i64>]) -> fpb::Values {
     fpb::Values {
         values: v
             .iter()
@@ -172,7 +172,7 @@ pub(crate) async fn materialize(
     .map(|r| r.into_inner().views)
 }
 
-async fn online(
+pub(crate) async fn online(
     c: &mut Client,
     features: &[&str],
     entities: Vec<(&str, fpb::Values)>,
@@ -190,7 +190,10 @@ async fn online(
 }
 
 /// The column `name` of an answer: (value as f64 or None, status).
-fn column(r: &fpb::GetOnlineFeaturesResponse, name: &str) -> Vec<(Option<f64>, fpb::FieldStatus)> {
+pub(crate) fn column(
+    r: &fpb::GetOnlineFeaturesResponse,
+    name: &str,
+) -> Vec<(Option<f64>, fpb::FieldStatus)> {
     let i = r
         .feature_names
         .iter()

@@ -87,34 +87,19 @@ async fn push(
     .map(|r| r.into_inner())
 }
 
+/// `driver_live:conv_rate` of `ids`.
 async fn conv_rate(c: &mut Client, ids: &[i64]) -> Vec<Option<f64>> {
-    let r = c
-        .get_online_features(fpb::GetOnlineFeaturesRequest {
-            features: vec!["driver_live:conv_rate".into()],
-            entities: [(
-                "driver_id".to_owned(),
-                fpb::Values {
-                    values: ids
-                        .iter()
-                        .map(|i| fpb::Value {
-                            kind: Some(fpb::value::Kind::Int64Value(*i)),
-                        })
-                        .collect(),
-                },
-            )]
-            .into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    r.results[1]
-        .values
-        .iter()
-        .map(|v| match v.kind {
-            Some(fpb::value::Kind::DoubleValue(d)) => Some(d),
-            _ => None,
-        })
+    let ids: Vec<Option<i64>> = ids.iter().copied().map(Some).collect();
+    let r = crate::feature_store_online::online(
+        c,
+        &["driver_live:conv_rate"],
+        vec![("driver_id", crate::feature_store_online::ints(&ids))],
+    )
+    .await
+    .unwrap();
+    crate::feature_store_online::column(&r, "conv_rate")
+        .into_iter()
+        .map(|(v, _)| v)
         .collect()
 }
 
