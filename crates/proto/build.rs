@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mlops/events/v1/inference.proto",
         "mlops/featurestore/v1/feature_store.proto",
         "mlops/events/v1/feature_store.proto",
+        "mlops/monitoring/v1/monitoring.proto",
+        "mlops/events/v1/monitoring.proto",
     ];
     if std::env::var_os("PROTOC").is_none() {
         // Build scripts are single threaded, so setting the variable is sound.
@@ -28,10 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
     // The prediction log's tensors are encoded once into `Bytes` and shared, not copied.
-    // Arrow IPC chunks of the feature store's tables too.
+    // Arrow IPC chunks of the feature store's and the monitoring service's tables too.
     config.bytes([
         ".mlops.events.v1.PredictionTensor.raw",
         ".mlops.featurestore.v1",
+        ".mlops.monitoring.v1",
     ]);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("mlops_descriptor.bin"))

@@ -5,6 +5,7 @@
 //! - [`inference::v1`]: the inference service's deployments (`mlops.inference.v1`), beside
 //!   Triton's protocol on the same port;
 //! - [`featurestore::v1`]: the feature store (`mlops.featurestore.v1`);
+//! - [`monitoring::v1`]: the monitoring service (`mlops.monitoring.v1`);
 //! - [`events::v1`]: the event payloads published on the bus (`mlops.events.v1`),
 //!   each with `prost::Name`; [`events::topics`]: the topics they go on;
 //! - [`triton`]: Triton's Open Inference Protocol (package `inference`), vendored from
@@ -70,6 +71,14 @@ pub mod inference {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/mlops.inference.v1.rs"));
+    }
+}
+
+/// The monitoring service's contract.
+pub mod monitoring {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/mlops.monitoring.v1.rs"));
     }
 }
 
@@ -154,8 +163,15 @@ pub mod events {
         /// - keyed by: the feature view's name (`ce_subject` `feature_views/<name>`).
         pub const FEATURES: &str = "mlops.featurestore.features";
 
+        /// Monitoring events: drift (and, later, performance) verdicts.
+        ///
+        /// - produced by: the monitoring service (`ce_source` `/mlops/monitoring`);
+        /// - event types: [`DriftDetected`](super::v1::DriftDetected);
+        /// - keyed by: the monitor's name (`ce_subject` `monitors/<name>`).
+        pub const MONITORING: &str = "mlops.monitoring.events";
+
         /// Every topic above.
-        pub const ALL: &[&str] = &[RUNS, MODELS, DEPLOYMENTS, PREDICTIONS, FEATURES];
+        pub const ALL: &[&str] = &[RUNS, MODELS, DEPLOYMENTS, PREDICTIONS, FEATURES, MONITORING];
     }
 }
 

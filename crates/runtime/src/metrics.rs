@@ -14,7 +14,7 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use prometheus::core::Collector;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 
 fn cache() -> &'static Mutex<HashMap<String, Box<dyn Any + Send>>> {
@@ -57,6 +57,11 @@ pub fn int_gauge(name: &str, help: &str) -> IntGauge {
 /// A gauge with labels.
 pub fn int_gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     get_or_create(name, || IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// A gauge of real numbers with labels (scores, shares).
+pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    get_or_create(name, || GaugeVec::new(Opts::new(name, help), labels))
 }
 
 /// A histogram with labels and the given buckets.

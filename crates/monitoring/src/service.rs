@@ -1,0 +1,736 @@
+//! The gRPC front of the monitoring service.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use mlops_events::Envelope;
+use mlops_proto::events::{topics, v1 as events};
+use mlops_proto::monitoring::v1 as pb;
+use mlops_proto::monitoring::v1::monitoring_service_server::MonitoringService;
+use mlops_runtime::auth::{Role, RoleTable};
+use mlops_storage::blob::BlobStore;
+use mlops_storage::now_millis;
+use object_store::path::Path;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::drift::{ColumnType, Correction, DatasetDrift, DriftOptions, Method};
+use crate::error::{MonitoringError, Result};
+use crate::metrics::Metrics;
+use crate::report::{drift_report, ColumnSpec, ReportError};
+use crate::store::{ColumnProfile, Monitor, MonitorSpec, Reference, Report, Store};
+use crate::table::{self, Batches, Columns, ParquetTable, TableError};
+
+/// The role each RPC needs (a test checks the table against the contract).
+pub const ROLES: RoleTable = &[
+    ("CreateMonitor", Role::Writer),
+    ("UpdateMonitor", Role::Writer),
+    ("GetMonitor", Role::Reader),
+    ("ListMonitors", Role::Reader),
+    ("DeleteMonitor", Role::Writer),
+    ("UploadReference", Role::Writer),
+    ("PushWindow", Role::Writer),
+    ("GetReport", Role::Reader),
+    ("ListReports", Role::Reader),
+];
+
+type Answer<T> = std::result::Result<Response<T>, Status>;
+
+/// The longest monitor name.
+const MAX_NAME: usize = 256;
+
+/// The API.
+#[derive(Clone)]
+pub struct MonitoringApi {
+    store: Store,
+    references: BlobStore,
+    metrics: Metrics,
+    max_table_bytes: usize,
+    workers: usize,
+}
+
+impl MonitoringApi {
+    /// The API over `store`, keeping reference tables on `references`.
+    pub fn new(
+        store: Store,
+        references: BlobStore,
+        max_table_bytes: usize,
+        workers: usize,
+    ) -> Self {
+        MonitoringApi {
+            store,
+            references,
+            metrics: Metrics::new(),
+            max_table_bytes,
+            workers,
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> MonitoringError {
+    MonitoringError::InvalidArgument(msg.into())
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME || name.chars().any(|c| c.is_control() || c == '/')
+    {
+        return Err(invalid(format!(
+            "a monitor name must be 1 to {MAX_NAME} characters, without '/' or control characters; got {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn method(name: &str) -> Result<Option<Method>> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    name.parse().map(Some).map_err(|e| invalid(format!("{e}")))
+}
+
+fn column_type_from(t: i32) -> Result<Option<ColumnType>> {
+    match pb::ColumnType::try_from(t) {
+        Ok(pb::ColumnType::Unspecified) => Ok(None),
+        Ok(pb::ColumnType::Numerical) => Ok(Some(ColumnType::Numerical)),
+        Ok(pb::ColumnType::Categorical) => Ok(Some(ColumnType::Categorical)),
+        Err(_) => Err(invalid(format!("unknown column type {t}"))),
+    }
+}
+
+fn column_type_to(t: ColumnType) -> pb::ColumnType {
+    match t {
+        ColumnType::Numerical => pb::ColumnType::Numerical,
+        ColumnType::Categorical => pb::ColumnType::Categorical,
+    }
+}
+
+/// The monitor spec of a request, checked: known methods, thresholds and share in range,
+/// a method asked for a column of a known type fits it.
+fn spec_from(
+    columns: &[pb::ColumnSpec],
+    options: Option<&pb::DriftOptions>,
+) -> Result<MonitorSpec> {
+    let o = options.cloned().unwrap_or_default();
+    let mut per_column_method = BTreeMap::new();
+    for (c, m) in &o.per_column_method {
+        if let Some(m) = method(m)? {
+            per_column_method.insert(c.clone(), m);
+        }
+    }
+    let correction = match pb::Correction::try_from(o.correction) {
+        Ok(pb::Correction::None) => Correction::None,
+        Ok(pb::Correction::Bonferroni) => Correction::Bonferroni,
+        Ok(pb::Correction::BenjaminiHochberg) => Correction::BenjaminiHochberg,
+        Err(_) => return Err(invalid(format!("unknown correction {}", o.correction))),
+    };
+    let options = DriftOptions {
+        method: method(&o.method)?,
+        num_method: method(&o.num_method)?,
+        cat_method: method(&o.cat_method)?,
+        per_column_method,
+        threshold: o.threshold,
+        num_threshold: o.num_threshold,
+        cat_threshold: o.cat_threshold,
+        per_column_threshold: o.per_column_threshold.into_iter().collect(),
+        drift_share: o.drift_share,
+        correction,
+    };
+    for t in [
+        options.threshold,
+        options.num_threshold,
+        options.cat_threshold,
+    ]
+    .into_iter()
+    .flatten()
+    .chain(options.per_column_threshold.values().copied())
+    {
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(invalid(format!(
+                "threshold {t} is not a finite number >= 0"
+            )));
+        }
+    }
+    let share = options.drift_share();
+    if !(share > 0.0 && share <= 1.0) {
+        return Err(invalid(format!("drift_share {share} is not in (0, 1]")));
+    }
+    if let Some(m) = options
+        .num_method
+        .filter(|m| !m.allows(ColumnType::Numerical))
+    {
+        return Err(invalid(format!(
+            "num_method {m} does not apply to numerical columns"
+        )));
+    }
+    if let Some(m) = options
+        .cat_method
+        .filter(|m| !m.allows(ColumnType::Categorical))
+    {
+        return Err(invalid(format!(
+            "cat_method {m} does not apply to categorical columns"
+        )));
+    }
+    let mut specs = Vec::with_capacity(columns.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for c in columns {
+        if c.name.is_empty() || !seen.insert(c.name.clone()) {
+            return Err(invalid(format!(
+                "column names must be non-empty and distinct; {:?} is not",
+                c.name
+            )));
+        }
+        let ty = column_type_from(c.r#type)?;
+        if let Some(ty) = ty {
+            fits(&options, &c.name, ty)?;
+        }
+        specs.push(ColumnSpec {
+            name: c.name.clone(),
+            column_type: ty,
+        });
+    }
+    Ok(MonitorSpec {
+        columns: specs,
+        options,
+    })
+}
+
+/// Whether the method the options ask for `column` fits its type.
+fn fits(options: &DriftOptions, column: &str, ty: ColumnType) -> Result<()> {
+    match options.method_for(column, ty) {
+        Some(m) if !m.allows(ty) => Err(invalid(format!(
+            "column {column:?}: method {m} does not apply to a {} column",
+            ty.name()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn monitor_to_pb(m: &Monitor) -> pb::Monitor {
+    let o = &m.spec.options;
+    let name = |m: Option<Method>| m.map(|m| m.name().to_owned()).unwrap_or_default();
+    pb::Monitor {
+        name: m.name.clone(),
+        model: m.model.clone(),
+        columns: m
+            .spec
+            .columns
+            .iter()
+            .map(|c| pb::ColumnSpec {
+                name: c.name.clone(),
+                r#type: c
+                    .column_type
+                    .map_or(pb::ColumnType::Unspecified, column_type_to)
+                    as i32,
+            })
+            .collect(),
+        options: Some(pb::DriftOptions {
+            method: name(o.method),
+            num_method: name(o.num_method),
+            cat_method: name(o.cat_method),
+            per_column_method: o
+                .per_column_method
+                .iter()
+                .map(|(k, v)| (k.clone(), v.name().to_owned()))
+                .collect(),
+            threshold: o.threshold,
+            num_threshold: o.num_threshold,
+            cat_threshold: o.cat_threshold,
+            per_column_threshold: o.per_column_threshold.clone().into_iter().collect(),
+            drift_share: o.drift_share,
+            correction: match o.correction {
+                Correction::None => pb::Correction::None,
+                Correction::Bonferroni => pb::Correction::Bonferroni,
+                Correction::BenjaminiHochberg => pb::Correction::BenjaminiHochberg,
+            } as i32,
+        }),
+        cooldown_seconds: m.cooldown_seconds,
+        reference_version: m.reference_version,
+        created_at_ms: m.created_at_ms,
+        updated_at_ms: m.updated_at_ms,
+    }
+}
+
+fn reference_to_pb(r: &Reference) -> pb::Reference {
+    pb::Reference {
+        monitor: r.monitor.clone(),
+        version: r.version,
+        rows: r.rows,
+        columns: r
+            .profile
+            .iter()
+            .map(|c| pb::ColumnProfile {
+                name: c.name.clone(),
+                r#type: column_type_to(c.column_type) as i32,
+                count: c.count as i64,
+                missing: c.missing as i64,
+                distinct: c.distinct as i64,
+            })
+            .collect(),
+        created_at_ms: r.created_at_ms,
+    }
+}
+
+/// A report as the API returns it (`with_columns`: its columns too).
+pub fn report_to_pb(r: &Report, with_columns: bool) -> pb::DriftReport {
+    let d = &r.drift;
+    pb::DriftReport {
+        id: r.id.clone(),
+        monitor: r.monitor.clone(),
+        reference_version: r.reference_version,
+        model_version: r.model_version.clone(),
+        rows: r.rows,
+        dataset_drift: d.dataset_drift,
+        drifted_columns: d.drifted_columns as i64,
+        share: d.share,
+        drift_share: d.drift_share,
+        columns: if with_columns {
+            d.columns
+                .iter()
+                .map(|(name, c)| pb::ColumnDrift {
+                    column: name.clone(),
+                    r#type: column_type_to(c.column_type) as i32,
+                    method: c.method.name().to_owned(),
+                    threshold: c.threshold,
+                    score: c.score,
+                    adjusted_score: c.adjusted_score,
+                    drifted: c.drifted,
+                    note: c.note.clone().unwrap_or_default(),
+                    reference_count: c.reference_rows as i64,
+                    current_count: c.current_rows as i64,
+                    reference_missing: c.reference_missing as i64,
+                    current_missing: c.current_missing as i64,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        created_at_ms: r.created_at_ms,
+        event_published: r.event_published,
+    }
+}
+
+/// A table received in chunks.
+enum Table {
+    Parquet(ParquetTable),
+    Ipc(Batches),
+}
+
+impl Table {
+    fn columns(&self) -> &dyn Columns {
+        match self {
+            Table::Parquet(t) => t,
+            Table::Ipc(t) => t,
+        }
+    }
+
+    /// The table as Parquet, to store.
+    fn parquet(&self, bytes: Bytes) -> Result<Bytes> {
+        match self {
+            Table::Parquet(_) => Ok(bytes),
+            Table::Ipc(b) => b.to_parquet().map_err(|e| invalid(e.to_string())),
+        }
+    }
+}
+
+fn table_error(e: TableError) -> MonitoringError {
+    invalid(e.to_string())
+}
+
+fn parse_table(format: i32, bytes: &Bytes, what: &str) -> Result<Table> {
+    if bytes.is_empty() {
+        return Err(invalid(format!(
+            "the {what} is empty: send the table's bytes"
+        )));
+    }
+    match pb::TableFormat::try_from(format) {
+        Ok(pb::TableFormat::Parquet) => ParquetTable::new(bytes.clone())
+            .map(Table::Parquet)
+            .map_err(table_error),
+        Ok(pb::TableFormat::ArrowIpc) => Batches::from_ipc(bytes).map(Table::Ipc).map_err(table_error),
+        _ => Err(invalid(format!(
+            "say the {what}'s format in the first message: TABLE_FORMAT_PARQUET or TABLE_FORMAT_ARROW_IPC"
+        ))),
+    }
+}
+
+impl MonitoringApi {
+    /// Receives a streamed table: the first message's header, every message's chunk.
+    async fn receive<M>(
+        &self,
+        mut stream: Streaming<M>,
+        header: impl Fn(&M) -> (String, i32, String),
+        data: impl Fn(M) -> Bytes,
+    ) -> Result<((String, i32, String), Bytes)> {
+        let first = stream
+            .message()
+            .await
+            .map_err(|s| invalid(format!("reading the stream: {}", s.message())))?
+            .ok_or_else(|| invalid("the stream is empty: the first message names the monitor"))?;
+        let head = header(&first);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&data(first));
+        while let Some(m) = stream
+            .message()
+            .await
+            .map_err(|s| invalid(format!("reading the stream: {}", s.message())))?
+        {
+            let chunk = data(m);
+            if buf.len() + chunk.len() > self.max_table_bytes {
+                return Err(invalid(format!(
+                    "the table is over the server's limit of {} bytes (max_table_bytes): send a smaller sample",
+                    self.max_table_bytes
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok((head, buf.freeze()))
+    }
+
+    async fn upload_reference(
+        &self,
+        stream: Streaming<pb::UploadReferenceRequest>,
+    ) -> Result<Reference> {
+        let ((monitor, format, _), bytes) = self
+            .receive(
+                stream,
+                |m| (m.monitor.clone(), m.format, String::new()),
+                |m| m.data,
+            )
+            .await?;
+        check_name(&monitor)?;
+        let m = self.store.monitor(&monitor).await?;
+        let table = parse_table(format, &bytes, "reference")?;
+        let spec = m.spec.clone();
+        let (table, profile, rows) = tokio::task::spawn_blocking(move || {
+            let profile = profile_of(table.columns(), &spec)?;
+            let rows = table.columns().rows() as i64;
+            Ok::<_, MonitoringError>((table, profile, rows))
+        })
+        .await
+        .map_err(|e| MonitoringError::Internal(format!("profiling the reference: {e}")))??;
+        if rows == 0 {
+            return Err(invalid("the reference has no rows"));
+        }
+        let parquet = table.parquet(bytes)?;
+        let key = format!(
+            "monitors/{monitor}/reference-{}.parquet",
+            uuid::Uuid::new_v4()
+        );
+        let path = Path::parse(&key).map_err(|e| invalid(format!("monitor name: {e}")))?;
+        self.references
+            .store
+            .put(&path, parquet.into())
+            .await
+            .map_err(|e| MonitoringError::Unavailable(format!("storing the reference: {e}")))?;
+        match self
+            .store
+            .add_reference(&monitor, &key, rows, &profile)
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let _ = self.references.store.delete(&path).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn push_window(&self, stream: Streaming<pb::PushWindowRequest>) -> Result<Report> {
+        let ((monitor, format, model_version), bytes) = self
+            .receive(
+                stream,
+                |m| (m.monitor.clone(), m.format, m.model_version.clone()),
+                |m| m.data,
+            )
+            .await?;
+        check_name(&monitor)?;
+        let started = std::time::Instant::now();
+        let m = self.store.monitor(&monitor).await?;
+        if m.reference_version == 0 {
+            return Err(MonitoringError::FailedPrecondition(format!(
+                "monitor {monitor:?} has no reference yet: upload one first (UploadReference)"
+            )));
+        }
+        let window = parse_table(format, &bytes, "window")?;
+        let rows = window.columns().rows() as i64;
+        if rows == 0 {
+            return Err(invalid("the window has no rows: nothing to compare"));
+        }
+        let reference = self.store.reference(&monitor, m.reference_version).await?;
+        let path = Path::parse(&reference.blob_key)
+            .map_err(|e| MonitoringError::Internal(format!("a stored reference key: {e}")))?;
+        let ref_bytes = self
+            .references
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| MonitoringError::Unavailable(format!("reading the reference: {e}")))?
+            .bytes()
+            .await
+            .map_err(|e| MonitoringError::Unavailable(format!("reading the reference: {e}")))?;
+        let specs: Vec<ColumnSpec> = reference
+            .profile
+            .iter()
+            .map(|c| ColumnSpec {
+                name: c.name.clone(),
+                column_type: Some(c.column_type),
+            })
+            .collect();
+        let options = m.spec.options.clone();
+        let workers = self.workers;
+        let types: BTreeMap<String, ColumnType> = specs
+            .iter()
+            .filter_map(|s| s.column_type.map(|t| (s.name.clone(), t)))
+            .collect();
+        let drift = tokio::task::spawn_blocking(move || {
+            let r = ParquetTable::new(ref_bytes).map_err(|e| {
+                MonitoringError::Internal(format!("the stored reference is unreadable: {e}"))
+            })?;
+            drift_report(&r, window.columns(), &specs, &options, workers)
+                .map_err(|e| window_error(e, &types))
+        })
+        .await
+        .map_err(|e| MonitoringError::Internal(format!("testing the window: {e}")))??;
+        let report = Report {
+            id: uuid::Uuid::new_v4().to_string(),
+            monitor: monitor.clone(),
+            reference_version: reference.version,
+            model_version,
+            rows,
+            drift,
+            event_published: false,
+            created_at_ms: now_millis(),
+        };
+        let model = m.model.clone();
+        let saved = self
+            .store
+            .save_report(report, |r| drift_event(&model, r))
+            .await?;
+        self.metrics.report(
+            &monitor,
+            &m.model,
+            &saved.model_version,
+            saved.rows,
+            &saved.drift,
+        );
+        if saved.event_published {
+            self.metrics
+                .drift_events
+                .with_label_values(&[&monitor])
+                .inc();
+        }
+        self.metrics
+            .report_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(saved)
+    }
+}
+
+/// A report error as the caller should read it: a window that does not match the
+/// reference names the column and both types.
+fn window_error(e: ReportError, types: &BTreeMap<String, ColumnType>) -> MonitoringError {
+    match e {
+        ReportError::Table(TableError::Unsupported { column, ty }) => {
+            let expected = types.get(&column).map_or("a numerical or categorical", |t| t.name());
+            invalid(format!(
+                "column {column:?} is {expected} in the reference, but the window's column has type {ty}"
+            ))
+        }
+        ReportError::Table(TableError::Missing { column, side }) => invalid(format!(
+            "column {column:?} is in the reference but not in the {side}: every monitored column must be in the window"
+        )),
+        other => invalid(other.to_string()),
+    }
+}
+
+/// The profile of a reference: the monitored columns (every column when the monitor
+/// names none) with their types, counts and distinct values; a column of a type no
+/// method takes, or whose asked method does not fit it, is an error.
+fn profile_of(table: &dyn Columns, spec: &MonitorSpec) -> Result<Vec<ColumnProfile>> {
+    let specs: Vec<ColumnSpec> = if spec.columns.is_empty() {
+        table
+            .names()
+            .into_iter()
+            .map(|name| ColumnSpec {
+                name,
+                column_type: None,
+            })
+            .collect()
+    } else {
+        spec.columns.clone()
+    };
+    let mut out = Vec::with_capacity(specs.len());
+    for s in specs {
+        let array = table.column(&s.name, "reference").map_err(table_error)?;
+        let ty = match s.column_type {
+            Some(t) => t,
+            None => table::infer_type(&s.name, array.as_ref()).map_err(table_error)?,
+        };
+        fits(&spec.options, &s.name, ty)?;
+        let sample = table::to_sample(&s.name, array.as_ref(), ty).map_err(table_error)?;
+        out.push(ColumnProfile {
+            name: s.name,
+            column_type: ty,
+            count: sample.len(),
+            missing: sample.missing(),
+            distinct: sample.distinct() as u64,
+        });
+    }
+    if out.is_empty() {
+        return Err(invalid("the reference has no columns"));
+    }
+    Ok(out)
+}
+
+/// The `DriftDetected` event of a report.
+fn drift_event(model: &str, r: &Report) -> Envelope {
+    let d: &DatasetDrift = &r.drift;
+    let msg = events::DriftDetected {
+        monitor: r.monitor.clone(),
+        model: model.to_owned(),
+        model_version: r.model_version.clone(),
+        report_id: r.id.clone(),
+        reference_version: r.reference_version,
+        window_rows: r.rows,
+        share: d.share,
+        drift_share: d.drift_share,
+        columns: d
+            .columns
+            .iter()
+            .filter(|(_, c)| c.drifted)
+            .map(|(name, c)| events::DriftedColumn {
+                column: name.clone(),
+                method: c.method.name().to_owned(),
+                score: c.adjusted_score.or(c.score).unwrap_or(f64::NAN),
+                threshold: c.threshold,
+            })
+            .collect(),
+    };
+    Envelope::of(
+        topics::MONITORING,
+        "/mlops/monitoring",
+        &r.monitor,
+        format!("monitors/{}", r.monitor),
+        &msg,
+    )
+}
+
+#[tonic::async_trait]
+impl MonitoringService for MonitoringApi {
+    async fn create_monitor(&self, req: Request<pb::CreateMonitorRequest>) -> Answer<pb::Monitor> {
+        let r = req.into_inner();
+        check_name(&r.name)?;
+        if r.cooldown_seconds < 0 {
+            return Err(invalid("cooldown_seconds must be >= 0").into());
+        }
+        let spec = spec_from(&r.columns, r.options.as_ref())?;
+        let m = self
+            .store
+            .create_monitor(&r.name, &r.model, &spec, r.cooldown_seconds)
+            .await?;
+        Ok(Response::new(monitor_to_pb(&m)))
+    }
+
+    async fn update_monitor(&self, req: Request<pb::UpdateMonitorRequest>) -> Answer<pb::Monitor> {
+        let r = req.into_inner();
+        check_name(&r.name)?;
+        if r.cooldown_seconds < 0 {
+            return Err(invalid("cooldown_seconds must be >= 0").into());
+        }
+        let spec = spec_from(&r.columns, r.options.as_ref())?;
+        let m = self
+            .store
+            .update_monitor(&r.name, &r.model, &spec, r.cooldown_seconds)
+            .await?;
+        Ok(Response::new(monitor_to_pb(&m)))
+    }
+
+    async fn get_monitor(&self, req: Request<pb::GetMonitorRequest>) -> Answer<pb::Monitor> {
+        let m = self.store.monitor(&req.into_inner().name).await?;
+        Ok(Response::new(monitor_to_pb(&m)))
+    }
+
+    async fn list_monitors(
+        &self,
+        _req: Request<pb::ListMonitorsRequest>,
+    ) -> Answer<pb::ListMonitorsResponse> {
+        let monitors = self.store.monitors().await?;
+        Ok(Response::new(pb::ListMonitorsResponse {
+            monitors: monitors.iter().map(monitor_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_monitor(
+        &self,
+        req: Request<pb::DeleteMonitorRequest>,
+    ) -> Answer<pb::DeleteMonitorResponse> {
+        let name = req.into_inner().name;
+        let keys = self.store.delete_monitor(&name).await?;
+        let deleted = keys.is_some();
+        for key in keys.into_iter().flatten() {
+            if let Ok(p) = Path::parse(&key) {
+                if let Err(e) = self.references.store.delete(&p).await {
+                    tracing::warn!(key, error = %e, "could not remove a deleted monitor's reference");
+                }
+            }
+        }
+        Ok(Response::new(pb::DeleteMonitorResponse { deleted }))
+    }
+
+    async fn upload_reference(
+        &self,
+        req: Request<Streaming<pb::UploadReferenceRequest>>,
+    ) -> Answer<pb::Reference> {
+        let r = self.upload_reference(req.into_inner()).await?;
+        Ok(Response::new(reference_to_pb(&r)))
+    }
+
+    async fn push_window(
+        &self,
+        req: Request<Streaming<pb::PushWindowRequest>>,
+    ) -> Answer<pb::DriftReport> {
+        let r = self.push_window(req.into_inner()).await?;
+        Ok(Response::new(report_to_pb(&r, true)))
+    }
+
+    async fn get_report(&self, req: Request<pb::GetReportRequest>) -> Answer<pb::DriftReport> {
+        let r = req.into_inner();
+        let report = self.store.report(&r.monitor, &r.id).await?;
+        Ok(Response::new(report_to_pb(&report, true)))
+    }
+
+    async fn list_reports(
+        &self,
+        req: Request<pb::ListReportsRequest>,
+    ) -> Answer<pb::ListReportsResponse> {
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 100,
+            n if (1..=1000).contains(&n) => i64::from(n),
+            n => {
+                return Err(invalid(format!("limit {n} is not between 1 and 1000")).into());
+            }
+        };
+        let reports = self.store.reports(&r.monitor, r.since_ms, limit).await?;
+        Ok(Response::new(pb::ListReportsResponse {
+            reports: reports.iter().map(|r| report_to_pb(r, false)).collect(),
+        }))
+    }
+}
+
+impl std::fmt::Debug for MonitoringApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MonitoringApi").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod roles_tests {
+    #[test]
+    fn every_rpc_has_a_declared_role() {
+        mlops_runtime::auth::assert_declared(
+            mlops_proto::FILE_DESCRIPTOR_SET,
+            mlops_proto::monitoring::v1::monitoring_service_server::SERVICE_NAME,
+            super::ROLES,
+        );
+    }
+}
