@@ -26,6 +26,7 @@ FLAGS = [
     "--mlflow-addr", "--mlflow-admin-addr",
     "--inference-addr", "--inference-http-addr", "--inference-admin-addr",
     "--feature-store-addr", "--feature-store-admin-addr",
+    "--monitoring-addr", "--monitoring-admin-addr",
 ]  # fmt: skip
 
 

@@ -18,6 +18,7 @@ mod inference_rest;
 mod kafka;
 mod kit;
 mod logged_models;
+mod monitoring;
 mod ops;
 mod prediction_log;
 mod registry;

@@ -55,6 +55,7 @@ class Server:
     mlflow_uri: str
     # The feature store's gRPC address: "127.0.0.1:PORT".
     feature_store_target: str = ""
+    monitoring_target: str = ""
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -126,6 +127,7 @@ def server(tmp_path_factory):
     srv = Server(
         proc, target, admin_target, registry_target, root, log_path, stub, mlflow_uri,
         feature_store_target=cmd_arg(cmd, "--feature-store-addr"),
+        monitoring_target=cmd_arg(cmd, "--monitoring-addr"),
     )  # fmt: skip
     try:
         _wait_ready(srv)

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use mlops_proto::featurestore::v1::feature_store_service_client::FeatureStoreServiceClient;
 use mlops_proto::inference::v1::deployment_service_client::DeploymentServiceClient;
+use mlops_proto::monitoring::v1::monitoring_service_client::MonitoringServiceClient;
 use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
 use mlops_proto::triton::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -29,6 +30,9 @@ pub type DeploymentClient = DeploymentServiceClient<Authed>;
 
 /// The feature store's client.
 pub type FeatureStoreClient = FeatureStoreServiceClient<Authed>;
+
+/// The monitoring service's client.
+pub type MonitoringClient = MonitoringServiceClient<Authed>;
 
 /// A service's gRPC client, as [`connect`] makes it.
 pub trait Service: Sized {
@@ -70,6 +74,13 @@ impl Service for FeatureStoreClient {
     const NAME: &'static str = "the feature store";
     fn client(channel: Authed, max_decoding: usize) -> Self {
         FeatureStoreServiceClient::new(channel).max_decoding_message_size(max_decoding)
+    }
+}
+
+impl Service for MonitoringClient {
+    const NAME: &'static str = "the monitoring service";
+    fn client(channel: Authed, max_decoding: usize) -> Self {
+        MonitoringServiceClient::new(channel).max_decoding_message_size(max_decoding)
     }
 }
 

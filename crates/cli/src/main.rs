@@ -9,7 +9,9 @@
 //! - `mlops serve ...`: the inference service: load, unload and list models, and run
 //!   one on a JSON or CSV file;
 //! - `mlops features ...`: the feature store: apply definitions, list and describe them,
-//!   training data from the point-in-time join.
+//!   training data from the point-in-time join;
+//! - `mlops monitor ...`: drift monitors: create, upload a reference, test a window,
+//!   reports and status; `mlops monitor push` exits 3 when the dataset drifted.
 
 // Printing to stdout is this binary's job.
 #![allow(clippy::print_stdout)]
@@ -19,6 +21,7 @@ mod deploy;
 mod features;
 mod models;
 mod models_view;
+mod monitor;
 mod output;
 mod serve;
 mod serve_input;
@@ -69,6 +72,14 @@ struct Cli {
         default_value = "http://127.0.0.1:6566"
     )]
     feature_store_addr: String,
+    /// The monitoring service's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "MLOPS_MONITORING_ADDR",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    monitoring_addr: String,
     /// A bearer token for services with auth on.
     #[arg(long, global = true, env = "MLOPS_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -98,6 +109,9 @@ enum Command {
     /// The feature store: apply definitions, list and describe them, training data.
     #[command(subcommand)]
     Features(features::FeaturesCmd),
+    /// Drift monitors: create, upload a reference, test a window, reports, status.
+    #[command(subcommand)]
+    Monitor(monitor::MonitorCmd),
 }
 
 #[tokio::main]
@@ -140,6 +154,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Features(cmd) => {
             let c = client::connect(&cli.feature_store_addr, token).await?;
             features::run(c, cmd, out).await.map(|()| 0)
+        }
+        Command::Monitor(cmd) => {
+            let c = client::connect(&cli.monitoring_addr, token).await?;
+            monitor::run(c, cmd, out).await
         }
     }
 }

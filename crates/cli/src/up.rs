@@ -9,6 +9,7 @@ use mlops_feature_store::FeatureStore;
 use mlops_inference::Inference;
 use mlops_kit::{entry, Composition, Entry, Local};
 use mlops_mlflow::Gateway;
+use mlops_monitoring::Monitoring;
 use mlops_registry::Registry;
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_tracking::Tracking;
@@ -44,6 +45,12 @@ pub struct UpArgs {
     /// The feature store's admin HTTP address.
     #[arg(long, default_value = "127.0.0.1:9096")]
     feature_store_admin_addr: String,
+    /// The monitoring service's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50054")]
+    monitoring_addr: String,
+    /// The monitoring service's admin HTTP address.
+    #[arg(long, default_value = "127.0.0.1:9094")]
+    monitoring_admin_addr: String,
     /// The inference service's gRPC address (Triton's GRPCInferenceService).
     #[arg(long, default_value = "127.0.0.1:8001")]
     inference_addr: String,
@@ -63,11 +70,12 @@ pub struct UpArgs {
 /// Every service `mlops up` runs, callees before callers: one line per service.
 /// `mlops up` stops them in the reverse order (the MLflow gateway first: the
 /// requests it drains still reach the services).
-fn services() -> [Entry; 5] {
+fn services() -> [Entry; 6] {
     [
         entry::<Tracking>(),
         entry::<Registry>(),
         entry::<FeatureStore>(),
+        entry::<Monitoring>(),
         entry::<Inference>(),
         entry::<Gateway>(),
     ]
@@ -119,8 +127,8 @@ fn environment_help() -> String {
          `mlops up` with an error):\n\
          \x20 MLOPS_DATA_DIR\n\
          \x20     --data-dir\n\
-         \x20 MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR\n\
-         \x20     --tracking-addr, --registry-addr, --inference-addr and --feature-store-addr: the client commands' \
+         \x20 MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR, MLOPS_MONITORING_ADDR\n\
+         \x20     --tracking-addr, --registry-addr, --inference-addr, --feature-store-addr and --monitoring-addr: the client commands' \
          variables, which `mlops up` reads too\n\
          \x20     (as host:port; their http://host:port form for the client does not bind)\n",
     );
@@ -171,6 +179,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &args.feature_store_admin_addr,
         )
         .with_ports(
+            "monitoring",
+            &args.monitoring_addr,
+            &args.monitoring_admin_addr,
+        )
+        .with_ports(
             "inference",
             &args.inference_addr,
             &args.inference_admin_addr,
@@ -216,7 +229,7 @@ mod tests {
         let help = up_help();
         for var in [
             "MLOPS_DATA_DIR",
-            "MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR",
+            "MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR, MLOPS_MONITORING_ADDR",
             "MLOPS_TRACKING_AUTH_TOKENS",
             "MLOPS_TRACKING_DB_MAX_CONNECTIONS",
             "MLOPS_TRACKING_LEASE_CHECK_INTERVAL_MS",

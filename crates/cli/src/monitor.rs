@@ -1,0 +1,544 @@
+//! `mlops monitor create|reference|push|report|status|delete`: drift monitors, their
+//! reference tables and their reports.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use mlops_proto::monitoring::v1 as pb;
+use serde_json::{json, Value};
+
+use crate::client::MonitoringClient as Client;
+use crate::output::{print_json, Output};
+use crate::table;
+
+/// The size of the chunks a table is sent in.
+const CHUNK: usize = 1 << 20;
+
+/// The monitoring service's commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum MonitorCmd {
+    /// Create a monitor (or, with --update, replace an existing one's settings).
+    Create {
+        /// Its name.
+        name: String,
+        /// The registered model it watches (events and metrics name it).
+        #[arg(long, default_value = "")]
+        model: String,
+        /// A column to test, `NAME` or `NAME:numerical|categorical` (repeat; none: every
+        /// column of the reference, types inferred as Evidently infers them).
+        #[arg(long = "column", value_parser = column_arg)]
+        columns: Vec<pb::ColumnSpec>,
+        /// The drift method for every column (Evidently's names: ks, chisquare, z,
+        /// wasserstein, jensenshannon, psi, kl_div, anderson, cramer_von_mises, mannw,
+        /// t_test, ed, es, hellinger, TVD, fisher_exact, g_test, empirical_mmd); none:
+        /// Evidently's default choice.
+        #[arg(long, default_value = "")]
+        method: String,
+        /// The method for numerical columns.
+        #[arg(long, default_value = "")]
+        num_method: String,
+        /// The method for categorical columns.
+        #[arg(long, default_value = "")]
+        cat_method: String,
+        /// A column's method, `COLUMN=METHOD` (repeat).
+        #[arg(long = "column-method", value_parser = pair::<String>)]
+        column_methods: Vec<(String, String)>,
+        /// The threshold for every column (the method's default when unset).
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// The threshold for numerical columns.
+        #[arg(long)]
+        num_threshold: Option<f64>,
+        /// The threshold for categorical columns.
+        #[arg(long)]
+        cat_threshold: Option<f64>,
+        /// A column's threshold, `COLUMN=THRESHOLD` (repeat).
+        #[arg(long = "column-threshold", value_parser = pair::<f64>)]
+        column_thresholds: Vec<(String, f64)>,
+        /// The share of drifted columns at which the dataset drifts (default 0.5).
+        #[arg(long)]
+        drift_share: Option<f64>,
+        /// A multiple-testing correction over the p-value columns.
+        #[arg(long, value_enum, default_value = "none")]
+        correction: CorrectionArg,
+        /// At most one DriftDetected event per this many seconds.
+        #[arg(long, default_value_t = 0)]
+        cooldown: i64,
+        /// Replace the settings of an existing monitor instead.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Upload a new version of a monitor's reference (a local Parquet file, or an Arrow
+    /// IPC stream when it ends in .arrow, .arrows or .ipc).
+    Reference {
+        /// The monitor.
+        name: String,
+        /// The table.
+        file: PathBuf,
+    },
+    /// Test a current window (a local Parquet or Arrow IPC file) against the reference;
+    /// prints the report. Exits 3 when the dataset drifted.
+    Push {
+        /// The monitor.
+        name: String,
+        /// The table.
+        file: PathBuf,
+        /// The model version whose inputs the window holds.
+        #[arg(long, default_value = "")]
+        model_version: String,
+    },
+    /// A stored report: the newest, or --id's.
+    Report {
+        /// The monitor.
+        name: String,
+        /// The report's id.
+        #[arg(long, default_value = "")]
+        id: String,
+    },
+    /// Every monitor with its newest verdict; or one monitor's reports over time.
+    Status {
+        /// Only this monitor: its reports, newest first.
+        name: Option<String>,
+        /// At most this many reports.
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+    /// Delete a monitor, its references and its reports.
+    Delete {
+        /// The monitor.
+        name: String,
+    },
+}
+
+/// A multiple-testing correction.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CorrectionArg {
+    /// None (as Evidently).
+    None,
+    /// Bonferroni.
+    Bonferroni,
+    /// Benjamini-Hochberg.
+    BenjaminiHochberg,
+}
+
+fn column_arg(s: &str) -> Result<pb::ColumnSpec, String> {
+    let (name, ty) = match s.rsplit_once(':') {
+        Some((n, "numerical")) => (n, pb::ColumnType::Numerical),
+        Some((n, "categorical")) => (n, pb::ColumnType::Categorical),
+        Some((_, t)) => {
+            return Err(format!(
+                "`{t}`: a column's type is numerical or categorical (NAME:TYPE)"
+            ))
+        }
+        None => (s, pb::ColumnType::Unspecified),
+    };
+    Ok(pb::ColumnSpec {
+        name: name.to_owned(),
+        r#type: ty as i32,
+    })
+}
+
+fn pair<T: std::str::FromStr>(s: &str) -> Result<(String, T), String>
+where
+    T::Err: std::fmt::Display,
+{
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: write COLUMN=VALUE"))?;
+    let v = v.parse::<T>().map_err(|e| format!("`{v}`: {e}"))?;
+    Ok((k.to_owned(), v))
+}
+
+fn format_of(file: &Path) -> pb::TableFormat {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("arrow" | "arrows" | "ipc") => pb::TableFormat::ArrowIpc,
+        _ => pb::TableFormat::Parquet,
+    }
+}
+
+fn chunks(file: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(if bytes.is_empty() {
+        vec![Vec::new()]
+    } else {
+        bytes.chunks(CHUNK).map(<[u8]>::to_vec).collect()
+    })
+}
+
+fn type_name(t: i32) -> &'static str {
+    match pb::ColumnType::try_from(t) {
+        Ok(pb::ColumnType::Numerical) => "numerical",
+        Ok(pb::ColumnType::Categorical) => "categorical",
+        _ => "inferred",
+    }
+}
+
+fn monitor_json(m: &pb::Monitor) -> Value {
+    let o = m.options.clone().unwrap_or_default();
+    json!({
+        "name": m.name,
+        "model": m.model,
+        "columns": m.columns.iter().map(|c| json!({"name": c.name, "type": type_name(c.r#type)})).collect::<Vec<_>>(),
+        "options": {
+            "method": o.method, "num_method": o.num_method, "cat_method": o.cat_method,
+            "per_column_method": o.per_column_method, "threshold": o.threshold,
+            "num_threshold": o.num_threshold, "cat_threshold": o.cat_threshold,
+            "per_column_threshold": o.per_column_threshold, "drift_share": o.drift_share,
+            "correction": o.correction,
+        },
+        "cooldown_seconds": m.cooldown_seconds,
+        "reference_version": m.reference_version,
+        "created_at_ms": m.created_at_ms,
+        "updated_at_ms": m.updated_at_ms,
+    })
+}
+
+fn score(s: Option<f64>) -> String {
+    s.map_or("-".into(), |s| format!("{s:.6}"))
+}
+
+/// A report as JSON for scripts.
+pub fn report_json(r: &pb::DriftReport) -> Value {
+    json!({
+        "id": r.id,
+        "monitor": r.monitor,
+        "reference_version": r.reference_version,
+        "model_version": r.model_version,
+        "rows": r.rows,
+        "dataset_drift": r.dataset_drift,
+        "drifted_columns": r.drifted_columns,
+        "share": r.share,
+        "drift_share": r.drift_share,
+        "event_published": r.event_published,
+        "created_at_ms": r.created_at_ms,
+        "columns": r.columns.iter().map(|c| json!({
+            "column": c.column, "type": type_name(c.r#type), "method": c.method,
+            "threshold": c.threshold, "score": c.score, "adjusted_score": c.adjusted_score,
+            "drifted": c.drifted, "note": c.note,
+            "reference_count": c.reference_count, "current_count": c.current_count,
+            "reference_missing": c.reference_missing, "current_missing": c.current_missing,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_report(r: &pb::DriftReport) {
+    println!(
+        "monitor {} report {} (reference v{}{}): {} rows, {} of {} columns drifted (share {:.3}, dataset drift at {:.3}): {}",
+        r.monitor,
+        r.id,
+        r.reference_version,
+        if r.model_version.is_empty() {
+            String::new()
+        } else {
+            format!(", model version {}", r.model_version)
+        },
+        r.rows,
+        r.drifted_columns,
+        r.columns.len(),
+        r.share,
+        r.drift_share,
+        if r.dataset_drift {
+            "DATASET DRIFT"
+        } else {
+            "no dataset drift"
+        }
+    );
+    let rows: Vec<Vec<String>> = r
+        .columns
+        .iter()
+        .map(|c| {
+            vec![
+                c.column.clone(),
+                type_name(c.r#type).into(),
+                c.method.clone(),
+                score(c.score),
+                format!("{}", c.threshold),
+                if c.drifted { "DRIFT" } else { "-" }.into(),
+                c.note.clone(),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "column",
+            "type",
+            "method",
+            "score",
+            "threshold",
+            "drift",
+            "note",
+        ],
+        &rows,
+    );
+}
+
+/// Runs a monitoring command; returns the exit code.
+pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<i32> {
+    match cmd {
+        MonitorCmd::Create {
+            name,
+            model,
+            columns,
+            method,
+            num_method,
+            cat_method,
+            column_methods,
+            threshold,
+            num_threshold,
+            cat_threshold,
+            column_thresholds,
+            drift_share,
+            correction,
+            cooldown,
+            update,
+        } => {
+            let options = pb::DriftOptions {
+                method,
+                num_method,
+                cat_method,
+                per_column_method: column_methods.into_iter().collect(),
+                threshold,
+                num_threshold,
+                cat_threshold,
+                per_column_threshold: column_thresholds.into_iter().collect(),
+                drift_share,
+                correction: match correction {
+                    CorrectionArg::None => pb::Correction::None,
+                    CorrectionArg::Bonferroni => pb::Correction::Bonferroni,
+                    CorrectionArg::BenjaminiHochberg => pb::Correction::BenjaminiHochberg,
+                } as i32,
+            };
+            let m = if update {
+                c.update_monitor(pb::UpdateMonitorRequest {
+                    name,
+                    model,
+                    columns,
+                    options: Some(options),
+                    cooldown_seconds: cooldown,
+                })
+                .await?
+            } else {
+                c.create_monitor(pb::CreateMonitorRequest {
+                    name,
+                    model,
+                    columns,
+                    options: Some(options),
+                    cooldown_seconds: cooldown,
+                })
+                .await?
+            }
+            .into_inner();
+            if out.json {
+                print_json(&monitor_json(&m));
+            } else {
+                println!(
+                    "monitor {} {}; upload its reference with `mlops monitor reference {} FILE`",
+                    m.name,
+                    if update { "updated" } else { "created" },
+                    m.name
+                );
+            }
+            Ok(0)
+        }
+        MonitorCmd::Reference { name, file } => {
+            let format = format_of(&file) as i32;
+            let msgs: Vec<pb::UploadReferenceRequest> = chunks(&file)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, data)| pb::UploadReferenceRequest {
+                    monitor: if i == 0 { name.clone() } else { String::new() },
+                    format,
+                    data: data.into(),
+                })
+                .collect();
+            let r = c
+                .upload_reference(futures::stream::iter(msgs))
+                .await?
+                .into_inner();
+            if out.json {
+                print_json(&json!({
+                    "monitor": r.monitor, "version": r.version, "rows": r.rows,
+                    "columns": r.columns.iter().map(|c| json!({
+                        "name": c.name, "type": type_name(c.r#type), "count": c.count,
+                        "missing": c.missing, "distinct": c.distinct,
+                    })).collect::<Vec<_>>(),
+                }));
+            } else {
+                println!(
+                    "monitor {} reference v{}: {} rows",
+                    r.monitor, r.version, r.rows
+                );
+                let rows: Vec<Vec<String>> = r
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.clone(),
+                            type_name(c.r#type).into(),
+                            c.count.to_string(),
+                            c.missing.to_string(),
+                            c.distinct.to_string(),
+                        ]
+                    })
+                    .collect();
+                table::print(&["column", "type", "count", "missing", "distinct"], &rows);
+            }
+            Ok(0)
+        }
+        MonitorCmd::Push {
+            name,
+            file,
+            model_version,
+        } => {
+            let format = format_of(&file) as i32;
+            let msgs: Vec<pb::PushWindowRequest> = chunks(&file)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, data)| pb::PushWindowRequest {
+                    monitor: if i == 0 { name.clone() } else { String::new() },
+                    format,
+                    model_version: if i == 0 {
+                        model_version.clone()
+                    } else {
+                        String::new()
+                    },
+                    data: data.into(),
+                })
+                .collect();
+            let r = c
+                .push_window(futures::stream::iter(msgs))
+                .await?
+                .into_inner();
+            if out.json {
+                print_json(&report_json(&r));
+            } else {
+                print_report(&r);
+            }
+            Ok(if r.dataset_drift { 3 } else { 0 })
+        }
+        MonitorCmd::Report { name, id } => {
+            out.call(
+                c.get_report(pb::GetReportRequest { monitor: name, id }),
+                |r| r,
+                |r| Some(report_json(r)),
+                print_report,
+            )
+            .await?;
+            Ok(0)
+        }
+        MonitorCmd::Status {
+            name: Some(name),
+            limit,
+        } => {
+            out.list(
+                c.list_reports(pb::ListReportsRequest {
+                    monitor: name,
+                    limit,
+                    since_ms: 0,
+                }),
+                |r| r.reports,
+                report_json,
+                &[
+                    "created",
+                    "id",
+                    "reference",
+                    "model version",
+                    "rows",
+                    "share",
+                    "drift",
+                ],
+                |r| {
+                    vec![
+                        when(r.created_at_ms),
+                        r.id.clone(),
+                        format!("v{}", r.reference_version),
+                        r.model_version.clone(),
+                        r.rows.to_string(),
+                        format!("{:.3}", r.share),
+                        if r.dataset_drift { "DRIFT" } else { "-" }.into(),
+                    ]
+                },
+            )
+            .await?;
+            Ok(0)
+        }
+        MonitorCmd::Status { name: None, .. } => {
+            let monitors = c
+                .list_monitors(pb::ListMonitorsRequest {})
+                .await?
+                .into_inner()
+                .monitors;
+            let mut newest = Vec::with_capacity(monitors.len());
+            for m in &monitors {
+                let r = c
+                    .list_reports(pb::ListReportsRequest {
+                        monitor: m.name.clone(),
+                        limit: 1,
+                        since_ms: 0,
+                    })
+                    .await?
+                    .into_inner()
+                    .reports
+                    .pop();
+                newest.push(r);
+            }
+            if out.json {
+                print_json(&json!(monitors
+                    .iter()
+                    .zip(&newest)
+                    .map(|(m, r)| json!({"monitor": monitor_json(m), "newest_report": r.as_ref().map(report_json)}))
+                    .collect::<Vec<_>>()));
+            } else {
+                let rows: Vec<Vec<String>> = monitors
+                    .iter()
+                    .zip(&newest)
+                    .map(|(m, r)| {
+                        vec![
+                            m.name.clone(),
+                            m.model.clone(),
+                            format!("v{}", m.reference_version),
+                            r.as_ref().map_or("-".into(), |r| when(r.created_at_ms)),
+                            r.as_ref().map_or("-".into(), |r| format!("{:.3}", r.share)),
+                            r.as_ref().map_or("-".into(), |r| {
+                                if r.dataset_drift { "DRIFT" } else { "ok" }.into()
+                            }),
+                        ]
+                    })
+                    .collect();
+                table::print(
+                    &[
+                        "monitor",
+                        "model",
+                        "reference",
+                        "newest report",
+                        "share",
+                        "verdict",
+                    ],
+                    &rows,
+                );
+            }
+            Ok(0)
+        }
+        MonitorCmd::Delete { name } => {
+            let d = c
+                .delete_monitor(pb::DeleteMonitorRequest { name: name.clone() })
+                .await?
+                .into_inner();
+            if out.json {
+                print_json(&json!({"deleted": d.deleted}));
+            } else if d.deleted {
+                println!("monitor {name} deleted");
+            } else {
+                println!("no monitor named {name}");
+            }
+            Ok(if d.deleted { 0 } else { 1 })
+        }
+    }
+}
+
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
+}
