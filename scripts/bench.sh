@@ -15,6 +15,9 @@ RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench registry
 # The feature store's training join, on feast_online.py's workload (its files, when
 # $PEERS_ROOT/feast_pit holds them: then compared with its reference row by row).
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench feature_store
+# Data drift on evidently_drift.py's workload (its files and per-column results, when
+# $PEERS_ROOT/drift holds them: then compared column by column), and a 500-column one.
+RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench monitoring
 # Inference: in-process (no gRPC) per model, the JSON line onnx_serving.py writes, then gRPC.
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-model --bench onnx_serving >"$MLOPS_BENCH_DIR/ours-onnx.jsonl"
 cat "$MLOPS_BENCH_DIR/ours-onnx.jsonl"
@@ -32,4 +35,5 @@ echo "compare with MLflow (run ../shared/bench/peers/run_all.sh mlflow_tracking 
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-sqlite.jsonl $MLOPS_BENCH_DIR/ours-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-onnx.jsonl --names onnxruntime,mlops  (run_all.sh onnx_serving first)"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-feature-store.jsonl --names feast,mlops  (run_all.sh feast_online first)"
+echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-monitoring.jsonl --names evidently,mlops  (run_all.sh evidently_drift first)"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-registry-sqlite.jsonl $MLOPS_BENCH_DIR/ours-registry-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"
