@@ -31,19 +31,15 @@ use mlops_monitoring::table::ParquetTable;
 use mlops_tests::bench::{env_usize, out_dir};
 use serde_json::{json, Value};
 
-/// SplitMix64 with Box-Muller normals.
-struct Rng(u64);
+/// Uniform and normal draws (Box-Muller) from the monitoring crate's seeded generator.
+struct Rng(mlops_monitoring::stats::rng::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Rng(mlops_monitoring::stats::rng::Rng::new(seed))
     }
     fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        ((self.0.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
     fn normal(&mut self) -> f64 {
         (-2.0 * self.uniform().ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
@@ -54,7 +50,7 @@ impl Rng {
 /// first half of the numerical columns drifted by 0.25–0.75 of a standard deviation;
 /// categorical columns with 3, 5, 8, 12 and 20 categories, the first two reversed.
 fn generate(rows: usize, num_cols: usize, cat_cols: usize, seed: u64) -> (Bytes, Bytes) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut reference: Vec<(String, ArrayRef)> = Vec::new();
     let mut current: Vec<(String, ArrayRef)> = Vec::new();
     for i in 0..num_cols {

@@ -18,6 +18,17 @@ pub struct ColumnSpec {
     pub column_type: Option<ColumnType>,
 }
 
+/// Every column of `names`, its type to be inferred.
+pub fn inferred(names: Vec<String>) -> Vec<ColumnSpec> {
+    names
+        .into_iter()
+        .map(|name| ColumnSpec {
+            name,
+            column_type: None,
+        })
+        .collect()
+}
+
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -39,15 +50,9 @@ pub fn drift_report(
     options: &DriftOptions,
     workers: usize,
 ) -> Result<DatasetDrift, ReportError> {
-    let specs: Vec<ColumnSpec> = if columns.is_empty() {
+    let specs = if columns.is_empty() {
         let (shared, _) = table::shared_columns(&reference.names(), &current.names());
-        shared
-            .into_iter()
-            .map(|name| ColumnSpec {
-                name,
-                column_type: None,
-            })
-            .collect()
+        inferred(shared)
     } else {
         columns.to_vec()
     };

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::drift::{ColumnType, Correction, DatasetDrift, DriftOptions, Method};
 use crate::error::{MonitoringError, Result};
 use crate::metrics::Metrics;
-use crate::report::{drift_report, ColumnSpec, ReportError};
+use crate::report::{self, drift_report, ColumnSpec, ReportError};
 use crate::store::{ColumnProfile, Monitor, MonitorSpec, Reference, Report, Store};
 use crate::table::{self, Batches, Columns, ParquetTable, TableError};
 
@@ -191,6 +191,20 @@ fn spec_from(
         columns: specs,
         options,
     })
+}
+
+/// A create or update request's name, cooldown and spec, checked.
+fn checked(
+    name: &str,
+    cooldown_seconds: i64,
+    columns: &[pb::ColumnSpec],
+    options: Option<&pb::DriftOptions>,
+) -> Result<MonitorSpec> {
+    check_name(name)?;
+    if cooldown_seconds < 0 {
+        return Err(invalid("cooldown_seconds must be >= 0"));
+    }
+    spec_from(columns, options)
 }
 
 /// Whether the method the options ask for `column` fits its type.
@@ -546,15 +560,8 @@ fn window_error(e: ReportError, types: &BTreeMap<String, ColumnType>) -> Monitor
 /// names none) with their types, counts and distinct values; a column of a type no
 /// method takes, or whose asked method does not fit it, is an error.
 fn profile_of(table: &dyn Columns, spec: &MonitorSpec) -> Result<Vec<ColumnProfile>> {
-    let specs: Vec<ColumnSpec> = if spec.columns.is_empty() {
-        table
-            .names()
-            .into_iter()
-            .map(|name| ColumnSpec {
-                name,
-                column_type: None,
-            })
-            .collect()
+    let specs = if spec.columns.is_empty() {
+        report::inferred(table.names())
     } else {
         spec.columns.clone()
     };
@@ -618,11 +625,7 @@ fn drift_event(model: &str, r: &Report) -> Envelope {
 impl MonitoringService for MonitoringApi {
     async fn create_monitor(&self, req: Request<pb::CreateMonitorRequest>) -> Answer<pb::Monitor> {
         let r = req.into_inner();
-        check_name(&r.name)?;
-        if r.cooldown_seconds < 0 {
-            return Err(invalid("cooldown_seconds must be >= 0").into());
-        }
-        let spec = spec_from(&r.columns, r.options.as_ref())?;
+        let spec = checked(&r.name, r.cooldown_seconds, &r.columns, r.options.as_ref())?;
         let m = self
             .store
             .create_monitor(&r.name, &r.model, &spec, r.cooldown_seconds)
@@ -632,11 +635,7 @@ impl MonitoringService for MonitoringApi {
 
     async fn update_monitor(&self, req: Request<pb::UpdateMonitorRequest>) -> Answer<pb::Monitor> {
         let r = req.into_inner();
-        check_name(&r.name)?;
-        if r.cooldown_seconds < 0 {
-            return Err(invalid("cooldown_seconds must be >= 0").into());
-        }
-        let spec = spec_from(&r.columns, r.options.as_ref())?;
+        let spec = checked(&r.name, r.cooldown_seconds, &r.columns, r.options.as_ref())?;
         let m = self
             .store
             .update_monitor(&r.name, &r.model, &spec, r.cooldown_seconds)
