@@ -136,10 +136,16 @@ pub fn to_sample(name: &str, array: &dyn Array, ty: ColumnType) -> Result<Sample
                 })
             })))
         }
-        (ColumnType::Categorical, None) => {
-            let strings = arrow_cast_to_strings(array).ok_or_else(unsupported)?;
-            Ok(Sample::categorical(strings))
-        }
+        (ColumnType::Categorical, None) => match array.data_type() {
+            // the common cases counted from the array's own strings, without a copy each
+            DataType::Utf8 => Ok(Sample::categorical(array.as_string::<i32>().iter())),
+            DataType::LargeUtf8 => Ok(Sample::categorical(array.as_string::<i64>().iter())),
+            DataType::Utf8View => Ok(Sample::categorical(array.as_string_view().iter())),
+            _ => {
+                let strings = arrow_cast_to_strings(array).ok_or_else(unsupported)?;
+                Ok(Sample::categorical(strings))
+            }
+        },
     }
 }
 

@@ -31,13 +31,13 @@ impl Sample {
                 keep
             })
             .collect();
-        v.sort_by(f64::total_cmp);
         // -0.0 and 0.0 are one value, as in pandas
         for x in &mut v {
             if *x == 0.0 {
                 *x = 0.0;
             }
         }
+        v.sort_unstable_by(f64::total_cmp);
         Sample {
             values: Values::Numerical(v),
             missing,

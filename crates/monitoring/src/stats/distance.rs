@@ -9,10 +9,18 @@ use super::pairwise_sum;
 /// distance between the two empirical CDFs (p is 1 or 2; for 2 the square root of the
 /// integral, as scipy returns it).
 fn cdf_distance(p: u8, u: &[f64], v: &[f64]) -> f64 {
+    // both sorted: merging them is scipy's sort of the concatenation
     let mut all = Vec::with_capacity(u.len() + v.len());
-    all.extend_from_slice(u);
-    all.extend_from_slice(v);
-    all.sort_by(f64::total_cmp);
+    let (mut i, mut j) = (0, 0);
+    while i < u.len() || j < v.len() {
+        if j == v.len() || (i < u.len() && u[i] <= v[j]) {
+            all.push(u[i]);
+            i += 1;
+        } else {
+            all.push(v[j]);
+            j += 1;
+        }
+    }
     let (nu, nv) = (u.len() as f64, v.len() as f64);
     let (mut iu, mut iv) = (0usize, 0usize);
     let mut terms = Vec::with_capacity(all.len().saturating_sub(1));
