@@ -126,8 +126,67 @@ pub fn tie_counts(sorted: &[f64]) -> Vec<usize> {
 /// `values` sorted ascending (total order; the inputs here are finite).
 pub fn sorted(values: &[f64]) -> Vec<f64> {
     let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
+    sort_floats(&mut v);
     v
+}
+
+/// Sorts `values` ascending in `f64::total_cmp`'s order: a least-significant-digit radix
+/// sort on the bits (11-bit digits, passes where every value has the same digit
+/// skipped), several times a comparison sort on the columns drift reports sort; short
+/// slices use the comparison sort.
+pub fn sort_floats(values: &mut [f64]) {
+    const BITS: u32 = 11;
+    const BUCKETS: usize = 1 << BITS;
+    if values.len() < 1024 {
+        values.sort_unstable_by(f64::total_cmp);
+        return;
+    }
+    // total_cmp's order as unsigned integers: negative numbers have every bit flipped,
+    // positive ones the sign bit set
+    let key = |x: f64| {
+        let b = x.to_bits();
+        if b >> 63 == 1 {
+            !b
+        } else {
+            b | (1 << 63)
+        }
+    };
+    let unkey = |k: u64| {
+        if k >> 63 == 1 {
+            f64::from_bits(k & !(1 << 63))
+        } else {
+            f64::from_bits(!k)
+        }
+    };
+    let mut keys: Vec<u64> = values.iter().map(|&x| key(x)).collect();
+    let mut scratch = vec![0u64; keys.len()];
+    let mut shift = 0;
+    while shift < 64 {
+        let mut counts = vec![0usize; BUCKETS];
+        for &k in &keys {
+            counts[((k >> shift) as usize) & (BUCKETS - 1)] += 1;
+        }
+        if counts.contains(&keys.len()) {
+            shift += BITS;
+            continue;
+        }
+        let mut offset = 0;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = offset;
+            offset += n;
+        }
+        for &k in &keys {
+            let d = ((k >> shift) as usize) & (BUCKETS - 1);
+            scratch[counts[d]] = k;
+            counts[d] += 1;
+        }
+        std::mem::swap(&mut keys, &mut scratch);
+        shift += BITS;
+    }
+    for (v, k) in values.iter_mut().zip(keys) {
+        *v = unkey(k);
+    }
 }
 
 /// The mean of `values` (NaN when empty), summed pairwise like numpy for accuracy.
@@ -174,6 +233,31 @@ pub fn std_population(values: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_radix_sort_orders_as_total_cmp() {
+        let mut rng = rng::Rng::new(3);
+        let mut v: Vec<f64> = (0..5000)
+            .map(|i| {
+                let u = rng.next_u64();
+                match i % 5 {
+                    0 => f64::from_bits(u),
+                    1 => (u % 7) as f64 - 3.0,
+                    2 => -0.0,
+                    3 => f64::from_bits(u >> 12) * if u & 1 == 0 { 1.0 } else { -1.0 },
+                    _ => (u as f64 / u64::MAX as f64) * 1e6 - 5e5,
+                }
+            })
+            .filter(|x| !x.is_nan())
+            .collect();
+        let mut expected = v.clone();
+        expected.sort_by(f64::total_cmp);
+        sort_floats(&mut v);
+        assert_eq!(
+            v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            expected.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn ranks_average_ties() {

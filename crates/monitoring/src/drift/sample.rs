@@ -37,7 +37,7 @@ impl Sample {
                 *x = 0.0;
             }
         }
-        v.sort_unstable_by(f64::total_cmp);
+        crate::stats::sort_floats(&mut v);
         Sample {
             values: Values::Numerical(v),
             missing,
