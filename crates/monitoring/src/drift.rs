@@ -34,7 +34,7 @@ const PERMUTATION_SEED: u64 = 0;
 /// (more than 2 distinct values) or `z`; above 1,000, `wasserstein` for a numerical column
 /// with more than 5 distinct values, else `jensenshannon`.
 pub fn default_method(reference: &Sample, current: &Sample, ty: ColumnType) -> Method {
-    let distinct = aligned_counts(reference, current).len();
+    let distinct = sample::distinct_up_to(reference, current, 5);
     let small = reference.len() <= 1000;
     match (ty, small) {
         (ColumnType::Numerical, true) if distinct > 5 => Method::Ks,

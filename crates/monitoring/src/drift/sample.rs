@@ -46,7 +46,7 @@ impl Sample {
 
     /// A categorical column: `None` is missing.
     pub fn categorical<S: AsRef<str>>(values: impl IntoIterator<Item = Option<S>>) -> Self {
-        let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        let mut counts = std::collections::HashMap::<String, u64>::new();
         let mut missing = 0;
         for v in values {
             match v {
@@ -60,8 +60,10 @@ impl Sample {
                 None => missing += 1,
             }
         }
+        let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+        counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Sample {
-            values: Values::Categorical(counts.into_iter().collect()),
+            values: Values::Categorical(counts),
             missing,
         }
     }
@@ -155,6 +157,33 @@ impl Key<'_> {
     }
 }
 
+/// The number of distinct values of both samples together, counted up to `limit` (a
+/// larger number is reported as `limit + 1`): what the default choice of method needs,
+/// without listing every value of a long numerical column.
+pub fn distinct_up_to(reference: &Sample, current: &Sample, limit: usize) -> usize {
+    match (&reference.values, &current.values) {
+        (Values::Numerical(r), Values::Numerical(c)) => {
+            let (mut i, mut j, mut n) = (0, 0, 0);
+            let mut last: Option<f64> = None;
+            while (i < r.len() || j < c.len()) && n <= limit {
+                let x = if j == c.len() || (i < r.len() && r[i] <= c[j]) {
+                    i += 1;
+                    r[i - 1]
+                } else {
+                    j += 1;
+                    c[j - 1]
+                };
+                if last != Some(x) {
+                    n += 1;
+                    last = Some(x);
+                }
+            }
+            n
+        }
+        _ => aligned_counts(reference, current).len().min(limit + 1),
+    }
+}
+
 /// The counts of every value present in either sample, as (reference, current) pairs in
 /// ascending order of the values (Evidently's `keys`, its value counts filled with 0).
 pub fn aligned_counts(reference: &Sample, current: &Sample) -> Vec<(u64, u64)> {
@@ -197,6 +226,16 @@ mod tests {
         assert_eq!((s.len(), s.missing(), s.distinct()), (4, 2, 3));
         let c = Sample::categorical([Some("b"), None, Some("a"), Some("b")]);
         assert_eq!((c.len(), c.missing(), c.distinct()), (3, 1, 2));
+    }
+
+    #[test]
+    fn distinct_values_are_counted_up_to_a_limit() {
+        let r = Sample::numerical([1.0, 1.0, 2.0, 5.0]);
+        let c = Sample::numerical([2.0, 3.0, 3.0]);
+        assert_eq!(distinct_up_to(&r, &c, 10), 4);
+        assert_eq!(distinct_up_to(&r, &c, 2), 3);
+        let a = Sample::categorical([Some("x"), Some("y")]);
+        assert_eq!(distinct_up_to(&a, &a, 5), 2);
     }
 
     #[test]
