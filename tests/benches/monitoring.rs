@@ -14,7 +14,9 @@
 //! pandas frames already in memory). Peak RSS: the kernel's high-water mark of this
 //! process, reset before each run.
 //!
-//! Sizes: `MLOPS_BENCH_DRIFT_ROWS`, `MLOPS_BENCH_DRIFT_WIDE_COLS`.
+//! Sizes: `MLOPS_BENCH_DRIFT_ROWS`, `MLOPS_BENCH_DRIFT_WIDE_COLS`; the wide table is read
+//! from `MLOPS_BENCH_DRIFT_WIDE_DIR` when it holds `evidently_drift.py --num-cols 495`'s
+//! files (run with another `PEERS_ROOT`), so Evidently's figure is on the same data.
 
 #![allow(clippy::print_stdout)]
 
@@ -203,7 +205,17 @@ fn main() {
     let parity = golden.as_ref().map(|g| compare(&report, g));
     drop((reference, current));
 
-    let (wr, wc) = generate(rows, wide_cols - wide_cols / 20, wide_cols / 20, 7);
+    // `evidently_drift.py --num-cols 495` writes the same shape under another PEERS_ROOT
+    let wide_dir = std::env::var("MLOPS_BENCH_DRIFT_WIDE_DIR")
+        .ok()
+        .map(PathBuf::from);
+    let (wr, wc) = match wide_dir.filter(|d| d.join("reference.parquet").exists()) {
+        Some(d) => {
+            let read = |f: &str| Bytes::from(std::fs::read(d.join(f)).expect("wide file"));
+            (read("reference.parquet"), read("current.parquet"))
+        }
+        None => generate(rows, wide_cols - wide_cols / 20, wide_cols / 20, 7),
+    };
     let (wide_s, wide_before, wide_peak, wide) = measure(&wr, &wc, 1);
     let input_mb = (wr.len() + wc.len()) as f64 / 1e6;
     drop((wr, wc));
@@ -219,9 +231,9 @@ fn main() {
         );
     }
     println!(
-        "  {rows} rows x {wide_cols} columns: {wide_s:.3} s ({:.0} columns/s, {:.0} rows/s per column), peak RSS {wide_peak} MB (before {wide_before} MB; the Parquet input alone is {input_mb:.0} MB), {} drifted",
+        "  {rows} rows x {wide_cols} columns: {wide_s:.3} s ({:.0} columns/s), peak RSS {wide_peak} MB, {:.1} MB above the {wide_before} MB held before the run (the Parquet input alone is {input_mb:.0} MB), {} drifted",
         wide_cols as f64 / wide_s,
-        rows as f64 * wide_cols as f64 / wide_s,
+        wide_peak - wide_before,
         wide.drifted_columns
     );
 
@@ -235,7 +247,7 @@ fn main() {
             "drifted_columns": report.drifted_columns,
             "dataset_level": report.drifted_columns,
         },
-        "wide": {"rows": rows, "cols": wide_cols, "seconds": wide_s, "peak_rss_mb": wide_peak},
+        "wide": {"rows": rows, "cols": wide_cols, "seconds": wide_s, "peak_rss_mb": wide_peak, "rss_before_mb": wide_before},
         "max_rel_diff_vs_evidently": parity.map(|p| p.1),
         "ok": parity.is_none_or(|p| p.2 && p.1 < 1e-9),
     });
