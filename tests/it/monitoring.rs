@@ -425,14 +425,16 @@ async fn bad_inputs_get_clear_statuses(db: Database) {
         let e = c.create_monitor(bad(options, vec![])).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
     }
-    let e = c
-        .create_monitor(pb::CreateMonitorRequest {
-            name: "a/b".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
+    for name in ["a/b", "..", "", "a\\b"] {
+        let e = c
+            .create_monitor(pb::CreateMonitorRequest {
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{name:?}");
+    }
 
     // A monitor twice; a window before any reference; unknown monitors.
     create(&mut c, "m", pb::DriftOptions::default(), 0).await;

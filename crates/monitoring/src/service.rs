@@ -71,10 +71,17 @@ fn invalid(msg: impl Into<String>) -> MonitoringError {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_NAME || name.chars().any(|c| c.is_control() || c == '/')
+    // the name is a directory of the reference store: no separators, no dot segments
+    if name.is_empty()
+        || name.len() > MAX_NAME
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
     {
         return Err(invalid(format!(
-            "a monitor name must be 1 to {MAX_NAME} characters, without '/' or control characters; got {name:?}"
+            "a monitor name must be 1 to {MAX_NAME} characters, not . or .., without '/', '\\' or control characters; got {name:?}"
         )));
     }
     Ok(())
