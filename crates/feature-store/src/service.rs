@@ -35,6 +35,14 @@ pub const ROLES: RoleTable = &[
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
 
+/// The cached definitions and how many invalidations there have been: a read of the
+/// store that an invalidation overtook must not be cached, or it would hide the change.
+#[derive(Default)]
+struct Cached {
+    defs: Option<Arc<Definitions>>,
+    generation: u64,
+}
+
 /// The API.
 #[derive(Clone)]
 pub struct FeatureStoreApi {
@@ -45,7 +53,7 @@ pub struct FeatureStoreApi {
     metrics: Metrics,
     /// The definitions, read once and kept until an apply here or an event from
     /// another replica says they changed.
-    defs: Arc<std::sync::RwLock<Option<Arc<Definitions>>>>,
+    defs: Arc<std::sync::RwLock<Cached>>,
 }
 
 impl FeatureStoreApi {
@@ -68,18 +76,29 @@ impl FeatureStoreApi {
 
     /// The current definitions (cached).
     pub(crate) async fn definitions(&self) -> Result<Arc<Definitions>, FeatureStoreError> {
-        if let Some(d) = self.defs.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            return Ok(d.clone());
-        }
+        let generation = {
+            let cached = self.defs.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(d) = cached.defs.as_ref() {
+                return Ok(d.clone());
+            }
+            cached.generation
+        };
         let d = Arc::new(self.store.definitions().await?);
-        *self.defs.write().unwrap_or_else(|p| p.into_inner()) = Some(d.clone());
+        let mut cached = self.defs.write().unwrap_or_else(|p| p.into_inner());
+        if cached.generation == generation {
+            cached.defs = Some(d.clone());
+        }
         Ok(d)
     }
 
     /// Forgets the cached definitions and the online rows of `view` (every view when
     /// `None`): an apply or a materialization here or on another replica.
     pub fn invalidate(&self, view: Option<&str>) {
-        *self.defs.write().unwrap_or_else(|p| p.into_inner()) = None;
+        {
+            let mut cached = self.defs.write().unwrap_or_else(|p| p.into_inner());
+            cached.defs = None;
+            cached.generation += 1;
+        }
         match view {
             Some(v) => self.online.invalidate(v),
             None => self.online.invalidate_all(),
