@@ -160,29 +160,31 @@ pub fn sort_floats(values: &mut [f64]) {
     };
     let mut keys: Vec<u64> = values.iter().map(|&x| key(x)).collect();
     let mut scratch = vec![0u64; keys.len()];
-    let mut shift = 0;
-    while shift < 64 {
-        let mut counts = vec![0usize; BUCKETS];
-        for &k in &keys {
-            counts[((k >> shift) as usize) & (BUCKETS - 1)] += 1;
+    // every pass's histogram in one read of the keys
+    const PASSES: usize = 64usize.div_ceil(BITS as usize);
+    let mut counts = vec![[0usize; BUCKETS]; PASSES];
+    for &k in &keys {
+        for (p, c) in counts.iter_mut().enumerate() {
+            c[((k >> (p as u32 * BITS)) as usize) & (BUCKETS - 1)] += 1;
         }
-        if counts.contains(&keys.len()) {
-            shift += BITS;
-            continue;
+    }
+    for (p, c) in counts.iter_mut().enumerate() {
+        if c.contains(&keys.len()) {
+            continue; // every key has the same digit here
         }
+        let shift = p as u32 * BITS;
         let mut offset = 0;
-        for c in counts.iter_mut() {
-            let n = *c;
-            *c = offset;
-            offset += n;
+        for n in c.iter_mut() {
+            let here = *n;
+            *n = offset;
+            offset += here;
         }
         for &k in &keys {
             let d = ((k >> shift) as usize) & (BUCKETS - 1);
-            scratch[counts[d]] = k;
-            counts[d] += 1;
+            scratch[c[d]] = k;
+            c[d] += 1;
         }
         std::mem::swap(&mut keys, &mut scratch);
-        shift += BITS;
     }
     for (v, k) in values.iter_mut().zip(keys) {
         *v = unkey(k);

@@ -85,13 +85,17 @@ pub fn infer_type(name: &str, array: &dyn Array) -> Result<ColumnType, TableErro
 }
 
 macro_rules! floats {
-    ($array:expr, $t:ty) => {
-        $array
-            .as_primitive::<$t>()
-            .iter()
-            .map(|v| v.map_or(f64::NAN, |x| x as f64))
-            .collect::<Vec<f64>>()
-    };
+    ($array:expr, $t:ty) => {{
+        let a = $array.as_primitive::<$t>();
+        if a.null_count() == 0 {
+            // no nulls: straight from the values buffer
+            a.values().iter().map(|&x| x as f64).collect::<Vec<f64>>()
+        } else {
+            a.iter()
+                .map(|v| v.map_or(f64::NAN, |x| x as f64))
+                .collect::<Vec<f64>>()
+        }
+    }};
 }
 
 /// The values of `array` as a sample of type `ty`: numbers as `f64` (nulls missing) or

@@ -22,19 +22,15 @@ enum Values {
 impl Sample {
     /// A numerical column: NaN and infinities are missing.
     pub fn numerical(values: impl IntoIterator<Item = f64>) -> Self {
+        let values = values.into_iter();
+        let mut v: Vec<f64> = Vec::with_capacity(values.size_hint().0);
         let mut missing = 0;
-        let mut v: Vec<f64> = values
-            .into_iter()
-            .filter(|x| {
-                let keep = x.is_finite();
-                missing += u64::from(!keep);
-                keep
-            })
-            .collect();
-        // -0.0 and 0.0 are one value, as in pandas
-        for x in &mut v {
-            if *x == 0.0 {
-                *x = 0.0;
+        for x in values {
+            if x.is_finite() {
+                // x + 0.0 is x, except that -0.0 becomes 0.0: one value, as in pandas
+                v.push(x + 0.0);
+            } else {
+                missing += 1;
             }
         }
         crate::stats::sort_floats(&mut v);

@@ -9,36 +9,36 @@ use super::pairwise_sum;
 /// distance between the two empirical CDFs (p is 1 or 2; for 2 the square root of the
 /// integral, as scipy returns it).
 fn cdf_distance(p: u8, u: &[f64], v: &[f64]) -> f64 {
-    // both sorted: merging them is scipy's sort of the concatenation
-    let mut all = Vec::with_capacity(u.len() + v.len());
-    let (mut i, mut j) = (0, 0);
-    while i < u.len() || j < v.len() {
-        if j == v.len() || (i < u.len() && u[i] <= v[j]) {
-            all.push(u[i]);
-            i += 1;
-        } else {
-            all.push(v[j]);
-            j += 1;
-        }
-    }
+    // Walks the merge of the two sorted samples (scipy sorts their concatenation). Between
+    // consecutive merged values, the CDFs are the shares of each sample consumed so far:
+    // where a run of equal values is not yet consumed whole, the gap is 0, and so is the
+    // term, as in scipy's `searchsorted(..., 'right')`.
     let (nu, nv) = (u.len() as f64, v.len() as f64);
-    let (mut iu, mut iv) = (0usize, 0usize);
-    let mut terms = Vec::with_capacity(all.len().saturating_sub(1));
-    for w in all.windows(2) {
-        // searchsorted(sorted, w[0], 'right'): how many values are <= w[0]
-        while iu < u.len() && u[iu] <= w[0] {
-            iu += 1;
-        }
-        while iv < v.len() && v[iv] <= w[0] {
-            iv += 1;
-        }
-        let diff = iu as f64 / nu - iv as f64 / nv;
-        let delta = w[1] - w[0];
-        terms.push(if p == 1 {
-            diff.abs() * delta
+    let (mut i, mut j) = (0usize, 0usize);
+    let take = |i: &mut usize, j: &mut usize| -> f64 {
+        if *j == v.len() || (*i < u.len() && u[*i] <= v[*j]) {
+            *i += 1;
+            u[*i - 1]
         } else {
-            diff * diff * delta
-        });
+            *j += 1;
+            v[*j - 1]
+        }
+    };
+    let total = u.len() + v.len();
+    let mut terms = Vec::with_capacity(total.saturating_sub(1));
+    if total > 0 {
+        let mut prev = take(&mut i, &mut j);
+        while i < u.len() || j < v.len() {
+            let diff = i as f64 / nu - j as f64 / nv;
+            let cur = take(&mut i, &mut j);
+            let delta = cur - prev;
+            terms.push(if p == 1 {
+                diff.abs() * delta
+            } else {
+                diff * diff * delta
+            });
+            prev = cur;
+        }
     }
     let sum = pairwise_sum(&terms);
     if p == 1 {
