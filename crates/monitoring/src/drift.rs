@@ -172,7 +172,6 @@ pub fn column_drift(
 
 /// The score of `method` (Evidently's implementation of it), or why there is none.
 fn score(method: Method, ty: ColumnType, r: &Sample, c: &Sample) -> Result<f64, String> {
-    let num = |s: &Sample| s.values().map(<[f64]>::to_vec).unwrap_or_default();
     let (rv, cv) = (r.values().unwrap_or(&[]), c.values().unwrap_or(&[]));
     let p = |t: Result<TestResult, stats::StatsError>| t.map(|t| t.pvalue).map_err(|e| e.0);
     Ok(match method {
@@ -222,7 +221,7 @@ fn score(method: Method, ty: ColumnType, r: &Sample, c: &Sample) -> Result<f64, 
                         .into(),
                 );
             }
-            p(stats::epps::epps_singleton_2samp(&num(r), &num(c)))?
+            p(stats::epps::epps_singleton_2samp(rv, cv))?
         }
         Method::Hellinger => hellinger(r, c, ty),
         Method::Tvd => tvd_test(r, c),
@@ -479,6 +478,16 @@ impl DriftOptions {
     pub fn drift_share(&self) -> f64 {
         self.drift_share.unwrap_or(DEFAULT_DRIFT_SHARE)
     }
+
+    /// Whether the options can be used: `drift_share` in (0, 1].
+    pub fn check(&self) -> Result<(), DriftError> {
+        let share = self.drift_share();
+        if share > 0.0 && share <= 1.0 {
+            Ok(())
+        } else {
+            Err(DriftError::BadShare(share))
+        }
+    }
 }
 
 /// The drift of a dataset.
@@ -505,10 +514,7 @@ pub fn dataset_drift(
     columns: &[ColumnInput<'_>],
     options: &DriftOptions,
 ) -> Result<DatasetDrift, DriftError> {
-    let drift_share = options.drift_share();
-    if !(drift_share > 0.0 && drift_share <= 1.0) {
-        return Err(DriftError::BadShare(drift_share));
-    }
+    options.check()?;
     let mut out = BTreeMap::new();
     for c in columns {
         let d = column_drift(

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::drift::{self, ColumnInput, ColumnType, DatasetDrift, DriftOptions};
+use crate::drift::{self, ColumnDrift, ColumnType, DatasetDrift, DriftOptions};
 use crate::table::{self, Columns, TableError};
 
 /// A column to monitor, with its type (inferred from the reference when `None`).
@@ -51,17 +51,16 @@ pub fn drift_report(
     workers: usize,
 ) -> Result<DatasetDrift, ReportError> {
     let specs = if columns.is_empty() {
-        let (shared, _) = table::shared_columns(&reference.names(), &current.names());
-        inferred(shared)
+        inferred(table::shared_columns(&reference.names(), &current.names()))
     } else {
         columns.to_vec()
     };
     if specs.is_empty() {
         return Err(ReportError::NoColumns);
     }
+    options.check()?;
     let next = Mutex::new(0usize);
-    let results: Mutex<BTreeMap<usize, Result<drift::DatasetDrift, ReportError>>> =
-        Mutex::default();
+    let tested: Mutex<Vec<Result<(String, ColumnDrift), ReportError>>> = Mutex::default();
     std::thread::scope(|scope| {
         for _ in 0..workers.clamp(1, specs.len()) {
             scope.spawn(|| loop {
@@ -73,27 +72,26 @@ pub fn drift_report(
                 };
                 let Some(spec) = specs.get(i) else { break };
                 let one = one_column(reference, current, spec, options);
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(i, one);
+                tested.lock().unwrap_or_else(|p| p.into_inner()).push(one);
             });
         }
     });
     // each column was tested alone; the dataset verdict (and any correction) over all
-    let mut columns = BTreeMap::new();
-    for (_, r) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        columns.extend(r?.columns);
-    }
+    let columns = tested
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
     Ok(drift::summarize(columns, options))
 }
 
+/// One column read from both tables, typed, tested and dropped.
 fn one_column(
     reference: &dyn Columns,
     current: &dyn Columns,
     spec: &ColumnSpec,
     options: &DriftOptions,
-) -> Result<DatasetDrift, ReportError> {
+) -> Result<(String, ColumnDrift), ReportError> {
     let r = reference.column(&spec.name, "reference")?;
     let c = current.column(&spec.name, "current window")?;
     let ty = match spec.column_type {
@@ -105,17 +103,13 @@ fn one_column(
         table::to_sample(&spec.name, c.as_ref(), ty)?,
     );
     drop((r, c));
-    let single = DriftOptions {
-        correction: drift::Correction::None,
-        ..options.clone()
-    };
-    Ok(drift::dataset_drift(
-        &[ColumnInput {
-            name: &spec.name,
-            ty,
-            reference: &rs,
-            current: &cs,
-        }],
-        &single,
-    )?)
+    let d = drift::column_drift(
+        &spec.name,
+        ty,
+        &rs,
+        &cs,
+        options.method_for(&spec.name, ty),
+        options.threshold_for(&spec.name, ty),
+    )?;
+    Ok((spec.name.clone(), d))
 }

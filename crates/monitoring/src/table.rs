@@ -341,21 +341,14 @@ impl Columns for ParquetTable {
     }
 }
 
-/// The columns both tables share, in the reference's order; the others, by side.
-pub fn shared_columns(reference: &[String], current: &[String]) -> (Vec<String>, BTreeSet<String>) {
+/// The columns both tables share, in the reference's order.
+pub fn shared_columns(reference: &[String], current: &[String]) -> Vec<String> {
     let cur: BTreeSet<&String> = current.iter().collect();
-    let shared = reference
+    reference
         .iter()
         .filter(|c| cur.contains(c))
         .cloned()
-        .collect();
-    let only: BTreeSet<String> = reference
-        .iter()
-        .chain(current)
-        .filter(|c| !(reference.contains(c) && current.contains(c)))
-        .cloned()
-        .collect();
-    (shared, only)
+        .collect()
 }
 
 #[cfg(test)]

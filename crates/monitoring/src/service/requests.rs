@@ -103,10 +103,7 @@ pub(super) fn spec_from(
             )));
         }
     }
-    let share = options.drift_share();
-    if !(share > 0.0 && share <= 1.0) {
-        return Err(invalid(format!("drift_share {share} is not in (0, 1]")));
-    }
+    options.check().map_err(|e| invalid(e.to_string()))?;
     if let Some(m) = options
         .num_method
         .filter(|m| !m.allows(ColumnType::Numerical))
