@@ -61,14 +61,7 @@ feature_services:
 "#;
 
 pub(crate) async fn start(db: Database) -> (Sandbox, Client) {
-    let url = match db {
-        Database::Postgres => Some(
-            mlops_tests::fresh_postgres_database()
-                .await
-                .expect("a fresh database"),
-        ),
-        Database::Sqlite => None,
-    };
+    let url = mlops_tests::database_url(db).await;
     let sb = Sandbox::builder()
         .service::<FeatureStore>(move |c| {
             if let Some(url) = url {

@@ -108,10 +108,7 @@ async fn connect(addr: std::net::SocketAddr) -> Client {
 }
 
 pub(crate) async fn start(db: Database) -> (Sandbox, Client, Option<String>) {
-    let url = match db {
-        Database::Postgres => Some(mlops_tests::fresh_postgres_database().await.unwrap()),
-        Database::Sqlite => None,
-    };
+    let url = mlops_tests::database_url(db).await;
     let u = url.clone();
     let sb = Sandbox::builder()
         .service::<FeatureStore>(move |c| {

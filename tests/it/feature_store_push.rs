@@ -104,10 +104,7 @@ async fn conv_rate(c: &mut Client, ids: &[i64]) -> Vec<Option<f64>> {
 }
 
 async fn pushed_rows_serve_online_and_train_offline(db: Database) {
-    let url = match db {
-        Database::Postgres => Some(mlops_tests::fresh_postgres_database().await.unwrap()),
-        Database::Sqlite => None,
-    };
+    let url = mlops_tests::database_url(db).await;
     let sb = Sandbox::builder()
         .service::<FeatureStore>(move |c| {
             if let Some(u) = url {

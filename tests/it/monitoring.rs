@@ -20,14 +20,7 @@ use tonic::Code;
 type Client = MonitoringServiceClient<Channel>;
 
 async fn start(db: Database) -> (Sandbox, Client) {
-    let url = match db {
-        Database::Postgres => Some(
-            mlops_tests::fresh_postgres_database()
-                .await
-                .expect("a fresh database"),
-        ),
-        Database::Sqlite => None,
-    };
+    let url = mlops_tests::database_url(db).await;
     let sb = Sandbox::builder()
         .service::<Monitoring>(move |c| {
             if let Some(url) = url {

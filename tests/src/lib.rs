@@ -100,6 +100,19 @@ pub async fn fresh_postgres_database() -> anyhow::Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
+/// The database URL a service of the sandbox should use on `db`: a fresh PostgreSQL
+/// database, or `None` for the sandbox's own SQLite file.
+pub async fn database_url(db: Database) -> Option<String> {
+    match db {
+        Database::Postgres => Some(
+            fresh_postgres_database()
+                .await
+                .expect("a fresh PostgreSQL database"),
+        ),
+        Database::Sqlite => None,
+    }
+}
+
 /// Bus settings for a sandbox on `bus`.
 pub fn bus_args(bus: Bus) -> BusArgs {
     BusArgs {
