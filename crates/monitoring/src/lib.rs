@@ -6,6 +6,8 @@
 //! - [`drift`]: Evidently's drift methods over them: binning, thresholds, the default
 //!   choice of method, dataset drift;
 //! - [`report`]: a drift report over two tables, column by column;
+//! - [`performance`]: the model's performance, realised from labels and estimated
+//!   without them (CBPE);
 //! - [`table`]: Arrow and Parquet columns as drift samples, with Evidently's column types;
 //! - [`config`]: its settings (`mlops-monitoring --help` lists them); [`store`]:
 //!   monitors, references, reports and events; [`service`]: the gRPC API; [`error`]:
@@ -16,6 +18,7 @@ pub mod config;
 pub mod drift;
 pub mod error;
 pub mod metrics;
+pub mod performance;
 pub mod report;
 pub mod service;
 pub mod stats;
