@@ -277,7 +277,7 @@ fn binned(r: &Sample, c: &Sample, ty: ColumnType, fill_zeroes: bool) -> (Vec<f64
     (a, b)
 }
 
-fn fill(shares: &mut [f64]) {
+pub(crate) fn fill(shares: &mut [f64]) {
     let min = shares
         .iter()
         .copied()

@@ -6,6 +6,8 @@
 //! - [`drift`]: Evidently's drift methods over them: binning, thresholds, the default
 //!   choice of method, dataset drift;
 //! - [`report`]: a drift report over two tables, column by column;
+//! - [`sketch`]: bounded, mergeable summaries of a column, for windows too long to keep
+//!   row by row;
 //! - [`performance`]: the model's performance, realised from labels and estimated
 //!   without them (CBPE);
 //! - [`table`]: Arrow and Parquet columns as drift samples, with Evidently's column types;
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod performance;
 pub mod report;
 pub mod service;
+pub mod sketch;
 pub mod stats;
 pub mod store;
 pub mod table;
