@@ -444,6 +444,16 @@ async fn every_prediction_is_logged_once_on_kafka() {
     crate::prediction_log::every_prediction_is_logged_once(Bus::Kafka).await;
 }
 
+/// Windows of the prediction log on tansu, followed by the monitoring service's group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_from_the_prediction_log_on_kafka() {
+    crate::monitoring_log::windows_from_the_log_are_tested_as_pushed_ones(
+        mlops_tests::Database::Sqlite,
+        Bus::Kafka,
+    )
+    .await;
+}
+
 /// Ingestion of a kafka source's topic on tansu, from a producer of our own (plain JSON).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sources_are_ingested_on_kafka() {

@@ -19,6 +19,7 @@ mod kafka;
 mod kit;
 mod logged_models;
 mod monitoring;
+mod monitoring_log;
 mod ops;
 mod prediction_log;
 mod registry;

@@ -17,7 +17,7 @@ use mlops_tests::{Database, Sandbox};
 use tonic::transport::Channel;
 use tonic::Code;
 
-type Client = MonitoringServiceClient<Channel>;
+pub(crate) type Client = MonitoringServiceClient<Channel>;
 
 async fn start(db: Database) -> (Sandbox, Client) {
     let url = mlops_tests::database_url(db).await;
@@ -62,7 +62,7 @@ fn categories(n: usize, shares: &[usize]) -> Vec<String> {
 
 /// Columns `x` (numerical), `color` (categorical strings), `level` (integers with 4
 /// values: categorical by Evidently's rule).
-fn table(n: usize, shift: f64, shares: &[usize]) -> RecordBatch {
+pub(crate) fn table(n: usize, shift: f64, shares: &[usize]) -> RecordBatch {
     RecordBatch::try_from_iter([
         (
             "x",
@@ -82,7 +82,7 @@ fn table(n: usize, shift: f64, shares: &[usize]) -> RecordBatch {
     .unwrap()
 }
 
-fn parquet(batch: &RecordBatch) -> Vec<u8> {
+pub(crate) fn parquet(batch: &RecordBatch) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
     w.write(batch).unwrap();
@@ -90,7 +90,7 @@ fn parquet(batch: &RecordBatch) -> Vec<u8> {
     buf
 }
 
-fn ipc(batch: &RecordBatch) -> Vec<u8> {
+pub(crate) fn ipc(batch: &RecordBatch) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut buf, &batch.schema()).unwrap();
     w.write(batch).unwrap();
@@ -99,7 +99,7 @@ fn ipc(batch: &RecordBatch) -> Vec<u8> {
 }
 
 /// Sends `bytes` in 1 KB chunks (many messages).
-async fn upload(
+pub(crate) async fn upload(
     c: &mut Client,
     monitor: &str,
     format: pb::TableFormat,
@@ -123,7 +123,7 @@ async fn upload(
         .map(|r| r.into_inner())
 }
 
-async fn push(
+pub(crate) async fn push(
     c: &mut Client,
     monitor: &str,
     format: pb::TableFormat,
@@ -154,6 +154,7 @@ async fn create(c: &mut Client, name: &str, options: pb::DriftOptions, cooldown:
         columns: vec![],
         options: Some(options),
         cooldown_seconds: cooldown,
+        ..Default::default()
     })
     .await
     .expect("created");
@@ -315,6 +316,7 @@ async fn windows_are_tested_as_the_library_tests_them(db: Database) {
             ..Default::default()
         }),
         cooldown_seconds: 0,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -22,6 +22,7 @@ mod features;
 mod models;
 mod models_view;
 mod monitor;
+mod monitor_html;
 mod output;
 mod serve;
 mod serve_input;

@@ -14,6 +14,64 @@ use crate::table;
 /// The size of the chunks a table is sent in.
 const CHUNK: usize = 1 << 20;
 
+/// Where a monitor's windows come from besides pushes: the prediction log.
+#[derive(Debug, clap::Args)]
+pub struct LogSourceArgs {
+    /// Also cut windows from the inference service's prediction log: close one at
+    /// this many rows (with or without --window-seconds).
+    #[arg(long)]
+    window_rows: Option<i64>,
+    /// Also cut windows from the prediction log: close one after this many seconds
+    /// of prediction time (windows aligned to the epoch).
+    #[arg(long)]
+    window_seconds: Option<i64>,
+    /// The deployment whose predictions are followed (default: --model).
+    #[arg(long, default_value = "")]
+    deployment: String,
+    /// The names of the model inputs' features, in order, comma-separated (default:
+    /// a tensor's name, or NAME_0, NAME_1, ... for a tensor of several features).
+    #[arg(long, value_delimiter = ',')]
+    input_columns: Vec<String>,
+}
+
+/// How a monitor tests its columns (Evidently's `DataDriftPreset` options).
+#[derive(Debug, clap::Args)]
+pub struct DriftArgs {
+    /// The drift method for every column (Evidently's names: ks, chisquare, z,
+    /// wasserstein, jensenshannon, psi, kl_div, anderson, cramer_von_mises, mannw,
+    /// t_test, ed, es, hellinger, TVD, fisher_exact, g_test, empirical_mmd); none:
+    /// Evidently's default choice.
+    #[arg(long, default_value = "")]
+    method: String,
+    /// The method for numerical columns.
+    #[arg(long, default_value = "")]
+    num_method: String,
+    /// The method for categorical columns.
+    #[arg(long, default_value = "")]
+    cat_method: String,
+    /// A column's method, `COLUMN=METHOD` (repeat).
+    #[arg(long = "column-method", value_parser = pair::<String>)]
+    column_methods: Vec<(String, String)>,
+    /// The threshold for every column (the method's default when unset).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// The threshold for numerical columns.
+    #[arg(long)]
+    num_threshold: Option<f64>,
+    /// The threshold for categorical columns.
+    #[arg(long)]
+    cat_threshold: Option<f64>,
+    /// A column's threshold, `COLUMN=THRESHOLD` (repeat).
+    #[arg(long = "column-threshold", value_parser = pair::<f64>)]
+    column_thresholds: Vec<(String, f64)>,
+    /// The share of drifted columns at which the dataset drifts (default 0.5).
+    #[arg(long)]
+    drift_share: Option<f64>,
+    /// A multiple-testing correction over the p-value columns.
+    #[arg(long, value_enum, default_value = "none")]
+    correction: CorrectionArg,
+}
+
 /// The monitoring service's commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum MonitorCmd {
@@ -28,42 +86,15 @@ pub enum MonitorCmd {
         /// column of the reference, types inferred as Evidently infers them).
         #[arg(long = "column", value_parser = column_arg)]
         columns: Vec<pb::ColumnSpec>,
-        /// The drift method for every column (Evidently's names: ks, chisquare, z,
-        /// wasserstein, jensenshannon, psi, kl_div, anderson, cramer_von_mises, mannw,
-        /// t_test, ed, es, hellinger, TVD, fisher_exact, g_test, empirical_mmd); none:
-        /// Evidently's default choice.
-        #[arg(long, default_value = "")]
-        method: String,
-        /// The method for numerical columns.
-        #[arg(long, default_value = "")]
-        num_method: String,
-        /// The method for categorical columns.
-        #[arg(long, default_value = "")]
-        cat_method: String,
-        /// A column's method, `COLUMN=METHOD` (repeat).
-        #[arg(long = "column-method", value_parser = pair::<String>)]
-        column_methods: Vec<(String, String)>,
-        /// The threshold for every column (the method's default when unset).
-        #[arg(long)]
-        threshold: Option<f64>,
-        /// The threshold for numerical columns.
-        #[arg(long)]
-        num_threshold: Option<f64>,
-        /// The threshold for categorical columns.
-        #[arg(long)]
-        cat_threshold: Option<f64>,
-        /// A column's threshold, `COLUMN=THRESHOLD` (repeat).
-        #[arg(long = "column-threshold", value_parser = pair::<f64>)]
-        column_thresholds: Vec<(String, f64)>,
-        /// The share of drifted columns at which the dataset drifts (default 0.5).
-        #[arg(long)]
-        drift_share: Option<f64>,
-        /// A multiple-testing correction over the p-value columns.
-        #[arg(long, value_enum, default_value = "none")]
-        correction: CorrectionArg,
+        /// Methods, thresholds, share, correction.
+        #[command(flatten)]
+        drift: Box<DriftArgs>,
         /// At most one DriftDetected event per this many seconds.
         #[arg(long, default_value_t = 0)]
         cooldown: i64,
+        /// Windows from the prediction log.
+        #[command(flatten)]
+        log: Box<LogSourceArgs>,
         /// Replace the settings of an existing monitor instead.
         #[arg(long)]
         update: bool,
@@ -91,9 +122,13 @@ pub enum MonitorCmd {
     Report {
         /// The monitor.
         name: String,
-        /// The report's id.
+        /// The report's id (default: the newest).
         #[arg(long, default_value = "")]
         id: String,
+        /// Also write the report as a self-contained HTML page (verdicts and a chart of
+        /// reference vs current per column) to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Every monitor with its newest verdict; or one monitor's reports over time.
     Status {
@@ -190,6 +225,10 @@ fn monitor_json(m: &pb::Monitor) -> Value {
         "reference_version": m.reference_version,
         "created_at_ms": m.created_at_ms,
         "updated_at_ms": m.updated_at_ms,
+        "prediction_log": m.prediction_log.as_ref().map(|p| json!({
+            "deployment": p.deployment, "window_rows": p.window_rows,
+            "window_seconds": p.window_seconds, "input_columns": p.input_columns,
+        })),
     })
 }
 
@@ -211,12 +250,19 @@ pub fn report_json(r: &pb::DriftReport) -> Value {
         "drift_share": r.drift_share,
         "event_published": r.event_published,
         "created_at_ms": r.created_at_ms,
+        "source": r.source,
+        "window_start_ms": r.window_start_ms,
+        "window_end_ms": r.window_end_ms,
         "columns": r.columns.iter().map(|c| json!({
             "column": c.column, "type": type_name(c.r#type), "method": c.method,
             "threshold": c.threshold, "score": c.score, "adjusted_score": c.adjusted_score,
             "drifted": c.drifted, "note": c.note,
             "reference_count": c.reference_count, "current_count": c.current_count,
             "reference_missing": c.reference_missing, "current_missing": c.current_missing,
+            "histogram": c.histogram.as_ref().map(|h| json!({
+                "edges": h.edges, "categories": h.categories,
+                "reference": h.reference, "current": h.current,
+            })),
         })).collect::<Vec<_>>(),
     })
 }
@@ -279,19 +325,37 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
             name,
             model,
             columns,
-            method,
-            num_method,
-            cat_method,
-            column_methods,
-            threshold,
-            num_threshold,
-            cat_threshold,
-            column_thresholds,
-            drift_share,
-            correction,
+            drift,
             cooldown,
+            log,
             update,
         } => {
+            let DriftArgs {
+                method,
+                num_method,
+                cat_method,
+                column_methods,
+                threshold,
+                num_threshold,
+                cat_threshold,
+                column_thresholds,
+                drift_share,
+                correction,
+            } = *drift;
+            let LogSourceArgs {
+                window_rows,
+                window_seconds,
+                deployment,
+                input_columns,
+            } = *log;
+            let prediction_log = (window_rows.is_some() || window_seconds.is_some()).then(|| {
+                pb::PredictionLogSource {
+                    deployment,
+                    window_rows: window_rows.unwrap_or(0),
+                    window_seconds: window_seconds.unwrap_or(0),
+                    input_columns,
+                }
+            });
             let options = pb::DriftOptions {
                 method,
                 num_method,
@@ -315,6 +379,7 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
                     columns,
                     options: Some(options),
                     cooldown_seconds: cooldown,
+                    prediction_log,
                 })
                 .await?
             } else {
@@ -324,6 +389,7 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
                     columns,
                     options: Some(options),
                     cooldown_seconds: cooldown,
+                    prediction_log,
                 })
                 .await?
             }
@@ -416,14 +482,22 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
             }
             Ok(if r.dataset_drift { 3 } else { 0 })
         }
-        MonitorCmd::Report { name, id } => {
-            out.call(
-                c.get_report(pb::GetReportRequest { monitor: name, id }),
-                |r| r,
-                |r| Some(report_json(r)),
-                print_report,
-            )
-            .await?;
+        MonitorCmd::Report { name, id, html } => {
+            let r = out
+                .call(
+                    c.get_report(pb::GetReportRequest { monitor: name, id }),
+                    |r| r,
+                    |r| Some(report_json(r)),
+                    print_report,
+                )
+                .await?;
+            if let Some(file) = html {
+                std::fs::write(&file, crate::monitor_html::render(&r))
+                    .with_context(|| format!("writing {}", file.display()))?;
+                if !out.json {
+                    println!("wrote {}", file.display());
+                }
+            }
             Ok(0)
         }
         MonitorCmd::Status {

@@ -33,6 +33,14 @@ pub struct MonitoringConfig {
     /// Columns tested at once by one report (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     pub report_workers: usize,
+    /// Follow the inference service's prediction log (`mlops.inference.predictions`)
+    /// for the monitors that ask for it; `false` serves pushed windows only.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub follow_prediction_log: bool,
+    /// The consumer group the replicas follow the prediction log in (one per platform
+    /// on a shared broker).
+    #[arg(long, default_value = "monitoring-predictions")]
+    pub prediction_log_group: String,
     /// Event bus settings.
     #[command(flatten)]
     pub bus: BusArgs,
@@ -44,6 +52,12 @@ impl ServiceConfig for MonitoringConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         self.db.validate()?;
+        if self.prediction_log_group.is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "prediction_log_group",
+                message: "must not be empty".into(),
+            });
+        }
         if self.max_table_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 setting: "max_table_bytes",

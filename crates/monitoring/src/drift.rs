@@ -498,6 +498,9 @@ pub struct DatasetDrift {
     pub share: f64,
     pub drift_share: f64,
     pub dataset_drift: bool,
+    /// Each column's chart data (reference vs current), when both sides have values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub histograms: BTreeMap<String, crate::histogram::Histogram>,
 }
 
 /// One column to test: its name, type, reference and current values.
@@ -550,6 +553,7 @@ pub fn summarize(
         drifted_columns,
         share,
         drift_share,
+        histograms: BTreeMap::new(),
     }
 }
 

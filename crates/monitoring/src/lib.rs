@@ -6,8 +6,10 @@
 //! - [`drift`]: Evidently's drift methods over them: binning, thresholds, the default
 //!   choice of method, dataset drift;
 //! - [`report`]: a drift report over two tables, column by column;
-//! - [`sketch`]: bounded, mergeable summaries of a column, for windows too long to keep
-//!   row by row;
+//! - [`sketch`]: bounded, mergeable summaries of a column for the prediction log's
+//!   windows; [`windows`]: those windows and the rows of a logged prediction;
+//!   [`follower`]: the prediction log's consumer; [`references`]: reference tables read
+//!   once per version;
 //! - [`performance`]: the model's performance, realised from labels and estimated
 //!   without them (CBPE);
 //! - [`table`]: Arrow and Parquet columns as drift samples, with Evidently's column types;
@@ -19,20 +21,24 @@
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod follower;
+pub mod histogram;
 pub mod metrics;
 pub mod performance;
+pub mod references;
 pub mod report;
 pub mod service;
 pub mod sketch;
 pub mod stats;
 pub mod store;
 pub mod table;
+pub mod windows;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use mlops_events::EventBus;
-use mlops_kit::{open_bus, open_database, Addresses, Local, Runner, Service};
+use mlops_kit::{open_bus, open_database, Addresses, Local, OnFailure, Runner, Service};
 use mlops_proto::events::topics;
 use mlops_proto::monitoring::v1::monitoring_service_server::{
     MonitoringServiceServer, SERVICE_NAME,
@@ -79,7 +85,13 @@ impl Service for Monitoring {
         let db = open_database("monitoring", &config.db, &store::migrations()).await?;
         let references = blob::open(&config.reference_root, "monitoring")
             .with_context(|| format!("opening the reference store {}", config.reference_root))?;
-        let bus = open_bus("monitoring", bus, &config.bus, &[topics::MONITORING]).await?;
+        let bus = open_bus(
+            "monitoring",
+            bus,
+            &config.bus,
+            &[topics::MONITORING, topics::PREDICTIONS],
+        )
+        .await?;
         let store = store::Store::new(db);
         let listeners = Listeners::bind_to(&config.server.listen).await?;
         Ok(Monitoring {
@@ -104,24 +116,39 @@ impl Service for Monitoring {
             bus,
             listeners,
         } = self;
+        let loaded = references::References::new(references.clone());
+        let follower = follower::Follower::new(
+            &config.prediction_log_group,
+            store.clone(),
+            loaded.clone(),
+            metrics::Metrics::new(),
+        );
         let api = service::MonitoringApi::new(
             store.clone(),
             references,
+            loaded,
             config.max_table_bytes,
             config.workers(),
         );
         let grpc = MonitoringServiceServer::new(api)
             .max_decoding_message_size(config.server.decoding_limit())
             .max_encoding_message_size(config.server.encoding_limit());
-        Runner::grpc(
+        let runner = Runner::grpc(
             "monitoring",
             listeners,
             &config.server,
             &[(SERVICE_NAME, service::ROLES)],
             tonic::service::Routes::new(grpc),
         )
-        .outbox(store.outbox(), store.db(), &bus)
-        .run(shutdown)
-        .await
+        .outbox(store.outbox(), store.db(), &bus);
+        let runner = if config.follow_prediction_log {
+            let bus = bus.clone();
+            runner.task("prediction-log", OnFailure::Unready, move |stop| {
+                follower.run(bus, stop)
+            })
+        } else {
+            runner
+        };
+        runner.run(shutdown).await
     }
 }

@@ -26,6 +26,12 @@ pub struct Metrics {
     pub drift_events: IntCounterVec,
     /// Seconds to test a window, from its last chunk to its stored report.
     pub report_seconds: Histogram,
+    /// Prediction-log events read, by outcome: `applied` (to a window), `unmonitored`
+    /// (no monitor follows the deployment), `duplicate` (applied before: a redelivery),
+    /// `malformed` (skipped: not a prediction, or tensors that cannot be read).
+    pub log_events: IntCounterVec,
+    /// Rows in the open prediction-log window of a monitor and model version.
+    pub open_window_rows: GaugeVec,
 }
 
 impl Metrics {
@@ -76,6 +82,16 @@ impl Metrics {
                 vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
             )
             .with_label_values::<&str>(&[]),
+            log_events: int_counter_vec(
+                "mlops_monitoring_prediction_log_events_total",
+                "prediction-log events read, by outcome (applied, unmonitored, duplicate, malformed)",
+                &["outcome"],
+            ),
+            open_window_rows: gauge_vec(
+                "mlops_monitoring_open_window_rows",
+                "rows in the open prediction-log window of a monitor and model version",
+                &["monitor", "model_version"],
+            ),
         }
     }
 

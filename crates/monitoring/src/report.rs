@@ -7,7 +7,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::drift::{self, ColumnDrift, ColumnType, DatasetDrift, DriftOptions};
+use crate::drift::{self, ColumnDrift, ColumnType, DatasetDrift, DriftOptions, Sample};
+use crate::histogram::{histogram, Histogram};
 use crate::table::{self, Columns, TableError};
 
 /// A column to monitor, with its type (inferred from the reference when `None`).
@@ -59,30 +60,90 @@ pub fn drift_report(
         return Err(ReportError::NoColumns);
     }
     options.check()?;
+    let columns = in_parallel(specs.len(), workers, |i| {
+        one_column(reference, current, &specs[i], options)
+    })?;
+    Ok(finish(columns, options))
+}
+
+/// The drift of `current` against a reference already read: `reference` holds each
+/// column's name, type and sample (as `references::Loaded` keeps them).
+pub fn drift_against(
+    reference: &[(&str, ColumnType, &Sample)],
+    current: &dyn Columns,
+    options: &DriftOptions,
+    workers: usize,
+) -> Result<DatasetDrift, ReportError> {
+    if reference.is_empty() {
+        return Err(ReportError::NoColumns);
+    }
+    options.check()?;
+    let columns = in_parallel(reference.len(), workers, |i| {
+        let (name, ty, rs) = reference[i];
+        let c = current.column(name, "current window")?;
+        let cs = table::to_sample(name, c.as_ref(), ty)?;
+        drop(c);
+        let d = drift::column_drift(
+            name,
+            ty,
+            rs,
+            &cs,
+            options.method_for(name, ty),
+            options.threshold_for(name, ty),
+        )?;
+        Ok((name.to_owned(), d, histogram(rs, &cs)))
+    })?;
+    Ok(finish(columns, options))
+}
+
+/// One tested column: its name, drift and chart.
+type Tested = (String, ColumnDrift, Option<Histogram>);
+
+/// The dataset verdict over tested columns, with their charts.
+pub fn finish(tested: Vec<Tested>, options: &DriftOptions) -> DatasetDrift {
+    let mut columns = BTreeMap::new();
+    let mut histograms = BTreeMap::new();
+    for (name, d, h) in tested {
+        if let Some(h) = h {
+            histograms.insert(name.clone(), h);
+        }
+        columns.insert(name, d);
+    }
+    let mut d = drift::summarize(columns, options);
+    d.histograms = histograms;
+    d
+}
+
+/// `test(i)` for every `i < n`, `workers` at once.
+fn in_parallel<F>(n: usize, workers: usize, test: F) -> Result<Vec<Tested>, ReportError>
+where
+    F: Fn(usize) -> Result<Tested, ReportError> + Sync,
+{
     let next = Mutex::new(0usize);
-    let tested: Mutex<Vec<Result<(String, ColumnDrift), ReportError>>> = Mutex::default();
+    let tested: Mutex<Vec<Result<Tested, ReportError>>> = Mutex::default();
     std::thread::scope(|scope| {
-        for _ in 0..workers.clamp(1, specs.len()) {
+        for _ in 0..workers.clamp(1, n.max(1)) {
             scope.spawn(|| loop {
                 let i = {
-                    let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
-                    let i = *n;
-                    *n += 1;
+                    let mut at = next.lock().unwrap_or_else(|p| p.into_inner());
+                    let i = *at;
+                    *at += 1;
                     i
                 };
-                let Some(spec) = specs.get(i) else { break };
-                let one = one_column(reference, current, spec, options);
+                if i >= n {
+                    break;
+                }
+                let one = test(i);
                 tested.lock().unwrap_or_else(|p| p.into_inner()).push(one);
             });
         }
     });
     // each column was tested alone; the dataset verdict (and any correction) over all
-    let columns = tested
+    tested
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .into_iter()
-        .collect::<Result<BTreeMap<_, _>, _>>()?;
-    Ok(drift::summarize(columns, options))
+        .collect()
 }
 
 /// One column read from both tables, typed, tested and dropped.
@@ -91,7 +152,7 @@ fn one_column(
     current: &dyn Columns,
     spec: &ColumnSpec,
     options: &DriftOptions,
-) -> Result<(String, ColumnDrift), ReportError> {
+) -> Result<Tested, ReportError> {
     let r = reference.column(&spec.name, "reference")?;
     let c = current.column(&spec.name, "current window")?;
     let ty = match spec.column_type {
@@ -111,5 +172,5 @@ fn one_column(
         options.method_for(&spec.name, ty),
         options.threshold_for(&spec.name, ty),
     )?;
-    Ok((spec.name.clone(), d))
+    Ok((spec.name.clone(), d, histogram(&rs, &cs)))
 }

@@ -16,14 +16,15 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::drift::{ColumnType, DatasetDrift};
 use crate::error::{MonitoringError, Result};
 use crate::metrics::Metrics;
-use crate::report::{self, drift_report, ColumnSpec, ReportError};
-use crate::store::{ColumnProfile, MonitorSpec, Reference, Report, Store};
+use crate::references::References;
+use crate::report::{self, ReportError};
+use crate::store::{ColumnProfile, MonitorSpec, Reference, Report, Store, WindowSource};
 use crate::table::{self, Batches, Columns, ParquetTable, TableError};
 
 mod requests;
 
 pub use requests::report_to_pb;
-use requests::{check_name, checked, fits, invalid, monitor_to_pb, reference_to_pb};
+use requests::{check_name, checked, fits, invalid, monitor_to_pb, reference_to_pb, Ask};
 
 /// The role each RPC needs (a test checks the table against the contract).
 pub const ROLES: RoleTable = &[
@@ -45,6 +46,8 @@ type Answer<T> = std::result::Result<Response<T>, Status>;
 pub struct MonitoringApi {
     store: Store,
     references: BlobStore,
+    /// Reference tables read once per version.
+    loaded: References,
     metrics: Metrics,
     max_table_bytes: usize,
     workers: usize,
@@ -55,12 +58,14 @@ impl MonitoringApi {
     pub fn new(
         store: Store,
         references: BlobStore,
+        loaded: References,
         max_table_bytes: usize,
         workers: usize,
     ) -> Self {
         MonitoringApi {
             store,
             references,
+            loaded,
             metrics: Metrics::new(),
             max_table_bytes,
             workers,
@@ -215,37 +220,27 @@ impl MonitoringApi {
         if rows == 0 {
             return Err(invalid("the window has no rows: nothing to compare"));
         }
-        let reference = self.store.reference(&monitor, m.reference_version).await?;
-        let path = Path::parse(&reference.blob_key)
-            .map_err(|e| MonitoringError::Internal(format!("a stored reference key: {e}")))?;
-        let ref_bytes = self
-            .references
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| MonitoringError::Unavailable(format!("reading the reference: {e}")))?
-            .bytes()
-            .await
-            .map_err(|e| MonitoringError::Unavailable(format!("reading the reference: {e}")))?;
-        let specs: Vec<ColumnSpec> = reference
-            .profile
-            .iter()
-            .map(|c| ColumnSpec {
-                name: c.name.clone(),
-                column_type: Some(c.column_type),
-            })
-            .collect();
+        // read once per reference version, then kept
+        let loaded = self
+            .loaded
+            .get(&self.store, &monitor, m.reference_version)
+            .await?;
+        let reference = loaded.reference.clone();
         let options = m.spec.options.clone();
         let workers = self.workers;
-        let types: BTreeMap<String, ColumnType> = specs
-            .iter()
-            .filter_map(|s| s.column_type.map(|t| (s.name.clone(), t)))
-            .collect();
         let drift = tokio::task::spawn_blocking(move || {
-            let r = ParquetTable::new(ref_bytes).map_err(|e| {
-                MonitoringError::Internal(format!("the stored reference is unreadable: {e}"))
-            })?;
-            drift_report(&r, window.columns(), &specs, &options, workers)
+            let columns: Vec<(&str, ColumnType, &crate::drift::Sample)> = loaded
+                .reference
+                .profile
+                .iter()
+                .zip(&loaded.samples)
+                .map(|(c, s)| (c.name.as_str(), c.column_type, s))
+                .collect();
+            let types: BTreeMap<String, ColumnType> = columns
+                .iter()
+                .map(|(n, t, _)| ((*n).to_owned(), *t))
+                .collect();
+            report::drift_against(&columns, window.columns(), &options, workers)
                 .map_err(|e| window_error(e, &types))
         })
         .await
@@ -259,6 +254,7 @@ impl MonitoringApi {
             drift,
             event_published: false,
             created_at_ms: now_millis(),
+            source: WindowSource::Push,
         };
         let model = m.model.clone();
         let saved = self
@@ -335,7 +331,7 @@ fn profile_of(table: &dyn Columns, spec: &MonitorSpec) -> Result<Vec<ColumnProfi
 }
 
 /// The `DriftDetected` event of a report.
-fn drift_event(model: &str, r: &Report) -> Envelope {
+pub(crate) fn drift_event(model: &str, r: &Report) -> Envelope {
     let d: &DatasetDrift = &r.drift;
     let msg = events::DriftDetected {
         monitor: r.monitor.clone(),
@@ -371,7 +367,14 @@ fn drift_event(model: &str, r: &Report) -> Envelope {
 impl MonitoringService for MonitoringApi {
     async fn create_monitor(&self, req: Request<pb::CreateMonitorRequest>) -> Answer<pb::Monitor> {
         let r = req.into_inner();
-        let spec = checked(&r.name, r.cooldown_seconds, &r.columns, r.options.as_ref())?;
+        let spec = checked(Ask {
+            name: &r.name,
+            model: &r.model,
+            cooldown_seconds: r.cooldown_seconds,
+            columns: &r.columns,
+            options: r.options.as_ref(),
+            prediction_log: r.prediction_log.as_ref(),
+        })?;
         let m = self
             .store
             .create_monitor(&r.name, &r.model, &spec, r.cooldown_seconds)
@@ -381,11 +384,21 @@ impl MonitoringService for MonitoringApi {
 
     async fn update_monitor(&self, req: Request<pb::UpdateMonitorRequest>) -> Answer<pb::Monitor> {
         let r = req.into_inner();
-        let spec = checked(&r.name, r.cooldown_seconds, &r.columns, r.options.as_ref())?;
+        let spec = checked(Ask {
+            name: &r.name,
+            model: &r.model,
+            cooldown_seconds: r.cooldown_seconds,
+            columns: &r.columns,
+            options: r.options.as_ref(),
+            prediction_log: r.prediction_log.as_ref(),
+        })?;
         let m = self
             .store
             .update_monitor(&r.name, &r.model, &spec, r.cooldown_seconds)
             .await?;
+        if spec.prediction_log.is_none() {
+            self.store.drop_open_windows(&r.name).await?;
+        }
         Ok(Response::new(monitor_to_pb(&m)))
     }
 

@@ -11,15 +11,28 @@ use sqlx::Row;
 use crate::drift::{ColumnType, DatasetDrift, DriftOptions};
 use crate::error::{MonitoringError, Result};
 use crate::report::ColumnSpec;
+use crate::windows::PredictionLogSpec;
+
+mod windows;
+
+pub use windows::{StoredWindow, CONFLICT};
 
 /// The schema.
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "monitors, references and reports".into(),
-        sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
-        postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
-    }]
+    vec![
+        Migration {
+            version: 1,
+            name: "monitors, references and reports".into(),
+            sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
+            postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
+        },
+        Migration {
+            version: 2,
+            name: "windows of the prediction log and its offsets".into(),
+            sqlite: include_str!("../migrations/sqlite/0002_prediction_log.sql").into(),
+            postgres: include_str!("../migrations/postgres/0002_prediction_log.sql").into(),
+        },
+    ]
 }
 
 /// What a monitor tests and how.
@@ -28,6 +41,9 @@ pub struct MonitorSpec {
     /// Empty: every column of the reference.
     pub columns: Vec<ColumnSpec>,
     pub options: DriftOptions,
+    /// Windows from the prediction log too, when set.
+    #[serde(default)]
+    pub prediction_log: Option<PredictionLogSpec>,
 }
 
 /// A stored monitor.
@@ -75,6 +91,26 @@ pub struct Report {
     pub drift: DatasetDrift,
     pub event_published: bool,
     pub created_at_ms: i64,
+    /// Where the window came from.
+    pub source: WindowSource,
+}
+
+/// Where a report's window came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSource {
+    /// Pushed over gRPC.
+    Push,
+    /// Cut from the prediction log, spanning these prediction times (ms since the epoch).
+    PredictionLog { start_ms: i64, end_ms: i64 },
+}
+
+impl WindowSource {
+    fn name(self) -> &'static str {
+        match self {
+            WindowSource::Push => "push",
+            WindowSource::PredictionLog { .. } => "prediction_log",
+        }
+    }
 }
 
 /// Reads and writes monitors, references and reports.
@@ -101,7 +137,7 @@ fn monitor_of(r: &AnyRow) -> Result<Monitor> {
     })
 }
 
-const REPORT_COLUMNS: &str = "id, monitor, reference_version, model_version, rows_count, report, event_published, created_at";
+const REPORT_COLUMNS: &str = "id, monitor, reference_version, model_version, rows_count, report, event_published, created_at, source, window_start, window_end";
 
 fn report_of(r: &AnyRow) -> Result<Report> {
     let json: String = r.try_get(5)?;
@@ -116,6 +152,13 @@ fn report_of(r: &AnyRow) -> Result<Report> {
             .map_err(|e| MonitoringError::Internal(format!("a stored report: {e}")))?,
         event_published: published != 0,
         created_at_ms: r.try_get(7)?,
+        source: match r.try_get::<String, _>(8)?.as_str() {
+            "prediction_log" => WindowSource::PredictionLog {
+                start_ms: r.try_get(9)?,
+                end_ms: r.try_get(10)?,
+            },
+            _ => WindowSource::Push,
+        },
     })
 }
 
@@ -249,7 +292,11 @@ impl Store {
         if gone.rows_affected() == 0 {
             return Ok(None);
         }
-        for table in ["monitoring_references", "monitoring_reports"] {
+        for table in [
+            "monitoring_references",
+            "monitoring_reports",
+            "monitoring_windows",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE monitor = $1"))
                 .bind(name)
                 .execute(&mut *tx)
@@ -332,17 +379,29 @@ impl Store {
     /// transaction. Returns the report as stored.
     pub async fn save_report(
         &self,
-        mut report: Report,
+        report: Report,
         event: impl FnOnce(&Report) -> Envelope,
     ) -> Result<Report> {
         let mut tx = self.db.begin().await?;
+        let report = self.save_report_in(&mut tx, report, event).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// [`Store::save_report`] in the caller's transaction.
+    pub(crate) async fn save_report_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        mut report: Report,
+        event: impl FnOnce(&Report) -> Envelope,
+    ) -> Result<Report> {
         // the row lock serialises the cooldown decision on PostgreSQL
         let row = sqlx::query(
             "UPDATE monitoring_monitors SET last_event_at = last_event_at WHERE name = $1 \
              RETURNING last_event_at, cooldown_seconds",
         )
         .bind(&report.monitor)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| not_found(&report.monitor))?;
         let (last, cooldown): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
@@ -352,15 +411,19 @@ impl Store {
             sqlx::query("UPDATE monitoring_monitors SET last_event_at = $2 WHERE name = $1")
                 .bind(&report.monitor)
                 .bind(report.created_at_ms)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-            Some(self.outbox.enqueue(&mut tx, &event(&report)).await?)
+            Some(self.outbox.enqueue(tx, &event(&report)).await?)
         } else {
             None
         };
+        let (start, end) = match report.source {
+            WindowSource::Push => (0, 0),
+            WindowSource::PredictionLog { start_ms, end_ms } => (start_ms, end_ms),
+        };
         sqlx::query(
-            "INSERT INTO monitoring_reports (id, monitor, reference_version, model_version, rows_count, dataset_drift, share, report, event_published, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO monitoring_reports (id, monitor, reference_version, model_version, rows_count, dataset_drift, share, report, event_published, created_at, source, window_start, window_end) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&report.id)
         .bind(&report.monitor)
@@ -372,9 +435,11 @@ impl Store {
         .bind(serde_json::to_string(&report.drift).expect("a report serializes"))
         .bind(i64::from(report.event_published))
         .bind(report.created_at_ms)
-        .execute(&mut *tx)
+        .bind(report.source.name())
+        .bind(start)
+        .bind(end)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(report)
     }
 

@@ -130,15 +130,7 @@ pub fn to_sample(name: &str, array: &dyn Array, ty: ColumnType) -> Result<Sample
         (ColumnType::Numerical, None) => Err(unsupported()),
         (ColumnType::Categorical, Some(v)) => {
             // integers as their text ("3", not "3.0"), as pandas prints them
-            Ok(Sample::categorical(v.into_iter().map(|x| {
-                x.is_finite().then(|| {
-                    if x.fract() == 0.0 && x.abs() < 1e15 {
-                        format!("{}", x as i64)
-                    } else {
-                        format!("{x}")
-                    }
-                })
-            })))
+            Ok(Sample::categorical(v.into_iter().map(number_text)))
         }
         (ColumnType::Categorical, None) => match array.data_type() {
             // the common cases counted from the array's own strings, without a copy each
@@ -151,6 +143,18 @@ pub fn to_sample(name: &str, array: &dyn Array, ty: ColumnType) -> Result<Sample
             }
         },
     }
+}
+
+/// A number as a category: integers as their text ("3", not "3.0"), as pandas prints
+/// them; NaN and infinities are missing.
+pub(crate) fn number_text(x: f64) -> Option<String> {
+    x.is_finite().then(|| {
+        if x.fract() == 0.0 && x.abs() < 1e15 {
+            format!("{}", x as i64)
+        } else {
+            format!("{x}")
+        }
+    })
 }
 
 /// The values of a string, boolean or dictionary array as optional strings.

@@ -102,6 +102,14 @@ impl Sample {
         self.missing
     }
 
+    /// The categories with their counts, sorted by category (a categorical sample).
+    pub fn categories(&self) -> Option<&[(String, u64)]> {
+        match &self.values {
+            Values::Categorical(c) => Some(c),
+            Values::Numerical(_) => None,
+        }
+    }
+
     /// The sorted values of a numerical column (`None` for a categorical one).
     pub fn values(&self) -> Option<&[f64]> {
         match &self.values {

@@ -8,7 +8,8 @@ use mlops_proto::monitoring::v1 as pb;
 use crate::drift::{ColumnType, Correction, DriftOptions, Method};
 use crate::error::{MonitoringError, Result};
 use crate::report::ColumnSpec;
-use crate::store::{Monitor, MonitorSpec, Reference, Report};
+use crate::store::{Monitor, MonitorSpec, Reference, Report, WindowSource};
+use crate::windows::PredictionLogSpec;
 
 /// The longest monitor name.
 const MAX_NAME: usize = 256;
@@ -141,21 +142,38 @@ pub(super) fn spec_from(
     Ok(MonitorSpec {
         columns: specs,
         options,
+        prediction_log: None,
     })
 }
 
+/// What a create or update request asks.
+pub(super) struct Ask<'a> {
+    pub name: &'a str,
+    pub model: &'a str,
+    pub cooldown_seconds: i64,
+    pub columns: &'a [pb::ColumnSpec],
+    pub options: Option<&'a pb::DriftOptions>,
+    pub prediction_log: Option<&'a pb::PredictionLogSource>,
+}
+
 /// A create or update request's name, cooldown and spec, checked.
-pub(super) fn checked(
-    name: &str,
-    cooldown_seconds: i64,
-    columns: &[pb::ColumnSpec],
-    options: Option<&pb::DriftOptions>,
-) -> Result<MonitorSpec> {
-    check_name(name)?;
-    if cooldown_seconds < 0 {
+pub(super) fn checked(ask: Ask<'_>) -> Result<MonitorSpec> {
+    check_name(ask.name)?;
+    if ask.cooldown_seconds < 0 {
         return Err(invalid("cooldown_seconds must be >= 0"));
     }
-    spec_from(columns, options)
+    let mut spec = spec_from(ask.columns, ask.options)?;
+    if let Some(p) = ask.prediction_log {
+        let p = PredictionLogSpec {
+            deployment: p.deployment.clone(),
+            window_rows: p.window_rows,
+            window_seconds: p.window_seconds,
+            input_columns: p.input_columns.clone(),
+        };
+        p.check(ask.model).map_err(invalid)?;
+        spec.prediction_log = Some(p);
+    }
+    Ok(spec)
 }
 
 /// Whether the method the options ask for `column` fits its type.
@@ -211,6 +229,16 @@ pub(super) fn monitor_to_pb(m: &Monitor) -> pb::Monitor {
         reference_version: m.reference_version,
         created_at_ms: m.created_at_ms,
         updated_at_ms: m.updated_at_ms,
+        prediction_log: m
+            .spec
+            .prediction_log
+            .as_ref()
+            .map(|p| pb::PredictionLogSource {
+                deployment: p.deployment.clone(),
+                window_rows: p.window_rows,
+                window_seconds: p.window_seconds,
+                input_columns: p.input_columns.clone(),
+            }),
     }
 }
 
@@ -263,6 +291,12 @@ pub fn report_to_pb(r: &Report, with_columns: bool) -> pb::DriftReport {
                     current_count: c.current_rows as i64,
                     reference_missing: c.reference_missing as i64,
                     current_missing: c.current_missing as i64,
+                    histogram: d.histograms.get(name).map(|h| pb::Histogram {
+                        edges: h.edges.clone(),
+                        categories: h.categories.clone(),
+                        reference: h.reference.clone(),
+                        current: h.current.clone(),
+                    }),
                 })
                 .collect()
         } else {
@@ -270,5 +304,18 @@ pub fn report_to_pb(r: &Report, with_columns: bool) -> pb::DriftReport {
         },
         created_at_ms: r.created_at_ms,
         event_published: r.event_published,
+        source: match r.source {
+            WindowSource::Push => "push",
+            WindowSource::PredictionLog { .. } => "prediction_log",
+        }
+        .to_owned(),
+        window_start_ms: match r.source {
+            WindowSource::PredictionLog { start_ms, .. } => start_ms,
+            WindowSource::Push => 0,
+        },
+        window_end_ms: match r.source {
+            WindowSource::PredictionLog { end_ms, .. } => end_ms,
+            WindowSource::Push => 0,
+        },
     }
 }
