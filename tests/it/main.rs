@@ -20,6 +20,7 @@ mod kit;
 mod logged_models;
 mod monitoring;
 mod monitoring_log;
+mod monitoring_perf;
 mod ops;
 mod prediction_log;
 mod registry;

@@ -21,7 +21,7 @@ use tonic::Code;
 
 use crate::monitoring::{ipc, parquet, push, table, upload, Client};
 
-async fn start(db: Database, bus: Bus) -> (Sandbox, Client) {
+pub(crate) async fn start(db: Database, bus: Bus) -> (Sandbox, Client) {
     let url = mlops_tests::database_url(db).await;
     let group = format!("it-monitoring-{}", uuid::Uuid::new_v4().simple());
     let sb = Sandbox::builder()
@@ -43,7 +43,12 @@ async fn start(db: Database, bus: Bus) -> (Sandbox, Client) {
     (sb, MonitoringServiceClient::new(channel))
 }
 
-fn tensor(name: &str, datatype: &str, rows: usize, raw: Vec<u8>) -> ev::PredictionTensor {
+pub(crate) fn tensor(
+    name: &str,
+    datatype: &str,
+    rows: usize,
+    raw: Vec<u8>,
+) -> ev::PredictionTensor {
     ev::PredictionTensor {
         name: name.into(),
         datatype: datatype.into(),
@@ -124,7 +129,7 @@ fn predictions(t: &RecordBatch, deployment: &str, version: i64, time_ms: i64) ->
         .collect()
 }
 
-fn source(rows: i64, seconds: i64) -> pb::PredictionLogSource {
+pub(crate) fn source(rows: i64, seconds: i64) -> pb::PredictionLogSource {
     pb::PredictionLogSource {
         window_rows: rows,
         window_seconds: seconds,
@@ -145,7 +150,7 @@ async fn create(c: &mut Client, name: &str, log: pb::PredictionLogSource) {
 }
 
 /// Waits until `monitor` has `n` reports; returns them oldest first.
-async fn reports(c: &mut Client, monitor: &str, n: usize) -> Vec<pb::DriftReport> {
+pub(crate) async fn reports(c: &mut Client, monitor: &str, n: usize) -> Vec<pb::DriftReport> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let list = c
@@ -449,8 +454,17 @@ async fn a_redelivered_batch_is_applied_once() {
         missing: 0,
         distinct: 0,
     });
-    store.add_reference("m", key, 1000, &profile).await.unwrap();
-    let follower = Follower::new("g", store.clone(), References::new(blobs), Metrics::new());
+    store
+        .add_reference("m", key, 1000, &profile, None)
+        .await
+        .unwrap();
+    let follower = Follower::new(
+        "g",
+        store.clone(),
+        References::new(blobs),
+        Metrics::new(),
+        Duration::from_secs(86_400),
+    );
     let rows = table(2000, 0.0, &[5, 3, 2]);
     let deliveries: Vec<Delivery> = predictions(&rows, "churn", 1, 1_000)
         .into_iter()

@@ -23,6 +23,7 @@ mod models;
 mod models_view;
 mod monitor;
 mod monitor_html;
+mod monitor_perf;
 mod output;
 mod serve;
 mod serve_input;

@@ -95,6 +95,9 @@ pub enum MonitorCmd {
         /// Windows from the prediction log.
         #[command(flatten)]
         log: Box<LogSourceArgs>,
+        /// The model's performance on those windows.
+        #[command(flatten)]
+        perf: Box<crate::monitor_perf::PerformanceArgs>,
         /// Replace the settings of an existing monitor instead.
         #[arg(long)]
         update: bool,
@@ -129,6 +132,23 @@ pub enum MonitorCmd {
         /// reference vs current per column) to this file.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+    },
+    /// Labels (ground truth) for logged predictions, from a CSV file whose header names
+    /// request_id, row (optional) and label: the realised performance of their windows.
+    Labels {
+        /// The monitor.
+        name: String,
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// The model's performance per prediction-log window, newest first: realised from
+    /// labels, estimated (CBPE) without them.
+    Performance {
+        /// The monitor.
+        name: String,
+        /// At most this many windows.
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
     },
     /// Every monitor with its newest verdict; or one monitor's reports over time.
     Status {
@@ -328,8 +348,10 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
             drift,
             cooldown,
             log,
+            perf,
             update,
         } => {
+            let performance = perf.spec();
             let DriftArgs {
                 method,
                 num_method,
@@ -380,6 +402,7 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
                     options: Some(options),
                     cooldown_seconds: cooldown,
                     prediction_log,
+                    performance,
                 })
                 .await?
             } else {
@@ -390,6 +413,7 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
                     options: Some(options),
                     cooldown_seconds: cooldown,
                     prediction_log,
+                    performance,
                 })
                 .await?
             }
@@ -498,6 +522,36 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
                     println!("wrote {}", file.display());
                 }
             }
+            Ok(0)
+        }
+        MonitorCmd::Labels { name, file } => {
+            let labels = crate::monitor_perf::read_labels(&file)?;
+            let n = labels.len();
+            let r = crate::monitor_perf::push_labels(&mut c, &name, labels).await?;
+            if out.json {
+                print_json(&json!({
+                    "stored": r.stored, "matched": r.matched, "windows_updated": r.windows_updated,
+                }));
+            } else {
+                println!(
+                    "{n} labels stored for {name}: {} match a logged prediction, {} windows updated",
+                    r.matched, r.windows_updated
+                );
+            }
+            Ok(0)
+        }
+        MonitorCmd::Performance { name, limit } => {
+            out.list(
+                c.list_performance(pb::ListPerformanceRequest {
+                    monitor: name,
+                    limit,
+                }),
+                |r| r.windows,
+                crate::monitor_perf::window_json,
+                crate::monitor_perf::WINDOW_HEADER,
+                crate::monitor_perf::window_row,
+            )
+            .await?;
             Ok(0)
         }
         MonitorCmd::Status {

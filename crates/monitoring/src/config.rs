@@ -41,6 +41,10 @@ pub struct MonitoringConfig {
     /// on a shared broker).
     #[arg(long, default_value = "monitoring-predictions")]
     pub prediction_log_group: String,
+    /// Days the predictions of monitors that measure performance, and their labels, are
+    /// kept for the join (labels may come days after the predictions).
+    #[arg(long, default_value_t = 30)]
+    pub label_retention_days: u64,
     /// Event bus settings.
     #[command(flatten)]
     pub bus: BusArgs,

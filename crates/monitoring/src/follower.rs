@@ -23,7 +23,9 @@ use crate::histogram::{self, Histogram, Side};
 use crate::metrics::Metrics;
 use crate::references::{Loaded, References};
 use crate::sketch;
-use crate::store::{Monitor, Report, Store, StoredWindow, WindowSource};
+use crate::store::{LoggedPrediction, Monitor, Report, Store, StoredWindow, WindowSource};
+use crate::tracker::Tracker;
+use crate::windows::Values;
 use crate::windows::{logged_rows, LoggedRows, WindowState};
 
 /// Most events applied in one transaction.
@@ -43,10 +45,19 @@ pub struct Follower {
     store: Store,
     references: References,
     metrics: Metrics,
+    tracker: Tracker,
+    /// How long predictions and labels are kept for the join.
+    retention: Duration,
+}
+
+/// About one sweep in a hundred prunes (every couple of minutes per replica).
+fn rand_tick() -> bool {
+    uuid::Uuid::new_v4().as_u128().is_multiple_of(100)
 }
 
 /// One prediction's rows for one monitor.
 struct Item {
+    request_id: String,
     partition: i32,
     offset: i64,
     time_ms: i64,
@@ -54,9 +65,17 @@ struct Item {
 }
 
 impl Follower {
-    pub fn new(group: &str, store: Store, references: References, metrics: Metrics) -> Self {
+    pub fn new(
+        group: &str,
+        store: Store,
+        references: References,
+        metrics: Metrics,
+        retention: Duration,
+    ) -> Self {
         Follower {
+            retention,
             group: group.to_owned(),
+            tracker: Tracker::new(store.clone(), metrics.clone()),
             store,
             references,
             metrics,
@@ -134,8 +153,15 @@ impl Follower {
         Ok(())
     }
 
-    /// Closes the time windows whose time is up, and reports the closed windows.
+    /// Closes the time windows whose time is up, and reports the closed windows; now and
+    /// then forgets predictions and labels older than the retention.
     pub async fn sweep(&self) {
+        if rand_tick() {
+            let before = now_millis() - self.retention.as_millis() as i64;
+            if let Err(e) = self.store.prune_outcomes(before).await {
+                tracing::warn!(error = %e, "pruning old predictions and labels failed");
+            }
+        }
         match self.store.close_expired_windows(now_millis()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(windows = n, "closed expired windows"),
@@ -199,6 +225,7 @@ impl Follower {
                         work.entry((at, e.version.to_string()))
                             .or_default()
                             .push(Item {
+                                request_id: e.request_id.clone(),
                                 partition: d.partition,
                                 offset: d.offset,
                                 time_ms,
@@ -278,6 +305,7 @@ impl Follower {
                 .expect("followed monitors have a source");
             let reference = &loaded[at].reference;
             let mut window = self.store.open_window(&mut tx, &m.name, version).await?;
+            let mut logged = Vec::new();
             for item in items {
                 if !fresh(item) {
                     duplicate += 1;
@@ -299,6 +327,16 @@ impl Follower {
                         .collect()
                 };
                 let time_window = spec.time_window(item.time_ms);
+                let kept = m.spec.performance.as_ref().map(|p| {
+                    let column = |name: &str| {
+                        item.rows
+                            .columns
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map(|(_, v)| v)
+                    };
+                    (column(&p.prediction_column), column(&p.score_column))
+                });
                 for r in 0..item.rows.rows {
                     if let Some(w) = window.as_mut() {
                         let full = spec.window_rows > 0 && w.state.rows >= spec.window_rows as u64;
@@ -328,7 +366,32 @@ impl Follower {
                         }
                     });
                     w.state.add_row(&item.rows, &index, r, item.time_ms);
+                    if let Some((Some(prediction), score)) = kept {
+                        let prediction = match prediction {
+                            Values::Numbers(v) => crate::table::number_text(v[r]),
+                            Values::Texts(v) => v[r].clone(),
+                        };
+                        let score = match score {
+                            Some(Values::Numbers(v)) if v[r].is_finite() => Some(v[r]),
+                            _ => None,
+                        };
+                        if let Some(prediction) = prediction {
+                            logged.push(LoggedPrediction {
+                                request_id: item.request_id.clone(),
+                                row: r as i64,
+                                model_version: version.clone(),
+                                window_id: w.id.clone(),
+                                prediction,
+                                score,
+                            });
+                        }
+                    }
                 }
+            }
+            if !logged.is_empty() {
+                self.store
+                    .insert_predictions(&mut tx, &m.name, &logged)
+                    .await?;
             }
             if let Some(mut w) = window {
                 // a window that is full closes now, not at the next prediction
@@ -409,6 +472,9 @@ impl Follower {
         else {
             return Ok(());
         };
+        if let Err(e) = self.tracker.closed(&m, &loaded.reference, &w).await {
+            tracing::warn!(monitor = %m.name, window = %w.id, error = %e, "the window's performance could not be stored");
+        }
         self.metrics.report(
             &m.name,
             &m.model,

@@ -11,7 +11,8 @@
 //!   [`follower`]: the prediction log's consumer; [`references`]: reference tables read
 //!   once per version;
 //! - [`performance`]: the model's performance, realised from labels and estimated
-//!   without them (CBPE);
+//!   without them (CBPE); [`outcomes`]: what a monitor measures and the metrics by name;
+//!   [`tracker`]: each window's performance kept up to date, with its alert;
 //! - [`table`]: Arrow and Parquet columns as drift samples, with Evidently's column types;
 //! - [`config`]: its settings (`mlops-monitoring --help` lists them); [`store`]:
 //!   monitors, references, reports and events; [`service`]: the gRPC API; [`error`]:
@@ -24,6 +25,7 @@ pub mod error;
 pub mod follower;
 pub mod histogram;
 pub mod metrics;
+pub mod outcomes;
 pub mod performance;
 pub mod references;
 pub mod report;
@@ -32,6 +34,7 @@ pub mod sketch;
 pub mod stats;
 pub mod store;
 pub mod table;
+pub mod tracker;
 pub mod windows;
 
 use std::sync::Arc;
@@ -122,6 +125,7 @@ impl Service for Monitoring {
             store.clone(),
             loaded.clone(),
             metrics::Metrics::new(),
+            std::time::Duration::from_secs(config.label_retention_days.saturating_mul(86_400)),
         );
         let api = service::MonitoringApi::new(
             store.clone(),

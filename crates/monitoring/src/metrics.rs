@@ -32,6 +32,12 @@ pub struct Metrics {
     pub log_events: IntCounterVec,
     /// Rows in the open prediction-log window of a monitor and model version.
     pub open_window_rows: GaugeVec,
+    /// A performance metric of the newest window: realised or estimated.
+    pub performance: GaugeVec,
+    /// Rows of the newest window that have a label.
+    pub labelled_rows: GaugeVec,
+    /// `PerformanceDegraded` events published, by monitor.
+    pub performance_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -91,6 +97,21 @@ impl Metrics {
                 "mlops_monitoring_open_window_rows",
                 "rows in the open prediction-log window of a monitor and model version",
                 &["monitor", "model_version"],
+            ),
+            performance: gauge_vec(
+                "mlops_monitoring_performance",
+                "a performance metric of the newest window (accuracy, roc_auc, rmse, ...), realised from labels or estimated (CBPE)",
+                &["monitor", "model", "model_version", "metric", "kind"],
+            ),
+            labelled_rows: gauge_vec(
+                "mlops_monitoring_labelled_rows",
+                "rows of the newest window that have a label",
+                WINDOW,
+            ),
+            performance_events: int_counter_vec(
+                "mlops_monitoring_performance_events_total",
+                "PerformanceDegraded events published, by monitor",
+                &["monitor"],
             ),
         }
     }

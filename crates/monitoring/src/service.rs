@@ -37,7 +37,12 @@ pub const ROLES: RoleTable = &[
     ("PushWindow", Role::Writer),
     ("GetReport", Role::Reader),
     ("ListReports", Role::Reader),
+    ("PushLabels", Role::Writer),
+    ("ListPerformance", Role::Reader),
 ];
+
+/// The most labels in one PushLabels call.
+const MAX_LABELS: usize = 100_000;
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
 
@@ -48,6 +53,7 @@ pub struct MonitoringApi {
     references: BlobStore,
     /// Reference tables read once per version.
     loaded: References,
+    tracker: crate::tracker::Tracker,
     metrics: Metrics,
     max_table_bytes: usize,
     workers: usize,
@@ -62,11 +68,13 @@ impl MonitoringApi {
         max_table_bytes: usize,
         workers: usize,
     ) -> Self {
+        let metrics = Metrics::new();
         MonitoringApi {
+            tracker: crate::tracker::Tracker::new(store.clone(), metrics.clone()),
             store,
             references,
             loaded,
-            metrics: Metrics::new(),
+            metrics,
             max_table_bytes,
             workers,
         }
@@ -165,10 +173,14 @@ impl MonitoringApi {
         let m = self.store.monitor(&monitor).await?;
         let table = parse_table(format, &bytes, "reference")?;
         let spec = m.spec.clone();
-        let (table, profile, rows) = tokio::task::spawn_blocking(move || {
+        let (table, profile, rows, cbpe) = tokio::task::spawn_blocking(move || {
             let profile = profile_of(table.columns(), &spec)?;
             let rows = table.columns().rows() as i64;
-            Ok::<_, MonitoringError>((table, profile, rows))
+            let cbpe = match &spec.performance {
+                Some(p) => crate::outcomes::fit(p, table.columns()).map_err(invalid)?,
+                None => None,
+            };
+            Ok::<_, MonitoringError>((table, profile, rows, cbpe))
         })
         .await
         .map_err(|e| MonitoringError::Internal(format!("profiling the reference: {e}")))??;
@@ -188,7 +200,7 @@ impl MonitoringApi {
             .map_err(|e| MonitoringError::Unavailable(format!("storing the reference: {e}")))?;
         match self
             .store
-            .add_reference(&monitor, &key, rows, &profile)
+            .add_reference(&monitor, &key, rows, &profile, cbpe.as_ref())
             .await
         {
             Ok(r) => Ok(r),
@@ -374,6 +386,7 @@ impl MonitoringService for MonitoringApi {
             columns: &r.columns,
             options: r.options.as_ref(),
             prediction_log: r.prediction_log.as_ref(),
+            performance: r.performance.as_ref(),
         })?;
         let m = self
             .store
@@ -391,6 +404,7 @@ impl MonitoringService for MonitoringApi {
             columns: &r.columns,
             options: r.options.as_ref(),
             prediction_log: r.prediction_log.as_ref(),
+            performance: r.performance.as_ref(),
         })?;
         let m = self
             .store
@@ -454,6 +468,67 @@ impl MonitoringService for MonitoringApi {
         let r = req.into_inner();
         let report = self.store.report(&r.monitor, &r.id).await?;
         Ok(Response::new(report_to_pb(&report, true)))
+    }
+
+    async fn push_labels(
+        &self,
+        req: Request<pb::PushLabelsRequest>,
+    ) -> Answer<pb::PushLabelsResponse> {
+        let r = req.into_inner();
+        check_name(&r.monitor)?;
+        if r.labels.len() > MAX_LABELS {
+            return Err(invalid(format!(
+                "{} labels in one call: send at most {MAX_LABELS} per call",
+                r.labels.len()
+            ))
+            .into());
+        }
+        let m = self.store.monitor(&r.monitor).await?;
+        if m.spec.performance.is_none() {
+            return Err(MonitoringError::FailedPrecondition(format!(
+                "monitor {:?} does not measure performance: update it with a performance spec first",
+                r.monitor
+            ))
+            .into());
+        }
+        let mut labels = Vec::with_capacity(r.labels.len());
+        for (i, l) in r.labels.into_iter().enumerate() {
+            if l.request_id.is_empty() || l.row < 0 || l.value.is_empty() {
+                return Err(invalid(format!(
+                    "label {i}: a label needs the prediction's request_id, a row >= 0 and a value"
+                ))
+                .into());
+            }
+            labels.push((l.request_id, l.row, l.value));
+        }
+        let stored = labels.len() as i64;
+        let (matched, windows) = self.store.put_labels(&m.name, &labels).await?;
+        for w in &windows {
+            self.tracker.labelled(&m, w).await?;
+        }
+        Ok(Response::new(pb::PushLabelsResponse {
+            stored,
+            matched,
+            windows_updated: windows.len() as i64,
+        }))
+    }
+
+    async fn list_performance(
+        &self,
+        req: Request<pb::ListPerformanceRequest>,
+    ) -> Answer<pb::ListPerformanceResponse> {
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 100,
+            n if (1..=1000).contains(&n) => i64::from(n),
+            n => {
+                return Err(invalid(format!("limit {n} is not between 1 and 1000")).into());
+            }
+        };
+        let windows = self.store.performance(&r.monitor, limit).await?;
+        Ok(Response::new(pb::ListPerformanceResponse {
+            windows: windows.iter().map(requests::performance_to_pb).collect(),
+        }))
     }
 
     async fn list_reports(

@@ -10,11 +10,14 @@ use sqlx::Row;
 
 use crate::drift::{ColumnType, DatasetDrift, DriftOptions};
 use crate::error::{MonitoringError, Result};
+use crate::outcomes::PerformanceSpec;
 use crate::report::ColumnSpec;
 use crate::windows::PredictionLogSpec;
 
+mod outcomes;
 mod windows;
 
+pub use outcomes::{LoggedPrediction, WindowPerformance};
 pub use windows::{StoredWindow, CONFLICT};
 
 /// The schema.
@@ -32,6 +35,12 @@ pub fn migrations() -> Vec<Migration> {
             sqlite: include_str!("../migrations/sqlite/0002_prediction_log.sql").into(),
             postgres: include_str!("../migrations/postgres/0002_prediction_log.sql").into(),
         },
+        Migration {
+            version: 3,
+            name: "predictions, labels and performance per window".into(),
+            sqlite: include_str!("../migrations/sqlite/0003_performance.sql").into(),
+            postgres: include_str!("../migrations/postgres/0003_performance.sql").into(),
+        },
     ]
 }
 
@@ -44,6 +53,9 @@ pub struct MonitorSpec {
     /// Windows from the prediction log too, when set.
     #[serde(default)]
     pub prediction_log: Option<PredictionLogSpec>,
+    /// The model's performance on those windows, when set.
+    #[serde(default)]
+    pub performance: Option<PerformanceSpec>,
 }
 
 /// A stored monitor.
@@ -78,6 +90,8 @@ pub struct Reference {
     pub rows: i64,
     pub profile: Vec<ColumnProfile>,
     pub created_at_ms: i64,
+    /// CBPE fitted on it, when its monitor estimates performance.
+    pub cbpe: Option<crate::performance::Cbpe>,
 }
 
 /// A stored report.
@@ -296,6 +310,9 @@ impl Store {
             "monitoring_references",
             "monitoring_reports",
             "monitoring_windows",
+            "monitoring_predictions",
+            "monitoring_labels",
+            "monitoring_performance",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE monitor = $1"))
                 .bind(name)
@@ -313,6 +330,7 @@ impl Store {
         blob_key: &str,
         rows: i64,
         profile: &[ColumnProfile],
+        cbpe: Option<&crate::performance::Cbpe>,
     ) -> Result<Reference> {
         let now = now_millis();
         let mut tx = self.db.begin().await?;
@@ -327,8 +345,8 @@ impl Store {
         .ok_or_else(|| not_found(monitor))?
         .try_get(0)?;
         sqlx::query(
-            "INSERT INTO monitoring_references (monitor, version, blob_key, rows_count, profile, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO monitoring_references (monitor, version, blob_key, rows_count, profile, created_at, cbpe) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(monitor)
         .bind(version)
@@ -336,6 +354,7 @@ impl Store {
         .bind(rows)
         .bind(serde_json::to_string(profile).expect("a profile serializes"))
         .bind(now)
+        .bind(cbpe.map(|c| serde_json::to_string(c).expect("a fitted CBPE serializes")))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -346,13 +365,14 @@ impl Store {
             rows,
             profile: profile.to_vec(),
             created_at_ms: now,
+            cbpe: cbpe.cloned(),
         })
     }
 
     /// The reference `version` of `monitor`.
     pub async fn reference(&self, monitor: &str, version: i64) -> Result<Reference> {
         let r = sqlx::query(
-            "SELECT blob_key, rows_count, profile, created_at FROM monitoring_references \
+            "SELECT blob_key, rows_count, profile, created_at, cbpe FROM monitoring_references \
              WHERE monitor = $1 AND version = $2",
         )
         .bind(monitor)
@@ -371,6 +391,14 @@ impl Store {
             profile: serde_json::from_str(&profile)
                 .map_err(|e| MonitoringError::Internal(format!("a stored profile: {e}")))?,
             created_at_ms: r.try_get(3)?,
+            cbpe: match r.try_get::<Option<String>, _>(4)? {
+                None => None,
+                Some(json) => {
+                    Some(serde_json::from_str(&json).map_err(|e| {
+                        MonitoringError::Internal(format!("a stored CBPE fit: {e}"))
+                    })?)
+                }
+            },
         })
     }
 

@@ -105,26 +105,7 @@ pub fn to_sample(name: &str, array: &dyn Array, ty: ColumnType) -> Result<Sample
         column: name.to_owned(),
         ty: array.data_type().clone(),
     };
-    let numbers: Option<Vec<f64>> = match array.data_type() {
-        DataType::Float64 => Some(floats!(array, Float64Type)),
-        DataType::Float32 => Some(floats!(array, Float32Type)),
-        DataType::Float16 => Some(
-            array
-                .as_primitive::<Float16Type>()
-                .iter()
-                .map(|v| v.map_or(f64::NAN, f64::from))
-                .collect(),
-        ),
-        DataType::Int64 => Some(floats!(array, Int64Type)),
-        DataType::Int32 => Some(floats!(array, Int32Type)),
-        DataType::Int16 => Some(floats!(array, Int16Type)),
-        DataType::Int8 => Some(floats!(array, Int8Type)),
-        DataType::UInt64 => Some(floats!(array, UInt64Type)),
-        DataType::UInt32 => Some(floats!(array, UInt32Type)),
-        DataType::UInt16 => Some(floats!(array, UInt16Type)),
-        DataType::UInt8 => Some(floats!(array, UInt8Type)),
-        _ => None,
-    };
+    let numbers = numbers_of(array);
     match (ty, numbers) {
         (ColumnType::Numerical, Some(v)) => Ok(Sample::numerical(v)),
         (ColumnType::Numerical, None) => Err(unsupported()),
@@ -142,6 +123,47 @@ pub fn to_sample(name: &str, array: &dyn Array, ty: ColumnType) -> Result<Sample
                 Ok(Sample::categorical(strings))
             }
         },
+    }
+}
+
+/// The values of a numeric array as `f64` (nulls NaN); `None` for other types.
+fn numbers_of(array: &dyn Array) -> Option<Vec<f64>> {
+    Some(match array.data_type() {
+        DataType::Float64 => floats!(array, Float64Type),
+        DataType::Float32 => floats!(array, Float32Type),
+        DataType::Float16 => array
+            .as_primitive::<Float16Type>()
+            .iter()
+            .map(|v| v.map_or(f64::NAN, f64::from))
+            .collect(),
+        DataType::Int64 => floats!(array, Int64Type),
+        DataType::Int32 => floats!(array, Int32Type),
+        DataType::Int16 => floats!(array, Int16Type),
+        DataType::Int8 => floats!(array, Int8Type),
+        DataType::UInt64 => floats!(array, UInt64Type),
+        DataType::UInt32 => floats!(array, UInt32Type),
+        DataType::UInt16 => floats!(array, UInt16Type),
+        DataType::UInt8 => floats!(array, UInt8Type),
+        _ => return None,
+    })
+}
+
+/// The values of a numeric column as `f64` (nulls NaN).
+pub fn numbers(name: &str, array: &dyn Array) -> Result<Vec<f64>, TableError> {
+    numbers_of(array).ok_or_else(|| TableError::Unsupported {
+        column: name.to_owned(),
+        ty: array.data_type().clone(),
+    })
+}
+
+/// The values of a column as text (numbers as categories print them; nulls `None`).
+pub fn texts(name: &str, array: &dyn Array) -> Result<Vec<Option<String>>, TableError> {
+    match numbers_of(array) {
+        Some(v) => Ok(v.into_iter().map(number_text).collect()),
+        None => arrow_cast_to_strings(array).ok_or_else(|| TableError::Unsupported {
+            column: name.to_owned(),
+            ty: array.data_type().clone(),
+        }),
     }
 }
 

@@ -163,10 +163,11 @@ pub mod events {
         /// - keyed by: the feature view's name (`ce_subject` `feature_views/<name>`).
         pub const FEATURES: &str = "mlops.featurestore.features";
 
-        /// Monitoring events: drift (and, later, performance) verdicts.
+        /// Monitoring events: drift and performance verdicts.
         ///
         /// - produced by: the monitoring service (`ce_source` `/mlops/monitoring`);
-        /// - event types: [`DriftDetected`](super::v1::DriftDetected);
+        /// - event types: [`DriftDetected`](super::v1::DriftDetected),
+        ///   [`PerformanceDegraded`](super::v1::PerformanceDegraded);
         /// - keyed by: the monitor's name (`ce_subject` `monitors/<name>`).
         pub const MONITORING: &str = "mlops.monitoring.events";
 

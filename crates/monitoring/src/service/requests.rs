@@ -7,6 +7,7 @@ use mlops_proto::monitoring::v1 as pb;
 
 use crate::drift::{ColumnType, Correction, DriftOptions, Method};
 use crate::error::{MonitoringError, Result};
+use crate::outcomes::{PerformanceSpec, Task};
 use crate::report::ColumnSpec;
 use crate::store::{Monitor, MonitorSpec, Reference, Report, WindowSource};
 use crate::windows::PredictionLogSpec;
@@ -143,6 +144,7 @@ pub(super) fn spec_from(
         columns: specs,
         options,
         prediction_log: None,
+        performance: None,
     })
 }
 
@@ -154,6 +156,7 @@ pub(super) struct Ask<'a> {
     pub columns: &'a [pb::ColumnSpec],
     pub options: Option<&'a pb::DriftOptions>,
     pub prediction_log: Option<&'a pb::PredictionLogSource>,
+    pub performance: Option<&'a pb::PerformanceSpec>,
 }
 
 /// A create or update request's name, cooldown and spec, checked.
@@ -172,6 +175,33 @@ pub(super) fn checked(ask: Ask<'_>) -> Result<MonitorSpec> {
         };
         p.check(ask.model).map_err(invalid)?;
         spec.prediction_log = Some(p);
+    }
+    if let Some(p) = ask.performance {
+        let task = match pb::performance_spec::Task::try_from(p.task) {
+            Ok(pb::performance_spec::Task::Classification) => Task::Classification,
+            Ok(pb::performance_spec::Task::Regression) => Task::Regression,
+            _ => {
+                return Err(invalid(
+                    "performance.task must be TASK_CLASSIFICATION or TASK_REGRESSION",
+                ))
+            }
+        };
+        let p = PerformanceSpec {
+            task,
+            prediction_column: p.prediction_column.clone(),
+            score_column: p.score_column.clone(),
+            target_column: p.target_column.clone(),
+            positive_label: p.positive_label.clone(),
+            alert_metric: p.alert_metric.clone(),
+            alert_threshold: p.alert_threshold,
+        };
+        p.check().map_err(invalid)?;
+        if spec.prediction_log.is_none() {
+            return Err(invalid(
+                "performance is measured on prediction-log windows: set prediction_log too",
+            ));
+        }
+        spec.performance = Some(p);
     }
     Ok(spec)
 }
@@ -239,6 +269,18 @@ pub(super) fn monitor_to_pb(m: &Monitor) -> pb::Monitor {
                 window_seconds: p.window_seconds,
                 input_columns: p.input_columns.clone(),
             }),
+        performance: m.spec.performance.as_ref().map(|p| pb::PerformanceSpec {
+            task: match p.task {
+                Task::Classification => pb::performance_spec::Task::Classification,
+                Task::Regression => pb::performance_spec::Task::Regression,
+            } as i32,
+            prediction_column: p.prediction_column.clone(),
+            score_column: p.score_column.clone(),
+            target_column: p.target_column.clone(),
+            positive_label: p.positive_label.clone(),
+            alert_metric: p.alert_metric.clone(),
+            alert_threshold: p.alert_threshold,
+        }),
     }
 }
 
@@ -317,5 +359,24 @@ pub fn report_to_pb(r: &Report, with_columns: bool) -> pb::DriftReport {
             WindowSource::PredictionLog { end_ms, .. } => end_ms,
             WindowSource::Push => 0,
         },
+    }
+}
+
+/// A window's performance as the API returns it.
+pub(super) fn performance_to_pb(p: &crate::store::WindowPerformance) -> pb::WindowPerformance {
+    let mut notes = p.realised.notes.clone();
+    notes.extend(p.estimated.notes.iter().cloned());
+    pb::WindowPerformance {
+        window_id: p.window_id.clone(),
+        model_version: p.model_version.clone(),
+        rows: p.rows,
+        labelled_rows: p.labelled_rows,
+        window_start_ms: p.window_start_ms,
+        window_end_ms: p.window_end_ms,
+        realised: p.realised.values.clone().into_iter().collect(),
+        estimated: p.estimated.values.clone().into_iter().collect(),
+        notes,
+        degraded: p.degraded,
+        updated_at_ms: p.updated_at_ms,
     }
 }
