@@ -303,7 +303,7 @@ mod tests {
         .collect();
         let m = realised(&spec(Task::Classification), &rows).unwrap();
         assert_eq!(m.values["accuracy"], 0.5);
-        assert_eq!(m.values["roc_auc"], 0.75);
+        assert_eq!(m.values["roc_auc"], 1.0);
         assert!(m.values.contains_key("log_loss"));
         let reg: Vec<Outcome> = [("1.0", "2.0"), ("3", "3")]
             .iter()
