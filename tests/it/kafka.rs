@@ -454,6 +454,12 @@ async fn windows_from_the_prediction_log_on_kafka() {
     .await;
 }
 
+/// Labels from a topic the user's systems write, on tansu.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_from_a_topic_on_kafka() {
+    crate::monitoring_perf::labels_from_a_topic(Bus::Kafka).await;
+}
+
 /// Ingestion of a kafka source's topic on tansu, from a producer of our own (plain JSON).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sources_are_ingested_on_kafka() {

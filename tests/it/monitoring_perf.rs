@@ -308,6 +308,85 @@ async fn performance_is_estimated_then_realised_on_postgres() {
     estimated_then_realised(Database::Postgres).await;
 }
 
+/// Labels written to a Kafka topic by the user's own systems (plain JSON, no
+/// CloudEvents headers) give a window its realised performance; a message that is not a
+/// label is counted and skipped.
+pub(crate) async fn labels_from_a_topic(bus: Bus) {
+    let (sb, mut c) = start(Database::Sqlite, bus).await;
+    let topic = format!("it-labels-{}", uuid::Uuid::new_v4().simple());
+    sb.bus.ensure_topics(&[topic.as_str()]).await.unwrap();
+    // unique: the metrics are the process's, shared with the other tests
+    let name = &format!("from-topic-{}", uuid::Uuid::new_v4().simple());
+    c.create_monitor(pb::CreateMonitorRequest {
+        name: name.clone(),
+        model: "churn".into(),
+        prediction_log: Some(source(1000, 0)),
+        performance: Some(pb::PerformanceSpec {
+            labels_topic: topic.clone(),
+            ..spec()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut rng = Rng(3);
+    upload(
+        &mut c,
+        name,
+        pb::TableFormat::Parquet,
+        &parquet(&reference_table(&rows(&mut rng, 2000, 0.0, false))),
+    )
+    .await
+    .unwrap();
+    let window = rows(&mut rng, 1000, 0.0, false);
+    let (_, done) = sb.bus.publish(&predictions(&window, "k")).await;
+    done.unwrap();
+    let mut records: Vec<mlops_events::RawRecord> = labels(&window, "k")
+        .iter()
+        .map(|l| {
+            let json = format!(
+                r#"{{"request_id":"{}","row":{},"label":{}}}"#,
+                l.request_id, l.row, l.value
+            );
+            mlops_events::RawRecord::new(&topic, Some(l.request_id.as_bytes()), json)
+        })
+        .collect();
+    records.insert(
+        10,
+        mlops_events::RawRecord::new(&topic, None, "not a label"),
+    );
+    sb.bus.publish_raw(&records).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let w = loop {
+        let w = performance(&mut c, name, 1).await.remove(0);
+        if w.labelled_rows == 1000 {
+            break w;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of 1000 labels after 90 s",
+            w.labelled_rows
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(w.realised.contains_key("accuracy") && w.realised.contains_key("roc_auc"));
+    let (_, metrics) = mlops_tests::http_get(sb.addresses("monitoring").admin, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "mlops_monitoring_labels_malformed_total{{monitor=\"{name}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_from_a_topic_in_process() {
+    labels_from_a_topic(Bus::InProcess).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_performance_inputs_get_clear_statuses() {
     let (sb, mut c) = start(Database::Sqlite, Bus::InProcess).await;

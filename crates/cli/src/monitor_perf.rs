@@ -38,6 +38,10 @@ pub struct PerformanceArgs {
     /// The alert metric's threshold.
     #[arg(long, default_value_t = 0.0)]
     pub alert_threshold: f64,
+    /// Also read labels from this Kafka topic (JSON messages {"request_id", "row",
+    /// "label"}), written by your own systems.
+    #[arg(long, default_value = "")]
+    pub labels_topic: String,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -61,6 +65,7 @@ impl PerformanceArgs {
             positive_label: self.positive_label,
             alert_metric: self.alert_metric,
             alert_threshold: self.alert_threshold,
+            labels_topic: self.labels_topic,
         })
     }
 }

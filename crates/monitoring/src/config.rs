@@ -34,7 +34,8 @@ pub struct MonitoringConfig {
     #[arg(long, default_value_t = 0)]
     pub report_workers: usize,
     /// Follow the inference service's prediction log (`mlops.inference.predictions`)
-    /// for the monitors that ask for it; `false` serves pushed windows only.
+    /// for the monitors that ask for it, and their labels topics; `false` serves pushed
+    /// windows (and pushed labels) only.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub follow_prediction_log: bool,
     /// The consumer group the replicas follow the prediction log in (one per platform

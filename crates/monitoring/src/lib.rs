@@ -12,7 +12,8 @@
 //!   once per version;
 //! - [`performance`]: the model's performance, realised from labels and estimated
 //!   without them (CBPE); [`outcomes`]: what a monitor measures and the metrics by name;
-//!   [`tracker`]: each window's performance kept up to date, with its alert;
+//!   [`tracker`]: each window's performance kept up to date, with its alert; [`labels`]:
+//!   labels from the user's Kafka topics;
 //! - [`table`]: Arrow and Parquet columns as drift samples, with Evidently's column types;
 //! - [`config`]: its settings (`mlops-monitoring --help` lists them); [`store`]:
 //!   monitors, references, reports and events; [`service`]: the gRPC API; [`error`]:
@@ -24,6 +25,7 @@ pub mod drift;
 pub mod error;
 pub mod follower;
 pub mod histogram;
+pub mod labels;
 pub mod metrics;
 pub mod outcomes;
 pub mod performance;
@@ -146,10 +148,21 @@ impl Service for Monitoring {
         )
         .outbox(store.outbox(), store.db(), &bus);
         let runner = if config.follow_prediction_log {
-            let bus = bus.clone();
-            runner.task("prediction-log", OnFailure::Unready, move |stop| {
-                follower.run(bus, stop)
-            })
+            let (log_bus, labels_bus) = (bus.clone(), bus.clone());
+            let (labels_store, group) = (store.clone(), config.prediction_log_group.clone());
+            runner
+                .task("prediction-log", OnFailure::Unready, move |stop| {
+                    follower.run(log_bus, stop)
+                })
+                .task("labels", OnFailure::Unready, move |stop| {
+                    labels::run(
+                        labels_store,
+                        metrics::Metrics::new(),
+                        labels_bus,
+                        group,
+                        stop,
+                    )
+                })
         } else {
             runner
         };

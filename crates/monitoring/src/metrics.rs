@@ -38,6 +38,8 @@ pub struct Metrics {
     pub labelled_rows: GaugeVec,
     /// `PerformanceDegraded` events published, by monitor.
     pub performance_events: IntCounterVec,
+    /// Messages of a labels topic that are not labels, by monitor (skipped).
+    pub labels_malformed: IntCounterVec,
 }
 
 impl Metrics {
@@ -111,6 +113,11 @@ impl Metrics {
             performance_events: int_counter_vec(
                 "mlops_monitoring_performance_events_total",
                 "PerformanceDegraded events published, by monitor",
+                &["monitor"],
+            ),
+            labels_malformed: int_counter_vec(
+                "mlops_monitoring_labels_malformed_total",
+                "messages of a monitor's labels topic that are not labels (skipped)",
                 &["monitor"],
             ),
         }

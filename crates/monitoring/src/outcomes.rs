@@ -37,6 +37,9 @@ pub struct PerformanceSpec {
     pub alert_metric: String,
     #[serde(default)]
     pub alert_threshold: f64,
+    /// A Kafka topic the user's systems write labels to (none when empty).
+    #[serde(default)]
+    pub labels_topic: String,
 }
 
 /// Metrics where a higher value is better.
@@ -283,6 +286,7 @@ mod tests {
             positive_label: String::new(),
             alert_metric: String::new(),
             alert_threshold: 0.0,
+            labels_topic: String::new(),
         }
     }
 

@@ -194,6 +194,7 @@ pub(super) fn checked(ask: Ask<'_>) -> Result<MonitorSpec> {
             positive_label: p.positive_label.clone(),
             alert_metric: p.alert_metric.clone(),
             alert_threshold: p.alert_threshold,
+            labels_topic: p.labels_topic.clone(),
         };
         p.check().map_err(invalid)?;
         if spec.prediction_log.is_none() {
@@ -280,6 +281,7 @@ pub(super) fn monitor_to_pb(m: &Monitor) -> pb::Monitor {
             positive_label: p.positive_label.clone(),
             alert_metric: p.alert_metric.clone(),
             alert_threshold: p.alert_threshold,
+            labels_topic: p.labels_topic.clone(),
         }),
     }
 }
