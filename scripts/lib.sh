@@ -51,6 +51,23 @@ ensure_tansu() {
   cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore
 }
 
+# Installs Debian's chromium with apt-get if it is missing: tests/python/test_monitoring.py
+# opens `mlops monitor report --html`'s page in headless Chromium to check that it renders,
+# charts included (a string check on the file cannot see a page the browser rejects).
+ensure_chromium() {
+  if command -v chromium >/dev/null; then return 0; fi
+  log "installing chromium (headless, for the HTML report test; once)"
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
+  [ "$(id -u)" -eq 0 ] || apt=(sudo "${apt[@]}")
+  # Quiet (-qq, stdout dropped) but errors still reach stderr. An image without an apt
+  # index, or with a stale one, fails the install: update the index and retry once.
+  if ! "${apt[@]}" install -y -qq --no-install-recommends chromium >/dev/null; then
+    "${apt[@]}" update -qq >/dev/null
+    "${apt[@]}" install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+  command -v chromium >/dev/null || { echo "chromium is still not on PATH after apt-get install" >&2; return 1; }
+}
+
 # Starts tansu with in-memory storage on a free port, in its own temp dir (it reads
 # .env from its working directory). Sets TANSU_PID, TANSU_BROKERS, TANSU_DIR.
 start_tansu() {

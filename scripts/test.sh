@@ -36,6 +36,8 @@ log "Rust tests on Kafka (one at a time: one of them freezes the broker)"
 cargo test -p mlops-tests --test it --locked -- kafka:: --test-threads=1
 
 log "Python tests (the example pipeline against mlops up)"
+# test_monitoring.py renders `mlops monitor report --html` in headless Chromium.
+ensure_chromium
 cargo build -p mlops-cli --locked
 scripts/py-venv.sh
 MLOPS_BIN="$CARGO_TARGET_DIR/debug/mlops" .venv/bin/python -m pytest -q tests/python

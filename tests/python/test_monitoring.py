@@ -1,12 +1,19 @@
 """Monitoring from Python, as a pipeline uses it: a monitor created and fed with the CLI
 (`mlops monitor create|reference|push|report|status`, Parquet written by pyarrow), the same
-window pushed over gRPC as Arrow IPC, and the answers a person and a script read."""
+window pushed over gRPC as Arrow IPC, and the answers a person and a script read, including
+`report --html`'s page as headless Chromium renders it (Debian's `chromium`, which
+`make test` installs; the tests fail without it)."""
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
+import struct
 import subprocess
+import zlib
+from collections import Counter
+from pathlib import Path
 
 import grpc
 import pyarrow as pa
@@ -106,3 +113,141 @@ def test_a_window_over_grpc_as_arrow_ipc(server, files):
             stub.PushWindow(iter([mpb.PushWindowRequest(monitor="py-ipc", format=mpb.TABLE_FORMAT_ARROW_IPC, data=b"junk")]))
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "Arrow IPC" in e.value.details()
+
+
+# The chart's bar colours (monitor_html.rs): reference, current window.
+REF_BAR, CUR_BAR = (0x9A, 0xA5, 0xB1), (0xD9, 0x53, 0x4F)
+
+
+def chromium(profile: Path, *args: str) -> str:
+    """Headless Chromium with a profile of its own under `profile` (no state shared between
+    runs); its stdout."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.fail(
+            "chromium is not on PATH: the HTML report test renders the page in headless Chromium; "
+            "install Debian's package (`apt-get install --no-install-recommends chromium`; `make test` does it)",
+            pytrace=False,
+        )
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", *args]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"{' '.join(cmd)}: exit {out.returncode}\n{out.stdout}{out.stderr[-4000:]}"
+    return out.stdout
+
+
+def png_colours(path: Path) -> tuple[int, int, Counter]:
+    """(width, height, pixels per RGB colour) of an 8-bit RGB or RGBA, non-interlaced PNG, as
+    Chromium writes its screenshots; decoded with zlib and the five scanline filters."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    pos, idat, header = 8, [], None
+    while pos < len(data):
+        (n,), kind = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + n]
+        pos += 12 + n
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+    assert header is not None, f"{path} has no IHDR"
+    width, height, depth, colour_type, _, _, interlace = header
+    assert depth == 8 and colour_type in (2, 6) and interlace == 0, f"unexpected PNG format {header}"
+    bpp = 3 if colour_type == 2 else 4
+    raw = zlib.decompress(b"".join(idat))
+    stride = width * bpp
+    assert len(raw) == height * (stride + 1), f"{path}: {len(raw)} bytes of pixels for {width}x{height}"
+    colours: Counter = Counter()
+    prev = bytes(stride)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]
+        if kind == 0:
+            cur = line
+        elif kind == 2:
+            cur = bytes((a + b) & 0xFF for a, b in zip(line, prev))
+        else:
+            out = bytearray(stride)
+            for i, x in enumerate(line):
+                left = out[i - bpp] if i >= bpp else 0
+                up = prev[i]
+                if kind == 1:
+                    pred = left
+                elif kind == 3:
+                    pred = (left + up) // 2
+                else:  # Paeth
+                    corner = prev[i - bpp] if i >= bpp else 0
+                    p = left + up - corner
+                    pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                    pred = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+                out[i] = (x + pred) & 0xFF
+            cur = bytes(out)
+        colours.update(zip(cur[0::bpp], cur[1::bpp], cur[2::bpp]))
+        prev = cur
+    return width, height, colours
+
+
+@pytest.fixture(scope="module")
+def drifted(server, files, tmp_path_factory) -> str:
+    """A monitor whose newest report is a drifted window: its name. Beside `files`' columns,
+    a `city` of 30 long names: the widest chart, 20 bars (the last "(other)") whose labels
+    must stay readable."""
+    d = tmp_path_factory.mktemp("html")
+    cities = [f"city-{i:02}-long-name" for i in range(30)]
+    for name, seed, choices in [("reference", 4, cities), ("drifted", 5, cities[:12])]:
+        t = pq.read_table(files[name])
+        rng = random.Random(seed)
+        pq.write_table(t.append_column("city", pa.array([rng.choice(choices) for _ in range(t.num_rows)])), d / name)
+    cli(server, "create", "py-html", "--cooldown", "0")
+    cli(server, "reference", "py-html", str(d / "reference"))
+    cli(server, "push", "py-html", str(d / "drifted"), code=3)
+    return "py-html"
+
+
+def test_the_html_report_renders_in_chromium(server, drifted, tmp_path):
+    page = tmp_path / "report.html"
+    out = cli(server, "report", drifted, "--html", str(page))
+    assert f"wrote {page}" in out and "DATASET DRIFT" in out, out
+    report = json.loads(cli(server, "--json", "report", drifted))
+    hists = {c["column"]: c["histogram"] for c in report["columns"]}
+    bins = {name: min(len(h["reference"]), len(h["current"])) for name, h in hists.items()}
+    assert set(bins) == {"age", "plan", "city"} and all(bins.values()), bins
+    assert bins["city"] == 20 and hists["city"]["categories"][-1] == "(other)", hists["city"]
+
+    # The DOM Chromium built from the page: title, verdict, one chart per column with its bars.
+    dom = chromium(tmp_path / "profile", "--dump-dom", page.as_uri())
+    assert f"<title>Drift report: {drifted}</title>" in dom, dom[:2000]
+    verdict = f'<span class="bad">dataset drift</span>: {report["drifted_columns"]} of 3 columns drifted'
+    assert report["dataset_drift"] and verdict in dom, dom[:2000]
+    charts = [s.split("</svg>")[0] for s in dom.split("<svg")[1:]]
+    assert len(charts) == len(bins), f"{len(charts)} charts for columns {sorted(bins)}"
+    for column, svg in zip(report["columns"], charts):
+        rects = svg.count("<rect")
+        assert rects == 2 * bins[column["column"]], f"{column['column']}: {rects} bars, {bins[column['column']]} bins"
+        assert 'class="ref"' in svg and 'class="cur"' in svg, svg[:500]
+    for column in bins:
+        assert f'id="col-{column.encode().hex()}"' in dom, f"no chart section for {column}"
+
+    # What it looks like: a screenshot that is not a blank page, with both bar colours painted.
+    shot = tmp_path / "report.png"
+    chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri())
+    assert shot.is_file(), f"chromium wrote no screenshot at {shot}"
+    assert shot.stat().st_size > 20_000, f"{shot} is {shot.stat().st_size} bytes: a blank page?"
+    width, height, colours = png_colours(shot)
+    assert (width, height) == (1200, 1600), (width, height)
+    assert len(colours) >= 20, f"{shot} has {len(colours)} colours: {colours.most_common(5)}"
+    white = colours[(255, 255, 255)]
+    assert white < 0.97 * width * height, f"{shot} is {white / (width * height):.1%} white"
+    for name, rgb in [("reference", REF_BAR), ("current", CUR_BAR)]:
+        assert colours[rgb] > 500, f"{shot}: {colours[rgb]} pixels of the {name} bars' colour #{bytes(rgb).hex()}"
+
+
+def test_the_html_report_with_json_prints_only_json(server, drifted, tmp_path):
+    page = tmp_path / "report.html"
+    cmd = [mlops_bin(), "--monitoring-addr", server.monitoring_target, "monitor", "--json", "report", drifted]
+    # Not `cli`, which joins stdout and stderr: stdout alone must be the JSON.
+    out = subprocess.run([*cmd, "--html", str(page)], check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}{out.stderr}"
+    report = json.loads(out.stdout)  # fails on anything else, e.g. a "wrote FILE" line
+    assert report["monitor"] == drifted and report["dataset_drift"], report
+    assert "wrote" not in out.stdout + out.stderr, out.stdout + out.stderr
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and report["id"] in html and html.count("<svg") == len(report["columns"])

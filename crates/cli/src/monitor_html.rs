@@ -7,10 +7,16 @@ use std::fmt::Write;
 
 use mlops_proto::monitoring::v1 as pb;
 
-/// Chart size, in CSS pixels.
+/// Chart size, in CSS pixels (tilted category labels add to the height).
 const WIDTH: f64 = 560.0;
 const HEIGHT: f64 = 180.0;
 const PAD: f64 = 28.0;
+/// A tick label's average character width (10px sans-serif), to tell whether category
+/// labels fit under their bars side by side; and its height.
+const CHAR_W: f64 = 6.0;
+const TICK_H: f64 = 10.0;
+/// The characters of a category label shown (the full name is in the bar's tooltip).
+const LABEL_CHARS: usize = 12;
 
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
@@ -155,6 +161,15 @@ fn anchor(name: &str) -> String {
     name.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A category's name as a tick label: at most [`LABEL_CHARS`] characters.
+fn category_label(c: &str) -> String {
+    if c.chars().count() <= LABEL_CHARS {
+        c.to_owned()
+    } else {
+        c.chars().take(LABEL_CHARS - 1).chain(['…']).collect()
+    }
+}
+
 /// Side-by-side bars of the reference's and the window's shares per bin, in SVG.
 fn chart(hist: &pb::Histogram) -> String {
     let bins = hist.reference.len().min(hist.current.len());
@@ -164,23 +179,45 @@ fn chart(hist: &pb::Histogram) -> String {
         .chain(&hist.current)
         .fold(0.0f64, |m, &x| m.max(x))
         .max(1e-12);
-    let plot_w = WIDTH - 2.0 * PAD;
+    let labels: Vec<String> = hist
+        .categories
+        .iter()
+        .take(bins)
+        .map(|c| category_label(c))
+        .collect();
+    let widest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as f64 * CHAR_W;
+    // Labels wider than their bars' slot would run into each other: tilt them by 45° (each
+    // ending under its bar), which takes `reach` below the axis and left of the first bar.
+    let tilt = widest > (WIDTH - 2.0 * PAD) / bins.max(1) as f64 - CHAR_W;
+    let reach = if tilt {
+        widest * std::f64::consts::FRAC_1_SQRT_2
+    } else {
+        0.0
+    };
+    let left = if tilt {
+        let slot = (WIDTH - 2.0 * PAD) / bins.max(1) as f64;
+        PAD.max(reach + TICK_H - slot / 2.0 + 4.0)
+    } else {
+        PAD
+    };
+    let svg_h = HEIGHT + reach;
+    let plot_w = WIDTH - left - PAD;
     let plot_h = HEIGHT - 2.0 * PAD;
     let slot = plot_w / bins.max(1) as f64;
     let bar = (slot * 0.42).max(0.5);
+    let base = HEIGHT - PAD;
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\">\
-         <line x1=\"{PAD}\" y1=\"{base}\" x2=\"{right}\" y2=\"{base}\" class=\"axis\"/>\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{svg_h:.0}\" \
+         viewBox=\"0 0 {WIDTH} {svg_h:.0}\" role=\"img\">\
+         <line x1=\"{left:.2}\" y1=\"{base}\" x2=\"{right}\" y2=\"{base}\" class=\"axis\"/>\
          <text x=\"2\" y=\"{PAD}\" class=\"tick\">{top}</text>",
-        base = HEIGHT - PAD,
         right = WIDTH - PAD,
         top = num(top),
     );
     for i in 0..bins {
-        let x = PAD + i as f64 * slot;
+        let x = left + i as f64 * slot;
         for (j, (v, class)) in [(hist.reference[i], "ref"), (hist.current[i], "cur")]
             .into_iter()
             .enumerate()
@@ -191,7 +228,7 @@ fn chart(hist: &pb::Histogram) -> String {
                 "<rect class=\"{class}\" x=\"{:.2}\" y=\"{:.2}\" width=\"{bar:.2}\" height=\"{height:.2}\">\
                  <title>{}: {v:.4}</title></rect>",
                 x + slot * 0.08 + j as f64 * bar,
-                HEIGHT - PAD - height,
+                base - height,
                 esc(&bin_label(hist, i)),
             );
         }
@@ -201,7 +238,7 @@ fn chart(hist: &pb::Histogram) -> String {
         if let (Some(first), Some(last)) = (hist.edges.first(), hist.edges.last()) {
             let _ = write!(
                 s,
-                "<text x=\"{PAD}\" y=\"{y}\" class=\"tick\">{}</text>\
+                "<text x=\"{left:.2}\" y=\"{y}\" class=\"tick\">{}</text>\
                  <text x=\"{right}\" y=\"{y}\" class=\"tick end\">{}</text>",
                 num(*first),
                 num(*last),
@@ -210,15 +247,24 @@ fn chart(hist: &pb::Histogram) -> String {
             );
         }
     } else {
-        for (i, c) in hist.categories.iter().take(bins).enumerate() {
-            let label: String = c.chars().take(12).collect();
-            let _ = write!(
-                s,
-                "<text x=\"{:.2}\" y=\"{}\" class=\"tick mid\">{}</text>",
-                PAD + (i as f64 + 0.5) * slot,
-                HEIGHT - 8.0,
-                esc(&label)
-            );
+        for (i, label) in labels.iter().enumerate() {
+            let x = left + (i as f64 + 0.5) * slot;
+            if tilt {
+                let y = base + TICK_H;
+                let _ = write!(
+                    s,
+                    "<text x=\"{x:.2}\" y=\"{y}\" transform=\"rotate(-45 {x:.2} {y})\" \
+                     class=\"tick end\">{}</text>",
+                    esc(label)
+                );
+            } else {
+                let _ = write!(
+                    s,
+                    "<text x=\"{x:.2}\" y=\"{}\" class=\"tick mid\">{}</text>",
+                    HEIGHT - 8.0,
+                    esc(label)
+                );
+            }
         }
     }
     s.push_str("</svg>");
@@ -298,5 +344,33 @@ mod tests {
         assert_eq!(page.matches("<rect").count(), 8);
         assert!(page.contains("no chart"));
         assert!(page.contains("dataset drift"));
+    }
+
+    #[test]
+    fn long_category_labels_are_tilted_inside_the_chart() {
+        let few = |names: Vec<String>| pb::Histogram {
+            reference: vec![1.0 / names.len() as f64; names.len()],
+            current: vec![1.0 / names.len() as f64; names.len()],
+            categories: names,
+            ..Default::default()
+        };
+        let short = chart(&few(vec!["basic".into(), "pro".into()]));
+        assert!(!short.contains("rotate(") && short.contains("height=\"180\""));
+
+        let many = chart(&few((0..20)
+            .map(|i| format!("city-{i:02}-long-name"))
+            .collect()));
+        assert_eq!(many.matches("rotate(-45").count(), 20);
+        assert!(many.contains(">city-00-lon…</text>") && !many.contains("long-name</text>"));
+        // the first label, 12 characters tilted left of its bar, starts inside the chart
+        let number = |after: &str, end: char| -> f64 {
+            let rest = many.split(after).nth(1).unwrap();
+            rest[..rest.find(end).unwrap()].parse().unwrap()
+        };
+        let reach = 12.0 * CHAR_W * std::f64::consts::FRAC_1_SQRT_2;
+        let x = number("rotate(-45 ", ' ');
+        assert!(x - reach - TICK_H >= 0.0, "{x}");
+        let h = number("height=\"", '"');
+        assert!(h >= HEIGHT - PAD + TICK_H + reach, "{h}");
     }
 }
