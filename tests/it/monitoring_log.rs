@@ -220,7 +220,18 @@ pub(crate) async fn windows_from_the_log_are_tested_as_pushed_ones(db: Database,
         .await
         .unwrap();
     let name = "from-log";
-    create(&mut c, name, source(1500, 0)).await;
+    // a deployment of this test's own: a broker shared by the tests keeps the others'
+    // predictions, which a new group reads from the start
+    let churn = &format!("churn-{}", uuid::Uuid::new_v4().simple());
+    create(
+        &mut c,
+        name,
+        pb::PredictionLogSource {
+            deployment: churn.clone(),
+            ..source(1500, 0)
+        },
+    )
+    .await;
     let reference = table(3000, 0.0, &[5, 3, 2]);
     upload(&mut c, name, pb::TableFormat::Parquet, &parquet(&reference))
         .await
@@ -228,12 +239,12 @@ pub(crate) async fn windows_from_the_log_are_tested_as_pushed_ones(db: Database,
     let same = table(1500, 0.0, &[5, 3, 2]);
     let shifted = table(1500, 1.5, &[1, 1, 8]);
     let now = mlops_storage::now_millis();
-    let mut batch = predictions(&same, "churn", 1, now);
+    let mut batch = predictions(&same, churn, 1, now);
     // skipped and counted, never stopping the follower: another deployment's, a broken
     // tensor, an event that is not a prediction
     batch.insert(20, prediction(&same, 0..10, "other", 1, now));
     let broken = ev::PredictionLogged {
-        deployment: "churn".into(),
+        deployment: churn.clone(),
         inputs: vec![tensor("x", "FP64", 3, vec![1, 2, 3])],
         ..Default::default()
     };
@@ -249,9 +260,9 @@ pub(crate) async fn windows_from_the_log_are_tested_as_pushed_ones(db: Database,
     );
     let (_, published) = sb.bus.publish(&batch).await;
     published.unwrap();
-    let mut second = predictions(&shifted, "churn", 1, now);
+    let mut second = predictions(&shifted, churn, 1, now);
     // version 2's rows go to their own window, which stays open
-    second.insert(3, prediction(&shifted, 0..10, "churn", 2, now));
+    second.insert(3, prediction(&shifted, 0..10, churn, 2, now));
     let (_, published) = sb.bus.publish(&second).await;
     published.unwrap();
 

@@ -83,8 +83,8 @@ fn reference_table(r: &Rows) -> RecordBatch {
     .unwrap()
 }
 
-/// `r` as predictions of 10 rows, request ids `{prefix}-{i}`.
-fn predictions(r: &Rows, prefix: &str) -> Vec<Envelope> {
+/// `r` as predictions of 10 rows of `deployment`, request ids `{prefix}-{i}`.
+fn predictions(r: &Rows, deployment: &str, prefix: &str) -> Vec<Envelope> {
     (0..r.x.len())
         .step_by(10)
         .map(|s| {
@@ -98,7 +98,7 @@ fn predictions(r: &Rows, prefix: &str) -> Vec<Envelope> {
             };
             let msg = ev::PredictionLogged {
                 request_id: format!("{prefix}-{s}"),
-                deployment: "churn".into(),
+                deployment: deployment.into(),
                 model_id: "id-churn".into(),
                 version: 1,
                 variant: "stable".into(),
@@ -188,6 +188,7 @@ async fn estimated_then_realised(db: Database) {
         .await
         .unwrap();
     let name = "perf";
+    let churn = &format!("churn-{}", uuid::Uuid::new_v4().simple());
     c.create_monitor(pb::CreateMonitorRequest {
         name: name.into(),
         model: "churn".into(),
@@ -197,7 +198,10 @@ async fn estimated_then_realised(db: Database) {
                 r#type: 0,
             })
             .to_vec(),
-        prediction_log: Some(source(5000, 0)),
+        prediction_log: Some(pb::PredictionLogSource {
+            deployment: churn.clone(),
+            ..source(5000, 0)
+        }),
         performance: Some(spec()),
         ..Default::default()
     })
@@ -215,7 +219,7 @@ async fn estimated_then_realised(db: Database) {
 
     // 1. a shifted window, no labels yet: CBPE's estimate
     let shifted = rows(&mut rng, 5000, 0.8, false);
-    let (_, done) = sb.bus.publish(&predictions(&shifted, "a")).await;
+    let (_, done) = sb.bus.publish(&predictions(&shifted, churn, "a")).await;
     done.unwrap();
     reports(&mut c, name, 1).await;
     let w = performance(&mut c, name, 1).await.remove(0);
@@ -262,7 +266,7 @@ async fn estimated_then_realised(db: Database) {
         .unwrap()
         .into_inner();
     assert_eq!((r.stored, r.matched), (5000, 0));
-    let (_, done) = sb.bus.publish(&predictions(&wrong, "b")).await;
+    let (_, done) = sb.bus.publish(&predictions(&wrong, churn, "b")).await;
     done.unwrap();
     let windows = performance(&mut c, name, 2).await;
     let w = &windows[1];
@@ -317,10 +321,15 @@ pub(crate) async fn labels_from_a_topic(bus: Bus) {
     sb.bus.ensure_topics(&[topic.as_str()]).await.unwrap();
     // unique: the metrics are the process's, shared with the other tests
     let name = &format!("from-topic-{}", uuid::Uuid::new_v4().simple());
+    // a deployment of this test's own: a shared broker keeps the other tests' predictions
+    let churn = &format!("churn-{}", uuid::Uuid::new_v4().simple());
     c.create_monitor(pb::CreateMonitorRequest {
         name: name.clone(),
         model: "churn".into(),
-        prediction_log: Some(source(1000, 0)),
+        prediction_log: Some(pb::PredictionLogSource {
+            deployment: churn.clone(),
+            ..source(1000, 0)
+        }),
         performance: Some(pb::PerformanceSpec {
             labels_topic: topic.clone(),
             ..spec()
@@ -339,7 +348,7 @@ pub(crate) async fn labels_from_a_topic(bus: Bus) {
     .await
     .unwrap();
     let window = rows(&mut rng, 1000, 0.0, false);
-    let (_, done) = sb.bus.publish(&predictions(&window, "k")).await;
+    let (_, done) = sb.bus.publish(&predictions(&window, churn, "k")).await;
     done.unwrap();
     let mut records: Vec<mlops_events::RawRecord> = labels(&window, "k")
         .iter()

@@ -1,5 +1,7 @@
 //! The event bus: one trait, two implementations ([`crate::kafka`], [`crate::memory`]).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::Envelope;
@@ -178,6 +180,42 @@ pub trait Subscription: Send {
     /// Records that `delivery` and everything before it in its partition is handled
     /// (nothing to record for a broadcast subscription).
     async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError>;
+
+    /// A batch, for consumers that apply events in one transaction: waits for the next
+    /// event, then [`Subscription::fill_batch`]. Cancelled after its first event (raced
+    /// against a timer, say), it drops what it took, which the subscription does not
+    /// deliver again: race `next` and call `fill_batch` instead, or race it only against
+    /// shutdown.
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        linger: Duration,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let first = self.next().await?;
+        Ok(self.fill_batch(first, max, linger).await)
+    }
+
+    /// A batch from its `first` event: what arrives within `linger`, up to `max` in all
+    /// (an error ends the batch; the next call meets it).
+    async fn fill_batch(&mut self, first: Delivery, max: usize, linger: Duration) -> Vec<Delivery> {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, self.next()).await {
+                Ok(Ok(d)) => batch.push(d),
+                _ => break,
+            }
+        }
+        batch
+    }
+
+    /// Commits a handled batch: the last event of each of its partitions.
+    async fn commit_batch(&mut self, batch: &[Delivery]) -> Result<(), BusError> {
+        for d in last_per_partition(batch, |d| d.partition) {
+            self.commit(d).await?;
+        }
+        Ok(())
+    }
 }
 
 /// A consumer group member's stream of raw messages.
@@ -187,4 +225,38 @@ pub trait RawSubscription: Send {
     async fn next(&mut self) -> Result<RawRecord, BusError>;
     /// Records that `record` and everything before it in its partition is handled.
     async fn commit(&mut self, record: &RawRecord) -> Result<(), BusError>;
+
+    /// [`Subscription::next_batch`] for raw messages (the same caveat on cancellation).
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        linger: Duration,
+    ) -> Result<Vec<RawRecord>, BusError> {
+        let mut batch = vec![self.next().await?];
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, self.next()).await {
+                Ok(Ok(r)) => batch.push(r),
+                _ => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// [`Subscription::commit_batch`] for raw messages.
+    async fn commit_batch(&mut self, batch: &[RawRecord]) -> Result<(), BusError> {
+        for r in last_per_partition(batch, |r| r.partition) {
+            self.commit(r).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The last item of each partition in `batch`, in partition order.
+fn last_per_partition<T>(batch: &[T], partition: impl Fn(&T) -> i32) -> Vec<&T> {
+    let mut last = std::collections::BTreeMap::new();
+    for item in batch {
+        last.insert(partition(item), item);
+    }
+    last.into_values().collect()
 }

@@ -103,6 +103,8 @@ impl Follower {
                 }
                 continue;
             };
+            // the first event raced against the sweep; the rest taken without a race, so
+            // nothing taken is dropped
             let first = tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = sweep.tick() => {
@@ -111,21 +113,14 @@ impl Follower {
                 }
                 next = s.next() => next,
             };
-            let mut batch = match first {
-                Ok(d) => vec![d],
+            let batch = match first {
+                Ok(d) => s.fill_batch(d, BATCH, LINGER).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the prediction log failed; resubscribing");
                     sub = None;
                     continue;
                 }
             };
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while batch.len() < BATCH {
-                match tokio::time::timeout_at(deadline, s.next()).await {
-                    Ok(Ok(d)) => batch.push(d),
-                    _ => break,
-                }
-            }
             if let Err(e) = self.apply(&batch).await {
                 // not committed on the bus: the batch comes again
                 tracing::warn!(error = %e, events = batch.len(), "applying prediction-log events failed; retrying");
@@ -138,15 +133,9 @@ impl Follower {
                 continue;
             }
             wait = Duration::from_millis(200);
-            let mut last: BTreeMap<i32, &Delivery> = BTreeMap::new();
-            for d in &batch {
-                last.insert(d.partition, d);
-            }
-            for d in last.values() {
-                if let Err(e) = s.commit(d).await {
-                    // harmless: the database's offsets skip what comes again
-                    tracing::warn!(error = %e, "committing prediction-log offsets failed");
-                }
+            if let Err(e) = s.commit_batch(&batch).await {
+                // harmless: the database's offsets skip what comes again
+                tracing::warn!(error = %e, "committing prediction-log offsets failed");
             }
             self.report_closed().await;
         }

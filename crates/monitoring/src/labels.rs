@@ -9,7 +9,7 @@
 //! A message's value is one JSON object: `{"request_id": "...", "row": 0, "label": 1}`
 //! (`row` optional, 0 when absent; the label a string, a number or a boolean).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,25 +115,18 @@ impl Consumer {
                 }
                 continue;
             };
-            let first = tokio::select! {
+            let records = tokio::select! {
                 _ = stop.cancelled() => return,
-                next = s.next() => next,
+                next = s.next_batch(BATCH, LINGER) => next,
             };
-            let mut records = match first {
-                Ok(r) => vec![r],
+            let records = match records {
+                Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(monitor = %self.monitor, error = %e, "reading the labels topic failed; resubscribing");
                     sub = None;
                     continue;
                 }
             };
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while records.len() < BATCH {
-                match tokio::time::timeout_at(deadline, s.next()).await {
-                    Ok(Ok(r)) => records.push(r),
-                    _ => break,
-                }
-            }
             if let Err(e) = self.apply(&records).await {
                 // not committed: the labels come again
                 tracing::warn!(monitor = %self.monitor, error = %e, "storing labels failed; retrying");
@@ -144,14 +137,8 @@ impl Consumer {
                 }
                 continue;
             }
-            let mut last: BTreeMap<i32, &RawRecord> = BTreeMap::new();
-            for r in &records {
-                last.insert(r.partition, r);
-            }
-            for r in last.values() {
-                if let Err(e) = s.commit(r).await {
-                    tracing::warn!(monitor = %self.monitor, error = %e, "committing label offsets failed");
-                }
+            if let Err(e) = s.commit_batch(&records).await {
+                tracing::warn!(monitor = %self.monitor, error = %e, "committing label offsets failed");
             }
             wait = Duration::from_millis(200);
         }

@@ -113,25 +113,18 @@ async fn consume(
             continue;
         };
         // A batch: the first message, then what arrives within the linger.
-        let first = tokio::select! {
+        let records = tokio::select! {
             _ = stop.cancelled() => return,
-            next = s.next() => next,
+            next = s.next_batch(BATCH, LINGER) => next,
         };
-        let mut records = match first {
-            Ok(r) => vec![r],
+        let records = match records {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!(source = %source.name, error = %e, "reading the topic failed; resubscribing");
                 sub = None;
                 continue;
             }
         };
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while records.len() < BATCH {
-            match tokio::time::timeout_at(deadline, s.next()).await {
-                Ok(Ok(r)) => records.push(r),
-                _ => break,
-            }
-        }
         if *format != MessageFormat::Json {
             count_malformed(
                 &api,
@@ -149,10 +142,9 @@ async fn consume(
             }
             continue;
         }
-        if let Some(last) = records.last() {
-            if let Err(e) = s.commit(last).await {
-                tracing::warn!(source = %source.name, error = %e, "committing offsets failed");
-            }
+        // every partition's last message: a batch may hold several partitions
+        if let Err(e) = s.commit_batch(&records).await {
+            tracing::warn!(source = %source.name, error = %e, "committing offsets failed");
         }
         wait = Duration::from_millis(200);
     }
