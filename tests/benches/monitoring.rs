@@ -17,11 +17,18 @@
 //! Sizes: `MLOPS_BENCH_DRIFT_ROWS`, `MLOPS_BENCH_DRIFT_WIDE_COLS`; the wide table is read
 //! from `MLOPS_BENCH_DRIFT_WIDE_DIR` when it holds `evidently_drift.py --num-cols 495`'s
 //! files (run with another `PEERS_ROOT`), so Evidently's figure is on the same data.
+//!
+//! Then the streaming path (`monitoring/streaming.rs`, in a fresh process of this bench):
+//! the same current table as the prediction log delivers it, into a window kept as
+//! sketches; one more JSON line per window size (bench `drift_streaming`).
 
 #![allow(clippy::print_stdout)]
 
+#[path = "monitoring/streaming.rs"]
+mod streaming;
+
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -176,13 +183,10 @@ fn compare(ours: &DatasetDrift, theirs: &Value) -> (usize, f64, bool) {
     (compared, max_rel, all_agree)
 }
 
-fn main() {
-    let rows = env_usize("MLOPS_BENCH_DRIFT_ROWS", 100_000);
-    let wide_cols = env_usize("MLOPS_BENCH_DRIFT_WIDE_COLS", 500);
-    let peers =
-        PathBuf::from(std::env::var("PEERS_ROOT").unwrap_or("/tmp/peers".into())).join("drift");
-    let from_peers = peers.join("reference.parquet").exists() && rows == 100_000;
-    let (reference, current, source) = if from_peers {
+/// The peer workload: `evidently_drift.py`'s files from `peers` when `from_peers`, else
+/// generated here; reference, current and where they came from.
+fn workload(rows: usize, peers: &Path, from_peers: bool) -> (Bytes, Bytes, String) {
+    if from_peers {
         let read = |f: &str| Bytes::from(std::fs::read(peers.join(f)).expect("peer file"));
         (
             read("reference.parquet"),
@@ -196,7 +200,20 @@ fn main() {
             c,
             "generated here (run evidently_drift.py for its files)".into(),
         )
-    };
+    }
+}
+
+fn main() {
+    if let Some(lines) = streaming::child() {
+        append(&lines);
+        return;
+    }
+    let rows = env_usize("MLOPS_BENCH_DRIFT_ROWS", 100_000);
+    let wide_cols = env_usize("MLOPS_BENCH_DRIFT_WIDE_COLS", 500);
+    let peers =
+        PathBuf::from(std::env::var("PEERS_ROOT").unwrap_or("/tmp/peers".into())).join("drift");
+    let from_peers = peers.join("reference.parquet").exists() && rows == 100_000;
+    let (reference, current, source) = workload(rows, &peers, from_peers);
     let (seconds, before, peak, report) = measure(&reference, &current, 5);
     let golden: Option<Value> = from_peers
         .then(|| std::fs::read_to_string(peers.join("columns.json")).ok())
@@ -251,12 +268,25 @@ fn main() {
         "max_rel_diff_vs_evidently": parity.map(|p| p.1),
         "ok": parity.is_none_or(|p| p.2 && p.1 < 1e-9),
     });
+    let path = append(&[line]);
+    println!("  wrote {}", path.display());
+
+    // read or generated again: holding the tables through the wide run would move its RSS
+    let (reference, current, source) = workload(rows, &peers, from_peers);
+    streaming::spawn(&reference, &current, &source);
+    println!("  wrote {}", path.display());
+}
+
+/// Appends `lines` to `MLOPS_BENCH_DIR/ours-monitoring.jsonl`; its path.
+fn append(lines: &[Value]) -> PathBuf {
     let path = PathBuf::from(out_dir()).join("ours-monitoring.jsonl");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .expect("the bench output file");
-    writeln!(f, "{line}").expect("written");
-    println!("  wrote {}", path.display());
+    for line in lines {
+        writeln!(f, "{line}").expect("written");
+    }
+    path
 }

@@ -23,7 +23,9 @@ use crate::histogram::{self, Histogram, Side};
 use crate::metrics::Metrics;
 use crate::references::{Loaded, References};
 use crate::sketch;
-use crate::store::{LoggedPrediction, Monitor, Report, Store, StoredWindow, WindowSource};
+use crate::store::{
+    ColumnProfile, LoggedPrediction, Monitor, Report, Store, StoredWindow, WindowSource,
+};
 use crate::tracker::Tracker;
 use crate::windows::Values;
 use crate::windows::{logged_rows, LoggedRows, WindowState};
@@ -436,9 +438,11 @@ impl Follower {
         let options = m.spec.options.clone();
         let state = w.state.clone();
         let l = loaded.clone();
-        let drift = tokio::task::spawn_blocking(move || window_drift(&l, &state, &options))
-            .await
-            .map_err(|e| MonitoringError::Internal(format!("testing a window: {e}")))??;
+        let drift = tokio::task::spawn_blocking(move || {
+            window_drift(&l.reference.profile, &l.samples, &state.columns, &options)
+        })
+        .await
+        .map_err(|e| MonitoringError::Internal(format!("testing a window: {e}")))??;
         let report = Report {
             id: uuid::Uuid::new_v4().to_string(),
             monitor: w.monitor.clone(),
@@ -488,20 +492,16 @@ impl Follower {
     }
 }
 
-/// The drift of a window's sketches against the reference's columns, with their charts.
-fn window_drift(
-    reference: &Loaded,
-    state: &WindowState,
+/// The drift of a window's column sketches against the reference's columns (its profile
+/// and samples, in the same order), with their charts.
+pub fn window_drift(
+    profile: &[ColumnProfile],
+    samples: &[drift::Sample],
+    columns: &[sketch::ColumnSketch],
     options: &drift::DriftOptions,
 ) -> Result<DatasetDrift> {
-    let mut tested = Vec::with_capacity(state.columns.len());
-    for ((c, r), s) in reference
-        .reference
-        .profile
-        .iter()
-        .zip(&reference.samples)
-        .zip(&state.columns)
-    {
+    let mut tested = Vec::with_capacity(columns.len());
+    for ((c, r), s) in profile.iter().zip(samples).zip(columns) {
         let d = sketch::sketch_drift(
             &c.name,
             c.column_type,
@@ -517,7 +517,7 @@ fn window_drift(
 }
 
 /// The chart of a reference column against a window's sketch of it.
-fn sketch_histogram(
+pub fn sketch_histogram(
     reference: &drift::Sample,
     current: &sketch::ColumnSketch,
 ) -> Option<Histogram> {
