@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mlops_events::{EventBus, RawRecord, RawSubscription};
+use mlops_events::{EventBus, RawRecord};
+use mlops_kit::follow::{consume_raw, BatchConsumer};
 use mlops_runtime::shutdown::CancellationToken;
 use serde_json::Value as Json;
 
@@ -68,10 +69,18 @@ pub async fn run(
                         tracker: tracker.clone(),
                         metrics: metrics.clone(),
                         monitor: name.clone(),
-                        topic: topic.clone(),
-                        group: format!("{group}-labels-{name}"),
                     };
-                    tokio::spawn(consumer.run(bus.clone(), token.clone()));
+                    let (bus, group, followed, stop) = (
+                        bus.clone(),
+                        format!("{group}-labels-{name}"),
+                        topic.clone(),
+                        token.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let name = consumer.monitor.clone();
+                        let batches = (BATCH, LINGER);
+                        consume_raw(consumer, bus, &name, &group, &followed, batches, stop).await
+                    });
                     running.insert(name, (topic, token));
                 }
             }
@@ -89,62 +98,10 @@ struct Consumer {
     tracker: Tracker,
     metrics: Metrics,
     monitor: String,
-    topic: String,
-    group: String,
 }
 
-impl Consumer {
-    async fn run(self, bus: Arc<dyn EventBus>, stop: CancellationToken) {
-        let mut wait = Duration::from_millis(200);
-        let mut sub: Option<Box<dyn RawSubscription>> = None;
-        while !stop.is_cancelled() {
-            let Some(s) = sub.as_mut() else {
-                match bus.subscribe_raw(&self.group, &[self.topic.as_str()]).await {
-                    Ok(s) => {
-                        tracing::info!(monitor = %self.monitor, topic = %self.topic, "following labels");
-                        sub = Some(s);
-                    }
-                    Err(e) => {
-                        tracing::warn!(monitor = %self.monitor, error = %e, "cannot consume the labels topic yet; retrying");
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                        wait = (wait * 2).min(Duration::from_secs(10));
-                    }
-                }
-                continue;
-            };
-            let records = tokio::select! {
-                _ = stop.cancelled() => return,
-                next = s.next_batch(BATCH, LINGER) => next,
-            };
-            let records = match records {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(monitor = %self.monitor, error = %e, "reading the labels topic failed; resubscribing");
-                    sub = None;
-                    continue;
-                }
-            };
-            if let Err(e) = self.apply(&records).await {
-                // not committed: the labels come again
-                tracing::warn!(monitor = %self.monitor, error = %e, "storing labels failed; retrying");
-                sub = None;
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                continue;
-            }
-            if let Err(e) = s.commit_batch(&records).await {
-                tracing::warn!(monitor = %self.monitor, error = %e, "committing label offsets failed");
-            }
-            wait = Duration::from_millis(200);
-        }
-    }
-
-    async fn apply(&self, records: &[RawRecord]) -> crate::error::Result<()> {
+impl BatchConsumer for Consumer {
+    async fn apply(&mut self, records: &[RawRecord]) -> anyhow::Result<()> {
         let mut labels = Vec::with_capacity(records.len());
         for r in records {
             match label_of(&r.payload) {

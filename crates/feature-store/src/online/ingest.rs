@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use mlops_events::{EventBus, RawRecord, RawSubscription};
+use mlops_events::{EventBus, RawRecord};
 use mlops_proto::events::v1 as events;
 use mlops_runtime::shutdown::CancellationToken;
 use serde_json::Value as Json;
@@ -88,65 +88,36 @@ async fn consume(
     source: Source,
     stop: CancellationToken,
 ) {
-    let SourceKind::Kafka { topic, format, .. } = &source.kind else {
+    let SourceKind::Kafka { topic, .. } = &source.kind else {
         return;
     };
-    let group = format!("feature-store-ingest-{}", source.name);
-    let mut wait = Duration::from_millis(200);
-    let mut sub: Option<Box<dyn RawSubscription>> = None;
-    while !stop.is_cancelled() {
-        let Some(s) = sub.as_mut() else {
-            match bus.subscribe_raw(&group, &[topic.as_str()]).await {
-                Ok(s) => {
-                    tracing::info!(source = %source.name, %topic, "ingesting");
-                    sub = Some(s);
-                }
-                Err(e) => {
-                    tracing::warn!(source = %source.name, error = %e, "cannot consume the topic yet; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-            }
-            continue;
-        };
-        // A batch: the first message, then what arrives within the linger.
-        let records = tokio::select! {
-            _ = stop.cancelled() => return,
-            next = s.next_batch(BATCH, LINGER) => next,
-        };
-        let records = match records {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(source = %source.name, error = %e, "reading the topic failed; resubscribing");
-                sub = None;
-                continue;
-            }
+    let (topic, name) = (topic.clone(), source.name.clone());
+    let group = format!("feature-store-ingest-{name}");
+    let ingest = Ingest { api, source };
+    mlops_kit::follow::consume_raw(ingest, bus, &name, &group, &topic, (BATCH, LINGER), stop).await;
+}
+
+/// Writes a source's batches into the online values of its views.
+struct Ingest {
+    api: FeatureStoreApi,
+    source: Source,
+}
+
+impl mlops_kit::follow::BatchConsumer for Ingest {
+    async fn apply(&mut self, records: &[RawRecord]) -> anyhow::Result<()> {
+        let SourceKind::Kafka { format, .. } = &self.source.kind else {
+            return Ok(());
         };
         if *format != MessageFormat::Json {
             count_malformed(
-                &api,
-                &source,
+                &self.api,
+                &self.source,
                 records.len(),
                 "only JSON values are read so far",
             );
-        } else if let Err(e) = write(&api, &source, &records).await {
-            // Not committed: the messages come again.
-            tracing::warn!(source = %source.name, error = %e, "writing ingested rows failed; retrying");
-            sub = None;
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            continue;
+            return Ok(());
         }
-        // every partition's last message: a batch may hold several partitions
-        if let Err(e) = s.commit_batch(&records).await {
-            tracing::warn!(source = %source.name, error = %e, "committing offsets failed");
-        }
-        wait = Duration::from_millis(200);
+        Ok(write(&self.api, &self.source, records).await?)
     }
 }
 
