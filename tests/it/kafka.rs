@@ -454,6 +454,16 @@ async fn windows_from_the_prediction_log_on_kafka() {
     .await;
 }
 
+/// A reference taken from the prediction log on tansu.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_taken_from_the_prediction_log_on_kafka() {
+    crate::monitoring_capture::a_reference_taken_from_the_log_is_the_uploaded_one(
+        mlops_tests::Database::Sqlite,
+        Bus::Kafka,
+    )
+    .await;
+}
+
 /// Labels from a topic the user's systems write, on tansu.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_from_a_topic_on_kafka() {

@@ -19,6 +19,7 @@ mod kafka;
 mod kit;
 mod logged_models;
 mod monitoring;
+mod monitoring_capture;
 mod monitoring_log;
 mod monitoring_perf;
 mod ops;

@@ -114,7 +114,12 @@ fn prediction(
 }
 
 /// `t`'s rows as predictions of 10 rows each.
-fn predictions(t: &RecordBatch, deployment: &str, version: i64, time_ms: i64) -> Vec<Envelope> {
+pub(crate) fn predictions(
+    t: &RecordBatch,
+    deployment: &str,
+    version: i64,
+    time_ms: i64,
+) -> Vec<Envelope> {
     (0..t.num_rows())
         .step_by(10)
         .map(|s| {

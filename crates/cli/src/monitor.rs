@@ -32,6 +32,10 @@ pub struct LogSourceArgs {
     /// a tensor's name, or NAME_0, NAME_1, ... for a tensor of several features).
     #[arg(long, value_delimiter = ',')]
     input_columns: Vec<String>,
+    /// Take the reference from the prediction log: the first this many rows logged
+    /// after the monitor is created (at most 1,000,000) become its reference v1.
+    #[arg(long)]
+    reference_rows: Option<i64>,
 }
 
 /// How a monitor tests its columns (Evidently's `DataDriftPreset` options).
@@ -103,12 +107,18 @@ pub enum MonitorCmd {
         update: bool,
     },
     /// Upload a new version of a monitor's reference (a local Parquet file, or an Arrow
-    /// IPC stream when it ends in .arrow, .arrows or .ipc).
+    /// IPC stream when it ends in .arrow, .arrows or .ipc), or take it from the next
+    /// rows of the prediction log (--from-log).
     Reference {
         /// The monitor.
         name: String,
         /// The table.
-        file: PathBuf,
+        #[arg(required_unless_present = "from_log", conflicts_with = "from_log")]
+        file: Option<PathBuf>,
+        /// Take the reference from the next ROWS rows the monitor's deployment logs
+        /// (0: its --reference-rows); it becomes the next version when the last comes.
+        #[arg(long, value_name = "ROWS")]
+        from_log: Option<i64>,
     },
     /// Test a current window (a local Parquet or Arrow IPC file) against the reference;
     /// prints the report. Exits 3 when the dataset drifted.
@@ -248,6 +258,11 @@ fn monitor_json(m: &pb::Monitor) -> Value {
         "prediction_log": m.prediction_log.as_ref().map(|p| json!({
             "deployment": p.deployment, "window_rows": p.window_rows,
             "window_seconds": p.window_seconds, "input_columns": p.input_columns,
+            "reference_rows": p.reference_rows,
+        })),
+        "capture": m.capture.as_ref().map(|c| json!({
+            "rows_wanted": c.rows_wanted, "rows": c.rows,
+            "started_at_ms": c.started_at_ms, "error": c.error,
         })),
     })
 }
@@ -369,6 +384,7 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
                 window_seconds,
                 deployment,
                 input_columns,
+                reference_rows,
             } = *log;
             let prediction_log = (window_rows.is_some() || window_seconds.is_some()).then(|| {
                 pb::PredictionLogSource {
@@ -376,6 +392,7 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
                     window_rows: window_rows.unwrap_or(0),
                     window_seconds: window_seconds.unwrap_or(0),
                     input_columns,
+                    reference_rows: reference_rows.unwrap_or(0),
                 }
             });
             let options = pb::DriftOptions {
@@ -420,6 +437,13 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
             .into_inner();
             if out.json {
                 print_json(&monitor_json(&m));
+            } else if let Some(capture) = &m.capture {
+                println!(
+                    "monitor {} {}; its reference: the next {} rows of the prediction log",
+                    m.name,
+                    if update { "updated" } else { "created" },
+                    capture.rows_wanted
+                );
             } else {
                 println!(
                     "monitor {} {}; upload its reference with `mlops monitor reference {} FILE`",
@@ -430,7 +454,35 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
             }
             Ok(0)
         }
-        MonitorCmd::Reference { name, file } => {
+        MonitorCmd::Reference {
+            name,
+            file: None,
+            from_log,
+        } => {
+            let m = c
+                .capture_reference(pb::CaptureReferenceRequest {
+                    monitor: name,
+                    rows: from_log.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            if out.json {
+                print_json(&monitor_json(&m));
+            } else {
+                println!(
+                    "monitor {}: its next reference will be the next {} rows of the prediction log (now v{}); `mlops monitor status` shows the progress",
+                    m.name,
+                    m.capture.as_ref().map_or(0, |c| c.rows_wanted),
+                    m.reference_version
+                );
+            }
+            Ok(0)
+        }
+        MonitorCmd::Reference {
+            name,
+            file: Some(file),
+            ..
+        } => {
             let format = format_of(&file) as i32;
             let msgs: Vec<pb::UploadReferenceRequest> = chunks(&file)?
                 .into_iter()
@@ -624,7 +676,7 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
                         vec![
                             m.name.clone(),
                             m.model.clone(),
-                            format!("v{}", m.reference_version),
+                            reference_cell(m),
                             r.as_ref().map_or("-".into(), |r| when(r.created_at_ms)),
                             r.as_ref().map_or("-".into(), |r| format!("{:.3}", r.share)),
                             r.as_ref().map_or("-".into(), |r| {
@@ -661,6 +713,16 @@ pub async fn run(mut c: Client, cmd: MonitorCmd, out: Output) -> anyhow::Result<
             }
             Ok(if d.deleted { 0 } else { 1 })
         }
+    }
+}
+
+/// A monitor's reference version, and the capture of the next one from the log.
+fn reference_cell(m: &pb::Monitor) -> String {
+    let v = format!("v{}", m.reference_version);
+    match &m.capture {
+        None => v,
+        Some(c) if !c.error.is_empty() => format!("{v} (capture failed: {})", c.error),
+        Some(c) => format!("{v} (taking {}/{} logged rows)", c.rows, c.rows_wanted),
     }
 }
 

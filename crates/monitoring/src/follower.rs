@@ -57,6 +57,17 @@ fn rand_tick() -> bool {
     uuid::Uuid::new_v4().as_u128().is_multiple_of(100)
 }
 
+/// What one batch did.
+struct Applied {
+    /// Events applied, and events applied before.
+    applied: usize,
+    duplicate: usize,
+    /// The open windows' rows: monitor, model version, rows.
+    open: Vec<(String, String, u64)>,
+    /// Monitors whose capture this batch completed.
+    captured: Vec<String>,
+}
+
 /// One prediction's rows for one monitor.
 struct Item {
     request_id: String,
@@ -153,6 +164,17 @@ impl Follower {
                 tracing::warn!(error = %e, "pruning old predictions and labels failed");
             }
         }
+        match self.store.complete_captures().await {
+            Ok(done) => {
+                for m in done {
+                    if let Err(e) = crate::capture::finish(&self.store, &self.references, &m).await
+                    {
+                        tracing::warn!(monitor = %m.name, error = %e, "making the captured rows a reference failed; retrying later");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading complete captures failed"),
+        }
         match self.store.close_expired_windows(now_millis()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(windows = n, "closed expired windows"),
@@ -169,7 +191,10 @@ impl Follower {
             .monitors()
             .await?
             .into_iter()
-            .filter(|m| m.spec.prediction_log.is_some() && m.reference_version > 0)
+            .filter(|m| {
+                m.spec.prediction_log.is_some()
+                    && (m.reference_version > 0 || m.capture.as_ref().is_some_and(|c| c.running()))
+            })
             .collect();
         let mut following: HashMap<&str, Vec<&Monitor>> = HashMap::new();
         for m in &monitors {
@@ -232,8 +257,11 @@ impl Follower {
         }
         let mut loaded: HashMap<usize, Arc<Loaded>> = HashMap::new();
         for &(at, _) in work.keys() {
+            let m = &monitors[at];
+            if m.reference_version == 0 {
+                continue;
+            }
             if let std::collections::hash_map::Entry::Vacant(v) = loaded.entry(at) {
-                let m = &monitors[at];
                 v.insert(
                     self.references
                         .get(&self.store, &m.name, m.reference_version)
@@ -254,7 +282,12 @@ impl Follower {
                     continue
                 }
                 Err(e) => return Err(e),
-                Ok((applied, duplicate, open)) => {
+                Ok(Applied {
+                    applied,
+                    duplicate,
+                    open,
+                    captured,
+                }) => {
                     count("applied", applied);
                     count("duplicate", duplicate);
                     for (monitor, version, rows) in open {
@@ -263,6 +296,9 @@ impl Follower {
                             .with_label_values(&[&monitor, &version])
                             .set(rows as f64);
                     }
+                    for name in captured {
+                        self.finish_capture(&name).await;
+                    }
                     return Ok(());
                 }
             }
@@ -270,15 +306,26 @@ impl Follower {
         Ok(())
     }
 
-    /// One attempt of [`Follower::apply`]: how many events were applied and how many were
-    /// applied before, and the open windows' rows.
+    /// Makes a complete capture of monitor `name` its next reference (a failure is
+    /// retried by the sweep).
+    async fn finish_capture(&self, name: &str) {
+        let done = match self.store.monitor(name).await {
+            Ok(m) => crate::capture::finish(&self.store, &self.references, &m).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            tracing::warn!(monitor = %name, error = %e, "making the captured rows a reference failed; retrying later");
+        }
+    }
+
+    /// One attempt of [`Follower::apply`].
     async fn apply_once(
         &self,
         monitors: &[Monitor],
         loaded: &HashMap<usize, Arc<Loaded>>,
         work: &BTreeMap<(usize, String), Vec<Item>>,
         next: &BTreeMap<i32, i64>,
-    ) -> Result<(usize, usize, Vec<(String, String, u64)>)> {
+    ) -> Result<Applied> {
         let mut tx = self.store.db().begin().await?;
         let partitions: Vec<i32> = next.keys().copied().collect();
         let applied_up_to = self
@@ -287,8 +334,43 @@ impl Follower {
             .await?;
         let fresh = |i: &Item| i.offset >= applied_up_to.get(&i.partition).copied().unwrap_or(0);
         let (mut applied, mut duplicate, mut open) = (0, 0, Vec::new());
+        let mut captured = Vec::new();
+        for (at, m) in monitors.iter().enumerate() {
+            let Some(c) = m.capture.as_ref().filter(|c| c.running()) else {
+                continue;
+            };
+            let mut items: Vec<&Item> = work
+                .range((at, String::new())..)
+                .take_while(|((a, _), _)| *a == at)
+                .flat_map(|(_, items)| items)
+                .filter(|i| fresh(i))
+                .collect();
+            if items.is_empty() {
+                continue;
+            }
+            if m.reference_version == 0 {
+                // no windows yet: these events are applied here alone
+                applied += items.len();
+            }
+            items.sort_by_key(|i| (i.time_ms, i.partition, i.offset));
+            let rows: Vec<&LoggedRows> = items.iter().map(|i| i.rows.as_ref()).collect();
+            let offered = rows.iter().map(|r| r.rows).sum::<usize>();
+            let names: Vec<String> = m.spec.columns.iter().map(|c| c.name.clone()).collect();
+            let taken = self
+                .store
+                .take_capture_rows(&mut tx, &m.name, &c.id, offered, |keep| {
+                    crate::capture::encode_chunk(&rows, keep, &names)
+                })
+                .await?;
+            if taken.is_some_and(|t| t.complete) {
+                captured.push(m.name.clone());
+            }
+        }
         for ((at, version), items) in work {
             let m = &monitors[*at];
+            if m.reference_version == 0 {
+                continue;
+            }
             let spec = m
                 .spec
                 .prediction_log
@@ -359,11 +441,15 @@ impl Follower {
                     w.state.add_row(&item.rows, &index, r, item.time_ms);
                     if let Some((Some(prediction), score)) = kept {
                         let prediction = match prediction {
-                            Values::Numbers(v) => crate::table::number_text(v[r]),
+                            Values::Numbers(v) | Values::Integers(v) => {
+                                crate::table::number_text(v[r])
+                            }
                             Values::Texts(v) => v[r].clone(),
                         };
                         let score = match score {
-                            Some(Values::Numbers(v)) if v[r].is_finite() => Some(v[r]),
+                            Some(Values::Numbers(v) | Values::Integers(v)) if v[r].is_finite() => {
+                                Some(v[r])
+                            }
                             _ => None,
                         };
                         if let Some(prediction) = prediction {
@@ -400,7 +486,12 @@ impl Follower {
             }
         }
         tx.commit().await?;
-        Ok((applied, duplicate, open))
+        Ok(Applied {
+            applied,
+            duplicate,
+            open,
+            captured,
+        })
     }
 
     /// Tests and reports every closed window (a replica that loses the race skips it).

@@ -20,6 +20,7 @@
 //!   its errors as gRPC statuses; [`metrics`]: its metrics;
 //! - [`Monitoring`]: the service for the kit (`mlops_kit::Service`).
 
+pub mod capture;
 pub mod config;
 pub mod drift;
 pub mod error;

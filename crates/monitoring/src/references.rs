@@ -6,12 +6,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use mlops_storage::blob::BlobStore;
 use object_store::path::Path;
 
 use crate::drift::Sample;
 use crate::error::{MonitoringError, Result};
-use crate::store::{Reference, Store};
+use crate::performance::Cbpe;
+use crate::store::{ColumnProfile, Reference, Store};
 use crate::table::{self, Columns, ParquetTable};
 
 /// How many reference versions are kept in memory.
@@ -82,6 +84,48 @@ impl References {
         }
         cache.insert(key, loaded.clone());
         Ok(loaded)
+    }
+
+    /// Stores `parquet` (`rows` rows, profiled) as `monitor`'s next reference version,
+    /// or, with `capture`, as the end of that capture: `None` when another replica ended
+    /// it first (the table written here is removed again).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn save(
+        &self,
+        store: &Store,
+        monitor: &str,
+        parquet: Bytes,
+        rows: i64,
+        profile: &[ColumnProfile],
+        cbpe: Option<&Cbpe>,
+        capture: Option<&str>,
+    ) -> Result<Option<Reference>> {
+        let key = format!(
+            "monitors/{monitor}/reference-{}.parquet",
+            uuid::Uuid::new_v4()
+        );
+        let path = Path::parse(&key)
+            .map_err(|e| MonitoringError::InvalidArgument(format!("monitor name: {e}")))?;
+        self.blobs
+            .store
+            .put(&path, parquet.into())
+            .await
+            .map_err(|e| MonitoringError::Unavailable(format!("storing the reference: {e}")))?;
+        let saved = match capture {
+            None => store
+                .add_reference(monitor, &key, rows, profile, cbpe)
+                .await
+                .map(Some),
+            Some(id) => {
+                store
+                    .finish_capture(monitor, id, &key, rows, profile, cbpe)
+                    .await
+            }
+        };
+        if !matches!(saved, Ok(Some(_))) {
+            let _ = self.blobs.store.delete(&path).await;
+        }
+        saved
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Loaded>>> {

@@ -39,6 +39,7 @@ pub const ROLES: RoleTable = &[
     ("ListReports", Role::Reader),
     ("PushLabels", Role::Writer),
     ("ListPerformance", Role::Reader),
+    ("CaptureReference", Role::Writer),
 ];
 
 /// The most labels in one PushLabels call.
@@ -188,27 +189,18 @@ impl MonitoringApi {
             return Err(invalid("the reference has no rows"));
         }
         let parquet = table.parquet(bytes)?;
-        let key = format!(
-            "monitors/{monitor}/reference-{}.parquet",
-            uuid::Uuid::new_v4()
-        );
-        let path = Path::parse(&key).map_err(|e| invalid(format!("monitor name: {e}")))?;
-        self.references
-            .store
-            .put(&path, parquet.into())
+        self.loaded
+            .save(
+                &self.store,
+                &monitor,
+                parquet,
+                rows,
+                &profile,
+                cbpe.as_ref(),
+                None,
+            )
             .await
-            .map_err(|e| MonitoringError::Unavailable(format!("storing the reference: {e}")))?;
-        match self
-            .store
-            .add_reference(&monitor, &key, rows, &profile, cbpe.as_ref())
-            .await
-        {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                let _ = self.references.store.delete(&path).await;
-                Err(e)
-            }
-        }
+            .map(|r| r.expect("an upload is not a capture"))
     }
 
     async fn push_window(&self, stream: Streaming<pb::PushWindowRequest>) -> Result<Report> {
@@ -313,7 +305,7 @@ fn window_error(e: ReportError, types: &BTreeMap<String, ColumnType>) -> Monitor
 /// The profile of a reference: the monitored columns (every column when the monitor
 /// names none) with their types, counts and distinct values; a column of a type no
 /// method takes, or whose asked method does not fit it, is an error.
-fn profile_of(table: &dyn Columns, spec: &MonitorSpec) -> Result<Vec<ColumnProfile>> {
+pub(crate) fn profile_of(table: &dyn Columns, spec: &MonitorSpec) -> Result<Vec<ColumnProfile>> {
     let specs = if spec.columns.is_empty() {
         report::inferred(table.names())
     } else {
@@ -412,6 +404,12 @@ impl MonitoringService for MonitoringApi {
             .await?;
         if spec.prediction_log.is_none() {
             self.store.drop_open_windows(&r.name).await?;
+            if m.capture.is_some() {
+                self.store.stop_capture(&r.name).await?;
+                return Ok(Response::new(monitor_to_pb(
+                    &self.store.monitor(&r.name).await?,
+                )));
+            }
         }
         Ok(Response::new(monitor_to_pb(&m)))
     }
@@ -529,6 +527,33 @@ impl MonitoringService for MonitoringApi {
         Ok(Response::new(pb::ListPerformanceResponse {
             windows: windows.iter().map(requests::performance_to_pb).collect(),
         }))
+    }
+
+    async fn capture_reference(
+        &self,
+        req: Request<pb::CaptureReferenceRequest>,
+    ) -> Answer<pb::Monitor> {
+        let r = req.into_inner();
+        check_name(&r.monitor)?;
+        let m = self.store.monitor(&r.monitor).await?;
+        let Some(log) = &m.spec.prediction_log else {
+            return Err(MonitoringError::FailedPrecondition(format!(
+                "monitor {:?} does not follow the prediction log: set its prediction_log (UpdateMonitor) first, or upload a reference",
+                r.monitor
+            ))
+            .into());
+        };
+        let rows = match r.rows {
+            0 if log.reference_rows == 0 => return Err(invalid(
+                "say how many rows to take: rows, or the monitor's prediction_log.reference_rows",
+            )
+            .into()),
+            0 => log.reference_rows,
+            n => n,
+        };
+        crate::windows::check_reference_rows(rows, "rows", false).map_err(invalid)?;
+        let m = self.store.start_capture(&r.monitor, rows).await?;
+        Ok(Response::new(monitor_to_pb(&m)))
     }
 
     async fn list_reports(

@@ -14,9 +14,11 @@ use crate::outcomes::PerformanceSpec;
 use crate::report::ColumnSpec;
 use crate::windows::PredictionLogSpec;
 
+mod captures;
 mod outcomes;
 mod windows;
 
+pub use captures::Taken;
 pub use outcomes::{LoggedPrediction, WindowPerformance};
 pub use windows::{StoredWindow, CONFLICT};
 
@@ -40,6 +42,12 @@ pub fn migrations() -> Vec<Migration> {
             name: "predictions, labels and performance per window".into(),
             sqlite: include_str!("../migrations/sqlite/0003_performance.sql").into(),
             postgres: include_str!("../migrations/postgres/0003_performance.sql").into(),
+        },
+        Migration {
+            version: 4,
+            name: "references taken from the prediction log".into(),
+            sqlite: include_str!("../migrations/sqlite/0004_reference_capture.sql").into(),
+            postgres: include_str!("../migrations/postgres/0004_reference_capture.sql").into(),
         },
     ]
 }
@@ -68,6 +76,26 @@ pub struct Monitor {
     pub reference_version: i64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// A reference being taken from the prediction log.
+    pub capture: Option<Capture>,
+}
+
+/// A reference being taken from the prediction log (see `captures`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capture {
+    pub id: String,
+    pub rows_wanted: i64,
+    pub rows: i64,
+    pub started_at_ms: i64,
+    /// Why it stopped; empty while it runs.
+    pub error: String,
+}
+
+impl Capture {
+    /// Whether it still takes rows.
+    pub fn running(&self) -> bool {
+        self.error.is_empty() && self.rows < self.rows_wanted
+    }
 }
 
 /// What a reference holds of one column.
@@ -135,7 +163,8 @@ pub struct Store {
 }
 
 const MONITOR_COLUMNS: &str =
-    "name, model, spec, cooldown_seconds, reference_version, created_at, updated_at";
+    "name, model, spec, cooldown_seconds, reference_version, created_at, updated_at, \
+     capture_id, capture_wanted, capture_rows, capture_started, capture_error";
 
 fn monitor_of(r: &AnyRow) -> Result<Monitor> {
     let spec: String = r.try_get(2)?;
@@ -148,6 +177,16 @@ fn monitor_of(r: &AnyRow) -> Result<Monitor> {
         reference_version: r.try_get(4)?,
         created_at_ms: r.try_get(5)?,
         updated_at_ms: r.try_get(6)?,
+        capture: match r.try_get::<String, _>(7)? {
+            id if id.is_empty() => None,
+            id => Some(Capture {
+                id,
+                rows_wanted: r.try_get(8)?,
+                rows: r.try_get(9)?,
+                started_at_ms: r.try_get(10)?,
+                error: r.try_get(11)?,
+            }),
+        },
     })
 }
 
@@ -209,15 +248,29 @@ impl Store {
     ) -> Result<Monitor> {
         let now = now_millis();
         let json = serde_json::to_string(spec).expect("a spec serializes");
+        let capture = spec
+            .prediction_log
+            .as_ref()
+            .filter(|p| p.reference_rows > 0)
+            .map(|p| Capture {
+                id: uuid::Uuid::new_v4().to_string(),
+                rows_wanted: p.reference_rows,
+                rows: 0,
+                started_at_ms: now,
+                error: String::new(),
+            });
         let inserted = sqlx::query(
-            "INSERT INTO monitoring_monitors (name, model, spec, cooldown_seconds, reference_version, last_event_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 0, 0, $5, $5)",
+            "INSERT INTO monitoring_monitors (name, model, spec, cooldown_seconds, reference_version, last_event_at, created_at, updated_at, \
+             capture_id, capture_wanted, capture_rows, capture_started, capture_error) \
+             VALUES ($1, $2, $3, $4, 0, 0, $5, $5, $6, $7, 0, $5, '')",
         )
         .bind(name)
         .bind(model)
         .bind(&json)
         .bind(cooldown_seconds)
         .bind(now)
+        .bind(capture.as_ref().map_or("", |c| c.id.as_str()))
+        .bind(capture.as_ref().map_or(0, |c| c.rows_wanted))
         .execute(self.db.writer())
         .await;
         match inserted {
@@ -233,6 +286,7 @@ impl Store {
                 reference_version: 0,
                 created_at_ms: now,
                 updated_at_ms: now,
+                capture,
             }),
         }
     }
@@ -313,6 +367,7 @@ impl Store {
             "monitoring_predictions",
             "monitoring_labels",
             "monitoring_performance",
+            "monitoring_capture_chunks",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE monitor = $1"))
                 .bind(name)
@@ -332,15 +387,32 @@ impl Store {
         profile: &[ColumnProfile],
         cbpe: Option<&crate::performance::Cbpe>,
     ) -> Result<Reference> {
-        let now = now_millis();
         let mut tx = self.db.begin().await?;
+        let r = self
+            .add_reference_in(&mut tx, monitor, blob_key, rows, profile, cbpe)
+            .await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// [`Store::add_reference`] in a transaction of the caller's.
+    pub(crate) async fn add_reference_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        monitor: &str,
+        blob_key: &str,
+        rows: i64,
+        profile: &[ColumnProfile],
+        cbpe: Option<&crate::performance::Cbpe>,
+    ) -> Result<Reference> {
+        let now = now_millis();
         let version: i64 = sqlx::query(
             "UPDATE monitoring_monitors SET reference_version = reference_version + 1, updated_at = $2 \
              WHERE name = $1 RETURNING reference_version",
         )
         .bind(monitor)
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| not_found(monitor))?
         .try_get(0)?;
@@ -355,9 +427,8 @@ impl Store {
         .bind(serde_json::to_string(profile).expect("a profile serializes"))
         .bind(now)
         .bind(cbpe.map(|c| serde_json::to_string(c).expect("a fitted CBPE serializes")))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(Reference {
             monitor: monitor.to_owned(),
             version,

@@ -237,6 +237,11 @@ pub struct Batches {
 }
 
 impl Batches {
+    /// A table of `batches`, each of `schema`.
+    pub fn new(schema: std::sync::Arc<Schema>, batches: Vec<RecordBatch>) -> Self {
+        Batches { schema, batches }
+    }
+
     /// Reads an Arrow IPC stream (the streaming format: a schema message, then batches).
     pub fn from_ipc(bytes: &[u8]) -> Result<Self, TableError> {
         let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)

@@ -13,6 +13,8 @@ use crate::store::ColumnProfile;
 pub const MAX_WINDOW_SECONDS: i64 = 30 * 24 * 3600;
 /// The most rows in one window.
 pub const MAX_WINDOW_ROWS: i64 = 100_000_000;
+/// The most rows of a reference taken from the log.
+pub const MAX_REFERENCE_ROWS: i64 = 1_000_000;
 
 /// Where a monitor's windows come from besides PushWindow: the inference service's
 /// prediction log.
@@ -26,6 +28,9 @@ pub struct PredictionLogSpec {
     pub window_seconds: i64,
     /// The inputs' feature names in order over every input; empty: the tensors' names.
     pub input_columns: Vec<String>,
+    /// The first this many logged rows become the reference of a new monitor (0: none).
+    #[serde(default)]
+    pub reference_rows: i64,
 }
 
 impl PredictionLogSpec {
@@ -53,6 +58,7 @@ impl PredictionLogSpec {
                 "prediction_log needs window_rows or window_seconds (or both): when does a window close?".into(),
             );
         }
+        check_reference_rows(self.reference_rows, "prediction_log.reference_rows", true)?;
         let mut seen = std::collections::BTreeSet::new();
         for c in &self.input_columns {
             if c.is_empty() || !seen.insert(c) {
@@ -84,11 +90,37 @@ impl PredictionLogSpec {
     }
 }
 
+/// Why `rows` cannot be the size of a reference taken from the log (`field` names it;
+/// `zero_ok`: 0 means none).
+pub fn check_reference_rows(rows: i64, field: &str, zero_ok: bool) -> Result<(), String> {
+    let low = if zero_ok { 0 } else { 1 };
+    if (low..=MAX_REFERENCE_ROWS).contains(&rows) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} {rows} is not between {low} and {MAX_REFERENCE_ROWS}"
+        ))
+    }
+}
+
 /// One column of a prediction's rows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
     Numbers(Vec<f64>),
+    /// From an integer tensor (the values as numbers): a reference taken from the log
+    /// keeps them as integers, which Evidently's type rule treats apart.
+    Integers(Vec<f64>),
     Texts(Vec<Option<String>>),
+}
+
+impl Values {
+    /// The numbers, for either numeric kind.
+    pub fn numbers(&self) -> Option<&[f64]> {
+        match self {
+            Values::Numbers(v) | Values::Integers(v) => Some(v),
+            Values::Texts(_) => None,
+        }
+    }
 }
 
 /// The rows of one prediction: its columns (each `rows` long), by name.
@@ -162,12 +194,14 @@ fn features_of(t: &PredictionTensor, rows: usize) -> Result<usize, String> {
 /// The elements of a tensor, row-major.
 enum Elements {
     Numbers(Vec<f64>),
+    Integers(Vec<f64>),
     Texts(Vec<String>),
 }
 
 fn column(values: &Elements, j: usize, features: usize, rows: usize) -> Values {
     match values {
         Elements::Numbers(v) => Values::Numbers((0..rows).map(|r| v[r * features + j]).collect()),
+        Elements::Integers(v) => Values::Integers((0..rows).map(|r| v[r * features + j]).collect()),
         Elements::Texts(v) => Values::Texts(
             (0..rows)
                 .map(|r| Some(v[r * features + j].clone()))
@@ -245,7 +279,10 @@ fn decode(t: &PredictionTensor, count: usize) -> Result<Elements, String> {
             .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()))
             .collect(),
     };
-    Ok(Elements::Numbers(v))
+    Ok(match t.datatype.as_str() {
+        "FP16" | "BF16" | "FP32" | "FP64" => Elements::Numbers(v),
+        _ => Elements::Integers(v),
+    })
 }
 
 fn decode_bytes(t: &PredictionTensor, count: usize) -> Result<Vec<String>, String> {
@@ -317,14 +354,14 @@ impl WindowState {
         for (sketch, at) in self.columns.iter_mut().zip(index) {
             let value = at.map(|i| &rows.columns[i].1);
             match sketch {
-                ColumnSketch::Numerical(s) => s.update(match value {
-                    Some(Values::Numbers(v)) => v[r],
+                ColumnSketch::Numerical(s) => s.update(match value.and_then(Values::numbers) {
+                    Some(v) => v[r],
                     // text in a numerical column: not a number, missing
-                    _ => f64::NAN,
+                    None => f64::NAN,
                 }),
                 ColumnSketch::Categorical(s) => match value {
                     Some(Values::Texts(v)) => s.update(v[r].as_deref()),
-                    Some(Values::Numbers(v)) => {
+                    Some(Values::Numbers(v) | Values::Integers(v)) => {
                         s.update(crate::table::number_text(v[r]).as_deref())
                     }
                     None => s.update(None),

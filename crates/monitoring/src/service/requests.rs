@@ -172,6 +172,7 @@ pub(super) fn checked(ask: Ask<'_>) -> Result<MonitorSpec> {
             window_rows: p.window_rows,
             window_seconds: p.window_seconds,
             input_columns: p.input_columns.clone(),
+            reference_rows: p.reference_rows,
         };
         p.check(ask.model).map_err(invalid)?;
         spec.prediction_log = Some(p);
@@ -269,7 +270,14 @@ pub(super) fn monitor_to_pb(m: &Monitor) -> pb::Monitor {
                 window_rows: p.window_rows,
                 window_seconds: p.window_seconds,
                 input_columns: p.input_columns.clone(),
+                reference_rows: p.reference_rows,
             }),
+        capture: m.capture.as_ref().map(|c| pb::ReferenceCapture {
+            rows_wanted: c.rows_wanted,
+            rows: c.rows,
+            started_at_ms: c.started_at_ms,
+            error: c.error.clone(),
+        }),
         performance: m.spec.performance.as_ref().map(|p| pb::PerformanceSpec {
             task: match p.task {
                 Task::Classification => pb::performance_spec::Task::Classification,

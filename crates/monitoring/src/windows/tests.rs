@@ -79,7 +79,8 @@ fn tensors_become_columns_by_name_and_feature() {
         rows.columns[3].1,
         Values::Texts(vec![Some("Oslo".into()), Some("Lima".into())])
     );
-    assert_eq!(rows.columns[4].1, Values::Numbers(vec![1.0, 0.0]));
+    // an integer tensor stays apart from the floats
+    assert_eq!(rows.columns[4].1, Values::Integers(vec![1.0, 0.0]));
     assert_eq!(rows.columns[6].1, Values::Numbers(vec![0.75, 0.5]));
 }
 
@@ -140,22 +141,23 @@ fn every_datatype_decodes() {
         logged_rows(&e, &[]).unwrap().columns.remove(0).1
     };
     let n = |x: f64| Values::Numbers(vec![x]);
+    let i = |x: f64| Values::Integers(vec![x]);
     assert_eq!(
         one("BOOL", vec![1]),
         Values::Texts(vec![Some("True".into())])
     );
-    assert_eq!(one("UINT8", vec![200]), n(200.0));
-    assert_eq!(one("INT8", vec![0xff]), n(-1.0));
-    assert_eq!(one("UINT16", 65535u16.to_le_bytes().to_vec()), n(65535.0));
-    assert_eq!(one("INT16", (-2i16).to_le_bytes().to_vec()), n(-2.0));
+    assert_eq!(one("UINT8", vec![200]), i(200.0));
+    assert_eq!(one("INT8", vec![0xff]), i(-1.0));
+    assert_eq!(one("UINT16", 65535u16.to_le_bytes().to_vec()), i(65535.0));
+    assert_eq!(one("INT16", (-2i16).to_le_bytes().to_vec()), i(-2.0));
     assert_eq!(one("FP16", 0x3c00u16.to_le_bytes().to_vec()), n(1.0));
     assert_eq!(one("FP16", 0xc000u16.to_le_bytes().to_vec()), n(-2.0));
     assert_eq!(one("BF16", 0x3fc0u16.to_le_bytes().to_vec()), n(1.5));
-    assert_eq!(one("UINT32", 7u32.to_le_bytes().to_vec()), n(7.0));
-    assert_eq!(one("INT32", (-7i32).to_le_bytes().to_vec()), n(-7.0));
+    assert_eq!(one("UINT32", 7u32.to_le_bytes().to_vec()), i(7.0));
+    assert_eq!(one("INT32", (-7i32).to_le_bytes().to_vec()), i(-7.0));
     assert_eq!(one("FP32", 0.5f32.to_le_bytes().to_vec()), n(0.5));
-    assert_eq!(one("UINT64", 9u64.to_le_bytes().to_vec()), n(9.0));
-    assert_eq!(one("INT64", (-9i64).to_le_bytes().to_vec()), n(-9.0));
+    assert_eq!(one("UINT64", 9u64.to_le_bytes().to_vec()), i(9.0));
+    assert_eq!(one("INT64", (-9i64).to_le_bytes().to_vec()), i(-9.0));
     assert_eq!(one("FP64", 0.1f64.to_le_bytes().to_vec()), n(0.1));
 }
 
@@ -182,6 +184,18 @@ fn specs_are_checked() {
         ..ok.clone()
     };
     assert!(dup.check("churn").unwrap_err().contains("repeated"));
+    for bad in [-1, MAX_REFERENCE_ROWS + 1] {
+        let r = PredictionLogSpec {
+            reference_rows: bad,
+            ..ok.clone()
+        };
+        assert!(r.check("churn").unwrap_err().contains("reference_rows"));
+    }
+    let r = PredictionLogSpec {
+        reference_rows: MAX_REFERENCE_ROWS,
+        ..ok.clone()
+    };
+    r.check("churn").unwrap();
     assert_eq!(ok.deployment("churn"), "churn");
 }
 
