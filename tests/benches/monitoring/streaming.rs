@@ -10,6 +10,9 @@
 //! - encoding and decoding the whole state, which every batch transaction does;
 //! - testing the window: each column's `sketch_drift` against the reference's sample and
 //!   its chart, then the dataset verdict (the follower's own `window_drift`);
+//! - the peak of the heap during ingestion above what was held before (counted by the
+//!   bench's allocator: the sketches and their transient buffers, whatever the allocator
+//!   keeps of freed chunks), and what the state holds after;
 //! - the peak RSS of ingestion above what was held before (the kernel's high-water mark,
 //!   reset before). It runs in a fresh process of this bench: freed memory the wide run
 //!   left on the heap would take the sketches' allocations and hide them. Both windows
@@ -197,6 +200,9 @@ struct Ingested {
     seconds: f64,
     rss_before_mb: f64,
     rss_delta_mb: f64,
+    /// The peak of the heap above what was held before, and what the state holds after.
+    heap_peak_bytes: usize,
+    heap_after_bytes: usize,
 }
 
 /// Runs this section in a fresh process of this bench on `reference` and `current`; it
@@ -246,16 +252,20 @@ fn run(dir: &Path, source: &str) -> Vec<Value> {
     for passes in [1, repeats].into_iter().filter(|&p| p > 0) {
         let before = status_mb("VmRSS:");
         let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let heap_before = crate::HEAP.current_usage();
+        crate::HEAP.reset_peak_usage();
         let t = Instant::now();
         let mut state = WindowState::new(&reference.profile);
         ingest(&mut state, &reference.profile, &predictions, passes, (0, 1));
         let seconds = t.elapsed().as_secs_f64();
         windows.push(Ingested {
             passes,
-            state,
             seconds,
             rss_before_mb: before,
             rss_delta_mb: status_mb("VmHWM:") - before,
+            heap_peak_bytes: crate::HEAP.peak_usage().saturating_sub(heap_before),
+            heap_after_bytes: crate::HEAP.current_usage().saturating_sub(heap_before),
+            state,
         });
     }
     drop(arrays);
@@ -307,6 +317,8 @@ fn run(dir: &Path, source: &str) -> Vec<Value> {
 
         let rows_per_s = rows as f64 / w.seconds;
         let per_column_kb = w.rss_delta_mb * 1024.0 / columns as f64;
+        let heap_peak_kb = w.heap_peak_bytes as f64 / 1024.0 / columns as f64;
+        let heap_after_kb = w.heap_after_bytes as f64 / 1024.0 / columns as f64;
         println!(
             "  {rows} rows x {columns} columns: ingest {:.3} s ({rows_per_s:.0} rows/s, {:.1} M values/s), peak RSS +{:.1} MB above {} MB ({per_column_kb:.0} KB per column)",
             w.seconds,
@@ -316,6 +328,18 @@ fn run(dir: &Path, source: &str) -> Vec<Value> {
         );
         println!(
             "    encoded per column: max {max} B, mean {mean:.0} B (goal at most {GOAL_BYTES} B); {exact_columns} of {columns} columns still exact"
+        );
+        let sketched = w
+            .state
+            .columns
+            .iter()
+            .filter(|c| !c.is_exact())
+            .count()
+            .max(1);
+        println!(
+            "    heap: peak +{:.0} KB per column ({:.0} KB per sketched column: all of it charged to the {sketched} past their exact phase), {heap_after_kb:.0} KB per column held after (goal at most 64 KB)",
+            heap_peak_kb,
+            w.heap_peak_bytes as f64 / 1024.0 / sketched as f64,
         );
         println!(
             "    whole state {} B: encode {:.2} ms + decode {:.2} ms = {:.2} ms",
@@ -359,6 +383,9 @@ fn run(dir: &Path, source: &str) -> Vec<Value> {
             "rss_before_mb": w.rss_before_mb,
             "rss_delta_mb": round(w.rss_delta_mb),
             "rss_per_column_kb": per_column_kb.round(),
+            "heap_peak_per_column_kb": heap_peak_kb.round(),
+            "heap_peak_per_sketched_column_kb": (w.heap_peak_bytes as f64 / 1024.0 / sketched as f64).round(),
+            "heap_after_per_column_kb": heap_after_kb.round(),
             "merge": {
                 "partitions": PARTITIONS,
                 "bytes_per_column_max": merged_max,

@@ -13,21 +13,24 @@
 //!   in the sparse tails, where an absolute error of `N/K` empties or fills a bin and
 //!   moves `psi`, `jensenshannon` and `hellinger` by more than 0.01 (measured: 0.014 for
 //!   `psi` on a lognormal window of 50,000 rows without them, 0.0004 with them).
-//! - Exact while small: up to `RAW_LIMIT` values stay in level 0 uncompacted, weight 1.
-//! - Bounded: at rest it holds at most `max(RAW_LIMIT, TOTAL[64])` = 7,557 values (64
+//! - Exact while small: up to `RAW_LIMIT` (4,096) values stay in level 0 uncompacted,
+//!   weight 1.
+//! - Bounded: at rest it holds at most `max(RAW_LIMIT, TOTAL[64])` = 6,812 values (64
 //!   levels is the most a `u64` count allows), whatever the number of rows.
 //! - Reproducible: the coin of a compaction is a hash of the number of compactions so far
 //!   (SplitMix64), which the encoding keeps; a merge adds those numbers, so merging A into
 //!   B or B into A gives the same sketch.
 //!
-//! `K = 2050` is the largest that keeps the encoded numerical sketch under 64,000 bytes
-//! with the protected tails (`super::numeric::MAX_ENCODED_LEN`); the KS statistic from it
-//! is within 0.001 of the exact one on the test windows (`super::tests::accuracy`).
+//! `K = 1800` keeps a column's heap under 64 KB at its fullest (every level at its
+//! capacity, level 0's buffer with its slack: measured by `make bench`, about 57 KB per
+//! sketched column over a million rows; 2,050, the largest whose encoding fits in 64,000
+//! bytes, peaked at 65 KB); the KS statistic from it is within 0.002 of the exact one on
+//! the test windows (`super::tests::accuracy`).
 
 use crate::stats::rng::Rng;
 
 /// The capacity of the top level (above the protected tails).
-pub(super) const K: usize = 2050;
+pub(super) const K: usize = 1800;
 /// The smallest capacity of a level.
 const MIN_WIDTH: usize = 8;
 /// How many of its smallest and of its largest values each of the lowest
@@ -39,8 +42,14 @@ const PROTECTED_LEVELS: usize = 32;
 /// a `u64`.
 pub(super) const MAX_LEVELS: usize = 64;
 /// How many values stay raw (level 0, uncompacted, so the sketch is exact) before the
-/// first compaction: what 56 KB hold.
-pub(super) const RAW_LIMIT: usize = 7000;
+/// first compaction: what 32 KB hold. The raw buffer is the largest allocation a column
+/// ever makes, and it is made while the buffers of the exact phase lie freed on the heap
+/// (every column of a window grows in step, so no other column can reuse them yet): with
+/// 7,000 values a window's RSS peaked at about 100 KB per column; with 4,096, under 64 KB.
+pub(super) const RAW_LIMIT: usize = 4096;
+/// Where a raw buffer that grows (a decoded sketch's) stops doubling and takes its full
+/// size (8 KB of values).
+const RAW_GROWTH: usize = 1024;
 /// Seeds the compaction coin.
 const COIN_SEED: u64 = 0x6b6c_6c5f_636f_696e;
 
@@ -113,6 +122,15 @@ impl Default for Kll {
 }
 
 impl Kll {
+    /// An empty sketch whose raw buffer is allocated at its full size at once: for a
+    /// column already past its exact phase, which will likely fill it.
+    pub(super) fn with_raw_capacity() -> Self {
+        Kll {
+            levels: vec![Vec::with_capacity(RAW_LIMIT + 1)],
+            ..Kll::default()
+        }
+    }
+
     /// Whether it holds every value with weight 1: nothing has been compacted.
     pub(super) fn is_raw(&self) -> bool {
         self.levels.len() == 1
@@ -129,8 +147,14 @@ impl Kll {
     pub(super) fn push(&mut self, x: f64) {
         let level = &mut self.levels[0];
         if level.len() == level.capacity() && self.retained < RAW_LIMIT {
-            // grow the raw buffer to RAW_LIMIT + 1 at most, not to the next power of 2
-            let want = (2 * level.len()).clamp(16, RAW_LIMIT + 1);
+            // Double up to RAW_GROWTH values, then take RAW_LIMIT + 1 at once: every
+            // column of a window grows in step, so the buffers each doubling frees are
+            // too small for the next request of any column and stay on the heap as holes.
+            let want = if level.len() < RAW_GROWTH {
+                (2 * level.len()).max(16)
+            } else {
+                RAW_LIMIT + 1
+            };
             level.reserve_exact(want - level.len());
         }
         level.push(x);
@@ -229,7 +253,11 @@ impl Kll {
         // level 0 keeps its buffer (it is pushed into); the others are rebuilt by merges
         self.levels[h] = if h == 0 { run } else { run.to_vec() };
         self.retained -= end - start - promoted.len();
-        self.levels[h + 1] = merge_sorted(&self.levels[h + 1], &promoted);
+        self.levels[h + 1] = if self.levels[h + 1].is_empty() {
+            promoted
+        } else {
+            merge_sorted(&self.levels[h + 1], &promoted)
+        };
         self.compactions = self.compactions.wrapping_add(1);
     }
 
