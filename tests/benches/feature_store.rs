@@ -314,6 +314,7 @@ fn big_case(entities: i64, big_rows: usize) {
             ttl_nanos: Some(24 * HOUR),
             timestamp_field: "event_timestamp".into(),
             created_field: Some("created".into()),
+            filter_by_created: false,
             features: vec![(
                 format!("f{}", v % FEATURES),
                 format!("view{v}__f{}", v % FEATURES),
@@ -504,6 +505,7 @@ async fn main() {
         ttl_nanos: Some(24 * HOUR),
         timestamp_field: "event_timestamp".into(),
         created_field: Some("created".into()),
+        filter_by_created: false,
         features,
         batches: source.clone(),
     };

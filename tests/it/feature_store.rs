@@ -571,8 +571,63 @@ async fn training_data_is_exact_point_in_time(db: Database) {
     sb.stop().await.unwrap();
 }
 
+/// `filter_by_created_timestamp`: a row backfilled after an entity row's time is not a
+/// candidate for it; the next best row known then wins.
+async fn training_data_only_as_known_at_the_time(db: Database) {
+    let (sb, mut c) = start(db).await;
+    apply(&mut c, DEFS).await.unwrap();
+    let root = sb.dir().join("features");
+    write_sources(&root);
+    // driver 1's 09:30 row (0.4) written at 10:30, the 08:00 ones long before
+    let h = |x: f64| (x * HOUR as f64) as i64;
+    write_parquet(
+        &root.join("driver_stats.parquet"),
+        &batch(vec![
+            ("driver_id", Arc::new(Int64Array::from(vec![1, 1, 1, 1]))),
+            (
+                "event_timestamp",
+                times(&[Some(h(7.0)), Some(h(8.0)), Some(h(8.0)), Some(h(9.5))]),
+            ),
+            (
+                "created",
+                times(&[Some(1), Some(1), Some(2), Some(h(10.5))]),
+            ),
+            (
+                "conv_rate",
+                Arc::new(Float64Array::from(vec![0.1, 0.2, 0.3, 0.4])),
+            ),
+            ("trips", Arc::new(Int64Array::from(vec![10, 20, 30, 40]))),
+        ]),
+    );
+    let entity = batch(vec![
+        ("driver_id", Arc::new(Int64Array::from(vec![1, 1, 1]))),
+        (
+            "event_timestamp",
+            times(&[Some(h(10.0)), Some(h(10.5)), Some(h(11.0))]),
+        ),
+    ]);
+    let conv = |filter: bool| {
+        let mut c = c.clone();
+        let entity = entity.clone();
+        async move {
+            let q = fpb::HistoricalQuery {
+                filter_by_created_timestamp: filter,
+                ..query(&["driver_stats:conv_rate"])
+            };
+            let (_, batches, _) = historical(&mut c, q, Some(&entity)).await.unwrap();
+            floats(&batches, "conv_rate")
+        }
+    };
+    // 10:00: the 09:30 row is not written yet, so the 08:00 one (created later of the
+    // tie); from 10:30 on, the 09:30 one
+    assert_eq!(conv(true).await, [Some(0.3), Some(0.4), Some(0.4)]);
+    assert_eq!(conv(false).await, [Some(0.4), Some(0.4), Some(0.4)]);
+    sb.stop().await.unwrap();
+}
+
 crate::on_both_backends!(
     definitions_apply_as_a_set,
     a_bad_definition_set_applies_nothing,
     training_data_is_exact_point_in_time,
+    training_data_only_as_known_at_the_time,
 );

@@ -91,6 +91,10 @@ pub enum FeaturesCmd {
         /// The entity table's time column.
         #[arg(long, default_value = "event_timestamp")]
         timestamp_column: String,
+        /// Only feature rows created by each entity row's time (a source's created
+        /// timestamp column): what was known then, not what a later backfill wrote.
+        #[arg(long)]
+        filter_by_created_timestamp: bool,
         /// Where to write the training table (local Parquet).
         #[arg(short, long)]
         output: PathBuf,
@@ -423,6 +427,7 @@ pub async fn run(mut c: Client, cmd: FeaturesCmd, out: Output) -> anyhow::Result
             service,
             full_feature_names,
             timestamp_column,
+            filter_by_created_timestamp,
             output,
         } => {
             let rows = historical(
@@ -433,6 +438,7 @@ pub async fn run(mut c: Client, cmd: FeaturesCmd, out: Output) -> anyhow::Result
                     feature_service: service.unwrap_or_default(),
                     full_feature_names,
                     timestamp_column,
+                    filter_by_created_timestamp,
                     ..Default::default()
                 },
                 &output,

@@ -372,6 +372,7 @@ impl FeatureStoreService for FeatureStoreApi {
             api: self.clone(),
             wanted,
             timestamp_column,
+            filter_by_created: query.filter_by_created_timestamp,
             output: query.output_parquet.clone(),
             tx: tx.clone(),
         };
@@ -404,6 +405,7 @@ struct Historical {
     api: FeatureStoreApi,
     wanted: Vec<historical::Wanted>,
     timestamp_column: String,
+    filter_by_created: bool,
     output: String,
     tx: Sender,
 }
@@ -424,6 +426,7 @@ impl Historical {
             &self.wanted,
             schema,
             &self.timestamp_column,
+            self.filter_by_created,
         )
         .await?;
         let sink = if self.output.is_empty() {

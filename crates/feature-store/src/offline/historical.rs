@@ -218,12 +218,14 @@ pub(crate) fn holds(dtype: ValueType, found: &DataType) -> bool {
 }
 
 /// Reads the history of every wanted view from the offline store and prepares the join
-/// for an entity table of `entity_schema` with its event time in `timestamp_column`.
+/// for an entity table of `entity_schema` with its event time in `timestamp_column`
+/// (`filter_by_created`: only rows created by then, see `join`).
 pub async fn prepare(
     store: &OfflineStore,
     wanted: &[Wanted],
     entity_schema: &SchemaRef,
     timestamp_column: &str,
+    filter_by_created: bool,
 ) -> Result<Join> {
     let mut views = Vec::with_capacity(wanted.len());
     for w in wanted {
@@ -262,6 +264,7 @@ pub async fn prepare(
             ttl_nanos: (w.view.ttl_nanos > 0).then_some(w.view.ttl_nanos),
             timestamp_field: w.source.timestamp_field.clone(),
             created_field: w.source.created_timestamp_column.clone(),
+            filter_by_created,
             features: w.features.clone(),
             batches: if table.batches.is_empty() {
                 vec![arrow_array::RecordBatch::new_empty(table.schema.clone())]

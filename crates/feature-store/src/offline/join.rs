@@ -6,7 +6,10 @@
 //! (both ends inclusive; no lower end when the view's TTL is unlimited); the winner
 //! has the greatest `(event_ts, created_ts)` (a missing or null `created_ts` is lower
 //! than any value); on a full tie the row that comes last in source order wins. No
-//! candidate, a null key part or a null entity time give nulls.
+//! candidate, a null key part or a null entity time give nulls. With
+//! `filter_by_created`, a candidate must also have been created by `t` (`created_ts <=
+//! t`; a row without a created time is not filtered): what was known at `t`, not what a
+//! later backfill wrote about `t`.
 //!
 //! The output has exactly the entity table's rows, in its order (duplicates included),
 //! one output batch per input batch: the entity table's columns unchanged, then each
@@ -57,6 +60,8 @@ pub struct JoinView {
     pub timestamp_field: String,
     /// The source's created-time column, if it has one (a timestamp column).
     pub created_field: Option<String>,
+    /// Only rows created by the entity row's time are candidates (see the module).
+    pub filter_by_created: bool,
     /// The features to take: (column in the source, column name in the output).
     pub features: Vec<(String, String)>,
     /// The source's rows, in source order.

@@ -288,6 +288,8 @@ pub(crate) struct ViewIndex {
     times: Vec<i64>,
     /// Per entry: the source row.
     rows: Vec<u32>,
+    /// Per entry, when the view filters by created time: the created time.
+    created: Option<Vec<Option<i64>>>,
     /// The feature columns, over all of the source's rows.
     features: Vec<ArrayRef>,
 }
@@ -304,6 +306,7 @@ impl ViewIndex {
                 groups,
                 times: Vec::new(),
                 rows: Vec::new(),
+                created: None,
                 features: vec![new_null_array(&DataType::Null, 0); view.features.len()],
             });
         };
@@ -374,6 +377,8 @@ impl ViewIndex {
             starts,
             times: entries.iter().map(|e| e.1).collect(),
             rows: entries.iter().map(|e| e.3).collect(),
+            created: (view.filter_by_created && view.created_field.is_some())
+                .then(|| entries.iter().map(|e| e.2).collect()),
             features,
         })
     }
@@ -409,13 +414,26 @@ impl ViewIndex {
                 let g = self.groups.find(&columns, i)? as usize;
                 let (start, end) = (self.starts[g] as usize, self.starts[g + 1] as usize);
                 let group = &self.times[start..end];
-                let at = group.partition_point(|&e| e <= t);
+                let mut at = group.partition_point(|&e| e <= t);
+                let low = ttl_nanos.map(|ttl| t.saturating_sub(ttl));
+                if let Some(created) = &self.created {
+                    // the greatest entry created by t: entries are sorted by (event,
+                    // created, row), so walk back past those created later, no further
+                    // than the TTL's window
+                    let created = &created[start..end];
+                    while at > 0
+                        && created[at - 1].is_some_and(|c| c > t)
+                        && low.is_none_or(|low| group[at - 1] >= low)
+                    {
+                        at -= 1;
+                    }
+                }
                 if at == 0 {
                     return None;
                 }
                 let winner = at - 1;
-                match ttl_nanos {
-                    Some(ttl) if group[winner] < t.saturating_sub(ttl) => None,
+                match low {
+                    Some(low) if group[winner] < low => None,
                     _ => Some(self.rows[start + winner]),
                 }
             })

@@ -308,6 +308,7 @@ fn view(name: &str, batches: Vec<RecordBatch>, features: &[(&str, &str)]) -> Joi
         ttl_nanos: None,
         timestamp_field: "event_ts".into(),
         created_field: None,
+        filter_by_created: false,
         features: features
             .iter()
             .map(|(s, o)| (s.to_string(), o.to_string()))
@@ -409,6 +410,17 @@ fn duplicate_output_columns_are_refused() {
 /// Joins one entity row (id 1, time `t` ns) with source rows `(event_ts, created)`
 /// (all id 1; the value is the row's index) and returns the value chosen.
 fn chosen(t: i64, rows: &[(i64, Option<i64>)], created: bool, ttl: Option<i64>) -> Option<i64> {
+    chosen_with(t, rows, created, ttl, false)
+}
+
+/// [`chosen`], filtering by created time when `filter` is set.
+fn chosen_with(
+    t: i64,
+    rows: &[(i64, Option<i64>)],
+    created: bool,
+    ttl: Option<i64>,
+    filter: bool,
+) -> Option<i64> {
     let n = rows.len();
     let mut columns = vec![
         ("id", ints(&vec![1; n])),
@@ -434,6 +446,7 @@ fn chosen(t: i64, rows: &[(i64, Option<i64>)], created: bool, ttl: Option<i64>) 
     );
     v.ttl_nanos = ttl;
     v.created_field = created.then(|| "created".into());
+    v.filter_by_created = filter;
     let e = batch(vec![("id", ints(&[1])), ("ts", nanos(&[Some(t)]))]);
     let out = point_in_time_join(&e.schema(), &[e], "ts", &[v]).unwrap();
     let col = out[0].column_by_name("value").unwrap();
@@ -460,6 +473,51 @@ fn ttl_boundaries_are_inclusive_to_the_nanosecond() {
         chosen(t, &[(-5_000_000_000_000, None)], false, None),
         Some(0)
     );
+}
+
+#[test]
+fn filtered_by_created_time_a_row_written_after_t_is_not_a_candidate() {
+    let t = 10_000_000_000;
+    let f = |rows: &[(i64, Option<i64>)], ttl| chosen_with(t, rows, true, ttl, true);
+    // created == t is known at t; one nanosecond later is not, and the next best wins
+    assert_eq!(f(&[(t - 5, Some(t))], None), Some(0));
+    assert_eq!(f(&[(t - 5, Some(t + 1))], None), None);
+    assert_eq!(
+        f(&[(t - 9, Some(t - 9)), (t - 5, Some(t + 1))], None),
+        Some(0)
+    );
+    // without the filter the backfilled row wins, as before
+    assert_eq!(
+        chosen_with(
+            t,
+            &[(t - 9, Some(t - 9)), (t - 5, Some(t + 1))],
+            true,
+            None,
+            false
+        ),
+        Some(1)
+    );
+    // among rows of one event time, the latest created by t
+    assert_eq!(
+        f(
+            &[
+                (t - 5, Some(t - 3)),
+                (t - 5, Some(t - 1)),
+                (t - 5, Some(t + 7))
+            ],
+            None
+        ),
+        Some(1)
+    );
+    // a row without a created time is not filtered
+    assert_eq!(f(&[(t - 5, None), (t - 2, Some(t + 1))], None), Some(0));
+    // the TTL still bounds the window: the earlier row known at t is too old
+    assert_eq!(
+        f(&[(t - 9, Some(t - 9)), (t - 5, Some(t + 1))], Some(6)),
+        None
+    );
+    // a view without a created column is not filtered
+    assert_eq!(chosen_with(t, &[(t - 5, None)], false, None, true), Some(0));
 }
 
 #[test]

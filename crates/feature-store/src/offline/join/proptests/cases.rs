@@ -303,6 +303,7 @@ fn random_view(rng: &mut Rng, shape: Shape, clock: &Clock, scale: usize) -> Join
         ttl_nanos: clock.ttl(rng),
         timestamp_field,
         created_field: with_created.then(|| "created".to_string()),
+        filter_by_created: rng.chance(30),
         features: features[..k]
             .iter()
             .map(|f| (f.to_string(), format!("{name}__{f}")))

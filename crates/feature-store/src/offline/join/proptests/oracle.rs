@@ -199,6 +199,10 @@ fn view_winners(
                         continue;
                     }
                 }
+                // written after t: not known at t
+                if view.filter_by_created && created[j].is_some_and(|c| c > t) {
+                    continue;
+                }
                 let rank = (e, created[j]);
                 // `>=`: on a full tie the later row in source order wins.
                 if best.as_ref().is_none_or(|(_, b)| rank >= *b) {
