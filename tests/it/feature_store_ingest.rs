@@ -1,7 +1,8 @@
 //! Ingestion from a Kafka topic that the user's own producer writes (plain JSON values, no
 //! CloudEvents headers) into the online store: rows arrive, an older row changes nothing,
-//! malformed messages are counted and skipped without stopping the consumer. On the
-//! in-process bus here, on tansu in `kafka.rs`.
+//! malformed messages are counted and skipped without stopping the consumer. Avro values
+//! too, written by fastavro (`scripts/make-avro-fixtures.py`). On the in-process bus here,
+//! on tansu in `kafka.rs`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -175,4 +176,114 @@ pub(crate) async fn kafka_sources_are_ingested_into_the_online_store(bus: Bus, w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sources_are_ingested_in_process() {
     kafka_sources_are_ingested_into_the_online_store(Bus::InProcess, Duration::from_secs(10)).await;
+}
+
+/// fastavro's messages (`scripts/make-avro-fixtures.py`): each a 4-byte big-endian length,
+/// then the message.
+fn avro_messages() -> Vec<Vec<u8>> {
+    let mut all: &[u8] =
+        include_bytes!("../../crates/feature-store/src/online/avro/fixtures/messages.bin");
+    let mut out = Vec::new();
+    while all.len() >= 4 {
+        let n = u32::from_be_bytes(all[..4].try_into().unwrap()) as usize;
+        out.push(all[4..4 + n].to_vec());
+        all = &all[4 + n..];
+    }
+    out
+}
+
+pub(crate) async fn avro_sources_are_ingested_into_the_online_store(bus: Bus, within: Duration) {
+    let sb = Sandbox::builder()
+        .bus(bus)
+        .service::<FeatureStore>(|_| {})
+        .start()
+        .await
+        .unwrap();
+    let topic = crate::events::fresh_topic(sb.bus.as_ref(), "features-avro").await;
+    let channel = Channel::from_shared(format!("http://{}", sb.addresses("feature-store").api))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = FeatureStoreServiceClient::new(channel);
+    let schema =
+        include_str!("../../crates/feature-store/src/online/avro/fixtures/driver_event.avsc");
+    let indented: String = schema.lines().map(|l| format!("      {l}\n")).collect();
+    let yaml = format!(
+        "entities:\n  - name: driver\n    join_keys: [driver_id]\n    value_type: int64\n\
+         sources:\n  - name: driver_avro\n    type: kafka\n    topic: {topic}\n    format: avro\n\
+         \x20   created_timestamp_column: created\n    avro_schema: |\n{indented}\
+         feature_views:\n  - name: driver_stream\n    entities: [driver]\n    ttl: 0\n\
+         \x20   source: driver_avro\n    schema:\n      - {{name: conv_rate, dtype: float64}}\n\
+         \x20     - {{name: city, dtype: string}}\n"
+    );
+    c.apply_definitions(fpb::ApplyDefinitionsRequest {
+        yaml,
+        file_name: "avro.yaml".into(),
+        dry_run: false,
+    })
+    .await
+    .unwrap();
+    let m = avro_messages();
+    // typical (driver 1001), negatives (-1), marker_lookalike in the single-object
+    // encoding (-98), then a truncated message and a JSON one: malformed
+    let record = |bytes: &[u8]| {
+        let mut r = RawRecord::new(&topic, None, bytes.to_vec());
+        r.partition = 0;
+        r
+    };
+    sb.bus
+        .publish_raw(&[
+            record(&m[0]),
+            record(&m[5]),
+            record(&m[7]),
+            record(&m[0][..m[0].len() - 3]),
+            record(br#"{"driver_id": 5}"#),
+        ])
+        .await
+        .unwrap();
+    let ids: Vec<Option<i64>> = vec![Some(1001), Some(-1), Some(-98), Some(5)];
+    let deadline = tokio::time::Instant::now() + within;
+    let got = loop {
+        let r = crate::feature_store_online::online(
+            &mut c,
+            &["driver_stream:conv_rate", "driver_stream:city"],
+            vec![("driver_id", crate::feature_store_online::ints(&ids))],
+        )
+        .await
+        .unwrap();
+        let rates: Vec<Option<f64>> = crate::feature_store_online::column(&r, "conv_rate")
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        if rates[..3].iter().all(Option::is_some) {
+            break (rates, r);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {rates:?} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(got.0, [Some(0.1234), Some(-2.5e-10), Some(1e300), None]);
+    let (_, metrics) = mlops_tests::http_get(sb.addresses("feature-store").admin, "/metrics")
+        .await
+        .unwrap();
+    let malformed = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"mlops_feature_store_ingest_malformed_total{source="driver_avro"} "#)
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        malformed >= 2.0,
+        "{malformed} malformed counted, want the 2 sent"
+    );
+    sb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_sources_are_ingested_in_process() {
+    avro_sources_are_ingested_into_the_online_store(Bus::InProcess, Duration::from_secs(10)).await;
 }

@@ -470,6 +470,16 @@ async fn labels_from_a_topic_on_kafka() {
     crate::monitoring_perf::labels_from_a_topic(Bus::Kafka).await;
 }
 
+/// Ingestion of a kafka source of Avro values on tansu (fastavro's messages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_sources_are_ingested_on_kafka() {
+    crate::feature_store_ingest::avro_sources_are_ingested_into_the_online_store(
+        Bus::Kafka,
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
 /// Ingestion of a kafka source's topic on tansu, from a producer of our own (plain JSON).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sources_are_ingested_on_kafka() {

@@ -125,6 +125,9 @@ pub enum SourceKind {
         format: MessageFormat,
         /// The Parquet source that holds its history for training, if any.
         batch_source: Option<String>,
+        /// For Avro values: the writer's schema, as JSON text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        avro_schema: Option<String>,
     },
 }
 
@@ -134,7 +137,8 @@ pub enum SourceKind {
 pub enum MessageFormat {
     /// One JSON object per message.
     Json,
-    /// Avro.
+    /// One Avro binary datum per message (of the source's `avro_schema`, a flat record),
+    /// optionally with Avro's single-object header.
     Avro,
 }
 

@@ -8,6 +8,7 @@
 //! - [`serve`]: `GetOnlineFeatures` from the cache;
 //! - [`value`]: values and keys.
 
+pub mod avro;
 pub mod ingest;
 pub mod materialize;
 pub mod push;

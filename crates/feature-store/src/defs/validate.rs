@@ -51,6 +51,7 @@ struct RawSource {
     path: Option<String>,
     topic: Option<String>,
     format: Option<MessageFormat>,
+    avro_schema: Option<String>,
     batch_source: Option<String>,
     #[serde(default = "default_timestamp_field")]
     timestamp_field: String,
@@ -169,11 +170,47 @@ pub(super) fn from_yaml(file: &str, text: &str) -> Result<Definitions, Definitio
             "push" => SourceKind::Push {
                 batch_source: s.batch_source.clone(),
             },
-            "kafka" => SourceKind::Kafka {
-                topic: need(s.topic.clone(), "topic")?,
-                format: s.format.unwrap_or(MessageFormat::Json),
-                batch_source: s.batch_source.clone(),
-            },
+            "kafka" => {
+                let format = s.format.unwrap_or(MessageFormat::Json);
+                match (format, &s.avro_schema) {
+                    (MessageFormat::Avro, None) => {
+                        return Err(at(
+                            "source",
+                            &s.name,
+                            "format avro needs `avro_schema`: the writer's schema, as JSON".into(),
+                        ))
+                    }
+                    (MessageFormat::Json, Some(_)) => {
+                        return Err(at(
+                            "source",
+                            &s.name,
+                            "`avro_schema` applies to format avro only".into(),
+                        ))
+                    }
+                    (MessageFormat::Avro, Some(text)) => {
+                        let schema = crate::online::avro::AvroSchema::parse(text).map_err(|e| {
+                            at("source", &s.name, format!("its `avro_schema`: {e}"))
+                        })?;
+                        if !schema.field_names().contains(&s.timestamp_field.as_str()) {
+                            return Err(at(
+                                "source",
+                                &s.name,
+                                format!(
+                                    "its `avro_schema` has no field `{}` (the timestamp field)",
+                                    s.timestamp_field
+                                ),
+                            ));
+                        }
+                    }
+                    (MessageFormat::Json, None) => {}
+                }
+                SourceKind::Kafka {
+                    topic: need(s.topic.clone(), "topic")?,
+                    format,
+                    batch_source: s.batch_source.clone(),
+                    avro_schema: s.avro_schema.clone(),
+                }
+            }
             other => {
                 return Err(at(
                     "source",
@@ -186,12 +223,14 @@ pub(super) fn from_yaml(file: &str, text: &str) -> Result<Definitions, Definitio
             SourceKind::Parquet { .. } => &[
                 ("topic", s.topic.is_some()),
                 ("format", s.format.is_some()),
+                ("avro_schema", s.avro_schema.is_some()),
                 ("batch_source", s.batch_source.is_some()),
             ],
             SourceKind::Push { .. } => &[
                 ("path", s.path.is_some()),
                 ("topic", s.topic.is_some()),
                 ("format", s.format.is_some()),
+                ("avro_schema", s.avro_schema.is_some()),
             ],
             SourceKind::Kafka { .. } => &[("path", s.path.is_some())],
         };
@@ -458,6 +497,26 @@ pub(super) fn check(defs: &Definitions) -> Result<(), DefinitionError> {
                     &v.name,
                     format!("feature `{}` is also {other}", f.name),
                 );
+            }
+        }
+        // an Avro source's messages can only hold its schema's fields
+        if let SourceKind::Kafka {
+            avro_schema: Some(text),
+            ..
+        } = &source.kind
+        {
+            if let Ok(schema) = crate::online::avro::AvroSchema::parse(text) {
+                let fields = schema.field_names();
+                if let Some((c, what)) = columns.iter().find(|(c, _)| !fields.contains(c)) {
+                    return err(
+                        "feature view",
+                        &v.name,
+                        format!(
+                            "column `{c}` ({what}) is not a field of source `{}`'s avro_schema",
+                            source.name
+                        ),
+                    );
+                }
             }
         }
     }

@@ -177,3 +177,56 @@ fn keys_need_a_type_a_key_can_have() {
         read("entities:\n  - name: d\n    join_keys: [id]\n    value_type: float64\n").unwrap_err();
     assert!(e.contains("keys are int32, int64 or string"), "{e}");
 }
+
+/// A Kafka source of Avro values and a view on it, with `schema` as its writer's schema.
+fn avro_defs(format: &str, schema: Option<&str>, features: &str) -> String {
+    let schema = schema.map_or(String::new(), |s| format!("    avro_schema: '{s}'\n"));
+    format!(
+        "entities:\n  - name: driver\n    join_keys: [driver_id]\n    value_type: int64\n\
+         sources:\n  - name: events\n    type: kafka\n    topic: t\n    format: {format}\n{schema}\
+         feature_views:\n  - name: stream\n    entities: [driver]\n    source: events\n    schema:\n{features}"
+    )
+}
+
+const AVRO: &str = r#"{"type": "record", "name": "E", "fields": [{"name": "driver_id", "type": "long"}, {"name": "event_timestamp", "type": {"type": "long", "logicalType": "timestamp-micros"}}, {"name": "conv_rate", "type": ["null", "double"]}]}"#;
+
+#[test]
+fn avro_sources_need_a_schema_that_holds_what_their_views_read() {
+    let rate = "      - {name: conv_rate, dtype: float64}\n";
+    let d = read(&avro_defs("avro", Some(AVRO), rate)).unwrap();
+    assert!(matches!(
+        &d.sources["events"].kind,
+        SourceKind::Kafka {
+            format: MessageFormat::Avro,
+            avro_schema: Some(_),
+            ..
+        }
+    ));
+    let e = read(&avro_defs("avro", None, rate)).unwrap_err();
+    assert!(e.contains("format avro needs `avro_schema`"), "{e}");
+    let e = read(&avro_defs("json", Some(AVRO), rate)).unwrap_err();
+    assert!(
+        e.contains("`avro_schema` applies to format avro only"),
+        "{e}"
+    );
+    let e = read(&avro_defs("avro", Some(r#"{"type": "string"}"#), rate)).unwrap_err();
+    assert!(e.contains("its `avro_schema`"), "{e}");
+    let no_time = AVRO.replace("event_timestamp", "ts");
+    let e = read(&avro_defs("avro", Some(&no_time), rate)).unwrap_err();
+    assert!(e.contains("no field `event_timestamp`"), "{e}");
+    let trips = "      - {name: trips, dtype: int64}\n";
+    let e = read(&avro_defs("avro", Some(AVRO), trips)).unwrap_err();
+    assert!(
+        e.contains("column `trips` (a feature) is not a field of source `events`'s avro_schema"),
+        "{e}"
+    );
+    let e = read(&GOOD.replace(
+        "    type: push\n",
+        &format!("    type: push\n    avro_schema: '{AVRO}'\n"),
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("`avro_schema` does not apply to a push source"),
+        "{e}"
+    );
+}

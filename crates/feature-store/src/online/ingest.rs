@@ -9,7 +9,10 @@
 //!
 //! A message's value is one JSON object: the join keys, the source's timestamp field (and
 //! created column) as RFC 3339 text or seconds since the epoch, and the features of its
-//! views (null, or a value of the declared type; bytes as base64).
+//! views (null, or a value of the declared type; bytes as base64). For a source of format
+//! avro, one Avro binary datum of its `avro_schema` (a flat record; Avro's single-object
+//! header allowed), read into the same row (`avro`): a timestamp logical type is an
+//! instant, a plain number seconds since the epoch, as in JSON.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use mlops_proto::events::v1 as events;
 use mlops_runtime::shutdown::CancellationToken;
 use serde_json::Value as Json;
 
+use super::avro::{self, AvroSchema};
 use super::materialize::{envelope, Write};
 use super::value::{encode_key, KeyPart, Val};
 use crate::defs::{Definitions, FeatureView, MessageFormat, Source, SourceKind, ValueType};
@@ -93,7 +97,22 @@ async fn consume(
     };
     let (topic, name) = (topic.clone(), source.name.clone());
     let group = format!("feature-store-ingest-{name}");
-    let ingest = Ingest { api, source };
+    let avro = match &source.kind {
+        SourceKind::Kafka {
+            format: MessageFormat::Avro,
+            avro_schema: Some(text),
+            ..
+        } => match AvroSchema::parse(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // refused when the definitions were applied: not reached
+                tracing::error!(source = %name, error = %e, "its avro_schema does not parse; not ingesting");
+                return;
+            }
+        },
+        _ => None,
+    };
+    let ingest = Ingest { api, source, avro };
     mlops_kit::follow::consume_raw(ingest, bus, &name, &group, &topic, (BATCH, LINGER), stop).await;
 }
 
@@ -101,23 +120,28 @@ async fn consume(
 struct Ingest {
     api: FeatureStoreApi,
     source: Source,
+    /// The writer's schema of an Avro source; `None`: JSON values.
+    avro: Option<AvroSchema>,
 }
 
 impl mlops_kit::follow::BatchConsumer for Ingest {
     async fn apply(&mut self, records: &[RawRecord]) -> anyhow::Result<()> {
-        let SourceKind::Kafka { format, .. } = &self.source.kind else {
-            return Ok(());
-        };
-        if *format != MessageFormat::Json {
-            count_malformed(
-                &self.api,
-                &self.source,
-                records.len(),
-                "only JSON values are read so far",
-            );
-            return Ok(());
-        }
-        Ok(write(&self.api, &self.source, records).await?)
+        let parsed: Vec<serde_json::Map<String, Json>> = records
+            .iter()
+            .filter_map(|r| {
+                let row = match &self.avro {
+                    Some(schema) => avro::decode(schema, &r.payload)
+                        .map_err(|e| format!("not an Avro datum of the source's schema: {e}")),
+                    None => match serde_json::from_slice::<Json>(&r.payload) {
+                        Ok(Json::Object(m)) => Ok(m),
+                        _ => Err("not a JSON object".to_owned()),
+                    },
+                };
+                row.map_err(|why| count_malformed(&self.api, &self.source, 1, &why))
+                    .ok()
+            })
+            .collect();
+        Ok(write(&self.api, &self.source, &parsed).await?)
     }
 }
 
@@ -130,27 +154,17 @@ fn count_malformed(api: &FeatureStoreApi, source: &Source, n: usize, why: &str) 
     tracing::warn!(source = %source.name, skipped = n, reason = why, "malformed messages skipped");
 }
 
-/// Writes `records` into the online values of `source`'s views.
+/// Writes the rows of a batch into the online values of `source`'s views.
 async fn write(
     api: &FeatureStoreApi,
     source: &Source,
-    records: &[RawRecord],
+    parsed: &[serde_json::Map<String, Json>],
 ) -> crate::error::Result<()> {
     let defs = api.definitions().await?;
     let views: Vec<&FeatureView> = defs
         .feature_views
         .values()
         .filter(|v| v.source == source.name && v.online)
-        .collect();
-    let parsed: Vec<serde_json::Map<String, Json>> = records
-        .iter()
-        .filter_map(|r| match serde_json::from_slice::<Json>(&r.payload) {
-            Ok(Json::Object(m)) => Some(m),
-            _ => {
-                count_malformed(api, source, 1, "not a JSON object");
-                None
-            }
-        })
         .collect();
     let m = &api.online.metrics;
     m.ingested_rows
@@ -159,7 +173,7 @@ async fn write(
     for view in views {
         let mut best: HashMap<String, Write> = HashMap::new();
         let mut newest: Option<i64> = None;
-        for row in &parsed {
+        for row in parsed {
             match row_of(&defs, view, source, row) {
                 Ok(w) => {
                     newest = Some(newest.map_or(w.event_ts, |n: i64| n.max(w.event_ts)));
