@@ -26,6 +26,8 @@ pub struct Metrics {
     pub ingested_rows: IntCounterVec,
     /// Messages of kafka sources skipped as malformed, by source.
     pub ingest_malformed: IntCounterVec,
+    /// Online request plans built (a feature list resolved against the definitions).
+    pub online_plans_built: IntCounter,
 }
 
 impl Metrics {
@@ -81,6 +83,10 @@ impl Metrics {
                 "mlops_feature_store_ingest_malformed_total",
                 "messages of kafka sources skipped as malformed (not a row of the source), by source",
                 &["source"],
+            ),
+            online_plans_built: int_counter(
+                "mlops_feature_store_online_plans_built_total",
+                "online request plans built: a feature list resolved against a definitions version, then kept until the definitions change",
             ),
         };
         for change in ["created", "changed", "removed"] {

@@ -51,6 +51,8 @@ pub struct OnlineStore {
     cache: Arc<RwLock<HashMap<String, Arc<ViewRows>>>>,
     /// Bumped by every invalidation, so a load that raced one is not cached.
     generation: Arc<AtomicU64>,
+    /// Request plans of the current definitions (`serve`).
+    plans: Arc<std::sync::Mutex<serve::Plans>>,
 }
 
 impl OnlineStore {
@@ -62,6 +64,7 @@ impl OnlineStore {
             metrics: crate::metrics::Metrics::new(),
             cache: Arc::default(),
             generation: Arc::default(),
+            plans: Arc::default(),
         }
     }
 
