@@ -84,6 +84,19 @@ fn json(topic: &str, value: serde_json::Value) -> RawRecord {
     r
 }
 
+/// The malformed messages of `source` the feature store has counted.
+async fn malformed(sb: &Sandbox, source: &str) -> f64 {
+    let (_, metrics) = mlops_tests::http_get(sb.addresses("feature-store").admin, "/metrics")
+        .await
+        .unwrap();
+    let series = format!(r#"mlops_feature_store_ingest_malformed_total{{source="{source}"}} "#);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 pub(crate) async fn kafka_sources_are_ingested_into_the_online_store(bus: Bus, within: Duration) {
     let sb = Sandbox::builder()
         .bus(bus)
@@ -156,16 +169,7 @@ pub(crate) async fn kafka_sources_are_ingested_into_the_online_store(bus: Bus, w
             fpb::FieldStatus::NotFound as i32
         ]
     );
-    let (_, metrics) = mlops_tests::http_get(sb.addresses("feature-store").admin, "/metrics")
-        .await
-        .unwrap();
-    let malformed = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"mlops_feature_store_ingest_malformed_total{source="driver_events"} "#)
-        })
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let malformed = malformed(&sb, "driver_events").await;
     assert!(
         malformed >= 4.0,
         "{malformed} malformed counted, want the 4 sent"
@@ -266,16 +270,7 @@ pub(crate) async fn avro_sources_are_ingested_into_the_online_store(bus: Bus, wi
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(got.0, [Some(0.1234), Some(-2.5e-10), Some(1e300), None]);
-    let (_, metrics) = mlops_tests::http_get(sb.addresses("feature-store").admin, "/metrics")
-        .await
-        .unwrap();
-    let malformed = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"mlops_feature_store_ingest_malformed_total{source="driver_avro"} "#)
-        })
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let malformed = malformed(&sb, "driver_avro").await;
     assert!(
         malformed >= 2.0,
         "{malformed} malformed counted, want the 2 sent"
