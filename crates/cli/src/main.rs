@@ -24,6 +24,7 @@ mod models_view;
 mod monitor;
 mod monitor_html;
 mod monitor_perf;
+mod monitor_view;
 mod output;
 mod serve;
 mod serve_input;
