@@ -84,6 +84,23 @@ fn json(topic: &str, value: serde_json::Value) -> RawRecord {
     r
 }
 
+/// A feature store on `bus`, its client, and a fresh topic named after `prefix`.
+async fn start(bus: Bus, prefix: &str) -> (Sandbox, FeatureStoreServiceClient<Channel>, String) {
+    let sb = Sandbox::builder()
+        .bus(bus)
+        .service::<FeatureStore>(|_| {})
+        .start()
+        .await
+        .unwrap();
+    let topic = crate::events::fresh_topic(sb.bus.as_ref(), prefix).await;
+    let channel = Channel::from_shared(format!("http://{}", sb.addresses("feature-store").api))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (sb, FeatureStoreServiceClient::new(channel), topic)
+}
+
 /// The malformed messages of `source` the feature store has counted.
 async fn malformed(sb: &Sandbox, source: &str) -> f64 {
     let (_, metrics) = mlops_tests::http_get(sb.addresses("feature-store").admin, "/metrics")
@@ -98,19 +115,7 @@ async fn malformed(sb: &Sandbox, source: &str) -> f64 {
 }
 
 pub(crate) async fn kafka_sources_are_ingested_into_the_online_store(bus: Bus, within: Duration) {
-    let sb = Sandbox::builder()
-        .bus(bus)
-        .service::<FeatureStore>(|_| {})
-        .start()
-        .await
-        .unwrap();
-    let topic = crate::events::fresh_topic(sb.bus.as_ref(), "features").await;
-    let channel = Channel::from_shared(format!("http://{}", sb.addresses("feature-store").api))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut c = FeatureStoreServiceClient::new(channel);
+    let (sb, mut c, topic) = start(bus, "features").await;
     c.apply_definitions(fpb::ApplyDefinitionsRequest {
         yaml: defs(&topic),
         file_name: "stream.yaml".into(),
@@ -197,19 +202,7 @@ fn avro_messages() -> Vec<Vec<u8>> {
 }
 
 pub(crate) async fn avro_sources_are_ingested_into_the_online_store(bus: Bus, within: Duration) {
-    let sb = Sandbox::builder()
-        .bus(bus)
-        .service::<FeatureStore>(|_| {})
-        .start()
-        .await
-        .unwrap();
-    let topic = crate::events::fresh_topic(sb.bus.as_ref(), "features-avro").await;
-    let channel = Channel::from_shared(format!("http://{}", sb.addresses("feature-store").api))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut c = FeatureStoreServiceClient::new(channel);
+    let (sb, mut c, topic) = start(bus, "features-avro").await;
     let schema =
         include_str!("../../crates/feature-store/src/online/avro/fixtures/driver_event.avsc");
     let indented: String = schema.lines().map(|l| format!("      {l}\n")).collect();
