@@ -307,13 +307,23 @@ pub(crate) async fn windows_from_the_log_are_tested_as_pushed_ones(db: Database,
             break;
         }
     }
-    let (_, metrics) = mlops_tests::http_get(sb.addresses("monitoring").admin, "/metrics")
-        .await
-        .unwrap();
-    for line in [
+    // the skipped events may sit in another partition (on Kafka their keys differ), read
+    // after the windows closed: wait for them
+    let lines = [
         "mlops_monitoring_prediction_log_events_total{outcome=\"malformed\"}",
         "mlops_monitoring_prediction_log_events_total{outcome=\"unmonitored\"}",
-    ] {
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let (_, metrics) = mlops_tests::http_get(sb.addresses("monitoring").admin, "/metrics")
+            .await
+            .unwrap();
+        if lines.iter().all(|l| metrics.contains(l)) || tokio::time::Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for line in lines {
         assert!(metrics.contains(line), "no {line} in\n{metrics}");
     }
     // version 2's window is open with its 10 rows
