@@ -102,6 +102,20 @@ async fn start(bus: Bus, prefix: &str) -> (Sandbox, FeatureStoreServiceClient<Ch
 }
 
 /// The malformed messages of `source` the feature store has counted.
+/// Waits until `source` has counted at least `want` malformed messages, for at most `within`,
+/// and returns the count: the consumer may count the last messages after the test has seen
+/// the rows sent before them.
+async fn wait_malformed(sb: &Sandbox, source: &str, want: f64, within: Duration) -> f64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let n = malformed(sb, source).await;
+        if n >= want || tokio::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn malformed(sb: &Sandbox, source: &str) -> f64 {
     let (_, metrics) = mlops_tests::http_get(sb.addresses("feature-store").admin, "/metrics")
         .await
@@ -174,7 +188,7 @@ pub(crate) async fn kafka_sources_are_ingested_into_the_online_store(bus: Bus, w
             fpb::FieldStatus::NotFound as i32
         ]
     );
-    let malformed = malformed(&sb, "driver_events").await;
+    let malformed = wait_malformed(&sb, "driver_events", 4.0, within).await;
     assert!(
         malformed >= 4.0,
         "{malformed} malformed counted, want the 4 sent"
@@ -263,7 +277,7 @@ pub(crate) async fn avro_sources_are_ingested_into_the_online_store(bus: Bus, wi
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(got.0, [Some(0.1234), Some(-2.5e-10), Some(1e300), None]);
-    let malformed = malformed(&sb, "driver_avro").await;
+    let malformed = wait_malformed(&sb, "driver_avro", 2.0, within).await;
     assert!(
         malformed >= 2.0,
         "{malformed} malformed counted, want the 2 sent"
