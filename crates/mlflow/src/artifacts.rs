@@ -69,7 +69,8 @@ pub fn from_proxy_uri(uri: &str, root: &str) -> Result<String> {
     })
 }
 
-fn check_segments(path: &str) -> std::result::Result<(), &'static str> {
+/// Why `path` (relative, `/`-separated) is not a safe path, if it is not.
+pub(crate) fn check_segments(path: &str) -> std::result::Result<(), &'static str> {
     if path.is_empty() {
         return Ok(());
     }
@@ -293,7 +294,7 @@ async fn list_proxy(
 
 /// `GET /api/2.0/mlflow/artifacts/list?run_id=..&path=..`: a run's artifacts under
 /// `path`, with paths relative to the run's root.
-async fn list_run_artifacts(
+pub(crate) async fn list_run_artifacts(
     State(state): State<AppState>,
     auth: Auth,
     p: Params,
@@ -330,7 +331,8 @@ async fn list_run_artifacts(
 }
 
 /// A content type for a file name, as far as it matters to a browser.
-fn content_type(name: &str) -> &'static str {
+/// The media type of an artifact, by its extension.
+pub(crate) fn content_type(name: &str) -> &'static str {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
         Some("txt") | Some("log") | Some("py") | Some("md") => "text/plain",
@@ -357,12 +359,31 @@ async fn download(
             "Artifact path refers to a directory, not a file: '{path}'"
         )));
     }
+    stream_download(
+        &state,
+        &auth,
+        &target.run_id,
+        &target.logged_model_id,
+        &target.path,
+    )
+    .await
+}
+
+/// A run's (or logged model's) file at `path` under its artifact root, streamed from
+/// tracking as an attachment.
+pub(crate) async fn stream_download(
+    state: &AppState,
+    auth: &Auth,
+    run_id: &str,
+    logged_model_id: &str,
+    path: &str,
+) -> Result<Response> {
     let mut stream = state
         .tracking()
         .download_artifact(auth.request(pb::DownloadArtifactRequest {
-            run_id: target.run_id.clone(),
-            path: target.path.clone(),
-            logged_model_id: target.logged_model_id.clone(),
+            run_id: run_id.to_owned(),
+            path: path.to_owned(),
+            logged_model_id: logged_model_id.to_owned(),
         }))
         .await?
         .into_inner();
@@ -374,7 +395,7 @@ async fn download(
             tracing::warn!(error = %s.message(), "artifact download broke off");
             std::io::Error::other(s.message().to_owned())
         });
-    let name = target.path.rsplit('/').next().unwrap_or(&target.path);
+    let name = path.rsplit('/').next().unwrap_or(path);
     let disposition = HeaderValue::from_str(&format!(
         "attachment; filename=\"{}\"",
         name.replace(['"', '\\'], "_")

@@ -28,6 +28,10 @@ pub struct MlflowConfig {
     /// Largest JSON request body in bytes (artifact uploads are streamed and not limited by it).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// MLflow's web UI: the build directory inside an installed `mlflow` package
+    /// (`<site-packages>/mlflow/server/js/build`), served at `/`. Unset: no UI, the REST API only.
+    #[arg(long, visible_alias = "mlflow-ui-dir")]
+    pub ui_dir: Option<std::path::PathBuf>,
 }
 
 impl ServiceConfig for MlflowConfig {
@@ -52,6 +56,12 @@ impl ServiceConfig for MlflowConfig {
                     message: "must be a gRPC address like http://127.0.0.1:50051".into(),
                 });
             }
+        }
+        if let Some(dir) = &self.ui_dir {
+            crate::ui::check_build_dir(dir).map_err(|message| ConfigError::Invalid {
+                setting: "ui_dir",
+                message,
+            })?;
         }
         if self.token.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
             return Err(ConfigError::Invalid {

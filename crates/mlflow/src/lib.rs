@@ -15,6 +15,9 @@
 //! - [`artifacts`]: the `mlflow-artifacts` proxy, streaming to and from tracking;
 //! - [`logged_models`], [`info`]: what MLflow's client asks besides;
 //! - [`metrics`]: the HTTP metrics and spans;
+//! - [`ui`]: MLflow's own web UI from the installed `mlflow` package, with the routes it
+//!   calls besides the REST API, which is mirrored under `/ajax-api/` for it, and
+//!   [`graphql`], the GraphQL endpoint its pages query;
 //! - [`Gateway`]: the service for the kit (`mlops_kit::Service`): binds, then runs on
 //!   the kit's runner (readiness off, drain requests).
 //!
@@ -24,6 +27,7 @@ pub mod artifacts;
 pub mod config;
 pub mod entities;
 pub mod error;
+pub mod graphql;
 pub mod history;
 pub mod info;
 pub mod json;
@@ -33,10 +37,14 @@ pub mod registry;
 pub mod registry_entities;
 pub mod state;
 pub mod tracking;
+pub mod ui;
 
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
 use axum::Router;
 use mlops_kit::{Addresses, Local, Runner, Service};
 use mlops_proto::registry::v1::registry_service_server::SERVICE_NAME as REGISTRY;
@@ -45,26 +53,52 @@ use mlops_runtime::admin::Check;
 use mlops_runtime::config::ServiceConfig;
 use mlops_runtime::grpc::Listeners;
 use mlops_runtime::shutdown::CancellationToken;
+use tower::ServiceExt;
 
 pub use config::MlflowConfig;
 use error::{ApiError, ErrorCode};
 pub use state::AppState;
 
 /// Every endpoint, with the HTTP metrics and MLflow's answers for unknown paths.
+/// The REST API answers under `/api/` and, for MLflow's web UI, under `/ajax-api/`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let api = Router::new()
         .merge(tracking::routes())
         .merge(registry::routes())
         .merge(artifacts::routes())
         .merge(logged_models::routes())
         .merge(info::routes())
+        .merge(ui::routes())
+        .route("/graphql", get(graphql::handle).post(graphql::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             metrics::HttpMetrics::new(),
             metrics::record,
         ))
-        .with_state(state)
+        .with_state(state);
+    let mirrored = api.clone();
+    api.route(
+        "/ajax-api/{*rest}",
+        any(move |req: Request| ajax(mirrored.clone(), req)),
+    )
+}
+
+/// A request under `/ajax-api/` answered as the same request under `/api/`.
+async fn ajax(api: Router, mut req: Request) -> Response {
+    let rewritten = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().replacen("/ajax-api/", "/api/", 1))
+        .and_then(|pq| Uri::builder().path_and_query(pq).build().ok());
+    match rewritten {
+        Some(uri) => *req.uri_mut() = uri,
+        None => return ApiError::invalid("the request path is not valid").into_response(),
+    }
+    match api.oneshot(req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
 }
 
 /// MLflow's client treats `ENDPOINT_NOT_FOUND` as "this server has no such API"
@@ -102,6 +136,8 @@ impl Service for Gateway {
         "admin_addr",
         "tracking_addr",
         "registry_addr",
+        // `mlops up --mlflow-ui-dir` (MLOPS_MLFLOW_UI_DIR), or found in the Python environment.
+        "ui_dir",
     ];
 
     fn describe(addresses: &Addresses) -> String {

@@ -529,7 +529,11 @@ async fn delete_model_version(State(s): State<AppState>, auth: Auth, p: Params) 
     Ok(empty())
 }
 
-async fn search_model_versions(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
+pub(crate) async fn search_model_versions(
+    State(s): State<AppState>,
+    auth: Auth,
+    p: Params,
+) -> JsonResult {
     let max_results = page_size(
         p.opt_i32("max_results")?,
         MAX_VERSIONS_PAGE,

@@ -43,6 +43,8 @@ struct Inner {
     max_body_bytes: usize,
     /// The tracking service's artifact root, learned once (see [`AppState::artifact_root`]).
     artifact_root: OnceCell<String>,
+    /// MLflow's web UI build, when it is served.
+    ui_dir: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
                 token,
                 max_body_bytes: config.max_body_bytes,
                 artifact_root: OnceCell::new(),
+                ui_dir: config.ui_dir.clone(),
             }),
         })
     }
@@ -95,6 +98,11 @@ impl AppState {
     /// A client of the model registry.
     pub fn registry(&self) -> RegistryClient {
         self.inner.registry.clone()
+    }
+
+    /// MLflow's web UI build directory, when the UI is served.
+    pub fn ui_dir(&self) -> Option<&std::path::Path> {
+        self.inner.ui_dir.as_deref()
     }
 
     /// The largest JSON request body.

@@ -109,7 +109,7 @@ async fn experiment_json(s: &AppState, auth: &Auth, e: Option<pb::Experiment>) -
     ))
 }
 
-async fn get_experiment(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
+pub(crate) async fn get_experiment(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
     let experiment_id = p.required_string("experiment_id")?;
     let e = s
         .tracking()
@@ -297,7 +297,7 @@ async fn same_experiment_parent(
     Ok(parent.experiment_id == exp)
 }
 
-async fn get_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
+pub(crate) async fn get_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
     let run_id = p.run_id()?;
     let run = s
         .tracking()
@@ -347,7 +347,7 @@ async fn restore_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonRe
     Ok(empty())
 }
 
-async fn search_runs(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
+pub(crate) async fn search_runs(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
     let req = pb::SearchRunsRequest {
         experiment_ids: p.strings("experiment_ids")?,
         filter: p.string("filter")?,
