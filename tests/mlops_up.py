@@ -64,15 +64,17 @@ def ready(admin: str) -> bool:
 class Up:
     """A running `mlops up` under `root` (data in root/data, output in root/server.log)."""
 
-    def __init__(self, binary: str, root: Path):
+    def __init__(self, binary: str, root: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+        """`env`: the process's environment (default: this one's); `args`: more flags."""
         self.cmd, self.addrs = up_command(binary, root / "data")
+        self.cmd += list(args)
         self.data = root / "data"
         self.log_path = root / "server.log"
         self._log = open(self.log_path, "wb")
         self._log.write(("$ " + " ".join(self.cmd) + "\n").encode())
         self._log.flush()
         self.proc = subprocess.Popen(
-            self.cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root
+            self.cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root, env=env
         )
 
     def log_tail(self, lines: int = 60) -> str:

@@ -8,9 +8,10 @@ use mlops_events::BusArgs;
 use mlops_feature_store::FeatureStore;
 use mlops_inference::Inference;
 use mlops_kit::{entry, Composition, Entry, Local};
-use mlops_mlflow::Gateway;
+use mlops_mlflow::{Gateway, MlflowConfig};
 use mlops_monitoring::Monitoring;
 use mlops_registry::Registry;
+use mlops_runtime::config::ServiceConfig;
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_tracking::Tracking;
 
@@ -65,6 +66,15 @@ pub struct UpArgs {
     /// registered model files then go under <root>/models instead of <data-dir>/models.
     #[arg(long)]
     artifact_root: Option<String>,
+    /// MLflow's web UI, served at the MLflow address: the build directory of an installed
+    /// mlflow package (<site-packages>/mlflow/server/js/build). Without it, `mlops up`
+    /// looks for mlflow in the active Python environment ($VIRTUAL_ENV, python3, python)
+    /// and serves its UI when it finds one, saying where it looked when it does not.
+    #[arg(long, env = "MLOPS_MLFLOW_UI_DIR")]
+    mlflow_ui_dir: Option<PathBuf>,
+    /// No web UI, even when mlflow is installed.
+    #[arg(long, conflicts_with = "mlflow_ui_dir")]
+    no_mlflow_ui: bool,
 }
 
 /// Every service `mlops up` runs, callees before callers: one line per service.
@@ -153,6 +163,26 @@ fn environment_help() -> String {
     out
 }
 
+/// The MLflow UI build to serve: the one given, else one found in the Python
+/// environment, else none (said on the console, with where it looked).
+fn mlflow_ui(args: &UpArgs) -> anyhow::Result<Option<PathBuf>> {
+    if args.no_mlflow_ui {
+        return Ok(None);
+    }
+    if let Some(dir) = &args.mlflow_ui_dir {
+        mlops_mlflow::ui::check_build_dir(dir)
+            .map_err(|why| anyhow::anyhow!("--mlflow-ui-dir: {why}"))?;
+        return Ok(Some(dir.clone()));
+    }
+    match mlops_mlflow::ui::find_installed() {
+        Ok(dir) => Ok(Some(dir)),
+        Err(why) => {
+            println!("mlops up: MLflow's web UI is off: {why}");
+            Ok(None)
+        }
+    }
+}
+
 /// Runs every service built so far until Ctrl-C.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _telemetry = mlops_runtime::telemetry::init("up")?;
@@ -191,13 +221,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_http_port("inference", &args.inference_http_addr)
         .with_ports("mlflow", &args.mlflow_addr, &args.mlflow_admin_addr);
     local.artifact_root = args.artifact_root.clone();
+    let ui_dir = mlflow_ui(&args)?;
     let mut platform = Composition::new(local);
     for service in services() {
-        (service.start)(&mut platform).await?;
+        if service.name == <MlflowConfig as ServiceConfig>::NAME {
+            let ui_dir = ui_dir.clone();
+            platform.start::<Gateway>(|c| c.ui_dir = ui_dir).await?;
+        } else {
+            (service.start)(&mut platform).await?;
+        }
     }
     println!("mlops up: data in {}", args.data_dir.display());
     for line in platform.describe() {
         println!("{line}");
+    }
+    if let (Some(dir), Some(gateway)) = (&ui_dir, platform.local().addresses("mlflow")) {
+        println!(
+            "  web UI    http://{}/  (MLflow's own, from {})",
+            gateway.api,
+            dir.display()
+        );
     }
     println!("ready; Ctrl-C stops");
 
