@@ -180,6 +180,44 @@ def test_the_ui_calls_answer_as_mlflows_server_does(ui, logged):
     assert status == 400 and b"not valid" in body, body
 
 
+def test_the_routes_mlflow_serves_under_ajax_api_only(ui, logged, tmp_path):
+    uri, run = ui["uri"], logged["run_id"]
+    # Whole histories of several runs (MLflow's compare page), runs in id order.
+    q = urllib.parse.urlencode([("run_id", logged["other_run_id"]), ("run_id", run), ("metric_key", "val_loss")])
+    status, body, _ = get(f"{uri}/ajax-api/2.0/mlflow/metrics/get-history-bulk?{q}")
+    points = json.loads(body)["metrics"]
+    assert status == 200 and len(points) == 25, body[:300]
+    assert [p["run_id"] for p in points] == sorted([run] * 20 + [logged["other_run_id"]] * 5)
+    status, body, _ = get(f"{uri}/ajax-api/2.0/mlflow/metrics/get-history-bulk?metric_key=val_loss")
+    assert status == 400 and b"must specify at least one run_id" in body, body
+
+    # The UI's upload: the body becomes the run's file, listed and downloadable after.
+    req = urllib.request.Request(
+        f"{uri}/ajax-api/2.0/mlflow/upload-artifact?" + urllib.parse.urlencode({"run_uuid": run, "path": "uploads/chart.json"}),
+        data=b'{"points": 3}', method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200
+    status, body, _ = get(f"{uri}/get-artifact?" + urllib.parse.urlencode({"path": "uploads/chart.json", "run_uuid": run}))
+    assert (status, body) == (200, b'{"points": 3}')
+    for query, why in [({"path": "x.txt"}, b"must specify run_uuid"), ({"run_uuid": run, "path": "x.txt"}, b"must specify data")]:
+        req = urllib.request.Request(f"{uri}/ajax-api/2.0/mlflow/upload-artifact?" + urllib.parse.urlencode(query), data=b"", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        assert e.value.code == 400 and why in e.value.read(), query
+
+    # A logged model's file.
+    client = MlflowClient(uri)
+    model = client.create_logged_model(experiment_id=logged["exp_id"], name="ui-logged")
+    (tmp_path / "conda.yaml").write_text("name: ui\n")
+    client.log_model_artifact(model.model_id, str(tmp_path / "conda.yaml"))
+    q = urllib.parse.urlencode({"artifact_file_path": "conda.yaml"})
+    status, body, _ = get(f"{uri}/ajax-api/2.0/mlflow/logged-models/{model.model_id}/artifacts/files?{q}")
+    assert (status, body) == (200, b"name: ui\n")
+    status, body, _ = get(f"{uri}/ajax-api/2.0/mlflow/logged-models/{model.model_id}/artifacts/files")
+    assert status == 400 and b"artifact_file_path" in body, body
+
+
 # The run page's GraphQL document, as the UI build sends it (Apollo adds __typename).
 GET_RUN = """query GetRun($data: MlflowGetRunInput!) @component(name: "MLflow.ExperimentRunTracking") {
   mlflowGetRun(input: $data) {

@@ -428,14 +428,32 @@ async fn upload(
             "cannot upload to {SCHEME}/{path}: name a file under the run's artifact root"
         )));
     }
+    upload_stream(
+        &state,
+        &auth,
+        pb::ArtifactHeader {
+            run_id: target.run_id.clone(),
+            path: target.path.clone(),
+            logged_model_id: target.logged_model_id.clone(),
+        },
+        body,
+        &format!("{SCHEME}/{path}"),
+    )
+    .await?;
+    Ok(empty())
+}
+
+/// Streams `body` to tracking as the file `header` names (`shown`: how the caller
+/// named it, for messages).
+pub(crate) async fn upload_stream(
+    state: &AppState,
+    auth: &Auth,
+    header: pb::ArtifactHeader,
+    body: Body,
+    shown: &str,
+) -> Result<()> {
     let header = pb::UploadArtifactRequest {
-        item: Some(pb::upload_artifact_request::Item::Header(
-            pb::ArtifactHeader {
-                run_id: target.run_id.clone(),
-                path: target.path.clone(),
-                logged_model_id: target.logged_model_id.clone(),
-            },
-        )),
+        item: Some(pb::upload_artifact_request::Item::Header(header)),
     };
     let (broke_tx, broke_rx) = tokio::sync::oneshot::channel();
     let chunks = coalesce(body.into_data_stream(), UPLOAD_CHUNK_BYTES, broke_tx).map(|chunk| {
@@ -452,10 +470,10 @@ async fn upload(
         }
         // Dropping the call cancels the gRPC stream: tracking keeps nothing of it.
         Ok(why) = broke_rx => {
-            return Err(ApiError::invalid(format!("the upload of {SCHEME}/{path} broke off: {why}")));
+            return Err(ApiError::invalid(format!("the upload of {shown} broke off: {why}")));
         }
     }
-    Ok(empty())
+    Ok(())
 }
 
 /// Tracking's answer to an upload it refused. A file over its size limit

@@ -84,18 +84,25 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
-/// A request under `/ajax-api/` answered as the same request under `/api/`.
-async fn ajax(api: Router, mut req: Request) -> Response {
+/// A request under `/ajax-api/` answered as the same request under `/api/`. It goes
+/// in afresh (method, headers, body), without what routing here attached to it (the
+/// `{*rest}` parameter would reach the handler's own path parameters).
+async fn ajax(api: Router, req: Request) -> Response {
     let rewritten = req
         .uri()
         .path_and_query()
         .map(|pq| pq.as_str().replacen("/ajax-api/", "/api/", 1))
         .and_then(|pq| Uri::builder().path_and_query(pq).build().ok());
-    match rewritten {
-        Some(uri) => *req.uri_mut() = uri,
-        None => return ApiError::invalid("the request path is not valid").into_response(),
-    }
-    match api.oneshot(req).await {
+    let Some(uri) = rewritten else {
+        return ApiError::invalid("the request path is not valid").into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let mut fresh = Request::new(body);
+    *fresh.method_mut() = parts.method;
+    *fresh.uri_mut() = uri;
+    *fresh.version_mut() = parts.version;
+    *fresh.headers_mut() = parts.headers;
+    match api.oneshot(fresh).await {
         Ok(resp) => resp,
         Err(never) => match never {},
     }
@@ -309,6 +316,37 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(
             body["message"].as_str().unwrap().contains("'run_id'"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_rest_api_answers_under_ajax_api_too_and_the_ui_is_off_by_default() {
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        let (status, direct) = call(get("/api/3.0/mlflow/server-info")).await;
+        let (mirrored_status, mirrored) = call(get("/ajax-api/3.0/mlflow/server-info")).await;
+        assert_eq!((status, mirrored_status), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(direct, mirrored);
+        // Parameters and their errors arrive intact.
+        let (status, body) = call(get("/ajax-api/2.0/mlflow/runs/get?run_id=")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["message"].as_str().unwrap().contains("'run_id'"),
+            "{body}"
+        );
+        let (status, body) = call(get("/ajax-api/2.0/mlflow/nope")).await;
+        assert_eq!(
+            (status.as_u16(), body["error_code"].as_str()),
+            (404, Some("ENDPOINT_NOT_FOUND"))
+        );
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/2.0/mlflow/nope"));
+        let (status, body) = call(get("/")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(
+            body["message"].as_str().unwrap().contains("--ui-dir"),
             "{body}"
         );
     }

@@ -9,15 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use futures::StreamExt;
 use mlops_proto::registry::v1 as rpb;
 
-use crate::artifacts::{check_segments, stream_download};
+use serde_json::{json, Value};
+
+use crate::artifacts::{check_segments, stream_download, upload_stream};
 use crate::error::{ApiError, Result};
 use crate::json::Params;
 use crate::state::{AppState, Auth};
@@ -96,6 +98,128 @@ pub fn routes() -> Router<AppState> {
         .route("/get-artifact", get(run_artifact))
         .route("/model-versions/get-artifact", get(model_version_artifact))
         .route("/version", get(|| async { MLFLOW_VERSION }))
+        // MLflow serves these three under /ajax-api/ only; the mirror reaches them there.
+        .route(
+            "/api/2.0/mlflow/metrics/get-history-bulk",
+            get(history_bulk),
+        )
+        .route("/api/2.0/mlflow/upload-artifact", post(upload_artifact))
+        .route(
+            "/api/2.0/mlflow/logged-models/{model_id}/artifacts/files",
+            get(logged_model_file),
+        )
+}
+
+/// MLflow's `MAX_HISTORY_RESULTS` and `MAX_RUN_IDS_PER_REQUEST` of `get-history-bulk`.
+const MAX_HISTORY_RESULTS: i64 = 25_000;
+const MAX_HISTORY_RUNS: usize = 100;
+/// MLflow's size limit of `upload-artifact` (the UI's uploads).
+const MAX_UI_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+
+/// `GET .../metrics/get-history-bulk?run_id=..&run_id=..&metric_key=..`: whole
+/// histories of several runs, runs in id order, each by (timestamp, step, value).
+async fn history_bulk(State(s): State<AppState>, auth: Auth, p: Params) -> Result<Json<Value>> {
+    let mut run_ids = p.strings("run_id")?;
+    if run_ids.is_empty() {
+        return Err(ApiError::invalid(
+            "GetMetricHistoryBulk request must specify at least one run_id.",
+        ));
+    }
+    if run_ids.len() > MAX_HISTORY_RUNS {
+        return Err(ApiError::invalid(format!(
+            "GetMetricHistoryBulk request cannot specify more than {MAX_HISTORY_RUNS} run_ids. \
+             Received {} run_ids.",
+            run_ids.len()
+        )));
+    }
+    let Some(key) = p
+        .get("metric_key")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Err(ApiError::invalid(
+            "GetMetricHistoryBulk request must specify a metric_key.",
+        ));
+    };
+    let max_results = p
+        .opt_i64("max_results")?
+        .unwrap_or(MAX_HISTORY_RESULTS)
+        .clamp(0, MAX_HISTORY_RESULTS) as usize;
+    run_ids.sort();
+    let mut points = vec![];
+    for run_id in &run_ids {
+        let (mut history, _) =
+            crate::history::metric_history(&s, &auth, run_id, &key, 0, String::new(), false)
+                .await?;
+        history.truncate(max_results);
+        history.sort_by(|a, b| {
+            (a.timestamp, a.step)
+                .cmp(&(b.timestamp, b.step))
+                .then(a.value.total_cmp(&b.value))
+        });
+        for m in history {
+            let mut point = json!(m);
+            point["run_id"] = json!(run_id);
+            points.push(point);
+        }
+    }
+    Ok(Json(json!({ "metrics": points })))
+}
+
+/// `POST .../upload-artifact?run_uuid=..&path=..`: the body becomes the run's file
+/// (the UI's uploads; at most 10 MB, as MLflow allows).
+async fn upload_artifact(
+    State(s): State<AppState>,
+    auth: Auth,
+    Query(q): Query<Vec<(String, String)>>,
+    body: Body,
+) -> Result<Json<Value>> {
+    let arg = |name: &str| {
+        q.iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let run_id =
+        arg("run_uuid").ok_or_else(|| ApiError::invalid("Request must specify run_uuid."))?;
+    let path = arg("path").ok_or_else(|| ApiError::invalid("Request must specify path."))?;
+    let path = path.trim_matches('/').to_owned();
+    check_segments(&path)
+        .map_err(|why| ApiError::invalid(format!("path `{path}` is not valid: {why}")))?;
+    let too_large = || ApiError::invalid("Artifact size is too large. Max size is 10MB.");
+    let data = axum::body::to_bytes(body, MAX_UI_UPLOAD_BYTES)
+        .await
+        .map_err(|_| too_large())?;
+    if data.is_empty() {
+        return Err(ApiError::invalid("Request must specify data."));
+    }
+    let header = mlops_proto::tracking::v1::ArtifactHeader {
+        run_id: run_id.clone(),
+        path: path.clone(),
+        logged_model_id: String::new(),
+    };
+    let shown = format!("{path} of run {run_id}");
+    upload_stream(&s, &auth, header, Body::from(data), &shown).await?;
+    Ok(crate::json::empty())
+}
+
+/// `GET .../logged-models/<id>/artifacts/files?artifact_file_path=..`: a logged
+/// model's file.
+async fn logged_model_file(
+    State(s): State<AppState>,
+    auth: Auth,
+    UrlPath(model_id): UrlPath<String>,
+    p: Params,
+) -> Result<Response> {
+    let path = p.string("artifact_file_path")?;
+    if path.is_empty() {
+        return Err(ApiError::invalid(
+            "Request must include the \"artifact_file_path\" query parameter.",
+        ));
+    }
+    let path = path.trim_matches('/');
+    check_segments(path)
+        .map_err(|why| ApiError::invalid(format!("artifact path `{path}` is not valid: {why}")))?;
+    stream_download(&s, &auth, "", &model_id, path).await
 }
 
 fn ui_dir(state: &AppState) -> Result<&Path> {
