@@ -308,9 +308,19 @@ def test_artifacts_through_the_proxy(client: MlflowClient, server: Server, tmp_p
 
 
 def test_mlflow_error_codes(client: MlflowClient, server: Server):
+    missing = uuid.uuid4().hex
     with pytest.raises(MlflowException) as e:
-        client.get_run(uuid.uuid4().hex)
+        client.get_run(missing)
     assert error_code(e) == "RESOURCE_DOES_NOT_EXIST"
+    # MLflow's words, which client code matches.
+    assert f"Run with id={missing} not found" in str(e.value), str(e.value)
+    # An id no run can have is not found either, as on MLflow's server.
+    with pytest.raises(MlflowException) as e:
+        client.get_run("not-a-run-id")
+    assert error_code(e) == "RESOURCE_DOES_NOT_EXIST" and "Run with id=not-a-run-id not found" in str(e.value)
+    with pytest.raises(MlflowException) as e:
+        client.search_runs([], max_results=50_001)
+    assert error_code(e) == "INVALID_PARAMETER_VALUE" and "Invalid value 50001 for parameter 'max_results'" in str(e.value)
 
     name = unique("mlflow-dup")
     exp_id = client.create_experiment(name)
@@ -321,6 +331,7 @@ def test_mlflow_error_codes(client: MlflowClient, server: Server):
     with pytest.raises(MlflowException) as e:
         client.get_experiment(str(10**9))
     assert error_code(e) == "RESOURCE_DOES_NOT_EXIST"
+    assert f"No Experiment with id={10**9} exists" in str(e.value), str(e.value)
 
     run = client.create_run(exp_id)
     run_id = run.info.run_id

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -117,6 +118,7 @@ def test_registered_models_create_get_update_rename_tag_delete(client: MlflowCli
     with pytest.raises(MlflowException) as e:
         client.get_registered_model(new_name)
     assert code_of(e) == "RESOURCE_DOES_NOT_EXIST"
+    assert f"Registered Model with name={new_name} not found" in str(e.value), str(e.value)
     with pytest.raises(MlflowException) as e:
         client.delete_registered_model(new_name)
     assert code_of(e) == "RESOURCE_DOES_NOT_EXIST"
@@ -188,8 +190,12 @@ def test_versions_are_registered_from_run_artifacts(client: MlflowClient, run, m
     assert sorted(v.version for v in found) == ["1", "2"]
     assert {v.version for v in client.search_model_versions(f"run_id='{run['run_id']}'")} >= {"1", "2"}
 
+    # MLflow's default order is last updated first: version 2, until version 1 changes.
+    assert [v.version for v in client.search_model_versions(f"name='{model['name']}'")] == ["2", "1"]
+    time.sleep(0.01)
     updated = client.update_model_version(model["name"], "1", description="first")
     assert updated.description == "first"
+    assert [v.version for v in client.search_model_versions(f"name='{model['name']}'")] == ["1", "2"]
     client.set_model_version_tag(model["name"], "1", "validated", "yes")
     client.delete_model_version_tag(model["name"], "2", "k")
     assert client.get_model_version(model["name"], "1").tags == {"validated": "yes"}

@@ -193,14 +193,29 @@ impl Params {
     pub fn run_id(&self) -> Result<String> {
         let id = self.string("run_id")?;
         let uuid = self.string("run_uuid")?;
-        match (id.is_empty(), uuid.is_empty()) {
-            (true, true) => Err(self.missing("run_id")),
-            (false, false) if id != uuid => Err(ApiError::invalid(format!(
-                "run_id `{id}` and run_uuid `{uuid}` name different runs; give one of them"
-            ))),
-            (false, _) => Ok(id),
-            (true, false) => Ok(uuid),
+        let id = match (id.is_empty(), uuid.is_empty()) {
+            (true, true) => return Err(self.missing("run_id")),
+            (false, false) if id != uuid => {
+                return Err(ApiError::invalid(format!(
+                    "run_id `{id}` and run_uuid `{uuid}` name different runs; give one of them"
+                )))
+            }
+            (false, _) => id,
+            (true, false) => uuid,
+        };
+        // No run has an id of another form: MLflow answers such an id as any unknown
+        // one (404), and clients that catch "not found" rely on it.
+        if id.len() != 32
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            let shown: String = id.chars().take(64).collect();
+            return Err(ApiError::not_found(format!(
+                "Run with id={shown} not found"
+            )));
         }
+        Ok(id)
     }
 
     /// An integer parameter, `None` when absent; one an int64 cannot hold is
@@ -230,6 +245,22 @@ impl Params {
             Ok(n) => i32::try_from(n).map(Some).map_err(|_| out_of_range()),
             Err(IntError::OutOfRange) => Err(out_of_range()),
             Err(e) => Err(self.bad(key, v, &e.to_string())),
+        }
+    }
+
+    /// `max_results`, refused above `limit` with the words of MLflow's request
+    /// validation (the check its handlers make before the store's own).
+    pub fn max_results(&self, limit: i64) -> Result<Option<i32>> {
+        let n = self.opt_i32("max_results")?;
+        match (n, self.get("max_results")) {
+            (Some(n), Some(raw)) if i64::from(n) > limit => {
+                let kind = if raw.is_string() { "str" } else { "int" };
+                Err(ApiError::invalid(format!(
+                    "Invalid value {raw} for parameter 'max_results' supplied:  Hint: Value was of \
+                     type '{kind}'. See the API docs for more information about request parameters."
+                )))
+            }
+            _ => Ok(n),
         }
     }
 
@@ -566,17 +597,38 @@ mod tests {
         assert!(err.message.contains("'tags[1].key'"), "{}", err.message);
         assert!(q.string("n").is_err());
 
-        assert_eq!(p(json!({"run_uuid": "r1"})).run_id().unwrap(), "r1");
+        let (r1, r2) = ("a".repeat(32), "b".repeat(32));
+        assert_eq!(p(json!({"run_uuid": r1})).run_id().unwrap(), r1);
         assert_eq!(
-            p(json!({"run_id": "r1", "run_uuid": "r1"}))
-                .run_id()
-                .unwrap(),
-            "r1"
+            p(json!({"run_id": r1, "run_uuid": r1})).run_id().unwrap(),
+            r1
         );
-        assert!(p(json!({"run_id": "r1", "run_uuid": "r2"}))
-            .run_id()
-            .is_err());
+        assert!(p(json!({"run_id": r1, "run_uuid": r2})).run_id().is_err());
         assert!(p(json!({})).run_id().is_err());
+        let err = p(json!({"max_results": 50_001}))
+            .max_results(50_000)
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "Invalid value 50001 for parameter 'max_results' supplied:  Hint: Value was of type \
+             'int'. See the API docs for more information about request parameters."
+        );
+        let err = p(json!({"max_results": "1001"}))
+            .max_results(1000)
+            .unwrap_err();
+        assert!(err.message.starts_with("Invalid value \"1001\" for parameter 'max_results' supplied:  Hint: Value was of type 'str'."), "{}", err.message);
+        assert_eq!(
+            p(json!({"max_results": 50_000}))
+                .max_results(50_000)
+                .unwrap(),
+            Some(50_000)
+        );
+        // An id no run can have is an unknown run, as MLflow answers it.
+        for bad in ["r1", "A".repeat(32).as_str(), "../etc"] {
+            let err = p(json!({ "run_id": bad })).run_id().unwrap_err();
+            assert_eq!(err.code, crate::error::ErrorCode::ResourceDoesNotExist);
+            assert_eq!(err.message, format!("Run with id={bad} not found"));
+        }
     }
 
     #[test]

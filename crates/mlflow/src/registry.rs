@@ -40,6 +40,12 @@ use sources::{download_of, parse_source, path_under, Download, Source};
 const MAX_MODELS_PAGE: i32 = 1000;
 /// MLflow's largest page of versions (`SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD`).
 const MLFLOW_MAX_VERSIONS_PAGE: i32 = 200_000;
+/// The order of MLflow's `search_model_versions` when the request names none.
+const VERSIONS_DEFAULT_ORDER: [&str; 3] = [
+    "last_updated_timestamp DESC",
+    "name ASC",
+    "version_number DESC",
+];
 /// The registry's largest page of versions; bigger requests get pages of this size.
 const MAX_VERSIONS_PAGE: i32 = 10_000;
 
@@ -311,7 +317,7 @@ async fn search_registered_models(State(s): State<AppState>, auth: Auth, p: Para
         filter,
         // Unset is the registry's default page, MLflow's 100.
         max_results: page_size(
-            p.opt_i32("max_results")?,
+            p.max_results(MAX_MODELS_PAGE.into())?,
             0,
             MAX_MODELS_PAGE,
             MAX_MODELS_PAGE,
@@ -535,7 +541,7 @@ pub(crate) async fn search_model_versions(
     p: Params,
 ) -> JsonResult {
     let max_results = page_size(
-        p.opt_i32("max_results")?,
+        p.max_results(MLFLOW_MAX_VERSIONS_PAGE.into())?,
         MAX_VERSIONS_PAGE,
         MLFLOW_MAX_VERSIONS_PAGE,
         MAX_VERSIONS_PAGE,
@@ -543,7 +549,11 @@ pub(crate) async fn search_model_versions(
     let req = pb::SearchModelVersionsRequest {
         filter: p.string("filter")?,
         max_results,
-        order_by: p.strings("order_by")?,
+        order_by: match p.strings("order_by")? {
+            // MLflow's default order: last updated first.
+            none if none.is_empty() => VERSIONS_DEFAULT_ORDER.map(str::to_owned).to_vec(),
+            given => given,
+        },
         page_token: p.string("page_token")?,
     };
     let resp = s

@@ -354,8 +354,8 @@ pub(crate) async fn search_runs(State(s): State<AppState>, auth: Auth, p: Params
         run_view_type: p
             .opt_enum("run_view_type", VIEW_TYPES)?
             .unwrap_or(pb::ViewType::ActiveOnly) as i32,
-        // MLflow's default page is 1000 runs, as is tracking's.
-        max_results: p.opt_i32("max_results")?.unwrap_or(0),
+        // MLflow's default page is 1000 runs, as is tracking's; its limit is 50,000.
+        max_results: p.max_results(50_000)?.unwrap_or(0),
         order_by: p.strings("order_by")?,
         page_token: p.string("page_token")?,
     };

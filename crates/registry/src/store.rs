@@ -180,11 +180,14 @@ pub(crate) fn version_from_row(r: &AnyRow) -> pb::ModelVersion {
 }
 
 pub(crate) fn model_not_found(name: &str) -> RegistryError {
-    RegistryError::NotFound(format!("registered model `{name}` not found"))
+    // MLflow's words: clients match them.
+    RegistryError::NotFound(format!("Registered Model with name={name} not found"))
 }
 
 pub(crate) fn version_not_found(name: &str, version: i64) -> RegistryError {
-    RegistryError::NotFound(format!("model `{name}` has no version {version}"))
+    RegistryError::NotFound(format!(
+        "Model Version (name={name}, version={version}) not found"
+    ))
 }
 
 impl Store {

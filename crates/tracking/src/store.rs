@@ -330,7 +330,8 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
 
 /// A not-found error for a run.
 pub(crate) fn run_not_found(run_id: &str) -> TrackingError {
-    TrackingError::NotFound(format!("run {run_id} not found"))
+    // MLflow's words: clients match them.
+    TrackingError::NotFound(format!("Run with id={run_id} not found"))
 }
 
 /// Fails unless the run exists and is not deleted; returns its status.

@@ -105,7 +105,7 @@ async fn routes_take_mlflows_methods_and_check_requests_first() {
             "GET",
             "registered-models/search?max_results=1001",
             None,
-            "at most 1000",
+            "Invalid value \"1001\" for parameter 'max_results' supplied",
         ),
         (
             "POST",

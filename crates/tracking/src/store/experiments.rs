@@ -27,7 +27,8 @@ fn experiment(r: &AnyRow) -> pb::Experiment {
 }
 
 fn not_found(id: &str) -> TrackingError {
-    TrackingError::NotFound(format!("experiment {id} not found"))
+    // MLflow's words: clients match them.
+    TrackingError::NotFound(format!("No Experiment with id={id} exists"))
 }
 
 impl Store {
@@ -355,7 +356,7 @@ impl Store {
                 .rows_affected();
                 if n == 0 {
                     return Err(TrackingError::NotFound(format!(
-                        "experiment {id} has no tag `{key}`"
+                        "No tag with name: {key} in experiment with id {id}"
                     )));
                 }
             }

@@ -450,7 +450,7 @@ impl Store {
             .await?;
         if done.rows_affected() == 0 {
             return Err(TrackingError::NotFound(format!(
-                "logged model {model_id} has no tag `{key}`"
+                "No tag with key '{key}' found for model with ID '{model_id}'."
             )));
         }
         Ok(())

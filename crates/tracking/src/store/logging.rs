@@ -315,7 +315,7 @@ impl Store {
             .rows_affected();
         if n == 0 {
             return Err(TrackingError::NotFound(format!(
-                "run {run_id} has no tag `{key}`"
+                "No tag with name: {key} in run with id {run_id}"
             )));
         }
         tx.commit().await?;
