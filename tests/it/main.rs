@@ -26,6 +26,7 @@ mod ops;
 mod prediction_log;
 mod registry;
 mod registry_gate;
+mod registry_sources;
 mod search_limits;
 mod telemetry;
 mod tracking;

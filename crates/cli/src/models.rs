@@ -268,8 +268,7 @@ impl Register {
                     run_id,
                     artifact_path,
                     description,
-                    tags: vec![],
-                    logged_model_id: String::new(),
+                    ..Default::default()
                 };
                 answered_version(out, c.create_model_version(req)).await
             }

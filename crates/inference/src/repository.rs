@@ -210,6 +210,14 @@ impl Repository {
                 }
             )));
         }
+        if record.reference_only {
+            return Err(InferenceError::FailedPrecondition(format!(
+                "version {} of {name:?} is a reference to `{}` that the registry records without \
+                 holding its files, so it cannot be served; register the model from a run, a \
+                 logged model or an upload",
+                record.version, record.source
+            )));
+        }
         let file = match &record.signature {
             Some(sig) if sig.format == "onnx" && !sig.file.is_empty() => sig.file.clone(),
             _ => {

@@ -15,6 +15,7 @@
 //!   the kit's runner (drain RPCs, then flush events).
 
 pub mod config;
+mod copies;
 pub mod error;
 pub mod files;
 pub mod gate;

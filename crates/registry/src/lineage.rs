@@ -314,7 +314,8 @@ pub fn lineage_of(run: &tpb::Run, artifact_path: &str) -> pb::Lineage {
                 value: p.value,
             })
             .collect(),
-        uploaded_file: String::new(),
-        logged_model_id: String::new(),
+        // The run's user, as MLflow shows a version's; a request's own user_id wins.
+        user_id: info.user_id,
+        ..Default::default()
     }
 }

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use mlops_proto::registry::v1 as pb;
 use tonic::Streaming;
 
+pub(crate) use crate::copies::stamped;
 use crate::error::{invalid, RegistryError, Result};
 use crate::files::ModelFiles;
 use crate::lineage::{lineage_of, Owner, TrackingClient};
@@ -22,16 +23,18 @@ use crate::validate;
 /// Registers versions.
 #[derive(Clone)]
 pub struct Registrar {
-    store: Store,
-    files: ModelFiles,
+    pub(crate) store: Store,
+    pub(crate) files: ModelFiles,
     tracking: TrackingClient,
-    max_bytes: u64,
+    pub(crate) max_bytes: u64,
 }
 
 /// What a successful copy produced.
-struct Copied {
-    signature: Option<pb::Signature>,
-    files: Vec<(String, u64)>,
+pub(crate) struct Copied {
+    pub(crate) signature: Option<pb::Signature>,
+    pub(crate) files: Vec<(String, u64)>,
+    /// False for a reference: the registry holds no files of the version.
+    pub(crate) stored: bool,
 }
 
 fn is_onnx(rel: &str) -> bool {
@@ -103,15 +106,16 @@ impl Registrar {
         &self.files
     }
 
-    fn too_big(&self, size: u64) -> RegistryError {
+    pub(crate) fn too_big(&self, size: u64) -> RegistryError {
         invalid(format!(
             "the model is {size} bytes; this registry accepts at most {} (MLOPS_REGISTRY_MAX_MODEL_BYTES)",
             self.max_bytes
         ))
     }
 
-    /// Registers `run_id`'s artifact at `artifact_path`, or a tracking logged model's
-    /// files, as a new version.
+    /// Registers `run_id`'s artifact at `artifact_path`, a tracking logged model's
+    /// files, a copy of another version, or a reference to a source it does not read,
+    /// as a new version.
     pub async fn register_artifact(
         &self,
         req: pb::CreateModelVersionRequest,
@@ -120,6 +124,26 @@ impl Registrar {
         validate::description(&req.description)?;
         for t in &req.tags {
             validate::tag(&t.key, &t.value)?;
+        }
+        validate::given("run_link", &req.run_link, 4096)?;
+        validate::given("user_id", &req.user_id, 256)?;
+        let ways = [
+            !req.copy_from_name.is_empty(),
+            !req.source.is_empty(),
+            !req.logged_model_id.is_empty(),
+            !req.artifact_path.is_empty(),
+        ];
+        if ways.iter().filter(|w| **w).count() > 1 {
+            return Err(invalid(
+                "give one of artifact_path (with run_id), logged_model_id, source and \
+                 copy_from_name: they are different ways to register a version",
+            ));
+        }
+        if !req.copy_from_name.is_empty() {
+            return self.copy_version(req).await;
+        }
+        if !req.source.is_empty() {
+            return self.register_reference(req).await;
         }
         if !req.logged_model_id.is_empty() {
             return self.register_logged_model(req).await;
@@ -147,7 +171,7 @@ impl Registrar {
         let new = NewVersion {
             source: format!("runs:/{}/{path}", req.run_id),
             run_id: req.run_id.clone(),
-            lineage: lineage_of(&run, &path),
+            lineage: stamped(lineage_of(&run, &path), &req),
             description: req.description.clone(),
             tags: req.tags.clone(),
         };
@@ -189,7 +213,7 @@ impl Registrar {
         let new = NewVersion {
             source: format!("models:/{}", model.model_id),
             run_id,
-            lineage,
+            lineage: stamped(lineage, &req),
             description: req.description.clone(),
             tags: req.tags.clone(),
         };
@@ -234,6 +258,7 @@ impl Registrar {
             Ok(Copied {
                 signature,
                 files: written,
+                stored: true,
             })
         }
         .await;
@@ -317,13 +342,14 @@ impl Registrar {
             Ok(Copied {
                 signature,
                 files: vec![(w.rel, w.size)],
+                stored: true,
             })
         }
         .await;
         self.finish(pending, &new, copied).await
     }
 
-    async fn finish(
+    pub(crate) async fn finish(
         &self,
         p: Pending,
         new: &NewVersion,
@@ -357,7 +383,14 @@ impl Registrar {
                     description: new.description.clone(),
                     current_stage: pb::Stage::None as i32,
                     source: new.source.clone(),
-                    storage_location: self.files.location(&p.model_id, p.version),
+                    storage_location: if c.stored {
+                        self.files.location(&p.model_id, p.version)
+                    } else {
+                        String::new()
+                    },
+                    reference_only: !c.stored,
+                    user_id: new.lineage.user_id.clone(),
+                    run_link: new.lineage.run_link.clone(),
                     run_id: new.run_id.clone(),
                     status: pb::ModelVersionStatus::Ready as i32,
                     status_message: String::new(),

@@ -154,7 +154,19 @@ pub(crate) fn version_from_row(r: &AnyRow) -> pb::ModelVersion {
     tags.sort();
     let mut aliases: Vec<String> = json_list(r.get("aliases_json"), "version aliases");
     aliases.sort();
+    let lineage: Option<pb::Lineage> = decode(r.get("lineage"), "lineage");
+    let storage_location: String = r.get("storage_location");
     pb::ModelVersion {
+        // A reference keeps no files, so it has no location (see `Registrar::register_reference`).
+        reference_only: storage_location.is_empty(),
+        user_id: lineage
+            .as_ref()
+            .map(|l| l.user_id.clone())
+            .unwrap_or_default(),
+        run_link: lineage
+            .as_ref()
+            .map(|l| l.run_link.clone())
+            .unwrap_or_default(),
         name: r.get("name"),
         version: r.get("version"),
         creation_timestamp: r.get("creation_timestamp"),
@@ -162,7 +174,7 @@ pub(crate) fn version_from_row(r: &AnyRow) -> pb::ModelVersion {
         description: r.get("description"),
         current_stage: stage_from_name(&r.get::<String, _>("stage")) as i32,
         source: r.get("source"),
-        storage_location: r.get("storage_location"),
+        storage_location,
         run_id: r.get("run_id"),
         status: status_from_str(&r.get::<String, _>("status")) as i32,
         status_message: r.get("status_message"),
@@ -171,7 +183,7 @@ pub(crate) fn version_from_row(r: &AnyRow) -> pb::ModelVersion {
             .map(|(key, value)| pb::Tag { key, value })
             .collect(),
         aliases,
-        lineage: decode(r.get("lineage"), "lineage"),
+        lineage,
         signature: decode(r.get("signature"), "signature"),
         size_bytes: r.get::<i64, _>("size_bytes") as u64,
         last_gate: decode(r.get("last_gate"), "gate result"),

@@ -40,6 +40,20 @@ pub fn model_name(name: &str) -> Result<()> {
 }
 
 /// A version number: 1 or more.
+/// A free-text field recorded as given: at most `max` characters, no control characters.
+pub fn given(field: &str, value: &str, max: usize) -> Result<()> {
+    let n = value.chars().count();
+    if n > max {
+        return Err(invalid(format!(
+            "{field} is {n} characters; at most {max} are allowed"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{field} must not hold control characters")));
+    }
+    Ok(())
+}
+
 pub fn version(v: i64) -> Result<()> {
     if v < 1 {
         return Err(invalid(format!(

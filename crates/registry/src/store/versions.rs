@@ -588,8 +588,23 @@ impl Store {
                 "model `{name}` version {version} is {status}; only READY versions have files"
             )));
         }
+        let location: String = row.get(1);
+        if location.is_empty() {
+            let source: String = sqlx::query_scalar(
+                "SELECT source FROM model_versions WHERE model_id = $1 AND version = $2",
+            )
+            .bind(row.get::<String, _>(0))
+            .bind(version)
+            .fetch_one(self.db.reader())
+            .await?;
+            return Err(precondition(format!(
+                "model `{name}` version {version} is a reference to `{source}`: the registry \
+                 holds none of its files, so they cannot be listed, downloaded or served; \
+                 register it from a run, a logged model or an upload to have them"
+            )));
+        }
         let files: Vec<(String, u64)> =
             serde_json::from_str(&row.get::<String, _>(2)).unwrap_or_default();
-        Ok((row.get(0), row.get(1), files))
+        Ok((row.get(0), location, files))
     }
 }
