@@ -27,6 +27,7 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 
 import mlflow  # noqa: E402
+import grpc  # noqa: E402
 import pytest  # noqa: E402
 import requests  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
@@ -331,16 +332,64 @@ def test_errors_in_mlflows_codes(client: MlflowClient, server: Server, run, mode
     assert code_of(e) == "INVALID_PARAMETER_VALUE"
     assert "must be an integer" in e.value.message
     with pytest.raises(MlflowException) as e:
-        client.create_model_version(model["name"], source="file:///tmp/elsewhere/model")
-    assert code_of(e) == "INVALID_PARAMETER_VALUE"
-    assert "runs:/<run_id>/<path>" in e.value.message
-    with pytest.raises(MlflowException) as e:
-        client.create_model_version(model["name"], source=f"runs:/{run['run_id']}/no-such-dir", run_id=run["run_id"])
+        client.create_model_version(unique("absent"), source="s3://bucket/model")
     assert code_of(e) == "RESOURCE_DOES_NOT_EXIST"
+    with pytest.raises(MlflowException) as e:
+        client.create_model_version(model["name"], source=f"runs:/{run['run_id']}/model", run_id=uuid.uuid4().hex)
+    assert code_of(e) == "INVALID_PARAMETER_VALUE" and "must name the run that contains the source" in e.value.message
 
     # The methods of MLflow's REST API, and no others.
     r = requests.post(f"{server.mlflow_uri}/api/2.0/mlflow/registered-models/get", json={"name": "x"}, timeout=T)
     assert r.status_code == 405
+
+
+def test_every_source_form_registers_as_mlflow_records_it(client: MlflowClient, server: Server, run):
+    """What we can read is copied in (immutable); what we cannot is recorded as given, READY,
+    as a reference whose files this server does not serve, never refused or half-created."""
+    name = unique("sources")
+    client.create_registered_model(name)
+    elsewhere = uuid.uuid4().hex  # a run that lives on another server
+    forms = [
+        (f"runs:/{run['run_id']}/model", run["run_id"], False),
+        (f"{run['artifact_uri']}/model", run["run_id"], False),
+        (f"runs:/{elsewhere}/model", None, True),
+        ("s3://training-jobs/fraud/2026-12-05/model", None, True),
+        ("file:///tmp/elsewhere/model", None, True),
+        ("relative/model", None, True),
+        (f"runs:/{run['run_id']}/no-such-dir", run["run_id"], True),
+    ]
+    for i, (source, run_id, reference) in enumerate(forms, start=1):
+        mv = client.create_model_version(name, source=source, run_id=run_id, run_link=f"https://ci.example.com/{i}")
+        assert (mv.version, mv.status) == (str(i), "READY"), source
+        assert mv.run_link == f"https://ci.example.com/{i}", source
+        if reference:
+            assert mv.source == source, "a reference keeps its source as given"
+            assert client.get_model_version_download_uri(name, str(i)) == source
+        else:
+            assert mv.source == f"runs:/{run['run_id']}/model", source
+    # The registry's gRPC API tells the two apart and refuses a reference's files with the reason.
+    reg = mlops_client.connect_registry(server.registry_target)
+    try:
+        got = reg.GetModelVersion(rpb.GetModelVersionRequest(name=name, version=4)).model_version
+        assert got.reference_only and got.source == "s3://training-jobs/fraud/2026-12-05/model"
+        assert not reg.GetModelVersion(rpb.GetModelVersionRequest(name=name, version=1)).model_version.reference_only
+        with pytest.raises(grpc.RpcError) as e:
+            reg.ListModelVersionFiles(rpb.ListModelVersionFilesRequest(name=name, version=4))
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "is a reference" in e.value.details()
+    finally:
+        reg.channel.close()
+
+    # copy_model_version: promote dev's version 1 to prod, files and lineage copied.
+    prod = unique("prod.sources")
+    copied = client.copy_model_version(f"models:/{name}/1", prod)
+    assert (copied.name, copied.version, copied.status, copied.source) == (prod, "1", "READY", f"models:/{name}/1")
+    assert copied.run_id == run["run_id"]
+    copied_ref = client.copy_model_version(f"models:/{name}/4", prod)
+    assert (copied_ref.version, copied_ref.source) == ("2", f"models:/{name}/4")
+    # MLflow's client looks the source up first and wraps the server's 404 in its own error.
+    with pytest.raises(MlflowException) as e:
+        client.copy_model_version(f"models:/{name}/99", prod)
+    assert f"Model Version (name={name}, version=99) not found" in e.value.message, e.value.message
 
 
 def test_delete_model_version(client: MlflowClient, model):

@@ -54,7 +54,8 @@ def logged(ui, tmp_path_factory):
     """An experiment with a run (params, a metric over 20 steps, a text file) and a
     registered model version from the run."""
     mlflow.set_tracking_uri(ui["uri"])
-    client = MlflowClient(ui["uri"])
+    mlflow.set_registry_uri(ui["uri"])
+    client = MlflowClient(tracking_uri=ui["uri"], registry_uri=ui["uri"])
     suffix = uuid.uuid4().hex[:6]
     exp_name = f"ui-experiment-{suffix}"
     exp_id = client.create_experiment(exp_name)
@@ -76,6 +77,8 @@ def logged(ui, tmp_path_factory):
     model = f"ui-model-{suffix}"
     client.create_registered_model(model)
     mv = client.create_model_version(model, source=f"runs:/{r.info.run_id}/model", run_id=r.info.run_id)
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
     return {
         "exp_id": exp_id,
         "exp_name": exp_name,
@@ -207,7 +210,7 @@ def test_the_routes_mlflow_serves_under_ajax_api_only(ui, logged, tmp_path):
         assert e.value.code == 400 and why in e.value.read(), query
 
     # A logged model's file.
-    client = MlflowClient(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     model = client.create_logged_model(experiment_id=logged["exp_id"], name="ui-logged")
     (tmp_path / "conda.yaml").write_text("name: ui\n")
     client.log_model_artifact(model.model_id, str(tmp_path / "conda.yaml"))

@@ -438,58 +438,109 @@ async fn get_by_alias(State(s): State<AppState>, auth: Auth, p: Params) -> JsonR
     version_json(v)
 }
 
+/// `model-versions/create`. A source the registry can read (a run's artifact here, a
+/// logged model, another registered version) is copied in, so the version is
+/// immutable; any other source (a run in another server, an `s3://` path a job wrote,
+/// a relative path) is recorded as given, as MLflow records every source: a READY
+/// version that is only a reference, whose files this server does not serve.
 async fn create_model_version(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
     let source = p.required_string("source")?;
     let run_id = p.string("run_id")?;
-    let mut req = pb::CreateModelVersionRequest {
+    let base = pb::CreateModelVersionRequest {
         name: p.required_string("name")?,
         description: p.string("description")?,
         tags: tags(&p)?,
+        run_link: p.string("run_link")?,
+        user_id: p.string("user_id")?,
         ..Default::default()
     };
-    let root = s.artifact_root(&auth).await;
-    match parse_source(&source, &run_id, &p.string("model_id")?, root.as_deref())? {
+    let reference = pb::CreateModelVersionRequest {
+        source: source.clone(),
+        run_id: run_id.clone(),
+        ..base.clone()
+    };
+    // A copy of a registered version must find it, as MLflow's copy_model_version must.
+    let readable = match readable_source(&s, &auth, &p, &source, &run_id, base).await {
+        Ok(Some(req)) => s.registry().create_model_version(auth.request(req)).await,
+        Ok(None) => Err(tonic::Status::not_found("not a source this server reads")),
+        Err(e) => return Err(e),
+    };
+    let v = match readable {
+        Ok(resp) => resp.into_inner().model_version,
+        // The run, its artifact or the logged model is not here: record the source as given.
+        Err(status) if status.code() == tonic::Code::NotFound && !is_copy(&source) => {
+            s.registry()
+                .create_model_version(auth.request(reference))
+                .await?
+                .into_inner()
+                .model_version
+        }
+        Err(status) => return Err(status.into()),
+    };
+    version_json(v)
+}
+
+/// Whether `source` names a registered version (`models:/<name>/<version>`).
+fn is_copy(source: &str) -> bool {
+    matches!(
+        parse_source(source, "", "", None),
+        Ok(Source::Registered { .. })
+    )
+}
+
+/// The registry request that copies `source` in, or `None` when the source is not one
+/// this server reads (or not one it holds: a run elsewhere, a path under no run).
+async fn readable_source(
+    s: &AppState,
+    auth: &Auth,
+    p: &Params,
+    source: &str,
+    run_id: &str,
+    mut req: pb::CreateModelVersionRequest,
+) -> Result<Option<pb::CreateModelVersionRequest>> {
+    let root = s.artifact_root(auth).await;
+    match parse_source(source, run_id, &p.string("model_id")?, root.as_deref())? {
+        Source::Reference => return Ok(None),
+        Source::Registered { name, version } => {
+            req.copy_from_name = name;
+            req.copy_from_version = version;
+        }
         Source::LoggedModel(id) => {
             req.logged_model_id = id;
-            req.run_id = run_id;
+            req.run_id = run_id.to_owned();
         }
         Source::RunArtifact { run_id, path } => {
             req.run_id = run_id;
             req.artifact_path = path;
         }
         Source::UnderRun { run_id, uri } => {
-            let info = s
+            let got = s
                 .tracking()
                 .get_run(auth.request(tpb::GetRunRequest {
                     run_id: run_id.clone(),
                 }))
-                .await?
-                .into_inner()
-                .run
-                .and_then(|r| r.info)
-                .unwrap_or_default();
+                .await;
+            let info = match got {
+                Ok(resp) => resp
+                    .into_inner()
+                    .run
+                    .and_then(|r| r.info)
+                    .unwrap_or_default(),
+                Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
+                Err(status) => return Err(status.into()),
+            };
             let roots = [
                 info.artifact_uri.clone(),
                 to_proxy_uri(&info.artifact_uri, root.as_deref()),
             ];
-            let path = path_under(&uri, &roots).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "Invalid model version source: '{source}': it is not under the artifact \
-                     root of run {run_id} ({})",
-                    roots[1]
-                ))
-            })?;
+            let Some(path) = path_under(&uri, &roots) else {
+                return Ok(None);
+            };
             req.run_id = run_id;
             req.artifact_path = path;
         }
     }
-    let v = s
-        .registry()
-        .create_model_version(auth.request(req))
-        .await?
-        .into_inner()
-        .model_version;
-    version_json(v)
+    Ok(Some(req))
 }
 
 async fn get_version(s: &AppState, auth: &Auth, p: &Params) -> Result<pb::ModelVersion> {

@@ -93,6 +93,10 @@ pub struct ModelVersion {
     /// The logged model the version was registered from.
     #[serde(skip_serializing_if = "String::is_empty")]
     model_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    user_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    run_link: String,
 }
 
 impl From<pb::ModelVersion> for ModelVersion {
@@ -111,6 +115,8 @@ impl From<pb::ModelVersion> for ModelVersion {
             tags: key_values(v.tags),
             aliases: v.aliases,
             model_id: v.lineage.map(|l| l.logged_model_id).unwrap_or_default(),
+            user_id: v.user_id,
+            run_link: v.run_link,
         }
     }
 }

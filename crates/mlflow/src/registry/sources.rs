@@ -7,11 +7,6 @@ use mlops_proto::registry::v1 as pb;
 use crate::artifacts::{parse_proxy_path, to_proxy_uri, SCHEME};
 use crate::error::{ApiError, Result};
 
-/// The sources `model-versions/create` accepts, for its error message.
-const SOURCES: &str = "this server registers a run's artifact (runs:/<run_id>/<path>, or a URI \
-    under the run's artifact root such as mlflow-artifacts:/<experiment_id>/<run_id>/artifacts/<path>) \
-    or a logged model (models:/m-<id>, or model_id)";
-
 /// What a version's `source` asks to register.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -24,6 +19,15 @@ pub enum Source {
         /// The path under its artifact root.
         path: String,
     },
+    /// Another registered version, `models:/<name>/<version>`: copied.
+    Registered {
+        /// Its model.
+        name: String,
+        /// Its version.
+        version: i64,
+    },
+    /// A source the registry cannot read: recorded as given, as MLflow records any.
+    Reference,
     /// A URI that must lie under the artifact root of `run_id` (checked against the run).
     UnderRun {
         /// The run: named by the URI's shape, or else by the request's `run_id`.
@@ -90,6 +94,19 @@ pub fn parse_source(
     if let Some(id) = source_model {
         return Ok(Source::LoggedModel(id.to_owned()));
     }
+    if let Some((name, version)) = source
+        .strip_prefix("models:/")
+        .and_then(|rest| rest.trim_end_matches('/').rsplit_once('/'))
+    {
+        if let Ok(version) = version.parse::<i64>() {
+            if !name.is_empty() && version > 0 {
+                return Ok(Source::Registered {
+                    name: name.to_owned(),
+                    version,
+                });
+            }
+        }
+    }
     if let Some(rest) = source.strip_prefix("runs:/") {
         let rest = rest.trim_start_matches('/');
         let (named, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -139,9 +156,7 @@ pub fn parse_source(
             uri,
         });
     }
-    Err(ApiError::invalid(format!(
-        "Invalid model version source: '{source}': {SOURCES}."
-    )))
+    Ok(Source::Reference)
 }
 
 /// The path of `uri` under the first of `roots` it lies under (`""` for a root itself).
@@ -172,6 +187,10 @@ pub enum Download {
 /// Where the client downloads version `v` from: the logged model or run artifact it
 /// was registered from. An upload has no such place.
 pub fn download_of(v: &pb::ModelVersion) -> Result<Download> {
+    // A reference is downloaded from where it says, as MLflow answers its source.
+    if v.reference_only {
+        return Ok(Download::Uri(v.source.clone()));
+    }
     let l = v.lineage.clone().unwrap_or_default();
     if !l.uploaded_file.is_empty() || v.source.starts_with("upload:") {
         return Err(ApiError::invalid(format!(
@@ -302,21 +321,24 @@ mod tests {
         )
         .is_err());
 
-        // Everything else says what is accepted.
-        for bad in [
-            "models:/fraud/1".to_owned(),
-            "file:///tmp/model".to_owned(),
-            "s3://bucket/model".to_owned(),
-            "model".to_owned(),
-            "mlflow-artifacts:/1/not-a-run/artifacts/model".to_owned(),
+        // Another registered version is copied.
+        assert_eq!(
+            parse("models:/prod.fraud/3", "", "").unwrap(),
+            Source::Registered {
+                name: "prod.fraud".into(),
+                version: 3
+            }
+        );
+        // Everything else is recorded as given, as MLflow records any source.
+        for other in [
+            "models:/fraud/latest",
+            "models:/fraud/0",
+            "file:///tmp/model",
+            "s3://bucket/model",
+            "model",
+            "mlflow-artifacts:/1/not-a-run/artifacts/model",
         ] {
-            let err = parse(&bad, "", "").unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidParameterValue, "{bad}");
-            assert!(
-                err.message.contains("runs:/<run_id>/<path>"),
-                "{}",
-                err.message
-            );
+            assert_eq!(parse(other, "", "").unwrap(), Source::Reference, "{other}");
         }
         assert!(parse(&format!("mlflow-artifacts:/1/{RUN}/artifacts/../x"), "", "").is_err());
     }

@@ -110,8 +110,8 @@ async fn routes_take_mlflows_methods_and_check_requests_first() {
         (
             "POST",
             "model-versions/create",
-            Some(r#"{"name": "m", "source": "file:///tmp/model"}"#),
-            "runs:/<run_id>/<path>",
+            Some(r#"{"name": "m", "source": "runs:/abc/model", "run_id": "def"}"#),
+            "must name the run that contains the source",
         ),
     ] {
         let (status, body) = call(method, &format!("{API}/{path}"), body).await;
