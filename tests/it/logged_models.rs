@@ -131,12 +131,28 @@ async fn logged_models_in_tracking_and_the_registry(db: Database) {
     .await
     .unwrap();
     let got = crate::get_run(&mut t, &r).await;
+    let produced = [pb::ModelOutput {
+        model_id: id.clone(),
+        step: 3,
+    }];
+    assert_eq!(got.outputs.unwrap().model_outputs, produced);
+    // A search answers them too, as MLflow's does.
+    let searched = t
+        .search_runs(pb::SearchRunsRequest {
+            experiment_ids: vec![exp.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    let run = searched
+        .iter()
+        .find(|x| x.info.as_ref().unwrap().run_id == r)
+        .unwrap();
     assert_eq!(
-        got.outputs.unwrap().model_outputs,
-        [pb::ModelOutput {
-            model_id: id.clone(),
-            step: 3
-        }]
+        run.outputs.clone().unwrap_or_default().model_outputs,
+        produced
     );
     let found = t
         .search_logged_models(pb::SearchLoggedModelsRequest {

@@ -71,6 +71,10 @@ def test_experiments_create_get_search_rename_delete(client: MlflowClient, serve
     # Artifacts of the experiment's runs go through the gateway's artifact proxy.
     assert exp.artifact_location == f"mlflow-artifacts:/{exp_id}"
     assert exp.creation_time > 0 and exp.last_update_time >= exp.creation_time
+    # A relative location is under the server's working directory, as MLflow resolves it.
+    rel = client.create_experiment(unique("mlflow-rel"), artifact_location="my_location")
+    got = client.get_experiment(rel).artifact_location
+    assert os.path.realpath(got) == os.path.realpath(server.root / "my_location"), got
 
     assert client.get_experiment_by_name(name).experiment_id == exp_id
     assert client.get_experiment_by_name(unique("absent")) is None

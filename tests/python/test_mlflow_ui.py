@@ -180,7 +180,7 @@ def test_the_ui_calls_answer_as_mlflows_server_does(ui, logged):
     status, body, _ = get(f"{uri}/model-versions/get-artifact?{q}")
     assert (status, body) == (200, b"artifact_path: model\nflavors: {}\n")
     status, body, _ = get(f"{uri}/get-artifact?" + urllib.parse.urlencode({"path": "../x", "run_uuid": logged["run_id"]}))
-    assert status == 400 and b"not valid" in body, body
+    assert status == 400 and json.loads(body)["message"] == "Invalid path", body
 
 
 def test_the_routes_mlflow_serves_under_ajax_api_only(ui, logged, tmp_path):
@@ -219,6 +219,18 @@ def test_the_routes_mlflow_serves_under_ajax_api_only(ui, logged, tmp_path):
     assert (status, body) == (200, b"name: ui\n")
     status, body, _ = get(f"{uri}/ajax-api/2.0/mlflow/logged-models/{model.model_id}/artifacts/files")
     assert status == 400 and b"artifact_file_path" in body, body
+    status, body, _ = get(f"{uri}/ajax-api/2.0/mlflow/logged-models/{model.model_id}/artifacts/directories")
+    listed = json.loads(body)
+    assert status == 200 and [f["path"] for f in listed["files"]] == ["conda.yaml"], body
+    assert listed["root_uri"].startswith("mlflow-artifacts:/"), listed
+    # `..` is refused in MLflow's exact words, which its clients compare.
+    req = urllib.request.Request(
+        f"{uri}/ajax-api/2.0/mlflow/upload-artifact?" + urllib.parse.urlencode({"run_uuid": run, "path": "../x.txt"}),
+        data=b"x", method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 400 and json.loads(e.value.read())["message"] == "Invalid path"
 
 
 # The run page's GraphQL document, as the UI build sends it (Apollo adds __typename).

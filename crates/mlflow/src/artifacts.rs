@@ -69,6 +69,21 @@ pub fn from_proxy_uri(uri: &str, root: &str) -> Result<String> {
     })
 }
 
+/// `path` (relative, `/`-separated) without its `.` and empty segments, or MLflow's
+/// "Invalid path" (its exact words, which clients compare) for `..` and backslashes.
+pub(crate) fn clean_path(path: &str) -> Result<String> {
+    let mut kept = vec![];
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err(ApiError::invalid("Invalid path")),
+            s if s.contains('\\') => return Err(ApiError::invalid("Invalid path")),
+            s => kept.push(s),
+        }
+    }
+    Ok(kept.join("/"))
+}
+
 /// Why `path` (relative, `/`-separated) is not a safe path, if it is not.
 pub(crate) fn check_segments(path: &str) -> std::result::Result<(), &'static str> {
     if path.is_empty() {
@@ -114,9 +129,7 @@ pub struct RunArtifact {
 /// logged model's `<prefix>/models/<model id>/artifacts[/<path>]`. `None` when no
 /// artifact root is named; an error for `..` and the like.
 pub fn parse_proxy_path(path: &str) -> Result<Option<RunArtifact>> {
-    let path = path.trim_matches('/');
-    check_segments(path)
-        .map_err(|why| ApiError::invalid(format!("artifact path `{path}` is not valid: {why}")))?;
+    let path = clean_path(path)?;
     let segs: Vec<&str> = path.split('/').collect();
     let found = segs
         .windows(2)
@@ -292,6 +305,41 @@ async fn list_proxy(
     Ok(Json(json!({ "files": files })))
 }
 
+/// `GET .../logged-models/<id>/artifacts/directories?artifact_directory_path=..`: a
+/// logged model's files under a directory, paths relative to its root (MLflow serves
+/// it under /ajax-api/ only; the mirror reaches it there).
+pub(crate) async fn list_logged_model_artifacts(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(model_id): Path<String>,
+    p: Params,
+) -> Result<Json<serde_json::Value>> {
+    let path = clean_path(&p.string("artifact_directory_path")?)?;
+    let model = state
+        .tracking()
+        .get_logged_model(auth.request(pb::GetLoggedModelRequest {
+            model_id: model_id.clone(),
+            allow_deleted: false,
+        }))
+        .await?
+        .into_inner()
+        .model
+        .unwrap_or_default();
+    let root = state.artifact_root(&auth).await;
+    let files: Vec<FileInfo> = list_files(&state, &auth, "", &model_id, &path)
+        .await?
+        .map(|l| l.files)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| FileInfo::new(f.path.clone(), f))
+        .filter(|f| f.path != path || f.is_dir)
+        .collect();
+    Ok(Json(json!({
+        "root_uri": to_proxy_uri(&model.artifact_uri, root.as_deref()),
+        "files": files,
+    })))
+}
+
 /// `GET /api/2.0/mlflow/artifacts/list?run_id=..&path=..`: a run's artifacts under
 /// `path`, with paths relative to the run's root.
 pub(crate) async fn list_run_artifacts(
@@ -300,9 +348,7 @@ pub(crate) async fn list_run_artifacts(
     p: Params,
 ) -> Result<Json<serde_json::Value>> {
     let run_id = p.run_id()?;
-    let path = p.string("path")?.trim_matches('/').to_owned();
-    check_segments(&path)
-        .map_err(|why| ApiError::invalid(format!("artifact path `{path}` is not valid: {why}")))?;
+    let path = clean_path(&p.string("path")?)?;
     // The run must exist even when nothing is under the path.
     let run = state
         .tracking()
@@ -644,18 +690,36 @@ mod tests {
         assert_eq!(parse_proxy_path("").unwrap(), None);
         assert_eq!(parse_proxy_path(&format!("1/{RUN}")).unwrap(), None);
         assert_eq!(parse_proxy_path("1/not-a-run/artifacts/x").unwrap(), None);
-        // Escapes are refused before anything is looked up.
+        // Escapes are refused before anything is looked up, in MLflow's words.
         for bad in [
             format!("1/{RUN}/artifacts/../x"),
+            format!("1/{RUN}/artifacts/a\\..\\x"),
+        ] {
+            let err = parse_proxy_path(&bad).unwrap_err();
+            assert_eq!(
+                (err.code, err.message.as_str()),
+                (ErrorCode::InvalidParameterValue, "Invalid path"),
+                "{bad}"
+            );
+        }
+        // `.` and empty segments are nothing, as for MLflow (`download_artifacts(path=".")`).
+        for same in [
             format!("1/{RUN}/artifacts//x"),
             format!("1/{RUN}/artifacts/./x"),
         ] {
             assert_eq!(
-                parse_proxy_path(&bad).unwrap_err().code,
-                ErrorCode::InvalidParameterValue,
-                "{bad}"
+                parse_proxy_path(&same).unwrap().unwrap().path,
+                "x",
+                "{same}"
             );
         }
+        assert_eq!(
+            parse_proxy_path(&format!("1/{RUN}/artifacts/."))
+                .unwrap()
+                .unwrap()
+                .path,
+            ""
+        );
     }
 
     #[test]

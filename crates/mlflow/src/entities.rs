@@ -203,8 +203,7 @@ pub struct ModelOutput {
     step: i64,
 }
 
-/// The outputs of a run: the logged models it produced (tracking fills them in
-/// `GetRun`, not in `SearchRuns`).
+/// The outputs of a run: the logged models it produced.
 #[derive(Debug, Serialize, Default)]
 pub struct RunOutputs {
     #[serde(skip_serializing_if = "Vec::is_empty")]

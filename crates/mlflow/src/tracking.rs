@@ -88,6 +88,16 @@ async fn create_experiment(State(s): State<AppState>, auth: Auth, p: Params) -> 
             )
         })?;
         artifact_location = from_proxy_uri(&artifact_location, &root)?;
+    } else if is_relative_path(&artifact_location) {
+        // MLflow's `resolve_uri_if_local`: a relative path is under the server's
+        // working directory.
+        let cwd = std::env::current_dir().map_err(|e| {
+            ApiError::invalid(format!(
+                "artifact_location `{artifact_location}` is relative and this server cannot \
+                 tell its working directory ({e}); give an absolute location"
+            ))
+        })?;
+        artifact_location = cwd.join(&artifact_location).display().to_string();
     }
     let resp = s
         .tracking()
@@ -99,6 +109,14 @@ async fn create_experiment(State(s): State<AppState>, auth: Auth, p: Params) -> 
         .await?
         .into_inner();
     Ok(Json(json!({ "experiment_id": resp.experiment_id })))
+}
+
+/// A location with no scheme that is not absolute: `my_location`, `runs/a`.
+fn is_relative_path(location: &str) -> bool {
+    !location.is_empty()
+        && !location.starts_with('/')
+        && !location.contains(":/")
+        && !location.contains(":\\")
 }
 
 async fn experiment_json(s: &AppState, auth: &Auth, e: Option<pb::Experiment>) -> JsonResult {
@@ -332,7 +350,7 @@ async fn update_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonRes
 }
 
 async fn delete_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
-    let run_id = p.required_string("run_id")?;
+    let run_id = p.run_id()?;
     s.tracking()
         .delete_run(auth.request(pb::DeleteRunRequest { run_id }))
         .await?;
@@ -340,7 +358,7 @@ async fn delete_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonRes
 }
 
 async fn restore_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
-    let run_id = p.required_string("run_id")?;
+    let run_id = p.run_id()?;
     s.tracking()
         .restore_run(auth.request(pb::RestoreRunRequest { run_id }))
         .await?;
@@ -421,7 +439,7 @@ async fn rename_run(s: &AppState, auth: &Auth, run_id: &str, name: &str) -> Resu
 }
 
 async fn log_batch(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
-    let run_id = p.required_string("run_id")?;
+    let run_id = p.run_id()?;
     let metrics = p
         .objects("metrics")?
         .iter()
@@ -467,7 +485,7 @@ async fn set_tag(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult
 
 async fn delete_tag(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
     let req = pb::DeleteTagRequest {
-        run_id: p.required_string("run_id")?,
+        run_id: p.run_id()?,
         key: p.required_string("key")?,
     };
     s.tracking().delete_tag(auth.request(req)).await?;
@@ -475,7 +493,7 @@ async fn delete_tag(State(s): State<AppState>, auth: Auth, p: Params) -> JsonRes
 }
 
 async fn log_inputs(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
-    let run_id = p.required_string("run_id")?;
+    let run_id = p.run_id()?;
     let datasets = p
         .objects("datasets")?
         .iter()
@@ -523,6 +541,23 @@ async fn get_metric_history(State(s): State<AppState>, auth: Auth, p: Params) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_locations_are_told_apart() {
+        for relative in ["my_location", "runs/a", "./x"] {
+            assert!(is_relative_path(relative), "{relative}");
+        }
+        for not in [
+            "",
+            "/srv/x",
+            "file:///x",
+            "s3://b/x",
+            "mlflow-artifacts:/1",
+            "C:\\x",
+        ] {
+            assert!(!is_relative_path(not), "{not}");
+        }
+    }
 
     #[test]
     fn create_run_takes_name_user_and_parent_from_tags() {

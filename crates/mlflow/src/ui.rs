@@ -19,7 +19,7 @@ use mlops_proto::registry::v1 as rpb;
 
 use serde_json::{json, Value};
 
-use crate::artifacts::{check_segments, stream_download, upload_stream};
+use crate::artifacts::{check_segments, clean_path, stream_download, upload_stream};
 use crate::error::{ApiError, Result};
 use crate::json::Params;
 use crate::state::{AppState, Auth};
@@ -98,7 +98,7 @@ pub fn routes() -> Router<AppState> {
         .route("/get-artifact", get(run_artifact))
         .route("/model-versions/get-artifact", get(model_version_artifact))
         .route("/version", get(|| async { MLFLOW_VERSION }))
-        // MLflow serves these three under /ajax-api/ only; the mirror reaches them there.
+        // MLflow serves these under /ajax-api/ only; the mirror reaches them there.
         .route(
             "/api/2.0/mlflow/metrics/get-history-bulk",
             get(history_bulk),
@@ -107,6 +107,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/2.0/mlflow/logged-models/{model_id}/artifacts/files",
             get(logged_model_file),
+        )
+        .route(
+            "/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories",
+            get(crate::artifacts::list_logged_model_artifacts),
         )
 }
 
@@ -182,9 +186,7 @@ async fn upload_artifact(
     let run_id =
         arg("run_uuid").ok_or_else(|| ApiError::invalid("Request must specify run_uuid."))?;
     let path = arg("path").ok_or_else(|| ApiError::invalid("Request must specify path."))?;
-    let path = path.trim_matches('/').to_owned();
-    check_segments(&path)
-        .map_err(|why| ApiError::invalid(format!("path `{path}` is not valid: {why}")))?;
+    let path = clean_path(&path)?;
     let too_large = || ApiError::invalid("Artifact size is too large. Max size is 10MB.");
     let data = axum::body::to_bytes(body, MAX_UI_UPLOAD_BYTES)
         .await
@@ -216,10 +218,8 @@ async fn logged_model_file(
             "Request must include the \"artifact_file_path\" query parameter.",
         ));
     }
-    let path = path.trim_matches('/');
-    check_segments(path)
-        .map_err(|why| ApiError::invalid(format!("artifact path `{path}` is not valid: {why}")))?;
-    stream_download(&s, &auth, "", &model_id, path).await
+    let path = clean_path(&path)?;
+    stream_download(&s, &auth, "", &model_id, &path).await
 }
 
 fn ui_dir(state: &AppState) -> Result<&Path> {
@@ -309,11 +309,8 @@ async fn run_artifact(State(state): State<AppState>, auth: Auth, p: Params) -> R
         id if id.is_empty() => p.run_id()?,
         id => id,
     };
-    let path = p.required_string("path")?;
-    let path = path.trim_matches('/');
-    check_segments(path)
-        .map_err(|why| ApiError::invalid(format!("artifact path `{path}` is not valid: {why}")))?;
-    stream_download(&state, &auth, &run_id, "", path).await
+    let path = clean_path(&p.required_string("path")?)?;
+    stream_download(&state, &auth, &run_id, "", &path).await
 }
 
 /// `GET /model-versions/get-artifact?name=..&version=..&path=..`: a registered
@@ -328,10 +325,7 @@ async fn model_version_artifact(
     let version: i64 = version.parse().map_err(|_| {
         ApiError::invalid(format!("version must be a version number, got `{version}`"))
     })?;
-    let path = p.required_string("path")?;
-    let path = path.trim_matches('/').to_owned();
-    check_segments(&path)
-        .map_err(|why| ApiError::invalid(format!("path `{path}` is not valid: {why}")))?;
+    let path = clean_path(&p.required_string("path")?)?;
     let mut stream = state
         .registry()
         .download_model_version_file(auth.request(rpb::DownloadModelVersionFileRequest {

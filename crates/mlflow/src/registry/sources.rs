@@ -119,6 +119,10 @@ pub fn parse_source(
         if !run_id.is_empty() && run_id != named {
             return Err(mismatch(named));
         }
+        if !is_hex32(named) {
+            // No run here has such an id: a run of another server, recorded as given.
+            return Ok(Source::Reference);
+        }
         return Ok(Source::RunArtifact {
             run_id: named.to_owned(),
             path: path.trim_matches('/').to_owned(),
@@ -331,6 +335,7 @@ mod tests {
         );
         // Everything else is recorded as given, as MLflow records any source.
         for other in [
+            "runs:/run_id/model",
             "models:/fraud/latest",
             "models:/fraud/0",
             "file:///tmp/model",

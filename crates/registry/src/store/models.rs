@@ -70,10 +70,11 @@ impl Store {
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
+                // MLflow's words: clients match them.
                 return Err(RegistryError::AlreadyExists(format!(
-                    "a registered model named `{}` already exists; register a new version of it instead",
+                    "Registered Model (name={}) already exists.",
                     req.name
-                )))
+                )));
             }
             Err(e) => return Err(e.into()),
         }

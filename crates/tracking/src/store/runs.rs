@@ -194,11 +194,9 @@ impl Store {
         .await?
         .ok_or_else(|| run_not_found(run_id))?;
         let mut runs = [run_from_row(&row)];
-        self.attach_inputs(&mut runs).await?;
+        self.attach_inputs_and_outputs(&mut runs).await?;
         let [mut run] = runs;
-        run.outputs = Some(pb::RunOutputs {
-            model_outputs: self.run_outputs(run_id).await?,
-        });
+        run.outputs.get_or_insert_with(Default::default);
         Ok(run)
     }
 
@@ -218,8 +216,9 @@ impl Store {
         Ok(row.get(0))
     }
 
-    /// Attaches the dataset inputs to runs, in one query.
-    pub(crate) async fn attach_inputs(&self, runs: &mut [pb::Run]) -> Result<()> {
+    /// Attaches the dataset inputs and the logged models produced to runs, in one
+    /// query each.
+    pub(crate) async fn attach_inputs_and_outputs(&self, runs: &mut [pb::Run]) -> Result<()> {
         if runs.is_empty() {
             return Ok(());
         }
@@ -229,16 +228,33 @@ impl Store {
             .filter_map(|(i, r)| r.info.as_ref().map(|info| (info.run_id.clone(), i)))
             .collect();
         let ids: Vec<String> = index.keys().cloned().collect();
-        let inputs = fetch_by_ids(
-            self.db.reader(),
-            &format!(
-                "SELECT i.run_id, i.context, i.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
-                 FROM run_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id WHERE i.run_id IN ({}) ORDER BY d.name",
-                placeholders(1, ids.len())
-            ),
-            &ids,
-        )
-        .await?;
+        // Both at once, on two reader connections: a search pays one round trip for them.
+        let inputs_sql = format!(
+            "SELECT i.run_id, i.context, i.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+             FROM run_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id WHERE i.run_id IN ({}) ORDER BY d.name",
+            placeholders(1, ids.len())
+        );
+        let outputs_sql = format!(
+            "SELECT run_id, model_id, step FROM run_outputs WHERE run_id IN ({}) ORDER BY model_id",
+            placeholders(1, ids.len())
+        );
+        let (inputs, outputs) = tokio::join!(
+            fetch_by_ids(self.db.reader(), &inputs_sql, &ids),
+            fetch_by_ids(self.db.reader(), &outputs_sql, &ids)
+        );
+        let (inputs, outputs) = (inputs?, outputs?);
+        for r in outputs {
+            let Some(run) = index.get(&r.get::<String, _>(0)).map(|i| &mut runs[*i]) else {
+                continue;
+            };
+            run.outputs
+                .get_or_insert_with(Default::default)
+                .model_outputs
+                .push(pb::ModelOutput {
+                    model_id: r.get(1),
+                    step: r.get(2),
+                });
+        }
         for r in inputs {
             let Some(run) = index.get(&r.get::<String, _>(0)).map(|i| &mut runs[*i]) else {
                 continue;

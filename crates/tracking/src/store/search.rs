@@ -228,7 +228,7 @@ impl Store {
         } else {
             String::new()
         };
-        self.attach_inputs(&mut runs).await?;
+        self.attach_inputs_and_outputs(&mut runs).await?;
         Ok((runs, next))
     }
 }
