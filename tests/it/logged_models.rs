@@ -240,6 +240,11 @@ async fn logged_models_in_tracking_and_the_registry(db: Database) {
         .unwrap();
     let steps: Vec<i64> = m.metrics.iter().map(|p| p.step).collect();
     assert_eq!(steps, [0, 2]);
+    assert!(
+        m.metrics.iter().all(|p| p.run_id == r),
+        "each point names the run that logged it: {:?}",
+        m.metrics
+    );
     let unknown = t
         .log_batch(pb::LogBatchRequest {
             run_id: r.clone(),

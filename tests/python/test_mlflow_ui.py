@@ -74,6 +74,16 @@ def logged(ui, tmp_path_factory):
     with mlflow.start_run(experiment_id=exp_id, run_name=f"ui-run-b-{suffix}") as other:
         for step in range(5):
             mlflow.log_metric("val_loss", 2.0 / (step + 1), step=step)
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    client.log_inputs(
+        r.info.run_id,
+        [
+            DatasetInput(Dataset(name="october", digest="d1", source_type="local", source="data/oct.parquet"),
+                         tags=[InputTag(key="mlflow.data.context", value="training")]),
+            DatasetInput(Dataset(name="holdout", digest="d2", source_type="local", source="data/h.parquet"), tags=[]),
+        ],
+    )
     model = f"ui-model-{suffix}"
     client.create_registered_model(model)
     mv = client.create_model_version(model, source=f"runs:/{r.info.run_id}/model", run_id=r.info.run_id)
@@ -208,6 +218,21 @@ def test_the_routes_mlflow_serves_under_ajax_api_only(ui, logged, tmp_path):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=30)
         assert e.value.code == 400 and why in e.value.read(), query
+
+    # The datasets the experiment's runs used (the runs table's dataset filter), and the same
+    # through GraphQL's mutation.
+    status, found = post_json(f"{uri}/ajax-api/2.0/mlflow/experiments/search-datasets", {"experiment_ids": [logged["exp_id"]]})
+    assert status == 200, found
+    assert found["dataset_summaries"] == [
+        {"experiment_id": logged["exp_id"], "name": "holdout", "digest": "d2"},
+        {"experiment_id": logged["exp_id"], "name": "october", "digest": "d1", "context": "training"},
+    ], found
+    query = f'mutation m {{ mlflowSearchDatasets(input: {{experimentIds: ["{logged["exp_id"]}"]}}) {{ datasetSummaries {{ name context }} }} }}'
+    status, got = post_json(f"{uri}/graphql", {"query": query, "operationName": "m"})
+    assert got["errors"] is None, got
+    assert got["data"]["mlflowSearchDatasets"]["datasetSummaries"] == [
+        {"name": "holdout", "context": ""}, {"name": "october", "context": "training"},
+    ]
 
     # A logged model's file.
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -324,6 +324,7 @@ pub fn read_metric(p: &Params) -> Result<pb::Metric> {
         model_id: p.string("model_id")?,
         dataset_name: p.string("dataset_name")?,
         dataset_digest: p.string("dataset_digest")?,
+        run_id: String::new(),
     })
 }
 

@@ -360,6 +360,7 @@ async fn resolve(
                 .await?
                 .0
         }
+        "mlflowSearchDatasets" => crate::ui::search_datasets(st(), auth.clone(), p).await?.0,
         "mlflowListArtifacts" => {
             crate::artifacts::list_run_artifacts(st(), auth.clone(), p)
                 .await?

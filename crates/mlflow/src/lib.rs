@@ -78,22 +78,51 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state);
     let mirrored = api.clone();
+    let merged = api.clone();
     api.route(
         "/ajax-api/{*rest}",
         any(move |req: Request| ajax(mirrored.clone(), req)),
     )
+    // As MLflow's server (werkzeug merges slashes): `//model-versions/get-artifact`.
+    .fallback(move |req: Request| merge_slashes(merged.clone(), req))
+}
+
+/// A path with doubled slashes answered as the same path with single ones; any
+/// other unknown path is MLflow's `ENDPOINT_NOT_FOUND`.
+async fn merge_slashes(api: Router, req: Request) -> Response {
+    if !req.uri().path().contains("//") {
+        return not_found(req.method().clone(), req.uri().clone())
+            .await
+            .into_response();
+    }
+    let mut path = String::with_capacity(req.uri().path().len());
+    for c in req.uri().path().chars() {
+        if !(c == '/' && path.ends_with('/')) {
+            path.push(c);
+        }
+    }
+    let target = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    redispatch(api, req, &target).await
 }
 
 /// A request under `/ajax-api/` answered as the same request under `/api/`. It goes
 /// in afresh (method, headers, body), without what routing here attached to it (the
 /// `{*rest}` parameter would reach the handler's own path parameters).
 async fn ajax(api: Router, req: Request) -> Response {
-    let rewritten = req
+    let target = req
         .uri()
         .path_and_query()
         .map(|pq| pq.as_str().replacen("/ajax-api/", "/api/", 1))
-        .and_then(|pq| Uri::builder().path_and_query(pq).build().ok());
-    let Some(uri) = rewritten else {
+        .unwrap_or_default();
+    redispatch(api, req, &target).await
+}
+
+/// `req` answered by `api` as if it had asked for `target` (a path and query).
+async fn redispatch(api: Router, req: Request, target: &str) -> Response {
+    let Ok(uri) = Uri::builder().path_and_query(target).build() else {
         return ApiError::invalid("the request path is not valid").into_response();
     };
     let (parts, body) = req.into_parts();
@@ -349,6 +378,37 @@ mod tests {
             body["message"].as_str().unwrap().contains("--ui-dir"),
             "{body}"
         );
+        // Doubled slashes are merged, as werkzeug merges them for MLflow's server.
+        let (status, merged) = call(get("//api/3.0//mlflow/server-info")).await;
+        assert_eq!((status, &merged), (StatusCode::OK, &direct));
+        let (status, body) = call(get("//api/2.0/mlflow/nope")).await;
+        assert_eq!(
+            (status.as_u16(), body["error_code"].as_str()),
+            (404, Some("ENDPOINT_NOT_FOUND"))
+        );
+        // The UI's dataset list checks its request before asking tracking.
+        let search = |body: String| {
+            Request::post("/ajax-api/2.0/mlflow/experiments/search-datasets")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let (status, body) = call(search("{}".into())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["message"],
+            "SearchDatasets request must specify at least one experiment_id."
+        );
+        let many: Vec<String> = (0..21).map(|i| i.to_string()).collect();
+        let (status, body) = call(search(
+            serde_json::json!({ "experiment_ids": many }).to_string(),
+        ))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("SearchDatasets request cannot specify more than 20 experiment_ids."));
     }
 
     #[tokio::test]

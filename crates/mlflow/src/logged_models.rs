@@ -107,6 +107,9 @@ struct ModelMetric {
     dataset_name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     dataset_digest: String,
+    /// The run that logged the point.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    run_id: String,
 }
 
 /// `LoggedModelData`: its params and the points logged with its id.
@@ -156,6 +159,7 @@ impl LoggedModel {
                         model_id: p.model_id,
                         dataset_name: p.dataset_name,
                         dataset_digest: p.dataset_digest,
+                        run_id: p.run_id,
                     })
                     .collect(),
             },

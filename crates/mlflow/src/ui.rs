@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use mlops_proto::registry::v1 as rpb;
+use mlops_proto::tracking::v1 as tpb;
 
 use serde_json::{json, Value};
 
@@ -112,6 +113,77 @@ pub fn routes() -> Router<AppState> {
             "/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories",
             get(crate::artifacts::list_logged_model_artifacts),
         )
+        .route(
+            "/api/2.0/mlflow/experiments/search-datasets",
+            post(search_datasets),
+        )
+}
+
+/// MLflow's `MAX_EXPERIMENT_IDS_PER_REQUEST` and `MAX_DATASET_SUMMARIES_RESULTS` of
+/// `search-datasets`.
+const MAX_DATASET_EXPERIMENTS: usize = 20;
+const MAX_DATASET_SUMMARIES: usize = 1000;
+
+/// `POST .../experiments/search-datasets` with `experiment_ids`: the distinct
+/// (experiment, dataset name, digest, context) the experiments' runs used, at most
+/// 1,000, as the UI's dataset filter lists them. Read from the runs' inputs, page
+/// after page of a run search.
+pub(crate) async fn search_datasets(
+    State(s): State<AppState>,
+    auth: Auth,
+    p: Params,
+) -> Result<Json<Value>> {
+    let ids = p.strings("experiment_ids")?;
+    if ids.is_empty() {
+        return Err(ApiError::invalid(
+            "SearchDatasets request must specify at least one experiment_id.",
+        ));
+    }
+    if ids.len() > MAX_DATASET_EXPERIMENTS {
+        return Err(ApiError::invalid(format!(
+            "SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS} \
+             experiment_ids. Received {} experiment_ids.",
+            ids.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut page_token = String::new();
+    loop {
+        let page = s
+            .tracking()
+            .search_runs(auth.request(tpb::SearchRunsRequest {
+                experiment_ids: ids.clone(),
+                run_view_type: tpb::ViewType::All as i32,
+                max_results: 1000,
+                page_token,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        for run in page.runs {
+            let exp = run.info.map(|i| i.experiment_id).unwrap_or_default();
+            for input in run.inputs.map(|i| i.dataset_inputs).unwrap_or_default() {
+                let d = input.dataset.unwrap_or_default();
+                seen.insert((exp.clone(), d.name, d.digest, input.context));
+            }
+        }
+        page_token = page.next_page_token;
+        if page_token.is_empty() || seen.len() >= MAX_DATASET_SUMMARIES {
+            break;
+        }
+    }
+    let summaries: Vec<Value> = seen
+        .into_iter()
+        .take(MAX_DATASET_SUMMARIES)
+        .map(|(experiment_id, name, digest, context)| {
+            let mut v = json!({"experiment_id": experiment_id, "name": name, "digest": digest});
+            if !context.is_empty() {
+                v["context"] = json!(context);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "dataset_summaries": summaries })))
 }
 
 /// MLflow's `MAX_HISTORY_RESULTS` and `MAX_RUN_IDS_PER_REQUEST` of `get-history-bulk`.

@@ -349,7 +349,8 @@ pub(crate) async fn require_active_run(
     .ok_or_else(|| run_not_found(run_id))?;
     if row.get::<String, _>(0) != ACTIVE {
         return Err(TrackingError::FailedPrecondition(format!(
-            "run {run_id} is deleted; restore it before writing to it"
+            "The run {run_id} must be in the 'active' state. Current state is deleted. \
+             Restore it before writing to it."
         )));
     }
     Ok(row.get(1))

@@ -282,6 +282,26 @@ pub static SEARCH_MODEL_VERSIONS: Type = Type {
         f("apiError", "api_error", Nullable(&API_ERROR)),
     ],
 };
+pub static DATASET_SUMMARY: Type = Type {
+    name: "MlflowDatasetSummary",
+    fields: &[
+        f("experimentId", "experiment_id", Str),
+        f("name", "name", Str),
+        f("digest", "digest", Str),
+        f("context", "context", Str),
+    ],
+};
+pub static SEARCH_DATASETS: Type = Type {
+    name: "MlflowSearchDatasetsResponse",
+    fields: &[
+        f(
+            "datasetSummaries",
+            "dataset_summaries",
+            List(&DATASET_SUMMARY),
+        ),
+        f("apiError", "api_error", Nullable(&API_ERROR)),
+    ],
+};
 pub static TEST: Type = Type {
     name: "Test",
     fields: &[f("output", "output", Str)],
@@ -315,6 +335,7 @@ pub static MUTATION: Type = Type {
     name: "Mutation",
     fields: &[
         f("mlflowSearchRuns", "", Nullable(&SEARCH_RUNS)),
+        f("mlflowSearchDatasets", "", Nullable(&SEARCH_DATASETS)),
         f("testMutation", "", Nullable(&TEST)),
     ],
 };

@@ -196,7 +196,7 @@ impl Store {
             return Ok(());
         }
         let sql = format!(
-            "SELECT model_id, key, value, timestamp, step, dataset_name, dataset_digest \
+            "SELECT model_id, key, value, timestamp, step, dataset_name, dataset_digest, run_id \
              FROM logged_model_metrics WHERE model_id IN ({}) ORDER BY key, step, timestamp",
             placeholders(1, models.len())
         );
@@ -215,6 +215,7 @@ impl Store {
                     model_id: id.clone(),
                     dataset_name: r.get(5),
                     dataset_digest: r.get(6),
+                    run_id: r.get(7),
                 });
             }
         }

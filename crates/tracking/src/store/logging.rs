@@ -130,7 +130,8 @@ impl Store {
             .ok_or_else(|| run_not_found(run_id))?;
         if row.get::<String, _>(0) != super::ACTIVE {
             return Err(TrackingError::FailedPrecondition(format!(
-                "run {run_id} is deleted; restore it before logging to it"
+                "The run {run_id} must be in the 'active' state. Current state is deleted. \
+                 Restore it before logging to it."
             )));
         }
         Ok(())
