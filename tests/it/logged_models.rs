@@ -57,6 +57,29 @@ async fn logged_models_in_tracking_and_the_registry(db: Database) {
         .unwrap();
     let id = created.model_id.clone();
     assert!(id.starts_with("m-") && id.len() == 34, "{id}");
+    // A source run of another system is recorded as given, as MLflow records it; one
+    // of ours must exist.
+    let elsewhere = t
+        .create_logged_model(pb::CreateLoggedModelRequest {
+            experiment_id: exp.clone(),
+            source_run_id: "123".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(elsewhere.source_run_id, "123");
+    let missing = t
+        .create_logged_model(pb::CreateLoggedModelRequest {
+            experiment_id: exp.clone(),
+            source_run_id: "0".repeat(32),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{}", missing.message());
     assert_eq!(
         created.status,
         pb::LoggedModelStatus::LoggedModelPending as i32

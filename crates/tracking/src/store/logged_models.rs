@@ -131,9 +131,18 @@ impl Store {
                 req.experiment_id
             )));
         }
-        if !req.source_run_id.is_empty() {
-            validate::run_id(&req.source_run_id)?;
+        if validate::run_id(&req.source_run_id).is_ok() {
             require_active_run(&mut tx, &req.source_run_id, "").await?;
+        } else if !req.source_run_id.is_empty() {
+            // No run here has such an id: a run of another system, recorded as given,
+            // as MLflow records it.
+            if req.source_run_id.chars().count() > 256
+                || req.source_run_id.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    "source_run_id must be at most 256 characters, without control characters",
+                ));
+            }
         }
         let location: String = row.get(0);
         let artifact_uri = format!(
