@@ -17,11 +17,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{StreamExt, TryStreamExt};
 use mlops_proto::tracking::v1 as pb;
-use serde::Serialize;
-use serde_json::json;
 
 use crate::error::{ApiError, ErrorCode, Result};
-use crate::json::{empty, Params};
+use crate::json::empty;
 use crate::state::{AppState, Auth};
 
 /// The scheme of the URIs the artifact proxy serves.
@@ -202,6 +200,7 @@ async fn resolve(state: &AppState, auth: &Auth, path: &str, what: &str) -> Resul
 
 /// The artifact proxy's routes and the tracking API's artifact listing.
 pub fn routes() -> Router<AppState> {
+    use listing::list_proxy;
     Router::new()
         .route("/api/2.0/mlflow-artifacts/artifacts", get(list_proxy))
         .route(
@@ -227,157 +226,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/2.0/mlflow/artifacts/list", get(list_run_artifacts))
 }
 
-/// One entry of a listing as MLflow writes it (no size for directories).
-#[derive(Debug, Serialize, PartialEq)]
-pub struct FileInfo {
-    path: String,
-    is_dir: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file_size: Option<i64>,
-}
-
-impl FileInfo {
-    fn new(path: String, f: &pb::FileInfo) -> Self {
-        FileInfo {
-            path,
-            is_dir: f.is_dir,
-            file_size: (!f.is_dir).then(|| i64::try_from(f.file_size).unwrap_or(i64::MAX)),
-        }
-    }
-}
-
-async fn list_files(
-    state: &AppState,
-    auth: &Auth,
-    run_id: &str,
-    logged_model_id: &str,
-    path: &str,
-) -> Result<Option<pb::ListArtifactsResponse>> {
-    let got = state
-        .tracking()
-        .list_artifacts(auth.request(pb::ListArtifactsRequest {
-            run_id: run_id.to_owned(),
-            path: path.to_owned(),
-            logged_model_id: logged_model_id.to_owned(),
-        }))
-        .await;
-    match got {
-        Ok(resp) => Ok(Some(resp.into_inner())),
-        // The run exists (checked before): nothing at that path, which MLflow lists as empty.
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-        Err(s) => Err(s.into()),
-    }
-}
-
-/// `GET /mlflow-artifacts/artifacts?path=<proxy path>`: what is directly under a
-/// directory, by name; empty for a file or nothing.
-async fn list_proxy(
-    State(state): State<AppState>,
-    auth: Auth,
-    p: Params,
-) -> Result<Json<serde_json::Value>> {
-    let path = p.string("path")?;
-    let target = resolve(&state, &auth, &path, "list").await?;
-    let files: Vec<FileInfo> = list_files(
-        &state,
-        &auth,
-        &target.run_id,
-        &target.logged_model_id,
-        &target.path,
-    )
-    .await?
-    .map(|l| l.files)
-    .unwrap_or_default()
-    .iter()
-    .map(|f| {
-        let name = f.path.rsplit('/').next().unwrap_or(&f.path).to_owned();
-        FileInfo::new(name, f)
-    })
-    .collect();
-    // A listing of a file names that file alone: MLflow lists a file as nothing.
-    let only_itself = files.len() == 1
-        && !files[0].is_dir
-        && !target.path.is_empty()
-        && target.path.rsplit('/').next() == Some(files[0].path.as_str());
-    if files.is_empty() || only_itself {
-        return Ok(empty());
-    }
-    Ok(Json(json!({ "files": files })))
-}
-
-/// `GET .../logged-models/<id>/artifacts/directories?artifact_directory_path=..`: a
-/// logged model's files under a directory, paths relative to its root (MLflow serves
-/// it under /ajax-api/ only; the mirror reaches it there).
-pub(crate) async fn list_logged_model_artifacts(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(model_id): Path<String>,
-    p: Params,
-) -> Result<Json<serde_json::Value>> {
-    let path = clean_path(&p.string("artifact_directory_path")?)?;
-    let model = state
-        .tracking()
-        .get_logged_model(auth.request(pb::GetLoggedModelRequest {
-            model_id: model_id.clone(),
-            allow_deleted: false,
-        }))
-        .await?
-        .into_inner()
-        .model
-        .unwrap_or_default();
-    let root = state.artifact_root(&auth).await;
-    let files: Vec<FileInfo> = list_files(&state, &auth, "", &model_id, &path)
-        .await?
-        .map(|l| l.files)
-        .unwrap_or_default()
-        .iter()
-        .map(|f| FileInfo::new(f.path.clone(), f))
-        .filter(|f| f.path != path || f.is_dir)
-        .collect();
-    Ok(Json(json!({
-        "root_uri": to_proxy_uri(&model.artifact_uri, root.as_deref()),
-        "files": files,
-    })))
-}
-
-/// `GET /api/2.0/mlflow/artifacts/list?run_id=..&path=..`: a run's artifacts under
-/// `path`, with paths relative to the run's root.
-pub(crate) async fn list_run_artifacts(
-    State(state): State<AppState>,
-    auth: Auth,
-    p: Params,
-) -> Result<Json<serde_json::Value>> {
-    let run_id = p.run_id()?;
-    let path = clean_path(&p.string("path")?)?;
-    // The run must exist even when nothing is under the path.
-    let run = state
-        .tracking()
-        .get_run(auth.request(pb::GetRunRequest {
-            run_id: run_id.clone(),
-        }))
-        .await?
-        .into_inner()
-        .run
-        .unwrap_or_default();
-    let root = state.artifact_root(&auth).await;
-    let root_uri = to_proxy_uri(&run.info.unwrap_or_default().artifact_uri, root.as_deref());
-    let listed = list_files(&state, &auth, &run_id, "", &path).await?;
-    let files: Vec<FileInfo> = listed
-        .map(|l| l.files)
-        .unwrap_or_default()
-        .iter()
-        .map(|f| FileInfo::new(f.path.clone(), f))
-        .filter(|f| f.path != path || f.is_dir)
-        .collect();
-    let mut out = json!({ "root_uri": root_uri });
-    if !files.is_empty() {
-        out["files"] = json!(files);
-    }
-    Ok(Json(out))
-}
-
 /// A content type for a file name, as far as it matters to a browser.
-/// The media type of an artifact, by its extension.
 pub(crate) fn content_type(name: &str) -> &'static str {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
@@ -601,9 +450,14 @@ async fn presigned() -> ApiError {
     )
 }
 
+mod listing;
+pub use listing::FileInfo;
+pub(crate) use listing::{list_logged_model_artifacts, list_run_artifacts};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const ROOT: &str = "file:///data/artifacts";
     const RUN: &str = "0123456789abcdef0123456789abcdef";

@@ -56,16 +56,22 @@ impl Registrar {
             description: req.description.clone(),
             tags: req.tags.clone(),
         };
+        self.record_reference(&req.name, &new).await
+    }
+
+    /// Creates `new` as a version of `name` with no files of its own: READY at once,
+    /// with no storage location (which is what marks it `reference_only`).
+    async fn record_reference(&self, name: &str, new: &NewVersion) -> Result<pb::ModelVersion> {
         let pending = self
             .store
-            .begin_version(&req.name, &new, |_, _| String::new())
+            .begin_version(name, new, |_, _| String::new())
             .await?;
         let none = Copied {
             signature: None,
             files: vec![],
             stored: false,
         };
-        self.finish(pending, &new, Ok(none)).await
+        self.finish(pending, new, Ok(none)).await
     }
 
     /// Copies version `copy_from_version` of `copy_from_name` (files, signature and
@@ -96,16 +102,7 @@ impl Registrar {
         };
         if from.reference_only {
             // Nothing to copy: the copy is a reference to the same source.
-            let pending = self
-                .store
-                .begin_version(&req.name, &new, |_, _| String::new())
-                .await?;
-            let none = Copied {
-                signature: None,
-                files: vec![],
-                stored: false,
-            };
-            return self.finish(pending, &new, Ok(none)).await;
+            return self.record_reference(&req.name, &new).await;
         }
         let (from_id, _, files) = self.store.version_files(&from.name, from.version).await?;
         let total: u64 = files.iter().map(|f| f.1).sum();
