@@ -392,6 +392,18 @@ def test_every_source_form_registers_as_mlflow_records_it(client: MlflowClient, 
     assert f"Model Version (name={name}, version=99) not found" in e.value.message, e.value.message
 
 
+def test_a_logged_model_lists_its_registered_versions(client: MlflowClient, run):
+    """MLflow's `mlflow.modelVersions` tag; a logged model with no files yet registers too."""
+    name = unique("linked")
+    client.create_registered_model(name)
+    lm = client.create_logged_model(experiment_id=run["experiment_id"])
+    for version in (1, 2):
+        mv = client.create_model_version(name, source=lm.artifact_location, model_id=lm.model_id)
+        assert (mv.version, mv.status) == (str(version), "READY")
+    tag = client.get_logged_model(lm.model_id).tags["mlflow.modelVersions"]
+    assert tag == f'[{{"name": "{name}", "version": 1}}, {{"name": "{name}", "version": 2}}]', tag
+
+
 def test_delete_model_version(client: MlflowClient, model):
     """Last: it removes the version the other tests use."""
     name = model["name"]

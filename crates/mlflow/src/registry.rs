@@ -477,7 +477,60 @@ async fn create_model_version(State(s): State<AppState>, auth: Auth, p: Params) 
         }
         Err(status) => return Err(status.into()),
     };
+    if let Some(v) = &v {
+        link_logged_model(&s, &auth, v).await?;
+    }
     version_json(v)
+}
+
+/// The tag MLflow keeps a logged model's registered versions in.
+const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
+
+/// Adds `v` to its logged model's `mlflow.modelVersions` tag, as MLflow's server does
+/// (a JSON list of `{"name", "version"}` written as Python's `json.dumps` writes it).
+async fn link_logged_model(s: &AppState, auth: &Auth, v: &pb::ModelVersion) -> Result<()> {
+    let model_id = v
+        .lineage
+        .as_ref()
+        .map(|l| l.logged_model_id.clone())
+        .unwrap_or_default();
+    if model_id.is_empty() {
+        return Ok(());
+    }
+    let model = s
+        .tracking()
+        .get_logged_model(auth.request(tpb::GetLoggedModelRequest {
+            model_id: model_id.clone(),
+            allow_deleted: false,
+        }))
+        .await?
+        .into_inner()
+        .model
+        .unwrap_or_default();
+    let mut linked: Vec<(String, i64)> = model
+        .tags
+        .iter()
+        .find(|t| t.key == MODEL_VERSIONS_TAG)
+        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t.value).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.to_owned(), e["version"].as_i64()?)))
+        .collect();
+    linked.push((v.name.clone(), v.version));
+    let entries: Vec<String> = linked
+        .iter()
+        .map(|(name, version)| format!("{{\"name\": {}, \"version\": {version}}}", json!(name)))
+        .collect();
+    s.tracking()
+        .set_logged_model_tags(auth.request(tpb::SetLoggedModelTagsRequest {
+            model_id,
+            tags: vec![tpb::Tag {
+                key: MODEL_VERSIONS_TAG.into(),
+                value: format!("[{}]", entries.join(", ")),
+            }],
+        }))
+        .await?;
+    Ok(())
 }
 
 /// Whether `source` names a registered version (`models:/<name>/<version>`).

@@ -61,7 +61,11 @@ impl Registrar {
 
     /// Creates `new` as a version of `name` with no files of its own: READY at once,
     /// with no storage location (which is what marks it `reference_only`).
-    async fn record_reference(&self, name: &str, new: &NewVersion) -> Result<pb::ModelVersion> {
+    pub(crate) async fn record_reference(
+        &self,
+        name: &str,
+        new: &NewVersion,
+    ) -> Result<pb::ModelVersion> {
         let pending = self
             .store
             .begin_version(name, new, |_, _| String::new())

@@ -179,8 +179,8 @@ impl TrackingClient {
     }
 
     /// The files of `path` in a run or logged model: the file itself, or every file
-    /// under the directory (the whole root when `path` is empty). NOT_FOUND when there
-    /// is nothing there.
+    /// under the directory (the whole root when `path` is empty; none for an empty
+    /// one). NOT_FOUND when there is nothing at `path`.
     pub async fn artifact_files(&self, owner: &Owner, path: &str) -> Result<Vec<ArtifactFile>> {
         let path = path.trim_end_matches('/');
         // A directory lists its entries; a file (or nothing) lists none, and then its
@@ -235,11 +235,6 @@ impl TrackingClient {
                     });
                 }
             }
-        }
-        if out.is_empty() {
-            return Err(precondition(format!(
-                "artifact directory `{path}` in {owner} holds no files"
-            )));
         }
         out.sort_by(|a, b| a.rel.cmp(&b.rel));
         Ok(out)

@@ -164,6 +164,12 @@ impl Registrar {
             self.tracking.artifact_files(&owner, &path)
         );
         let (run, files) = (run?, files?);
+        if files.is_empty() {
+            return Err(crate::error::precondition(format!(
+                "artifact directory `{path}` in run {} holds no files",
+                req.run_id
+            )));
+        }
         let total: u64 = files.iter().map(|f| f.size).sum();
         if total > self.max_bytes {
             return Err(self.too_big(total));
@@ -217,6 +223,11 @@ impl Registrar {
             description: req.description.clone(),
             tags: req.tags.clone(),
         };
+        if files.is_empty() {
+            // A logged model with no files yet, which MLflow registers all the same:
+            // the version records it without holding anything.
+            return self.record_reference(&req.name, &new).await;
+        }
         self.copy_in(&req.name, &new, &owner, &files).await
     }
 
