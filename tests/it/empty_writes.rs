@@ -14,6 +14,7 @@ use crate::{experiment, on_both_backends, run, tracking_on, Client};
 async fn empty_writes(c: &mut Client, run_id: &str, model_id: &str) -> Vec<Result<(), Status>> {
     vec![
         c.log_inputs(pb::LogInputsRequest {
+            models: vec![],
             run_id: run_id.into(),
             datasets: vec![],
         })
@@ -160,6 +161,7 @@ async fn empty_writes_need_a_writers_credential() {
         let mut c = with_token(token);
         let got = c
             .log_inputs(pb::LogInputsRequest {
+                models: vec![],
                 run_id: run_id.clone(),
                 datasets: vec![],
             })

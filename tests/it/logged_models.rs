@@ -159,6 +159,41 @@ async fn logged_models_in_tracking_and_the_registry(db: Database) {
         step: 3,
     }];
     assert_eq!(got.outputs.unwrap().model_outputs, produced);
+    // A run that used the model as an input (MLflow 3's `log_inputs(models=...)`).
+    t.log_inputs(pb::LogInputsRequest {
+        run_id: r.clone(),
+        datasets: vec![],
+        models: vec![pb::ModelInput {
+            model_id: id.clone(),
+        }],
+    })
+    .await
+    .unwrap();
+    let used = crate::get_run(&mut t, &r)
+        .await
+        .inputs
+        .unwrap()
+        .model_inputs;
+    assert_eq!(
+        used,
+        [pb::ModelInput {
+            model_id: id.clone()
+        }]
+    );
+    for (bad, code) in [
+        (format!("m-{}", "0".repeat(32)), Code::NotFound),
+        ("m-nope".to_owned(), Code::InvalidArgument),
+    ] {
+        let err = t
+            .log_inputs(pb::LogInputsRequest {
+                run_id: r.clone(),
+                datasets: vec![],
+                models: vec![pb::ModelInput { model_id: bad }],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{}", err.message());
+    }
     // A search answers them too, as MLflow's does.
     let searched = t
         .search_runs(pb::SearchRunsRequest {
@@ -176,6 +211,12 @@ async fn logged_models_in_tracking_and_the_registry(db: Database) {
     assert_eq!(
         run.outputs.clone().unwrap_or_default().model_outputs,
         produced
+    );
+    assert_eq!(
+        run.inputs.clone().unwrap_or_default().model_inputs,
+        [pb::ModelInput {
+            model_id: id.clone()
+        }]
     );
     let found = t
         .search_logged_models(pb::SearchLoggedModelsRequest {

@@ -66,6 +66,7 @@ pub async fn source_run(t: &mut Client) -> (String, String) {
     .await
     .unwrap();
     t.log_inputs(pb::LogInputsRequest {
+        models: vec![],
         run_id: r.clone(),
         datasets: vec![pb::DatasetInput {
             dataset: Some(pb::Dataset {

@@ -176,6 +176,7 @@ async fn dataset_inputs(db: Database) {
         profile: "{\"rows\": 10}".into(),
     };
     c.log_inputs(pb::LogInputsRequest {
+        models: vec![],
         run_id: r.clone(),
         datasets: vec![
             pb::DatasetInput {
@@ -213,6 +214,7 @@ async fn dataset_inputs(db: Database) {
     assert_eq!(found.runs.len(), 1);
     let missing = c
         .log_inputs(pb::LogInputsRequest {
+            models: vec![],
             run_id: r.clone(),
             datasets: vec![pb::DatasetInput {
                 dataset: None,

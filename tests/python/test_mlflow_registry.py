@@ -402,6 +402,11 @@ def test_a_logged_model_lists_its_registered_versions(client: MlflowClient, run)
         assert (mv.version, mv.status) == (str(version), "READY")
     tag = client.get_logged_model(lm.model_id).tags["mlflow.modelVersions"]
     assert tag == f'[{{"name": "{name}", "version": 1}}, {{"name": "{name}", "version": 2}}]', tag
+    # A run that used the model lists it among its inputs.
+    from mlflow.entities import LoggedModelInput
+
+    client.log_inputs(run["run_id"], models=[LoggedModelInput(lm.model_id)])
+    assert [m.model_id for m in client.get_run(run["run_id"]).inputs.model_inputs] == [lm.model_id]
 
 
 def test_delete_model_version(client: MlflowClient, model):

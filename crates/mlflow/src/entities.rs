@@ -194,6 +194,15 @@ pub struct DatasetInput {
 pub struct RunInputs {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     dataset_inputs: Vec<DatasetInput>,
+    /// The logged models the run used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    model_inputs: Vec<ModelInput>,
+}
+
+/// A logged model a run used.
+#[derive(Debug, Serialize)]
+pub struct ModelInput {
+    model_id: String,
 }
 
 /// A logged model a run produced, at a step.
@@ -244,6 +253,13 @@ impl Run {
                     .dataset_inputs
                     .into_iter()
                     .map(dataset_input)
+                    .collect(),
+                model_inputs: inputs
+                    .model_inputs
+                    .into_iter()
+                    .map(|m| ModelInput {
+                        model_id: m.model_id,
+                    })
                     .collect(),
             },
             outputs: RunOutputs {
@@ -399,6 +415,7 @@ mod tests {
                     context: "training".into(),
                     tags: vec![],
                 }],
+                model_inputs: vec![],
             }),
             outputs: Some(pb::RunOutputs {
                 model_outputs: vec![pb::ModelOutput {

@@ -499,11 +499,23 @@ async fn log_inputs(State(s): State<AppState>, auth: Auth, p: Params) -> JsonRes
         .iter()
         .map(read_dataset_input)
         .collect::<Result<Vec<_>>>()?;
-    // `models` (logged models a run used) has no place in tracking's inputs yet.
-    // An empty list still goes to tracking: it checks the credential and that the
-    // run exists, as for every other call.
+    let models = p
+        .objects("models")?
+        .iter()
+        .map(|m| {
+            Ok(pb::ModelInput {
+                model_id: m.required_string("model_id")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Empty lists still go to tracking: it checks the credential and that the run
+    // exists, as for every other call.
     s.tracking()
-        .log_inputs(auth.request(pb::LogInputsRequest { run_id, datasets }))
+        .log_inputs(auth.request(pb::LogInputsRequest {
+            run_id,
+            datasets,
+            models,
+        }))
         .await?;
     Ok(empty())
 }

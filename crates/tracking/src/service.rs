@@ -272,7 +272,9 @@ impl TrackingService for TrackingApi {
 
     async fn log_inputs(&self, req: Request<pb::LogInputsRequest>) -> Res<pb::LogInputsResponse> {
         let r = req.get_ref();
-        self.store.log_inputs(&r.run_id, &r.datasets).await?;
+        self.store
+            .log_inputs(&r.run_id, &r.datasets, &r.models)
+            .await?;
         ok(pb::LogInputsResponse {})
     }
 

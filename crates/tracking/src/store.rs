@@ -42,6 +42,12 @@ pub fn migrations() -> Vec<Migration> {
             sqlite: include_str!("../migrations/0003_logged_models.sql").into(),
             postgres: include_str!("../migrations/0003_logged_models.sql").into(),
         },
+        Migration {
+            version: 4,
+            name: "logged models as run inputs".into(),
+            sqlite: include_str!("../migrations/0004_run_model_inputs.sql").into(),
+            postgres: include_str!("../migrations/0004_run_model_inputs.sql").into(),
+        },
     ]
 }
 

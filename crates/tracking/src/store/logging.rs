@@ -325,8 +325,17 @@ impl Store {
 
     /// Records the datasets a run used; a dataset is stored once per experiment
     /// (by name and digest) and linked to each run with its context.
-    pub async fn log_inputs(&self, run_id: &str, inputs: &[pb::DatasetInput]) -> Result<()> {
+    pub async fn log_inputs(
+        &self,
+        run_id: &str,
+        inputs: &[pb::DatasetInput],
+        models: &[pb::ModelInput],
+    ) -> Result<()> {
         validate::run_id(run_id)?;
+        for (i, m) in models.iter().enumerate() {
+            super::logged_models::check_model_id(&m.model_id)
+                .map_err(|e| invalid(format!("models[{i}]: {e}")))?;
+        }
         for (i, input) in inputs.iter().enumerate() {
             let d = input
                 .dataset
@@ -407,6 +416,26 @@ impl Store {
             .bind(&dataset_id)
             .bind(&context)
             .bind(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for m in models {
+            let found = sqlx::query("SELECT 1 FROM logged_models WHERE model_id = $1")
+                .bind(&m.model_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(TrackingError::NotFound(format!(
+                    "Logged model with ID '{}' not found.",
+                    m.model_id
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO run_model_inputs (run_id, model_id) VALUES ($1, $2) \
+                 ON CONFLICT (run_id, model_id) DO NOTHING",
+            )
+            .bind(run_id)
+            .bind(&m.model_id)
             .execute(&mut *tx)
             .await?;
         }

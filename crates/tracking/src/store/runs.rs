@@ -234,26 +234,39 @@ impl Store {
              FROM run_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id WHERE i.run_id IN ({}) ORDER BY d.name",
             placeholders(1, ids.len())
         );
-        let outputs_sql = format!(
-            "SELECT run_id, model_id, step FROM run_outputs WHERE run_id IN ({}) ORDER BY model_id",
-            placeholders(1, ids.len())
+        // The logged models each run produced (`o`) and used (`i`), in one query.
+        let models_sql = format!(
+            "SELECT run_id, model_id, step, 'o' FROM run_outputs WHERE run_id IN ({}) \
+             UNION ALL SELECT run_id, model_id, 0, 'i' FROM run_model_inputs WHERE run_id IN ({}) \
+             ORDER BY 2",
+            placeholders(1, ids.len()),
+            placeholders(ids.len() + 1, ids.len())
         );
-        let (inputs, outputs) = tokio::join!(
+        let twice: Vec<String> = ids.iter().chain(&ids).cloned().collect();
+        let (inputs, models) = tokio::join!(
             fetch_by_ids(self.db.reader(), &inputs_sql, &ids),
-            fetch_by_ids(self.db.reader(), &outputs_sql, &ids)
+            fetch_by_ids(self.db.reader(), &models_sql, &twice)
         );
-        let (inputs, outputs) = (inputs?, outputs?);
-        for r in outputs {
+        let (inputs, models) = (inputs?, models?);
+        for r in models {
             let Some(run) = index.get(&r.get::<String, _>(0)).map(|i| &mut runs[*i]) else {
                 continue;
             };
-            run.outputs
-                .get_or_insert_with(Default::default)
-                .model_outputs
-                .push(pb::ModelOutput {
-                    model_id: r.get(1),
-                    step: r.get(2),
-                });
+            let model_id: String = r.get(1);
+            if r.get::<String, _>(3) == "o" {
+                run.outputs
+                    .get_or_insert_with(Default::default)
+                    .model_outputs
+                    .push(pb::ModelOutput {
+                        model_id,
+                        step: r.get(2),
+                    });
+            } else {
+                run.inputs
+                    .get_or_insert_with(Default::default)
+                    .model_inputs
+                    .push(pb::ModelInput { model_id });
+            }
         }
         for r in inputs {
             let Some(run) = index.get(&r.get::<String, _>(0)).map(|i| &mut runs[*i]) else {
