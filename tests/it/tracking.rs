@@ -258,6 +258,7 @@ async fn runs_lifecycle(db: Database) {
         .tags
         .contains(&tag("mlflow.parentRunId", &info.run_id)));
 
+    // A parent in another experiment is linked too, as MLflow nests it.
     let other = experiment(&mut c, "other").await;
     let cross = c
         .create_run(pb::CreateRunRequest {
@@ -266,8 +267,19 @@ async fn runs_lifecycle(db: Database) {
             ..Default::default()
         })
         .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    assert_eq!(cross.info.unwrap().parent_run_id, info.run_id);
+    let orphan = c
+        .create_run(pb::CreateRunRequest {
+            parent_run_id: "0".repeat(32),
+            ..Default::default()
+        })
+        .await
         .unwrap_err();
-    assert_eq!(cross.code(), Code::InvalidArgument);
+    assert_eq!(orphan.code(), Code::NotFound);
     let missing_exp = c
         .create_run(pb::CreateRunRequest {
             experiment_id: "999999".into(),

@@ -193,14 +193,19 @@ def test_runs_params_metrics_tags_inputs_and_nesting(client: MlflowClient, serve
         "holdout": "evaluation",
     }
 
-    # MLflow nests a run under a run of another experiment too (the parent is a tag);
-    # tracking links parents within an experiment only, so such a run keeps the tag alone.
+    # MLflow nests a run under a run of another experiment too: linked as well.
     other = client.create_experiment(unique("mlflow-other"))
     stray = client.create_run(other, tags={"mlflow.parentRunId": parent_id}).info.run_id
     assert client.get_run(stray).data.tags["mlflow.parentRunId"] == parent_id
     found = client.search_runs([other], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
     assert [r.info.run_id for r in found] == [stray]
     got = server.stub.GetRun(pb.GetRunRequest(run_id=stray), timeout=CALL_TIMEOUT).run
+    assert got.info.parent_run_id == parent_id
+    # A parent that is no run here (another server's) stays a tag alone, as MLflow keeps it.
+    elsewhere = uuid.uuid4().hex
+    tagged = client.create_run(other, tags={"mlflow.parentRunId": elsewhere}).info.run_id
+    assert client.get_run(tagged).data.tags["mlflow.parentRunId"] == elsewhere
+    got = server.stub.GetRun(pb.GetRunRequest(run_id=tagged), timeout=CALL_TIMEOUT).run
     assert got.info.parent_run_id == ""
 
     # And through the CLI.

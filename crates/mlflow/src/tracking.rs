@@ -3,8 +3,8 @@
 //!
 //! MLflow behaviours that take more than one of our calls are composed here: a run
 //! created with the tags `mlflow.runName`, `mlflow.user` or `mlflow.parentRunId` gets
-//! them as its name, user and parent (a parent in another experiment, which MLflow
-//! allows and tracking does not link, stays a tag); setting the tag `mlflow.runName`
+//! them as its name, user and parent (a parent that is not a run here, which MLflow
+//! allows, stays a tag); setting the tag `mlflow.runName`
 //! renames the run; a metric history asked for without `max_results` is read to its end.
 
 use axum::extract::State;
@@ -269,9 +269,9 @@ pub fn create_run_request(p: &Params) -> Result<pb::CreateRunRequest> {
 
 async fn create_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
     let mut req = create_run_request(&p)?;
-    if !req.parent_run_id.is_empty() && !same_experiment_parent(&s, &auth, &req).await? {
-        // MLflow nests a run under any run (the parent is only a tag); tracking links a
-        // parent of the same experiment. Otherwise the run keeps the tag alone.
+    if !req.parent_run_id.is_empty() && !parent_exists(&s, &auth, &req).await? {
+        // MLflow nests a run under any id (the parent is only a tag); tracking links a
+        // parent it has. Otherwise the run keeps the tag alone.
         req.parent_run_id.clear();
     }
     let run = s
@@ -283,36 +283,26 @@ async fn create_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonRes
     run_json(&s, &auth, run).await
 }
 
-/// Whether the parent a new run names exists in the run's own experiment.
-async fn same_experiment_parent(
-    s: &AppState,
-    auth: &Auth,
-    req: &pb::CreateRunRequest,
-) -> Result<bool> {
+/// Whether the parent a new run names is a run here.
+async fn parent_exists(s: &AppState, auth: &Auth, req: &pb::CreateRunRequest) -> Result<bool> {
     let parent = s
         .tracking()
         .get_run(auth.request(pb::GetRunRequest {
             run_id: req.parent_run_id.clone(),
         }))
         .await;
-    let parent = match parent {
-        Ok(r) => r.into_inner().run.and_then(|r| r.info).unwrap_or_default(),
+    match parent {
+        Ok(_) => Ok(true),
         Err(st)
             if matches!(
                 st.code(),
                 tonic::Code::NotFound | tonic::Code::InvalidArgument
             ) =>
         {
-            return Ok(false)
+            Ok(false)
         }
-        Err(st) => return Err(st.into()),
-    };
-    let exp = if req.experiment_id.is_empty() {
-        "0"
-    } else {
-        req.experiment_id.as_str()
-    };
-    Ok(parent.experiment_id == exp)
+        Err(st) => Err(st.into()),
+    }
 }
 
 pub(crate) async fn get_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {

@@ -111,19 +111,14 @@ impl Store {
         let artifact_uri = format!("{}/{run_id}/artifacts", exp.get::<String, _>(1));
         if !req.parent_run_id.is_empty() {
             validate::run_id(&req.parent_run_id)?;
-            let parent = sqlx::query("SELECT experiment_id FROM runs WHERE run_id = $1")
+            // Any run may be a parent, in this experiment or another, as in MLflow.
+            sqlx::query("SELECT 1 FROM runs WHERE run_id = $1")
                 .bind(&req.parent_run_id)
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| {
                     TrackingError::NotFound(format!("parent run {} not found", req.parent_run_id))
                 })?;
-            if parent.get::<i64, _>(0) != eid {
-                return Err(invalid(format!(
-                    "parent run {} belongs to another experiment than {exp_id}",
-                    req.parent_run_id
-                )));
-            }
         }
         sqlx::query(
             "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, artifact_uri, \
