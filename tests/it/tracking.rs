@@ -289,6 +289,33 @@ async fn runs_lifecycle(db: Database) {
         .unwrap_err();
     assert_eq!(missing_exp.code(), Code::NotFound);
 
+    // MLflow's run name tag in a batch names the run in the same call; an over-long
+    // one writes nothing of the batch.
+    c.log_batch(pb::LogBatchRequest {
+        run_id: info.run_id.clone(),
+        tags: vec![tag("mlflow.runName", "from-a-batch")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let named = crate::get_run(&mut c, &info.run_id).await.info.unwrap();
+    assert_eq!(named.run_name, "from-a-batch");
+    let long = c
+        .log_batch(pb::LogBatchRequest {
+            run_id: info.run_id.clone(),
+            tags: vec![
+                tag("written", "no"),
+                tag("mlflow.runName", &"x".repeat(251)),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(long.code(), Code::InvalidArgument, "{}", long.message());
+    let after = crate::get_run(&mut c, &info.run_id).await;
+    assert_eq!(after.info.unwrap().run_name, "from-a-batch");
+    assert!(!after.data.unwrap().tags.iter().any(|t| t.key == "written"));
+
     let done = c
         .update_run(pb::UpdateRunRequest {
             run_id: info.run_id.clone(),

@@ -436,12 +436,8 @@ async fn log_batch(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResu
         .map(read_metric)
         .collect::<Result<Vec<_>>>()?;
     let params = read_params(&p, "params")?;
+    // A `mlflow.runName` tag renames the run: tracking does it in the batch's transaction.
     let tags = read_tags(&p, "tags")?;
-    let new_name = tags
-        .iter()
-        .rev()
-        .find(|t| t.key == RUN_NAME_TAG)
-        .map(|t| t.value.clone());
     s.tracking()
         .log_batch(auth.request(pb::LogBatchRequest {
             run_id: run_id.clone(),
@@ -450,9 +446,6 @@ async fn log_batch(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResu
             tags,
         }))
         .await?;
-    if let Some(name) = new_name {
-        rename_run(&s, &auth, &run_id, &name).await?;
-    }
     Ok(empty())
 }
 

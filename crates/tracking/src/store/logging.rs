@@ -256,6 +256,20 @@ impl Store {
                 q = q.bind(*k).bind(*v);
             }
             q.execute(&mut *tx).await?;
+            // MLflow's run name tag names the run, in the same transaction.
+            if let Some(name) = last.get("mlflow.runName") {
+                if name.chars().count() > validate::MAX_RUN_NAME_LEN {
+                    return Err(invalid(format!(
+                        "the mlflow.runName tag is longer than {} characters",
+                        validate::MAX_RUN_NAME_LEN
+                    )));
+                }
+                sqlx::query("UPDATE runs SET run_name = $1 WHERE run_id = $2")
+                    .bind(*name)
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
 
         if !by_key.is_empty() {
