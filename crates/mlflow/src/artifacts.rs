@@ -171,15 +171,8 @@ async fn resolve(state: &AppState, auth: &Auth, path: &str, what: &str) -> Resul
         run.info.unwrap_or_default().artifact_uri
     } else {
         state
-            .tracking()
-            .get_logged_model(auth.request(pb::GetLoggedModelRequest {
-                model_id: target.logged_model_id.clone(),
-                allow_deleted: false,
-            }))
+            .logged_model(auth, &target.logged_model_id)
             .await?
-            .into_inner()
-            .model
-            .unwrap_or_default()
             .artifact_uri
     };
     let owner = if target.logged_model_id.is_empty() {

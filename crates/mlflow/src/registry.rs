@@ -20,13 +20,13 @@
 //!   every search. In the registry's grammar a `!=` needs the tag, which ordinary
 //!   models lack, so that clause is taken off and prompts are left out here.
 
+mod create;
 pub mod sources;
 
 use axum::extract::State;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use mlops_proto::registry::v1 as pb;
-use mlops_proto::tracking::v1 as tpb;
 use serde_json::{json, Value};
 
 use crate::artifacts::to_proxy_uri;
@@ -34,7 +34,8 @@ use crate::error::{ApiError, ErrorCode, Result};
 use crate::json::{empty, parse_int, KeyValue, Params};
 use crate::registry_entities::{parse_stage, ModelVersion, RegisteredModel};
 use crate::state::{AppState, Auth};
-use sources::{download_of, parse_source, path_under, Download, Source};
+use create::create_model_version;
+use sources::{download_of, Download};
 
 /// MLflow's largest page of registered models (`SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD`).
 const MAX_MODELS_PAGE: i32 = 1000;
@@ -438,164 +439,6 @@ async fn get_by_alias(State(s): State<AppState>, auth: Auth, p: Params) -> JsonR
     version_json(v)
 }
 
-/// `model-versions/create`. A source the registry can read (a run's artifact here, a
-/// logged model, another registered version) is copied in, so the version is
-/// immutable; any other source (a run in another server, an `s3://` path a job wrote,
-/// a relative path) is recorded as given, as MLflow records every source: a READY
-/// version that is only a reference, whose files this server does not serve.
-async fn create_model_version(State(s): State<AppState>, auth: Auth, p: Params) -> JsonResult {
-    let source = p.required_string("source")?;
-    let run_id = p.string("run_id")?;
-    let base = pb::CreateModelVersionRequest {
-        name: p.required_string("name")?,
-        description: p.string("description")?,
-        tags: tags(&p)?,
-        run_link: p.string("run_link")?,
-        user_id: p.string("user_id")?,
-        ..Default::default()
-    };
-    let reference = pb::CreateModelVersionRequest {
-        source: source.clone(),
-        run_id: run_id.clone(),
-        ..base.clone()
-    };
-    // A copy of a registered version must find it, as MLflow's copy_model_version must.
-    let readable = match readable_source(&s, &auth, &p, &source, &run_id, base).await {
-        Ok(Some(req)) => s.registry().create_model_version(auth.request(req)).await,
-        Ok(None) => Err(tonic::Status::not_found("not a source this server reads")),
-        Err(e) => return Err(e),
-    };
-    let v = match readable {
-        Ok(resp) => resp.into_inner().model_version,
-        // The run, its artifact or the logged model is not here: record the source as given.
-        Err(status) if status.code() == tonic::Code::NotFound && !is_copy(&source) => {
-            s.registry()
-                .create_model_version(auth.request(reference))
-                .await?
-                .into_inner()
-                .model_version
-        }
-        Err(status) => return Err(status.into()),
-    };
-    if let Some(v) = &v {
-        link_logged_model(&s, &auth, v).await?;
-    }
-    version_json(v)
-}
-
-/// The tag MLflow keeps a logged model's registered versions in.
-const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
-
-/// Adds `v` to its logged model's `mlflow.modelVersions` tag, as MLflow's server does
-/// (a JSON list of `{"name", "version"}` written as Python's `json.dumps` writes it).
-async fn link_logged_model(s: &AppState, auth: &Auth, v: &pb::ModelVersion) -> Result<()> {
-    let model_id = v
-        .lineage
-        .as_ref()
-        .map(|l| l.logged_model_id.clone())
-        .unwrap_or_default();
-    if model_id.is_empty() {
-        return Ok(());
-    }
-    let model = s
-        .tracking()
-        .get_logged_model(auth.request(tpb::GetLoggedModelRequest {
-            model_id: model_id.clone(),
-            allow_deleted: false,
-        }))
-        .await?
-        .into_inner()
-        .model
-        .unwrap_or_default();
-    let mut linked: Vec<(String, i64)> = model
-        .tags
-        .iter()
-        .find(|t| t.key == MODEL_VERSIONS_TAG)
-        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t.value).ok())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|e| Some((e["name"].as_str()?.to_owned(), e["version"].as_i64()?)))
-        .collect();
-    linked.push((v.name.clone(), v.version));
-    let entries: Vec<String> = linked
-        .iter()
-        .map(|(name, version)| format!("{{\"name\": {}, \"version\": {version}}}", json!(name)))
-        .collect();
-    s.tracking()
-        .set_logged_model_tags(auth.request(tpb::SetLoggedModelTagsRequest {
-            model_id,
-            tags: vec![tpb::Tag {
-                key: MODEL_VERSIONS_TAG.into(),
-                value: format!("[{}]", entries.join(", ")),
-            }],
-        }))
-        .await?;
-    Ok(())
-}
-
-/// Whether `source` names a registered version (`models:/<name>/<version>`).
-fn is_copy(source: &str) -> bool {
-    matches!(
-        parse_source(source, "", "", None),
-        Ok(Source::Registered { .. })
-    )
-}
-
-/// The registry request that copies `source` in, or `None` when the source is not one
-/// this server reads (or not one it holds: a run elsewhere, a path under no run).
-async fn readable_source(
-    s: &AppState,
-    auth: &Auth,
-    p: &Params,
-    source: &str,
-    run_id: &str,
-    mut req: pb::CreateModelVersionRequest,
-) -> Result<Option<pb::CreateModelVersionRequest>> {
-    let root = s.artifact_root(auth).await;
-    match parse_source(source, run_id, &p.string("model_id")?, root.as_deref())? {
-        Source::Reference => return Ok(None),
-        Source::Registered { name, version } => {
-            req.copy_from_name = name;
-            req.copy_from_version = version;
-        }
-        Source::LoggedModel(id) => {
-            req.logged_model_id = id;
-            req.run_id = run_id.to_owned();
-        }
-        Source::RunArtifact { run_id, path } => {
-            req.run_id = run_id;
-            req.artifact_path = path;
-        }
-        Source::UnderRun { run_id, uri } => {
-            let got = s
-                .tracking()
-                .get_run(auth.request(tpb::GetRunRequest {
-                    run_id: run_id.clone(),
-                }))
-                .await;
-            let info = match got {
-                Ok(resp) => resp
-                    .into_inner()
-                    .run
-                    .and_then(|r| r.info)
-                    .unwrap_or_default(),
-                Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
-                Err(status) => return Err(status.into()),
-            };
-            let roots = [
-                info.artifact_uri.clone(),
-                to_proxy_uri(&info.artifact_uri, root.as_deref()),
-            ];
-            let Some(path) = path_under(&uri, &roots) else {
-                return Ok(None);
-            };
-            req.run_id = run_id;
-            req.artifact_path = path;
-        }
-    }
-    Ok(Some(req))
-}
-
 async fn get_version(s: &AppState, auth: &Auth, p: &Params) -> Result<pb::ModelVersion> {
     let req = pb::GetModelVersionRequest {
         name: p.required_string("name")?,
@@ -717,18 +560,7 @@ async fn get_download_uri(State(s): State<AppState>, auth: Auth, p: Params) -> J
     let v = get_version(&s, &auth, &p).await?;
     let uri = match download_of(&v)? {
         Download::Uri(uri) => uri,
-        Download::LoggedModel(model_id) => {
-            s.tracking()
-                .get_logged_model(auth.request(tpb::GetLoggedModelRequest {
-                    model_id,
-                    allow_deleted: false,
-                }))
-                .await?
-                .into_inner()
-                .model
-                .unwrap_or_default()
-                .artifact_uri
-        }
+        Download::LoggedModel(model_id) => s.logged_model(&auth, &model_id).await?.artifact_uri,
     };
     // Without the root the client would be sent to the tracking service's own storage.
     let root = s.artifact_root(&auth).await.ok_or_else(|| {

@@ -100,6 +100,20 @@ impl AppState {
         self.inner.registry.clone()
     }
 
+    /// A live logged model of tracking's (NOT_FOUND for an unknown or deleted one).
+    pub async fn logged_model(&self, auth: &Auth, model_id: &str) -> Result<tpb::LoggedModel> {
+        Ok(self
+            .tracking()
+            .get_logged_model(auth.request(tpb::GetLoggedModelRequest {
+                model_id: model_id.to_owned(),
+                allow_deleted: false,
+            }))
+            .await?
+            .into_inner()
+            .model
+            .unwrap_or_default())
+    }
+
     /// MLflow's web UI build directory, when the UI is served.
     pub fn ui_dir(&self) -> Option<&std::path::Path> {
         self.inner.ui_dir.as_deref()

@@ -119,16 +119,7 @@ pub(crate) async fn list_logged_model_artifacts(
     p: Params,
 ) -> Result<Json<serde_json::Value>> {
     let path = clean_path(&p.string("artifact_directory_path")?)?;
-    let model = state
-        .tracking()
-        .get_logged_model(auth.request(pb::GetLoggedModelRequest {
-            model_id: model_id.clone(),
-            allow_deleted: false,
-        }))
-        .await?
-        .into_inner()
-        .model
-        .unwrap_or_default();
+    let model = state.logged_model(&auth, &model_id).await?;
     let root = state.artifact_root(&auth).await;
     let files = relative_files(&state, &auth, "", &model_id, &path).await?;
     Ok(Json(json!({
