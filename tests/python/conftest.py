@@ -11,6 +11,7 @@ something fails.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,3 +153,21 @@ def server(tmp_path_factory):
         pytest.fail(f"`mlops up` did not exit within {STOP_TIMEOUT:g} s of SIGINT\n{srv.log_tail()}", pytrace=False)
     log.close()
     assert code == 0, f"`mlops up` exited with code {code} after SIGINT (want 0)\n{srv.log_tail()}"
+
+
+def chromium(profile: Path, *args: str, timeout: float = 180) -> str:
+    """Headless Chromium (Debian's `chromium`, which `make test` installs; the tests that render
+    pages fail without it) with a profile of its own under `profile` (no state shared between
+    runs); its stdout."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.fail(
+            "chromium is not on PATH: this test renders a page in headless Chromium; install Debian's "
+            "package (`apt-get install --no-install-recommends chromium`; `make test` does it)",
+            pytrace=False,
+        )
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", *args]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)}: exit {out.returncode}\n{out.stdout}{out.stderr[-4000:]}"
+    return out.stdout
+

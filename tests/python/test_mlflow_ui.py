@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -26,7 +24,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from conftest import mlops_bin
+from conftest import chromium, mlops_bin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlops_up import Up  # noqa: E402
@@ -100,27 +98,14 @@ def logged(ui, tmp_path_factory):
     }
 
 
-def chromium(profile: Path, *args: str) -> str:
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail(
-            "chromium is not on PATH: the web UI test renders MLflow's UI in headless Chromium; install "
-            "Debian's package (`apt-get install --no-install-recommends chromium`; `make test` does it)",
-            pytrace=False,
-        )
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000", f"--user-data-dir={profile}", *args]
-    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, f"{' '.join(cmd)}: exit {out.returncode}\n{out.stdout}{out.stderr[-4000:]}"
-    return out.stdout
-
 
 def render(ui, tmp_path: Path, route: str, name: str, budget_ms: int = 20000) -> str:
     """The DOM of the UI at `#/<route>` once its requests have settled, and a screenshot."""
     url = f"{ui['uri']}/#/{route}"
-    dom = chromium(tmp_path / f"profile-{name}", f"--virtual-time-budget={budget_ms}", "--dump-dom", url)
+    dom = chromium(tmp_path / f"profile-{name}", "--window-size=1400,1000", f"--virtual-time-budget={budget_ms}", "--dump-dom", url)
     ui["shots"].mkdir(parents=True, exist_ok=True)
     shot = ui["shots"] / f"{name}.png"
-    chromium(tmp_path / f"profile-{name}-shot", f"--virtual-time-budget={budget_ms}", f"--screenshot={shot}", url)
+    chromium(tmp_path / f"profile-{name}-shot", "--window-size=1400,1000", f"--virtual-time-budget={budget_ms}", f"--screenshot={shot}", url)
     assert shot.stat().st_size > 10_000, f"{shot} is nearly empty"
     print(f"screenshot: {shot}")
     return dom

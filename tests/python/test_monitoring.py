@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import struct
 import subprocess
 import zlib
@@ -23,7 +22,7 @@ import pytest
 
 import mlops_client  # noqa: F401  (generates the stubs)
 from mlops.monitoring.v1 import monitoring_pb2 as mpb, monitoring_pb2_grpc as mgrpc
-from conftest import mlops_bin
+from conftest import chromium, mlops_bin
 
 
 def cli(server, *args: str, code: int = 0) -> str:
@@ -118,21 +117,6 @@ def test_a_window_over_grpc_as_arrow_ipc(server, files):
 # The chart's bar colours (monitor_html.rs): reference, current window.
 REF_BAR, CUR_BAR = (0x9A, 0xA5, 0xB1), (0xD9, 0x53, 0x4F)
 
-
-def chromium(profile: Path, *args: str) -> str:
-    """Headless Chromium with a profile of its own under `profile` (no state shared between
-    runs); its stdout."""
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail(
-            "chromium is not on PATH: the HTML report test renders the page in headless Chromium; "
-            "install Debian's package (`apt-get install --no-install-recommends chromium`; `make test` does it)",
-            pytrace=False,
-        )
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", *args]
-    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"{' '.join(cmd)}: exit {out.returncode}\n{out.stdout}{out.stderr[-4000:]}"
-    return out.stdout
 
 
 def png_colours(path: Path) -> tuple[int, int, Counter]:
