@@ -39,15 +39,23 @@ pub(super) async fn create_model_version(
         ..base.clone()
     };
     // A copy of a registered version must find it, as MLflow's copy_model_version must.
-    let readable = match readable_source(&s, &auth, &p, &source, &run_id, base).await {
-        Ok(Some(req)) => s.registry().create_model_version(auth.request(req)).await,
-        Ok(None) => Err(tonic::Status::not_found("not a source this server reads")),
-        Err(e) => return Err(e),
+    let (readable, copy) = match readable_source(&s, &auth, &p, &source, &run_id, base).await? {
+        Some(req) => {
+            let copy = !req.copy_from_name.is_empty();
+            (
+                s.registry().create_model_version(auth.request(req)).await,
+                copy,
+            )
+        }
+        None => (
+            Err(tonic::Status::not_found("not a source this server reads")),
+            false,
+        ),
     };
     let v = match readable {
         Ok(resp) => resp.into_inner().model_version,
         // The run, its artifact or the logged model is not here: record the source as given.
-        Err(status) if status.code() == tonic::Code::NotFound && !is_copy(&source) => {
+        Err(status) if status.code() == tonic::Code::NotFound && !copy => {
             s.registry()
                 .create_model_version(auth.request(reference))
                 .await?
@@ -101,14 +109,6 @@ async fn link_logged_model(s: &AppState, auth: &Auth, v: &pb::ModelVersion) -> R
         }))
         .await?;
     Ok(())
-}
-
-/// Whether `source` names a registered version (`models:/<name>/<version>`).
-fn is_copy(source: &str) -> bool {
-    matches!(
-        parse_source(source, "", "", None),
-        Ok(Source::Registered { .. })
-    )
 }
 
 /// The registry request that copies `source` in, or `None` when the source is not one
