@@ -319,6 +319,53 @@ async fn logged_models_in_tracking_and_the_registry(db: Database) {
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 
+    // MLflow's `datasets` clause: models with a metric computed on one of them.
+    t.log_batch(pb::LogBatchRequest {
+        run_id: r.clone(),
+        metrics: vec![pb::Metric {
+            dataset_name: "eval".into(),
+            dataset_digest: "d1".into(),
+            ..point(0.7, 4, &id)
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let on = |filters: &[(&str, &str)]| pb::SearchLoggedModelsRequest {
+        experiment_ids: vec![exp.clone()],
+        datasets: filters
+            .iter()
+            .map(|(name, digest)| pb::LoggedModelDatasetFilter {
+                dataset_name: (*name).into(),
+                dataset_digest: (*digest).into(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for (filters, hits) in [
+        (vec![("eval", "d1")], 1),
+        (vec![("eval", "")], 1),
+        (vec![("eval", "d2")], 0),
+        (vec![("train", ""), ("eval", "d1")], 1),
+        (vec![("train", "")], 0),
+    ] {
+        let found = t
+            .search_logged_models(on(&filters))
+            .await
+            .unwrap()
+            .into_inner()
+            .models;
+        assert_eq!(found.len(), hits, "{filters:?}");
+        assert!(found.iter().all(|m| m.model_id == id));
+    }
+    let nameless = t.search_logged_models(on(&[("", "d1")])).await.unwrap_err();
+    assert_eq!(nameless.code(), Code::InvalidArgument);
+    assert!(
+        nameless.message().contains("`dataset_name`"),
+        "{}",
+        nameless.message()
+    );
+
     // The registry registers the logged model's whole root, with the run as lineage.
     let name = model(&mut c, "from-logged").await;
     let v = c

@@ -363,10 +363,12 @@ fn split_and(s: &str) -> Vec<&str> {
 async fn search(State(s): State<AppState>, auth: Auth, p: Params) -> Result<Json<Value>> {
     let experiment_ids = p.strings("experiment_ids")?;
     let (name, source_run_id) = parse_filter(&p.string("filter")?)?;
-    if !p.objects("datasets")?.is_empty() {
-        return Err(ApiError::invalid(
-            "dataset filters on logged models are not supported by this server",
-        ));
+    let mut datasets = vec![];
+    for d in p.objects("datasets")? {
+        datasets.push(pb::LoggedModelDatasetFilter {
+            dataset_name: d.string("dataset_name")?,
+            dataset_digest: d.string("dataset_digest")?,
+        });
     }
     let resp = s
         .tracking()
@@ -376,6 +378,7 @@ async fn search(State(s): State<AppState>, auth: Auth, p: Params) -> Result<Json
             name,
             max_results: p.opt_i32("max_results")?.unwrap_or(0),
             page_token: p.string("page_token")?,
+            datasets,
         }))
         .await?
         .into_inner();

@@ -347,6 +347,29 @@ impl Store {
                 sql.push_str(&format!(" AND {col} = ${}", n + extra.len()));
             }
         }
+        // MLflow's `datasets` clause: a metric computed on any of the datasets.
+        let mut any_dataset = vec![];
+        for d in &req.datasets {
+            if d.dataset_name.is_empty() {
+                return Err(invalid(
+                    "`dataset_name` in the `datasets` clause must be specified.",
+                ));
+            }
+            extra.push(d.dataset_name.clone());
+            let mut cond = format!("m.dataset_name = ${}", n + extra.len());
+            if !d.dataset_digest.is_empty() {
+                extra.push(d.dataset_digest.clone());
+                cond.push_str(&format!(" AND m.dataset_digest = ${}", n + extra.len()));
+            }
+            any_dataset.push(format!("({cond})"));
+        }
+        if !any_dataset.is_empty() {
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM logged_model_metrics m WHERE \
+                 m.model_id = logged_models.model_id AND ({}))",
+                any_dataset.join(" OR ")
+            ));
+        }
         sql.push_str(&format!(
             " ORDER BY creation_timestamp_ms DESC, model_id LIMIT {} OFFSET {offset}",
             max + 1
