@@ -149,8 +149,10 @@ impl Registrar {
             return self.register_logged_model(req).await;
         }
         validate::run_id(&req.run_id)?;
+        // An empty path is the run's whole artifact root, which MLflow users register
+        // as `runs:/<run id>` or as the run's artifact URI.
         let path = req.artifact_path.trim_end_matches('/').to_owned();
-        mlops_storage::blob::check_relative_path(&path, false).map_err(|why| {
+        mlops_storage::blob::check_relative_path(&path, true).map_err(|why| {
             invalid(format!(
                 "artifact_path {why}; give the model's path under the run's artifact root, like `model`"
             ))
@@ -164,7 +166,7 @@ impl Registrar {
             self.tracking.artifact_files(&owner, &path)
         );
         let (run, files) = (run?, files?);
-        if files.is_empty() {
+        if files.is_empty() && !path.is_empty() {
             return Err(crate::error::precondition(format!(
                 "artifact directory `{path}` in run {} holds no files",
                 req.run_id
@@ -175,12 +177,21 @@ impl Registrar {
             return Err(self.too_big(total));
         }
         let new = NewVersion {
-            source: format!("runs:/{}/{path}", req.run_id),
+            source: if path.is_empty() {
+                format!("runs:/{}", req.run_id)
+            } else {
+                format!("runs:/{}/{path}", req.run_id)
+            },
             run_id: req.run_id.clone(),
             lineage: stamped(lineage_of(&run, &path), &req),
             description: req.description.clone(),
             tags: req.tags.clone(),
         };
+        if files.is_empty() {
+            // A run with no files yet, registered whole, as MLflow registers it: the
+            // version records it without holding anything.
+            return self.record_reference(&req.name, &new).await;
+        }
         self.copy_in(&req.name, &new, &owner, &files).await
     }
 
