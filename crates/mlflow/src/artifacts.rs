@@ -12,6 +12,7 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -192,9 +193,9 @@ async fn resolve(state: &AppState, auth: &Auth, path: &str, what: &str) -> Resul
 }
 
 /// The artifact proxy's routes and the tracking API's artifact listing.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
     use listing::list_proxy;
-    Router::new()
+    let proxy = Router::new()
         .route("/api/2.0/mlflow-artifacts/artifacts", get(list_proxy))
         .route(
             "/api/2.0/mlflow-artifacts/artifacts/{*path}",
@@ -216,7 +217,35 @@ pub fn routes() -> Router<AppState> {
             "/api/2.0/mlflow-artifacts/presigned/{*path}",
             get(presigned),
         )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            unless_serving_artifacts,
+        ));
+    Router::new()
+        .merge(proxy)
         .route("/api/2.0/mlflow/artifacts/list", get(list_run_artifacts))
+}
+
+/// MLflow's answer on its artifact proxy's routes when it runs with
+/// `--no-serve-artifacts` (its words, a plain-text 503).
+async fn unless_serving_artifacts(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if state.serves_artifacts() {
+        return next.run(req).await;
+    }
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "Endpoint: {} disabled due to the mlflow server running with `--no-serve-artifacts`. \
+             To enable artifacts server functionality, run `mlflow server` with \
+             `--serve-artifacts` (here: MLOPS_MLFLOW_SERVE_ARTIFACTS=true)",
+            req.uri().path()
+        ),
+    )
+        .into_response()
 }
 
 /// A content type for a file name, as far as it matters to a browser.

@@ -32,6 +32,13 @@ pub struct MlflowConfig {
     /// (`<site-packages>/mlflow/server/js/build`), served at `/`. Unset: no UI, the REST API only.
     #[arg(long, visible_alias = "mlflow-ui-dir")]
     pub ui_dir: Option<std::path::PathBuf>,
+    /// Serve artifacts through this gateway (MLflow's `--serve-artifacts`, its default):
+    /// runs, experiments and logged models advertise `mlflow-artifacts:/` URIs and the
+    /// client uploads and downloads here. `false` is MLflow's `--no-serve-artifacts`:
+    /// they advertise the tracking service's own locations (`file:///...`, `s3://...`),
+    /// which the client must reach itself, and the `mlflow-artifacts` routes answer 503.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub serve_artifacts: bool,
 }
 
 impl ServiceConfig for MlflowConfig {
@@ -116,5 +123,10 @@ mod tests {
             ("127.0.0.1:0", 2048)
         );
         assert!(MlflowConfig::load(["mlops-mlflow", "--max-body-bytes", "10"]).is_err());
+        // MLflow's --serve-artifacts is on by default; `false` is its --no-serve-artifacts.
+        assert!(c.serve_artifacts);
+        let c = MlflowConfig::load(["mlops-mlflow", "--serve-artifacts", "false"]).unwrap();
+        assert!(!c.serve_artifacts);
+        assert!(MlflowConfig::load(["mlops-mlflow", "--serve-artifacts", "maybe"]).is_err());
     }
 }

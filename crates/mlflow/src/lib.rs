@@ -65,7 +65,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(tracking::routes())
         .merge(registry::routes())
-        .merge(artifacts::routes())
+        .merge(artifacts::routes(&state))
         .merge(logged_models::routes())
         .merge(info::routes())
         .merge(ui::routes())

@@ -169,7 +169,7 @@ impl LoggedModel {
 
 async fn model_json(s: &AppState, auth: &Auth, m: Option<pb::LoggedModel>) -> Result<Json<Value>> {
     let m = m.ok_or_else(|| ApiError::not_found("the tracking service answered no model"))?;
-    let root = s.artifact_root(auth).await;
+    let root = s.proxy_root(auth).await;
     Ok(Json(
         json!({ "model": LoggedModel::from_pb(m, root.as_deref()) }),
     ))
@@ -382,7 +382,7 @@ async fn search(State(s): State<AppState>, auth: Auth, p: Params) -> Result<Json
         }))
         .await?
         .into_inner();
-    let root = s.artifact_root(&auth).await;
+    let root = s.proxy_root(&auth).await;
     let models: Vec<LoggedModel> = resp
         .models
         .into_iter()

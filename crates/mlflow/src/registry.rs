@@ -562,6 +562,9 @@ async fn get_download_uri(State(s): State<AppState>, auth: Auth, p: Params) -> J
         Download::Uri(uri) => uri,
         Download::LoggedModel(model_id) => s.logged_model(&auth, &model_id).await?.artifact_uri,
     };
+    if !s.serves_artifacts() {
+        return Ok(Json(json!({ "artifact_uri": uri })));
+    }
     // Without the root the client would be sent to the tracking service's own storage.
     let root = s.artifact_root(&auth).await.ok_or_else(|| {
         ApiError::new(

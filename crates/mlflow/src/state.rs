@@ -45,6 +45,8 @@ struct Inner {
     artifact_root: OnceCell<String>,
     /// MLflow's web UI build, when it is served.
     ui_dir: Option<std::path::PathBuf>,
+    /// Whether artifacts go through the gateway (`mlflow-artifacts:/` URIs).
+    serve_artifacts: bool,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 artifact_root: OnceCell::new(),
                 ui_dir: config.ui_dir.clone(),
+                serve_artifacts: config.serve_artifacts,
             }),
         })
     }
@@ -122,6 +125,22 @@ impl AppState {
     /// The largest JSON request body.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
+    }
+
+    /// Whether artifacts go through the gateway's proxy (`--serve-artifacts`).
+    pub fn serves_artifacts(&self) -> bool {
+        self.inner.serve_artifacts
+    }
+
+    /// The root that the artifact URIs handed to clients are advertised under, as
+    /// `mlflow-artifacts:/`: tracking's artifact root when the gateway serves
+    /// artifacts, `None` when clients get tracking's own locations
+    /// (`--serve-artifacts false`) or while tracking cannot answer.
+    pub async fn proxy_root(&self, auth: &Auth) -> Option<String> {
+        if !self.inner.serve_artifacts {
+            return None;
+        }
+        self.artifact_root(auth).await
     }
 
     /// The tracking service's artifact root (`file:///…` or `s3://…`), which the

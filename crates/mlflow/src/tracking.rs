@@ -120,7 +120,7 @@ fn is_relative_path(location: &str) -> bool {
 }
 
 async fn experiment_json(s: &AppState, auth: &Auth, e: Option<pb::Experiment>) -> JsonResult {
-    let root = s.artifact_root(auth).await;
+    let root = s.proxy_root(auth).await;
     let e = e.ok_or_else(|| ApiError::not_found("the tracking service answered no experiment"))?;
     Ok(Json(
         json!({ "experiment": Experiment::from_pb(e, root.as_deref()) }),
@@ -164,7 +164,7 @@ async fn search_experiments(State(s): State<AppState>, auth: Auth, p: Params) ->
         .search_experiments(auth.request(req))
         .await?
         .into_inner();
-    let root = s.artifact_root(&auth).await;
+    let root = s.proxy_root(&auth).await;
     let mut out = json!({});
     if !resp.experiments.is_empty() {
         let list: Vec<Experiment> = resp
@@ -228,7 +228,7 @@ async fn delete_experiment_tag(State(s): State<AppState>, auth: Auth, p: Params)
 
 async fn run_json(s: &AppState, auth: &Auth, run: Option<pb::Run>) -> JsonResult {
     let run = run.ok_or_else(|| ApiError::not_found("the tracking service answered no run"))?;
-    let root = s.artifact_root(auth).await;
+    let root = s.proxy_root(auth).await;
     Ok(Json(json!({ "run": Run::from_pb(run, root.as_deref()) })))
 }
 
@@ -333,7 +333,7 @@ async fn update_run(State(s): State<AppState>, auth: Auth, p: Params) -> JsonRes
         .into_inner()
         .run_info
         .ok_or_else(|| ApiError::not_found("the tracking service answered no run"))?;
-    let root = s.artifact_root(&auth).await;
+    let root = s.proxy_root(&auth).await;
     Ok(Json(
         json!({ "run_info": RunInfo::from_pb(info, root.as_deref()) }),
     ))
@@ -372,7 +372,7 @@ pub(crate) async fn search_runs(State(s): State<AppState>, auth: Auth, p: Params
         .search_runs(auth.request(req))
         .await?
         .into_inner();
-    let root = s.artifact_root(&auth).await;
+    let root = s.proxy_root(&auth).await;
     let mut out = json!({});
     if !resp.runs.is_empty() {
         let runs: Vec<Run> = resp

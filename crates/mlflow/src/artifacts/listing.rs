@@ -120,7 +120,7 @@ pub(crate) async fn list_logged_model_artifacts(
 ) -> Result<Json<serde_json::Value>> {
     let path = clean_path(&p.string("artifact_directory_path")?)?;
     let model = state.logged_model(&auth, &model_id).await?;
-    let root = state.artifact_root(&auth).await;
+    let root = state.proxy_root(&auth).await;
     let files = relative_files(&state, &auth, "", &model_id, &path).await?;
     Ok(Json(json!({
         "root_uri": to_proxy_uri(&model.artifact_uri, root.as_deref()),
@@ -147,7 +147,7 @@ pub(crate) async fn list_run_artifacts(
         .into_inner()
         .run
         .unwrap_or_default();
-    let root = state.artifact_root(&auth).await;
+    let root = state.proxy_root(&auth).await;
     let root_uri = to_proxy_uri(&run.info.unwrap_or_default().artifact_uri, root.as_deref());
     let files = relative_files(&state, &auth, &run_id, "", &path).await?;
     let mut out = json!({ "root_uri": root_uri });
