@@ -349,14 +349,15 @@ def test_every_source_form_registers_as_mlflow_records_it(client: MlflowClient, 
     name = unique("sources")
     client.create_registered_model(name)
     elsewhere = uuid.uuid4().hex  # a run that lives on another server
+    local_artifacts = (server.root / "data" / "artifacts").resolve() / run["experiment_id"] / run["run_id"] / "artifacts"
     forms = [
         (f"runs:/{run['run_id']}/model", run["run_id"], False),
         (f"{run['artifact_uri']}/model", run["run_id"], False),
         (f"runs:/{elsewhere}/model", None, True),
         ("s3://training-jobs/fraud/2026-12-05/model", None, True),
-        ("file:///tmp/elsewhere/model", None, True),
-        ("relative/model", None, True),
         (f"runs:/{run['run_id']}/no-such-dir", run["run_id"], True),
+        # A local path inside the run's artifact directory, as tracking stores it.
+        (f"{local_artifacts}/model", run["run_id"], False),
     ]
     for i, (source, run_id, reference) in enumerate(forms, start=1):
         mv = client.create_model_version(name, source=source, run_id=run_id, run_link=f"https://ci.example.com/{i}")
@@ -367,6 +368,18 @@ def test_every_source_form_registers_as_mlflow_records_it(client: MlflowClient, 
             assert client.get_model_version_download_uri(name, str(i)) == source
         else:
             assert mv.source == f"runs:/{run['run_id']}/model", source
+    # Local paths outside the run's artifact directory are refused, as MLflow's server refuses
+    # them (a caller could otherwise register any file of the server's), with its words.
+    for source, run_id in [("file:///tmp/elsewhere/model", None), ("relative/model", None),
+                           ("/tmp/elsewhere/model", run["run_id"]), (f"{local_artifacts}/../../x", run["run_id"])]:
+        with pytest.raises(MlflowException) as e:
+            client.create_model_version(name, source=source, run_id=run_id)
+        assert code_of(e) == "INVALID_PARAMETER_VALUE", source
+        assert "To use a local path as a model version source" in e.value.message, e.value.message
+    with pytest.raises(MlflowException) as e:
+        client.create_model_version(name, source="https://host/models/%2e%2e/%2e%2e/etc")
+    assert code_of(e) == "INVALID_PARAMETER_VALUE" and "without relative path references" in e.value.message
+    assert len(client.search_model_versions(f"name='{name}'")) == len(forms), "nothing half-created"
     # The registry's gRPC API tells the two apart and refuses a reference's files with the reason.
     reg = mlops_client.connect_registry(server.registry_target)
     try:

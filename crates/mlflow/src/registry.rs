@@ -22,6 +22,7 @@
 
 mod create;
 pub mod sources;
+pub mod validate;
 
 use axum::extract::State;
 use axum::routing::{get, patch, post};

@@ -7,6 +7,7 @@ use mlops_proto::tracking::v1 as tpb;
 use serde_json::json;
 
 use super::sources::{parse_source, path_under, Source};
+use super::validate::{self, Locality};
 use super::{tags, version_json, JsonResult};
 use crate::artifacts::to_proxy_uri;
 use crate::error::Result;
@@ -25,6 +26,8 @@ pub(super) async fn create_model_version(
 ) -> JsonResult {
     let source = p.required_string("source")?;
     let run_id = p.string("run_id")?;
+    // MLflow's checks come first: nothing is registered from a source they refuse.
+    let readable_as = checked_source(&s, &auth, &source, &run_id, &p.string("model_id")?).await?;
     let base = pb::CreateModelVersionRequest {
         name: p.required_string("name")?,
         description: p.string("description")?,
@@ -39,7 +42,8 @@ pub(super) async fn create_model_version(
         ..base.clone()
     };
     // A copy of a registered version must find it, as MLflow's copy_model_version must.
-    let (readable, copy) = match readable_source(&s, &auth, &p, &source, &run_id, base).await? {
+    let (readable, copy) = match readable_source(&s, &auth, &p, &readable_as, &run_id, base).await?
+    {
         Some(req) => {
             let copy = !req.copy_from_name.is_empty();
             (
@@ -68,6 +72,47 @@ pub(super) async fn create_model_version(
         link_logged_model(&s, &auth, v).await?;
     }
     version_json(v)
+}
+
+/// `source` if MLflow's server would register it (see [`validate`]). A local path
+/// must lie in the artifact directory of the request's run (or logged model) as
+/// tracking stores it; it is then read as that directory's `file://` URI.
+async fn checked_source(
+    s: &AppState,
+    auth: &Auth,
+    source: &str,
+    run_id: &str,
+    model_id: &str,
+) -> Result<String> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let path = match validate::locality(source, &cwd)? {
+        Locality::Remote => {
+            validate::check_remote(source)?;
+            return Ok(source.to_owned());
+        }
+        Locality::Local(path) => path,
+    };
+    let by_model = !model_id.is_empty();
+    let dir = if by_model {
+        s.logged_model(auth, model_id).await?.artifact_uri
+    } else if !run_id.is_empty() {
+        s.tracking()
+            .get_run(auth.request(tpb::GetRunRequest {
+                run_id: run_id.to_owned(),
+            }))
+            .await?
+            .into_inner()
+            .run
+            .and_then(|r| r.info)
+            .unwrap_or_default()
+            .artifact_uri
+    } else {
+        return Err(validate::outside_artifacts(source, false));
+    };
+    match validate::local_dir(&dir) {
+        Some(dir) if path.starts_with(&dir) => Ok(format!("file://{}", path.display())),
+        _ => Err(validate::outside_artifacts(source, by_model)),
+    }
 }
 
 /// The tag MLflow keeps a logged model's registered versions in.
