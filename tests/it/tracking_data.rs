@@ -2,6 +2,7 @@
 //! search, dataset inputs, artifacts, heartbeat leases and concurrent writers.
 
 use futures::StreamExt;
+use mlops_proto::registry::v1 as rpb;
 use mlops_proto::tracking::v1 as pb;
 use mlops_tests::Database;
 use tonic::Code;
@@ -14,6 +15,7 @@ crate::on_both_backends!(
     artifacts_round_trip_and_bad_paths,
     heartbeat_lease_kills_silent_runs,
     concurrent_writers_to_one_run,
+    values_at_their_limits_are_stored_and_found,
 );
 
 async fn search_runs_grammar_order_and_paging(db: Database) {
@@ -460,5 +462,136 @@ async fn concurrent_writers_to_one_run(db: Database) {
     }
     let data = crate::get_run(&mut c, &r).await.data.unwrap();
     assert_eq!(data.params.len(), 12);
+    sb.stop().await.unwrap();
+}
+
+/// `n` characters that do not compress (a database that indexes values whole cannot
+/// take them past a third of a page, about 2,700 bytes on PostgreSQL).
+fn incompressible(n: usize, seed: u64) -> String {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[(x % 36) as usize])
+        })
+        .collect()
+}
+
+/// A param of 6,000 characters and a tag of 8,000 (MLflow's limits, which tracking
+/// enforces), and a model version tag of 5,000 (the registry's), are stored, returned
+/// whole, and found by the filters that name them.
+async fn values_at_their_limits_are_stored_and_found(db: Database) {
+    let (sb, mut c, mut reg) = crate::registry::registry_on(db).await;
+    let exp = experiment(&mut c, "long-values").await;
+    let (p, t) = (incompressible(6000, 1), incompressible(8000, 2));
+    let r = run(&mut c, &exp).await;
+    c.log_batch(pb::LogBatchRequest {
+        run_id: r.clone(),
+        params: vec![param("config", &p)],
+        tags: vec![tag("notes", &t)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Another run whose values share the long prefix and differ at the end.
+    let other = run(&mut c, &exp).await;
+    let (p2, t2) = (format!("{}x", &p[..5999]), format!("{}x", &t[..7999]));
+    c.log_param(pb::LogParamRequest {
+        run_id: other.clone(),
+        param: Some(param("config", &p2)),
+    })
+    .await
+    .unwrap();
+    c.set_tag(pb::SetTagRequest {
+        run_id: other.clone(),
+        tag: Some(tag("notes", &t2)),
+    })
+    .await
+    .unwrap();
+    let got = crate::get_run(&mut c, &r).await.data.unwrap();
+    assert_eq!(got.params[0].value, p);
+    assert!(got.tags.iter().any(|x| x.key == "notes" && x.value == t));
+    let found = |filter: String| {
+        let mut c = c.clone();
+        let exp = exp.clone();
+        async move {
+            let mut ids: Vec<String> = c
+                .search_runs(pb::SearchRunsRequest {
+                    experiment_ids: vec![exp],
+                    filter,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .runs
+                .into_iter()
+                .map(|x| x.info.unwrap().run_id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(found(format!("params.config = '{p}'")).await, [r.clone()]);
+    assert_eq!(
+        found(format!("params.config = '{p2}'")).await,
+        [other.clone()]
+    );
+    assert_eq!(
+        found(format!("params.config != '{p}'")).await,
+        [other.clone()]
+    );
+    let mut both = vec![r.clone(), other.clone()];
+    both.sort();
+    assert_eq!(
+        found(format!("tags.notes LIKE '{}%'", &t[..3000])).await,
+        both
+    );
+    assert_eq!(found(format!("tags.notes = '{t}'")).await, [r.clone()]);
+    assert_eq!(
+        found(format!("params.config IN ('{p}', 'short')")).await,
+        [r.clone()]
+    );
+
+    let name = format!("long-tags-{}", uuid::Uuid::new_v4().simple());
+    reg.create_registered_model(rpb::CreateRegisteredModelRequest {
+        name: name.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let v = incompressible(5000, 3);
+    for (version, value) in [(1, v.clone()), (2, format!("{}x", &v[..4999]))] {
+        reg.create_model_version(rpb::CreateModelVersionRequest {
+            name: name.clone(),
+            source: "s3://bucket/model".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        reg.set_model_version_tag(rpb::SetModelVersionTagRequest {
+            name: name.clone(),
+            version,
+            key: "notes".into(),
+            value,
+        })
+        .await
+        .unwrap();
+    }
+    let versions: Vec<i64> = reg
+        .search_model_versions(rpb::SearchModelVersionsRequest {
+            filter: format!("name = '{name}' AND tags.notes = '{v}'"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .model_versions
+        .into_iter()
+        .map(|x| x.version)
+        .collect();
+    assert_eq!(versions, [1]);
     sb.stop().await.unwrap();
 }

@@ -26,12 +26,20 @@ const SOURCE: &str = "/mlops/registry";
 
 /// The schema of the registry, per backend.
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "models, versions, tags, aliases, evaluations, gate results".into(),
-        sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
-        postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
-    }]
+    vec![
+        Migration {
+            version: 1,
+            name: "models, versions, tags, aliases, evaluations, gate results".into(),
+            sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
+            postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
+        },
+        Migration {
+            version: 2,
+            name: "tag values at MLflow's length limit".into(),
+            sqlite: include_str!("../migrations/sqlite/0002_long_tag_values.sql").into(),
+            postgres: include_str!("../migrations/postgres/0002_long_tag_values.sql").into(),
+        },
+    ]
 }
 
 /// Reads and writes registry data.

@@ -48,6 +48,12 @@ pub fn migrations() -> Vec<Migration> {
             sqlite: include_str!("../migrations/0004_run_model_inputs.sql").into(),
             postgres: include_str!("../migrations/0004_run_model_inputs.sql").into(),
         },
+        Migration {
+            version: 5,
+            name: "values at MLflow's length limits".into(),
+            sqlite: include_str!("../migrations/sqlite/0005_long_values.sql").into(),
+            postgres: include_str!("../migrations/postgres/0005_long_values.sql").into(),
+        },
     ]
 }
 
