@@ -534,14 +534,17 @@ async fn values_at_their_limits_are_stored_and_found(db: Database) {
             ids
         }
     };
-    assert_eq!(found(format!("params.config = '{p}'")).await, [r.clone()]);
+    assert_eq!(
+        found(format!("params.config = '{p}'")).await,
+        vec![r.clone()]
+    );
     assert_eq!(
         found(format!("params.config = '{p2}'")).await,
-        [other.clone()]
+        vec![other.clone()]
     );
     assert_eq!(
         found(format!("params.config != '{p}'")).await,
-        [other.clone()]
+        vec![other.clone()]
     );
     let mut both = vec![r.clone(), other.clone()];
     both.sort();
@@ -549,10 +552,10 @@ async fn values_at_their_limits_are_stored_and_found(db: Database) {
         found(format!("tags.notes LIKE '{}%'", &t[..3000])).await,
         both
     );
-    assert_eq!(found(format!("tags.notes = '{t}'")).await, [r.clone()]);
+    assert_eq!(found(format!("tags.notes = '{t}'")).await, vec![r.clone()]);
     assert_eq!(
         found(format!("params.config IN ('{p}', 'short')")).await,
-        [r.clone()]
+        vec![r.clone()]
     );
 
     let name = format!("long-tags-{}", uuid::Uuid::new_v4().simple());
