@@ -1,7 +1,8 @@
 //! Versions whose files do not come from a tracking run here, on SQLite and PostgreSQL:
 //! a reference to a source the registry does not read (recorded as given, READY, no
-//! files, refused where files are needed) and a copy of another registered version;
-//! `user_id` and `run_link` recorded as given; the bad inputs of each create nothing.
+//! files, refused where files are needed), a copy of another registered version, and a
+//! run's whole artifact root; `user_id` and `run_link` recorded as given; the bad inputs
+//! of each create nothing.
 
 use mlops_proto::registry::v1 as rpb;
 use mlops_tests::Database;
@@ -12,6 +13,7 @@ use crate::registry::{get_version, model, register, registry_on, source_run, Reg
 crate::on_both_backends!(
     a_reference_is_recorded_as_given_and_holds_no_files,
     a_copy_holds_the_same_files_under_a_new_version,
+    a_runs_whole_artifact_root_registers,
 );
 
 async fn create(
@@ -251,6 +253,29 @@ async fn a_copy_holds_the_same_files_under_a_new_version(db: Database) {
 
 /// Loading a reference for serving is refused with the reason, through Triton's
 /// RepositoryModelLoad (the inference service asks the registry like any client).
+/// An empty path is the run's whole artifact root (MLflow's `runs:/<id>`, or the run's
+/// artifact URI): its files are copied; a run with no files yet is recorded, not refused.
+async fn a_runs_whole_artifact_root_registers(db: Database) {
+    let (sb, mut t, mut c) = registry_on(db).await;
+    let (exp, r) = source_run(&mut t).await;
+    let name = model(&mut c, "whole-root").await;
+    let whole = register(&mut c, &name, &r, "").await.unwrap();
+    assert_eq!(whole.source, format!("runs:/{r}"));
+    assert_eq!(whole.status, rpb::ModelVersionStatus::Ready as i32);
+    assert!(!whole.reference_only);
+    assert_eq!(
+        download(&mut c, &name, whole.version, "model/model.onnx")
+            .await
+            .unwrap(),
+        LINEAR
+    );
+    let fresh = crate::run(&mut t, &exp).await;
+    let empty = register(&mut c, &name, &fresh, "").await.unwrap();
+    assert_eq!(empty.source, format!("runs:/{fresh}"));
+    assert!(empty.reference_only, "{empty:?}");
+    sb.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reference_cannot_be_served() {
     let (sb, mut oip) = crate::inference::sandbox(|_| {}).await;
