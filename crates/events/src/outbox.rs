@@ -223,18 +223,14 @@ impl Relay {
         // runs at a time across replicas and events stay in order. SQLite: one
         // process only, and the single writer connection must not be held while the
         // bus is slow, so read from the reader pool and delete afterwards.
+        // Deleting what the bus took need not wait for a WAL flush: a delete lost in
+        // a crash only republishes events, which consumers skip by id. This keeps the
+        // relay's commits from queueing behind the services' own.
         let mut tx = match self.db.backend() {
-            Backend::Postgres => Some(self.db.begin().await?),
+            Backend::Postgres => Some(self.db.begin_unsynced().await?),
             Backend::Sqlite => None,
         };
         if let Some(tx) = tx.as_mut() {
-            // Deleting what the bus took need not wait for a WAL flush: a delete lost
-            // in a crash only republishes events, which consumers skip by id. This
-            // keeps the relay's commits from queueing behind the services' own.
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut **tx)
-                .await
-                .map_err(StorageError::from)?;
             let row = sqlx::query("SELECT pg_try_advisory_xact_lock(hashtext($1))")
                 .bind(&self.outbox.table)
                 .fetch_one(&mut **tx)

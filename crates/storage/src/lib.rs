@@ -355,6 +355,21 @@ impl Db {
         self.write.begin().await.map_err(|e| self.classify(e))
     }
 
+    /// A write transaction whose commit does not wait for its WAL flush on PostgreSQL
+    /// (`SET LOCAL synchronous_commit = off`, sent with the `BEGIN` in one round trip):
+    /// for a commit that a later synchronous one makes durable before anyone is
+    /// answered, or whose loss in a crash is harmless. SQLite: [`Db::begin`].
+    pub async fn begin_unsynced(&self) -> Result<Transaction<'static, Any>, StorageError> {
+        match self.backend {
+            Backend::Postgres => self
+                .write
+                .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                .await
+                .map_err(|e| self.classify(e)),
+            Backend::Sqlite => self.begin().await,
+        }
+    }
+
     /// Turns a sqlx error into a [`StorageError`], with this pool's limits in the message.
     pub fn classify(&self, e: sqlx::Error) -> StorageError {
         match StorageError::from(e) {

@@ -57,16 +57,11 @@ impl Store {
             validate::tag(&t.key, &t.value)?;
         }
         let now = now_millis();
-        let mut tx = self.db.begin().await?;
-        if self.db.backend() == mlops_storage::Backend::Postgres {
-            // This commit need not wait for its WAL flush: step two's commit is
-            // synchronous and flushes the WAL up to and including this one, and the
-            // registration only answers after step two. A crash in between loses the
-            // PENDING row and its event together, never one without the other.
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
-        }
+        // This commit need not wait for its WAL flush: step two's commit is
+        // synchronous and flushes the WAL up to and including this one, and the
+        // registration only answers after step two. A crash in between loses the
+        // PENDING row and its event together, never one without the other.
+        let mut tx = self.db.begin_unsynced().await?;
         let row = sqlx::query(
             "UPDATE registered_models SET next_version = next_version + 1, last_updated_timestamp = $1 \
              WHERE name = $2 RETURNING model_id, next_version - 1",
