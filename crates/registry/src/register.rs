@@ -250,16 +250,27 @@ impl Registrar {
         owner: &Owner,
         files: &[crate::lineage::ArtifactFile],
     ) -> Result<pb::ModelVersion> {
-        let pending = self
+        // The first file's download is asked for while the PENDING row is written: the
+        // two round trips overlap. Should the row fail, the download is dropped unread.
+        let begin = self
             .store
-            .begin_version(name, new, |id, v| self.files.location(id, v))
-            .await?;
+            .begin_version(name, new, |id, v| self.files.location(id, v));
+        let (pending, mut first) = match files.first() {
+            Some(f) => {
+                let (pending, first) = tokio::join!(begin, self.tracking.download(owner, &f.path));
+                (pending?, Some(first))
+            }
+            None => (begin.await?, None),
+        };
         let sig_file = signature_file(files.iter().map(|f| f.rel.as_str())).map(str::to_owned);
         let copied = async {
             let mut written = vec![];
             let mut signature = None;
             for f in files {
-                let chunks = self.tracking.download(owner, &f.path).await?;
+                let chunks = match first.take() {
+                    Some(started) => started?,
+                    None => self.tracking.download(owner, &f.path).await?,
+                };
                 let keep = sig_file.as_deref() == Some(f.rel.as_str());
                 let w = self
                     .files
