@@ -22,6 +22,7 @@ mod monitoring;
 mod monitoring_capture;
 mod monitoring_log;
 mod monitoring_perf;
+mod oip_grpc;
 mod oip_http;
 mod ops;
 mod prediction_log;
