@@ -63,7 +63,9 @@ pub struct UpArgs {
     inference_admin_addr: String,
     /// Where run artifacts go instead of <data-dir>/artifacts: a directory or
     /// s3://BUCKET/PREFIX (with the AWS_* variables for endpoint and credentials);
-    /// registered model files then go under <root>/models instead of <data-dir>/models.
+    /// registered model files then go under <root>/models instead of <data-dir>/models,
+    /// and the feature store's offline store (its Parquet sources and written training
+    /// tables) under <root>/features instead of <data-dir>/features.
     #[arg(long)]
     artifact_root: Option<String>,
     /// MLflow's web UI, served at the MLflow address: the build directory of an installed

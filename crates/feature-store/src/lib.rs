@@ -60,7 +60,13 @@ impl Service for FeatureStore {
 
     fn local(local: &Local) -> FeatureStoreConfig {
         let (api, admin) = local.ports::<Self>();
-        FeatureStoreConfig::local(&local.data_dir, &api, &admin)
+        let mut c = FeatureStoreConfig::local(&local.data_dir, &api, &admin);
+        // `mlops up --artifact-root DIR|s3://...`: the offline store goes beside the run
+        // artifacts and the registry's models, under <root>/features.
+        if let Some(root) = &local.artifact_root {
+            c.offline_root = format!("{}/features", root.trim_end_matches('/'));
+        }
+        c
     }
 
     /// Connects the database (running migrations), the offline store and the bus, and
