@@ -80,7 +80,7 @@ pub fn locality(source: &str, cwd: &Path) -> Result<Locality> {
         }
         _ => return Ok(Locality::Remote),
     };
-    let decoded = decode_all(path);
+    let decoded = decode_once(path, false);
     Ok(Locality::Local(resolve(&cwd.join(decoded))))
 }
 
@@ -106,7 +106,7 @@ pub fn local_dir(uri: &str) -> Option<PathBuf> {
         "file" => host_and_path(uri).1,
         _ => return None,
     };
-    let path = PathBuf::from(decode_all(path));
+    let path = PathBuf::from(decode_once(path, false));
     path.is_absolute().then(|| resolve(&path))
 }
 
@@ -126,11 +126,11 @@ pub fn outside_artifacts(source: &str, by_model: bool) -> ApiError {
 }
 
 /// `s` with `%XX` escapes (and `+` for a space) decoded until nothing changes, as
-/// MLflow unquotes a source before it looks for `..`.
+/// MLflow unquotes a remote source before it looks for `..` (`unquote_plus`).
 fn decode_all(s: &str) -> String {
     let mut s = s.to_owned();
     loop {
-        let next = decode_once(&s);
+        let next = decode_once(&s, true);
         if next == s {
             return s;
         }
@@ -138,7 +138,9 @@ fn decode_all(s: &str) -> String {
     }
 }
 
-fn decode_once(s: &str) -> String {
+/// `s` with its `%XX` escapes decoded once, and `+` as a space when `plus`. A local
+/// path is decoded once and keeps its `+` (MLflow's `url2pathname`).
+fn decode_once(s: &str, plus: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -149,7 +151,7 @@ fn decode_once(s: &str) -> String {
                 out.push((h * 16 + l) as u8);
                 i += 3;
             }
-            (b'+', _, _) => {
+            (b'+', _, _) if plus => {
                 out.push(b' ');
                 i += 1;
             }
@@ -215,6 +217,8 @@ mod tests {
             Some("/srv/mlflow/relative/model".into())
         );
         assert_eq!(local("file:/data/%61"), Some("/data/a".into()));
+        // Decoded once, `+` kept, as MLflow's url2pathname does for a path.
+        assert_eq!(local("/data/a+b/%2561"), Some("/data/a+b/%61".into()));
         for remote in [
             "s3://b/m",
             "runs:/abc/model",
