@@ -74,9 +74,9 @@ pub(super) async fn create_model_version(
     version_json(v)
 }
 
-/// `source` if MLflow's server would register it (see [`validate`]). A local path
-/// must lie in the artifact directory of the request's run (or logged model) as
-/// tracking stores it; it is then read as that directory's `file://` URI.
+/// The source to read, if MLflow's server would register `source` (see [`validate`]).
+/// A local path must lie in the artifact directory of the request's run (or logged
+/// model) as tracking stores it; inside a run's, it is read as `runs:/<run id>/<path>`.
 async fn checked_source(
     s: &AppState,
     auth: &Auth,
@@ -109,9 +109,14 @@ async fn checked_source(
     } else {
         return Err(validate::outside_artifacts(source, false));
     };
-    match validate::local_dir(&dir) {
-        Some(dir) if path.starts_with(&dir) => Ok(format!("file://{}", path.display())),
-        _ => Err(validate::outside_artifacts(source, by_model)),
+    let inside = validate::local_dir(&dir)
+        .and_then(|dir| path.strip_prefix(&dir).ok().map(|p| p.to_owned()));
+    match inside {
+        // A logged model is registered whole, whatever path inside it is named.
+        Some(_) if by_model => Ok(source.to_owned()),
+        Some(rel) if rel.as_os_str().is_empty() => Ok(format!("runs:/{run_id}")),
+        Some(rel) => Ok(format!("runs:/{run_id}/{}", rel.display())),
+        None => Err(validate::outside_artifacts(source, by_model)),
     }
 }
 
