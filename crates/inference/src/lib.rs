@@ -19,6 +19,7 @@ pub mod analysis;
 pub mod batcher;
 pub mod config;
 pub mod deployments;
+pub mod describe;
 pub mod error;
 pub mod follow;
 pub mod grpc;
