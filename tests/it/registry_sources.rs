@@ -251,8 +251,6 @@ async fn a_copy_holds_the_same_files_under_a_new_version(db: Database) {
     sb.stop().await.unwrap();
 }
 
-/// Loading a reference for serving is refused with the reason, through Triton's
-/// RepositoryModelLoad (the inference service asks the registry like any client).
 /// An empty path is the run's whole artifact root (MLflow's `runs:/<id>`, or the run's
 /// artifact URI): its files are copied; a run with no files yet is recorded, not refused.
 async fn a_runs_whole_artifact_root_registers(db: Database) {
@@ -276,6 +274,8 @@ async fn a_runs_whole_artifact_root_registers(db: Database) {
     sb.stop().await.unwrap();
 }
 
+/// Loading a reference for serving is refused with the reason, through Triton's
+/// RepositoryModelLoad (the inference service asks the registry like any client).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reference_cannot_be_served() {
     let (sb, mut oip) = crate::inference::sandbox(|_| {}).await;
