@@ -47,6 +47,7 @@ pub enum ModelsCmd {
     ///   loss<=0.3           absolute threshold, lower is better
     ///   auc:higher,abs=0.01 beat the baseline by at least 0.01
     ///   loss:lower,rel=0.05 beat the baseline by at least 5%
+    ///   rmse:lower,worse=0.02 no worse than the baseline by more than 0.02 (ours)
     ///   auc>=0.9,abs=0.01   both
     #[command(verbatim_doc_comment)]
     Gate(Gate),
@@ -576,7 +577,7 @@ pub fn parse_threshold(spec: &str) -> anyhow::Result<pb::MetricThreshold> {
     for opt in parts {
         let (k, v) = opt
             .split_once('=')
-            .ok_or_else(|| bad("options are abs=NUMBER or rel=NUMBER"))?;
+            .ok_or_else(|| bad("options are abs=NUMBER, rel=NUMBER or worse=NUMBER"))?;
         let v: f64 = v
             .trim()
             .parse()
@@ -584,7 +585,8 @@ pub fn parse_threshold(spec: &str) -> anyhow::Result<pb::MetricThreshold> {
         match k.trim() {
             "abs" => t.min_absolute_change = Some(v),
             "rel" => t.min_relative_change = Some(v),
-            _ => return Err(bad("options are abs=NUMBER or rel=NUMBER")),
+            "worse" => t.max_absolute_degradation = Some(v),
+            _ => return Err(bad("options are abs=NUMBER, rel=NUMBER or worse=NUMBER")),
         }
     }
     if t.metric.is_empty() {
@@ -620,6 +622,11 @@ mod tests {
         assert_eq!(
             (t.threshold, t.min_absolute_change, t.greater_is_better),
             (Some(0.3), Some(0.01), false)
+        );
+        let t = parse_threshold("rmse<=0.6,worse=0.02").unwrap();
+        assert_eq!(
+            (t.threshold, t.max_absolute_degradation, t.greater_is_better),
+            (Some(0.6), Some(0.02), false)
         );
         let t = parse_threshold("auc:higher,rel=0.05").unwrap();
         assert_eq!(

@@ -8,7 +8,10 @@
 //!   `candidate <= baseline - change`;
 //! - `min_relative_change` (in (0, 1]): `(candidate - baseline) / baseline >= change`
 //!   (greater is better) or `(baseline - candidate) / baseline >= change`; when the
-//!   baseline is 0, MLflow falls back to `candidate >= baseline` (or `<=`), and so do we.
+//!   baseline is 0, MLflow falls back to `candidate >= baseline` (or `<=`), and so do we;
+//! - `max_absolute_degradation` (>= 0; ours, not MLflow's): non-inferiority, the candidate
+//!   may trail the baseline by at most that much: `candidate >= baseline - degradation`
+//!   (greater is better) or `candidate <= baseline + degradation`.
 //!
 //! A metric passes when every limit set on it passes; values within 1e-12 (relative)
 //! of a limit count as meeting it, so decimal arithmetic reads as people expect. This
@@ -53,9 +56,11 @@ pub fn check_thresholds(thresholds: &[pb::MetricThreshold], has_baseline: bool) 
         if t.threshold.is_none()
             && t.min_absolute_change.is_none()
             && t.min_relative_change.is_none()
+            && t.max_absolute_degradation.is_none()
         {
             return Err(invalid(format!(
-                "threshold on `{m}` sets no limit: give threshold, min_absolute_change or min_relative_change"
+                "threshold on `{m}` sets no limit: give threshold, min_absolute_change, min_relative_change \
+                 or max_absolute_degradation"
             )));
         }
         if let Some(v) = t.threshold {
@@ -79,9 +84,17 @@ pub fn check_thresholds(thresholds: &[pb::MetricThreshold], has_baseline: bool) 
                 )));
             }
         }
-        if (t.min_absolute_change.is_some() || t.min_relative_change.is_some()) && !has_baseline {
+        if let Some(v) = t.max_absolute_degradation {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(invalid(format!(
+                    "max_absolute_degradation on `{m}` must be a number >= 0, got {v}"
+                )));
+            }
+        }
+        if compares(t) && !has_baseline {
             return Err(invalid(format!(
-                "threshold on `{m}` compares with a baseline (min_absolute_change or min_relative_change) \
+                "threshold on `{m}` compares with a baseline (min_absolute_change, min_relative_change \
+                 or max_absolute_degradation) \
                  but no baseline was given: name a baseline version or alias"
             )));
         }
@@ -112,8 +125,7 @@ pub fn check_present(
                 names(candidate)
             )));
         }
-        let compares = t.min_absolute_change.is_some() || t.min_relative_change.is_some();
-        if let (true, Some((b, label))) = (compares, baseline) {
+        if let (true, Some((b, label))) = (compares(t), baseline) {
             if !b.contains_key(&t.metric) {
                 return Err(precondition(format!(
                     "baseline {label} has no metric `{}` to compare with (metrics it has: {})",
@@ -124,6 +136,13 @@ pub fn check_present(
         }
     }
     Ok(())
+}
+
+/// Whether a threshold compares the candidate with a baseline.
+fn compares(t: &pb::MetricThreshold) -> bool {
+    t.min_absolute_change.is_some()
+        || t.min_relative_change.is_some()
+        || t.max_absolute_degradation.is_some()
 }
 
 fn fmt(v: f64) -> String {
@@ -191,6 +210,26 @@ pub fn evaluate(
                         fmt(b.value),
                         fmt(change),
                         fmt(needed)
+                    ));
+                }
+            }
+            if let (Some(margin), Some(b)) = (t.max_absolute_degradation, b) {
+                let floor = if gib { b.value - margin } else { b.value + margin };
+                if beats(c.value, floor) {
+                    passes.push(format!(
+                        "{m} = {} is within {} of the baseline's {}",
+                        fmt(c.value),
+                        fmt(margin),
+                        fmt(b.value)
+                    ));
+                } else {
+                    failures.push(format!(
+                        "{m} = {} is worse than the baseline's {} by more than the allowed degradation {} \
+                         (needs {cmp} {})",
+                        fmt(c.value),
+                        fmt(b.value),
+                        fmt(margin),
+                        fmt(floor)
                     ));
                 }
             }
@@ -321,6 +360,26 @@ mod tests {
         auc.threshold = Some(0.91);
         assert!(evaluate(&[auc], &c, None)[0].passed);
         assert_eq!(summary(&v), "failed: 1 of 2 thresholds not met (loss)");
+    }
+
+    #[test]
+    fn non_inferiority_allows_a_bounded_degradation() {
+        let c = values(&[("rmse", 0.52), ("r2", 0.89)]);
+        let b = values(&[("rmse", 0.50), ("r2", 0.90)]);
+        let mut rmse = th("rmse", false);
+        rmse.max_absolute_degradation = Some(0.05);
+        let mut r2 = th("r2", true);
+        r2.max_absolute_degradation = Some(0.0);
+        let v = evaluate(&[rmse.clone(), r2], &c, Some(&b));
+        assert!(v[0].passed, "{}", v[0].reason);
+        assert!(!v[1].passed);
+        assert!(v[1].reason.contains("needs >= 0.9"), "{}", v[1].reason);
+        rmse.max_absolute_degradation = Some(0.01);
+        assert!(!evaluate(&[rmse.clone()], &c, Some(&b))[0].passed);
+        // a comparison needs a baseline; a negative margin is refused
+        assert!(check_thresholds(std::slice::from_ref(&rmse), false).is_err());
+        rmse.max_absolute_degradation = Some(-0.1);
+        assert!(check_thresholds(&[rmse], true).is_err());
     }
 
     #[test]
