@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mlops/events/v1/feature_store.proto",
         "mlops/monitoring/v1/monitoring.proto",
         "mlops/events/v1/monitoring.proto",
+        "mlops/retraining/v1/retraining.proto",
+        "mlops/events/v1/retraining.proto",
     ];
     if std::env::var_os("PROTOC").is_none() {
         // Build scripts are single threaded, so setting the variable is sound.

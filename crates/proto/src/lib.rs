@@ -6,6 +6,7 @@
 //!   Triton's protocol on the same port;
 //! - [`featurestore::v1`]: the feature store (`mlops.featurestore.v1`);
 //! - [`monitoring::v1`]: the monitoring service (`mlops.monitoring.v1`);
+//! - [`retraining::v1`]: the retraining service (`mlops.retraining.v1`);
 //! - [`events::v1`]: the event payloads published on the bus (`mlops.events.v1`),
 //!   each with `prost::Name`; [`events::topics`]: the topics they go on;
 //! - [`triton`]: Triton's Open Inference Protocol (package `inference`), vendored from
@@ -79,6 +80,14 @@ pub mod monitoring {
     /// Version 1.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/mlops.monitoring.v1.rs"));
+    }
+}
+
+/// The retraining service's contract.
+pub mod retraining {
+    /// Version 1.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/mlops.retraining.v1.rs"));
     }
 }
 
@@ -171,8 +180,28 @@ pub mod events {
         /// - keyed by: the monitor's name (`ce_subject` `monitors/<name>`).
         pub const MONITORING: &str = "mlops.monitoring.events";
 
+        /// Retraining events: every transition of a retrain.
+        ///
+        /// - produced by: the retraining service (`ce_source` `/mlops/retraining`);
+        /// - event types: [`RetrainRequested`](super::v1::RetrainRequested),
+        ///   [`RetrainAdvanced`](super::v1::RetrainAdvanced),
+        ///   [`CandidateEvaluated`](super::v1::CandidateEvaluated),
+        ///   [`RolloutAdvanced`](super::v1::RolloutAdvanced),
+        ///   [`RetrainRolledBack`](super::v1::RetrainRolledBack),
+        ///   [`RetrainFailed`](super::v1::RetrainFailed);
+        /// - keyed by: the registered model's name (`ce_subject` `retrains/<id>`).
+        pub const RETRAINING: &str = "mlops.retraining.events";
+
         /// Every topic above.
-        pub const ALL: &[&str] = &[RUNS, MODELS, DEPLOYMENTS, PREDICTIONS, FEATURES, MONITORING];
+        pub const ALL: &[&str] = &[
+            RUNS,
+            MODELS,
+            DEPLOYMENTS,
+            PREDICTIONS,
+            FEATURES,
+            MONITORING,
+            RETRAINING,
+        ];
     }
 }
 
