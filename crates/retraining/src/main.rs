@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    mlops_kit::main::<mlops_retraining::Retraining>()
+}
