@@ -29,6 +29,7 @@ mod prediction_log;
 mod registry;
 mod registry_gate;
 mod registry_sources;
+mod retraining;
 mod search_limits;
 mod telemetry;
 mod tracking;
