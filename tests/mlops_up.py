@@ -27,6 +27,7 @@ FLAGS = [
     "--inference-addr", "--inference-http-addr", "--inference-admin-addr",
     "--feature-store-addr", "--feature-store-admin-addr",
     "--monitoring-addr", "--monitoring-admin-addr",
+    "--retraining-addr", "--retraining-admin-addr",
 ]  # fmt: skip
 
 

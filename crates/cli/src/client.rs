@@ -6,6 +6,7 @@ use mlops_proto::featurestore::v1::feature_store_service_client::FeatureStoreSer
 use mlops_proto::inference::v1::deployment_service_client::DeploymentServiceClient;
 use mlops_proto::monitoring::v1::monitoring_service_client::MonitoringServiceClient;
 use mlops_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use mlops_proto::retraining::v1::retraining_service_client::RetrainingServiceClient;
 use mlops_proto::tracking::v1::tracking_service_client::TrackingServiceClient;
 use mlops_proto::triton::grpc_inference_service_client::GrpcInferenceServiceClient;
 use mlops_runtime::client::Client;
@@ -33,6 +34,9 @@ pub type FeatureStoreClient = FeatureStoreServiceClient<Authed>;
 
 /// The monitoring service's client.
 pub type MonitoringClient = MonitoringServiceClient<Authed>;
+
+/// The retraining service's client.
+pub type RetrainingClient = RetrainingServiceClient<Authed>;
 
 /// A service's gRPC client, as [`connect`] makes it.
 pub trait Service: Sized {
@@ -81,6 +85,13 @@ impl Service for MonitoringClient {
     const NAME: &'static str = "the monitoring service";
     fn client(channel: Authed, max_decoding: usize) -> Self {
         MonitoringServiceClient::new(channel).max_decoding_message_size(max_decoding)
+    }
+}
+
+impl Service for RetrainingClient {
+    const NAME: &'static str = "the retraining service";
+    fn client(channel: Authed, max_decoding: usize) -> Self {
+        RetrainingServiceClient::new(channel).max_decoding_message_size(max_decoding)
     }
 }
 

@@ -11,7 +11,9 @@
 //! - `mlops features ...`: the feature store: apply definitions, list and describe them,
 //!   training data from the point-in-time join;
 //! - `mlops monitor ...`: drift monitors: create, upload a reference, test a window,
-//!   reports and status; `mlops monitor push` exits 3 when the dataset drifted.
+//!   reports and status; `mlops monitor push` exits 3 when the dataset drifted;
+//! - `mlops retrain ...`: retraining policies per model, manual retrains and their
+//!   progress; `mlops retrain run --wait` exits 3 when the candidate was not promoted.
 
 // Printing to stdout is this binary's job.
 #![allow(clippy::print_stdout)]
@@ -26,6 +28,8 @@ mod monitor_html;
 mod monitor_perf;
 mod monitor_view;
 mod output;
+mod retrain;
+mod retrain_view;
 mod serve;
 mod serve_input;
 mod serve_view;
@@ -83,6 +87,14 @@ struct Cli {
         default_value = "http://127.0.0.1:50054"
     )]
     monitoring_addr: String,
+    /// The retraining service's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "MLOPS_RETRAINING_ADDR",
+        default_value = "http://127.0.0.1:50056"
+    )]
+    retraining_addr: String,
     /// A bearer token for services with auth on.
     #[arg(long, global = true, env = "MLOPS_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -96,7 +108,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run every service in this process on embedded defaults; Ctrl-C stops it.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Experiments: list, show, create, rename, delete, restore.
     #[command(subcommand)]
     Experiments(tracking::ExperimentsCmd),
@@ -115,6 +127,9 @@ enum Command {
     /// Drift monitors: create, upload a reference, test a window, reports, status.
     #[command(subcommand)]
     Monitor(monitor::MonitorCmd),
+    /// Retraining: policies per model, manual retrains, the status of the loop.
+    #[command(subcommand)]
+    Retrain(retrain::RetrainCmd),
 }
 
 #[tokio::main]
@@ -138,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     let out = output::Output { json: cli.json };
     let token = cli.token.as_deref();
     match cli.command {
-        Command::Up(args) => up::run(args).await.map(|()| 0),
+        Command::Up(args) => up::run(*args).await.map(|()| 0),
         Command::Experiments(cmd) => {
             let c = client::connect(&cli.tracking_addr, token).await?;
             tracking::experiments(c, cmd, out).await.map(|()| 0)
@@ -162,6 +177,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let c = client::connect(&cli.monitoring_addr, token).await?;
             monitor::run(c, cmd, out).await
         }
+        Command::Retrain(cmd) => {
+            let c = client::connect(&cli.retraining_addr, token).await?;
+            retrain::run(c, cmd, out).await
+        }
     }
 }
 
@@ -177,5 +196,9 @@ mod tests {
         assert!(help.contains("MLOPS_INFERENCE_ADDR"), "{help}");
         assert!(help.contains("http://127.0.0.1:8001"), "{help}");
         assert!(help.contains("serve"), "{help}");
+        assert!(help.contains("--retraining-addr"), "{help}");
+        assert!(help.contains("MLOPS_RETRAINING_ADDR"), "{help}");
+        assert!(help.contains("http://127.0.0.1:50056"), "{help}");
+        assert!(help.contains("retrain"), "{help}");
     }
 }

@@ -11,6 +11,7 @@ use mlops_kit::{entry, Composition, Entry, Local};
 use mlops_mlflow::{Gateway, MlflowConfig};
 use mlops_monitoring::Monitoring;
 use mlops_registry::Registry;
+use mlops_retraining::Retraining;
 use mlops_runtime::config::ServiceConfig;
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_tracking::Tracking;
@@ -61,6 +62,12 @@ pub struct UpArgs {
     /// The inference service's admin HTTP address (/metrics with Triton's metric names).
     #[arg(long, default_value = "127.0.0.1:8002")]
     inference_admin_addr: String,
+    /// The retraining service's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50056")]
+    retraining_addr: String,
+    /// The retraining service's admin HTTP address.
+    #[arg(long, default_value = "127.0.0.1:9097")]
+    retraining_admin_addr: String,
     /// Where run artifacts go instead of <data-dir>/artifacts: a directory or
     /// s3://BUCKET/PREFIX (with the AWS_* variables for endpoint and credentials);
     /// registered model files then go under <root>/models instead of <data-dir>/models,
@@ -80,9 +87,9 @@ pub struct UpArgs {
 }
 
 /// Every service `mlops up` runs, callees before callers: one line per service.
-/// `mlops up` stops them in the reverse order (the MLflow gateway first: the
-/// requests it drains still reach the services).
-fn services() -> [Entry; 6] {
+/// `mlops up` stops them in the reverse order (retraining first, then the MLflow gateway:
+/// the requests they drain still reach the services they call).
+fn services() -> [Entry; 7] {
     [
         entry::<Tracking>(),
         entry::<Registry>(),
@@ -90,6 +97,7 @@ fn services() -> [Entry; 6] {
         entry::<Monitoring>(),
         entry::<Inference>(),
         entry::<Gateway>(),
+        entry::<Retraining>(),
     ]
 }
 
@@ -139,8 +147,8 @@ fn environment_help() -> String {
          `mlops up` with an error):\n\
          \x20 MLOPS_DATA_DIR\n\
          \x20     --data-dir\n\
-         \x20 MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR, MLOPS_MONITORING_ADDR\n\
-         \x20     --tracking-addr, --registry-addr, --inference-addr, --feature-store-addr and --monitoring-addr: the client commands' \
+         \x20 MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR, MLOPS_MONITORING_ADDR, MLOPS_RETRAINING_ADDR\n\
+         \x20     --tracking-addr, --registry-addr, --inference-addr, --feature-store-addr, --monitoring-addr and --retraining-addr: the client commands' \
          variables, which `mlops up` reads too\n\
          \x20     (as host:port; their http://host:port form for the client does not bind)\n",
     );
@@ -221,7 +229,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &args.inference_admin_addr,
         )
         .with_http_port("inference", &args.inference_http_addr)
-        .with_ports("mlflow", &args.mlflow_addr, &args.mlflow_admin_addr);
+        .with_ports("mlflow", &args.mlflow_addr, &args.mlflow_admin_addr)
+        .with_ports(
+            "retraining",
+            &args.retraining_addr,
+            &args.retraining_admin_addr,
+        );
     local.artifact_root = args.artifact_root.clone();
     let ui_dir = mlflow_ui(&args)?;
     let mut platform = Composition::new(local);
@@ -274,7 +287,7 @@ mod tests {
         let help = up_help();
         for var in [
             "MLOPS_DATA_DIR",
-            "MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR, MLOPS_MONITORING_ADDR",
+            "MLOPS_TRACKING_ADDR, MLOPS_REGISTRY_ADDR, MLOPS_INFERENCE_ADDR, MLOPS_FEATURE_STORE_ADDR, MLOPS_MONITORING_ADDR, MLOPS_RETRAINING_ADDR",
             "MLOPS_TRACKING_AUTH_TOKENS",
             "MLOPS_TRACKING_DB_MAX_CONNECTIONS",
             "MLOPS_TRACKING_LEASE_CHECK_INTERVAL_MS",
