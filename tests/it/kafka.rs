@@ -489,3 +489,8 @@ async fn kafka_sources_are_ingested_on_kafka() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closed_loop_on_kafka() {
+    crate::retraining::closed_loop(Bus::Kafka).await;
+}

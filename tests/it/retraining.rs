@@ -1,5 +1,6 @@
-//! The closed loop, end to end, through gRPC and the bus: a champion serves; drift is
-//! detected; the retraining service joins fresh features, runs the example trainer
+//! The closed loop, end to end, through gRPC and the bus: a champion serves; the
+//! monitoring service takes its reference from the prediction log, then sees traffic with
+//! a shifted distribution drift; the retraining service joins fresh features, runs the example trainer
 //! (`examples/rust/trainer.rs`) against a tracking run, registers and evaluates the
 //! candidate beside the champion, passes the registry's gate and canaries it through the
 //! deployment's automatic analysis to promotion, after which the deployment's answers are
@@ -16,15 +17,18 @@ use mlops_events::Envelope;
 use mlops_feature_store::FeatureStore;
 use mlops_inference::Inference;
 use mlops_kit::{Composition, Local};
+use mlops_monitoring::Monitoring;
 use mlops_proto::events::{topics, v1 as ev};
 use mlops_proto::inference::v1 as dpb;
+use mlops_proto::monitoring::v1 as mpb;
+use mlops_proto::monitoring::v1::monitoring_service_client::MonitoringServiceClient;
 use mlops_proto::registry::v1 as rpb;
 use mlops_proto::retraining::v1 as pb;
 use mlops_proto::retraining::v1::retraining_service_client::RetrainingServiceClient;
 use mlops_proto::triton as oip;
 use mlops_retraining::Retraining;
 use mlops_runtime::shutdown::CancellationToken;
-use mlops_tests::{Bus, Sandbox};
+use mlops_tests::{Bus, Database, Sandbox};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -176,14 +180,17 @@ async fn client(addr: std::net::SocketAddr) -> Client {
     RetrainingServiceClient::new(channel)
 }
 
-/// Tracking, the registry, the feature store (definitions applied, the old world written)
-/// and inference; retraining is started by the caller ([`retraining`]).
+/// Tracking, the registry, the feature store (definitions applied, the old world written),
+/// inference and monitoring (following the prediction log); retraining is started by the
+/// caller ([`retraining`]).
 async fn platform(bus: Bus) -> Sandbox {
+    let group = format!("it-retraining-{}", uuid::Uuid::new_v4().simple());
     let sb = Sandbox::builder()
         .bus(bus)
         .registry()
         .service::<FeatureStore>(|_| {})
         .service::<Inference>(|_| {})
+        .service::<Monitoring>(move |c| c.prediction_log_group = group)
         .start()
         .await
         .expect("sandbox starts");
@@ -209,7 +216,12 @@ struct Retrainer {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn retraining(sb: &Sandbox, dir: &std::path::Path) -> Retrainer {
+/// `database_url`: its PostgreSQL database (None: SQLite under `dir`).
+async fn retraining_on(
+    sb: &Sandbox,
+    dir: &std::path::Path,
+    database_url: Option<String>,
+) -> Retrainer {
     let mut c = Composition::new(Local::new(dir).with_bus(sb.bus.clone()));
     let (tracking, registry) = (sb.tracking().grpc, sb.registry().grpc);
     let (features, inference) = (
@@ -223,6 +235,10 @@ async fn retraining(sb: &Sandbox, dir: &std::path::Path) -> Retrainer {
             cfg.feature_store_addr = format!("http://{features}");
             cfg.inference_addr = format!("http://{inference}");
             cfg.poll_interval_ms = 50;
+            cfg.trigger_group = format!("it-retraining-{}", uuid::Uuid::new_v4().simple());
+            if let Some(url) = database_url {
+                cfg.db.database_url = url;
+            }
         })
         .await
         .expect("retraining starts");
@@ -233,6 +249,10 @@ async fn retraining(sb: &Sandbox, dir: &std::path::Path) -> Retrainer {
         stop,
         task,
     }
+}
+
+async fn retraining(sb: &Sandbox, dir: &std::path::Path) -> Retrainer {
+    retraining_on(sb, dir, None).await
 }
 
 impl Retrainer {
@@ -267,6 +287,15 @@ async fn finished(c: &mut Client, model: &str, id: &str) -> pb::Retrain {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn monitoring(sb: &Sandbox) -> MonitoringServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", sb.addresses("monitoring").api))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    MonitoringServiceClient::new(channel)
 }
 
 async fn retrains(c: &mut Client, model: &str) -> Vec<pb::Retrain> {
@@ -334,6 +363,16 @@ async fn first_champion(sb: &Sandbox, c: &mut Client, model: &str) {
 /// The deployment's answer for house `i`.
 async fn predict(o: &mut crate::inference::Oip, model: &str, i: i64) -> Result<f64, tonic::Status> {
     let (a, b) = features(i);
+    infer(o, model, a, b).await
+}
+
+/// The deployment's answer for the features `a` and `b`.
+async fn infer(
+    o: &mut crate::inference::Oip,
+    model: &str,
+    a: f64,
+    b: f64,
+) -> Result<f64, tonic::Status> {
     let out = o
         .model_infer(oip::ModelInferRequest {
             model_name: model.into(),
@@ -353,6 +392,15 @@ async fn predict(o: &mut crate::inference::Oip, model: &str, i: i64) -> Result<f
 
 /// Requests to `model` without pause until the flag is set (the canary's analysis needs them).
 fn load(sb: &Sandbox, model: &'static str) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    load_shifted(sb, model, 0.0)
+}
+
+/// Requests whose features are moved by `shift`, without pause until the flag is set.
+fn load_shifted(
+    sb: &Sandbox,
+    model: &'static str,
+    shift: f64,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let addr = sb.addresses("inference").api;
     let flag = stop.clone();
@@ -360,7 +408,8 @@ fn load(sb: &Sandbox, model: &'static str) -> (Arc<AtomicBool>, tokio::task::Joi
         let mut o = oip_client(addr).await;
         let mut i = 0;
         while !flag.load(Ordering::Relaxed) {
-            let _ = predict(&mut o, model, i % HOUSES).await;
+            let (a, b) = features(i % HOUSES);
+            let _ = infer(&mut o, model, a + shift, b + shift).await;
             i += 1;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -396,8 +445,14 @@ fn at(r: &pb::Retrain, state: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_retrains_gates_canaries_and_promotes_and_the_answers_change() {
+    closed_loop(Bus::InProcess).await
+}
+
+/// Drift detected on shifted traffic → retrain → gate → canary → promotion, on `bus`
+/// (also run on tansu in `kafka`).
+pub(crate) async fn closed_loop(bus: Bus) {
     let model = "houses";
-    let sb = platform(Bus::InProcess).await;
+    let sb = platform(bus).await;
     let rt_dir = tempfile::tempdir().unwrap();
     let rt = retraining(&sb, rt_dir.path()).await;
     let mut c = client(rt.addr).await;
@@ -407,18 +462,54 @@ async fn drift_retrains_gates_canaries_and_promotes_and_the_answers_change() {
     let before = predict(&mut o, model, 3).await.unwrap();
     assert!((before - old_world(a, b)).abs() < 1e-3, "{before}");
 
-    // the world changes; monitoring sees it
-    write_world(&sb.dir().join("features"), new_world);
+    // monitoring takes its reference from the first 300 predictions served
+    let mut m = monitoring(&sb).await;
+    m.create_monitor(mpb::CreateMonitorRequest {
+        name: "houses".into(),
+        model: model.into(),
+        // one DriftDetected: the windows after the shift keep drifting
+        cooldown_seconds: 3600,
+        prediction_log: Some(mpb::PredictionLogSource {
+            deployment: model.into(),
+            window_rows: 200,
+            input_columns: vec!["a".into(), "b".into()],
+            reference_rows: 300,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("monitor created");
     let (stop, traffic) = load(&sb, model);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mon = m
+            .get_monitor(mpb::GetMonitorRequest {
+                name: "houses".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if mon.reference_version == 1 && mon.capture.is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reference captured: {mon:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.unwrap();
+
+    // the world changes: new labels in the feature store, shifted traffic
+    write_world(&sb.dir().join("features"), new_world);
+    let (stop, traffic) = load_shifted(&sb, model, 5.0);
     let drifted = Instant::now();
-    sb.bus.publish(&[drift(model)]).await.1.unwrap();
     let r = loop {
         let all = retrains(&mut c, model).await;
         if all.len() == 2 {
             break all[0].clone();
         }
         assert!(
-            drifted.elapsed() < Duration::from_secs(10),
+            drifted.elapsed() < Duration::from_secs(30),
             "no retrain: {all:#?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -505,12 +596,31 @@ async fn drift_retrains_gates_canaries_and_promotes_and_the_answers_change() {
 
     // the platform's own time: everything but the trainer's run
     let training = at(&r, "TRAINED") - at(&r, "TRAINING");
-    let to_canary = at(&r, "CANARY") - r.created_at - training;
+    // the drift's report, stored in the transaction that published DriftDetected
+    let reports = m
+        .list_reports(mpb::ListReportsRequest {
+            monitor: "houses".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .reports;
+    let detected = reports
+        .iter()
+        .filter(|rep| rep.dataset_drift)
+        .map(|rep| rep.created_at_ms)
+        .min()
+        .expect("a drifted report");
+    assert!(detected <= r.created_at);
+    let to_canary = at(&r, "CANARY") - detected - training;
     let analysis = 2 * 300;
     let to_promotion = at(&r, "PROMOTED") - at(&r, "CANARY") - analysis;
     eprintln!(
-        "closed loop (in-process): drift → canary {to_canary} ms of platform time \
-         (the trainer ran {training} ms); canary's last interval → promoted {to_promotion} ms"
+        "closed loop ({bus:?}): drift detected → canary {to_canary} ms of platform time \
+         (the trainer ran {training} ms; drift event → retrain started {} ms); canary's last \
+         interval → promoted {to_promotion} ms",
+        r.created_at - detected
     );
     rt.stop().await;
     sb.stop().await.unwrap();
@@ -612,12 +722,14 @@ async fn a_candidate_that_errors_in_canary_is_rolled_back() {
     sb.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drift_delivered_three_times_with_the_service_restarted_midway_retrains_once() {
+async fn a_drift_delivered_three_times_with_the_service_restarted_midway_retrains_once(
+    db: Database,
+) {
     let model = "resumed";
     let sb = platform(Bus::InProcess).await;
     let rt_dir = tempfile::tempdir().unwrap();
-    let rt = retraining(&sb, rt_dir.path()).await;
+    let url = mlops_tests::database_url(db).await;
+    let rt = retraining_on(&sb, rt_dir.path(), url.clone()).await;
     let mut c = client(rt.addr).await;
     first_champion(&sb, &mut c, model).await;
     write_world(&sb.dir().join("features"), new_world);
@@ -642,7 +754,7 @@ async fn a_drift_delivered_three_times_with_the_service_restarted_midway_retrain
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     rt.stop().await;
-    let rt = retraining(&sb, rt_dir.path()).await;
+    let rt = retraining_on(&sb, rt_dir.path(), url).await;
     let mut c = client(rt.addr).await;
     let r = finished(&mut c, model, &id).await;
     stop.store(true, Ordering::Relaxed);
@@ -672,11 +784,11 @@ async fn a_drift_delivered_three_times_with_the_service_restarted_midway_retrain
     sb.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_policies_and_requests_are_refused_with_what_to_fix() {
+async fn bad_policies_and_requests_are_refused_with_what_to_fix(db: Database) {
     let sb = platform(Bus::InProcess).await;
     let rt_dir = tempfile::tempdir().unwrap();
-    let rt = retraining(&sb, rt_dir.path()).await;
+    let url = mlops_tests::database_url(db).await;
+    let rt = retraining_on(&sb, rt_dir.path(), url).await;
     let mut c = client(rt.addr).await;
     let mut p = policy("m");
     p.data.as_mut().unwrap().features = vec!["nocolon".into()];
@@ -795,3 +907,8 @@ async fn bad_policies_and_requests_are_refused_with_what_to_fix() {
     rt.stop().await;
     sb.stop().await.unwrap();
 }
+
+crate::on_both_backends!(
+    a_drift_delivered_three_times_with_the_service_restarted_midway_retrains_once,
+    bad_policies_and_requests_are_refused_with_what_to_fix,
+);
