@@ -55,6 +55,24 @@ pub struct RetrainingConfig {
     /// Where retrains keep their files (training sets, trainer logs), one directory each.
     #[arg(long, default_value = "data/retraining")]
     pub work_dir: String,
+    /// Where trainers run: `local` (child processes of the service, with the training set
+    /// as a local file) or `kubernetes` (a Job per attempt, from --kubernetes-job-template,
+    /// with the training set as an artifact of the run).
+    #[arg(long, default_value = "local", value_parser = ["local", "kubernetes"])]
+    pub runner: String,
+    /// The Kubernetes API server (`https://HOST:PORT`); empty: the cluster the service runs
+    /// in, with its pod's service account.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub kubernetes_api_url: String,
+    /// The namespace trainers' Jobs go in; empty: the service's own.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub kubernetes_namespace: String,
+    /// The Job template, a YAML file (the chart mounts its ConfigMap here).
+    #[arg(long, default_value = "/etc/mlops/retraining-job.yaml")]
+    pub kubernetes_job_template: String,
+    /// The trainer's image when neither the policy nor the template names one.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub kubernetes_default_image: String,
     /// How often retrains under way are looked at, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub poll_interval_ms: u64,

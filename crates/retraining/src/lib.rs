@@ -4,12 +4,14 @@
 //! tracking run, registers the run's model, evaluates candidate and champion on the same
 //! evaluation set, passes the registry's gate, canaries the candidate through the
 //! inference service's deployment with its automatic analysis, and ends promoted or rolled
-//! back, every step persisted and published.
+//! back, every step persisted and published. A schedule (cron in a time zone) triggers one
+//! too.
 //!
 //! - [`policy`]: a policy's checks and which events trigger it; the states;
 //! - [`store`]: policies, retrains and their transitions (with their events, through the
 //!   outbox);
-//! - [`triggers`]: the bus consumer that starts retrains; [`pipeline`]: the state machine's
+//! - [`triggers`]: the bus consumer that starts retrains; [`schedule`]: the cron schedules
+//!   and the task that fires them; [`pipeline`]: the state machine's
 //!   steps; [`runner`]: trainers as local processes; [`data`]: the joined datasets and the
 //!   evaluation;
 //! - [`config`]: its settings (`mlops-retraining --help`); [`service`]: the gRPC API;
@@ -19,10 +21,12 @@
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod kubernetes;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod runner;
+pub mod schedule;
 pub mod service;
 pub mod store;
 pub mod triggers;
@@ -44,6 +48,28 @@ pub use config::RetrainingConfig;
 
 /// How long a replica holds the retrains it drives without renewing its lease.
 const LEASE: Duration = Duration::from_secs(10);
+
+/// The runner the settings ask for.
+fn trainers(config: &RetrainingConfig) -> anyhow::Result<runner::Trainers> {
+    use anyhow::Context;
+    if config.runner != "kubernetes" {
+        return Ok(runner::Trainers::Local(runner::LocalRunner::default()));
+    }
+    let template = std::fs::read_to_string(&config.kubernetes_job_template).with_context(|| {
+        format!(
+            "reading the Job template {} (kubernetes_job_template)",
+            config.kubernetes_job_template
+        )
+    })?;
+    let jobs = kubernetes::JobRunner::new(&kubernetes::JobSettings {
+        api_url: config.kubernetes_api_url.clone(),
+        namespace: config.kubernetes_namespace.clone(),
+        template,
+        default_image: config.kubernetes_default_image.clone(),
+    })
+    .map_err(|e| anyhow::anyhow!("the Kubernetes runner: {e}"))?;
+    Ok(runner::Trainers::Kubernetes(jobs))
+}
 
 /// A bound, ready-to-run retraining service.
 pub struct Retraining {
@@ -158,7 +184,7 @@ impl Service for Retraining {
                 feature_store_addr: config.feature_store_addr.clone(),
                 mlflow_url: config.mlflow_url.clone(),
             },
-            runner: runner::LocalRunner::default(),
+            runner: trainers(&config)?,
             work_dir: std::path::PathBuf::from(&config.work_dir),
             replica: uuid::Uuid::new_v4().simple().to_string(),
             lease_ms: LEASE.as_millis() as i64,
@@ -172,6 +198,7 @@ impl Service for Retraining {
         let poll = Duration::from_millis(config.poll_interval_ms);
         let (trigger_store, trigger_bus, group) =
             (store.clone(), bus.clone(), config.trigger_group.clone());
+        let (schedule_store, schedule_wake) = (store.clone(), wake.clone());
         Runner::grpc(
             "retraining",
             listeners,
@@ -182,6 +209,9 @@ impl Service for Retraining {
         .outbox(store.outbox(), store.db(), &bus)
         .task("triggers", OnFailure::Unready, move |stop| {
             triggers::run(trigger_store, trigger_bus, group, wake, stop)
+        })
+        .task("schedule", OnFailure::Unready, move |stop| {
+            schedule::run(schedule_store, schedule_wake, stop)
         })
         .task("pipeline", OnFailure::Unready, move |stop| {
             pipeline.run(poll, stop)

@@ -24,13 +24,15 @@ use tonic::Code;
 
 use crate::data;
 use crate::policy::{self, *};
-use crate::runner::{self, Launch, LocalRunner, Status};
+use crate::runner::{self, Launch, Status, Trainers};
 use crate::store::{Change, Facts, Retrain, Store};
 
 /// The alias a gated candidate gets before its canary.
 pub const CHALLENGER: &str = "challenger";
 /// The alias of the version in production.
 pub const CHAMPION: &str = "champion";
+/// Where a Job's trainer finds its training set among its run's artifacts.
+pub const TRAINING_ARTIFACT: &str = "training/training.parquet";
 /// The canary's variant name in the deployment.
 pub const CANARY_VARIANT: &str = "retrain";
 
@@ -99,7 +101,7 @@ pub struct Pipeline {
     pub store: Store,
     pub clients: Clients,
     pub env: Environment,
-    pub runner: LocalRunner,
+    pub runner: Trainers,
     pub work_dir: PathBuf,
     pub replica: String,
     pub lease_ms: i64,
@@ -154,7 +156,9 @@ impl Pipeline {
             }
             Err(StepError::Fail(why)) => {
                 tracing::warn!(retrain = %r.id, state = %r.state, %why, "retrain failed");
-                self.runner.stop(&r.id);
+                if r.state == TRAINING {
+                    self.runner.stop(&r.id, r.attempts).await;
+                }
                 let why = format!("{}: {why}", step_name(&r.state));
                 let event = ev::RetrainFailed {
                     retrain_id: r.id.clone(),
@@ -213,7 +217,8 @@ impl Pipeline {
         let path = self.training_set(r).await?;
         let mut facts = r.facts.clone();
         let attempts = r.attempts + 1;
-        self.start_trainer(r, &run_id, &path, attempts, &mut facts)?;
+        self.start_trainer(r, &run_id, &path, attempts, &mut facts)
+            .await?;
         let reason = format!("trainer started (attempt {attempts}), run {run_id}");
         let change = Change {
             reason: reason.clone(),
@@ -296,11 +301,26 @@ impl Pipeline {
             })
             .await?
             .into_inner();
-        Ok(run
+        let run_id = run
             .run
             .and_then(|r| r.info)
             .map(|i| i.run_id)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        // the policy's parameters are the run's params (the trainer gets them as
+        // MLOPS_PARAM_<KEY>; logging the same value again is accepted)
+        let params: Vec<tr::Param> = trainer_params(r)
+            .into_iter()
+            .map(|(key, value)| tr::Param { key, value })
+            .collect();
+        if !params.is_empty() {
+            t.log_batch(tr::LogBatchRequest {
+                run_id: run_id.clone(),
+                params,
+                ..Default::default()
+            })
+            .await?;
+        }
+        Ok(run_id)
     }
 
     /// The training set, joined and cut to the window, as Parquet in the retrain's directory.
@@ -328,7 +348,10 @@ impl Pipeline {
         Ok(path)
     }
 
-    fn start_trainer(
+    /// Starts attempt `attempt` of the trainer; a trainer that cannot read the service's
+    /// files (a Job) gets the training set as the artifact `training/training.parquet` of
+    /// its run, named by MLOPS_TRAINING_DATA_ARTIFACT.
+    async fn start_trainer(
         &self,
         r: &Retrain,
         run_id: &str,
@@ -352,10 +375,6 @@ impl Pipeline {
             ),
             ("MLOPS_RUN_ID".to_owned(), run_id.to_owned()),
             (
-                "MLOPS_TRAINING_DATA".to_owned(),
-                training.display().to_string(),
-            ),
-            (
                 "MLOPS_TRAINING_WINDOW_START".to_owned(),
                 if facts.window_start_ms > 0 {
                     rfc(facts.window_start_ms)
@@ -378,6 +397,15 @@ impl Pipeline {
                 self.env.feature_store_addr.clone(),
             ),
         ];
+        if self.runner.shares_files() {
+            env.push(("MLOPS_TRAINING_DATA".into(), training.display().to_string()));
+        } else {
+            self.upload(run_id, TRAINING_ARTIFACT, training).await?;
+            env.push((
+                "MLOPS_TRAINING_DATA_ARTIFACT".into(),
+                TRAINING_ARTIFACT.into(),
+            ));
+        }
         if !self.env.mlflow_url.is_empty() {
             env.push(("MLFLOW_TRACKING_URI".into(), self.env.mlflow_url.clone()));
             env.push(("MLFLOW_RUN_ID".into(), run_id.to_owned()));
@@ -396,15 +424,67 @@ impl Pipeline {
             dir: self.dir(r).join("work"),
             log: self.dir(r).join(format!("trainer-{attempt}.log")),
             timeout: Duration::from_secs(timeout),
+            image: trainer.image.clone(),
         };
-        let pid = self.runner.start(&r.id, &launch).map_err(StepError::Fail)?;
+        let pid = self
+            .runner
+            .start(&r.id, attempt, &launch)
+            .await
+            .map_err(StepError::Fail)?;
         facts.trainer_pid = pid;
+        let logs = self.runner.logs(&r.id, attempt, &launch.log);
+        self.tag(run_id, "mlops.trainer_logs", &logs).await?;
+        Ok(())
+    }
+
+    async fn tag(&self, run_id: &str, key: &str, value: &str) -> Step {
+        use tr::tracking_service_client::TrackingServiceClient;
+        let mut t = mlops_runtime::grpc_client!(TrackingServiceClient, self.clients.tracking);
+        t.set_tag(tr::SetTagRequest {
+            run_id: run_id.to_owned(),
+            tag: Some(tr::Tag {
+                key: key.into(),
+                value: value.into(),
+            }),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Uploads the file `path` as the artifact `artifact` of the run.
+    async fn upload(&self, run_id: &str, artifact: &str, path: &std::path::Path) -> Step {
+        use tr::tracking_service_client::TrackingServiceClient;
+        let bytes = std::fs::read(path)
+            .map_err(|e| StepError::Fail(format!("cannot read {}: {e}", path.display())))?;
+        let mut messages = vec![tr::UploadArtifactRequest {
+            item: Some(tr::upload_artifact_request::Item::Header(
+                tr::ArtifactHeader {
+                    run_id: run_id.to_owned(),
+                    path: artifact.to_owned(),
+                    logged_model_id: String::new(),
+                },
+            )),
+        }];
+        messages.extend(bytes.chunks(1 << 20).map(|c| tr::UploadArtifactRequest {
+            item: Some(tr::upload_artifact_request::Item::Chunk(c.to_vec())),
+        }));
+        let mut t = mlops_runtime::grpc_client!(TrackingServiceClient, self.clients.tracking);
+        t.upload_artifact(tokio_stream::iter(messages)).await?;
         Ok(())
     }
 
     /// TRAINING: waits for the trainer; retries a failed one with backoff.
     async fn watch_trainer(&self, r: &Retrain) -> Step {
-        match self.runner.poll(&r.id) {
+        // an attempt whose failure is counted is over: the next one is due after its backoff
+        let status = if r.facts.failed_attempt == r.attempts {
+            Status::Unknown
+        } else {
+            self.runner
+                .poll(&r.id, r.attempts)
+                .await
+                .map_err(StepError::Retry)?
+        };
+        match status {
             Status::Running => Ok(()),
             Status::Succeeded => {
                 self.finish_run(&r.run_id, tr::RunStatus::Finished).await?;
@@ -418,6 +498,7 @@ impl Pipeline {
                 let retries = i64::from(r.policy.trainer.as_ref().map_or(0, |t| t.retries));
                 let mut facts = r.facts.clone();
                 facts.failures += 1;
+                facts.failed_attempt = r.attempts;
                 if facts.failures > retries {
                     self.finish_run(&r.run_id, tr::RunStatus::Failed).await?;
                     return fail(format!("{why} (attempt {} of {})", r.attempts, retries + 1));
@@ -429,21 +510,25 @@ impl Pipeline {
                 Ok(())
             }
             Status::Unknown => {
-                // the service restarted, or a retry is due: a new attempt on the same run
+                // the service restarted (a local trainer died with it), the Job is gone, or a
+                // retry is due: a new attempt on the same run
                 if now_millis() < r.facts.next_attempt_ms {
                     return Ok(());
                 }
-                let program = r
-                    .policy
-                    .trainer
-                    .as_ref()
-                    .and_then(|t| t.command.first())
-                    .cloned();
-                runner::stop_orphan(r.facts.trainer_pid, &program.unwrap_or_default());
+                if self.runner.shares_files() {
+                    let program = r
+                        .policy
+                        .trainer
+                        .as_ref()
+                        .and_then(|t| t.command.first())
+                        .cloned();
+                    runner::stop_orphan(r.facts.trainer_pid, &program.unwrap_or_default());
+                }
                 let path = self.training_set(r).await?;
                 let mut facts = r.facts.clone();
                 let attempts = r.attempts + 1;
-                self.start_trainer(r, &r.run_id, &path, attempts, &mut facts)?;
+                self.start_trainer(r, &r.run_id, &path, attempts, &mut facts)
+                    .await?;
                 self.store
                     .note(
                         r,
@@ -987,6 +1072,15 @@ impl Pipeline {
             .await?;
         Ok(())
     }
+}
+
+/// The policy's trainer parameters, sorted by key.
+fn trainer_params(r: &Retrain) -> std::collections::BTreeMap<String, String> {
+    r.policy
+        .trainer
+        .as_ref()
+        .map(|t| t.parameters.clone().into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// What a state's step does, for a failure's reason.

@@ -5,6 +5,7 @@ use mlops_proto::events::v1 as ev;
 use mlops_proto::retraining::v1 as pb;
 
 use crate::error::{invalid, Result};
+use crate::schedule;
 
 /// The states of a retrain; the last four are terminal.
 pub const STATES: &[&str] = &[
@@ -132,12 +133,21 @@ pub fn validate(p: &pb::Policy) -> Result<()> {
         ));
     }
     let known = metrics_of(&data.task);
+    let mut seen = std::collections::HashSet::new();
     for t in gate {
         if !known.contains(&t.metric.as_str()) {
             return Err(invalid(format!(
                 "policy.gate: metric `{}` is not one the evaluation computes for this task ({})",
                 t.metric,
                 known.join(", ")
+            )));
+        }
+        // the registry's rule, checked here so the policy fails now, not at its first gate
+        if !seen.insert(t.metric.as_str()) {
+            return Err(invalid(format!(
+                "policy.gate: metric `{}` has two thresholds; put all its limits in one \
+                 (e.g. `{}<=0.5,worse=0.02`)",
+                t.metric, t.metric
             )));
         }
     }
@@ -165,6 +175,12 @@ pub fn validate(p: &pb::Policy) -> Result<()> {
     if let Some(t) = &p.triggers {
         if t.new_data_min_rows < 0 {
             return Err(invalid("policy.triggers.new_data_min_rows must be >= 0"));
+        }
+        let tz = schedule::time_zone(&t.time_zone)
+            .map_err(|e| invalid(format!("policy.triggers.time_zone: {e}")))?;
+        if !t.schedule.trim().is_empty() {
+            schedule::Schedule::parse(&t.schedule, tz)
+                .map_err(|e| invalid(format!("policy.triggers.schedule: {e}")))?;
         }
     }
     Ok(())
@@ -228,7 +244,7 @@ pub fn on_materialized(p: &pb::Policy, e: &ev::Materialized) -> Option<Trigger> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn policy() -> pb::Policy {
@@ -272,6 +288,10 @@ mod tests {
     #[test]
     fn a_policy_names_what_is_wrong() {
         assert!(validate(&policy()).is_ok());
+        let mut scheduled = policy();
+        let t = scheduled.triggers.as_mut().unwrap();
+        (t.schedule, t.time_zone) = (" 0 3 * * mon-fri ".into(), "Europe/Paris".into());
+        assert!(validate(&scheduled).is_ok());
         type Change = Box<dyn Fn(&mut pb::Policy)>;
         let cases: Vec<(Change, &str)> = vec![
             (Box::new(|p| p.model.clear()), "policy.model"),
@@ -291,6 +311,13 @@ mod tests {
             (Box::new(|p| p.cooldown_seconds = -1), "cooldown_seconds"),
             (
                 Box::new(|p| {
+                    let g = p.gate.as_mut().unwrap();
+                    g.thresholds.push(g.thresholds[0].clone());
+                }),
+                "metric `rmse` has two thresholds",
+            ),
+            (
+                Box::new(|p| {
                     p.trainer
                         .as_mut()
                         .unwrap()
@@ -298,6 +325,14 @@ mod tests {
                         .insert("a-b".into(), "1".into());
                 }),
                 "MLOPS_PARAM_A-B",
+            ),
+            (
+                Box::new(|p| p.triggers.as_mut().unwrap().schedule = "0 25 * * *".into()),
+                "policy.triggers.schedule: hour: 25 is out of range (0-23)",
+            ),
+            (
+                Box::new(|p| p.triggers.as_mut().unwrap().time_zone = "Mars/Olympus".into()),
+                "policy.triggers.time_zone: `Mars/Olympus` is not an IANA time zone name",
             ),
         ];
         for (change, expected) in cases {

@@ -1,6 +1,7 @@
-//! Runs trainers. The local runner starts the trainer's command as a child process of the
-//! service (for `mlops up` and tests) with its environment, its output in a log file, and
-//! a time limit.
+//! Runs trainers: [`Trainers`] is the runner a service uses, local or Kubernetes. The
+//! local runner starts the trainer's command as a child process of the service (for
+//! `mlops up` and tests) with its environment, its output in a log file, and a time limit;
+//! the Kubernetes runner ([`crate::kubernetes`]) makes a Job of it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ pub struct Launch {
     /// Where its stdout and stderr go.
     pub log: PathBuf,
     pub timeout: Duration,
+    /// The container image (a Kubernetes Job's; a local process ignores it).
+    pub image: String,
 }
 
 /// How a trainer is doing.
@@ -132,6 +135,74 @@ pub fn stop_orphan(pid: u32, program: &str) {
     }
 }
 
+/// The runner of a service.
+#[derive(Clone)]
+pub enum Trainers {
+    /// Child processes of the service.
+    Local(LocalRunner),
+    /// Kubernetes Jobs.
+    Kubernetes(crate::kubernetes::JobRunner),
+}
+
+impl Trainers {
+    /// Whether the trainer reads the service's files (a local path to the training set);
+    /// a Job gets the training set as an artifact of its run instead.
+    pub fn shares_files(&self) -> bool {
+        matches!(self, Trainers::Local(_))
+    }
+
+    /// Starts attempt `attempt` of retrain `id`; answers the local process id (0 for a Job).
+    pub async fn start(&self, id: &str, attempt: i64, launch: &Launch) -> Result<u32, String> {
+        match self {
+            Trainers::Local(r) => r.start(id, launch),
+            Trainers::Kubernetes(k) => k
+                .start(
+                    &crate::kubernetes::JobRunner::job_name(id, attempt),
+                    id,
+                    launch,
+                )
+                .await
+                .map(|()| 0)
+                .map_err(|e| e.0),
+        }
+    }
+
+    /// How attempt `attempt` of retrain `id` is doing; an error is the runner's (the API
+    /// unreachable), to be asked again.
+    pub async fn poll(&self, id: &str, attempt: i64) -> Result<Status, String> {
+        match self {
+            Trainers::Local(r) => Ok(r.poll(id)),
+            Trainers::Kubernetes(k) => k
+                .poll(&crate::kubernetes::JobRunner::job_name(id, attempt))
+                .await
+                .map_err(|e| e.0),
+        }
+    }
+
+    /// Stops attempt `attempt` of retrain `id`.
+    pub async fn stop(&self, id: &str, attempt: i64) {
+        match self {
+            Trainers::Local(r) => r.stop(id),
+            Trainers::Kubernetes(k) => {
+                let name = crate::kubernetes::JobRunner::job_name(id, attempt);
+                if let Err(e) = k.stop(&name).await {
+                    tracing::warn!(job = %name, error = %e, "cannot delete a trainer's Job");
+                }
+            }
+        }
+    }
+
+    /// Where the trainer's log of an attempt can be read.
+    pub fn logs(&self, id: &str, attempt: i64, local_log: &Path) -> String {
+        match self {
+            Trainers::Local(_) => local_log.display().to_string(),
+            Trainers::Kubernetes(k) => {
+                k.logs_hint(&crate::kubernetes::JobRunner::job_name(id, attempt))
+            }
+        }
+    }
+}
+
 /// The last lines of a log, to say why a trainer failed.
 fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -159,6 +230,7 @@ mod tests {
             dir: dir.join("work"),
             log: dir.join("trainer.log"),
             timeout,
+            image: String::new(),
         }
     }
 

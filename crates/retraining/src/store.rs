@@ -17,15 +17,24 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::error::{Result, RetrainingError};
 use crate::policy::{self, Trigger};
+use crate::schedule::Fire;
 
 /// The schema.
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "policies, retrains and their transitions".into(),
-        sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
-        postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
-    }]
+    vec![
+        Migration {
+            version: 1,
+            name: "policies, retrains and their transitions".into(),
+            sqlite: include_str!("../migrations/sqlite/0001_init.sql").into(),
+            postgres: include_str!("../migrations/postgres/0001_init.sql").into(),
+        },
+        Migration {
+            version: 2,
+            name: "the fire times of the policies' schedules handled".into(),
+            sqlite: include_str!("../migrations/sqlite/0002_schedule.sql").into(),
+            postgres: include_str!("../migrations/postgres/0002_schedule.sql").into(),
+        },
+    ]
 }
 
 /// The `ce_source` of the service's events.
@@ -55,6 +64,9 @@ pub struct Facts {
     /// Failed trainer attempts.
     #[serde(default)]
     pub failures: i64,
+    /// The attempt whose failure was counted last (0: none).
+    #[serde(default)]
+    pub failed_attempt: i64,
     /// The process id of the local trainer (to stop one an earlier process left).
     #[serde(default)]
     pub trainer_pid: u32,
@@ -159,34 +171,46 @@ impl Store {
         &self.outbox
     }
 
-    /// Creates or replaces the policy of its model; answers it with its new version.
+    /// Creates or replaces the policy of its model; answers it with its new version. A new
+    /// schedule (or a new policy) counts its fire times from now.
     pub async fn set_policy(&self, mut p: pb::Policy) -> Result<pb::Policy> {
         policy::validate(&p)?;
         p.model = p.model.trim().to_owned();
+        if let Some(t) = p.triggers.as_mut() {
+            t.schedule = t.schedule.trim().to_owned();
+            t.time_zone = t.time_zone.trim().to_owned();
+        }
+        let schedule_of = |p: &pb::Policy| p.triggers.clone().map(|t| (t.schedule, t.time_zone));
         let now = now_millis();
         let mut tx = self.db.begin().await?;
-        let old: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM retraining_policies WHERE model = $1")
+        let old: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, policy FROM retraining_policies WHERE model = $1")
                 .bind(&p.model)
                 .fetch_optional(&mut *tx)
                 .await?;
-        p.version = old.unwrap_or(0) + 1;
+        p.version = old.as_ref().map_or(0, |o| o.0) + 1;
         p.updated_at = now;
         let bytes = p.encode_to_vec();
-        if old.is_some() {
+        if let Some((_, old)) = old {
+            let rescheduled =
+                decode_policy(&old).map_or(true, |o| schedule_of(&o) != schedule_of(&p));
             sqlx::query(
-                "UPDATE retraining_policies SET policy = $2, version = $3, updated_at = $4 WHERE model = $1",
+                "UPDATE retraining_policies SET policy = $2, version = $3, updated_at = $4, \
+                 schedule_handled_until = CASE WHEN $5 = 1 THEN $4 ELSE schedule_handled_until END \
+                 WHERE model = $1",
             )
             .bind(&p.model)
             .bind(bytes)
             .bind(p.version)
             .bind(now)
+            .bind(i64::from(rescheduled))
             .execute(&mut *tx)
             .await?;
         } else {
             sqlx::query(
-                "INSERT INTO retraining_policies (model, policy, version, last_started_at, updated_at) \
-                 VALUES ($1, $2, $3, 0, $4)",
+                "INSERT INTO retraining_policies \
+                 (model, policy, version, last_started_at, updated_at, schedule_handled_until) \
+                 VALUES ($1, $2, $3, 0, $4, $4)",
             )
             .bind(&p.model)
             .bind(bytes)
@@ -216,6 +240,57 @@ impl Store {
                 .fetch_all(self.db.reader())
                 .await?;
         rows.iter().map(|b| decode_policy(b)).collect()
+    }
+
+    /// The policies with a schedule, each with the time (ms) up to which its fire times are
+    /// handled.
+    pub async fn schedules(&self) -> Result<Vec<(pb::Policy, i64)>> {
+        let rows = sqlx::query(
+            "SELECT policy, schedule_handled_until FROM retraining_policies ORDER BY model",
+        )
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut scheduled = vec![];
+        for row in rows {
+            let p = decode_policy(&row.try_get::<Vec<u8>, _>(0)?)?;
+            if p.triggers.as_ref().is_some_and(|t| !t.schedule.is_empty()) {
+                scheduled.push((p, row.try_get(1)?));
+            }
+        }
+        Ok(scheduled)
+    }
+
+    /// Starts the retrain of a scheduled fire of `model`'s policy, whose fire times were
+    /// handled up to `handled` (ms), and marks them handled up to `now`, in one
+    /// transaction; the mark is a compare-and-set from `handled`, so of two replicas
+    /// firing at once one starts the retrain and the other changes nothing.
+    pub async fn fire_schedule(
+        &self,
+        model: &str,
+        handled: i64,
+        now: i64,
+        trigger: &Trigger,
+    ) -> Result<Fire> {
+        let mut tx = self.db.begin().await?;
+        if !mark_handled(&mut tx, model, handled, now).await? {
+            return Ok(Fire::Handled);
+        }
+        let refused = match self.start_in(&mut tx, model, trigger, false).await? {
+            Ok((r, enqueued)) => {
+                tx.commit().await?;
+                drop(enqueued);
+                return Ok(Fire::Started(Box::new(r)));
+            }
+            Err(refused) => refused,
+        };
+        // only the mark: not what the refused start wrote (its cooldown's clock)
+        tx.rollback().await?;
+        let mut tx = self.db.begin().await?;
+        if !mark_handled(&mut tx, model, handled, now).await? {
+            return Ok(Fire::Handled);
+        }
+        tx.commit().await?;
+        Ok(Fire::Refused(refused))
     }
 
     /// Deletes the policy of `model`; false when it had none.
@@ -276,6 +351,12 @@ impl Store {
         .fetch_one(&mut **tx)
         .await?;
         if active >= i64::from(max) {
+            // nothing starts: the cooldown's clock goes back (the caller may commit)
+            sqlx::query("UPDATE retraining_policies SET last_started_at = $2 WHERE model = $1")
+                .bind(model)
+                .bind(last)
+                .execute(&mut **tx)
+                .await?;
             return Ok(Err(Refused::Busy(max)));
         }
         let window = policy
@@ -523,6 +604,26 @@ pub fn envelope<M: prost::Name + prost::Message>(r: &Retrain, event: &M) -> Enve
         format!("retrains/{}", r.id),
         event,
     )
+}
+
+/// Moves `model`'s schedule mark from `handled` to `now`; false when it was not at `handled`.
+async fn mark_handled(
+    tx: &mut Transaction<'static, Any>,
+    model: &str,
+    handled: i64,
+    now: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE retraining_policies SET schedule_handled_until = $3 \
+         WHERE model = $1 AND schedule_handled_until = $2",
+    )
+    .bind(model)
+    .bind(handled)
+    .bind(now.max(handled + 1))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }
 
 async fn insert_transition(
