@@ -26,6 +26,13 @@ use prost::Message;
 /// Where the model goes, relative to the run's artifact root: the service looks for it there.
 const MODEL_PATH: &str = "model/model.onnx";
 
+/// Where the training set is.
+#[derive(Debug, Clone, PartialEq)]
+enum Data {
+    File(PathBuf),
+    Artifact(String),
+}
+
 /// Everything the trainer takes from its environment.
 #[derive(Debug, Clone)]
 struct Config {
@@ -33,8 +40,9 @@ struct Config {
     tracking_addr: String,
     /// The RUNNING run to log to.
     run_id: String,
-    /// The training set: a local Parquet file.
-    data: PathBuf,
+    /// The training set: a local Parquet file (`MLOPS_TRAINING_DATA`, a local trainer), or
+    /// an artifact of the run to download (`MLOPS_TRAINING_DATA_ARTIFACT`, a Kubernetes Job).
+    data: Data,
     /// The model's input columns, in order.
     features: Vec<String>,
     /// The column to predict.
@@ -88,7 +96,16 @@ impl Config {
                 format!("http://{addr}")
             },
             run_id: required("MLOPS_RUN_ID")?,
-            data: required("MLOPS_TRAINING_DATA")?.into(),
+            data: match (
+                var("MLOPS_TRAINING_DATA").filter(|v| !v.trim().is_empty()),
+                var("MLOPS_TRAINING_DATA_ARTIFACT").filter(|v| !v.trim().is_empty()),
+            ) {
+                (Some(path), _) => Data::File(path.trim().into()),
+                (None, Some(artifact)) => Data::Artifact(artifact.trim().to_owned()),
+                (None, None) => bail!(
+                    "the environment variable MLOPS_TRAINING_DATA (or MLOPS_TRAINING_DATA_ARTIFACT) is not set"
+                ),
+            },
             features,
             label: required("MLOPS_LABEL")?,
             l2,
@@ -371,13 +388,6 @@ struct Summary {
 /// Reads, fits, scores, then logs to the run and uploads the model (the only network part,
 /// so that bad data fails before anything is written to the run).
 async fn train(config: &Config) -> Result<Summary> {
-    let set = read_training_set(&config.data, &config.features, &config.label)?;
-    let mut model = fit(&set.x, &set.y, config.l2.0)?;
-    for w in &mut model.weights {
-        *w *= config.shrink.0;
-    }
-    let (rmse, mae, r2) = scores(&model, &set.x, &set.y);
-
     let addr = &config.tracking_addr;
     let channel = tonic::transport::Endpoint::from_shared(addr.clone())
         .with_context(|| format!("MLOPS_TRACKING_ADDR `{addr}` is not an address"))?
@@ -397,6 +407,36 @@ async fn train(config: &Config) -> Result<Summary> {
             }
             Ok(req)
         });
+
+    // A Job's training set is an artifact of its run: downloaded next to the trainer.
+    let path = match &config.data {
+        Data::File(path) => path.clone(),
+        Data::Artifact(artifact) => {
+            let mut stream = tracking
+                .download_artifact(pb::DownloadArtifactRequest {
+                    run_id: config.run_id.clone(),
+                    path: artifact.clone(),
+                    logged_model_id: String::new(),
+                })
+                .await
+                .with_context(|| format!("downloading the training set {artifact} of the run"))?
+                .into_inner();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.message().await? {
+                bytes.extend_from_slice(&chunk.chunk);
+            }
+            let path = std::env::temp_dir().join(format!("training-{}.parquet", config.run_id));
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("writing the training set to {}", path.display()))?;
+            path
+        }
+    };
+    let set = read_training_set(&path, &config.features, &config.label)?;
+    let mut model = fit(&set.x, &set.y, config.l2.0)?;
+    for w in &mut model.weights {
+        *w *= config.shrink.0;
+    }
+    let (rmse, mae, r2) = scores(&model, &set.x, &set.y);
 
     let now = chrono::Utc::now().timestamp_millis();
     let metric = |key: &str, value: f64| pb::Metric {

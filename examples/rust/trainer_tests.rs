@@ -121,6 +121,13 @@ fn reads_the_environment_contract() {
     let c = env(&vars).unwrap();
     assert_eq!(c.tracking_addr, "http://127.0.0.1:50051");
     assert_eq!(c.features, ["a", "b"]);
+    assert_eq!(c.data, Data::File("/data/train.parquet".into()));
+    let mut job = vars.clone();
+    job[2] = ("MLOPS_TRAINING_DATA_ARTIFACT", "training/training.parquet");
+    assert_eq!(
+        env(&job).unwrap().data,
+        Data::Artifact("training/training.parquet".into())
+    );
     assert_eq!((c.l2, c.shrink), ((0.5, "0.50".into()), (1.0, "1".into())));
     for i in 0..5 {
         let mut missing = vars.clone();

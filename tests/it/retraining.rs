@@ -38,7 +38,7 @@ use crate::inference::{f32s, oip as oip_client, raw_f32};
 
 type Client = RetrainingServiceClient<Channel>;
 
-const TRAINER: &str = env!("CARGO_BIN_EXE_mlops-example-trainer");
+pub(crate) const TRAINER: &str = env!("CARGO_BIN_EXE_mlops-example-trainer");
 
 const DEFS: &str = r#"
 entities:
@@ -119,7 +119,7 @@ fn write_world(root: &std::path::Path, world: fn(f64, f64) -> f64) {
 /// The policies' cooldown: at most one retrain started per 2 s, whatever triggers it.
 const COOLDOWN_SECONDS: i64 = 2;
 
-fn policy(model: &str) -> pb::Policy {
+pub(crate) fn policy(model: &str) -> pb::Policy {
     pb::Policy {
         model: model.into(),
         triggers: Some(pb::Triggers {
@@ -171,7 +171,7 @@ fn policy(model: &str) -> pb::Policy {
     }
 }
 
-async fn client(addr: std::net::SocketAddr) -> Client {
+pub(crate) async fn client(addr: std::net::SocketAddr) -> Client {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -183,7 +183,7 @@ async fn client(addr: std::net::SocketAddr) -> Client {
 /// Tracking, the registry, the feature store (definitions applied, the old world written),
 /// inference and monitoring (following the prediction log); retraining is started by the
 /// caller ([`retraining`]).
-async fn platform(bus: Bus) -> Sandbox {
+pub(crate) async fn platform(bus: Bus) -> Sandbox {
     let group = format!("it-retraining-{}", uuid::Uuid::new_v4().simple());
     let sb = Sandbox::builder()
         .bus(bus)
@@ -210,8 +210,8 @@ async fn platform(bus: Bus) -> Sandbox {
 
 /// The retraining service in a composition of its own over the sandbox's services and
 /// bus (so a test can kill it alone), its data under `dir`.
-struct Retrainer {
-    addr: std::net::SocketAddr,
+pub(crate) struct Retrainer {
+    pub(crate) addr: std::net::SocketAddr,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -221,6 +221,20 @@ async fn retraining_on(
     sb: &Sandbox,
     dir: &std::path::Path,
     database_url: Option<String>,
+) -> Retrainer {
+    retraining_with(sb, dir, move |cfg| {
+        if let Some(url) = database_url {
+            cfg.db.database_url = url;
+        }
+    })
+    .await
+}
+
+/// With its settings changed by `tweak`.
+pub(crate) async fn retraining_with(
+    sb: &Sandbox,
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut mlops_retraining::RetrainingConfig) + 'static,
 ) -> Retrainer {
     let mut c = Composition::new(Local::new(dir).with_bus(sb.bus.clone()));
     let (tracking, registry) = (sb.tracking().grpc, sb.registry().grpc);
@@ -236,9 +250,7 @@ async fn retraining_on(
             cfg.inference_addr = format!("http://{inference}");
             cfg.poll_interval_ms = 50;
             cfg.trigger_group = format!("it-retraining-{}", uuid::Uuid::new_v4().simple());
-            if let Some(url) = database_url {
-                cfg.db.database_url = url;
-            }
+            tweak(cfg);
         })
         .await
         .expect("retraining starts");
@@ -251,19 +263,19 @@ async fn retraining_on(
     }
 }
 
-async fn retraining(sb: &Sandbox, dir: &std::path::Path) -> Retrainer {
+pub(crate) async fn retraining(sb: &Sandbox, dir: &std::path::Path) -> Retrainer {
     retraining_on(sb, dir, None).await
 }
 
 impl Retrainer {
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         self.task.await.unwrap().unwrap();
     }
 }
 
 /// Waits until the newest retrain of `model` is in a terminal state; answers it.
-async fn finished(c: &mut Client, model: &str, id: &str) -> pb::Retrain {
+pub(crate) async fn finished(c: &mut Client, model: &str, id: &str) -> pb::Retrain {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let r = c
@@ -298,7 +310,7 @@ async fn monitoring(sb: &Sandbox) -> MonitoringServiceClient<Channel> {
     MonitoringServiceClient::new(channel)
 }
 
-async fn retrains(c: &mut Client, model: &str) -> Vec<pb::Retrain> {
+pub(crate) async fn retrains(c: &mut Client, model: &str) -> Vec<pb::Retrain> {
     c.list_retrains(pb::ListRetrainsRequest {
         model: model.into(),
         limit: 0,
@@ -309,7 +321,7 @@ async fn retrains(c: &mut Client, model: &str) -> Vec<pb::Retrain> {
     .retrains
 }
 
-async fn champion(sb: &Sandbox, model: &str) -> i64 {
+pub(crate) async fn champion(sb: &Sandbox, model: &str) -> i64 {
     sb.registry_client()
         .await
         .get_model_version_by_alias(rpb::GetModelVersionByAliasRequest {
@@ -658,6 +670,24 @@ async fn a_worse_candidate_fails_the_gate_and_the_champion_stays() {
     assert_eq!(r.trigger, "manual");
     let r = finished(&mut c, model, &r.id).await;
     assert_eq!(r.state, "GATE_FAILED", "{:#?}", r.transitions);
+    // the policy's parameter is the run's param
+    let run = sb
+        .tracking_client()
+        .await
+        .get_run(mlops_proto::tracking::v1::GetRunRequest {
+            run_id: r.run_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    assert!(run
+        .data
+        .unwrap()
+        .params
+        .iter()
+        .any(|p| p.key == "shrink" && p.value == "0.5"));
     assert!(r.reason.contains("rmse"), "{}", r.reason);
     assert!(
         r.candidate_metrics["rmse"] > r.champion_metrics["rmse"],
