@@ -72,6 +72,7 @@ pub enum PolicyCmd {
     ///   accuracy>=0.9           an absolute floor, higher is better
     ///   rmse:lower,worse=0.02   at most 0.02 worse than the champion
     ///   auc:higher,abs=0.01     better than the champion by at least 0.01
+    ///   rmse<=0.6,worse=0.02    both: one SPEC per metric, with all its limits
     #[command(verbatim_doc_comment)]
     Set(Box<PolicyArgs>),
     /// Every policy, by model.
@@ -179,6 +180,13 @@ struct TriggerArgs {
     /// model.
     #[arg(long)]
     on_performance: bool,
+    /// Retrain on a schedule: a cron expression (minute hour day-of-month month
+    /// day-of-week, or @hourly, @daily, @weekly, @monthly, @yearly), e.g. "0 3 * * mon".
+    #[arg(long, value_name = "CRON")]
+    schedule: Option<String>,
+    /// The schedule's time zone, an IANA name like Europe/Paris (default UTC).
+    #[arg(long, value_name = "TZ", requires = "schedule")]
+    time_zone: Option<String>,
     /// Retrain when this feature view is materialized (repeat).
     #[arg(long = "on-new-data", value_name = "VIEW")]
     new_data_views: Vec<String>,
@@ -259,6 +267,8 @@ impl PolicyArgs {
                 performance: tr.on_performance,
                 new_data_views: tr.new_data_views.clone(),
                 new_data_min_rows: tr.new_data_min_rows.unwrap_or(0),
+                schedule: tr.schedule.clone().unwrap_or_default(),
+                time_zone: tr.time_zone.clone().unwrap_or_default(),
             }),
             cooldown_seconds: tr.cooldown.unwrap_or(0),
             max_concurrent: tr.max_concurrent.unwrap_or(0),
@@ -490,7 +500,7 @@ mod tests {
     const REQUIRED: &str = "fraud --trainer python --trainer train.py --trainer --epochs=3 \
         --feature tx:amount --feature tx:count_1h --label is_fraud \
         --train-entities entities/train.parquet --eval-entities entities/eval.parquet \
-        --gate rmse<=0.6 --gate rmse:lower,worse=0.02";
+        --gate rmse<=0.6 --gate mae:lower,worse=0.02";
 
     fn parse_all(args: &str) -> Result<pb::Policy, clap::Error> {
         Cli::try_parse_from(std::iter::once("set").chain(args.split_whitespace()))
@@ -556,10 +566,14 @@ mod tests {
             "--drift-monitor fraud-inputs --on-performance --on-new-data tx \
              --new-data-min-rows 1000 --cooldown 600 --max-concurrent 2 --canary-weight 20 \
              --max-error-rate 0.05 --successes-to-promote 5 --fault-delay-us 2000 \
-             --canary-timeout 120",
+             --canary-timeout 120 --schedule @daily --time-zone Europe/Paris",
         )
         .unwrap();
         let t = p.triggers.unwrap();
+        assert_eq!(
+            (t.schedule.as_str(), t.time_zone.as_str()),
+            ("@daily", "Europe/Paris")
+        );
         assert!(t.drift, "--drift-monitor implies --on-drift");
         assert!(t.performance);
         assert_eq!(t.drift_monitors, ["fraud-inputs"]);

@@ -37,6 +37,7 @@ pub fn policy_json(p: &pb::Policy) -> Value {
         "triggers": p.triggers.as_ref().map(|t| json!({
             "drift": t.drift, "drift_monitors": t.drift_monitors, "performance": t.performance,
             "new_data_views": t.new_data_views, "new_data_min_rows": t.new_data_min_rows,
+            "schedule": t.schedule, "time_zone": t.time_zone,
         })),
         "cooldown_seconds": p.cooldown_seconds,
         "max_concurrent": p.max_concurrent,
@@ -137,6 +138,14 @@ fn triggers_text(t: Option<&pb::Triggers>) -> String {
             String::new()
         };
         parts.push(format!("new data in {}{rows}", t.new_data_views.join(", ")));
+    }
+    if !t.schedule.is_empty() {
+        let tz = if t.time_zone.is_empty() {
+            "UTC"
+        } else {
+            t.time_zone.as_str()
+        };
+        parts.push(format!("schedule `{}` ({tz})", t.schedule));
     }
     if parts.is_empty() {
         "manual only".to_owned()
