@@ -31,7 +31,7 @@ fmt: ## Format the code
 bench: ## Benchmarks (release build): tracking and the registry on SQLite and PostgreSQL; figures on stdout
 	scripts/bench.sh
 
-demo: ## Start the platform, run the example pipeline against it, show the result with the CLI
+demo: ## Start the platform, run the example pipeline, then the closed loop (drift → retrain → canary → promotion), printing each step
 	scripts/demo.sh
 
 proto-lint: ## Lint the contracts with buf (from the npm registry)
