@@ -117,7 +117,7 @@ impl Pipeline {
                 Ok(retrains) => {
                     self.metrics.observe(&retrains, now_millis());
                     for r in retrains {
-                        self.step(r).await;
+                        self.drive(r).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the retrains under way"),
@@ -133,6 +133,21 @@ impl Pipeline {
                 }
                 _ = tokio::time::sleep(poll) => {}
                 _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Steps `r` for as long as each step moves it on (a step that waits, for a trainer or
+    /// a canary, ends the turn), so a retrain does not wait a poll between steps.
+    async fn drive(&self, mut r: Retrain) {
+        loop {
+            let before = r.state.clone();
+            self.step(r.clone()).await;
+            match self.store.retrain(&r.id).await {
+                Ok(Some(next)) if next.state != before && !policy::is_terminal(&next.state) => {
+                    r = next
+                }
+                _ => return,
             }
         }
     }
