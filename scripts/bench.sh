@@ -18,6 +18,8 @@ RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench feature_s
 # Data drift on evidently_drift.py's workload (its files and per-column results, when
 # $PEERS_ROOT/drift holds them: then compared column by column), and a 500-column one.
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench monitoring
+# The closed loop: the platform's own time from a drift to the canary, and to the promotion.
+RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench retraining
 # Inference: in-process (no gRPC) per model, the JSON line onnx_serving.py writes, then gRPC.
 RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-model --bench onnx_serving >"$MLOPS_BENCH_DIR/ours-onnx.jsonl"
 cat "$MLOPS_BENCH_DIR/ours-onnx.jsonl"
