@@ -763,6 +763,13 @@ async fn a_drift_delivered_three_times_with_the_service_restarted_midway_retrain
     let mut c = client(rt.addr).await;
     first_champion(&sb, &mut c, model).await;
     write_world(&sb.dir().join("features"), new_world);
+    // the next trainer takes a second, so the service stops while it runs
+    let mut p = policy(model);
+    p.trainer.as_mut().unwrap().command =
+        vec!["sh".into(), "-c".into(), format!("sleep 1; exec {TRAINER}")];
+    c.set_policy(pb::SetPolicyRequest { policy: Some(p) })
+        .await
+        .unwrap();
     // the same event three times (a redelivery), then a second drift inside the cooldown
     let e = drift(model);
     for _ in 0..3 {
@@ -776,7 +783,7 @@ async fn a_drift_delivered_three_times_with_the_service_restarted_midway_retrain
         let all = retrains(&mut c, model).await;
         if let Some(r) = all
             .iter()
-            .find(|r| r.trigger == "drift" && r.state != "TRIGGERED")
+            .find(|r| r.trigger == "drift" && r.state == "TRAINING")
         {
             break r.id.clone();
         }
@@ -790,6 +797,8 @@ async fn a_drift_delivered_three_times_with_the_service_restarted_midway_retrain
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     assert_eq!(r.state, "PROMOTED", "{:#?}", r.transitions);
+    // resumed: the trainer killed with the service ran again, on the same run
+    assert_eq!(r.attempts, 2, "{r:#?}");
     let drifts: Vec<_> = retrains(&mut c, model)
         .await
         .into_iter()
