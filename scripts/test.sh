@@ -31,9 +31,17 @@ start_tansu
 export MLOPS_TEST_KAFKA_BROKERS=$TANSU_BROKERS MLOPS_TEST_KAFKA_PID=$TANSU_PID
 
 log "Rust tests (SQLite, PostgreSQL, in-process bus)"
+# The retraining Job runner's test writes the Job it made here; validated below.
+RENDERED=$(mktemp -d)
+export MLOPS_TEST_RENDERED_JOB="$RENDERED/job.json"
 cargo test --workspace --locked -- --skip kafka::
 log "Rust tests on Kafka (one at a time: one of them freezes the broker)"
 cargo test -p mlops-tests --test it --locked -- kafka:: --test-threads=1
+
+log "the Job the retraining service's Kubernetes runner made, against Kubernetes' schema"
+MLOPS_VENV="$REPO/.venv-k8s" MLOPS_VENV_REQUIREMENTS="$REPO/scripts/k8s-validate-requirements.txt" scripts/py-venv.sh
+"$REPO/.venv-k8s/bin/kubernetes-validate" --strict -k 1.30.0 "$MLOPS_TEST_RENDERED_JOB"
+rm -rf "$RENDERED"
 
 log "Python tests (the example pipeline against mlops up)"
 # test_monitoring.py renders `mlops monitor report --html` in headless Chromium.

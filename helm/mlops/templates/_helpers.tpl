@@ -274,6 +274,22 @@ auth.existingSecret).
 {{- $_ := set $env $n (dict "name" $n "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" $key))) -}}
 {{- end -}}
 {{- end -}}
+{{- /* A service that runs Jobs (runner.kind kubernetes): the runner, its template's path, and the namespace and default image when set. */ -}}
+{{- if include "mlops.jobRunner" . -}}
+{{- $r := $v.runner -}}
+{{- $n = printf "%sRUNNER" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" "kubernetes") -}}
+{{- $n = printf "%sKUBERNETES_JOB_TEMPLATE" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" (include "mlops.jobTemplatePath" .)) -}}
+{{- if $r.namespace -}}
+{{- $n = printf "%sKUBERNETES_NAMESPACE" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" $r.namespace) -}}
+{{- end -}}
+{{- if $r.defaultImage -}}
+{{- $n = printf "%sKUBERNETES_DEFAULT_IMAGE" $p -}}
+{{- $_ := set $env $n (dict "name" $n "value" $r.defaultImage) -}}
+{{- end -}}
+{{- end -}}
 {{- range $k, $val := $v.env -}}
 {{- $n = printf "%s%s" $p (upper $k) -}}
 {{- $_ := set $env $n (dict "name" $n "value" (include "mlops.envString" $val)) -}}
@@ -304,6 +320,17 @@ to set instead. Called by each service's Deployment.
 {{- end -}}
 {{- if and $many (has "artifacts" $uses) (not (hasPrefix "s3://" (toString .root.Values.artifacts.root))) -}}
 {{- fail (printf "%s: more than one replica needs a shared artifact store (artifacts.root: s3://bucket/prefix); a local directory lives inside one pod" $key) -}}
+{{- end -}}
+{{- /* A block with a runner says where its work runs there, not in env: the ConfigMap, the mount and the RBAC go with runner.kind. */ -}}
+{{- if kindIs "map" $v.runner -}}
+{{- range $setting := list "runner" "kubernetes_job_template" "kubernetes_namespace" "kubernetes_default_image" -}}
+{{- if hasKey $v.env $setting -}}
+{{- fail (printf "%s.env.%s: set %s.runner (kind, namespace, defaultImage, jobTemplate) instead; the chart derives the settings, the Job template's ConfigMap and the RBAC from it" $key $setting $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if include "mlops.jobRunner" . -}}
+{{- $_ := include "mlops.jobTemplate" . -}}
+{{- end -}}
 {{- end -}}
 {{- /* Each callee must be a service of the chart, and the caller needs its address: the release's Service, or one in env/extraEnv. */ -}}
 {{- $prefix := include "mlops.envPrefix" . -}}
@@ -338,4 +365,80 @@ to set instead. Called by each service's Deployment.
 {{- $_ := set $tokens . $secret -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Services that run work as Kubernetes Jobs (the retraining service's trainers). A
+service block with a `runner` sub-block ({kind, namespace, defaultImage,
+jobTemplate, rbac}) whose kind is `kubernetes` gets, beside its Deployment: a
+ConfigMap <fullname>-<service>-job holding its Job template (runner.jobTemplate, else
+the chart's files/<service>-job.yaml), mounted read-only at
+/etc/mlops/<service>-job.yaml; <PREFIX>RUNNER=kubernetes,
+<PREFIX>KUBERNETES_JOB_TEMPLATE, and <PREFIX>KUBERNETES_NAMESPACE /
+<PREFIX>KUBERNETES_DEFAULT_IMAGE when set; the service account's token in its pod
+(automountServiceAccountToken: true, for that pod only); and, with runner.rbac.create,
+a Role and RoleBinding in the Jobs' namespace (runner.namespace, else the release's)
+letting the chart's service account create, read, list, watch and delete Jobs, read
+and list their pods, and read the pods' logs. Kind `local` (the default), or a block
+without `runner`: none of this.
+*/}}
+
+{{/* "true" when the service runs Jobs (runner.kind kubernetes), else empty. */}}
+{{- define "mlops.jobRunner" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- if and $v.enabled (kindIs "map" $v.runner) (eq (toString $v.runner.kind) "kubernetes") -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where the service's container reads its Job template: /etc/mlops/<service>-job.yaml. */}}
+{{- define "mlops.jobTemplatePath" -}}
+{{- printf "/etc/mlops/%s-job.yaml" .service -}}
+{{- end -}}
+
+{{/* The name of the ConfigMap holding the Job template: <fullname>-<service>-job. */}}
+{{- define "mlops.jobTemplateName" -}}
+{{- printf "%s-job" (include "mlops.serviceFullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The name of the Role and RoleBinding for the service's Jobs: <fullname>-<service>-jobs. */}}
+{{- define "mlops.jobRoleName" -}}
+{{- printf "%s-jobs" (include "mlops.serviceFullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The namespace the service's Jobs go in: runner.namespace, else the release's. */}}
+{{- define "mlops.jobNamespace" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- default .root.Release.Namespace $v.runner.namespace -}}
+{{- end -}}
+
+{{/*
+The Job template's text: runner.jobTemplate if set, else files/<service>-job.yaml.
+Refused unless it is a batch Job whose spec.template.spec.containers has the trainer
+first, as the service checks at start.
+*/}}
+{{- define "mlops.jobTemplate" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- $key := include "mlops.valuesKey" . -}}
+{{- $file := printf "files/%s-job.yaml" .service -}}
+{{- $text := $v.runner.jobTemplate -}}
+{{- $from := printf "%s.runner.jobTemplate" $key -}}
+{{- if not $text -}}
+{{- $text = .root.Files.Get $file -}}
+{{- $from = printf "the chart's %s" $file -}}
+{{- if not $text -}}
+{{- fail (printf "%s.runner.kind is kubernetes, but the chart has no %s: set %s.runner.jobTemplate" $key $file $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $job := fromYaml $text -}}
+{{- if hasKey $job "Error" -}}
+{{- fail (printf "%s is not YAML: %s" $from $job.Error) -}}
+{{- end -}}
+{{- if not (and (eq (toString $job.kind) "Job") (hasPrefix "batch/" (toString $job.apiVersion))) -}}
+{{- fail (printf "%s must be a Job manifest (apiVersion: batch/v1, kind: Job)" $from) -}}
+{{- end -}}
+{{- $containers := list -}}
+{{- with $job.spec }}{{ with .template }}{{ with .spec }}{{ $containers = default (list) .containers }}{{ end }}{{ end }}{{ end -}}
+{{- if not (and (kindIs "slice" $containers) (gt (len $containers) 0)) -}}
+{{- fail (printf "%s needs spec.template.spec.containers with the trainer's container first" $from) -}}
+{{- end -}}
+{{- $text -}}
 {{- end -}}

@@ -18,6 +18,12 @@ its gRPC API).
 {{- $uses := default (list) $v.uses -}}
 {{- /* SQLite and the local artifact directory live there; a service that keeps neither (the MLflow gateway) has no data volume. */ -}}
 {{- $data := or (has "database" $uses) (has "artifacts" $uses) -}}
+{{- /* A service that runs Jobs (runner.kind kubernetes, see mlops.jobRunner) reads its Job template from a ConfigMap and calls the API with its service account's token; a change of the template restarts its pods. */ -}}
+{{- $jobs := include "mlops.jobRunner" . -}}
+{{- $podAnnotations := deepCopy (default (dict) $v.podAnnotations) -}}
+{{- if $jobs -}}
+{{- $_ := set $podAnnotations "checksum/job-template" (include "mlops.jobTemplate" . | sha256sum) -}}
+{{- end -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -45,13 +51,14 @@ spec:
         {{- with $v.podLabels }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-      {{- with $v.podAnnotations }}
+      {{- with $podAnnotations }}
       annotations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
     spec:
       serviceAccountName: {{ include "mlops.serviceAccountName" $root }}
-      automountServiceAccountToken: false
+      {{- /* Only a pod that calls the Kubernetes API (a Job runner) gets the service account's token. */}}
+      automountServiceAccountToken: {{ if $jobs }}true{{ else }}false{{ end }}
       {{- with $root.Values.global.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
@@ -118,6 +125,13 @@ spec:
             {{- end }}
             - name: tmp
               mountPath: /tmp
+            {{- if $jobs }}
+            # The Job template (runner.jobTemplate, else files/{{ .service }}-job.yaml).
+            - name: job-template
+              mountPath: {{ include "mlops.jobTemplatePath" . }}
+              subPath: {{ printf "%s-job.yaml" .service }}
+              readOnly: true
+            {{- end }}
             {{- with $v.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -128,6 +142,11 @@ spec:
         {{- end }}
         - name: tmp
           emptyDir: {}
+        {{- if $jobs }}
+        - name: job-template
+          configMap:
+            name: {{ include "mlops.jobTemplateName" . }}
+        {{- end }}
         {{- with $v.extraVolumes }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -333,5 +352,70 @@ spec:
   selector:
     matchLabels:
       {{- include "mlops.selectorLabels" . | nindent 6 }}
+{{- end -}}
+{{- end -}}
+
+{{/* ConfigMap with the Job template of a service that runs Jobs (mlops.jobRunner). */}}
+{{- define "mlops.jobTemplateConfigMap" -}}
+{{- if include "mlops.jobRunner" . -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "mlops.jobTemplateName" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+data:
+  {{ printf "%s-job.yaml" .service }}: |-
+    {{- include "mlops.jobTemplate" . | trim | nindent 4 }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Role in the Jobs' namespace: exactly what the Job runner calls (create, read, delete a
+Job; list its pods by job-name; read a pod's log), and list/watch on Jobs to follow them.
+*/}}
+{{- define "mlops.jobRole" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- if and (include "mlops.jobRunner" .) $v.runner.rbac.create -}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ include "mlops.jobRoleName" . }}
+  namespace: {{ include "mlops.jobNamespace" . }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+rules:
+  - apiGroups: ["batch"]
+    resources: ["jobs"]
+    verbs: ["create", "get", "list", "watch", "delete"]
+  - apiGroups: [""]
+    resources: ["pods"]
+    verbs: ["get", "list"]
+  - apiGroups: [""]
+    resources: ["pods/log"]
+    verbs: ["get"]
+{{- end -}}
+{{- end -}}
+
+{{/* RoleBinding of that Role to the chart's service account (which the service's pod runs as), in the Jobs' namespace. */}}
+{{- define "mlops.jobRoleBinding" -}}
+{{- $v := index .root.Values (include "mlops.valuesKey" .) -}}
+{{- if and (include "mlops.jobRunner" .) $v.runner.rbac.create -}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ include "mlops.jobRoleName" . }}
+  namespace: {{ include "mlops.jobNamespace" . }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ include "mlops.jobRoleName" . }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "mlops.serviceAccountName" .root }}
+    namespace: {{ .root.Release.Namespace }}
 {{- end -}}
 {{- end -}}
