@@ -40,7 +40,7 @@ impl RetrainingApi {
 
     async fn with_transitions(&self, r: Retrain) -> Result<pb::Retrain, RetrainingError> {
         let transitions = self.store.transitions(&r.id).await?;
-        Ok(r.to_proto(transitions))
+        Ok(retrain_to_proto(&r, transitions))
     }
 }
 
@@ -184,6 +184,28 @@ impl RetrainingService for RetrainingApi {
 impl std::fmt::Debug for RetrainingApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetrainingApi").finish_non_exhaustive()
+    }
+}
+
+/// A retrain as the API answers it, with its transitions.
+fn retrain_to_proto(r: &Retrain, transitions: Vec<pb::Transition>) -> pb::Retrain {
+    pb::Retrain {
+        id: r.id.clone(),
+        model: r.model.clone(),
+        state: r.state.clone(),
+        trigger: r.trigger.clone(),
+        trigger_detail: r.trigger_detail.clone(),
+        policy_version: r.policy_version,
+        run_id: r.run_id.clone(),
+        version: r.version,
+        champion_version: r.champion_version,
+        reason: r.reason.clone(),
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        transitions,
+        candidate_metrics: r.facts.candidate_metrics.clone().into_iter().collect(),
+        champion_metrics: r.facts.champion_metrics.clone().into_iter().collect(),
+        attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
     }
 }
 

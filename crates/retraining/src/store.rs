@@ -677,27 +677,3 @@ fn retrain_of(row: &AnyRow) -> Result<Retrain> {
         updated_at: row.try_get(14)?,
     })
 }
-
-impl Retrain {
-    /// As the API answers it, with its transitions.
-    pub fn to_proto(&self, transitions: Vec<pb::Transition>) -> pb::Retrain {
-        pb::Retrain {
-            id: self.id.clone(),
-            model: self.model.clone(),
-            state: self.state.clone(),
-            trigger: self.trigger.clone(),
-            trigger_detail: self.trigger_detail.clone(),
-            policy_version: self.policy_version,
-            run_id: self.run_id.clone(),
-            version: self.version,
-            champion_version: self.champion_version,
-            reason: self.reason.clone(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            transitions,
-            candidate_metrics: self.facts.candidate_metrics.clone().into_iter().collect(),
-            champion_metrics: self.facts.champion_metrics.clone().into_iter().collect(),
-            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
-        }
-    }
-}
