@@ -31,6 +31,7 @@ mod registry;
 mod registry_gate;
 mod registry_sources;
 mod retraining;
+mod retraining_cases;
 mod retraining_k8s;
 mod search_limits;
 mod telemetry;
