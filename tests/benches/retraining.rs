@@ -22,161 +22,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, TimestampNanosecondArray};
-use arrow_schema::{Field, Schema};
 use mlops_events::Envelope;
 use mlops_feature_store::FeatureStore;
 use mlops_inference::Inference;
 use mlops_proto::events::{topics, v1 as ev};
 use mlops_proto::featurestore::v1 as fpb;
 use mlops_proto::inference::v1 as dpb;
-use mlops_proto::registry::v1 as rpb;
 use mlops_proto::retraining::v1 as pb;
 use mlops_proto::triton as oip;
 use mlops_retraining::Retraining;
 use mlops_tests::bench::{env_usize, lat, out_dir, pct};
+use mlops_tests::houses::{self, features, new_world, old_world, write_world, HOUSES};
 use mlops_tests::Sandbox;
 use serde_json::json;
 use tonic::transport::Channel;
 
-const HOUSES: i64 = 200;
-const HOUR: i64 = 3_600_000_000_000;
 const INTERVAL_MS: u64 = 200;
 const SUCCESSES: u32 = 2;
 
-fn features(i: i64) -> (f64, f64) {
-    (
-        ((i * 37) % 101) as f64 / 10.0,
-        ((i * 53) % 89) as f64 / 10.0,
-    )
-}
-
-fn world(k: usize, a: f64, b: f64) -> f64 {
+/// World `k`: the two worlds in turn, so each candidate beats its champion.
+fn world(k: usize) -> fn(f64, f64) -> f64 {
     if k.is_multiple_of(2) {
-        a + b + 1.0
+        old_world
     } else {
-        2.0 * a - 3.0 * b + 1.0
-    }
-}
-
-fn write(path: &std::path::Path, columns: Vec<(&str, ArrayRef)>) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let schema = Schema::new(
-        columns
-            .iter()
-            .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
-            .collect::<Vec<_>>(),
-    );
-    let batch = RecordBatch::try_new(
-        Arc::new(schema),
-        columns.into_iter().map(|(_, c)| c).collect(),
-    )
-    .unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-}
-
-fn times(n: usize, t: i64) -> ArrayRef {
-    Arc::new(TimestampNanosecondArray::from(vec![t; n]).with_timezone("UTC"))
-}
-
-/// World `k`: the feature source, and the training (even houses) and evaluation (odd)
-/// entity tables with its labels.
-fn write_world(root: &std::path::Path, k: usize) {
-    let ids: Vec<i64> = (0..HOUSES).collect();
-    let (a, b): (Vec<f64>, Vec<f64>) = ids.iter().map(|i| features(*i)).unzip();
-    write(
-        &root.join("houses.parquet"),
-        vec![
-            (
-                "house_id",
-                Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
-            ),
-            ("event_timestamp", times(ids.len(), HOUR)),
-            ("a", Arc::new(Float64Array::from(a))),
-            ("b", Arc::new(Float64Array::from(b))),
-        ],
-    );
-    for (file, parity) in [("train.parquet", 0), ("eval.parquet", 1)] {
-        let ids: Vec<i64> = (0..HOUSES).filter(|i| i % 2 == parity).collect();
-        let y: Vec<f64> = ids
-            .iter()
-            .map(|i| {
-                let (a, b) = features(*i);
-                world(k, a, b)
-            })
-            .collect();
-        write(
-            &root.join("entities").join(file),
-            vec![
-                (
-                    "house_id",
-                    Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
-                ),
-                ("event_timestamp", times(ids.len(), 2 * HOUR)),
-                ("y", Arc::new(Float64Array::from(y))),
-            ],
-        );
-    }
-}
-
-const DEFS: &str = "entities:\n  - {name: house, join_keys: [house_id], value_type: int64}\n\
-sources:\n  - {name: house_source, type: parquet, path: houses.parquet}\n\
-feature_views:\n  - name: house\n    entities: [house]\n    source: house_source\n    schema:\n      \
-- {name: a, dtype: float64}\n      - {name: b, dtype: float64}\n";
-
-fn policy(model: &str) -> pb::Policy {
-    pb::Policy {
-        model: model.into(),
-        triggers: Some(pb::Triggers {
-            drift: true,
-            ..Default::default()
-        }),
-        trainer: Some(pb::Trainer {
-            command: vec![env!("CARGO_BIN_EXE_mlops-example-trainer").into()],
-            ..Default::default()
-        }),
-        data: Some(pb::Data {
-            features: vec!["house:a".into(), "house:b".into()],
-            label: "y".into(),
-            training: Some(pb::Dataset {
-                entity_table: "entities/train.parquet".into(),
-                window_seconds: 0,
-            }),
-            evaluation: Some(pb::Dataset {
-                entity_table: "entities/eval.parquet".into(),
-                window_seconds: 0,
-            }),
-            task: "regression".into(),
-        }),
-        gate: Some(pb::Gate {
-            thresholds: vec![rpb::MetricThreshold {
-                metric: "rmse".into(),
-                threshold: Some(0.5),
-                max_absolute_degradation: Some(0.0),
-                ..Default::default()
-            }],
-        }),
-        rollout: Some(pb::Rollout {
-            canary_weight: 50,
-            analysis: Some(dpb::Analysis {
-                interval_ms: INTERVAL_MS,
-                max_error_rate: 0.05,
-                min_requests: 3,
-                consecutive_error_limit: 3,
-                successes_to_promote: SUCCESSES,
-                ..Default::default()
-            }),
-            fault: None,
-            timeout_seconds: 60,
-        }),
-        ..Default::default()
+        new_world
     }
 }
 
@@ -233,12 +102,12 @@ async fn main() {
         .await
         .expect("sandbox starts");
     let root = sb.dir().join("features");
-    write_world(&root, 0);
+    write_world(&root, world(0));
     let mut fs = fpb::feature_store_service_client::FeatureStoreServiceClient::new(
         channel(sb.addresses("feature-store").api).await,
     );
     fs.apply_definitions(fpb::ApplyDefinitionsRequest {
-        yaml: DEFS.into(),
+        yaml: houses::DEFS.into(),
         file_name: "features.yaml".into(),
         dry_run: false,
     })
@@ -246,7 +115,13 @@ async fn main() {
     .expect("definitions apply");
     let mut c = Retrainer::new(channel(sb.addresses("retraining").api).await);
     c.set_policy(pb::SetPolicyRequest {
-        policy: Some(policy(model)),
+        policy: Some(houses::policy(
+            model,
+            env!("CARGO_BIN_EXE_mlops-example-trainer"),
+            0,
+            INTERVAL_MS,
+            SUCCESSES,
+        )),
     })
     .await
     .unwrap();
@@ -311,7 +186,7 @@ async fn main() {
     let (mut started, mut to_canary, mut to_promoted, mut training, mut whole) =
         (vec![], vec![], vec![], vec![], vec![]);
     for k in 1..=loops {
-        write_world(&root, k);
+        write_world(&root, world(k));
         let before = c
             .list_retrains(pb::ListRetrainsRequest {
                 model: model.into(),

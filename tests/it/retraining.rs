@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array};
 use mlops_events::Envelope;
 use mlops_feature_store::FeatureStore;
 use mlops_inference::Inference;
@@ -31,142 +30,20 @@ use mlops_tests::{Bus, Sandbox};
 use tonic::transport::Channel;
 
 use crate::deployments::{deployments, follow};
-use crate::feature_store::{apply, batch, times, write_parquet, HOUR};
+pub(crate) use mlops_tests::houses::{self, features, new_world, old_world, write_world, HOUSES};
+
+use crate::feature_store::apply;
 use crate::inference::{f32s, oip as oip_client, raw_f32};
 
 pub(crate) type Client = RetrainingServiceClient<Channel>;
 
 pub(crate) const TRAINER: &str = env!("CARGO_BIN_EXE_mlops-example-trainer");
 
-const DEFS: &str = r#"
-entities:
-  - name: house
-    join_keys: [house_id]
-    value_type: int64
-sources:
-  - name: house_source
-    type: parquet
-    path: houses.parquet
-feature_views:
-  - name: house
-    entities: [house]
-    source: house_source
-    schema:
-      - {name: a, dtype: float64}
-      - {name: b, dtype: float64}
-"#;
-
-/// Houses 0..N with two features, known from hour 1.
-const HOUSES: i64 = 200;
-
-pub(crate) fn features(i: i64) -> (f64, f64) {
-    (
-        ((i * 37) % 101) as f64 / 10.0,
-        ((i * 53) % 89) as f64 / 10.0,
-    )
-}
-
-/// The world before the drift, and after.
-pub(crate) fn old_world(a: f64, b: f64) -> f64 {
-    a + b + 1.0
-}
-pub(crate) fn new_world(a: f64, b: f64) -> f64 {
-    2.0 * a - 3.0 * b + 1.0
-}
-
-/// The feature source, and the training and evaluation entity tables labelled by `world`
-/// (even houses train, odd ones evaluate), on the feature store's offline store.
-pub(crate) fn write_world(root: &std::path::Path, world: fn(f64, f64) -> f64) {
-    let ids: Vec<i64> = (0..HOUSES).collect();
-    let (a, b): (Vec<f64>, Vec<f64>) = ids.iter().map(|i| features(*i)).unzip();
-    write_parquet(
-        &root.join("houses.parquet"),
-        &batch(vec![
-            (
-                "house_id",
-                Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
-            ),
-            ("event_timestamp", times(&vec![Some(HOUR); ids.len()])),
-            ("a", Arc::new(Float64Array::from(a))),
-            ("b", Arc::new(Float64Array::from(b))),
-        ]),
-    );
-    for (file, parity) in [("train.parquet", 0), ("eval.parquet", 1)] {
-        let ids: Vec<i64> = (0..HOUSES).filter(|i| i % 2 == parity).collect();
-        let y: Vec<f64> = ids
-            .iter()
-            .map(|i| {
-                let (a, b) = features(*i);
-                world(a, b)
-            })
-            .collect();
-        write_parquet(
-            &root.join("entities").join(file),
-            &batch(vec![
-                (
-                    "house_id",
-                    Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
-                ),
-                ("event_timestamp", times(&vec![Some(2 * HOUR); ids.len()])),
-                ("y", Arc::new(Float64Array::from(y))),
-            ]),
-        );
-    }
-}
-
 /// The policies' cooldown: at most one retrain started per 2 s, whatever triggers it.
 const COOLDOWN_SECONDS: i64 = 2;
 
 pub(crate) fn policy(model: &str) -> pb::Policy {
-    pb::Policy {
-        model: model.into(),
-        triggers: Some(pb::Triggers {
-            drift: true,
-            ..Default::default()
-        }),
-        cooldown_seconds: COOLDOWN_SECONDS,
-        trainer: Some(pb::Trainer {
-            command: vec![TRAINER.into()],
-            ..Default::default()
-        }),
-        data: Some(pb::Data {
-            features: vec!["house:a".into(), "house:b".into()],
-            label: "y".into(),
-            training: Some(pb::Dataset {
-                entity_table: "entities/train.parquet".into(),
-                window_seconds: 0,
-            }),
-            evaluation: Some(pb::Dataset {
-                entity_table: "entities/eval.parquet".into(),
-                window_seconds: 0,
-            }),
-            task: "regression".into(),
-        }),
-        gate: Some(pb::Gate {
-            thresholds: vec![rpb::MetricThreshold {
-                metric: "rmse".into(),
-                threshold: Some(0.5),
-                max_absolute_degradation: Some(0.0),
-                greater_is_better: false,
-                ..Default::default()
-            }],
-        }),
-        rollout: Some(pb::Rollout {
-            canary_weight: 50,
-            analysis: Some(dpb::Analysis {
-                interval_ms: 300,
-                max_error_rate: 0.05,
-                min_requests: 3,
-                failure_limit: 0,
-                consecutive_error_limit: 3,
-                successes_to_promote: 2,
-                ..Default::default()
-            }),
-            fault: None,
-            timeout_seconds: 60,
-        }),
-        ..Default::default()
-    }
+    houses::policy(model, TRAINER, COOLDOWN_SECONDS, 300, 2)
 }
 
 pub(crate) async fn client(addr: std::net::SocketAddr) -> Client {
@@ -202,7 +79,9 @@ pub(crate) async fn platform(bus: Bus) -> Sandbox {
         mlops_proto::featurestore::v1::feature_store_service_client::FeatureStoreServiceClient::new(
             channel,
         );
-    apply(&mut fs, DEFS).await.expect("definitions apply");
+    apply(&mut fs, houses::DEFS)
+        .await
+        .expect("definitions apply");
     sb
 }
 

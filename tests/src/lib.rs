@@ -500,6 +500,8 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
 }
 
 /// Helpers the benchmarks share.
+pub mod houses;
+
 pub mod bench {
     use std::time::Duration;
 
