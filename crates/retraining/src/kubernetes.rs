@@ -51,7 +51,8 @@ pub struct JobRunner {
     http: reqwest::Client,
     base: String,
     namespace: String,
-    token: Option<String>,
+    /// The service account's token file: read at each call, since the kubelet rotates it.
+    token: Option<std::path::PathBuf>,
     template: Value,
     default_image: String,
 }
@@ -77,7 +78,8 @@ impl JobRunner {
             settings.api_url.trim_end_matches('/').to_owned()
         };
         let read = |file: &str| std::fs::read(format!("{SERVICE_ACCOUNT}/{file}")).ok();
-        let token = read("token").map(|t| String::from_utf8_lossy(&t).trim().to_owned());
+        let token = Some(std::path::PathBuf::from(format!("{SERVICE_ACCOUNT}/token")))
+            .filter(|p| p.exists());
         let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30));
@@ -124,8 +126,14 @@ impl JobRunner {
         body: Option<&Value>,
     ) -> Result<(u16, String), KubeError> {
         let mut req = self.http.request(method, url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
+        if let Some(file) = &self.token {
+            let token = std::fs::read_to_string(file).map_err(|e| {
+                kerr(format!(
+                    "reading the service account's token {}: {e}",
+                    file.display()
+                ))
+            })?;
+            req = req.bearer_auth(token.trim());
         }
         if let Some(b) = body {
             req = req
