@@ -151,24 +151,7 @@ py() { "$PY" "$WORK/loop.py" "$@"; }
 
 step "the feature store: the houses' features, and the labels of today's world"
 py world "$DATA_DIR/features" 0
-cat >"$WORK/features.yaml" <<'EOF'
-entities:
-  - name: house
-    join_keys: [house_id]
-    value_type: int64
-sources:
-  - name: house_source
-    type: parquet
-    path: houses.parquet
-feature_views:
-  - name: house
-    entities: [house]
-    source: house_source
-    schema:
-      - {name: a, dtype: float64}
-      - {name: b, dtype: float64}
-EOF
-"$MLOPS" features apply -f "$WORK/features.yaml"
+"$MLOPS" features apply -f "$REPO/examples/retraining/features.yaml"
 
 step "a retraining policy for $MODEL: the Python trainer, the data, the gate, retrain on drift, a fast canary"
 "$MLOPS" retrain policy set "$MODEL" \

@@ -45,28 +45,13 @@ from mlops_up import Up
 
 MODEL = "houses"
 TRAINER = REPO / "examples" / "python" / "retrain_trainer.py"
+# The houses' feature definitions, as `make demo` applies them.
+DEFS = REPO / "examples" / "retraining" / "features.yaml"
 # Long enough to kill `mlops up` while it runs, short enough for the test's budget.
 TRAINER_SLEEP_SECONDS = 5
 # A retrain's budget: the trainer's imports take seconds on a busy machine.
 RETRAIN_TIMEOUT = 90.0
 
-DEFS = """
-entities:
-  - name: house
-    join_keys: [house_id]
-    value_type: int64
-sources:
-  - name: house_source
-    type: parquet
-    path: houses.parquet
-feature_views:
-  - name: house
-    entities: [house]
-    source: house_source
-    schema:
-      - {name: a, dtype: float64}
-      - {name: b, dtype: float64}
-"""
 
 HOUSES = 200
 FEATURES_TIME = datetime(2024, 1, 1, 1, tzinfo=timezone.utc)
@@ -316,12 +301,10 @@ def platform(tmp_path_factory):
 # --------------------------------------------------------------------------- the tests
 
 
-def test_a_first_retrain_without_a_deployment_becomes_the_champion(platform, tmp_path):
+def test_a_first_retrain_without_a_deployment_becomes_the_champion(platform):
     p = platform
     write_world(p.data / "features", WORLDS[0])
-    defs = tmp_path / "features.yaml"
-    defs.write_text(DEFS)
-    applied = p.mlops("features", "apply", "-f", str(defs))
+    applied = p.mlops("features", "apply", "-f", str(DEFS))
     assert "house" in applied and "version is now 1" in applied, applied
 
     pol = p.json(*policy_args())

@@ -16,25 +16,9 @@ use mlops_proto::retraining::v1 as pb;
 pub const HOUSES: i64 = 200;
 const HOUR: i64 = 3_600_000_000_000;
 
-/// The feature store's definitions: the entity `house`, its view `house` (a, b) over
-/// `houses.parquet`.
-pub const DEFS: &str = r#"
-entities:
-  - name: house
-    join_keys: [house_id]
-    value_type: int64
-sources:
-  - name: house_source
-    type: parquet
-    path: houses.parquet
-feature_views:
-  - name: house
-    entities: [house]
-    source: house_source
-    schema:
-      - {name: a, dtype: float64}
-      - {name: b, dtype: float64}
-"#;
+/// The feature store's definitions (`examples/retraining/features.yaml`, which `make demo`
+/// applies too): the entity `house`, its view `house` (a, b) over `houses.parquet`.
+pub const DEFS: &str = include_str!("../../examples/retraining/features.yaml");
 
 /// House `i`'s features.
 pub fn features(i: i64) -> (f64, f64) {

@@ -7,20 +7,7 @@ use mlops_proto::retraining::v1 as pb;
 use crate::error::{invalid, Result};
 use crate::schedule;
 
-/// The states of a retrain; the last four are terminal.
-pub const STATES: &[&str] = &[
-    TRIGGERED,
-    TRAINING,
-    TRAINED,
-    REGISTERED,
-    EVALUATED,
-    GATED,
-    CANARY,
-    PROMOTED,
-    GATE_FAILED,
-    ROLLED_BACK,
-    FAILED,
-];
+// The states of a retrain; the last four are terminal (see `is_terminal`).
 pub const TRIGGERED: &str = "TRIGGERED";
 pub const TRAINING: &str = "TRAINING";
 pub const TRAINED: &str = "TRAINED";
