@@ -3,19 +3,25 @@
 
 use std::sync::Arc;
 
-use arrow_array::{RecordBatch, RecordBatchReader};
+use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures::TryStreamExt;
 use mlops_storage::blob::{self, BlobStore};
 use object_store::path::Path;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use object_store::ObjectStore;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+use parquet::file::reader::{ChunkReader, Length};
 
 use crate::error::{FeatureStoreError, Result};
 
 /// Rows per batch read from Parquet.
 const BATCH_ROWS: usize = 64 * 1024;
+
+/// Bytes per chunk of an upload.
+const UPLOAD_CHUNK: usize = 8 << 20;
 
 /// The offline store.
 #[derive(Clone, Debug)]
@@ -99,40 +105,157 @@ impl OfflineStore {
     /// Reads the Parquet file or directory `path`: the columns `columns` (all when
     /// `None`), each of which must exist. `what` names the table in messages.
     pub async fn read(&self, path: &str, columns: Option<&[String]>, what: &str) -> Result<Table> {
+        let source = Arc::new(self.open_parquet(path, columns, what).await?);
+        let schema = source.schema.clone();
+        let rt = tokio::runtime::Handle::current();
+        let batches = tokio::task::spawn_blocking(move || {
+            let mut batches = Vec::new();
+            source.read_blocking(&rt, |b| {
+                batches.push(b);
+                Ok(())
+            })?;
+            Ok::<_, FeatureStoreError>(batches)
+        })
+        .await
+        .map_err(|e| FeatureStoreError::Internal(format!("reading {path}: {e}")))??;
+        Ok(Table { schema, batches })
+    }
+
+    /// Opens the Parquet file or directory `path` for reading a row group at a time:
+    /// reads its files' footers and checks that they share one schema holding
+    /// `columns` (all when `None`). `what` names the table in messages.
+    pub async fn open_parquet(
+        &self,
+        path: &str,
+        columns: Option<&[String]>,
+        what: &str,
+    ) -> Result<ParquetSource> {
         let mut schema: Option<SchemaRef> = None;
-        let mut batches = Vec::new();
+        let mut files = Vec::new();
         for file in self.files(path).await? {
-            let bytes = self
+            let name = file.to_string();
+            let corrupt = |e: String| {
+                FeatureStoreError::FailedPrecondition(format!(
+                    "{what}: {name} is not a readable Parquet file: {e}"
+                ))
+            };
+            let size = self
                 .blob
                 .store
-                .get(&file)
+                .head(&file)
                 .await
                 .map_err(|e| store_error(path, e))?
-                .bytes()
+                .size;
+            if size < 12 {
+                return Err(corrupt(format!("it has {size} bytes")));
+            }
+            let tail = self
+                .blob
+                .store
+                .get_range(&file, size - 8..size)
                 .await
                 .map_err(|e| store_error(path, e))?;
-            let columns = columns.map(|c| c.to_vec());
-            let (label, name) = (what.to_owned(), file.to_string());
-            let (s, b) = tokio::task::spawn_blocking(move || {
-                decode(bytes, columns.as_deref(), &label, &name)
-            })
-            .await
-            .map_err(|e| FeatureStoreError::Internal(format!("reading {path}: {e}")))??;
+            let tail: [u8; 8] = tail
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt("short read".into()))?;
+            let footer = FooterTail::try_new(&tail).map_err(|e| corrupt(e.to_string()))?;
+            let len = footer.metadata_length() as u64;
+            if len + 8 > size {
+                return Err(corrupt(format!(
+                    "its footer claims {len} bytes of metadata"
+                )));
+            }
+            let encoded = self
+                .blob
+                .store
+                .get_range(&file, size - 8 - len..size - 8)
+                .await
+                .map_err(|e| store_error(path, e))?;
+            let metadata = ParquetMetaDataReader::decode_metadata(&encoded)
+                .map_err(|e| corrupt(e.to_string()))?;
+            let meta = ArrowReaderMetadata::try_new(Arc::new(metadata), Default::default())
+                .map_err(|e| corrupt(e.to_string()))?;
+            let full = meta.schema().clone();
+            let mut roots: Vec<usize> = match columns {
+                None => (0..full.fields().len()).collect(),
+                Some(columns) => columns
+                    .iter()
+                    .map(|c| {
+                        full.index_of(c).map_err(|_| {
+                            FeatureStoreError::FailedPrecondition(format!(
+                                "{what}: {name} has no column `{c}` (it has: {})",
+                                full.fields()
+                                    .iter()
+                                    .map(|f| f.name().as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            };
+            // The reader gives the columns once each, in the file's order.
+            roots.sort_unstable();
+            roots.dedup();
+            let projected = Arc::new(full.project(&roots).map_err(|e| corrupt(e.to_string()))?);
             match &schema {
-                Some(first) if first.fields() != s.fields() => {
+                Some(first) if first.fields() != projected.fields() => {
                     return Err(FeatureStoreError::FailedPrecondition(format!(
-                        "{what}: the files under {path} do not share one schema ({file} differs)"
+                        "{what}: the files under {path} do not share one schema ({name} differs)"
                     )))
                 }
                 Some(_) => {}
-                None => schema = Some(s),
+                None => schema = Some(projected),
             }
-            batches.extend(b);
+            files.push(SourceFile {
+                path: file,
+                size,
+                meta,
+                roots,
+            });
         }
-        Ok(Table {
+        Ok(ParquetSource {
+            store: self.blob.store.clone(),
+            what: what.to_owned(),
             schema: schema.unwrap_or_else(|| Arc::new(Schema::empty())),
-            batches,
+            files,
         })
+    }
+
+    /// Copies the local file `local` to `path` on the store, a chunk at a time; returns
+    /// its size. The file appears whole or not at all.
+    pub async fn upload(&self, path: &str, local: &std::path::Path) -> Result<u64> {
+        use tokio::io::AsyncReadExt;
+        let key = Self::key(path)?;
+        let file = tokio::fs::File::open(local).await.map_err(|e| {
+            FeatureStoreError::Internal(format!("reading {}: {e}", local.display()))
+        })?;
+        let chunks = futures::stream::unfold(Some(file), |file| async move {
+            let mut file = file?;
+            let mut buf = vec![0u8; UPLOAD_CHUNK];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Bytes::from(buf)), Some(file)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        self.blob
+            .write_stream(&key, Box::pin(chunks), None, |_| {})
+            .await
+            .map_err(|e| {
+                let why = match e {
+                    blob::WriteError::Store(e) => e.to_string(),
+                    blob::WriteError::Source(e) => format!("reading the local file: {e}"),
+                    other => format!("{other:?}"),
+                };
+                FeatureStoreError::Unavailable(format!(
+                    "writing {path} to the offline store: {why}"
+                ))
+            })
     }
 
     /// Writes `batches` as one Parquet file at `path`; returns its size. The file
@@ -176,51 +299,145 @@ impl OfflineStore {
     }
 }
 
-/// Decodes one Parquet file, projected on `columns`.
-fn decode(
-    bytes: Bytes,
-    columns: Option<&[String]>,
-    what: &str,
-    file: &str,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let corrupt = |e: parquet::errors::ParquetError| {
-        FeatureStoreError::FailedPrecondition(format!(
-            "{what}: {file} is not a readable Parquet file: {e}"
-        ))
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(corrupt)?;
-    let builder = match columns {
-        None => builder,
-        Some(columns) => {
-            let schema = builder.schema().clone();
-            let mut roots = Vec::with_capacity(columns.len());
-            for c in columns {
-                let i = schema.index_of(c).map_err(|_| {
-                    FeatureStoreError::FailedPrecondition(format!(
-                        "{what}: {file} has no column `{c}` (it has: {})",
-                        schema
-                            .fields()
-                            .iter()
-                            .map(|f| f.name().as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
-                roots.push(i);
+/// One file of a [`ParquetSource`]: where it is, its size and its footer.
+struct SourceFile {
+    path: Path,
+    size: u64,
+    meta: ArrowReaderMetadata,
+    /// The columns read (root indices of the file's schema).
+    roots: Vec<usize>,
+}
+
+/// A Parquet file or directory on the offline store, opened: its files' footers, read
+/// one row group at a time, so memory holds one row group's columns and not the file.
+pub struct ParquetSource {
+    store: Arc<dyn ObjectStore>,
+    what: String,
+    /// The schema of the columns read.
+    pub schema: SchemaRef,
+    files: Vec<SourceFile>,
+}
+
+impl ParquetSource {
+    /// The rows of all files, as their footers count them.
+    pub fn rows(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| f.meta.metadata().file_metadata().num_rows().max(0) as u64)
+            .sum()
+    }
+
+    /// About how many bytes the columns read take in memory once decoded: the footers'
+    /// uncompressed sizes, and at least 8 bytes per value.
+    pub fn estimated_bytes(&self) -> u64 {
+        let mut total = 0u64;
+        for f in &self.files {
+            let descr = f.meta.metadata().file_metadata().schema_descr();
+            for rg in f.meta.metadata().row_groups() {
+                let mut bytes = 0u64;
+                for (leaf, column) in rg.columns().iter().enumerate() {
+                    if f.roots.contains(&descr.get_column_root_idx(leaf)) {
+                        bytes += column.uncompressed_size().max(0) as u64;
+                    }
+                }
+                let floor = rg.num_rows().max(0) as u64 * 8 * f.roots.len() as u64;
+                total += bytes.max(floor);
             }
-            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-            builder.with_projection(mask)
         }
-    };
-    let reader = builder
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(corrupt)?;
-    let schema = reader.schema();
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| {
-            FeatureStoreError::FailedPrecondition(format!("{what}: reading {file}: {e}"))
-        })?;
-    Ok((schema, batches))
+        total
+    }
+
+    /// Reads every row, in file order then row order, handing each batch to `each`; a
+    /// row group's columns are fetched at once, then decoded a batch at a time. Call it
+    /// where blocking is allowed: it waits for the store on `rt`.
+    pub fn read_blocking(
+        &self,
+        rt: &tokio::runtime::Handle,
+        mut each: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        for f in &self.files {
+            let name = f.path.to_string();
+            let failed = |e: String| {
+                FeatureStoreError::FailedPrecondition(format!("{}: reading {name}: {e}", self.what))
+            };
+            let descr = f.meta.metadata().file_metadata().schema_descr_ptr();
+            let mask = ProjectionMask::roots(&descr, f.roots.iter().copied());
+            for (i, rg) in f.meta.metadata().row_groups().iter().enumerate() {
+                let ranges: Vec<std::ops::Range<u64>> = rg
+                    .columns()
+                    .iter()
+                    .enumerate()
+                    .filter(|(leaf, _)| f.roots.contains(&descr.get_column_root_idx(*leaf)))
+                    .map(|(_, c)| {
+                        let (start, len) = c.byte_range();
+                        start..start + len
+                    })
+                    .collect();
+                let parts = rt
+                    .block_on(self.store.get_ranges(&f.path, &ranges))
+                    .map_err(|e| store_error(&name, e))?;
+                let chunks = Chunks {
+                    size: f.size,
+                    parts: ranges.iter().map(|r| r.start).zip(parts).collect(),
+                };
+                let reader =
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(chunks, f.meta.clone())
+                        .with_projection(mask.clone())
+                        .with_row_groups(vec![i])
+                        .with_batch_size(BATCH_ROWS)
+                        .build()
+                        .map_err(|e| failed(e.to_string()))?;
+                for batch in reader {
+                    each(batch.map_err(|e| failed(e.to_string()))?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The column chunks of one row group, fetched: what the Parquet reader asks for is
+/// within one of them.
+struct Chunks {
+    size: u64,
+    /// (offset in the file, bytes), by offset.
+    parts: Vec<(u64, Bytes)>,
+}
+
+impl Chunks {
+    fn at(&self, start: u64) -> parquet::errors::Result<Bytes> {
+        self.parts
+            .iter()
+            .find(|(at, b)| *at <= start && start < at + b.len() as u64)
+            .map(|(at, b)| b.slice((start - at) as usize..))
+            .ok_or_else(|| {
+                parquet::errors::ParquetError::General(format!(
+                    "no fetched column chunk holds offset {start}"
+                ))
+            })
+    }
+}
+
+impl Length for Chunks {
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+impl ChunkReader for Chunks {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(self.at(start)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let b = self.at(start)?;
+        if b.len() < length {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "a read of {length} bytes at {start} runs past its column chunk"
+            )));
+        }
+        Ok(b.slice(..length))
+    }
 }
