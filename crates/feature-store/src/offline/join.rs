@@ -18,6 +18,7 @@
 //! global: every entity row is a candidate for each of its rows.
 
 mod index;
+pub mod spill;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use arrow_schema::{Field, Schema, SchemaRef};
 
 pub(crate) use index::timestamps_nanos;
 use index::{check_key, check_timestamp, column_index, ViewIndex};
+pub use spill::{Output as SpillOutput, SpillJoin};
 
 /// The type a join key's values have, as its entity declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,9 @@ pub enum JoinError {
     /// Two output columns would have the same name.
     #[error("the output would have two columns named `{0}`: use full feature names (view__feature) or select fewer features")]
     DuplicateColumn(String),
+    /// The spill directory failed (full, or not writable).
+    #[error("spilling the join to disk failed: {0}")]
+    Spill(String),
     /// Arrow failed (should not happen on valid input).
     #[error("{0}")]
     Arrow(String),

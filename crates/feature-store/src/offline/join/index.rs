@@ -440,3 +440,40 @@ impl ViewIndex {
             .collect()
     }
 }
+
+/// The partition (of `parts`) of each row's key, the same for a key whatever its
+/// columns' integer width or string layout, so a view's rows and the entity rows with
+/// the same key meet in the same partition. A row with a null key part is in partition 0
+/// (it matches nothing wherever it is).
+pub(crate) fn partitions(keys: &[&ArrayRef], join_keys: &[JoinKey], parts: usize) -> Vec<u32> {
+    let columns: Vec<KeyColumn<'_>> = keys
+        .iter()
+        .zip(join_keys)
+        .map(|(a, k)| KeyColumn::new(a, k.kind))
+        .collect();
+    let rows = keys.first().map_or(0, |k| k.len());
+    if parts <= 1 || columns.is_empty() {
+        return vec![0; rows];
+    }
+    (0..rows)
+        .map(|i| {
+            let mut h = Fx::default();
+            for c in &columns {
+                match c.part(i) {
+                    None => return 0,
+                    Some(Part::Int(v)) => h.write_i64(v),
+                    Some(Part::Str(s)) => {
+                        h.write(s.as_bytes());
+                        h.write_usize(s.len());
+                    }
+                }
+            }
+            // splitmix64's finalizer: every bit of the key moves the partition.
+            let mut z = h.finish();
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z % parts as u64) as u32
+        })
+        .collect()
+}

@@ -12,7 +12,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema};
 
-use super::{point_in_time_join, JoinError, JoinKey, JoinView, KeyType};
+use super::{point_in_time_join, JoinError, JoinKey, JoinView, KeyType, SpillJoin};
 use cases::{random_case, Case};
 use oracle::{column_values, oracle, Value};
 
@@ -20,15 +20,46 @@ use oracle::{column_values, oracle, Value};
 // The property: the engine's output is the oracle's.
 // ---------------------------------------------------------------------------------------
 
+/// Which join runs: in memory, or spilled to disk in this many partitions per view.
+#[derive(Debug, Clone, Copy)]
+enum Engine {
+    Memory,
+    Spill(usize),
+}
+
+/// The spilled join over a case: its views' rows added batch by batch, then its entity
+/// batches.
+fn spilled(case: &Case, parts: usize) -> Result<Vec<RecordBatch>, JoinError> {
+    let dir = std::env::temp_dir();
+    let counts = vec![parts; case.views.len()];
+    let mut join = SpillJoin::prepare(
+        &case.schema,
+        &case.timestamp_column,
+        &case.views,
+        &counts,
+        &dir,
+    )?;
+    for (v, view) in case.views.iter().enumerate() {
+        for b in &view.batches {
+            join.add_source(v, b)?;
+        }
+    }
+    for b in &case.entity {
+        join.push(b)?;
+    }
+    join.finish()?.collect()
+}
+
 /// Runs the engine (a panic is a failure) and compares its output with the oracle's.
-fn check(case: &Case) -> Result<(), String> {
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        point_in_time_join(
+fn check(case: &Case, engine: Engine) -> Result<(), String> {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match engine {
+        Engine::Memory => point_in_time_join(
             &case.schema,
             &case.entity,
             &case.timestamp_column,
             &case.views,
-        )
+        ),
+        Engine::Spill(parts) => spilled(case, parts),
     }));
     let out = match run {
         Ok(Ok(out)) => out,
@@ -180,7 +211,7 @@ std::thread_local! {
 }
 
 /// Greedily shrinks a failing case.
-fn shrink(mut case: Case) -> Case {
+fn shrink(mut case: Case, engine: Engine) -> Case {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
@@ -191,7 +222,10 @@ fn shrink(mut case: Case) -> Case {
         }));
     });
     QUIET.with(|q| q.set(true));
-    while let Some(c) = smaller(&case).into_iter().find(|c| check(c).is_err()) {
+    while let Some(c) = smaller(&case)
+        .into_iter()
+        .find(|c| check(c, engine).is_err())
+    {
         case = c;
     }
     QUIET.with(|q| q.set(false));
@@ -249,17 +283,21 @@ fn describe(case: &Case) -> String {
     s
 }
 
-fn run_property(seeds: std::ops::Range<u64>, scale: usize) {
+fn run_property(seeds: std::ops::Range<u64>, scale: usize, engine: Engine) {
     let total = seeds.end - seeds.start;
     let failing: Vec<(u64, String)> = seeds
-        .filter_map(|seed| check(&random_case(seed, scale)).err().map(|e| (seed, e)))
+        .filter_map(|seed| {
+            check(&random_case(seed, scale), engine)
+                .err()
+                .map(|e| (seed, e))
+        })
         .collect();
     if let Some((seed, error)) = failing.first() {
-        let minimal = shrink(random_case(*seed, scale));
-        let minimal_error = check(&minimal).unwrap_err();
+        let minimal = shrink(random_case(*seed, scale), engine);
+        let minimal_error = check(&minimal, engine).unwrap_err();
         let seeds: Vec<u64> = failing.iter().take(20).map(|(s, _)| *s).collect();
         panic!(
-            "{} of {total} cases fail (seeds {seeds:?}…); seed {seed}: {error}\n\
+            "{engine:?}: {} of {total} cases fail (seeds {seeds:?}…); seed {seed}: {error}\n\
              minimal case: {minimal_error}\n{}",
             failing.len(),
             describe(&minimal)
@@ -269,12 +307,26 @@ fn run_property(seeds: std::ops::Range<u64>, scale: usize) {
 
 #[test]
 fn property_join_matches_oracle() {
-    run_property(0..500, 1);
+    run_property(0..500, 1, Engine::Memory);
 }
 
 #[test]
 fn property_join_matches_oracle_larger_tables() {
-    run_property(10_000..10_100, 4);
+    run_property(10_000..10_100, 4, Engine::Memory);
+}
+
+#[test]
+fn property_spilled_join_matches_oracle() {
+    // One partition (everything spilled and read back), a few, and more partitions than
+    // keys (most of them empty).
+    run_property(0..300, 1, Engine::Spill(1));
+    run_property(0..300, 1, Engine::Spill(3));
+    run_property(0..300, 1, Engine::Spill(16));
+}
+
+#[test]
+fn property_spilled_join_matches_oracle_larger_tables() {
+    run_property(10_000..10_050, 4, Engine::Spill(5));
 }
 
 // ---------------------------------------------------------------------------------------
