@@ -61,6 +61,14 @@ feature_services:
 "#;
 
 pub(crate) async fn start(db: Database) -> (Sandbox, Client) {
+    start_with(db, |_| {}).await
+}
+
+/// A feature store with the tests' settings, then `tweak`'s.
+async fn start_with(
+    db: Database,
+    tweak: impl FnOnce(&mut mlops_feature_store::FeatureStoreConfig) + Send + 'static,
+) -> (Sandbox, Client) {
     let url = mlops_tests::database_url(db).await;
     let sb = Sandbox::builder()
         .service::<FeatureStore>(move |c| {
@@ -69,6 +77,7 @@ pub(crate) async fn start(db: Database) -> (Sandbox, Client) {
             }
             // Small chunks, so a table crosses many messages.
             c.ipc_chunk_bytes = 4096;
+            tweak(c);
         })
         .start()
         .await
@@ -434,8 +443,32 @@ async fn a_bad_definition_set_applies_nothing(db: Database) {
     sb.stop().await.unwrap();
 }
 
+/// A feature store whose joins never fit in memory, so every one spills to disk, in the
+/// directory returned (which the service creates).
+async fn start_spilling(db: Database) -> (Sandbox, Client, std::path::PathBuf) {
+    let spill = std::env::temp_dir().join(format!("mlops-spill-{}", uuid::Uuid::new_v4()));
+    let dir = spill.clone();
+    let (sb, c) = start_with(db, move |c| {
+        c.join_memory_bytes = 1024;
+        c.spill_dir = dir.display().to_string();
+    })
+    .await;
+    (sb, c, spill)
+}
+
 async fn training_data_is_exact_point_in_time(db: Database) {
-    let (sb, mut c) = start(db).await;
+    let (sb, c) = start(db).await;
+    exact_point_in_time(sb, c, None).await;
+}
+
+/// The same queries, their views' history split in partitions on disk.
+async fn training_data_is_exact_point_in_time_when_spilled(db: Database) {
+    let (sb, c, spill) = start_spilling(db).await;
+    exact_point_in_time(sb, c, Some(&spill)).await;
+    std::fs::remove_dir_all(&spill).unwrap();
+}
+
+async fn exact_point_in_time(sb: Sandbox, mut c: Client, spill: Option<&std::path::Path>) {
     apply(&mut c, DEFS).await.unwrap();
     write_sources(&sb.dir().join("features"));
     let entity = entity_table();
@@ -463,6 +496,7 @@ async fn training_data_is_exact_point_in_time(db: Database) {
         ]
     );
     assert_eq!(summary.rows, 8);
+    assert_eq!(summary.spilled, spill.is_some(), "the streamed answer");
     assert_eq!(
         ints(&batches, "row_id"),
         (0..8).map(Some).collect::<Vec<_>>(),
@@ -568,6 +602,12 @@ async fn training_data_is_exact_point_in_time(db: Database) {
             .unwrap();
     assert_eq!(floats(&written, "conv_rate"), floats(&batches, "conv_rate"));
     assert_eq!(floats(&written, "demand"), floats(&batches, "demand"));
+    // Spilled or not as configured, and a spilled join leaves no file behind.
+    assert_eq!(summary.spilled, spill.is_some());
+    if let Some(dir) = spill {
+        let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+        assert!(left.is_empty(), "{} holds {left:?}", dir.display());
+    }
     sb.stop().await.unwrap();
 }
 
@@ -629,5 +669,6 @@ crate::on_both_backends!(
     definitions_apply_as_a_set,
     a_bad_definition_set_applies_nothing,
     training_data_is_exact_point_in_time,
+    training_data_is_exact_point_in_time_when_spilled,
     training_data_only_as_known_at_the_time,
 );

@@ -31,6 +31,17 @@ pub struct FeatureStoreConfig {
     /// Size of the Arrow IPC chunks a training table is streamed back in, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub ipc_chunk_bytes: usize,
+    /// The memory a training-data join may hold for the views' history (their columns
+    /// and the index over them), in bytes. A query whose views are estimated above it
+    /// (from the Parquet footers) is joined in partitions spilled under `spill_dir`, a
+    /// partition at a time, whatever the size of the history or of the entity table.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub join_memory_bytes: u64,
+    /// Where a join that does not fit in `join_memory_bytes` keeps its partitions (each
+    /// join in a directory of its own, removed when it ends). Empty: the system's
+    /// temporary directory.
+    #[arg(long, default_value = "")]
+    pub spill_dir: String,
     /// Event bus settings.
     #[command(flatten)]
     pub bus: BusArgs,
@@ -51,11 +62,29 @@ impl ServiceConfig for FeatureStoreConfig {
                 ),
             });
         }
+        if self.join_memory_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                setting: "join_memory_bytes",
+                message: "must be at least 1024 bytes".into(),
+            });
+        }
         Ok(())
     }
 }
 
 impl FeatureStoreConfig {
+    /// How a training-data join holds the views' history.
+    pub fn join_budget(&self) -> crate::offline::historical::JoinBudget {
+        crate::offline::historical::JoinBudget {
+            memory_bytes: self.join_memory_bytes,
+            spill_dir: if self.spill_dir.is_empty() {
+                std::env::temp_dir()
+            } else {
+                self.spill_dir.clone().into()
+            },
+        }
+    }
+
     /// Settings for one process on loopback: `addr` ports, files under `data_dir`.
     pub fn local(data_dir: &std::path::Path, listen_addr: &str, admin_addr: &str) -> Self {
         let mut c = FeatureStoreConfig::defaults();

@@ -80,6 +80,9 @@ impl Service for FeatureStore {
         let db = open_database("feature-store", &config.db, &store::migrations()).await?;
         let offline = offline::files::OfflineStore::open(&config.offline_root)
             .with_context(|| format!("opening the offline store {}", config.offline_root))?;
+        let spill_dir = config.join_budget().spill_dir;
+        std::fs::create_dir_all(&spill_dir)
+            .with_context(|| format!("creating the spill directory {}", spill_dir.display()))?;
         let bus = open_bus("feature-store", bus, &config.bus, &[topics::FEATURES]).await?;
         let store = store::Store::new(db);
         metrics::Metrics::new()
@@ -115,8 +118,13 @@ impl Service for FeatureStore {
         if let Err(e) = online.report_freshness().await {
             tracing::warn!(error = %e, "cannot read the online store's freshness yet");
         }
-        let api =
-            service::FeatureStoreApi::new(store.clone(), offline, online, config.ipc_chunk_bytes);
+        let api = service::FeatureStoreApi::new(
+            store.clone(),
+            offline,
+            online,
+            config.ipc_chunk_bytes,
+            config.join_budget(),
+        );
         let (following, follow_bus) = (api.clone(), bus.clone());
         let (ingesting, ingest_bus) = (api.clone(), bus.clone());
         let feast = ServingServiceServer::new(feast::FeastApi::new(api.clone()))

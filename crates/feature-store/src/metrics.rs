@@ -28,6 +28,8 @@ pub struct Metrics {
     pub ingest_malformed: IntCounterVec,
     /// Online request plans built (a feature list resolved against the definitions).
     pub online_plans_built: IntCounter,
+    /// Training-data queries joined in partitions on disk.
+    pub historical_spilled: IntCounter,
 }
 
 impl Metrics {
@@ -37,6 +39,10 @@ impl Metrics {
             historical_rows: int_counter(
                 "mlops_feature_store_historical_rows_total",
                 "entity rows joined into training data (GetHistoricalFeatures)",
+            ),
+            historical_spilled: int_counter(
+                "mlops_feature_store_historical_spilled_total",
+                "training-data queries whose views did not fit in --join-memory-bytes, joined in partitions on disk",
             ),
             historical_seconds: histogram_vec(
                 "mlops_feature_store_historical_duration_seconds",

@@ -3,8 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use mlops_proto::featurestore::v1 as pb;
 use mlops_proto::featurestore::v1::feature_store_service_server::FeatureStoreService;
 use mlops_runtime::auth::{Role, RoleTable};
@@ -15,12 +14,14 @@ use crate::defs::Definitions;
 use crate::error::FeatureStoreError;
 use crate::metrics::Metrics;
 use crate::offline::files::OfflineStore;
-use crate::offline::historical::{self, join_error};
-use crate::offline::ipc::{Decoder, Encoder};
-use crate::offline::join::Join;
+use crate::offline::historical::{self, JoinBudget};
+use crate::offline::ipc::Decoder;
 use crate::online::serve::timestamp;
 use crate::online::OnlineStore;
 use crate::store::{Kind, Store, Stored};
+
+mod query;
+use query::Historical;
 
 /// The role each RPC needs (a test checks the table against the contract).
 pub const ROLES: RoleTable = &[
@@ -50,6 +51,7 @@ pub struct FeatureStoreApi {
     offline: OfflineStore,
     pub(crate) online: OnlineStore,
     chunk_bytes: usize,
+    budget: JoinBudget,
     metrics: Metrics,
     /// The definitions, read once and kept until an apply here or an event from
     /// another replica says they changed.
@@ -63,8 +65,10 @@ impl FeatureStoreApi {
         offline: OfflineStore,
         online: OnlineStore,
         chunk_bytes: usize,
+        budget: JoinBudget,
     ) -> Self {
         FeatureStoreApi {
+            budget,
             store,
             offline,
             metrics: online.metrics.clone(),
@@ -395,176 +399,6 @@ impl FeatureStoreService for FeatureStoreApi {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
-    }
-}
-
-type Sender = mpsc::Sender<Result<pb::GetHistoricalFeaturesResponse, Status>>;
-
-/// One historical query at work: entity batches in, training batches out.
-struct Historical {
-    api: FeatureStoreApi,
-    wanted: Vec<historical::Wanted>,
-    timestamp_column: String,
-    filter_by_created: bool,
-    output: String,
-    tx: Sender,
-}
-
-/// Where the training table goes: back over the stream, or into a Parquet file.
-enum Sink {
-    Stream(Box<Encoder>),
-    Parquet(Vec<arrow_array::RecordBatch>),
-}
-
-impl Historical {
-    async fn prepare(
-        &self,
-        schema: &arrow_schema::SchemaRef,
-    ) -> Result<(Arc<Join>, Sink), FeatureStoreError> {
-        let join = historical::prepare(
-            &self.api.offline,
-            &self.wanted,
-            schema,
-            &self.timestamp_column,
-            self.filter_by_created,
-        )
-        .await?;
-        let sink = if self.output.is_empty() {
-            let mut enc = Encoder::new(join.schema(), self.api.chunk_bytes)
-                .map_err(FeatureStoreError::Internal)?;
-            self.send_chunks(enc.take()).await?;
-            Sink::Stream(Box::new(enc))
-        } else {
-            Sink::Parquet(Vec::new())
-        };
-        Ok((Arc::new(join), sink))
-    }
-
-    async fn send_chunks(&self, chunks: Vec<Bytes>) -> Result<(), FeatureStoreError> {
-        for c in chunks {
-            let msg = pb::GetHistoricalFeaturesResponse {
-                part: Some(pb::get_historical_features_response::Part::ArrowIpc(c)),
-            };
-            // The caller went away: stop working for it.
-            self.tx
-                .send(Ok(msg))
-                .await
-                .map_err(|_| FeatureStoreError::Unavailable("the caller went away".into()))?;
-        }
-        Ok(())
-    }
-
-    /// Joins one entity batch and passes the result on.
-    async fn apply(
-        &self,
-        join: &Arc<Join>,
-        sink: &mut Sink,
-        batch: arrow_array::RecordBatch,
-    ) -> Result<u64, FeatureStoreError> {
-        let rows = batch.num_rows() as u64;
-        let j = join.clone();
-        let out = tokio::task::spawn_blocking(move || j.apply(&batch))
-            .await
-            .map_err(|e| FeatureStoreError::Internal(format!("joining: {e}")))?
-            .map_err(join_error)?;
-        match sink {
-            Sink::Stream(enc) => {
-                enc.write(&out).map_err(FeatureStoreError::Internal)?;
-                let chunks = enc.take();
-                self.send_chunks(chunks).await?;
-            }
-            Sink::Parquet(batches) => batches.push(out),
-        }
-        Ok(rows)
-    }
-
-    async fn finish(&self, join: &Join, sink: Sink, rows: u64) -> Result<(), FeatureStoreError> {
-        self.api.metrics.historical_rows.inc_by(rows);
-        match sink {
-            Sink::Stream(mut enc) => {
-                enc.finish().map_err(FeatureStoreError::Internal)?;
-                self.send_chunks(enc.take()).await?;
-            }
-            Sink::Parquet(batches) => {
-                self.api
-                    .offline
-                    .write(&self.output, join.schema(), &batches)
-                    .await?;
-            }
-        }
-        let summary = pb::GetHistoricalFeaturesResponse {
-            part: Some(pb::get_historical_features_response::Part::Summary(
-                pb::HistoricalSummary {
-                    rows: rows as i64,
-                    output_parquet: self.output.clone(),
-                },
-            )),
-        };
-        let _ = self.tx.send(Ok(summary)).await;
-        Ok(())
-    }
-
-    async fn read_parquet(self, path: &str) -> Result<(), FeatureStoreError> {
-        let table = self
-            .api
-            .offline
-            .read(path, None, "the entity table")
-            .await?;
-        let (join, mut sink) = self.prepare(&table.schema).await?;
-        let mut rows = 0;
-        for batch in table.batches {
-            rows += self.apply(&join, &mut sink, batch).await?;
-        }
-        self.finish(&join, sink, rows).await
-    }
-
-    async fn read_stream(
-        self,
-        mut input: Streaming<pb::GetHistoricalFeaturesRequest>,
-    ) -> Result<(), FeatureStoreError> {
-        let mut decoder = Decoder::new();
-        let mut prepared: Option<(Arc<Join>, Sink)> = None;
-        let mut pending = Vec::new();
-        let mut rows = 0;
-        let bad = |m: String| {
-            FeatureStoreError::InvalidArgument(format!(
-                "the entity table is not a valid Arrow IPC stream: {m}"
-            ))
-        };
-        while let Some(msg) = input.next().await {
-            let msg = msg.map_err(|s| {
-                FeatureStoreError::InvalidArgument(format!(
-                    "reading the entity table: {}",
-                    s.message()
-                ))
-            })?;
-            let chunk = match msg.part {
-                Some(pb::get_historical_features_request::Part::ArrowIpc(c)) => c,
-                _ => {
-                    return Err(FeatureStoreError::InvalidArgument(
-                        "after the query, every message must be an Arrow IPC chunk".into(),
-                    ))
-                }
-            };
-            pending.extend(decoder.push(chunk).map_err(bad)?);
-            if prepared.is_none() {
-                if let Some(schema) = decoder.schema() {
-                    prepared = Some(self.prepare(&schema).await?);
-                }
-            }
-            if let Some((join, sink)) = prepared.as_mut() {
-                for batch in pending.drain(..) {
-                    rows += self.apply(join, sink, batch).await?;
-                }
-            }
-        }
-        decoder.finish().map_err(bad)?;
-        let Some((join, sink)) = prepared else {
-            return Err(FeatureStoreError::InvalidArgument(
-                "no entity table came after the query (send it as Arrow IPC chunks, or name a Parquet file in `entity_parquet`)".into(),
-            ));
-        };
-        self.finish(&join, sink, rows).await
     }
 }
 

@@ -1,10 +1,12 @@
 //! Training data: which views and features a query wants, their sources read from the
 //! offline store, and the point-in-time join prepared over them.
 
+use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
 
 use super::files::OfflineStore;
-use super::join::{Join, JoinError, JoinKey, JoinView, KeyType};
+use super::join::spill::MAX_PARTITIONS;
+use super::join::{Join, JoinError, JoinKey, JoinView, KeyType, SpillJoin};
 use crate::defs::{Definitions, FeatureView, Source, SourceKind, ValueType};
 use crate::error::{FeatureStoreError, Result};
 
@@ -217,16 +219,61 @@ pub(crate) fn holds(dtype: ValueType, found: &DataType) -> bool {
     }
 }
 
-/// Reads the history of every wanted view from the offline store and prepares the join
+/// How a training-data join holds the views' history.
+#[derive(Debug, Clone)]
+pub struct JoinBudget {
+    /// The most memory the views' history (Arrow data and index) may take; above it the
+    /// join spills.
+    pub memory_bytes: u64,
+    /// Where a spilled join keeps its files (a directory of its own, removed after).
+    pub spill_dir: std::path::PathBuf,
+}
+
+/// The in-memory join holds about twice the views' data (the data, then its index).
+const INDEX_FACTOR: u64 = 2;
+
+/// A join ready for the entity table: in memory, or spilled to disk.
+pub enum Prepared {
+    /// The views' history held and indexed.
+    Memory(std::sync::Arc<Join>),
+    /// The views' history split into partitions on disk.
+    Spill(Box<SpillJoin>),
+}
+
+impl Prepared {
+    /// The output's schema.
+    pub fn schema(&self) -> &SchemaRef {
+        match self {
+            Prepared::Memory(j) => j.schema(),
+            Prepared::Spill(j) => j.schema(),
+        }
+    }
+}
+
+/// How many partitions a view estimated at `bytes` is split into so that one partition,
+/// indexed, takes at most half of `budget`.
+pub fn partitions_for(bytes: u64, budget: u64) -> usize {
+    let per_part = (budget / 2).max(1);
+    let wanted = (bytes * INDEX_FACTOR).div_ceil(per_part).max(1);
+    (wanted as usize)
+        .checked_next_power_of_two()
+        .unwrap_or(MAX_PARTITIONS)
+        .min(MAX_PARTITIONS)
+}
+
+/// Opens the history of every wanted view on the offline store, and prepares the join
 /// for an entity table of `entity_schema` with its event time in `timestamp_column`
-/// (`filter_by_created`: only rows created by then, see `join`).
+/// (`filter_by_created`: only rows created by then, see `join`): in memory when the
+/// views' history, indexed, fits in `budget`, else spilled.
 pub async fn prepare(
     store: &OfflineStore,
     wanted: &[Wanted],
     entity_schema: &SchemaRef,
     timestamp_column: &str,
     filter_by_created: bool,
-) -> Result<Join> {
+    budget: &JoinBudget,
+) -> Result<Prepared> {
+    let mut sources = Vec::with_capacity(wanted.len());
     let mut views = Vec::with_capacity(wanted.len());
     for w in wanted {
         let mut columns: Vec<String> = w.keys.iter().map(|k| k.name.clone()).collect();
@@ -237,7 +284,9 @@ pub async fn prepare(
             "source `{}` of feature view `{}`",
             w.source.name, w.view.name
         );
-        let table = store.read(w.history()?, Some(&columns), &what).await?;
+        let source = store
+            .open_parquet(w.history()?, Some(&columns), &what)
+            .await?;
         for (feature, _) in &w.features {
             let declared = w
                 .view
@@ -245,7 +294,7 @@ pub async fn prepare(
                 .iter()
                 .find(|f| &f.name == feature)
                 .map(|f| f.dtype);
-            let found = table
+            let found = source
                 .schema
                 .field_with_name(feature)
                 .map(|f| f.data_type().clone());
@@ -266,18 +315,51 @@ pub async fn prepare(
             created_field: w.source.created_timestamp_column.clone(),
             filter_by_created,
             features: w.features.clone(),
-            batches: if table.batches.is_empty() {
-                vec![arrow_array::RecordBatch::new_empty(table.schema.clone())]
-            } else {
-                table.batches
-            },
+            batches: vec![RecordBatch::new_empty(source.schema.clone())],
         });
+        sources.push(source);
     }
+    let estimated: u64 = sources.iter().map(|s| s.estimated_bytes()).sum();
     let (schema, ts) = (entity_schema.clone(), timestamp_column.to_owned());
-    tokio::task::spawn_blocking(move || Join::prepare(&schema, &ts, &views))
+    let rt = tokio::runtime::Handle::current();
+    if estimated.saturating_mul(INDEX_FACTOR) <= budget.memory_bytes {
+        return tokio::task::spawn_blocking(move || {
+            for (view, source) in views.iter_mut().zip(&sources) {
+                source.read_blocking(&rt, |b| {
+                    view.batches.push(b);
+                    Ok(())
+                })?;
+                if view.batches.len() > 1 {
+                    view.batches.remove(0);
+                }
+            }
+            let join = Join::prepare(&schema, &ts, &views).map_err(join_error)?;
+            Ok(Prepared::Memory(std::sync::Arc::new(join)))
+        })
         .await
-        .map_err(|e| FeatureStoreError::Internal(format!("preparing the join: {e}")))?
-        .map_err(join_error)
+        .map_err(|e| FeatureStoreError::Internal(format!("preparing the join: {e}")))?;
+    }
+    let parts: Vec<usize> = sources
+        .iter()
+        .map(|s| partitions_for(s.estimated_bytes(), budget.memory_bytes))
+        .collect();
+    tracing::info!(
+        estimated_bytes = estimated,
+        budget = budget.memory_bytes,
+        ?parts,
+        "the views' history exceeds the join's memory: joining in partitions on disk"
+    );
+    let dir = budget.spill_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut join =
+            SpillJoin::prepare(&schema, &ts, &views, &parts, &dir).map_err(join_error)?;
+        for (i, source) in sources.iter().enumerate() {
+            source.read_blocking(&rt, |b| join.add_source(i, &b).map_err(join_error))?;
+        }
+        Ok(Prepared::Spill(Box::new(join)))
+    })
+    .await
+    .map_err(|e| FeatureStoreError::Internal(format!("preparing the join: {e}")))?
 }
 
 /// A join error as the caller should see it: the entity table's faults are the
@@ -296,5 +378,6 @@ pub fn join_error(e: JoinError) -> FeatureStoreError {
         }
         JoinError::DuplicateColumn(_) => FeatureStoreError::InvalidArgument(msg),
         JoinError::Arrow(_) => FeatureStoreError::Internal(msg),
+        JoinError::Spill(_) => FeatureStoreError::Unavailable(msg),
     }
 }
