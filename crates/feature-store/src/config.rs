@@ -94,3 +94,22 @@ impl FeatureStoreConfig {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_join_budget_is_checked_and_defaults_to_the_temporary_directory() {
+        let mut c = FeatureStoreConfig::defaults();
+        assert_eq!(c.join_memory_bytes, 1 << 30);
+        assert_eq!(c.join_budget().spill_dir, std::env::temp_dir());
+        c.join_memory_bytes = 100;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("join_memory_bytes") && e.contains("1024"), "{e}");
+        c.join_memory_bytes = 1024;
+        c.spill_dir = "/var/spill".into();
+        c.validate().unwrap();
+        assert_eq!(c.join_budget().spill_dir, std::path::Path::new("/var/spill"));
+    }
+}
