@@ -12,7 +12,8 @@
 //! are used instead, and our training table is compared, row by row, with its
 //! `reference_training_df.parquet` (every entity row, left-join semantics).
 //!
-//! Sizes: `MLOPS_BENCH_FS_ENTITIES`, `MLOPS_BENCH_FS_ROWS`, `MLOPS_BENCH_FS_BIG_ROWS`.
+//! Sizes: `MLOPS_BENCH_FS_ENTITIES`, `MLOPS_BENCH_FS_ROWS`, `MLOPS_BENCH_FS_BIG_ROWS`; the
+//! spilled join's memory: `MLOPS_BENCH_FS_JOIN_MEMORY` (bytes, 64 MiB by default).
 
 #![allow(clippy::print_stdout)]
 
@@ -35,6 +36,9 @@ use mlops_tests::Sandbox;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 use tonic::transport::Channel;
+
+#[path = "feature_store/spilled.rs"]
+mod spilled;
 
 const HOUR: i64 = 3_600_000_000_000;
 const SEC: i64 = 1_000_000_000;
@@ -352,9 +356,14 @@ async fn main() {
     let entities = env_usize("MLOPS_BENCH_FS_ENTITIES", 10_000) as i64;
     let rows = env_usize("MLOPS_BENCH_FS_ROWS", 100_000);
     let big_rows = env_usize("MLOPS_BENCH_FS_BIG_ROWS", 1_000_000);
-    if std::env::var("MLOPS_BENCH_FS_CHILD").as_deref() == Ok("big") {
-        big_case(entities, big_rows);
-        return;
+    let join_memory = env_usize("MLOPS_BENCH_FS_JOIN_MEMORY", 64 << 20) as u64;
+    match std::env::var("MLOPS_BENCH_FS_CHILD").as_deref() {
+        Ok("big") => return big_case(entities, big_rows),
+        Ok("big-spilled") => {
+            let source = std::env::var("MLOPS_BENCH_FS_SOURCE").expect("the source's path");
+            return spilled::run(entities, big_rows, Path::new(&source), join_memory).await;
+        }
+        _ => {}
     }
     let sb = Sandbox::builder()
         .service::<FeatureStore>(|_| {})
@@ -547,6 +556,28 @@ async fn main() {
         f("peak_rss_mb"),
         f("rss_before_mb"),
     );
+    // The same join spilled, its views read from a Parquet file of 64k-row row groups.
+    let spill_source = sb.dir().join("spilled/features.parquet");
+    std::fs::create_dir_all(spill_source.parent().unwrap()).unwrap();
+    spilled::write_source(&spill_source, &[feature_table(entities, &mut Rng(42))]);
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("MLOPS_BENCH_FS_CHILD", "big-spilled")
+        .env("MLOPS_BENCH_FS_SOURCE", &spill_source)
+        .output()
+        .expect("the bench starts itself again");
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    let sp: serde_json::Value = serde_json::from_slice(&child.stdout).expect("the child's JSON");
+    let g = |k: &str| sp[k].as_f64().unwrap();
+    let (sp_prepare_s, sp_join_s, sp_peak, sp_before) = (
+        g("prepare_s"),
+        g("join_s"),
+        g("peak_rss_mb"),
+        g("rss_before_mb"),
+    );
 
     println!("{:<58} {:>14}", "workload", "figure");
     println!(
@@ -622,6 +653,24 @@ async fn main() {
         "{:<58} {:>11.0} MB",
         "  (of which its input: the source and the entity rows)", rss_before
     );
+    let mb = join_memory as f64 / (1 << 20) as f64;
+    println!(
+        "{:<58} {:>10.0} rows/s",
+        format!("{big_rows} rows x 10 views spilled ({mb:.0} MB): end to end"),
+        big_rows as f64 / (sp_prepare_s + sp_join_s)
+    );
+    println!(
+        "{:<58} {:>12.3} s",
+        "  of which reading and splitting the views", sp_prepare_s
+    );
+    println!(
+        "{:<58} {:>11.0} MB",
+        "peak RSS of the spilled join (its own process)", sp_peak
+    );
+    println!(
+        "{:<58} {:>11.0} MB",
+        "  (of which the process before the join)", sp_before
+    );
 
     let line = json!({
         "bench": "feast_online",
@@ -637,6 +686,9 @@ async fn main() {
                        "in_process_join_rows_per_s": rows as f64 / apply_rows_s, "in_process_prepare_s": prepare_s},
         "big": {"rows": big_rows, "views": 10, "prepare_s": big_prepare_s, "join_rows_per_s": big_rows as f64 / big_apply_s,
                 "end_to_end_rows_per_s": big_rows as f64 / (big_prepare_s + big_apply_s), "peak_rss_mb": big_peak},
+        "big_spilled": {"rows": big_rows, "views": 10, "join_memory_bytes": join_memory, "partitions_per_view": sp["partitions"],
+                        "prepare_s": sp_prepare_s, "join_s": sp_join_s,
+                        "end_to_end_rows_per_s": big_rows as f64 / (sp_prepare_s + sp_join_s), "peak_rss_mb": sp_peak},
         "peak_rss_mb": peer_peak,
         "ok": identical.unwrap_or(true),
     });
