@@ -110,6 +110,9 @@ mod tests {
         c.join_memory_bytes = 1024;
         c.spill_dir = "/var/spill".into();
         c.validate().unwrap();
-        assert_eq!(c.join_budget().spill_dir, std::path::Path::new("/var/spill"));
+        assert_eq!(
+            c.join_budget().spill_dir,
+            std::path::Path::new("/var/spill")
+        );
     }
 }
