@@ -12,7 +12,9 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+use parquet::file::metadata::{
+    ColumnChunkMetaData, FooterTail, ParquetMetaDataReader, RowGroupMetaData,
+};
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::error::{FeatureStoreError, Result};
@@ -243,14 +245,24 @@ impl OfflineStore {
                 Err(e) => Some((Err(e), None)),
             }
         });
+        self.put(path, &key, Box::pin(chunks)).await
+    }
+
+    /// Writes `chunks` at `key` (`path` in messages): the file appears whole or not at all.
+    async fn put<E: std::fmt::Display>(
+        &self,
+        path: &str,
+        key: &Path,
+        chunks: futures::stream::BoxStream<'_, std::result::Result<Bytes, E>>,
+    ) -> Result<u64> {
         self.blob
-            .write_stream(&key, Box::pin(chunks), None, |_| {})
+            .write_stream(key, chunks, None, |_| {})
             .await
             .map_err(|e| {
                 let why = match e {
                     blob::WriteError::Store(e) => e.to_string(),
-                    blob::WriteError::Source(e) => format!("reading the local file: {e}"),
-                    other => format!("{other:?}"),
+                    blob::WriteError::Source(e) => format!("reading what to write: {e}"),
+                    blob::WriteError::TooLarge { limit } => format!("over {limit} bytes"),
                 };
                 FeatureStoreError::Unavailable(format!(
                     "writing {path} to the offline store: {why}"
@@ -284,18 +296,7 @@ impl OfflineStore {
         .await
         .map_err(|e| FeatureStoreError::Internal(format!("writing {path}: {e}")))??;
         let chunks = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
-        self.blob
-            .write_stream(&key, Box::pin(chunks), None, |_| {})
-            .await
-            .map_err(|e| {
-                let why = match e {
-                    blob::WriteError::Store(e) => e.to_string(),
-                    other => format!("{other:?}"),
-                };
-                FeatureStoreError::Unavailable(format!(
-                    "writing {path} to the offline store: {why}"
-                ))
-            })
+        self.put(path, &key, Box::pin(chunks)).await
     }
 }
 
@@ -306,6 +307,21 @@ struct SourceFile {
     meta: ArrowReaderMetadata,
     /// The columns read (root indices of the file's schema).
     roots: Vec<usize>,
+}
+
+impl SourceFile {
+    /// The column chunks of row group `rg` that are read.
+    fn read_columns<'a>(
+        &'a self,
+        rg: &'a RowGroupMetaData,
+    ) -> impl Iterator<Item = &'a ColumnChunkMetaData> + 'a {
+        let descr = self.meta.metadata().file_metadata().schema_descr();
+        rg.columns()
+            .iter()
+            .enumerate()
+            .filter(move |(leaf, _)| self.roots.contains(&descr.get_column_root_idx(*leaf)))
+            .map(|(_, c)| c)
+    }
 }
 
 /// A Parquet file or directory on the offline store, opened: its files' footers, read
@@ -332,14 +348,11 @@ impl ParquetSource {
     pub fn estimated_bytes(&self) -> u64 {
         let mut total = 0u64;
         for f in &self.files {
-            let descr = f.meta.metadata().file_metadata().schema_descr();
             for rg in f.meta.metadata().row_groups() {
-                let mut bytes = 0u64;
-                for (leaf, column) in rg.columns().iter().enumerate() {
-                    if f.roots.contains(&descr.get_column_root_idx(leaf)) {
-                        bytes += column.uncompressed_size().max(0) as u64;
-                    }
-                }
+                let bytes: u64 = f
+                    .read_columns(rg)
+                    .map(|c| c.uncompressed_size().max(0) as u64)
+                    .sum();
                 let floor = rg.num_rows().max(0) as u64 * 8 * f.roots.len() as u64;
                 total += bytes.max(floor);
             }
@@ -363,12 +376,9 @@ impl ParquetSource {
             let descr = f.meta.metadata().file_metadata().schema_descr_ptr();
             let mask = ProjectionMask::roots(&descr, f.roots.iter().copied());
             for (i, rg) in f.meta.metadata().row_groups().iter().enumerate() {
-                let ranges: Vec<std::ops::Range<u64>> = rg
-                    .columns()
-                    .iter()
-                    .enumerate()
-                    .filter(|(leaf, _)| f.roots.contains(&descr.get_column_root_idx(*leaf)))
-                    .map(|(_, c)| {
+                let ranges: Vec<std::ops::Range<u64>> = f
+                    .read_columns(rg)
+                    .map(|c| {
                         let (start, len) = c.byte_range();
                         start..start + len
                     })
