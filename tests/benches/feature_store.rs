@@ -308,24 +308,7 @@ fn big_case(entities: i64, big_rows: usize) {
     };
     let rss_before = current_rss_mb();
     let t0 = Instant::now();
-    let views: Vec<JoinView> = (0..10)
-        .map(|v| JoinView {
-            name: format!("view{v}"),
-            join_keys: vec![JoinKey {
-                name: "driver_id".into(),
-                kind: KeyType::Int64,
-            }],
-            ttl_nanos: Some(24 * HOUR),
-            timestamp_field: "event_timestamp".into(),
-            created_field: Some("created".into()),
-            filter_by_created: false,
-            features: vec![(
-                format!("f{}", v % FEATURES),
-                format!("view{v}__f{}", v % FEATURES),
-            )],
-            batches: source.clone(),
-        })
-        .collect();
+    let views: Vec<JoinView> = (0..10).map(|v| big_view(v, source.clone())).collect();
     let join = Join::prepare(&big[0].schema(), "event_timestamp", &views).unwrap();
     drop(views);
     let prepare_s = t0.elapsed().as_secs_f64();
@@ -338,6 +321,50 @@ fn big_case(entities: i64, big_rows: usize) {
     assert_eq!(out_rows, big_rows);
     let line = json!({"prepare_s": prepare_s, "join_s": join_s, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before});
     println!("{line}");
+}
+
+/// View `v` of the ten of the million-row case: a day's TTL, one feature over `batches`.
+fn big_view(v: usize, batches: Vec<RecordBatch>) -> JoinView {
+    JoinView {
+        name: format!("view{v}"),
+        join_keys: vec![JoinKey {
+            name: "driver_id".into(),
+            kind: KeyType::Int64,
+        }],
+        ttl_nanos: Some(24 * HOUR),
+        timestamp_field: "event_timestamp".into(),
+        created_field: Some("created".into()),
+        filter_by_created: false,
+        features: vec![(
+            format!("f{}", v % FEATURES),
+            format!("view{v}__f{}", v % FEATURES),
+        )],
+        batches,
+    }
+}
+
+/// Runs this bench again as the child `kind` (with `envs`) and returns its JSON figures:
+/// prepare_s, join_s, peak_rss_mb, rss_before_mb, and the rest.
+fn child(kind: &str, envs: &[(&str, &Path)]) -> (serde_json::Value, [f64; 4]) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("MLOPS_BENCH_FS_CHILD", kind)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("the bench starts itself again");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the child's JSON");
+    let f = |k: &str| v[k].as_f64().unwrap();
+    let figures = [
+        f("prepare_s"),
+        f("join_s"),
+        f("peak_rss_mb"),
+        f("rss_before_mb"),
+    ];
+    (v, figures)
 }
 
 /// Resident memory now, in MB.
@@ -539,44 +566,14 @@ async fn main() {
     let peer_peak = peak_rss_mb();
     // A million entity rows over ten views, in a process of its own so that its peak
     // memory is the join's.
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("MLOPS_BENCH_FS_CHILD", "big")
-        .output()
-        .expect("the bench starts itself again");
-    assert!(
-        child.status.success(),
-        "{}",
-        String::from_utf8_lossy(&child.stderr)
-    );
-    let big: serde_json::Value = serde_json::from_slice(&child.stdout).expect("the child's JSON");
-    let f = |k: &str| big[k].as_f64().unwrap();
-    let (big_prepare_s, big_apply_s, big_peak, rss_before) = (
-        f("prepare_s"),
-        f("join_s"),
-        f("peak_rss_mb"),
-        f("rss_before_mb"),
-    );
+    let (_, [big_prepare_s, big_apply_s, big_peak, rss_before]) = child("big", &[]);
     // The same join spilled, its views read from a Parquet file of 64k-row row groups.
     let spill_source = sb.dir().join("spilled/features.parquet");
     std::fs::create_dir_all(spill_source.parent().unwrap()).unwrap();
     spilled::write_source(&spill_source, &[feature_table(entities, &mut Rng(42))]);
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("MLOPS_BENCH_FS_CHILD", "big-spilled")
-        .env("MLOPS_BENCH_FS_SOURCE", &spill_source)
-        .output()
-        .expect("the bench starts itself again");
-    assert!(
-        child.status.success(),
-        "{}",
-        String::from_utf8_lossy(&child.stderr)
-    );
-    let sp: serde_json::Value = serde_json::from_slice(&child.stdout).expect("the child's JSON");
-    let g = |k: &str| sp[k].as_f64().unwrap();
-    let (sp_prepare_s, sp_join_s, sp_peak, sp_before) = (
-        g("prepare_s"),
-        g("join_s"),
-        g("peak_rss_mb"),
-        g("rss_before_mb"),
+    let (sp, [sp_prepare_s, sp_join_s, sp_peak, sp_before]) = child(
+        "big-spilled",
+        &[("MLOPS_BENCH_FS_SOURCE", spill_source.as_path())],
     );
 
     println!("{:<58} {:>14}", "workload", "figure");

@@ -9,10 +9,10 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use mlops_feature_store::offline::files::OfflineStore;
 use mlops_feature_store::offline::historical::partitions_for;
-use mlops_feature_store::offline::join::{JoinKey, JoinView, KeyType, SpillJoin};
+use mlops_feature_store::offline::join::SpillJoin;
 use serde_json::json;
 
-use super::{current_rss_mb, entity_table, peak_rss_mb, Rng, FEATURES, HOUR};
+use super::{big_view, current_rss_mb, entity_table, peak_rss_mb, Rng, FEATURES};
 
 /// Rows per row group of the source file (the reader holds a row group's columns).
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -46,25 +46,13 @@ pub async fn run(entities: i64, big_rows: usize, source: &Path, budget: u64) {
             "driver_id".into(),
             "event_timestamp".into(),
             "created".into(),
-            feature.clone(),
+            feature,
         ];
         let s = store
             .open_parquet(name, Some(&columns), "source")
             .await
             .unwrap();
-        views.push(JoinView {
-            name: format!("view{v}"),
-            join_keys: vec![JoinKey {
-                name: "driver_id".into(),
-                kind: KeyType::Int64,
-            }],
-            ttl_nanos: Some(24 * HOUR),
-            timestamp_field: "event_timestamp".into(),
-            created_field: Some("created".into()),
-            filter_by_created: false,
-            features: vec![(feature, format!("view{v}__f{}", v % FEATURES))],
-            batches: vec![RecordBatch::new_empty(s.schema.clone())],
-        });
+        views.push(big_view(v, vec![RecordBatch::new_empty(s.schema.clone())]));
         sources.push(s);
     }
     let parts: Vec<usize> = sources
