@@ -342,6 +342,21 @@ def test_cli_reads_what_the_pipeline_logged(server, trained):
     assert [p["step"] for p in json.loads(history.stdout)] == list(range(20))
 
 
+def test_cli_stops_quietly_when_its_reader_goes(server, trained):
+    """`mlops runs history ... | head -1`: the reader closes the pipe before the CLI has
+    printed; the CLI stops as a command ended by SIGPIPE does, without a panic's message."""
+    parent = trained["parent_run"]["run_id"]
+    proc = subprocess.Popen(
+        [os.environ["MLOPS_BIN"], "--tracking-addr", server.target, "runs", "history", parent, "val_auc"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before the CLI has even connected
+    _, err = proc.communicate(timeout=60)
+    assert b"panicked" not in err, err
+    assert proc.returncode == 141, (proc.returncode, err)
+
+
 def test_cli_reports_bad_filters_and_unreachable_servers(server):
     bad = _cli(server, "runs", "search", "metrics.auc >> 1")
     assert bad.returncode == 1

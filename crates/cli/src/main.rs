@@ -134,6 +134,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
+    quiet_on_broken_pipe();
     match run(Cli::parse()).await {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
@@ -146,6 +147,25 @@ async fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// `mlops runs list | head`: once the reader has gone, the rest of the output has no one
+/// to read it. Rust ignores SIGPIPE, so printing fails, and `println!` panics; stop
+/// quietly instead, with the status of a command that SIGPIPE ended (128 + 13).
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// Runs the command; returns the process exit code.
