@@ -141,20 +141,22 @@ impl OnlineStore {
         columns.extend(source.created_timestamp_column.clone());
         columns.extend(view.schema.iter().map(|f| f.name.clone()));
         let what = format!("source `{}` of feature view `{}`", source.name, view.name);
-        let table = self
+        // The source read a row group at a time: memory holds the winners, not the history.
+        let parquet = self
             .offline
-            .read(wanted.history()?, Some(&columns), &what)
+            .open_parquet(wanted.history()?, Some(&columns), &what)
             .await?;
-        let bad = |m: String| FeatureStoreError::FailedPrecondition(format!("{what}: {m}"));
-        let picked = newest_rows(
-            view,
-            &keys,
-            &source.timestamp_field,
-            source.created_timestamp_column.as_deref(),
-            &table.batches,
-            (start, end),
-        )
-        .map_err(bad)?;
+        let (v, created) = (view.clone(), source.created_timestamp_column.clone());
+        let timestamp = source.timestamp_field.clone();
+        let rt = tokio::runtime::Handle::current();
+        let picked = tokio::task::spawn_blocking(move || {
+            let bad = |m: String| FeatureStoreError::FailedPrecondition(format!("{what}: {m}"));
+            let mut newest = Newest::new(&v, &keys, &timestamp, created.as_deref(), (start, end));
+            parquet.read_blocking(&rt, |b| newest.add(&b).map_err(bad))?;
+            newest.finish().map_err(bad)
+        })
+        .await
+        .map_err(|e| FeatureStoreError::Internal(format!("materializing: {e}")))??;
         let record = sqlx::query(
             "INSERT INTO feature_store_materializations \
              (view_name, start_ts, end_ts, source_rows, keys_written, incremental, finished_at) \
@@ -294,27 +296,95 @@ pub(crate) fn newest_rows(
     timestamp_field: &str,
     created_field: Option<&str>,
     batches: &[arrow_array::RecordBatch],
-    (start, end): (i64, i64),
+    range: (i64, i64),
 ) -> std::result::Result<Picked, String> {
-    let mut best: HashMap<RowKey, (Best, usize)> = HashMap::new();
-    let mut rows = 0i64;
-    let mut newest: Option<i64> = None;
-    let mut offset = 0;
-    for (b, batch) in batches.iter().enumerate() {
+    let mut newest = Newest::new(view, keys, timestamp_field, created_field, range);
+    for batch in batches {
+        newest.add(batch)?;
+    }
+    newest.finish()
+}
+
+/// The newest row of each key, picked a batch at a time: it holds the winners so far (at
+/// most about twice as many rows as keys), never the source.
+pub(crate) struct Newest<'a> {
+    view: &'a FeatureView,
+    keys: &'a [String],
+    timestamp_field: &'a str,
+    created_field: Option<&'a str>,
+    range: (i64, i64),
+    /// Per key: its best row so far, and where its values are (batch of `kept`, row).
+    best: HashMap<RowKey, (Best, usize, usize)>,
+    /// The view's columns of rows that won when they came (some since beaten).
+    kept: Vec<arrow_array::RecordBatch>,
+    kept_rows: usize,
+    /// How many times `kept` was compacted.
+    compactions: usize,
+    /// Rows seen, for source order.
+    seen: usize,
+    rows: i64,
+    newest: Option<i64>,
+}
+
+impl<'a> Newest<'a> {
+    pub(crate) fn new(
+        view: &'a FeatureView,
+        keys: &'a [String],
+        timestamp_field: &'a str,
+        created_field: Option<&'a str>,
+        range: (i64, i64),
+    ) -> Self {
+        Newest {
+            view,
+            keys,
+            timestamp_field,
+            created_field,
+            range,
+            best: HashMap::new(),
+            kept: Vec::new(),
+            kept_rows: 0,
+            compactions: 0,
+            seen: 0,
+            rows: 0,
+            newest: None,
+        }
+    }
+
+    /// Takes the next rows of the source, in source order.
+    pub(crate) fn add(
+        &mut self,
+        batch: &arrow_array::RecordBatch,
+    ) -> std::result::Result<(), String> {
         let col = |name: &str| {
             batch
                 .column_by_name(name)
                 .ok_or_else(|| format!("no column `{name}`"))
         };
-        let times = nanos(col(timestamp_field)?, timestamp_field)?;
-        let created = match created_field {
+        let times = nanos(col(self.timestamp_field)?, self.timestamp_field)?;
+        let created = match self.created_field {
             Some(c) => nanos(col(c)?, c)?,
             None => vec![None; batch.num_rows()],
         };
-        let key_columns: Vec<&arrow_array::ArrayRef> = keys
+        let key_columns: Vec<&arrow_array::ArrayRef> = self
+            .keys
             .iter()
             .map(|k| col(k))
             .collect::<std::result::Result<_, _>>()?;
+        let features: Vec<usize> = self
+            .view
+            .schema
+            .iter()
+            .map(|f| {
+                batch
+                    .schema()
+                    .index_of(&f.name)
+                    .map_err(|_| format!("no column `{}`", f.name))
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        // Winners from this batch point at `here`, the batch `kept` gets next.
+        let here = self.kept.len();
+        let (start, end) = self.range;
+        let mut won = false;
         for i in 0..batch.num_rows() {
             let Some(t) = times[i] else { continue };
             if t < start || t > end {
@@ -329,48 +399,106 @@ pub(crate) fn newest_rows(
                     .map(RowKey::Many),
             };
             let Some(key) = key else { continue };
-            rows += 1;
-            newest = Some(newest.map_or(t, |n: i64| n.max(t)));
-            let candidate = (t, created[i], offset + i);
-            let entry = best.entry(key).or_insert((candidate, b));
+            self.rows += 1;
+            self.newest = Some(self.newest.map_or(t, |n: i64| n.max(t)));
+            let candidate = (t, created[i], self.seen + i);
+            let entry = self.best.entry(key).or_insert((candidate, here, i));
             if candidate >= entry.0 {
-                *entry = (candidate, b);
+                *entry = (candidate, here, i);
+                won = true;
             }
         }
-        offset += batch.num_rows();
-    }
-    let mut starts = Vec::with_capacity(batches.len());
-    let mut at = 0;
-    for batch in batches {
-        starts.push(at);
-        at += batch.num_rows();
-    }
-    let mut writes = Vec::with_capacity(best.len());
-    for (key, ((t, c, row), b)) in best {
-        let batch = &batches[b];
-        let i = row - starts[b];
-        let mut values: HashMap<&str, Option<Val>> = HashMap::with_capacity(view.schema.len());
-        for f in &view.schema {
-            let column = batch
-                .column_by_name(&f.name)
-                .ok_or_else(|| format!("no column `{}`", f.name))?;
-            values.insert(&f.name, value_at(column, i)?);
+        self.seen += batch.num_rows();
+        if !won {
+            return Ok(());
         }
-        writes.push(Write {
-            key: match key {
-                RowKey::One(p) => encode_key(std::slice::from_ref(&p)),
-                RowKey::Many(parts) => encode_key(&parts),
-            },
-            event_ts: t,
-            created_ts: c,
-            payload: serde_json::to_string(&values).expect("values serialize"),
-        });
+        // Keep only this batch's winners, and only the view's columns.
+        let mut rows: Vec<u32> = self
+            .best
+            .values()
+            .filter(|(_, b, _)| *b == here)
+            .map(|&(_, _, r)| r as u32)
+            .collect();
+        rows.sort_unstable();
+        let mut at = vec![0usize; batch.num_rows()];
+        for (n, &r) in rows.iter().enumerate() {
+            at[r as usize] = n;
+        }
+        for (_, b, r) in self.best.values_mut() {
+            if *b == here {
+                *r = at[*r];
+            }
+        }
+        let taken = batch
+            .project(&features)
+            .and_then(|b| {
+                arrow_select::take::take_record_batch(&b, &arrow_array::UInt32Array::from(rows))
+            })
+            .map_err(|e| e.to_string())?;
+        self.kept_rows += taken.num_rows();
+        self.kept.push(taken);
+        if self.kept_rows > 2 * self.best.len() + 4096 {
+            self.compact()?;
+        }
+        Ok(())
     }
-    Ok(Picked {
-        writes,
-        rows,
-        newest,
-    })
+
+    /// Puts the current winners into one batch, dropping the rows since beaten.
+    fn compact(&mut self) -> std::result::Result<(), String> {
+        let mut entries: Vec<&mut (Best, usize, usize)> = self.best.values_mut().collect();
+        let indices: Vec<(usize, usize)> = entries.iter().map(|e| (e.1, e.2)).collect();
+        let columns = (0..self.kept[0].num_columns())
+            .map(|c| {
+                let arrays: Vec<&dyn arrow_array::Array> =
+                    self.kept.iter().map(|b| b.column(c).as_ref()).collect();
+                arrow_select::interleave::interleave(&arrays, &indices)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let batch = arrow_array::RecordBatch::try_new_with_options(
+            self.kept[0].schema(),
+            columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(indices.len())),
+        )
+        .map_err(|e| e.to_string())?;
+        for (n, e) in entries.iter_mut().enumerate() {
+            (e.1, e.2) = (0, n);
+        }
+        self.kept_rows = batch.num_rows();
+        self.kept = vec![batch];
+        self.compactions += 1;
+        Ok(())
+    }
+
+    /// The winners, encoded.
+    pub(crate) fn finish(self) -> std::result::Result<Picked, String> {
+        let mut writes = Vec::with_capacity(self.best.len());
+        for (key, ((t, c, _), b, i)) in self.best {
+            let batch = &self.kept[b];
+            let mut values: HashMap<&str, Option<Val>> =
+                HashMap::with_capacity(self.view.schema.len());
+            for f in &self.view.schema {
+                let column = batch
+                    .column_by_name(&f.name)
+                    .ok_or_else(|| format!("no column `{}`", f.name))?;
+                values.insert(&f.name, value_at(column, i)?);
+            }
+            writes.push(Write {
+                key: match key {
+                    RowKey::One(p) => encode_key(std::slice::from_ref(&p)),
+                    RowKey::Many(parts) => encode_key(&parts),
+                },
+                event_ts: t,
+                created_ts: c,
+                payload: serde_json::to_string(&values).expect("values serialize"),
+            });
+        }
+        Ok(Picked {
+            writes,
+            rows: self.rows,
+            newest: self.newest,
+        })
+    }
 }
 
 /// A row's key while the newest rows are picked (one part needs no list).
@@ -393,4 +521,115 @@ fn nanos(
         ));
     }
     crate::offline::join::timestamps_nanos(array, "the source", column).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch, TimestampNanosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+    use crate::defs::{FeatureDef, ValueType};
+
+    /// Batch by batch, with winners compacted on the way, the pick is a scan's: per key
+    /// the greatest (event time, created time, source order) in the range.
+    #[test]
+    fn the_newest_rows_picked_a_batch_at_a_time_are_a_full_scans() {
+        let view = FeatureView {
+            name: "v".into(),
+            entities: vec!["e".into()],
+            ttl_nanos: 0,
+            source: "s".into(),
+            online: true,
+            schema: vec![FeatureDef {
+                name: "row".into(),
+                dtype: ValueType::Int64,
+            }],
+            description: String::new(),
+            tags: Default::default(),
+        };
+        let ts = |n: &str| Field::new(n, DataType::Timestamp(TimeUnit::Nanosecond, None), true);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            ts("t"),
+            ts("c"),
+            Field::new("row", DataType::Int64, false),
+        ]));
+        let (keys, batches, per) = (5000u64, 20, 2000);
+        let mut state = 7u64;
+        let mut next = move |n: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        let (range, mut all, mut source) = ((2, 18), Vec::new(), Vec::new());
+        for b in 0..batches {
+            let (mut ks, mut times, mut created, mut ids) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for i in 0..per {
+                let row = (b * per + i) as i64;
+                let k = (next(20) > 0).then(|| next(keys) as i64);
+                // Time moves on from batch to batch (most rows win), with ties.
+                let t = (next(30) > 0).then(|| (b + next(3) as usize) as i64);
+                let c = (next(3) > 0).then(|| next(4) as i64);
+                ks.push(k);
+                times.push(t);
+                created.push(c);
+                ids.push(row);
+                all.push((k, t, c, row));
+            }
+            source.push(
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(Int64Array::from(ks)),
+                        Arc::new(TimestampNanosecondArray::from(times)),
+                        Arc::new(TimestampNanosecondArray::from(created)),
+                        Arc::new(Int64Array::from(ids)),
+                    ],
+                )
+                .unwrap(),
+            );
+        }
+        let keys_ = vec!["k".to_string()];
+        let mut newest = Newest::new(&view, &keys_, "t", Some("c"), range);
+        for b in &source {
+            newest.add(b).unwrap();
+        }
+        assert!(
+            newest.compactions > 0,
+            "the case is big enough to compact the winners"
+        );
+        let picked = newest.finish().unwrap();
+        // The scan.
+        let mut expected: HashMap<i64, (i64, Option<i64>, i64)> = HashMap::new();
+        let in_range = all.iter().filter_map(|&(k, t, c, row)| match (k, t) {
+            (Some(k), Some(t)) if t >= range.0 && t <= range.1 => Some((k, (t, c, row))),
+            _ => None,
+        });
+        let mut rows = 0;
+        for (k, cand) in in_range {
+            rows += 1;
+            let e = expected.entry(k).or_insert(cand);
+            if cand >= *e {
+                *e = cand;
+            }
+        }
+        assert_eq!(picked.rows, rows);
+        assert_eq!(picked.writes.len(), expected.len());
+        let encoded: HashMap<String, i64> = expected
+            .keys()
+            .map(|&k| (encode_key(&[KeyPart::Int(k)]), k))
+            .collect();
+        for w in &picked.writes {
+            let k = encoded[&w.key];
+            let (t, c, row) = expected[&k];
+            assert_eq!((w.event_ts, w.created_ts), (t, c), "key {k}");
+            let want: HashMap<&str, Option<Val>> = [("row", Some(Val::Int64(row)))].into();
+            assert_eq!(w.payload, serde_json::to_string(&want).unwrap(), "key {k}");
+        }
+    }
 }
