@@ -31,15 +31,6 @@ pub struct OfflineStore {
     blob: BlobStore,
 }
 
-/// A table read from the store: its schema (of the columns asked for) and its rows, in
-/// file order (files of a directory by name), then row order.
-pub struct Table {
-    /// The schema.
-    pub schema: SchemaRef,
-    /// The rows.
-    pub batches: Vec<RecordBatch>,
-}
-
 fn store_error(path: &str, e: object_store::Error) -> FeatureStoreError {
     match e {
         object_store::Error::NotFound { .. } => {
@@ -102,25 +93,6 @@ impl OfflineStore {
         }
         files.sort();
         Ok(files)
-    }
-
-    /// Reads the Parquet file or directory `path`: the columns `columns` (all when
-    /// `None`), each of which must exist. `what` names the table in messages.
-    pub async fn read(&self, path: &str, columns: Option<&[String]>, what: &str) -> Result<Table> {
-        let source = Arc::new(self.open_parquet(path, columns, what).await?);
-        let schema = source.schema.clone();
-        let rt = tokio::runtime::Handle::current();
-        let batches = tokio::task::spawn_blocking(move || {
-            let mut batches = Vec::new();
-            source.read_blocking(&rt, |b| {
-                batches.push(b);
-                Ok(())
-            })?;
-            Ok::<_, FeatureStoreError>(batches)
-        })
-        .await
-        .map_err(|e| FeatureStoreError::Internal(format!("reading {path}: {e}")))??;
-        Ok(Table { schema, batches })
     }
 
     /// Opens the Parquet file or directory `path` for reading a row group at a time:
@@ -335,14 +307,6 @@ pub struct ParquetSource {
 }
 
 impl ParquetSource {
-    /// The rows of all files, as their footers count them.
-    pub fn rows(&self) -> u64 {
-        self.files
-            .iter()
-            .map(|f| f.meta.metadata().file_metadata().num_rows().max(0) as u64)
-            .sum()
-    }
-
     /// About how many bytes the columns read take in memory once decoded: the footers'
     /// uncompressed sizes, and at least 8 bytes per value.
     pub fn estimated_bytes(&self) -> u64 {

@@ -254,7 +254,7 @@ impl Prepared {
 /// indexed, takes at most half of `budget`.
 pub fn partitions_for(bytes: u64, budget: u64) -> usize {
     let per_part = (budget / 2).max(1);
-    let wanted = (bytes * INDEX_FACTOR).div_ceil(per_part).max(1);
+    let wanted = bytes.saturating_mul(INDEX_FACTOR).div_ceil(per_part).max(1);
     (wanted as usize)
         .checked_next_power_of_two()
         .unwrap_or(MAX_PARTITIONS)
