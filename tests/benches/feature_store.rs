@@ -323,10 +323,10 @@ fn big_case(entities: i64, big_rows: usize) {
     println!("{line}");
 }
 
-/// View `v` of the ten of the million-row case: a day's TTL, one feature over `batches`.
-fn big_view(v: usize, batches: Vec<RecordBatch>) -> JoinView {
+/// A view of the drivers' source (`batches`): a day's TTL, `features` (column, output name).
+fn driver_view(name: &str, features: Vec<(String, String)>, batches: Vec<RecordBatch>) -> JoinView {
     JoinView {
-        name: format!("view{v}"),
+        name: name.into(),
         join_keys: vec![JoinKey {
             name: "driver_id".into(),
             kind: KeyType::Int64,
@@ -335,12 +335,16 @@ fn big_view(v: usize, batches: Vec<RecordBatch>) -> JoinView {
         timestamp_field: "event_timestamp".into(),
         created_field: Some("created".into()),
         filter_by_created: false,
-        features: vec![(
-            format!("f{}", v % FEATURES),
-            format!("view{v}__f{}", v % FEATURES),
-        )],
+        features,
         batches,
     }
+}
+
+/// View `v` of the ten of the million-row case: one feature over `batches`.
+fn big_view(v: usize, batches: Vec<RecordBatch>) -> JoinView {
+    let f = format!("f{}", v % FEATURES);
+    let out = format!("view{v}__{f}");
+    driver_view(&format!("view{v}"), vec![(f, out)], batches)
 }
 
 /// Runs this bench again as the child `kind` (with `envs`) and returns its JSON figures:
@@ -532,19 +536,8 @@ async fn main() {
 
     // In process: the join alone (the view read and indexed, then the entity rows joined).
     let source = read_parquet(&root.join("features.parquet"));
-    let view = |name: &str, features: Vec<(String, String)>| JoinView {
-        name: name.into(),
-        join_keys: vec![JoinKey {
-            name: "driver_id".into(),
-            kind: KeyType::Int64,
-        }],
-        ttl_nanos: Some(24 * HOUR),
-        timestamp_field: "event_timestamp".into(),
-        created_field: Some("created".into()),
-        filter_by_created: false,
-        features,
-        batches: source.clone(),
-    };
+    let view =
+        |name: &str, features: Vec<(String, String)>| driver_view(name, features, source.clone());
     let all: Vec<(String, String)> = (0..FEATURES)
         .map(|f| (format!("f{f}"), format!("f{f}")))
         .collect();
