@@ -445,7 +445,7 @@ async fn a_bad_definition_set_applies_nothing(db: Database) {
 
 /// A feature store whose joins never fit in memory, so every one spills to disk, in the
 /// directory returned (which the service creates).
-async fn start_spilling(db: Database) -> (Sandbox, Client, std::path::PathBuf) {
+pub(crate) async fn start_spilling(db: Database) -> (Sandbox, Client, std::path::PathBuf) {
     let spill = std::env::temp_dir().join(format!("mlops-spill-{}", uuid::Uuid::new_v4()));
     let dir = spill.clone();
     let (sb, c) = start_with(db, move |c| {

@@ -9,7 +9,8 @@ use mlops_tests::Database;
 use tonic::Code;
 
 use crate::feature_store::{
-    apply, batch, entity_table, historical, query, start, times, write_sources, DEFS, HOUR,
+    apply, batch, entity_table, historical, query, start, start_spilling, times, write_sources,
+    DEFS, HOUR,
 };
 
 async fn bad_queries_get_clear_statuses(db: Database) {
@@ -144,4 +145,37 @@ async fn bad_queries_get_clear_statuses(db: Database) {
     sb.stop().await.unwrap();
 }
 
-crate::on_both_backends!(bad_queries_get_clear_statuses);
+/// A join that must spill, and cannot (its directory is gone): UNAVAILABLE, with a message
+/// that says what to look at and not where the server keeps its files; nothing is left
+/// behind, and once the directory is back the same query answers.
+async fn a_spill_that_fails_is_unavailable_and_says_no_server_path(db: Database) {
+    let (sb, mut c, spill) = start_spilling(db).await;
+    apply(&mut c, DEFS).await.unwrap();
+    write_sources(&sb.dir().join("features"));
+    let entity = entity_table();
+    std::fs::remove_dir_all(&spill).unwrap();
+    let q = || fpb::HistoricalQuery {
+        feature_service: "driver_activity".into(),
+        ..Default::default()
+    };
+    let e = historical(&mut c, q(), Some(&entity)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
+    assert!(
+        e.message().contains("spilling the join to disk failed"),
+        "{}",
+        e.message()
+    );
+    assert!(!e.message().contains("/"), "a path in `{}`", e.message());
+    std::fs::create_dir_all(&spill).unwrap();
+    let (_, batches, summary) = historical(&mut c, q(), Some(&entity)).await.unwrap();
+    assert!(summary.spilled);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 8);
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+    std::fs::remove_dir_all(&spill).unwrap();
+    sb.stop().await.unwrap();
+}
+
+crate::on_both_backends!(
+    bad_queries_get_clear_statuses,
+    a_spill_that_fails_is_unavailable_and_says_no_server_path,
+);

@@ -203,7 +203,8 @@ impl OfflineStore {
         use tokio::io::AsyncReadExt;
         let key = Self::key(path)?;
         let file = tokio::fs::File::open(local).await.map_err(|e| {
-            FeatureStoreError::Internal(format!("reading {}: {e}", local.display()))
+            tracing::error!(file = %local.display(), error = %e, "reading a file to upload failed");
+            FeatureStoreError::Internal(format!("reading the file to upload to {path}: {e}"))
         })?;
         let chunks = futures::stream::unfold(Some(file), |file| async move {
             let mut file = file?;

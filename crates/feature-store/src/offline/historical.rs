@@ -378,6 +378,14 @@ pub fn join_error(e: JoinError) -> FeatureStoreError {
         }
         JoinError::DuplicateColumn(_) => FeatureStoreError::InvalidArgument(msg),
         JoinError::Arrow(_) => FeatureStoreError::Internal(msg),
-        JoinError::Spill(_) => FeatureStoreError::Unavailable(msg),
+        // Its message holds the server's paths: for the log, not for the caller.
+        JoinError::Spill(_) => {
+            tracing::error!(error = %msg, "a spilled join failed");
+            FeatureStoreError::Unavailable(
+                "the views did not fit in the join's memory, and spilling the join to disk \
+                 failed: the feature store's log says why (a full or missing spill directory?)"
+                    .into(),
+            )
+        }
     }
 }

@@ -68,8 +68,15 @@ enum Sink {
     Parquet(Option<Box<ParquetFile>>),
 }
 
+/// A failure to write the training table's local file: its detail (with the server's
+/// paths) goes to the log, not to the caller.
 fn write_failed(e: impl std::fmt::Display) -> FeatureStoreError {
-    FeatureStoreError::Unavailable(format!("writing the training table: {e}"))
+    tracing::error!(error = %e, "writing a training table to a local file failed");
+    FeatureStoreError::Unavailable(
+        "writing the training table to a local file failed: the feature store's log says why \
+         (a full or missing spill directory?)"
+            .into(),
+    )
 }
 
 impl Historical {
