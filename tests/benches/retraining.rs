@@ -125,16 +125,7 @@ async fn main() {
     })
     .await
     .unwrap();
-    let first = c
-        .start_retrain(pb::StartRetrainRequest {
-            model: model.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .retrain
-        .unwrap();
+    let first = mlops_tests::houses::start_retrain(&mut c, model).await;
     wait_terminal(&mut c, &first.id).await;
     dpb::deployment_service_client::DeploymentServiceClient::new(
         channel(sb.addresses("inference").api).await,

@@ -457,17 +457,7 @@ pub(crate) async fn closed_loop(bus: Bus) {
     assert!(gate[0].passed && gate[0].baseline_version == 1, "{gate:#?}");
     assert_eq!(gate[0].dataset, "entities/eval.parquet");
     // the run the trainer logged to is finished, with the trainer's metrics
-    let run = sb
-        .tracking_client()
-        .await
-        .get_run(mlops_proto::tracking::v1::GetRunRequest {
-            run_id: r.run_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap();
+    let run = crate::get_run(&mut sb.tracking_client().await, &r.run_id).await;
     assert_eq!(
         run.info.unwrap().status(),
         mlops_proto::tracking::v1::RunStatus::Finished

@@ -48,17 +48,7 @@ async fn a_worse_candidate_fails_the_gate_and_the_champion_stays() {
     let r = finished(&mut c, model, &r.id).await;
     assert_eq!(r.state, "GATE_FAILED", "{:#?}", r.transitions);
     // the policy's parameter is the run's param
-    let run = sb
-        .tracking_client()
-        .await
-        .get_run(mlops_proto::tracking::v1::GetRunRequest {
-            run_id: r.run_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap();
+    let run = crate::get_run(&mut sb.tracking_client().await, &r.run_id).await;
     assert!(run
         .data
         .unwrap()
@@ -272,16 +262,7 @@ async fn bad_policies_and_requests_are_refused_with_what_to_fix(db: Database) {
         .policy
         .unwrap();
     assert_eq!(again.version, 2);
-    let first = c
-        .start_retrain(pb::StartRetrainRequest {
-            model: "m".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .retrain
-        .unwrap();
+    let first = mlops_tests::houses::start_retrain(&mut c, "m").await;
     let e = c
         .start_retrain(pb::StartRetrainRequest {
             model: "m".into(),

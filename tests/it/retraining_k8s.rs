@@ -192,16 +192,7 @@ async fn a_retrain_runs_its_trainer_as_a_job_and_retries_a_failed_one() {
     c.set_policy(pb::SetPolicyRequest { policy: Some(p) })
         .await
         .unwrap();
-    let r = c
-        .start_retrain(pb::StartRetrainRequest {
-            model: model.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .retrain
-        .unwrap();
+    let r = mlops_tests::houses::start_retrain(&mut c, model).await;
     let r = finished(&mut c, model, &r.id).await;
     assert_eq!(r.state, "PROMOTED", "{:#?}", r.transitions);
     assert_eq!(r.attempts, 2);
@@ -234,17 +225,7 @@ async fn a_retrain_runs_its_trainer_as_a_job_and_retries_a_failed_one() {
     );
     assert_eq!(var("MLOPS_TRAINING_DATA"), None);
     // the run links the Job's log
-    let run = sb
-        .tracking_client()
-        .await
-        .get_run(mlops_proto::tracking::v1::GetRunRequest {
-            run_id: r.run_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .run
-        .unwrap();
+    let run = crate::get_run(&mut sb.tracking_client().await, &r.run_id).await;
     let tags = run.data.unwrap().tags;
     let logs = tags.iter().find(|t| t.key == "mlops.trainer_logs").unwrap();
     assert_eq!(

@@ -162,3 +162,21 @@ pub fn policy(
         ..Default::default()
     }
 }
+
+/// Starts a manual retrain of `model` (its policy's, not forced); panics when refused.
+pub async fn start_retrain(
+    c: &mut mlops_proto::retraining::v1::retraining_service_client::RetrainingServiceClient<
+        tonic::transport::Channel,
+    >,
+    model: &str,
+) -> pb::Retrain {
+    c.start_retrain(pb::StartRetrainRequest {
+        model: model.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("a manual retrain")
+    .into_inner()
+    .retrain
+    .expect("its retrain")
+}
