@@ -3,7 +3,22 @@
 //! back (without a deployment, a gated candidate becomes the champion at once).
 use super::*;
 
+/// The inference service's deployment API, as the pipeline calls it.
+type Deployments = inf::deployment_service_client::DeploymentServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        mlops_runtime::grpc::ClientAuth,
+    >,
+>;
+
 impl Pipeline {
+    /// The deployment API, when the service knows the inference service.
+    fn deployments(&self) -> Option<Deployments> {
+        use inf::deployment_service_client::DeploymentServiceClient;
+        let client = self.clients.inference.as_ref()?;
+        Some(mlops_runtime::grpc_client!(DeploymentServiceClient, client))
+    }
+
     async fn set_alias(&self, r: &Retrain, alias: &str) -> Step {
         use reg::registry_service_client::RegistryServiceClient;
         let mut g = mlops_runtime::grpc_client!(RegistryServiceClient, self.clients.registry);
@@ -18,11 +33,9 @@ impl Pipeline {
 
     /// The model's deployment, if the inference service has one.
     async fn deployment(&self, r: &Retrain) -> Step<Option<inf::Deployment>> {
-        use inf::deployment_service_client::DeploymentServiceClient;
-        let Some(client) = &self.clients.inference else {
+        let Some(mut d) = self.deployments() else {
             return Ok(None);
         };
-        let mut d = mlops_runtime::grpc_client!(DeploymentServiceClient, client);
         match d
             .get_deployment(inf::GetDeploymentRequest {
                 name: r.model.clone(),
@@ -88,13 +101,7 @@ impl Pipeline {
             fault: rollout.fault,
         });
         traffic.analysis = Some(analysis);
-        use inf::deployment_service_client::DeploymentServiceClient;
-        let client = self
-            .clients
-            .inference
-            .as_ref()
-            .expect("a deployment came from it");
-        let mut d = mlops_runtime::grpc_client!(DeploymentServiceClient, client);
+        let mut d = self.deployments().expect("a deployment came from it");
         d.set_traffic(inf::SetTrafficRequest {
             name: r.model.clone(),
             traffic: Some(traffic),
@@ -185,13 +192,7 @@ impl Pipeline {
             s => s,
         };
         if now_millis() - r.facts.canary_started_ms > (timeout as i64).saturating_mul(1000) {
-            use inf::deployment_service_client::DeploymentServiceClient;
-            let client = self
-                .clients
-                .inference
-                .as_ref()
-                .expect("a deployment came from it");
-            let mut d = mlops_runtime::grpc_client!(DeploymentServiceClient, client);
+            let mut d = self.deployments().expect("a deployment came from it");
             let mut traffic = deployment.traffic.unwrap_or_default();
             traffic.variants.retain(|v| v.name != CANARY_VARIANT);
             if traffic.variants.is_empty() {
