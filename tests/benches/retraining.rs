@@ -89,6 +89,23 @@ fn at(r: &pb::Retrain, state: &str) -> i64 {
         .time
 }
 
+/// The id of `model`'s newest retrain.
+async fn newest(
+    c: &mut pb::retraining_service_client::RetrainingServiceClient<Channel>,
+    model: &str,
+) -> String {
+    c.list_retrains(pb::ListRetrainsRequest {
+        model: model.into(),
+        limit: 1,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .retrains[0]
+        .id
+        .clone()
+}
+
 #[tokio::main]
 async fn main() {
     let loops = env_usize("MLOPS_BENCH_RETRAIN_LOOPS", 10);
@@ -151,23 +168,7 @@ async fn main() {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let (a, b) = features(i % HOUSES);
-                let raw: Vec<u8> = [a as f32, b as f32]
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
-                let _ = o
-                    .model_infer(oip::ModelInferRequest {
-                        model_name: model.into(),
-                        inputs: vec![oip::model_infer_request::InferInputTensor {
-                            name: "x".into(),
-                            datatype: "FP32".into(),
-                            shape: vec![1, 2],
-                            ..Default::default()
-                        }],
-                        raw_input_contents: vec![raw.into()],
-                        ..Default::default()
-                    })
-                    .await;
+                let _ = houses::infer(&mut o, model, a, b).await;
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -178,17 +179,7 @@ async fn main() {
         (vec![], vec![], vec![], vec![], vec![]);
     for k in 1..=loops {
         write_world(&root, world(k));
-        let before = c
-            .list_retrains(pb::ListRetrainsRequest {
-                model: model.into(),
-                limit: 1,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .retrains[0]
-            .id
-            .clone();
+        let before = newest(&mut c, model).await;
         let published = mlops_storage::now_millis();
         let t0 = Instant::now();
         let drift = ev::DriftDetected {
@@ -211,17 +202,9 @@ async fn main() {
             .1
             .unwrap();
         let id = loop {
-            let newest = c
-                .list_retrains(pb::ListRetrainsRequest {
-                    model: model.into(),
-                    limit: 1,
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .retrains;
-            if newest[0].id != before {
-                break newest[0].id.clone();
+            let latest = newest(&mut c, model).await;
+            if latest != before {
+                break latest;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         };

@@ -23,7 +23,6 @@ use mlops_proto::monitoring::v1::monitoring_service_client::MonitoringServiceCli
 use mlops_proto::registry::v1 as rpb;
 use mlops_proto::retraining::v1 as pb;
 use mlops_proto::retraining::v1::retraining_service_client::RetrainingServiceClient;
-use mlops_proto::triton as oip;
 use mlops_retraining::Retraining;
 use mlops_runtime::shutdown::CancellationToken;
 use mlops_tests::{Bus, Sandbox};
@@ -33,7 +32,7 @@ use crate::deployments::{deployments, follow};
 pub(crate) use mlops_tests::houses::{self, features, new_world, old_world, write_world, HOUSES};
 
 use crate::feature_store::apply;
-use crate::inference::{f32s, oip as oip_client, raw_f32};
+use crate::inference::oip as oip_client;
 
 pub(crate) type Client = RetrainingServiceClient<Channel>;
 
@@ -259,29 +258,7 @@ pub(crate) async fn predict(
     infer(o, model, a, b).await
 }
 
-/// The deployment's answer for the features `a` and `b`.
-pub(crate) async fn infer(
-    o: &mut crate::inference::Oip,
-    model: &str,
-    a: f64,
-    b: f64,
-) -> Result<f64, tonic::Status> {
-    let out = o
-        .model_infer(oip::ModelInferRequest {
-            model_name: model.into(),
-            inputs: vec![oip::model_infer_request::InferInputTensor {
-                name: "x".into(),
-                datatype: "FP32".into(),
-                shape: vec![1, 2],
-                ..Default::default()
-            }],
-            raw_input_contents: vec![raw_f32(&[a as f32, b as f32])],
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    Ok(f32s(&out.raw_output_contents[0])[0])
-}
+pub(crate) use mlops_tests::houses::infer;
 
 /// Requests to `model` without pause until the flag is set (the canary's analysis needs them).
 pub(crate) fn load(

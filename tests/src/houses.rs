@@ -180,3 +180,40 @@ pub async fn start_retrain(
     .retrain
     .expect("its retrain")
 }
+
+/// The served answer of `model` for one house with the features `a` and `b` (the houses'
+/// models take `x`, FP32 of shape [1, 2], and answer one FP32).
+pub async fn infer(
+    o: &mut mlops_proto::triton::grpc_inference_service_client::GrpcInferenceServiceClient<
+        tonic::transport::Channel,
+    >,
+    model: &str,
+    a: f64,
+    b: f64,
+) -> Result<f64, tonic::Status> {
+    use mlops_proto::triton as oip;
+    let raw: Vec<u8> = [a as f32, b as f32]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let out = o
+        .model_infer(oip::ModelInferRequest {
+            model_name: model.into(),
+            inputs: vec![oip::model_infer_request::InferInputTensor {
+                name: "x".into(),
+                datatype: "FP32".into(),
+                shape: vec![1, 2],
+                ..Default::default()
+            }],
+            raw_input_contents: vec![raw.into()],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let bytes = out
+        .raw_output_contents
+        .first()
+        .and_then(|b| b.get(..4))
+        .ok_or_else(|| tonic::Status::internal("the answer holds no FP32 value"))?;
+    Ok(f32::from_le_bytes(bytes.try_into().expect("four bytes")) as f64)
+}
