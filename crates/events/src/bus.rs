@@ -94,7 +94,7 @@ impl RawRecord {
             headers: e
                 .headers()
                 .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
                 .collect(),
             partition: -1,
             offset: -1,

@@ -108,19 +108,20 @@ impl Envelope {
     }
 
     /// The Kafka headers of the CloudEvents binary binding, plus trace context.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = vec![
-            ("ce_specversion", "1.0".to_owned()),
-            ("ce_id", self.id.clone()),
-            ("ce_type", self.ce_type.clone()),
-            ("ce_source", self.source.clone()),
-            ("ce_time", self.time.clone()),
-            ("ce_subject", self.subject.clone()),
-            ("content-type", self.content_type.clone()),
-        ];
+    pub fn headers(&self) -> Vec<(&'static str, &str)> {
+        let mut h = Vec::with_capacity(9);
+        h.extend([
+            ("ce_specversion", "1.0"),
+            ("ce_id", self.id.as_str()),
+            ("ce_type", self.ce_type.as_str()),
+            ("ce_source", self.source.as_str()),
+            ("ce_time", self.time.as_str()),
+            ("ce_subject", self.subject.as_str()),
+            ("content-type", self.content_type.as_str()),
+        ]);
         for key in ["traceparent", "tracestate"] {
             if let Some(v) = self.trace.get(key) {
-                h.push((key, v.clone()));
+                h.push((key, v.as_str()));
             }
         }
         h
@@ -205,7 +206,7 @@ mod tests {
         assert_eq!(back, e);
         assert!(headers
             .iter()
-            .any(|(k, v)| *k == "ce_specversion" && v == "1.0"));
+            .any(|(k, v)| *k == "ce_specversion" && *v == "1.0"));
         assert!(Envelope::from_headers("t", "k", &[], []).is_err());
     }
 

@@ -66,7 +66,11 @@ impl InProcessBus {
             let now = mlops_storage::now_millis();
             for mut r in records {
                 r.timestamp.get_or_insert(now);
-                let topic = state.topics.entry(r.topic.clone()).or_default();
+                // A lookup first: the entry API would copy the topic's name for every record.
+                if !state.topics.contains_key(&r.topic) {
+                    state.topics.insert(r.topic.clone(), Topic::default());
+                }
+                let topic = state.topics.get_mut(&r.topic).expect("inserted above");
                 r.partition = 0;
                 r.offset = topic.end();
                 topic.records.push_back(r);
