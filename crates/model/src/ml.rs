@@ -334,6 +334,39 @@ pub(crate) fn rows_cols(t: &Tensor) -> (usize, usize) {
     }
 }
 
+/// Running sums a dot product keeps: one sum is a chain of dependent adds (a float sum cannot
+/// be reordered by the compiler), eight independent ones vectorize.
+const LANES: usize = 8;
+
+/// `sum(f(a[i], b[i]))` over the common length, in [`LANES`] running sums.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += f(x[l], y[l]);
+        }
+    }
+    for (l, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += f(x, y);
+    }
+    acc.iter().sum()
+}
+
+/// `a . b` over their common length.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |x, y| x * y)
+}
+
+/// The squared distance between `a` and `b` over their common length.
+pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |x, y| (x - y) * (x - y))
+}
+
 /// An input as `f32` elements: borrowed when it is `f32`, converted (as onnxruntime does, by
 /// a C cast) when it is another number type.
 pub(crate) fn as_f32(t: &Tensor) -> TractResult<std::borrow::Cow<'_, [f32]>> {
@@ -351,4 +384,33 @@ pub(crate) fn as_f32(t: &Tensor) -> TractResult<std::borrow::Cow<'_, [f32]>> {
 /// A tensor from a shape and a vector of elements.
 pub(crate) fn tensor<T: Datum>(shape: &[usize], data: Vec<T>) -> TractResult<Tensor> {
     Ok(tract_ndarray::ArrayD::from_shape_vec(shape, data)?.into_tensor())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dot, squared_distance};
+
+    #[test]
+    fn lane_sums_are_the_plain_sums_at_every_length() {
+        for n in [0usize, 1, 7, 8, 9, 30, 64, 65] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos() - 0.5).collect();
+            let plain_dot: f64 = a.iter().zip(&b).map(|(x, y)| (x * y) as f64).sum();
+            let plain_d2: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| ((x - y) * (x - y)) as f64)
+                .sum();
+            assert!(
+                (dot(&a, &b) as f64 - plain_dot).abs() < 1e-5,
+                "dot, n = {n}"
+            );
+            assert!(
+                (squared_distance(&a, &b) as f64 - plain_d2).abs() < 1e-5,
+                "squared distance, n = {n}"
+            );
+        }
+        // Over the common length only.
+        assert_eq!(dot(&[1.0, 2.0, 3.0], &[1.0, 1.0]), 3.0);
+    }
 }

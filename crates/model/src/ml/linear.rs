@@ -5,7 +5,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::attrs::{AttrError, Attrs};
 use super::post::{probit, PostTransform};
-use super::{as_f32, rows_cols, tensor, Kernel, OutShape, OutSpec, OutType};
+use super::{as_f32, dot, rows_cols, tensor, Kernel, OutShape, OutSpec, OutType};
 
 /// `scores[r, t] = x[r] . coefficients[t] + intercepts[t]`, for `targets` rows of coefficients.
 fn gemm(x: &[f32], cols: usize, coefficients: &[f32], intercepts: &[f32], out: &mut [f32]) {
@@ -13,7 +13,7 @@ fn gemm(x: &[f32], cols: usize, coefficients: &[f32], intercepts: &[f32], out: &
     for (row, scores) in x.chunks_exact(cols).zip(out.chunks_exact_mut(targets)) {
         for (t, score) in scores.iter_mut().enumerate() {
             let w = &coefficients[t * cols..(t + 1) * cols];
-            *score = row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() + intercepts[t];
+            *score = dot(row, w) + intercepts[t];
         }
     }
 }

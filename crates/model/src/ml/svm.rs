@@ -6,7 +6,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::attrs::{AttrError, Attrs};
 use super::post::{logistic, probit, PostTransform};
-use super::{as_f32, rows_cols, tensor, Kernel, OutShape, OutSpec, OutType};
+use super::{as_f32, dot, rows_cols, squared_distance, tensor, Kernel, OutShape, OutSpec, OutType};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum KernelType {
@@ -47,10 +47,7 @@ impl SvmKernel {
     /// `K(x, v)`; `c` is added to a LINEAR dot product.
     fn apply(&self, x: &[f32], v: &[f32], c: f32) -> f32 {
         match self.kind {
-            KernelType::Rbf => {
-                let sum: f32 = x.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
-                (-self.gamma * sum).exp()
-            }
+            KernelType::Rbf => (-self.gamma * squared_distance(x, v)).exp(),
             KernelType::Linear => dot(x, v) + c,
             KernelType::Poly => {
                 let d = self.gamma * dot(x, v) + self.coef0;
@@ -65,10 +62,6 @@ impl SvmKernel {
             KernelType::Sigmoid => (self.gamma * dot(x, v) + self.coef0).tanh(),
         }
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Pairwise coupling of one-vs-one probabilities `r` (`k x k`) into class probabilities `p`.
