@@ -258,14 +258,13 @@ impl OipApi {
             }
         };
         let id = loaded.request_id(&req.id);
-        if let Some((shadow, fault)) = route.shadow {
-            shadow.mirror(id.clone(), fault, loaded.named(&inputs));
-        }
         let call = Call {
             request_id: &id,
             fault: route.fault,
         };
-        let outputs = loaded.infer(&call, rows, inputs, timeout).await?;
+        let outputs = loaded
+            .infer_shadowed(&call, rows, inputs, timeout, route.shadow)
+            .await?;
         let outputs = select_outputs(&loaded, outputs, &requested)?;
         let mut resp = pb::ModelInferResponse {
             model_name: loaded.name.clone(),

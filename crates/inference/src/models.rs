@@ -380,6 +380,25 @@ impl Loaded {
         }
     }
 
+    /// [`Loaded::infer`], then, when there is a `shadow`, the same request on it
+    /// ([`Loaded::mirror`]): its copy is taken before (the inputs move into this run) and sent
+    /// once this one has answered, so a shadow never runs ahead of the request it copies.
+    pub async fn infer_shadowed(
+        &self,
+        call: &Call<'_>,
+        rows: usize,
+        inputs: Vec<Tensor>,
+        timeout: Option<Duration>,
+        shadow: Option<(Arc<Loaded>, Fault)>,
+    ) -> Result<Vec<Tensor>> {
+        let mirrored = shadow.map(|(shadow, fault)| (shadow, fault, self.named(&inputs)));
+        let outputs = self.infer(call, rows, inputs, timeout).await;
+        if let Some((shadow, fault, named)) = mirrored {
+            shadow.mirror(call.request_id.to_owned(), fault, named);
+        }
+        outputs
+    }
+
     /// `inputs` (in this model's order) with their names, for another version's
     /// [`Loaded::arrange`].
     pub fn named(&self, inputs: &[Tensor]) -> Vec<(String, Tensor)> {
@@ -394,8 +413,10 @@ impl Loaded {
     /// Runs a copy of a request on this version (a shadow) in the background: its answer goes
     /// to the prediction log and its statistics, never to the caller, and its slowness or
     /// failure cannot reach the caller's request.
-    pub fn mirror(self: Arc<Self>, request_id: String, fault: Fault, named: Vec<(String, Tensor)>) {
+    fn mirror(self: Arc<Self>, request_id: String, fault: Fault, named: Vec<(String, Tensor)>) {
         tokio::spawn(async move {
+            // To the back of the run queue: the primaries waiting there go first.
+            tokio::task::yield_now().await;
             let (rows, inputs) = match self.arrange(named) {
                 Ok(r) => r,
                 Err(e) => {

@@ -116,15 +116,18 @@ pub(super) async fn infer(
         }
     };
     let id = loaded.request_id(prepared.id.as_deref().unwrap_or_default());
-    if let Some((shadow, fault)) = route.shadow {
-        shadow.mirror(id.clone(), fault, loaded.named(&prepared.inputs));
-    }
     let call = Call {
         request_id: &id,
         fault: route.fault,
     };
     let outputs = loaded
-        .infer(&call, prepared.rows, prepared.inputs, prepared.timeout)
+        .infer_shadowed(
+            &call,
+            prepared.rows,
+            prepared.inputs,
+            prepared.timeout,
+            route.shadow,
+        )
         .await?;
     let names: Vec<String> = prepared.wanted.iter().map(|(n, _)| n.clone()).collect();
     let outputs = grpc::select_outputs(&loaded, outputs, &names)?;
