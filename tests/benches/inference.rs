@@ -10,6 +10,9 @@
 //!
 //! Then deployments (`inference/deploy.rs`): hot swap, shadow, prediction log, rollback.
 //!
+//! `BENCH_INFERENCE_PARTS` picks parts (comma-separated; all by default): `models`,
+//! `deployments`, or `prediction-log` (the prediction log's cost alone, to profile it).
+//!
 //! The clients run in the same process and on the same two cores as the server, so these
 //! figures include the clients' own gRPC cost. The in-process figures (no gRPC) beside
 //! onnxruntime's are `cargo bench -p mlops-model --bench onnx_serving`.
@@ -29,7 +32,7 @@ use mlops_proto::triton as pb;
 use mlops_proto::triton::grpc_inference_service_client::GrpcInferenceServiceClient;
 use mlops_tests::bench::{env_usize, lat, out_dir, pct};
 use mlops_tests::Sandbox;
-use serde_json::json;
+use serde_json::{json, Value};
 use tonic::transport::Channel;
 
 type Oip = GrpcInferenceServiceClient<Channel>;
@@ -191,6 +194,8 @@ fn main() {
         let addr = sb.addresses("inference").api;
         let mut c = client(addr).await;
         let mut r = sb.registry_client().await;
+        let parts = std::env::var("BENCH_INFERENCE_PARTS").unwrap_or_default();
+        let part = |p: &str| parts.is_empty() || parts.split(',').any(|x| x.trim() == p);
         let mut models = serde_json::Map::new();
         println!("\n== inference over gRPC on loopback (release build, clients in-process)");
         println!(
@@ -204,7 +209,12 @@ fn main() {
             "batched rows/s",
             "batch p99"
         );
-        for name in ["logreg", "rf", "gbdt", "mlp"] {
+        let names: &[&str] = if part("models") {
+            &["logreg", "rf", "gbdt", "mlp"]
+        } else {
+            &[]
+        };
+        for &name in names {
             r.create_registered_model(rpb::CreateRegisteredModelRequest {
                 name: name.into(),
                 ..Default::default()
@@ -269,7 +279,13 @@ fn main() {
                 }),
             );
         }
-        let deployments = deploy::run(&sb, duration).await;
+        let deployments = if part("deployments") {
+            deploy::run(&sb, duration).await
+        } else if part("prediction-log") {
+            deploy::run_log_only(&sb, duration).await
+        } else {
+            Value::Null
+        };
         let line = json!({
             "bench": "mlops_inference_grpc",
             "workload": {"seconds_per_phase": secs, "clients": 64, "rows_per_request": 1,
