@@ -242,7 +242,7 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
 
 /// Sets `name`'s traffic to a shadow on every request to version 2, or to none.
 async fn set_shadow(d: &mut Deployments, name: &str, on: bool) {
-    let shadow = on.then(|| dpb::Shadow {
+    let shadow = on.then_some(dpb::Shadow {
         target: Some(dpb::Target {
             choice: Some(dpb::target::Choice::Version(2)),
         }),
