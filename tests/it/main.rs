@@ -33,6 +33,7 @@ mod registry_sources;
 mod retraining;
 mod retraining_cases;
 mod retraining_k8s;
+mod run_data;
 mod search_limits;
 mod telemetry;
 mod tracking;

@@ -7,6 +7,8 @@ mod logging;
 mod runs;
 mod search;
 
+use std::collections::BTreeMap;
+
 use mlops_events::outbox::Outbox;
 use mlops_proto::tracking::v1 as pb;
 use mlops_storage::{Backend, Db, Migration};
@@ -53,6 +55,12 @@ pub fn migrations() -> Vec<Migration> {
             name: "values at MLflow's length limits".into(),
             sqlite: include_str!("../migrations/sqlite/0005_long_values.sql").into(),
             postgres: include_str!("../migrations/postgres/0005_long_values.sql").into(),
+        },
+        Migration {
+            version: 6,
+            name: "run documents for pages of runs".into(),
+            sqlite: include_str!("../migrations/sqlite/0006_run_docs.sql").into(),
+            postgres: include_str!("../migrations/postgres/0006_run_docs.sql").into(),
         },
     ]
 }
@@ -162,59 +170,53 @@ pub(crate) fn run_info(r: &AnyRow) -> pb::RunInfo {
     }
 }
 
-/// The columns of a run (aliased `r`) with its params, tags and latest metrics
-/// aggregated as JSON: one row per run, since decoding rows is what a page costs.
-/// Metric values travel as text with 17 significant digits, so they round-trip exactly.
-pub(crate) fn run_with_data_columns(backend: Backend) -> String {
+/// The columns of a run (aliased `r`) and `data_json`, its params, tags and latest
+/// metrics as one JSON array of three objects (`[{"key": value, ...}, {...}, {...}]`):
+/// one row per run, since decoding rows is what a page costs. A metric's value is
+/// `[value, is_nan, timestamp, step]`, the value as text with 17 significant digits, so
+/// it round-trips exactly. SQLite aggregates the three tables per run; PostgreSQL reads
+/// the run's documents in `run_docs`, kept by triggers: one primary-key probe instead
+/// of three aggregates. `as_text` gives it as text (a row's column) rather than as JSON
+/// (to nest in [`page_as_json`]).
+pub(crate) fn run_with_data_columns(backend: Backend, as_text: bool) -> String {
     let cols: Vec<String> = RUN_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
-    let (kv, metric) = match backend {
-        Backend::Sqlite => (
-            "json_group_array(json_array(x.key, x.value))",
-            "json_group_array(json_array(x.key, printf('%!.17g', x.value), x.is_nan, x.timestamp, x.step))",
-        ),
-        Backend::Postgres => (
-            "json_agg(json_build_array(x.key, x.value))::text",
-            "json_agg(json_build_array(x.key, x.value::text, x.is_nan, x.timestamp, x.step))::text",
+    let data = match backend {
+        Backend::Sqlite => "json_array(\
+             json((SELECT json_group_object(x.key, x.value) FROM params x WHERE x.run_id = r.run_id)), \
+             json((SELECT json_group_object(x.key, x.value) FROM tags x WHERE x.run_id = r.run_id)), \
+             json((SELECT json_group_object(x.key, json_array(printf('%!.17g', x.value), x.is_nan, \
+             x.timestamp, x.step)) FROM latest_metrics x WHERE x.run_id = r.run_id)))"
+            .to_owned(),
+        Backend::Postgres => format!(
+            "(SELECT jsonb_build_array(d.params, d.tags, d.metrics){} FROM run_docs d \
+             WHERE d.run_id = r.run_id)",
+            if as_text { "::text" } else { "" }
         ),
     };
-    format!(
-        "{}, (SELECT {kv} FROM params x WHERE x.run_id = r.run_id) AS params_json, \
-         (SELECT {kv} FROM tags x WHERE x.run_id = r.run_id) AS tags_json, \
-         (SELECT {metric} FROM latest_metrics x WHERE x.run_id = r.run_id) AS metrics_json",
-        cols.join(", ")
-    )
+    format!("{}, {data} AS data_json", cols.join(", "))
 }
 
-/// A row of [`run_with_data_columns`] as a run (without inputs).
+/// `data_json` of [`run_with_data_columns`]: params, tags and metrics by key.
+type RunDoc = (
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+    BTreeMap<String, (Option<String>, i64, i64, i64)>,
+);
+
+/// A row of [`run_with_data_columns`] (`as_text`) as a run (without inputs).
 pub(crate) fn run_from_row(r: &AnyRow) -> pb::Run {
-    let p: Option<String> = r.get("params_json");
-    let t: Option<String> = r.get("tags_json");
-    let m: Option<String> = r.get("metrics_json");
-    run_with_data(run_info(r), p.as_deref(), t.as_deref(), m.as_deref())
+    let text: Option<String> = r.get("data_json");
+    let doc = text.and_then(|t| {
+        serde_json::from_str(&t)
+            .map_err(|e| tracing::error!(error = %e, "cannot decode a run's data"))
+            .ok()
+    });
+    run_with_data(run_info(r), doc)
 }
 
-/// A run from its info and the aggregated JSON of its params, tags and metrics.
-fn run_with_data(
-    info: pb::RunInfo,
-    params: Option<&str>,
-    tags: Option<&str>,
-    metrics: Option<&str>,
-) -> pb::Run {
-    fn parse<T: serde::de::DeserializeOwned>(text: Option<&str>, what: &str) -> Vec<T> {
-        match text {
-            None | Some("") => vec![],
-            Some(t) => serde_json::from_str(t).unwrap_or_else(|e| {
-                tracing::error!(what, error = %e, "cannot decode aggregated run data");
-                vec![]
-            }),
-        }
-    }
-    let mut params: Vec<(String, String)> = parse(params, "params");
-    params.sort();
-    let mut tags: Vec<(String, String)> = parse(tags, "tags");
-    tags.sort();
-    let mut metrics: Vec<(String, Option<String>, i64, i64, i64)> = parse(metrics, "metrics");
-    metrics.sort_by(|a, b| a.0.cmp(&b.0));
+/// A run from its info and its data (none: a run nothing was logged to).
+fn run_with_data(info: pb::RunInfo, doc: Option<RunDoc>) -> pb::Run {
+    let (params, tags, metrics) = doc.unwrap_or_default();
     pb::Run {
         info: Some(info),
         data: Some(pb::RunData {
@@ -228,7 +230,7 @@ fn run_with_data(
                 .collect(),
             metrics: metrics
                 .into_iter()
-                .map(|(key, value, is_nan, timestamp, step)| pb::Metric {
+                .map(|(key, (value, is_nan, timestamp, step))| pb::Metric {
                     key,
                     value: if is_nan != 0 {
                         f64::NAN
@@ -252,15 +254,18 @@ fn run_with_data(
 /// as one JSON text in one row: each row crossing the driver has a fixed cost (on
 /// SQLite a hop between threads), which dominated a page of runs.
 pub(crate) fn page_as_json(backend: Backend, page_sql: &str) -> String {
-    let cols = "p.run_id, p.run_name, p.experiment_id, p.user_id, p.status, p.start_time, p.end_time, \
-         p.artifact_uri, p.lifecycle_stage, p.parent_run_id, p.lease_expires_at, p.params_json, p.tags_json, p.metrics_json";
+    let cols =
+        "p.run_id, p.run_name, p.experiment_id, p.user_id, p.status, p.start_time, p.end_time, \
+         p.artifact_uri, p.lifecycle_stage, p.parent_run_id, p.lease_expires_at";
     // The outer query only aggregates, so the rows arrive in the page's order.
     match backend {
         Backend::Sqlite => {
-            format!("SELECT json_group_array(json_array({cols})) FROM ({page_sql}) p")
+            format!("SELECT json_group_array(json_array({cols}, json(p.data_json))) FROM ({page_sql}) p")
         }
         Backend::Postgres => {
-            format!("SELECT json_agg(json_build_array({cols}))::text FROM ({page_sql}) p")
+            format!(
+                "SELECT json_agg(json_build_array({cols}, p.data_json))::text FROM ({page_sql}) p"
+            )
         }
     }
 }
@@ -279,9 +284,7 @@ pub(crate) fn runs_from_page_json(text: Option<&str>) -> Vec<pb::Run> {
         String,
         Option<String>,
         Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
+        Option<RunDoc>,
     );
     let rows: Vec<Row> = match text {
         None | Some("") => vec![],
@@ -304,9 +307,7 @@ pub(crate) fn runs_from_page_json(text: Option<&str>) -> Vec<pb::Run> {
                 stage_,
                 parent,
                 lease,
-                p,
-                t,
-                m,
+                doc,
             )| {
                 let info = pb::RunInfo {
                     run_id,
@@ -321,7 +322,7 @@ pub(crate) fn runs_from_page_json(text: Option<&str>) -> Vec<pb::Run> {
                     parent_run_id: parent.unwrap_or_default(),
                     lease_expires_at: lease,
                 };
-                run_with_data(info, p.as_deref(), t.as_deref(), m.as_deref())
+                run_with_data(info, doc)
             },
         )
         .collect()

@@ -182,7 +182,7 @@ impl Store {
         validate::run_id(run_id)?;
         let row = sqlx::query(&format!(
             "SELECT {} FROM runs r WHERE r.run_id = $1",
-            run_with_data_columns(self.db.backend())
+            run_with_data_columns(self.db.backend(), true)
         ))
         .bind(run_id)
         .fetch_optional(self.db.reader())

@@ -196,7 +196,7 @@ impl Store {
         let mut sql = SqlBuilder::new(self.db.backend());
         sql.push(&format!(
             "SELECT {} FROM runs r WHERE r.lifecycle_stage IN (",
-            super::run_with_data_columns(self.db.backend())
+            super::run_with_data_columns(self.db.backend(), false)
         ));
         for (i, s) in stages(req.run_view_type).iter().enumerate() {
             if i > 0 {

@@ -1,0 +1,381 @@
+//! A run's params, tags and latest metrics as GetRun and SearchRuns return them, after
+//! writes through every path, on both backends. On PostgreSQL pages read them from
+//! per-run documents that triggers keep (`run_docs`), so there the documents are also
+//! compared with the tables they copy, after concurrent writers and after the
+//! migration that created them.
+
+use std::collections::BTreeMap;
+
+use mlops_proto::tracking::v1 as pb;
+use mlops_tests::{fresh_postgres_database, Database, Sandbox};
+use sqlx::Row;
+
+use crate::{experiment, metric, param, run, tag, tracking_on, Client};
+
+crate::on_both_backends!(every_write_path_shows_in_get_run_and_search);
+
+/// A run's data as comparable values: params, tags, and metrics as (value bits or
+/// "NaN", timestamp, step).
+type Data = (
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+    BTreeMap<String, (String, i64, i64)>,
+);
+
+fn data_of(run: &pb::Run) -> Data {
+    let d = run.data.clone().unwrap_or_default();
+    (
+        d.params.into_iter().map(|p| (p.key, p.value)).collect(),
+        d.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+        d.metrics
+            .into_iter()
+            .map(|m| {
+                let v = if m.value.is_nan() {
+                    "NaN".to_owned()
+                } else {
+                    m.value.to_bits().to_string()
+                };
+                (m.key, (v, m.timestamp, m.step))
+            })
+            .collect(),
+    )
+}
+
+async fn searched(c: &mut Client, exp: &str, run_id: &str) -> pb::Run {
+    let page = c
+        .search_runs(pb::SearchRunsRequest {
+            experiment_ids: vec![exp.into()],
+            filter: format!("attributes.run_id = '{run_id}'"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.runs.len(), 1);
+    page.runs.into_iter().next().unwrap()
+}
+
+/// On PostgreSQL, the runs whose document differs from its tables (none expected).
+async fn documents_out_of_step(pool: &sqlx::AnyPool) -> Vec<String> {
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET extra_float_digits = 3")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT r.run_id FROM runs r LEFT JOIN run_docs d ON d.run_id = r.run_id WHERE \
+         COALESCE(d.params, '{}') IS DISTINCT FROM COALESCE((SELECT jsonb_object_agg(x.key, x.value) \
+           FROM params x WHERE x.run_id = r.run_id), '{}') \
+         OR COALESCE(d.tags, '{}') IS DISTINCT FROM COALESCE((SELECT jsonb_object_agg(x.key, x.value) \
+           FROM tags x WHERE x.run_id = r.run_id), '{}') \
+         OR COALESCE(d.metrics, '{}') IS DISTINCT FROM COALESCE((SELECT jsonb_object_agg(x.key, \
+           jsonb_build_array(x.value::text, x.is_nan, x.timestamp, x.step)) FROM latest_metrics x \
+           WHERE x.run_id = r.run_id), '{}')",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+async fn every_write_path_shows_in_get_run_and_search(db: Database) {
+    let (sb, mut c) = tracking_on(db).await;
+    let exp = experiment(&mut c, "run-data").await;
+    let r = c
+        .create_run(pb::CreateRunRequest {
+            experiment_id: exp.clone(),
+            run_name: "first-name".into(),
+            tags: vec![tag("team", "a"), tag("gone", "soon")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
+        .info
+        .unwrap()
+        .run_id;
+    // A run with no data at all.
+    let empty = run(&mut c, &exp).await;
+
+    // A mixed batch (one transaction), then metrics alone (PostgreSQL's one-statement path).
+    c.log_batch(pb::LogBatchRequest {
+        run_id: r.clone(),
+        metrics: vec![metric("loss", 0.5, 1), metric("loss", 0.25, 2)],
+        params: vec![param("lr", "0.1"), param("depth", "7")],
+        tags: vec![tag("team", "b")],
+    })
+    .await
+    .unwrap();
+    let third = 0.1 + 0.2;
+    for m in [
+        metric("loss", third, 3),
+        // older than the stored point: history only, not the latest
+        metric("loss", 9.0, 0),
+        metric("nan", f64::NAN, 1),
+        metric("big", 1e300, 1),
+        metric("inf", f64::INFINITY, 1),
+        metric("tiny", -5e-324, 1),
+    ] {
+        c.log_metric(pb::LogMetricRequest {
+            run_id: r.clone(),
+            metric: Some(m),
+        })
+        .await
+        .unwrap();
+    }
+    c.log_batch(pb::LogBatchRequest {
+        run_id: r.clone(),
+        metrics: vec![metric("acc", 0.75, 1), metric("nan", 2.0, 2)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    c.log_param(pb::LogParamRequest {
+        run_id: r.clone(),
+        param: Some(param("seed", "42")),
+    })
+    .await
+    .unwrap();
+    // The same param again with its value is accepted and changes nothing.
+    c.log_batch(pb::LogBatchRequest {
+        run_id: r.clone(),
+        params: vec![param("lr", "0.1")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A changed param is refused, and nothing of its batch is kept.
+    let refused = c
+        .log_batch(pb::LogBatchRequest {
+            run_id: r.clone(),
+            params: vec![param("lr", "0.2")],
+            tags: vec![tag("half", "written")],
+            metrics: vec![metric("acc", 0.0, 9)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    c.set_tag(pb::SetTagRequest {
+        run_id: r.clone(),
+        tag: Some(tag("team", "c")),
+    })
+    .await
+    .unwrap();
+    c.delete_tag(pb::DeleteTagRequest {
+        run_id: r.clone(),
+        key: "gone".into(),
+    })
+    .await
+    .unwrap();
+    c.update_run(pb::UpdateRunRequest {
+        run_id: r.clone(),
+        run_name: "second-name".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let got = crate::get_run(&mut c, &r).await;
+    let (params, tags, metrics) = data_of(&got);
+    assert_eq!(
+        params,
+        BTreeMap::from([
+            ("depth".into(), "7".into()),
+            ("lr".into(), "0.1".into()),
+            ("seed".into(), "42".into()),
+        ])
+    );
+    assert_eq!(tags.get("team").map(String::as_str), Some("c"));
+    assert_eq!(
+        tags.get("mlflow.runName").map(String::as_str),
+        Some("second-name")
+    );
+    assert!(!tags.contains_key("gone"), "{tags:?}");
+    assert!(!tags.contains_key("half"), "{tags:?}");
+    let point = |v: f64, step: i64| (v.to_bits().to_string(), 1_700_000_000_000 + step, step);
+    assert_eq!(
+        metrics,
+        BTreeMap::from([
+            ("acc".into(), point(0.75, 1)),
+            ("big".into(), point(1e300, 1)),
+            ("inf".into(), point(f64::INFINITY, 1)),
+            ("loss".into(), point(third, 3)),
+            ("nan".into(), point(2.0, 2)),
+            ("tiny".into(), point(-5e-324, 1)),
+        ])
+    );
+    // A search's page shows the same data as GetRun, for a run with data and one without.
+    assert_eq!(data_of(&searched(&mut c, &exp, &r).await), data_of(&got));
+    let bare = searched(&mut c, &exp, &empty).await;
+    assert_eq!(
+        data_of(&bare),
+        data_of(&crate::get_run(&mut c, &empty).await)
+    );
+    assert!(bare.data.unwrap().params.is_empty());
+
+    if sb.tracking().store.db().backend() == mlops_storage::Backend::Postgres {
+        let out = documents_out_of_step(sb.tracking().store.db().reader()).await;
+        assert!(
+            out.is_empty(),
+            "documents differ from their tables: {out:?}"
+        );
+    }
+    sb.stop().await.unwrap();
+}
+
+/// Concurrent batches to one run, overlapping keys in opposite orders: every one is
+/// kept, nothing deadlocks, and the document ends equal to its tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_keep_documents_in_step() {
+    let (sb, mut c) = tracking_on(Database::Postgres).await;
+    let exp = experiment(&mut c, "docs-concurrent").await;
+    let runs = [run(&mut c, &exp).await, run(&mut c, &exp).await];
+    let mut tasks = vec![];
+    for w in 0..8 {
+        let mut c = sb.tracking_client().await;
+        let runs = runs.clone();
+        tasks.push(tokio::spawn(async move {
+            for b in 0..15i64 {
+                let r = &runs[(w + b as usize) % 2];
+                let mut keys: Vec<String> = (0..4).map(|k| format!("k{k}")).collect();
+                if w % 2 == 1 {
+                    keys.reverse();
+                }
+                let metrics = keys
+                    .iter()
+                    .map(|k| metric(k, (w * 100) as f64 + b as f64, b * 10 + w as i64))
+                    .collect();
+                // Tags on odd batches, metrics alone on even ones (the two write paths).
+                let tags = if b % 2 == 1 {
+                    keys.iter().map(|k| tag(k, &format!("w{w}"))).collect()
+                } else {
+                    vec![]
+                };
+                c.log_batch(pb::LogBatchRequest {
+                    run_id: r.clone(),
+                    metrics,
+                    params: vec![param(&format!("w{w}b{b}"), "1")],
+                    tags,
+                })
+                .await
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let out = documents_out_of_step(sb.tracking().store.db().reader()).await;
+    assert!(
+        out.is_empty(),
+        "documents differ from their tables: {out:?}"
+    );
+    let mut params = 0;
+    for r in &runs {
+        let got = crate::get_run(&mut c, r).await;
+        let (p, _, m) = data_of(&got);
+        params += p.len();
+        // The latest point of each key is the one with the highest step written to it.
+        for (k, (_, _, step)) in &m {
+            let h = c
+                .get_metric_history(pb::GetMetricHistoryRequest {
+                    run_id: r.clone(),
+                    metric_key: k.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(Some(step), h.steps.iter().max(), "{k}");
+        }
+        assert_eq!(data_of(&searched(&mut c, &exp, r).await), data_of(&got));
+    }
+    assert_eq!(params, 8 * 15);
+    sb.stop().await.unwrap();
+}
+
+/// Runs written before the migration that added the documents get theirs from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_logged_before_the_documents_get_them() {
+    let url = fresh_postgres_database().await.unwrap();
+    let all = mlops_tracking::store::migrations();
+    let before: Vec<_> = all.iter().filter(|m| m.version < 6).cloned().collect();
+    assert_eq!(
+        before.len(),
+        all.len() - 1,
+        "the documents' migration is the last"
+    );
+    {
+        let args = mlops_storage::DbArgs {
+            database_url: url.clone(),
+            db_max_connections: 2,
+            db_acquire_timeout_ms: 2000,
+            db_statement_timeout_ms: 0,
+        };
+        let db = mlops_storage::Db::connect(&args.options()).await.unwrap();
+        db.migrate("tracking", &before).await.unwrap();
+        for sql in [
+            "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) \
+             VALUES (7, 'old', 'file:///tmp/old', 'active', 1, 1)",
+            "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, artifact_uri, lifecycle_stage) \
+             VALUES ('0123456789abcdef0123456789abcdef', 7, 'old-run', 'u', 'FINISHED', 5, 'file:///tmp/old/r', 'active'), \
+             ('fedcba9876543210fedcba9876543210', 7, 'bare', 'u', 'FINISHED', 4, 'file:///tmp/old/b', 'active')",
+            "INSERT INTO params VALUES ('0123456789abcdef0123456789abcdef', 'lr', '0.1')",
+            "INSERT INTO tags VALUES ('0123456789abcdef0123456789abcdef', 'mlflow.runName', 'old-run')",
+            "INSERT INTO latest_metrics VALUES ('0123456789abcdef0123456789abcdef', 'loss', 0.30000000000000004, 0, 10, 3), \
+             ('0123456789abcdef0123456789abcdef', 'nan', NULL, 1, 11, 4)",
+        ] {
+            sqlx::query(sql).execute(db.writer()).await.unwrap();
+        }
+    }
+    let sb = Sandbox::builder()
+        .database(Database::Sqlite)
+        .tracking_with(move |c| c.db.database_url = url)
+        .start()
+        .await
+        .unwrap();
+    let mut c = sb.tracking_client().await;
+    assert!(documents_out_of_step(sb.tracking().store.db().reader())
+        .await
+        .is_empty());
+    let old = "0123456789abcdef0123456789abcdef";
+    let got = crate::get_run(&mut c, old).await;
+    let (params, tags, metrics) = data_of(&got);
+    assert_eq!(params, BTreeMap::from([("lr".into(), "0.1".into())]));
+    assert_eq!(
+        tags.get("mlflow.runName").map(String::as_str),
+        Some("old-run")
+    );
+    assert_eq!(
+        metrics,
+        BTreeMap::from([
+            ("loss".into(), ((0.1f64 + 0.2).to_bits().to_string(), 10, 3)),
+            ("nan".into(), ("NaN".into(), 11, 4)),
+        ])
+    );
+    assert_eq!(data_of(&searched(&mut c, "7", old).await), data_of(&got));
+    // Writes after the migration merge into the documents it made.
+    c.log_batch(pb::LogBatchRequest {
+        run_id: old.into(),
+        params: vec![param("depth", "3")],
+        metrics: vec![metric("loss", 0.125, 5)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (params, _, metrics) = data_of(&searched(&mut c, "7", old).await);
+    assert_eq!(params.len(), 2);
+    assert_eq!(metrics["loss"].2, 5);
+    assert_eq!(metrics["nan"].0, "NaN");
+    let bare = crate::get_run(&mut c, "fedcba9876543210fedcba9876543210").await;
+    assert!(bare.data.unwrap().params.is_empty());
+    assert!(documents_out_of_step(sb.tracking().store.db().reader())
+        .await
+        .is_empty());
+    sb.stop().await.unwrap();
+}
