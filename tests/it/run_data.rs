@@ -148,6 +148,27 @@ async fn every_write_path_shows_in_get_run_and_search(db: Database) {
     })
     .await
     .unwrap();
+    // One param alone (PostgreSQL's one-statement path): the same value again is
+    // fine, another is refused naming both.
+    c.log_param(pb::LogParamRequest {
+        run_id: r.clone(),
+        param: Some(param("seed", "42")),
+    })
+    .await
+    .unwrap();
+    let changed = c
+        .log_param(pb::LogParamRequest {
+            run_id: r.clone(),
+            param: Some(param("seed", "43")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(changed.code(), tonic::Code::InvalidArgument);
+    assert!(
+        changed.message().contains("`42`") && changed.message().contains("`43`"),
+        "{}",
+        changed.message()
+    );
     // A changed param is refused, and nothing of its batch is kept.
     let refused = c
         .log_batch(pb::LogBatchRequest {
@@ -175,6 +196,41 @@ async fn every_write_path_shows_in_get_run_and_search(db: Database) {
         run_id: r.clone(),
         run_name: "second-name".into(),
         ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // A deleted run takes nothing, through either path, until restored.
+    c.delete_run(pb::DeleteRunRequest {
+        run_id: empty.clone(),
+    })
+    .await
+    .unwrap();
+    for batch in [
+        pb::LogBatchRequest {
+            run_id: empty.clone(),
+            params: vec![param("late", "1")],
+            ..Default::default()
+        },
+        pb::LogBatchRequest {
+            run_id: empty.clone(),
+            params: vec![param("late", "1"), param("later", "2")],
+            ..Default::default()
+        },
+    ] {
+        let e = c.log_batch(batch).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
+    }
+    let missing = c
+        .log_param(pb::LogParamRequest {
+            run_id: "0123456789abcdef0123456789abcdef".into(),
+            param: Some(param("x", "1")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    c.restore_run(pb::RestoreRunRequest {
+        run_id: empty.clone(),
     })
     .await
     .unwrap();
