@@ -181,11 +181,12 @@ pub(crate) fn run_info(r: &AnyRow) -> pb::RunInfo {
 pub(crate) fn run_with_data_columns(backend: Backend, as_text: bool) -> String {
     let cols: Vec<String> = RUN_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
     let data = match backend {
+        // A scalar subquery keeps its value's JSON subtype, so the objects nest as JSON.
         Backend::Sqlite => "json_array(\
-             json((SELECT json_group_object(x.key, x.value) FROM params x WHERE x.run_id = r.run_id)), \
-             json((SELECT json_group_object(x.key, x.value) FROM tags x WHERE x.run_id = r.run_id)), \
-             json((SELECT json_group_object(x.key, json_array(printf('%!.17g', x.value), x.is_nan, \
-             x.timestamp, x.step)) FROM latest_metrics x WHERE x.run_id = r.run_id)))"
+             (SELECT json_group_object(x.key, x.value) FROM params x WHERE x.run_id = r.run_id), \
+             (SELECT json_group_object(x.key, x.value) FROM tags x WHERE x.run_id = r.run_id), \
+             (SELECT json_group_object(x.key, json_array(printf('%!.17g', x.value), x.is_nan, \
+             x.timestamp, x.step)) FROM latest_metrics x WHERE x.run_id = r.run_id))"
             .to_owned(),
         Backend::Postgres => format!(
             "(SELECT jsonb_build_array(d.params, d.tags, d.metrics){} FROM run_docs d \
