@@ -70,7 +70,10 @@ async fn documents_out_of_step(pool: &sqlx::AnyPool) -> Vec<String> {
            FROM tags x WHERE x.run_id = r.run_id), '{}') \
          OR COALESCE(d.metrics, '{}') IS DISTINCT FROM COALESCE((SELECT jsonb_object_agg(x.key, \
            jsonb_build_array(x.value::text, x.is_nan, x.timestamp, x.step)) FROM latest_metrics x \
-           WHERE x.run_id = r.run_id), '{}')",
+           WHERE x.run_id = r.run_id), '{}') \
+         OR COALESCE(d.linked, false) IS DISTINCT FROM (EXISTS (SELECT 1 FROM run_inputs x WHERE x.run_id = r.run_id) \
+           OR EXISTS (SELECT 1 FROM run_outputs x WHERE x.run_id = r.run_id) \
+           OR EXISTS (SELECT 1 FROM run_model_inputs x WHERE x.run_id = r.run_id))",
     )
     .fetch_all(&mut *conn)
     .await
@@ -385,6 +388,8 @@ async fn runs_logged_before_the_documents_get_them() {
             "INSERT INTO tags VALUES ('0123456789abcdef0123456789abcdef', 'mlflow.runName', 'old-run')",
             "INSERT INTO latest_metrics VALUES ('0123456789abcdef0123456789abcdef', 'loss', 0.30000000000000004, 0, 10, 3), \
              ('0123456789abcdef0123456789abcdef', 'nan', NULL, 1, 11, 4)",
+            "INSERT INTO datasets VALUES ('ds1', 7, 'train', 'd1g357', 'local', 'file:///tmp/train', '', '')",
+            "INSERT INTO run_inputs VALUES ('0123456789abcdef0123456789abcdef', 'ds1', 'training', '[]')",
         ] {
             sqlx::query(sql).execute(db.writer()).await.unwrap();
         }
@@ -415,6 +420,12 @@ async fn runs_logged_before_the_documents_get_them() {
         ])
     );
     assert_eq!(data_of(&searched(&mut c, "7", old).await), data_of(&got));
+    // Its input, found through the document's link flag.
+    let inputs = got.inputs.unwrap().dataset_inputs;
+    assert_eq!(inputs.len(), 1);
+    assert_eq!(inputs[0].dataset.as_ref().unwrap().name, "train");
+    let page = searched(&mut c, "7", old).await;
+    assert_eq!(page.inputs.unwrap().dataset_inputs.len(), 1);
     // Writes after the migration merge into the documents it made.
     c.log_batch(pb::LogBatchRequest {
         run_id: old.into(),

@@ -186,10 +186,10 @@ pub(crate) fn run_with_data_columns(backend: Backend, as_text: bool) -> String {
              (SELECT json_group_object(x.key, x.value) FROM params x WHERE x.run_id = r.run_id), \
              (SELECT json_group_object(x.key, x.value) FROM tags x WHERE x.run_id = r.run_id), \
              (SELECT json_group_object(x.key, json_array(printf('%!.17g', x.value), x.is_nan, \
-             x.timestamp, x.step)) FROM latest_metrics x WHERE x.run_id = r.run_id))"
+             x.timestamp, x.step)) FROM latest_metrics x WHERE x.run_id = r.run_id), json('true'))"
             .to_owned(),
         Backend::Postgres => format!(
-            "(SELECT jsonb_build_array(d.params, d.tags, d.metrics){} FROM run_docs d \
+            "(SELECT jsonb_build_array(d.params, d.tags, d.metrics, d.linked){} FROM run_docs d \
              WHERE d.run_id = r.run_id)",
             if as_text { "::text" } else { "" }
         ),
@@ -197,15 +197,18 @@ pub(crate) fn run_with_data_columns(backend: Backend, as_text: bool) -> String {
     format!("{}, {data} AS data_json", cols.join(", "))
 }
 
-/// `data_json` of [`run_with_data_columns`]: params, tags and metrics by key.
+/// `data_json` of [`run_with_data_columns`]: params, tags and metrics by key, and
+/// whether the run may have inputs or outputs (PostgreSQL knows; SQLite says yes).
 type RunDoc = (
     BTreeMap<String, String>,
     BTreeMap<String, String>,
     BTreeMap<String, (Option<String>, i64, i64, i64)>,
+    bool,
 );
 
-/// A row of [`run_with_data_columns`] (`as_text`) as a run (without inputs).
-pub(crate) fn run_from_row(r: &AnyRow) -> pb::Run {
+/// A row of [`run_with_data_columns`] (`as_text`) as a run (without inputs), and
+/// whether it may have inputs or outputs to attach.
+pub(crate) fn run_from_row(r: &AnyRow) -> (pb::Run, bool) {
     let text: Option<String> = r.get("data_json");
     let doc = text.and_then(|t| {
         serde_json::from_str(&t)
@@ -215,10 +218,11 @@ pub(crate) fn run_from_row(r: &AnyRow) -> pb::Run {
     run_with_data(run_info(r), doc)
 }
 
-/// A run from its info and its data (none: a run nothing was logged to).
-fn run_with_data(info: pb::RunInfo, doc: Option<RunDoc>) -> pb::Run {
-    let (params, tags, metrics) = doc.unwrap_or_default();
-    pb::Run {
+/// A run from its info and its data (none: a run nothing was logged to), and
+/// whether it may have inputs or outputs to attach.
+fn run_with_data(info: pb::RunInfo, doc: Option<RunDoc>) -> (pb::Run, bool) {
+    let (params, tags, metrics, linked) = doc.unwrap_or_default();
+    let run = pb::Run {
         info: Some(info),
         data: Some(pb::RunData {
             params: params
@@ -248,7 +252,8 @@ fn run_with_data(info: pb::RunInfo, doc: Option<RunDoc>) -> pb::Run {
         }),
         inputs: Some(pb::RunInputs::default()),
         outputs: None,
-    }
+    };
+    (run, linked)
 }
 
 /// Wraps a page query over [`run_with_data_columns`] so the whole page comes back
@@ -271,8 +276,8 @@ pub(crate) fn page_as_json(backend: Backend, page_sql: &str) -> String {
     }
 }
 
-/// The runs of a [`page_as_json`] result.
-pub(crate) fn runs_from_page_json(text: Option<&str>) -> Vec<pb::Run> {
+/// The runs of a [`page_as_json`] result, and whether any may have inputs or outputs.
+pub(crate) fn runs_from_page_json(text: Option<&str>) -> (Vec<pb::Run>, bool) {
     type Row = (
         String,
         String,
@@ -294,7 +299,9 @@ pub(crate) fn runs_from_page_json(text: Option<&str>) -> Vec<pb::Run> {
             vec![]
         }),
     };
-    rows.into_iter()
+    let mut linked = false;
+    let runs = rows
+        .into_iter()
         .map(
             |(
                 run_id,
@@ -323,10 +330,13 @@ pub(crate) fn runs_from_page_json(text: Option<&str>) -> Vec<pb::Run> {
                     parent_run_id: parent.unwrap_or_default(),
                     lease_expires_at: lease,
                 };
-                run_with_data(info, doc)
+                let (run, l) = run_with_data(info, doc);
+                linked |= l;
+                run
             },
         )
-        .collect()
+        .collect();
+    (runs, linked)
 }
 
 /// The columns [`run_info`] reads.

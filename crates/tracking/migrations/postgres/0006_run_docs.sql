@@ -12,7 +12,10 @@ CREATE TABLE run_docs (
     params JSONB NOT NULL DEFAULT '{}',
     tags JSONB NOT NULL DEFAULT '{}',
     -- key: [value as text or null when NaN, is_nan, timestamp, step]
-    metrics JSONB NOT NULL DEFAULT '{}'
+    metrics JSONB NOT NULL DEFAULT '{}',
+    -- Whether the run has dataset inputs, model inputs or model outputs: a run or a
+    -- page without any skips the queries that read them. Links are never removed.
+    linked BOOLEAN NOT NULL DEFAULT false
 );
 
 CREATE FUNCTION run_docs_params() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -51,6 +54,13 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE FUNCTION run_docs_linked() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO run_docs AS d (run_id, linked) SELECT DISTINCT run_id, true FROM new_rows
+    ON CONFLICT (run_id) DO UPDATE SET linked = true WHERE NOT d.linked;
+    RETURN NULL;
+END $$;
+
 CREATE TRIGGER params_to_run_docs AFTER INSERT ON params
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_docs_params();
 CREATE TRIGGER tags_inserted_to_run_docs AFTER INSERT ON tags
@@ -63,13 +73,22 @@ CREATE TRIGGER latest_metrics_inserted_to_run_docs AFTER INSERT ON latest_metric
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_docs_metrics();
 CREATE TRIGGER latest_metrics_updated_to_run_docs AFTER UPDATE ON latest_metrics
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_docs_metrics();
+CREATE TRIGGER run_inputs_to_run_docs AFTER INSERT ON run_inputs
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_docs_linked();
+CREATE TRIGGER run_outputs_to_run_docs AFTER INSERT ON run_outputs
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_docs_linked();
+CREATE TRIGGER run_model_inputs_to_run_docs AFTER INSERT ON run_model_inputs
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_docs_linked();
 
 -- The documents of the runs logged so far.
 SET LOCAL extra_float_digits = 3;
-INSERT INTO run_docs (run_id, params, tags, metrics)
+INSERT INTO run_docs (run_id, params, tags, metrics, linked)
 SELECT r.run_id,
     COALESCE((SELECT jsonb_object_agg(x.key, x.value) FROM params x WHERE x.run_id = r.run_id), '{}'),
     COALESCE((SELECT jsonb_object_agg(x.key, x.value) FROM tags x WHERE x.run_id = r.run_id), '{}'),
     COALESCE((SELECT jsonb_object_agg(x.key, jsonb_build_array(x.value::text, x.is_nan, x.timestamp, x.step))
-        FROM latest_metrics x WHERE x.run_id = r.run_id), '{}')
+        FROM latest_metrics x WHERE x.run_id = r.run_id), '{}'),
+    EXISTS (SELECT 1 FROM run_inputs x WHERE x.run_id = r.run_id)
+        OR EXISTS (SELECT 1 FROM run_outputs x WHERE x.run_id = r.run_id)
+        OR EXISTS (SELECT 1 FROM run_model_inputs x WHERE x.run_id = r.run_id)
 FROM runs r;

@@ -188,8 +188,11 @@ impl Store {
         .fetch_optional(self.db.reader())
         .await?
         .ok_or_else(|| run_not_found(run_id))?;
-        let mut runs = [run_from_row(&row)];
-        self.attach_inputs_and_outputs(&mut runs).await?;
+        let (run, linked) = run_from_row(&row);
+        let mut runs = [run];
+        if linked {
+            self.attach_inputs_and_outputs(&mut runs).await?;
+        }
         let [mut run] = runs;
         run.outputs.get_or_insert_with(Default::default);
         Ok(run)

@@ -221,14 +221,16 @@ impl Store {
         let sql = sql.wrap(|inner| super::page_as_json(self.db.backend(), inner));
         let rows = sql.fetch_all(&self.db).await?;
         let page: Option<String> = rows.first().and_then(|r| r.get(0));
-        let mut runs = super::runs_from_page_json(page.as_deref());
+        let (mut runs, linked) = super::runs_from_page_json(page.as_deref());
         let next = if runs.len() > max as usize {
             runs.truncate(max as usize);
             PageToken::encode(offset + max as i64)
         } else {
             String::new()
         };
-        self.attach_inputs_and_outputs(&mut runs).await?;
+        if linked {
+            self.attach_inputs_and_outputs(&mut runs).await?;
+        }
         Ok((runs, next))
     }
 }
