@@ -130,6 +130,30 @@ async fn every_write_path_shows_in_get_run_and_search(db: Database) {
         .await
         .unwrap();
     }
+    // NaN and real values in turn, alone and in batches: a statement prepared for one
+    // on a pooled connection must take the other (sqlx's Any driver typed a NULL
+    // float as `real`, and PostgreSQL refused the next real value as INTERNAL).
+    let flips = run(&mut c, &exp).await;
+    for i in 0..40i64 {
+        let v = if i % 2 == 0 { f64::NAN } else { i as f64 };
+        c.log_metric(pb::LogMetricRequest {
+            run_id: flips.clone(),
+            metric: Some(metric("flip", v, i)),
+        })
+        .await
+        .unwrap();
+        c.log_batch(pb::LogBatchRequest {
+            run_id: flips.clone(),
+            metrics: vec![metric("flop", v, i)],
+            tags: vec![tag("turn", &i.to_string())],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let flipped = data_of(&crate::get_run(&mut c, &flips).await).2;
+    assert_eq!(flipped["flip"].0, 39f64.to_bits().to_string());
+    assert_eq!(flipped["flop"].0, 39f64.to_bits().to_string());
     c.log_batch(pb::LogBatchRequest {
         run_id: r.clone(),
         metrics: vec![metric("acc", 0.75, 1), metric("nan", 2.0, 2)],

@@ -65,6 +65,11 @@ fn latest_of<'a>(points: &[&'a pb::Metric]) -> &'a pb::Metric {
     best
 }
 
+// A NaN's latest value is stored as NULL (with `is_nan`), made NULL in SQL from the
+// bound float: sqlx 0.8's Any driver sends a NULL `f64` typed as `real`, and a statement
+// cached on a connection with that type then refuses the next real value ("incorrect
+// binary data format") on PostgreSQL.
+
 /// The `WHERE` of the latest-metric upsert: only a newer point replaces the stored one.
 const NEWER_THAN_STORED: &str = "WHERE excluded.step > latest_metrics.step \
      OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
@@ -117,7 +122,8 @@ impl Store {
              chunks AS (INSERT INTO metric_chunks (run_id, key, n, data) SELECT $1, v.key, v.n, v.data \
                FROM (VALUES {}) AS v(key, n, data) WHERE EXISTS (SELECT 1 FROM live)), \
              latest AS (INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) \
-               SELECT $1, v.key, v.value, v.is_nan, v.ts, v.step FROM (VALUES {}) AS v(key, value, is_nan, ts, step) \
+               SELECT $1, v.key, CASE WHEN v.is_nan = 1 THEN NULL ELSE v.value END, v.is_nan, v.ts, v.step \
+               FROM (VALUES {}) AS v(key, value, is_nan, ts, step) \
                WHERE EXISTS (SELECT 1 FROM live) \
                ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
                timestamp = excluded.timestamp, step = excluded.step {NEWER_THAN_STORED}) \
@@ -133,7 +139,7 @@ impl Store {
                 .bind(*key)
                 .bind(points.len() as i64)
                 .bind(encode_chunk(points))
-                .bind((!nan).then_some(best.value))
+                .bind(best.value)
                 .bind(nan as i64)
                 .bind(best.timestamp)
                 .bind(best.step);
@@ -348,7 +354,17 @@ impl Store {
                  ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
                  timestamp = excluded.timestamp, step = excluded.step {NEWER_THAN_STORED}",
                 (0..by_key.len())
-                    .map(|i| format!("($1, ${}, ${}, ${}, ${}, ${})", 2 + 5 * i, 3 + 5 * i, 4 + 5 * i, 5 + 5 * i, 6 + 5 * i))
+                    .map(|i| {
+                        let b = 2 + 5 * i;
+                        format!(
+                            "($1, ${b}, CASE WHEN ${} = 1 THEN NULL ELSE ${} END, ${}, ${}, ${})",
+                            b + 2,
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -358,7 +374,7 @@ impl Store {
                 let nan = best.value.is_nan();
                 q = q
                     .bind(*key)
-                    .bind((!nan).then_some(best.value))
+                    .bind(best.value)
                     .bind(nan as i64)
                     .bind(best.timestamp)
                     .bind(best.step);
