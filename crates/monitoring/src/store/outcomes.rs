@@ -81,13 +81,16 @@ impl Store {
             let mut sql = String::from(
                 "INSERT INTO monitoring_predictions (monitor, request_id, row_index, model_version, window_id, prediction, score, created_at) VALUES ",
             );
+            // The score is always bound as a float and made NULL in SQL when absent:
+            // sqlx 0.8's Any driver sends a NULL f64 typed as `real`, and a statement
+            // cached on a PostgreSQL connection with that type refuses the next score.
             for i in 0..chunk.len() {
-                let b = i * 8;
+                let b = i * 9;
                 if i > 0 {
                     sql.push(',');
                 }
                 sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    "(${}, ${}, ${}, ${}, ${}, ${}, CASE WHEN ${} = 1 THEN ${} END, ${})",
                     b + 1,
                     b + 2,
                     b + 3,
@@ -95,7 +98,8 @@ impl Store {
                     b + 5,
                     b + 6,
                     b + 7,
-                    b + 8
+                    b + 8,
+                    b + 9
                 ));
             }
             sql.push_str(" ON CONFLICT (monitor, request_id, row_index, model_version) DO NOTHING");
@@ -108,7 +112,8 @@ impl Store {
                     .bind(&p.model_version)
                     .bind(&p.window_id)
                     .bind(&p.prediction)
-                    .bind(p.score)
+                    .bind(p.score.is_some() as i64)
+                    .bind(p.score.unwrap_or(0.0))
                     .bind(now);
             }
             q.execute(&mut **tx).await?;
