@@ -1,8 +1,8 @@
 //! A run's params, tags and latest metrics as GetRun and SearchRuns return them, after
 //! writes through every path, on both backends. On PostgreSQL pages read them from
 //! per-run documents that triggers keep (`run_docs`), so there the documents are also
-//! compared with the tables they copy, after concurrent writers and after the
-//! migration that created them.
+//! compared with the tables they copy, here, after the migration that created them, and
+//! after concurrent writers (`tracking_data::concurrent_writers_to_one_run`).
 
 use std::collections::BTreeMap;
 
@@ -56,7 +56,7 @@ async fn searched(c: &mut Client, exp: &str, run_id: &str) -> pb::Run {
 }
 
 /// On PostgreSQL, the runs whose document differs from its tables (none expected).
-async fn documents_out_of_step(pool: &sqlx::AnyPool) -> Vec<String> {
+pub(crate) async fn documents_out_of_step(pool: &sqlx::AnyPool) -> Vec<String> {
     let mut conn = pool.acquire().await.unwrap();
     sqlx::query("SET extra_float_digits = 3")
         .execute(&mut *conn)
@@ -307,78 +307,6 @@ async fn every_write_path_shows_in_get_run_and_search(db: Database) {
             "documents differ from their tables: {out:?}"
         );
     }
-    sb.stop().await.unwrap();
-}
-
-/// Concurrent batches to one run, overlapping keys in opposite orders: every one is
-/// kept, nothing deadlocks, and the document ends equal to its tables.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_keep_documents_in_step() {
-    let (sb, mut c) = tracking_on(Database::Postgres).await;
-    let exp = experiment(&mut c, "docs-concurrent").await;
-    let runs = [run(&mut c, &exp).await, run(&mut c, &exp).await];
-    let mut tasks = vec![];
-    for w in 0..8 {
-        let mut c = sb.tracking_client().await;
-        let runs = runs.clone();
-        tasks.push(tokio::spawn(async move {
-            for b in 0..15i64 {
-                let r = &runs[(w + b as usize) % 2];
-                let mut keys: Vec<String> = (0..4).map(|k| format!("k{k}")).collect();
-                if w % 2 == 1 {
-                    keys.reverse();
-                }
-                let metrics = keys
-                    .iter()
-                    .map(|k| metric(k, (w * 100) as f64 + b as f64, b * 10 + w as i64))
-                    .collect();
-                // Tags on odd batches, metrics alone on even ones (the two write paths).
-                let tags = if b % 2 == 1 {
-                    keys.iter().map(|k| tag(k, &format!("w{w}"))).collect()
-                } else {
-                    vec![]
-                };
-                c.log_batch(pb::LogBatchRequest {
-                    run_id: r.clone(),
-                    metrics,
-                    params: vec![param(&format!("w{w}b{b}"), "1")],
-                    tags,
-                })
-                .await
-                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
-            }
-            Ok::<_, String>(())
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
-    let out = documents_out_of_step(sb.tracking().store.db().reader()).await;
-    assert!(
-        out.is_empty(),
-        "documents differ from their tables: {out:?}"
-    );
-    let mut params = 0;
-    for r in &runs {
-        let got = crate::get_run(&mut c, r).await;
-        let (p, _, m) = data_of(&got);
-        params += p.len();
-        // The latest point of each key is the one with the highest step written to it.
-        for (k, (_, _, step)) in &m {
-            let h = c
-                .get_metric_history(pb::GetMetricHistoryRequest {
-                    run_id: r.clone(),
-                    metric_key: k.clone(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            assert_eq!(Some(step), h.steps.iter().max(), "{k}");
-        }
-        assert_eq!(data_of(&searched(&mut c, &exp, r).await), data_of(&got));
-    }
-    assert_eq!(params, 8 * 15);
     sb.stop().await.unwrap();
 }
 

@@ -432,11 +432,20 @@ async fn concurrent_writers_to_one_run(db: Database) {
                     .iter()
                     .flat_map(|k| (0..10).map(move |i| metric(k, i as f64, (b * 10 + i) as i64)))
                     .collect();
-                let tags = keys.iter().map(|k| tag(k, &format!("w{w}"))).collect();
+                // Every other batch is metrics alone (PostgreSQL's one-statement path),
+                // racing the transactions of the others.
+                let (params, tags) = if b % 2 == 0 {
+                    (
+                        vec![param(&format!("w{w}"), "1")],
+                        keys.iter().map(|k| tag(k, &format!("w{w}"))).collect(),
+                    )
+                } else {
+                    (vec![], vec![])
+                };
                 c.log_batch(pb::LogBatchRequest {
                     run_id: r.clone(),
                     metrics,
-                    params: vec![param(&format!("w{w}"), "1")],
+                    params,
                     tags,
                 })
                 .await
@@ -462,6 +471,19 @@ async fn concurrent_writers_to_one_run(db: Database) {
     }
     let data = crate::get_run(&mut c, &r).await.data.unwrap();
     assert_eq!(data.params.len(), 12);
+    // The latest point of each key is its highest step, 19 * 10 + 9.
+    assert!(
+        data.metrics.iter().all(|m| m.step == 199),
+        "{:?}",
+        data.metrics
+    );
+    if sb.tracking().store.db().backend() == mlops_storage::Backend::Postgres {
+        let out = crate::run_data::documents_out_of_step(sb.tracking().store.db().reader()).await;
+        assert!(
+            out.is_empty(),
+            "documents differ from their tables: {out:?}"
+        );
+    }
     sb.stop().await.unwrap();
 }
 
