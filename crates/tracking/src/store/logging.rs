@@ -65,6 +65,13 @@ fn latest_of<'a>(points: &[&'a pb::Metric]) -> &'a pb::Metric {
     best
 }
 
+/// Locks a run's row (`$1`) and renews its lease from now (`$2`), giving its
+/// lifecycle stage: every write starts with it, because writing is a sign of life and
+/// writers to one run then queue on this row.
+const RENEW_LEASE: &str = "UPDATE runs SET lease_expires_at = CASE WHEN lease_seconds IS NULL \
+     OR status != 'RUNNING' THEN lease_expires_at ELSE $2 + lease_seconds * 1000 END \
+     WHERE run_id = $1 RETURNING lifecycle_stage";
+
 // A NaN's latest value is stored as NULL (with `is_nan`), made NULL in SQL from the
 // bound float: sqlx 0.8's Any driver sends a NULL `f64` typed as `real`, and a statement
 // cached on a connection with that type then refuses the next real value ("incorrect
@@ -116,8 +123,7 @@ impl Store {
             ));
         }
         let sql = format!(
-            "WITH run AS (UPDATE runs SET lease_expires_at = CASE WHEN lease_seconds IS NULL OR status != 'RUNNING' \
-               THEN lease_expires_at ELSE $2 + lease_seconds * 1000 END WHERE run_id = $1 RETURNING lifecycle_stage), \
+            "WITH run AS ({RENEW_LEASE}), \
              live AS (SELECT 1 FROM run WHERE lifecycle_stage = 'active'), \
              chunks AS (INSERT INTO metric_chunks (run_id, key, n, data) SELECT $1, v.key, v.n, v.data \
                FROM (VALUES {}) AS v(key, n, data) WHERE EXISTS (SELECT 1 FROM live)), \
@@ -162,21 +168,21 @@ impl Store {
     /// half-written; a value already there is read afterwards, in a new snapshot that
     /// sees a concurrent writer's.
     async fn log_param_pg(&self, run_id: &str, p: &pb::Param) -> Result<()> {
-        let row = sqlx::query(
-            "WITH run AS (UPDATE runs SET lease_expires_at = CASE WHEN lease_seconds IS NULL OR status != 'RUNNING' \
-               THEN lease_expires_at ELSE $2 + lease_seconds * 1000 END WHERE run_id = $1 RETURNING lifecycle_stage), \
+        let sql = format!(
+            "WITH run AS ({RENEW_LEASE}), \
              ins AS (INSERT INTO params (run_id, key, value) SELECT $1, $3, $4 \
                WHERE EXISTS (SELECT 1 FROM run WHERE lifecycle_stage = 'active') \
                ON CONFLICT (run_id, key) DO NOTHING RETURNING 1) \
-             SELECT lifecycle_stage, EXISTS (SELECT 1 FROM ins) FROM run",
-        )
-        .bind(run_id)
-        .bind(now_millis())
-        .bind(&p.key)
-        .bind(&p.value)
-        .fetch_optional(self.db.writer())
-        .await?
-        .ok_or_else(|| run_not_found(run_id))?;
+             SELECT lifecycle_stage, EXISTS (SELECT 1 FROM ins) FROM run"
+        );
+        let row = sqlx::query(&sql)
+            .bind(run_id)
+            .bind(now_millis())
+            .bind(&p.key)
+            .bind(&p.value)
+            .fetch_optional(self.db.writer())
+            .await?
+            .ok_or_else(|| run_not_found(run_id))?;
         if row.get::<String, _>(0) != super::ACTIVE {
             return Err(deleted_run(run_id));
         }
@@ -248,15 +254,12 @@ impl Store {
 
         let mut tx = self.db.begin().await?;
         // Locks the run row first (PostgreSQL) and renews its lease: writing is a sign of life.
-        let row = sqlx::query(
-            "UPDATE runs SET lease_expires_at = CASE WHEN lease_seconds IS NULL OR status != 'RUNNING' \
-             THEN lease_expires_at ELSE $1 + lease_seconds * 1000 END WHERE run_id = $2 RETURNING lifecycle_stage",
-        )
-        .bind(now_millis())
-        .bind(run_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| run_not_found(run_id))?;
+        let row = sqlx::query(RENEW_LEASE)
+            .bind(run_id)
+            .bind(now_millis())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| run_not_found(run_id))?;
         if row.get::<String, _>(0) != super::ACTIVE {
             return Err(deleted_run(run_id));
         }
