@@ -41,6 +41,21 @@ fn data_of(run: &pb::Run) -> Data {
     )
 }
 
+/// `LogParam` of one `key = value`.
+async fn log_param(
+    c: &mut Client,
+    run_id: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), tonic::Status> {
+    c.log_param(pb::LogParamRequest {
+        run_id: run_id.into(),
+        param: Some(param(key, value)),
+    })
+    .await
+    .map(|_| ())
+}
+
 async fn searched(c: &mut Client, exp: &str, run_id: &str) -> pb::Run {
     let page = c
         .search_runs(pb::SearchRunsRequest {
@@ -161,12 +176,7 @@ async fn every_write_path_shows_in_get_run_and_search(db: Database) {
     })
     .await
     .unwrap();
-    c.log_param(pb::LogParamRequest {
-        run_id: r.clone(),
-        param: Some(param("seed", "42")),
-    })
-    .await
-    .unwrap();
+    log_param(&mut c, &r, "seed", "42").await.unwrap();
     // The same param again with its value is accepted and changes nothing.
     c.log_batch(pb::LogBatchRequest {
         run_id: r.clone(),
@@ -177,19 +187,8 @@ async fn every_write_path_shows_in_get_run_and_search(db: Database) {
     .unwrap();
     // One param alone (PostgreSQL's one-statement path): the same value again is
     // fine, another is refused naming both.
-    c.log_param(pb::LogParamRequest {
-        run_id: r.clone(),
-        param: Some(param("seed", "42")),
-    })
-    .await
-    .unwrap();
-    let changed = c
-        .log_param(pb::LogParamRequest {
-            run_id: r.clone(),
-            param: Some(param("seed", "43")),
-        })
-        .await
-        .unwrap_err();
+    log_param(&mut c, &r, "seed", "42").await.unwrap();
+    let changed = log_param(&mut c, &r, "seed", "43").await.unwrap_err();
     assert_eq!(changed.code(), tonic::Code::InvalidArgument);
     assert!(
         changed.message().contains("`42`") && changed.message().contains("`43`"),
@@ -248,11 +247,7 @@ async fn every_write_path_shows_in_get_run_and_search(db: Database) {
         let e = c.log_batch(batch).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
     }
-    let missing = c
-        .log_param(pb::LogParamRequest {
-            run_id: "0123456789abcdef0123456789abcdef".into(),
-            param: Some(param("x", "1")),
-        })
+    let missing = log_param(&mut c, "0123456789abcdef0123456789abcdef", "x", "1")
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
