@@ -62,6 +62,12 @@ pub fn migrations() -> Vec<Migration> {
             sqlite: include_str!("../migrations/sqlite/0006_run_docs.sql").into(),
             postgres: include_str!("../migrations/postgres/0006_run_docs.sql").into(),
         },
+        Migration {
+            version: 7,
+            name: "run ids and keys in byte order".into(),
+            sqlite: include_str!("../migrations/sqlite/0007_byte_order_keys.sql").into(),
+            postgres: include_str!("../migrations/postgres/0007_byte_order_keys.sql").into(),
+        },
     ]
 }
 
