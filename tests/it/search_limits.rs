@@ -394,7 +394,7 @@ fn slow_sql(backend: Backend) -> SqlBuilder {
 async fn active_searches(db: &Db) -> i64 {
     use mlops_storage::sqlx::Row;
     mlops_storage::sqlx::query(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE '/* mlops-search %'",
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND application_name = 'mlops-search'",
     )
     .fetch_one(db.writer())
     .await

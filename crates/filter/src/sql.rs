@@ -3,7 +3,7 @@
 //! tags/params/metrics tables, and opaque page tokens.
 
 use base64::Engine;
-use mlops_storage::{Backend, Db, SearchTag, StorageError};
+use mlops_storage::{Backend, Db, StorageError};
 use sqlx::any::AnyRow;
 
 use crate::{Clause, Op, Value};
@@ -90,15 +90,7 @@ impl SqlBuilder {
     /// Runs the query as a search ([`Db::search`]: bounded concurrency, statement
     /// timeout, cancelled on the server when the caller goes away).
     pub async fn fetch_all(self, db: &Db) -> Result<Vec<AnyRow>, StorageError> {
-        let tag = SearchTag::new();
-        // Unnamed statements: PostgreSQL plans each search for its actual values, where
-        // a cached generic plan cannot know how selective `params.p0 = 'a'` is. SQLite
-        // caches them, so it gets no per-search comment.
-        let sql = match self.backend {
-            Backend::Postgres => format!("{}{}", tag.as_str(), self.sql),
-            Backend::Sqlite => self.sql,
-        };
-        let mut q = sqlx::query(&sql).persistent(self.backend == Backend::Sqlite);
+        let mut q = sqlx::query(&self.sql);
         for b in self.binds {
             q = match b {
                 Bind::Str(s) => q.bind(s),
@@ -106,7 +98,7 @@ impl SqlBuilder {
                 Bind::I64(v) => q.bind(v),
             };
         }
-        db.search(q, &tag).await
+        db.search(q).await
     }
 
     /// `<expr> <op> <value>` for a string comparison, LIKE and ILIKE included.

@@ -9,8 +9,9 @@
 //!   per component in `mlops_migrations`.
 //! - [`StorageError`]: what went wrong, classified for gRPC (a saturated pool is
 //!   `RESOURCE_EXHAUSTED`, an unreachable database `UNAVAILABLE`).
-//! - [`Db::search`] and [`SearchTag`]: searches, a bounded number at once, within the
-//!   statement timeout, and on PostgreSQL cancelled when their caller goes away.
+//! - [`Db::search`]: searches, a bounded number at once, within the statement
+//!   timeout, and on PostgreSQL on connections of their own, planned for each
+//!   search's values and cancelled when their caller goes away.
 //! - [`blob`]: artifacts and model files, the path rules applied before touching
 //!   them, and writes that never leave a partial file where a reader could see it.
 //!
@@ -228,11 +229,15 @@ pub struct Db {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// Where searches run: on PostgreSQL a pool of its own (see [`Db::search`]), on
+    /// SQLite the readers.
+    search: AnyPool,
     acquire_timeout: Duration,
     statement_timeout: Option<Duration>,
-    /// Searches running at once. On PostgreSQL reads and writes share one pool, so
-    /// searches get at most half of it and a burst of slow searches cannot take the
-    /// connections writes need; on SQLite writes have their own connection anyway.
+    /// Searches running at once. On PostgreSQL searches get half of
+    /// `max_connections` as a pool of their own and reads and writes the other half,
+    /// so a burst of slow searches cannot take the connections writes need; on
+    /// SQLite writes have their own connection anyway.
     search_slots: Arc<Semaphore>,
     search_slot_count: usize,
 }
@@ -288,45 +293,58 @@ impl Db {
             let full = format!("sqlite://{path}?{query}");
             // The writer is opened first so it creates the file and switches it to WAL.
             let write = open_pool(&full, opts, || {
-                AnyPoolOptions::new()
+                pool_options()
                     .max_connections(1)
                     .acquire_timeout(opts.acquire_timeout)
                     .after_connect(|conn, _meta| sqlite_pragmas(conn))
             })
             .await?;
             let read = open_pool(&full, opts, || {
-                AnyPoolOptions::new()
+                pool_options()
                     .max_connections(opts.max_connections.max(1))
                     .acquire_timeout(opts.acquire_timeout)
                     .after_connect(|conn, _meta| sqlite_pragmas(conn))
             })
             .await?;
-            return Ok(Db::new(Backend::Sqlite, read, write, opts));
+            return Ok(Db::new(Backend::Sqlite, read.clone(), write, read, opts));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let timeout_ms = opts.statement_timeout.as_millis();
+            let slots = postgres_search_slots(opts.max_connections);
             let pool = open_pool(url, opts, || {
-                AnyPoolOptions::new()
-                    .max_connections(opts.max_connections.max(1))
+                pool_options()
+                    .max_connections((opts.max_connections as usize - slots).max(1) as u32)
                     .acquire_timeout(opts.acquire_timeout)
-                    .after_connect(move |conn, _meta| postgres_settings(conn, timeout_ms))
+                    .after_connect(move |conn, _meta| postgres_settings(conn, timeout_ms, false))
             })
             .await?;
-            return Ok(Db::new(Backend::Postgres, pool.clone(), pool, opts));
+            // Connected on the first search: the first connection above proved the URL.
+            let search = pool_options()
+                .max_connections(slots as u32)
+                .acquire_timeout(opts.acquire_timeout)
+                .after_connect(move |conn, _meta| postgres_settings(conn, timeout_ms, true))
+                .connect_lazy(url)?;
+            return Ok(Db::new(Backend::Postgres, pool.clone(), pool, search, opts));
         }
         Err(StorageError::BadUrl(url.to_owned()))
     }
 
-    fn new(backend: Backend, read: AnyPool, write: AnyPool, opts: &DbOptions) -> Db {
-        let connections = opts.max_connections.max(1) as usize;
+    fn new(
+        backend: Backend,
+        read: AnyPool,
+        write: AnyPool,
+        search: AnyPool,
+        opts: &DbOptions,
+    ) -> Db {
         let search_slot_count = match backend {
-            Backend::Postgres => (connections / 2).max(1),
-            Backend::Sqlite => connections,
+            Backend::Postgres => postgres_search_slots(opts.max_connections),
+            Backend::Sqlite => opts.max_connections.max(1) as usize,
         };
         Db {
             backend,
             read,
             write,
+            search,
             acquire_timeout: opts.acquire_timeout,
             statement_timeout: (!opts.statement_timeout.is_zero())
                 .then_some(opts.statement_timeout),
@@ -379,10 +397,17 @@ impl Db {
         }
     }
 
-    /// Runs a search (a query whose cost the caller's filter decides) on the read pool:
-    /// at most [`Db::search_slots`] at once, within the statement timeout, and, on
-    /// PostgreSQL, cancelled on the server when the caller goes away (the future is
-    /// dropped), so an abandoned search does not keep a connection busy.
+    /// Runs a search (a query whose cost the caller's filter decides): at most
+    /// [`Db::search_slots`] at once, within the statement timeout.
+    ///
+    /// On PostgreSQL searches have connections of their own (`application_name`
+    /// `mlops-search` in `pg_stat_activity`), where each statement is prepared once
+    /// per connection (no parse and no describe round trip after the first) and
+    /// planned for every search's own values (`plan_cache_mode =
+    /// force_custom_plan`): a generic plan cannot know how selective
+    /// `params.p0 = 'a'` is. A search whose caller goes away (the future is
+    /// dropped) is cancelled on the server by its backend's pid and its connection
+    /// closed, so an abandoned search does not keep a connection busy.
     ///
     /// SQLite cannot be interrupted through sqlx: there the timeout stops the wait
     /// and answers `DEADLINE_EXCEEDED`, and the statement finishes on its reader
@@ -390,26 +415,38 @@ impl Db {
     pub async fn search<'q>(
         &self,
         query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-        tag: &SearchTag,
     ) -> Result<Vec<AnyRow>, StorageError> {
         let _slot = tokio::time::timeout(self.acquire_timeout, self.search_slots.acquire())
             .await
             .map_err(|_| StorageError::SearchesBusy(self.search_slot_count))?
             .map_err(|_| StorageError::Unavailable("the database is shutting down".into()))?;
-        let mut cancel = CancelOnDrop {
-            pool: (self.backend == Backend::Postgres).then(|| self.read.clone()),
-            tag,
-        };
-        let rows = match (self.backend, self.statement_timeout) {
+        match (self.backend, self.statement_timeout) {
             (Backend::Sqlite, Some(limit)) => {
-                tokio::time::timeout(limit, query.fetch_all(&self.read))
+                tokio::time::timeout(limit, query.fetch_all(&self.search))
                     .await
                     .map_err(|_| StorageError::TimedOut(Some(limit)))?
+                    .map_err(|e| self.classify(e))
             }
-            _ => query.fetch_all(&self.read).await,
-        };
-        cancel.pool = None;
-        rows.map_err(|e| self.classify(e))
+            (Backend::Sqlite, None) => query
+                .fetch_all(&self.search)
+                .await
+                .map_err(|e| self.classify(e)),
+            (Backend::Postgres, _) => {
+                let mut conn = self.search.acquire().await.map_err(|e| self.classify(e))?;
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(|e| self.classify(e))?;
+                let mut guard = CancelOnDrop {
+                    pool: Some(self.read.clone()),
+                    pid,
+                    conn,
+                };
+                let rows = query.fetch_all(&mut *guard.conn).await;
+                guard.pool = None;
+                rows.map_err(|e| self.classify(e))
+            }
+        }
     }
 
     /// How many searches may run at once (see [`Db::search`]).
@@ -428,18 +465,14 @@ impl Db {
 
     /// Connections open and idle, for the pool gauge.
     pub fn pool_stats(&self) -> (u32, usize) {
-        let size = self.read.size()
-            + if self.backend == Backend::Sqlite {
-                self.write.size()
-            } else {
-                0
-            };
-        let idle = self.read.num_idle()
-            + if self.backend == Backend::Sqlite {
-                self.write.num_idle()
-            } else {
-                0
-            };
+        // SQLite: readers (which serve searches too) and the writer; PostgreSQL: the
+        // shared pool and the searches' own.
+        let other = match self.backend {
+            Backend::Sqlite => &self.write,
+            Backend::Postgres => &self.search,
+        };
+        let size = self.read.size() + other.size();
+        let idle = self.read.num_idle() + other.num_idle();
         (size, idle)
     }
 
@@ -540,72 +573,80 @@ fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> BoxFut<'_> {
 /// compiles any plan whose estimated cost passes `jit_above_cost`, which a search with
 /// a dozen clauses does: it then spends most of a second (several with 100 clauses)
 /// compiling a plan that runs in milliseconds.
-fn postgres_settings(conn: &mut sqlx::AnyConnection, statement_timeout_ms: u128) -> BoxFut<'_> {
+fn postgres_settings(
+    conn: &mut sqlx::AnyConnection,
+    statement_timeout_ms: u128,
+    searches: bool,
+) -> BoxFut<'_> {
     Box::pin(async move {
+        let searches = if searches {
+            " SET plan_cache_mode = force_custom_plan; SET application_name = 'mlops-search';"
+        } else {
+            ""
+        };
         conn.execute(
-            format!("SET statement_timeout = {statement_timeout_ms}; SET jit = off;").as_str(),
+            format!("SET statement_timeout = {statement_timeout_ms}; SET jit = off;{searches}")
+                .as_str(),
         )
         .await?;
         Ok(())
     })
 }
 
-/// Cancels, on the server, the search tagged `tag` if it is dropped while armed
-/// (`pool` set): the caller went away mid-query. Without it PostgreSQL would run the
-/// abandoned statement to its end.
-struct CancelOnDrop<'a> {
-    pool: Option<AnyPool>,
-    tag: &'a SearchTag,
+/// Half of `max_connections` (at least one): the connections of searches on
+/// PostgreSQL.
+fn postgres_search_slots(max_connections: u32) -> usize {
+    (max_connections.max(1) as usize / 2).max(1)
 }
 
-impl Drop for CancelOnDrop<'_> {
+/// A pool's options. sqlx pings a connection each time it is taken from the pool and
+/// each time it goes back: the second ping proves a connection returned a moment ago
+/// still works, so the first is only worth its round trip for one idle long
+/// enough to have been dropped by the server or the network.
+fn pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < Duration::from_secs(1) {
+                    return Ok(true);
+                }
+                // A broken connection is closed and another one taken.
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
+}
+
+/// Cancels, on the server, the search running on `conn` (backend `pid`) if it is
+/// dropped while armed (`pool` set): the caller went away mid-query. Without it
+/// PostgreSQL would run the abandoned statement to its end. The connection, left
+/// in the middle of a statement, is closed rather than returned to the pool.
+struct CancelOnDrop {
+    pool: Option<AnyPool>,
+    pid: i32,
+    conn: sqlx::pool::PoolConnection<Any>,
+}
+
+impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let Some(pool) = self.pool.take() else { return };
+        self.conn.close_on_drop();
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let prefix = self.tag.0.clone();
+        let pid = self.pid;
         // Best effort and bounded by the pool's acquire timeout: nothing awaits it
         // because the future that would is the one being dropped.
         rt.spawn(async move {
-            let cancelled = sqlx::query(
-                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
-                 WHERE pid <> pg_backend_pid() AND state = 'active' AND left(query, length($1)) = $1",
-            )
-            .bind(&prefix)
-            .execute(&pool)
-            .await;
+            let cancelled = sqlx::query("SELECT pg_cancel_backend($1)")
+                .bind(pid)
+                .execute(&pool)
+                .await;
             match cancelled {
-                Ok(r) => tracing::debug!(rows = r.rows_affected(), "abandoned search cancelled"),
+                Ok(_) => tracing::debug!(pid, "abandoned search cancelled"),
                 Err(e) => tracing::warn!(error = %e, "cancelling an abandoned search failed"),
             }
         });
-    }
-}
-
-/// A unique comment that a search's SQL starts with on PostgreSQL, so the search
-/// can be found in `pg_stat_activity` and cancelled when its caller goes away.
-#[derive(Debug, Clone)]
-pub struct SearchTag(String);
-
-impl SearchTag {
-    /// A new tag, unique across processes.
-    pub fn new() -> Self {
-        SearchTag(format!(
-            "/* mlops-search {} */ ",
-            uuid::Uuid::new_v4().simple()
-        ))
-    }
-
-    /// The comment, with a trailing space, to put before the SQL.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for SearchTag {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
