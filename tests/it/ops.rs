@@ -166,8 +166,14 @@ async fn overload_is_resource_exhausted_and_the_service_survives() {
         for _ in 0..5 {
             crate::run(&mut c, &exp).await;
         }
-        // Saturate the pool: its only reader connection is busy elsewhere.
-        let held = sb.tracking().store.db().reader().acquire().await.unwrap();
+        // Saturate the pool: its only reader connection is busy elsewhere (and on
+        // PostgreSQL the only connection of the searches' own pool too).
+        let db_ = sb.tracking().store.db();
+        let held = db_.reader().acquire().await.unwrap();
+        let held_search = match db {
+            Database::Postgres => Some(db_.searcher().acquire().await.unwrap()),
+            Database::Sqlite => None,
+        };
         let mut tasks = vec![];
         for _ in 0..8 {
             let mut c = sb.tracking_client().await;
@@ -195,6 +201,7 @@ async fn overload_is_resource_exhausted_and_the_service_survives() {
             );
         }
         drop(held);
+        drop(held_search);
         let found = c
             .search_runs(pb::SearchRunsRequest {
                 experiment_ids: vec![exp],

@@ -363,6 +363,12 @@ impl Db {
         &self.read
     }
 
+    /// The pool searches run on ([`Db::search`]): their own on PostgreSQL, the
+    /// readers on SQLite.
+    pub fn searcher(&self) -> &AnyPool {
+        &self.search
+    }
+
     /// The pool for writes (a single connection on SQLite).
     pub fn writer(&self) -> &AnyPool {
         &self.write
