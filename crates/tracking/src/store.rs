@@ -7,8 +7,6 @@ mod logging;
 mod runs;
 mod search;
 
-use std::collections::BTreeMap;
-
 use mlops_events::outbox::Outbox;
 use mlops_proto::tracking::v1 as pb;
 use mlops_storage::{Backend, Db, Migration};
@@ -203,14 +201,81 @@ pub(crate) fn run_with_data_columns(backend: Backend, as_text: bool) -> String {
     format!("{}, {data} AS data_json", cols.join(", "))
 }
 
-/// `data_json` of [`run_with_data_columns`]: params, tags and metrics by key, and
-/// whether the run may have inputs or outputs (PostgreSQL knows; SQLite says yes).
+/// `data_json` of [`run_with_data_columns`]: params, tags and metrics (value,
+/// is_nan, timestamp, step) by key, and whether the run may have inputs or outputs
+/// (PostgreSQL knows; SQLite says yes).
 type RunDoc = (
-    BTreeMap<String, String>,
-    BTreeMap<String, String>,
-    BTreeMap<String, (Option<String>, i64, i64, i64)>,
+    Entries<String>,
+    Entries<String>,
+    Entries<(MetricValue, i64, i64, i64)>,
     bool,
 );
+
+/// A JSON object's entries, sorted by key. A page holds thousands of them: a vector
+/// sorted once costs less than a map built entry by entry.
+struct Entries<V>(Vec<(String, V)>);
+
+impl<V> Default for Entries<V> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Entries<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit<V>(std::marker::PhantomData<V>);
+        impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                entries.sort_unstable_by(|a: &(String, V), b| a.0.cmp(&b.0));
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// A metric's value as the documents hold it: its shortest exact text, or null for
+/// NaN. Parsed where it is read, without a string of its own.
+struct MetricValue(f64);
+
+impl<'de> serde::Deserialize<'de> for MetricValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = MetricValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number as text, or null")
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<MetricValue, E> {
+                Ok(MetricValue(v.trim().parse().unwrap_or(f64::NAN)))
+            }
+            fn visit_f64<E>(self, v: f64) -> std::result::Result<MetricValue, E> {
+                Ok(MetricValue(v))
+            }
+            fn visit_unit<E>(self) -> std::result::Result<MetricValue, E> {
+                Ok(MetricValue(f64::NAN))
+            }
+            fn visit_none<E>(self) -> std::result::Result<MetricValue, E> {
+                Ok(MetricValue(f64::NAN))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
 
 /// A row of [`run_with_data_columns`] (`as_text`) as a run (without inputs), and
 /// whether it may have inputs or outputs to attach.
@@ -232,24 +297,21 @@ fn run_with_data(info: pb::RunInfo, doc: Option<RunDoc>) -> (pb::Run, bool) {
         info: Some(info),
         data: Some(pb::RunData {
             params: params
+                .0
                 .into_iter()
                 .map(|(key, value)| pb::Param { key, value })
                 .collect(),
             tags: tags
+                .0
                 .into_iter()
                 .map(|(key, value)| pb::Tag { key, value })
                 .collect(),
             metrics: metrics
+                .0
                 .into_iter()
                 .map(|(key, (value, is_nan, timestamp, step))| pb::Metric {
                     key,
-                    value: if is_nan != 0 {
-                        f64::NAN
-                    } else {
-                        value
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(f64::NAN)
-                    },
+                    value: if is_nan != 0 { f64::NAN } else { value.0 },
                     timestamp,
                     step,
                     ..Default::default()
@@ -384,4 +446,43 @@ pub(crate) async fn require_active_run(
         )));
     }
     Ok(row.get(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_decodes_sorted_by_key_with_special_values() {
+        // PostgreSQL's JSONB orders an object's keys by length first: `a`, `b`, `aa`.
+        let page = r#"[["r1", "run", 7, "u", "FINISHED", 5, null, "file:///a", "active", null, null,
+            [{"a": "1", "b": "2", "aa": "3"}, {"t": "x"},
+             {"m": ["0.30000000000000004", 0, 10, 3], "inf": ["Infinity", 0, 1, 1],
+              "nan": [null, 1, 11, 4], "bad": ["x", 0, 1, 1]}, false]],
+            ["r2", "bare", 7, "u", "RUNNING", 4, null, "file:///b", "active", "r1", 9, null]]"#;
+        let (runs, linked) = runs_from_page_json(Some(page));
+        assert!(!linked);
+        assert_eq!(runs.len(), 2);
+        let data = runs[0].data.as_ref().unwrap();
+        let keys: Vec<_> = data.params.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["a", "aa", "b"]);
+        assert_eq!(data.params[1].value, "3");
+        assert_eq!(data.tags[0].value, "x");
+        let metrics: Vec<_> = data
+            .metrics
+            .iter()
+            .map(|m| (m.key.as_str(), m.value, m.timestamp, m.step))
+            .collect();
+        assert_eq!(metrics[0].0, "bad");
+        assert!(metrics[0].1.is_nan(), "text that is no number reads as NaN");
+        assert_eq!(metrics[1], ("inf", f64::INFINITY, 1, 1));
+        assert_eq!(metrics[2], ("m", 0.1 + 0.2, 10, 3));
+        assert_eq!(metrics[3].0, "nan");
+        assert!(metrics[3].1.is_nan());
+        assert_eq!((metrics[3].2, metrics[3].3), (11, 4));
+        // A run nothing was logged to has empty data.
+        let bare = runs[1].data.as_ref().unwrap();
+        assert!(bare.params.is_empty() && bare.metrics.is_empty() && bare.tags.is_empty());
+        assert_eq!(runs[1].info.as_ref().unwrap().parent_run_id, "r1");
+    }
 }
