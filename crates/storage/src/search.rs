@@ -49,6 +49,8 @@ impl Db {
                 .map_err(|e| self.classify(e)),
             (Backend::Postgres, _) => {
                 let mut conn = self.search.acquire().await.map_err(|e| self.classify(e))?;
+                // A round trip that cancelling needs: sqlx does not tell a
+                // connection's backend pid.
                 let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                     .fetch_one(&mut *conn)
                     .await
