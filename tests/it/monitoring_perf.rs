@@ -498,3 +498,70 @@ async fn bad_performance_inputs_get_clear_statuses() {
     assert_eq!(e.code(), Code::NotFound);
     sb.stop().await.unwrap();
 }
+
+/// A prediction without a score (a NaN in the log) and then one with a score, as
+/// the same statement on the same connection: on PostgreSQL sqlx's Any driver once
+/// typed the missing score as `real`, and the cached statement refused the next score.
+async fn predictions_with_and_without_scores(db: Database) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match db {
+        Database::Sqlite => format!("sqlite://{}/m.db", dir.path().display()),
+        Database::Postgres => mlops_tests::fresh_postgres_database().await.unwrap(),
+    };
+    let conn = mlops_storage::Db::connect(&mlops_storage::DbOptions {
+        url,
+        // One connection: every insert runs on the statement cached by the first.
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(30),
+    })
+    .await
+    .unwrap();
+    conn.migrate("monitoring", &mlops_monitoring::store::migrations())
+        .await
+        .unwrap();
+    let store = mlops_monitoring::store::Store::new(conn.clone());
+    let row = |id: &str, score: Option<f64>| mlops_monitoring::store::LoggedPrediction {
+        request_id: id.into(),
+        row: 0,
+        model_version: "1".into(),
+        window_id: "w".into(),
+        prediction: "1".into(),
+        score,
+    };
+    for (id, score) in [
+        ("a", None),
+        ("b", Some(0.75)),
+        ("c", None),
+        ("d", Some(0.25)),
+    ] {
+        let mut tx = conn.begin().await.unwrap();
+        store
+            .insert_predictions(&mut tx, "m", &[row(id, score)])
+            .await
+            .unwrap_or_else(|e| panic!("{db:?}: inserting {id}: {e}"));
+        tx.commit().await.unwrap();
+    }
+    use mlops_storage::sqlx::Row;
+    let stored: Vec<(String, Option<f64>)> = mlops_storage::sqlx::query(
+        "SELECT request_id, score FROM monitoring_predictions ORDER BY request_id",
+    )
+    .fetch_all(conn.reader())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    assert_eq!(
+        stored,
+        [
+            ("a".to_owned(), None),
+            ("b".to_owned(), Some(0.75)),
+            ("c".to_owned(), None),
+            ("d".to_owned(), Some(0.25)),
+        ],
+        "{db:?}"
+    );
+}
+
+crate::on_both_backends!(predictions_with_and_without_scores);

@@ -69,8 +69,9 @@ fn performance_of(r: &AnyRow) -> Result<WindowPerformance> {
 }
 
 impl Store {
-    /// Keeps `rows` of `monitor` for the join (a row logged twice is kept once).
-    pub(crate) async fn insert_predictions(
+    /// Keeps `rows` of `monitor` for the join with labels, in `tx` (a row logged twice
+    /// is kept once).
+    pub async fn insert_predictions(
         &self,
         tx: &mut Tx,
         monitor: &str,
