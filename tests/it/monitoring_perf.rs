@@ -504,19 +504,8 @@ async fn bad_performance_inputs_get_clear_statuses() {
 /// typed the missing score as `real`, and the cached statement refused the next score.
 async fn predictions_with_and_without_scores(db: Database) {
     let dir = tempfile::tempdir().unwrap();
-    let url = match db {
-        Database::Sqlite => format!("sqlite://{}/m.db", dir.path().display()),
-        Database::Postgres => mlops_tests::fresh_postgres_database().await.unwrap(),
-    };
-    let conn = mlops_storage::Db::connect(&mlops_storage::DbOptions {
-        url,
-        // One connection: every insert runs on the statement cached by the first.
-        max_connections: 1,
-        acquire_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(30),
-    })
-    .await
-    .unwrap();
+    // One connection: every insert runs on the statement cached by the first.
+    let conn = crate::search_limits::raw_db(db, dir.path(), 1, Duration::from_secs(30)).await;
     conn.migrate("monitoring", &mlops_monitoring::store::migrations())
         .await
         .unwrap();

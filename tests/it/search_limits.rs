@@ -360,8 +360,14 @@ async fn searches_never_starve_writes(db: Database) {
     sb.stop().await.unwrap();
 }
 
-/// A database of `db`'s kind for the storage layer alone.
-async fn raw_db(db: Database, dir: &std::path::Path, statement_timeout: Duration) -> Db {
+/// A database of `db`'s kind for the storage layer alone, with at most
+/// `max_connections` connections.
+pub(crate) async fn raw_db(
+    db: Database,
+    dir: &std::path::Path,
+    max_connections: u32,
+    statement_timeout: Duration,
+) -> Db {
     let url = match db {
         Database::Sqlite => format!("sqlite://{}/raw.db", dir.display()),
         Database::Postgres => mlops_tests::fresh_postgres_database()
@@ -370,7 +376,7 @@ async fn raw_db(db: Database, dir: &std::path::Path, statement_timeout: Duration
     };
     Db::connect(&DbOptions {
         url,
-        max_connections: 4,
+        max_connections,
         acquire_timeout: Duration::from_secs(5),
         statement_timeout,
     })
@@ -405,7 +411,7 @@ async fn active_searches(db: &Db) -> i64 {
 async fn abandoned_and_slow_statements_are_cancelled(db: Database) {
     let dir = tempfile::tempdir().unwrap();
     // A slow search past the statement timeout: DEADLINE_EXCEEDED, promptly.
-    let store = raw_db(db, dir.path(), Duration::from_millis(300)).await;
+    let store = raw_db(db, dir.path(), 4, Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     let Err(err) = slow_sql(store.backend()).fetch_all(&store).await else {
         panic!("the statement timeout stops it");
@@ -422,7 +428,7 @@ async fn abandoned_and_slow_statements_are_cancelled(db: Database) {
     if db == Database::Postgres {
         // A search whose caller goes away is cancelled on the server, long before its
         // own 30 s (and with no statement timeout to help).
-        let store = raw_db(db, dir.path(), Duration::ZERO).await;
+        let store = raw_db(db, dir.path(), 4, Duration::ZERO).await;
         let abandoned = tokio::time::timeout(
             Duration::from_millis(300),
             slow_sql(Backend::Postgres).fetch_all(&store),
