@@ -29,8 +29,6 @@ use tokio::sync::Semaphore;
 pub mod blob;
 mod search;
 
-use search::postgres_search_slots;
-
 pub use sqlx;
 
 /// Which database is behind the pools.
@@ -313,17 +311,18 @@ impl Db {
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let timeout_ms = opts.statement_timeout.as_millis();
-            let slots = postgres_search_slots(opts.max_connections);
+            // Half of the connections serve searches, the other half everything else.
+            let slots = (opts.max_connections.max(1) / 2).max(1);
             let pool = open_pool(url, opts, || {
                 pool_options()
-                    .max_connections((opts.max_connections as usize - slots).max(1) as u32)
+                    .max_connections((opts.max_connections.max(1) - slots).max(1))
                     .acquire_timeout(opts.acquire_timeout)
                     .after_connect(move |conn, _meta| postgres_settings(conn, timeout_ms, false))
             })
             .await?;
             // Connected on the first search: the first connection above proved the URL.
             let search = pool_options()
-                .max_connections(slots as u32)
+                .max_connections(slots)
                 .acquire_timeout(opts.acquire_timeout)
                 .after_connect(move |conn, _meta| postgres_settings(conn, timeout_ms, true))
                 .connect_lazy(url)?;
@@ -339,10 +338,8 @@ impl Db {
         search: AnyPool,
         opts: &DbOptions,
     ) -> Db {
-        let search_slot_count = match backend {
-            Backend::Postgres => postgres_search_slots(opts.max_connections),
-            Backend::Sqlite => opts.max_connections.max(1) as usize,
-        };
+        // As many searches at once as their pool has connections.
+        let search_slot_count = search.options().get_max_connections() as usize;
         Db {
             backend,
             read,

@@ -36,18 +36,18 @@ impl Db {
             .await
             .map_err(|_| StorageError::SearchesBusy(self.search_slot_count))?
             .map_err(|_| StorageError::Unavailable("the database is shutting down".into()))?;
-        match (self.backend, self.statement_timeout) {
-            (Backend::Sqlite, Some(limit)) => {
-                tokio::time::timeout(limit, query.fetch_all(&self.search))
-                    .await
-                    .map_err(|_| StorageError::TimedOut(Some(limit)))?
-                    .map_err(|e| self.classify(e))
+        match self.backend {
+            Backend::Sqlite => {
+                let rows = query.fetch_all(&self.search);
+                let rows = match self.statement_timeout {
+                    Some(limit) => tokio::time::timeout(limit, rows)
+                        .await
+                        .map_err(|_| StorageError::TimedOut(Some(limit)))?,
+                    None => rows.await,
+                };
+                rows.map_err(|e| self.classify(e))
             }
-            (Backend::Sqlite, None) => query
-                .fetch_all(&self.search)
-                .await
-                .map_err(|e| self.classify(e)),
-            (Backend::Postgres, _) => {
+            Backend::Postgres => {
                 let mut conn = self.search.acquire().await.map_err(|e| self.classify(e))?;
                 // A round trip that cancelling needs: sqlx does not tell a
                 // connection's backend pid.
@@ -71,12 +71,6 @@ impl Db {
     pub fn search_slots(&self) -> usize {
         self.search_slot_count
     }
-}
-
-/// Half of `max_connections` (at least one): the connections of searches on
-/// PostgreSQL.
-pub(crate) fn postgres_search_slots(max_connections: u32) -> usize {
-    (max_connections.max(1) as usize / 2).max(1)
 }
 
 /// Cancels, on the server, the search running on `conn` (backend `pid`) if it is
