@@ -39,6 +39,12 @@ pub const STAGING_DIR: &str = ".staging";
 /// the memory one upload holds when the store is slower than the client.
 const MAX_PARTS_IN_FLIGHT: usize = 8;
 
+/// On a local root, a file of at most this many bytes is held in memory and
+/// written with one blocking call (staging file, then rename) instead of a
+/// multipart upload's four: most model files and artifacts are small, and each
+/// blocking call is a hop between threads.
+pub const SMALL_FILE_BYTES: usize = 1 << 20;
+
 /// An opened store and the URI of its root (`file:///...` or `s3://bucket/prefix`).
 #[derive(Clone)]
 pub struct BlobStore {
@@ -50,11 +56,13 @@ pub struct BlobStore {
     staging: Option<Staging>,
 }
 
-/// A local root's staging directory, as a key prefix and as a directory.
+/// A local root's staging directory, as a key prefix and as a directory, and the
+/// root itself (which maps keys to files).
 #[derive(Clone)]
 struct Staging {
     prefix: Path,
     dir: PathBuf,
+    local: Arc<object_store::local::LocalFileSystem>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -99,14 +107,15 @@ pub fn open(root: &str, owner: &str) -> Result<BlobStore, object_store::Error> {
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let dir = std::fs::canonicalize(dir).map_err(io)?;
-    let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?;
+    let local = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?);
     let prefix = Path::from_iter([STAGING_DIR, owner]);
     Ok(BlobStore {
-        store: Arc::new(store),
+        store: local.clone(),
         root_uri: format!("file://{}", dir.display()),
         staging: Some(Staging {
             dir: dir.join(STAGING_DIR).join(owner),
             prefix,
+            local,
         }),
     })
 }
@@ -173,6 +182,33 @@ impl BlobStore {
         limit: Option<u64>,
         mut on_chunk: impl FnMut(&Bytes) + Send,
     ) -> Result<u64, WriteError<E>> {
+        let mut size = 0u64;
+        let over = |size: u64| match limit {
+            Some(limit) if size > limit => Err(WriteError::TooLarge { limit }),
+            _ => Ok(()),
+        };
+        // On a local root, read up to SMALL_FILE_BYTES first: a stream that ends
+        // within them is written in one go.
+        let mut head = vec![];
+        if let Some(staging) = &self.staging {
+            let mut held = 0;
+            while held <= SMALL_FILE_BYTES {
+                match chunks.next().await {
+                    None => {
+                        write_small(staging, key, head).await?;
+                        return Ok(size);
+                    }
+                    Some(Ok(bytes)) => {
+                        size += bytes.len() as u64;
+                        over(size)?;
+                        on_chunk(&bytes);
+                        held += bytes.len();
+                        head.push(bytes);
+                    }
+                    Some(Err(e)) => return Err(WriteError::Source(e)),
+                }
+            }
+        }
         let staged = self
             .staging
             .as_ref()
@@ -183,31 +219,34 @@ impl BlobStore {
             .await
             .map_err(WriteError::Store)?;
         let mut writer = WriteMultipart::new(upload);
-        let mut size = 0u64;
-        while let Some(chunk) = chunks.next().await {
-            let failed = match chunk {
-                Ok(bytes) => {
-                    size += bytes.len() as u64;
-                    match limit {
-                        Some(limit) if size > limit => Some(WriteError::TooLarge { limit }),
-                        _ => match writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await {
-                            Ok(()) => {
-                                on_chunk(&bytes);
-                                writer.put(bytes);
-                                None
-                            }
-                            Err(e) => Some(WriteError::Store(e)),
-                        },
+        let mut held = head.into_iter();
+        let failed = loop {
+            let bytes = match held.next() {
+                // What was held is written first: it is counted and passed on already.
+                Some(bytes) => bytes,
+                None => match chunks.next().await {
+                    None => break None,
+                    Some(Err(e)) => break Some(WriteError::Source(e)),
+                    Some(Ok(bytes)) => {
+                        size += bytes.len() as u64;
+                        if let Err(e) = over(size) {
+                            break Some(e);
+                        }
+                        on_chunk(&bytes);
+                        bytes
                     }
-                }
-                Err(e) => Some(WriteError::Source(e)),
+                },
             };
-            if let Some(e) = failed {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(error = %abort, "aborting a failed upload failed");
-                }
-                return Err(e);
+            if let Err(e) = writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await {
+                break Some(WriteError::Store(e));
             }
+            writer.put(bytes);
+        };
+        if let Some(e) = failed {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(error = %abort, "aborting a failed upload failed");
+            }
+            return Err(e);
         }
         // A failed finish aborts the upload itself (or its drop removes the file).
         writer.finish().await.map_err(WriteError::Store)?;
@@ -246,6 +285,64 @@ impl BlobStore {
         }
         Ok(removed)
     }
+}
+
+/// Writes a small file held in memory under a local root: into a staging file,
+/// then renamed into place (creating its directories), in one blocking call.
+/// On an error nothing of it is left behind.
+async fn write_small<E>(
+    staging: &Staging,
+    key: &Path,
+    parts: Vec<Bytes>,
+) -> Result<(), WriteError<E>> {
+    let target = staging
+        .local
+        .path_to_filesystem(key)
+        .map_err(WriteError::Store)?;
+    let dir = staging.dir.clone();
+    let staged = dir.join(uuid::Uuid::new_v4().simple().to_string());
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::{ErrorKind, Write};
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&staged)
+        };
+        let mut file = match create() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir)?;
+                create()?
+            }
+            other => other?,
+        };
+        let placed = parts
+            .iter()
+            .try_for_each(|p| file.write_all(p))
+            .and_then(|()| match std::fs::rename(&staged, &target) {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    std::fs::rename(&staged, &target)
+                }
+                other => other,
+            });
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&staged);
+        }
+        placed
+    })
+    .await;
+    let io = match written {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(join) => std::io::Error::other(join),
+    };
+    Err(WriteError::Store(object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(io),
+    }))
 }
 
 /// `s` with its `%XX` escapes decoded once, as a URL is; other bytes, and `%`
@@ -491,6 +588,64 @@ mod tests {
         assert_eq!(failure(&e), Failure::Conflict, "{e}");
         tokio::task::yield_now().await;
         assert_eq!(files_under(dir.path()), vec![long]);
+    }
+
+    /// `n` chunks of 64 KiB, each filled with its index, then `last`.
+    fn big(
+        n: usize,
+        last: Result<(), &'static str>,
+    ) -> BoxStream<'static, Result<Bytes, &'static str>> {
+        let parts = (0..n).map(|i| Ok(Bytes::from(vec![i as u8; 64 << 10])));
+        futures::stream::iter(parts.chain(last.err().map(Err))).boxed()
+    }
+
+    #[tokio::test]
+    async fn files_past_the_small_size_stream_through_a_multipart_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path().to_str().unwrap(), "test").unwrap();
+        // 17 chunks of 64 KiB: past SMALL_FILE_BYTES, so the held chunks are written
+        // first and the rest streamed after them, each seen once.
+        let n = SMALL_FILE_BYTES / (64 << 10) + 1;
+        let mut seen = vec![];
+        let size = b
+            .write_stream(&Path::from("m/1/model.bin"), big(n, Ok(())), None, |c| {
+                seen.push(c[0])
+            })
+            .await
+            .unwrap();
+        assert_eq!(size, (n * (64 << 10)) as u64);
+        assert_eq!(seen, (0..n).map(|i| i as u8).collect::<Vec<_>>());
+        let got = std::fs::read(dir.path().join("m/1/model.bin")).unwrap();
+        assert_eq!(got.len() as u64, size);
+        assert!(got
+            .chunks(64 << 10)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|b| *b == i as u8)));
+
+        // A stream failing, or going over the limit, past the small size: nothing stays.
+        let e = b
+            .write_stream(
+                &Path::from("m/2/model.bin"),
+                big(n, Err("gone")),
+                None,
+                |_| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, WriteError::Source("gone")));
+        let limit = (SMALL_FILE_BYTES + (128 << 10)) as u64;
+        let e = b
+            .write_stream(
+                &Path::from("m/3/model.bin"),
+                big(n + 4, Ok(())),
+                Some(limit),
+                |_| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, WriteError::TooLarge { .. }));
+        tokio::task::yield_now().await;
+        assert_eq!(files_under(dir.path()), vec!["m/1/model.bin".to_owned()]);
     }
 
     #[tokio::test]
