@@ -23,6 +23,24 @@ use crate::Envelope;
 /// Events read and published per round.
 const BATCH: i64 = 500;
 
+/// The columns an event is written to, in the order [`Outbox::bind_event`] binds them.
+const COLUMNS: &str =
+    "event_id, topic, key, ce_type, source, subject, time, content_type, payload, trace, created_at";
+const EVENT_COLUMNS: usize = 11;
+
+/// A query on either backend, with its arguments.
+pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// An event's trace context as stored: `key=value` lines.
+fn trace_text(event: &Envelope) -> String {
+    event
+        .trace
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The migrations creating `<service>_outbox` and `<service>_applied_events`.
 pub fn migrations(service: &str) -> Vec<Migration> {
     let s = service.replace('-', "_");
@@ -80,33 +98,84 @@ impl Outbox {
         conn: &mut AnyConnection,
         event: &Envelope,
     ) -> Result<Enqueued, sqlx::Error> {
-        let trace = event
-            .trace
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        sqlx::query(&format!(
-            "INSERT INTO {} (event_id, topic, key, ce_type, source, subject, time, content_type, payload, trace, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        let sql = format!(
+            "INSERT INTO {} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             self.table
-        ))
-        .bind(&event.id)
-        .bind(&event.topic)
-        .bind(&event.key)
-        .bind(&event.ce_type)
-        .bind(&event.source)
-        .bind(&event.subject)
-        .bind(&event.time)
-        .bind(&event.content_type)
-        .bind(&event.payload)
-        .bind(trace)
-        .bind(mlops_storage::now_millis())
-        .execute(conn)
-        .await?;
+        );
+        self.bind_event(sqlx::query(&sql), event)
+            .execute(conn)
+            .await?;
         Ok(Enqueued {
             wake: self.wake.clone(),
         })
+    }
+
+    /// Runs `write`, one statement with `RETURNING` whose `params` parameters
+    /// (`$1` on) `bind` binds, and enqueues `event` if it returned a row, atomically.
+    /// Returns whether it wrote. On PostgreSQL both are one statement, committed on
+    /// its own: one round trip where a transaction takes four. SQLite has no writes
+    /// in `WITH`, so there they are a transaction. The relay is woken after the commit.
+    pub async fn write_with(
+        &self,
+        db: &Db,
+        write: &str,
+        params: usize,
+        bind: impl for<'q> FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+        event: &Envelope,
+    ) -> Result<bool, StorageError> {
+        let wrote = match db.backend() {
+            Backend::Postgres => {
+                let values = (1..=EVENT_COLUMNS)
+                    .map(|i| format!("${}", params + i))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "WITH written AS ({write}) INSERT INTO {} ({COLUMNS}) SELECT {values} FROM written",
+                    self.table
+                );
+                let done = self
+                    .bind_event(bind(sqlx::query(&sql)), event)
+                    .execute(db.writer())
+                    .await
+                    .map_err(|e| db.classify(e))?;
+                done.rows_affected() > 0
+            }
+            Backend::Sqlite => {
+                let mut tx = db.begin().await?;
+                let row = bind(sqlx::query(write))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| db.classify(e))?;
+                if row.is_none() {
+                    return Ok(false);
+                }
+                let _enqueued = self
+                    .enqueue(&mut tx, event)
+                    .await
+                    .map_err(|e| db.classify(e))?;
+                tx.commit().await.map_err(|e| db.classify(e))?;
+                return Ok(true);
+            }
+        };
+        if wrote {
+            self.wake.notify_one();
+        }
+        Ok(wrote)
+    }
+
+    /// Binds `event`'s columns, in [`COLUMNS`]' order, after what `q` has bound.
+    fn bind_event<'q>(&self, q: AnyQuery<'q>, event: &Envelope) -> AnyQuery<'q> {
+        q.bind(event.id.clone())
+            .bind(event.topic.clone())
+            .bind(event.key.clone())
+            .bind(event.ce_type.clone())
+            .bind(event.source.clone())
+            .bind(event.subject.clone())
+            .bind(event.time.clone())
+            .bind(event.content_type.clone())
+            .bind(event.payload.clone())
+            .bind(trace_text(event))
+            .bind(mlops_storage::now_millis())
     }
 
     /// The relay publishing this outbox to `bus`.
@@ -375,5 +444,47 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(pending, 1);
+    }
+
+    #[tokio::test]
+    async fn a_write_with_its_event_wakes_the_relay_only_when_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&DbOptions {
+            url: format!("sqlite://{}/o.db", dir.path().display()),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+        db.migrate("outbox", &migrations("svc")).await.unwrap();
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        let outbox = Outbox::new("svc");
+        let woken = || {
+            let wake = outbox.wake.clone();
+            async move {
+                tokio::time::timeout(Duration::from_millis(20), wake.notified())
+                    .await
+                    .is_ok()
+            }
+        };
+        let event = || Envelope::of("t", "/svc", "k", "s", &Note::default());
+        let delete = "DELETE FROM t WHERE k = $1 RETURNING k";
+        let wrote = outbox
+            .write_with(&db, delete, 1, |q| q.bind("absent"), &event())
+            .await
+            .unwrap();
+        assert!(!wrote);
+        assert!(!woken().await, "nothing written, nothing to publish");
+        let insert = "INSERT INTO t (k) VALUES ($1) RETURNING k";
+        let wrote = outbox
+            .write_with(&db, insert, 1, |q| q.bind("a"), &event())
+            .await
+            .unwrap();
+        assert!(wrote);
+        assert!(woken().await);
     }
 }

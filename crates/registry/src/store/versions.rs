@@ -40,6 +40,10 @@ pub struct Pending {
     pub version: i64,
     /// When it was created.
     pub created: i64,
+    /// Where its files are stored (empty for a reference).
+    pub location: String,
+    /// The run it came from, if any.
+    pub run_id: String,
 }
 
 impl Store {
@@ -73,6 +77,7 @@ impl Store {
         .ok_or_else(|| super::model_not_found(name))?;
         let model_id: String = row.get(0);
         let version: i64 = row.get(1);
+        let location = location(&model_id, version);
         sqlx::query(
             "INSERT INTO model_versions (model_id, version, creation_timestamp, last_updated_timestamp, \
              description, stage, source, storage_location, run_id, status, status_message, lineage) \
@@ -83,7 +88,7 @@ impl Store {
         .bind(now)
         .bind(&new.description)
         .bind(&new.source)
-        .bind(location(&model_id, version))
+        .bind(&location)
         .bind(&new.run_id)
         .bind(PENDING)
         .bind(new.lineage.encode_to_vec())
@@ -125,6 +130,8 @@ impl Store {
             name: name.to_owned(),
             version,
             created: now,
+            location,
+            run_id: new.run_id.clone(),
         })
     }
 
@@ -138,52 +145,52 @@ impl Store {
     ) -> Result<i64> {
         let size: u64 = files.iter().map(|f| f.1).sum();
         let now = now_millis();
-        let mut tx = self.db.begin().await?;
-        let row = sqlx::query(
-            "UPDATE model_versions SET status = $1, signature = $2, size_bytes = $3, files = $4, \
-             last_updated_timestamp = $5 WHERE model_id = $6 AND version = $7 AND status = $8 \
-             RETURNING storage_location, run_id",
-        )
-        .bind(READY)
-        .bind(signature.map(|s| s.encode_to_vec()))
-        .bind(size as i64)
-        .bind(serde_json::to_string(files).unwrap_or_else(|_| "[]".into()))
-        .bind(now)
-        .bind(&p.model_id)
-        .bind(p.version)
-        .bind(PENDING)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| {
-            precondition(format!(
-                "model `{}` version {} stopped being PENDING_REGISTRATION while its files were copied \
-                 (deleted, or timed out)",
-                p.name, p.version
-            ))
-        })?;
         let (format, model_file) = signature
             .map(|s| (s.format.clone(), s.file.clone()))
             .unwrap_or_default();
-        let _enqueued = self
+        let ready = event(
+            &p.model_id,
+            format!("{}/{}", p.name, p.version),
+            &ev::ModelVersionReady {
+                model_id: p.model_id.clone(),
+                name: p.name.clone(),
+                version: p.version,
+                storage_location: p.location.clone(),
+                model_file,
+                format,
+                run_id: p.run_id.clone(),
+            },
+        );
+        let signature = signature.map(|s| s.encode_to_vec());
+        let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
+        let wrote = self
             .outbox
-            .enqueue(
-                &mut tx,
-                &event(
-                    &p.model_id,
-                    format!("{}/{}", p.name, p.version),
-                    &ev::ModelVersionReady {
-                        model_id: p.model_id.clone(),
-                        name: p.name.clone(),
-                        version: p.version,
-                        storage_location: row.get(0),
-                        model_file,
-                        format,
-                        run_id: row.get(1),
-                    },
-                ),
+            .write_with(
+                &self.db,
+                "UPDATE model_versions SET status = $1, signature = $2, size_bytes = $3, files = $4, \
+                 last_updated_timestamp = $5 WHERE model_id = $6 AND version = $7 AND status = $8 \
+                 RETURNING version",
+                8,
+                |q| {
+                    q.bind(READY)
+                        .bind(signature)
+                        .bind(size as i64)
+                        .bind(files)
+                        .bind(now)
+                        .bind(p.model_id.clone())
+                        .bind(p.version)
+                        .bind(PENDING)
+                },
+                &ready,
             )
             .await?;
-        tx.commit().await?;
+        if !wrote {
+            return Err(precondition(format!(
+                "model `{}` version {} stopped being PENDING_REGISTRATION while its files were copied \
+                 (deleted, or timed out)",
+                p.name, p.version
+            )));
+        }
         self.metrics
             .versions_registered
             .with_label_values(&["ready"])
@@ -245,7 +252,8 @@ impl Store {
     pub async fn expire_pending(&self, timeout_ms: i64) -> Result<usize> {
         let cutoff = now_millis() - timeout_ms;
         let rows = sqlx::query(
-            "SELECT v.model_id, m.name, v.version, v.creation_timestamp FROM model_versions v \
+            "SELECT v.model_id, m.name, v.version, v.creation_timestamp, v.storage_location, v.run_id \
+             FROM model_versions v \
              JOIN registered_models m ON m.model_id = v.model_id \
              WHERE v.status = $1 AND v.creation_timestamp < $2",
         )
@@ -259,6 +267,8 @@ impl Store {
                 name: r.get(1),
                 version: r.get(2),
                 created: r.get(3),
+                location: r.get(4),
+                run_id: r.get(5),
             };
             self.version_failed(
                 &p,
