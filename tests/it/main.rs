@@ -28,6 +28,7 @@ mod oip_http;
 mod ops;
 mod prediction_log;
 mod registry;
+mod registry_begin;
 mod registry_gate;
 mod registry_sources;
 mod retraining;

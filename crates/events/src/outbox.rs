@@ -125,13 +125,9 @@ impl Outbox {
     ) -> Result<bool, StorageError> {
         let wrote = match db.backend() {
             Backend::Postgres => {
-                let values = (1..=EVENT_COLUMNS)
-                    .map(|i| format!("${}", params + i))
-                    .collect::<Vec<_>>()
-                    .join(", ");
                 let sql = format!(
-                    "WITH written AS ({write}) INSERT INTO {} ({COLUMNS}) SELECT {values} FROM written",
-                    self.table
+                    "WITH written AS ({write}) {}",
+                    self.insert_from("written", params + 1)
                 );
                 let done = self
                     .bind_event(bind(sqlx::query(&sql)), event)
@@ -158,13 +154,38 @@ impl Outbox {
             }
         };
         if wrote {
-            self.wake.notify_one();
+            drop(self.enqueued());
         }
         Ok(wrote)
     }
 
-    /// Binds `event`'s columns, in [`COLUMNS`]' order, after what `q` has bound.
-    fn bind_event<'q>(&self, q: AnyQuery<'q>, event: &Envelope) -> AnyQuery<'q> {
+    /// `INSERT INTO <outbox> (...) SELECT $first, ... FROM <from>`: enqueues an event
+    /// for each row of `from`, a `WITH` query of the same statement, so that on
+    /// PostgreSQL one statement can write and enqueue. The event's parameters are
+    /// numbered from `first`; bind them with [`Outbox::bind_event`], and take
+    /// [`Outbox::enqueued`] once the statement has run.
+    pub fn insert_from(&self, from: &str, first: usize) -> String {
+        let values = (first..first + EVENT_COLUMNS)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO {} ({COLUMNS}) SELECT {values} FROM {from}",
+            self.table
+        )
+    }
+
+    /// The guard [`Outbox::enqueue`] returns, for an event a statement of the
+    /// caller's own wrote (see [`Outbox::insert_from`]).
+    pub fn enqueued(&self) -> Enqueued {
+        Enqueued {
+            wake: self.wake.clone(),
+        }
+    }
+
+    /// Binds `event`'s columns, in the order [`Outbox::insert_from`] names them,
+    /// after what `q` has bound.
+    pub fn bind_event<'q>(&self, q: AnyQuery<'q>, event: &Envelope) -> AnyQuery<'q> {
         q.bind(event.id.clone())
             .bind(event.topic.clone())
             .bind(event.key.clone())

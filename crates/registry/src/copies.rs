@@ -68,7 +68,7 @@ impl Registrar {
     ) -> Result<pb::ModelVersion> {
         let pending = self
             .store
-            .begin_version(name, new, |_, _| String::new())
+            .begin_version(name, new, |_, _| String::new(), None)
             .await?;
         let none = Copied {
             signature: None,
@@ -115,7 +115,7 @@ impl Registrar {
         }
         let pending = self
             .store
-            .begin_version(&req.name, &new, |id, v| self.files.location(id, v))
+            .begin_version(&req.name, &new, |id, v| self.files.location(id, v), None)
             .await?;
         let copied = async {
             let mut written = vec![];

@@ -17,7 +17,7 @@ pub(crate) use crate::copies::stamped;
 use crate::error::{invalid, RegistryError, Result};
 use crate::files::ModelFiles;
 use crate::lineage::{lineage_of, Owner, TrackingClient};
-use crate::store::{NewVersion, Pending, Store};
+use crate::store::{Expected, NewVersion, Pending, Store};
 use crate::validate;
 
 /// Registers versions.
@@ -160,10 +160,12 @@ impl Registrar {
         // The run and its files first: a mistake there creates nothing (an unknown
         // model is refused when the version would be created).
         let owner = Owner::Run(req.run_id.clone());
-        // Two independent questions to tracking: ask them at once.
-        let (run, files) = tokio::join!(
+        // Two independent questions to tracking, asked at once; meanwhile the model
+        // is read, so that its version can be written in one statement.
+        let (run, files, expected) = tokio::join!(
             self.tracking.run(&req.run_id),
-            self.tracking.artifact_files(&owner, &path)
+            self.tracking.artifact_files(&owner, &path),
+            self.store.expect_version(&req.name)
         );
         let (run, files) = (run?, files?);
         if files.is_empty() && !path.is_empty() {
@@ -192,7 +194,8 @@ impl Registrar {
             // version records it without holding anything.
             return self.record_reference(&req.name, &new).await;
         }
-        self.copy_in(&req.name, &new, &owner, &files).await
+        self.copy_in(&req.name, &new, &owner, &files, expected)
+            .await
     }
 
     /// Registers a tracking logged model's whole artifact root.
@@ -239,7 +242,7 @@ impl Registrar {
             // the version records it without holding anything.
             return self.record_reference(&req.name, &new).await;
         }
-        self.copy_in(&req.name, &new, &owner, &files).await
+        self.copy_in(&req.name, &new, &owner, &files, None).await
     }
 
     /// Creates the version, copies `files` from tracking and reads the signature.
@@ -249,12 +252,13 @@ impl Registrar {
         new: &NewVersion,
         owner: &Owner,
         files: &[crate::lineage::ArtifactFile],
+        expected: Option<Expected>,
     ) -> Result<pb::ModelVersion> {
         // The first file's download is asked for while the PENDING row is written: the
         // two round trips overlap. Should the row fail, the download is dropped unread.
-        let begin = self
-            .store
-            .begin_version(name, new, |id, v| self.files.location(id, v));
+        let begin =
+            self.store
+                .begin_version(name, new, |id, v| self.files.location(id, v), expected);
         let (pending, mut first) = match files.first() {
             Some(f) => {
                 let (pending, first) = tokio::join!(begin, self.tracking.download(owner, &f.path));
@@ -336,7 +340,7 @@ impl Registrar {
         };
         let pending = self
             .store
-            .begin_version(&header.name, &new, |id, v| self.files.location(id, v))
+            .begin_version(&header.name, &new, |id, v| self.files.location(id, v), None)
             .await?;
         let chunks: BoxStream<'_, Result<Bytes>> = stream
             .map(|m| match m {

@@ -20,7 +20,7 @@ use crate::error::{RegistryError, Result};
 use crate::metrics::Metrics;
 
 pub use search::PageToken;
-pub use versions::{NewVersion, Pending};
+pub use versions::{Expected, NewVersion, Pending};
 
 const SOURCE: &str = "/mlops/registry";
 

@@ -3,7 +3,7 @@
 
 use mlops_proto::events::v1 as ev;
 use mlops_proto::registry::v1 as pb;
-use mlops_storage::now_millis;
+use mlops_storage::{now_millis, Backend};
 use prost::Message;
 use sqlx::Row;
 
@@ -46,21 +46,72 @@ pub struct Pending {
     pub run_id: String,
 }
 
+/// A model's id and next version number as read before its version is created:
+/// what [`Store::begin_version`] expects to find, to write the version in one
+/// statement.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    model_id: String,
+    next_version: i64,
+}
+
 impl Store {
+    /// What `name` looks like now, for [`Store::begin_version`] to expect: read
+    /// while the caller does other work. None on SQLite (where a transaction is as
+    /// fast), for an unknown model, or when the read fails: the version is then
+    /// begun in a transaction, which reports what is wrong.
+    pub async fn expect_version(&self, name: &str) -> Option<Expected> {
+        if self.db.backend() != Backend::Postgres {
+            return None;
+        }
+        let row =
+            sqlx::query("SELECT model_id, next_version FROM registered_models WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.db.reader())
+                .await
+                .ok()??;
+        Some(Expected {
+            model_id: row.get(0),
+            next_version: row.get(1),
+        })
+    }
+
     /// Step one of a registration: takes the next version number (never reused) and
     /// records the version PENDING_REGISTRATION with its lineage, with the
     /// ModelVersionCreated event, in one transaction.
+    ///
+    /// With `expected` (PostgreSQL), the version, its tags and its event are one
+    /// statement that writes only if the model still has that id and next number:
+    /// one round trip where the transaction takes five. Should another registration
+    /// or a rename have come first, the transaction runs after all.
     pub async fn begin_version(
         &self,
         name: &str,
         new: &NewVersion,
         location: impl Fn(&str, i64) -> String,
+        expected: Option<Expected>,
     ) -> Result<Pending> {
         validate::description(&new.description)?;
         for t in &new.tags {
             validate::tag(&t.key, &t.value)?;
         }
         let now = now_millis();
+        if let Some(e) = expected {
+            let location = location(&e.model_id, e.next_version);
+            if self
+                .begin_as_expected(name, new, &location, &e, now)
+                .await?
+            {
+                return Ok(Pending {
+                    model_id: e.model_id,
+                    name: name.to_owned(),
+                    version: e.next_version,
+                    created: now,
+                    location,
+                    run_id: new.run_id.clone(),
+                });
+            }
+        }
         // This commit need not wait for its WAL flush: step two's commit is
         // synchronous and flushes the WAL up to and including this one, and the
         // registration only answers after step two. A crash in between loses the
@@ -133,6 +184,84 @@ impl Store {
             location,
             run_id: new.run_id.clone(),
         })
+    }
+
+    /// [`Store::begin_version`]'s one statement (PostgreSQL); false when the model
+    /// is not as `e` expects, and nothing was written.
+    async fn begin_as_expected(
+        &self,
+        name: &str,
+        new: &NewVersion,
+        location: &str,
+        e: &Expected,
+        now: i64,
+    ) -> Result<bool> {
+        // The last value of a key given twice wins, as in the transaction.
+        let mut tags: Vec<&pb::Tag> = vec![];
+        for t in &new.tags {
+            tags.retain(|k| k.key != t.key);
+            tags.push(t);
+        }
+        let mut sql = String::from(
+            "WITH m AS (UPDATE registered_models SET next_version = next_version + 1, \
+             last_updated_timestamp = $1 WHERE name = $2 AND model_id = $3 AND next_version = $4 \
+             RETURNING model_id), \
+             v AS (INSERT INTO model_versions (model_id, version, creation_timestamp, \
+             last_updated_timestamp, description, stage, source, storage_location, run_id, status, \
+             status_message, lineage) SELECT model_id, $4, $1, $1, $5, 'None', $6, $7, $8, $9, '', $10 \
+             FROM m RETURNING model_id)",
+        );
+        let mut next = 11;
+        if !tags.is_empty() {
+            let values = (0..tags.len())
+                .map(|i| format!("(${}, ${})", next + 2 * i, next + 2 * i + 1))
+                .collect::<Vec<_>>()
+                .join(", ");
+            sql.push_str(&format!(
+                ", t AS (INSERT INTO model_version_tags (model_id, version, key, value) \
+                 SELECT v.model_id, $4, x.k, x.val FROM v, (VALUES {values}) AS x(k, val))"
+            ));
+            next += 2 * tags.len();
+        }
+        sql.push(' ');
+        sql.push_str(&self.outbox.insert_from("v", next));
+        let created = event(
+            &e.model_id,
+            format!("{name}/{}", e.next_version),
+            &ev::ModelVersionCreated {
+                model_id: e.model_id.clone(),
+                name: name.to_owned(),
+                version: e.next_version,
+                source: new.source.clone(),
+                run_id: new.run_id.clone(),
+                creation_timestamp: now,
+            },
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(now)
+            .bind(name)
+            .bind(&e.model_id)
+            .bind(e.next_version)
+            .bind(&new.description)
+            .bind(&new.source)
+            .bind(location)
+            .bind(&new.run_id)
+            .bind(PENDING)
+            .bind(new.lineage.encode_to_vec());
+        for t in tags {
+            q = q.bind(&t.key).bind(&t.value);
+        }
+        let done = self
+            .outbox
+            .bind_event(q, &created)
+            .execute(self.db.writer())
+            .await
+            .map_err(|e| self.db.classify(e))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let _enqueued = self.outbox.enqueued();
+        Ok(true)
     }
 
     /// Step two, success: the files are in place and the signature read. Returns
