@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use mlops_storage::blob::{Failure, WriteError};
+use mlops_storage::blob::{Failure, Staged, WriteError};
 use object_store::path::Path;
 
 use crate::error::{invalid, RegistryError, Result};
@@ -105,6 +105,50 @@ impl ModelFiles {
                 )),
                 WriteError::Store(e) => store_err("write", rel, e),
             })?;
+        Ok(Written {
+            rel: rel.to_owned(),
+            size,
+            content,
+        })
+    }
+
+    /// Whether the store is a local directory.
+    pub fn is_local(&self) -> bool {
+        self.blob.is_local()
+    }
+
+    /// On a local store, writes a small file's content to the staging directory
+    /// before its version exists, creating the directory of `likely` (a model id
+    /// and the version it will likely be) meanwhile: [`ModelFiles::place`] then only
+    /// renames it. None on S3.
+    pub async fn stage(
+        &self,
+        parts: Vec<Bytes>,
+        likely: Option<(&str, i64)>,
+    ) -> Result<Option<Staged>> {
+        let dir = likely.map(|(id, v)| Path::from(format!("{id}/{v}")));
+        self.blob
+            .stage(parts, dir.as_ref())
+            .await
+            .map_err(|e| store_err("stage", "the model file", e))
+    }
+
+    /// Puts a staged file in place as `rel` of a version; `content` is what
+    /// [`Written`] keeps of it.
+    pub async fn place(
+        &self,
+        staged: Staged,
+        model_id: &str,
+        version: i64,
+        rel: &str,
+        content: Option<Vec<u8>>,
+    ) -> Result<Written> {
+        let key = Self::key(model_id, version, rel)?;
+        let size = staged.size();
+        staged
+            .place(&key)
+            .await
+            .map_err(|e| store_err("write", rel, e))?;
         Ok(Written {
             rel: rel.to_owned(),
             size,

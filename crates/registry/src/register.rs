@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use mlops_proto::registry::v1 as pb;
+use mlops_storage::blob::{Staged, SMALL_FILE_BYTES};
 use tonic::Streaming;
 
 pub(crate) use crate::copies::stamped;
@@ -27,6 +28,14 @@ pub struct Registrar {
     pub(crate) files: ModelFiles,
     tracking: TrackingClient,
     pub(crate) max_bytes: u64,
+}
+
+/// The first file of a registration, begun while its version is created.
+enum First {
+    /// Its download.
+    Started(Result<BoxStream<'static, Result<Bytes>>>),
+    /// Downloaded whole and staged, with its content.
+    Staged(Result<(Staged, Vec<Bytes>)>),
 }
 
 /// What a successful copy produced.
@@ -255,14 +264,25 @@ impl Registrar {
         expected: Option<Expected>,
     ) -> Result<pb::ModelVersion> {
         // The first file's download is asked for while the PENDING row is written: the
-        // two round trips overlap. Should the row fail, the download is dropped unread.
+        // two round trips overlap. A small file on a local store is also written to
+        // the staging directory meanwhile (creating a file and a directory can wait
+        // on the filesystem's journal as long as the row takes). Should the row fail,
+        // the download is dropped unread, or the staged file removed.
+        let likely = expected
+            .as_ref()
+            .map(|e| (e.model_id().to_owned(), e.next_version()));
         let begin =
             self.store
                 .begin_version(name, new, |id, v| self.files.location(id, v), expected);
         let (pending, mut first) = match files.first() {
+            Some(f) if f.size <= SMALL_FILE_BYTES as u64 && self.files.is_local() => {
+                let likely = likely.as_ref().map(|(id, v)| (id.as_str(), *v));
+                let (pending, staged) = tokio::join!(begin, self.stage_first(owner, f, likely));
+                (pending?, Some(First::Staged(staged)))
+            }
             Some(f) => {
                 let (pending, first) = tokio::join!(begin, self.tracking.download(owner, &f.path));
-                (pending?, Some(first))
+                (pending?, Some(First::Started(first)))
             }
             None => (begin.await?, None),
         };
@@ -271,22 +291,32 @@ impl Registrar {
             let mut written = vec![];
             let mut signature = None;
             for f in files {
-                let chunks = match first.take() {
-                    Some(started) => started?,
-                    None => self.tracking.download(owner, &f.path).await?,
-                };
                 let keep = sig_file.as_deref() == Some(f.rel.as_str());
-                let w = self
-                    .files
-                    .write(
-                        &pending.model_id,
-                        pending.version,
-                        &f.rel,
-                        chunks,
-                        keep,
-                        self.max_bytes,
-                    )
-                    .await?;
+                let w = match first.take() {
+                    Some(First::Staged(staged)) => {
+                        let (staged, parts) = staged?;
+                        let content = keep.then(|| parts.concat());
+                        self.files
+                            .place(staged, &pending.model_id, pending.version, &f.rel, content)
+                            .await?
+                    }
+                    started => {
+                        let chunks = match started {
+                            Some(First::Started(started)) => started?,
+                            _ => self.tracking.download(owner, &f.path).await?,
+                        };
+                        self.files
+                            .write(
+                                &pending.model_id,
+                                pending.version,
+                                &f.rel,
+                                chunks,
+                                keep,
+                                self.max_bytes,
+                            )
+                            .await?
+                    }
+                };
                 if let Some(content) = &w.content {
                     signature = Some(read_signature(&w.rel, content)?);
                 }
@@ -300,6 +330,37 @@ impl Registrar {
         }
         .await;
         self.finish(pending, new, copied).await
+    }
+
+    /// Downloads a small file whole and writes it to the staging directory (see
+    /// [`ModelFiles::stage`]); returns it with its content.
+    async fn stage_first(
+        &self,
+        owner: &Owner,
+        f: &crate::lineage::ArtifactFile,
+        likely: Option<(&str, i64)>,
+    ) -> Result<(Staged, Vec<Bytes>)> {
+        let mut chunks = self.tracking.download(owner, &f.path).await?;
+        let mut parts = vec![];
+        let mut size = 0;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            size += chunk.len();
+            if size > SMALL_FILE_BYTES {
+                return Err(crate::error::precondition(format!(
+                    "artifact `{}` grew from {} bytes while it was copied; register it again \
+                     once it is written",
+                    f.path, f.size
+                )));
+            }
+            parts.push(chunk);
+        }
+        let staged = self
+            .files
+            .stage(parts.clone(), likely)
+            .await?
+            .ok_or_else(|| RegistryError::Unavailable("the model store is not local".into()))?;
+        Ok((staged, parts))
     }
 
     /// Registers an uploaded file as a new version.

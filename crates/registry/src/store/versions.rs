@@ -55,6 +55,18 @@ pub struct Expected {
     next_version: i64,
 }
 
+impl Expected {
+    /// The model's id.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// The number its next version will take unless another registration comes first.
+    pub fn next_version(&self) -> i64 {
+        self.next_version
+    }
+}
+
 impl Store {
     /// What `name` looks like now, for [`Store::begin_version`] to expect: read
     /// while the caller does other work. None on SQLite (where a transaction is as
