@@ -425,11 +425,10 @@ mod tests {
     use super::*;
     use crate::testing::Note;
 
-    #[tokio::test]
-    async fn the_relay_is_woken_when_the_guard_goes_after_the_commit() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A SQLite database with the outbox of `svc`.
+    async fn svc_db(dir: &std::path::Path) -> Db {
         let db = Db::connect(&DbOptions {
-            url: format!("sqlite://{}/o.db", dir.path().display()),
+            url: format!("sqlite://{}/o.db", dir.display()),
             max_connections: 2,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
@@ -437,15 +436,21 @@ mod tests {
         .await
         .unwrap();
         db.migrate("outbox", &migrations("svc")).await.unwrap();
+        db
+    }
+
+    /// Whether the relay of `outbox` is woken within 20 ms.
+    async fn woken(outbox: &Outbox) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), outbox.wake.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn the_relay_is_woken_when_the_guard_goes_after_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = svc_db(dir.path()).await;
         let outbox = Outbox::new("svc");
-        let woken = || {
-            let wake = outbox.wake.clone();
-            async move {
-                tokio::time::timeout(Duration::from_millis(20), wake.notified())
-                    .await
-                    .is_ok()
-            }
-        };
         {
             let mut tx = db.begin().await.unwrap();
             let _enqueued = outbox
@@ -455,11 +460,11 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            assert!(!woken().await, "not before the commit");
+            assert!(!woken(&outbox).await, "not before the commit");
             tx.commit().await.unwrap();
-            assert!(!woken().await, "not before the end of the scope");
+            assert!(!woken(&outbox).await, "not before the end of the scope");
         }
-        assert!(woken().await, "once the guard is dropped");
+        assert!(woken(&outbox).await, "once the guard is dropped");
         let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM svc_outbox")
             .fetch_one(db.reader())
             .await
@@ -470,28 +475,12 @@ mod tests {
     #[tokio::test]
     async fn a_write_with_its_event_wakes_the_relay_only_when_it_wrote() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&DbOptions {
-            url: format!("sqlite://{}/o.db", dir.path().display()),
-            max_connections: 2,
-            acquire_timeout: Duration::from_secs(10),
-            statement_timeout: Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
-        db.migrate("outbox", &migrations("svc")).await.unwrap();
+        let db = svc_db(dir.path()).await;
         sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)")
             .execute(db.writer())
             .await
             .unwrap();
         let outbox = Outbox::new("svc");
-        let woken = || {
-            let wake = outbox.wake.clone();
-            async move {
-                tokio::time::timeout(Duration::from_millis(20), wake.notified())
-                    .await
-                    .is_ok()
-            }
-        };
         let event = || Envelope::of("t", "/svc", "k", "s", &Note::default());
         let delete = "DELETE FROM t WHERE k = $1 RETURNING k";
         let wrote = outbox
@@ -499,13 +488,13 @@ mod tests {
             .await
             .unwrap();
         assert!(!wrote);
-        assert!(!woken().await, "nothing written, nothing to publish");
+        assert!(!woken(&outbox).await, "nothing written, nothing to publish");
         let insert = "INSERT INTO t (k) VALUES ($1) RETURNING k";
         let wrote = outbox
             .write_with(&db, insert, 1, |q| q.bind("a"), &event())
             .await
             .unwrap();
         assert!(wrote);
-        assert!(woken().await);
+        assert!(woken(&outbox).await);
     }
 }
