@@ -5,6 +5,7 @@
 mod aliases;
 mod evaluations;
 mod models;
+mod registration;
 mod search;
 mod versions;
 
@@ -19,8 +20,8 @@ use sqlx::{AnyConnection, Row};
 use crate::error::{RegistryError, Result};
 use crate::metrics::Metrics;
 
+pub use registration::{Expected, NewVersion, Pending};
 pub use search::PageToken;
-pub use versions::{Expected, NewVersion, Pending};
 
 const SOURCE: &str = "/mlops/registry";
 
