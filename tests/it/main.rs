@@ -26,6 +26,7 @@ mod monitoring_perf;
 mod oip_grpc;
 mod oip_http;
 mod ops;
+mod outbox;
 mod prediction_log;
 mod registry;
 mod registry_begin;
