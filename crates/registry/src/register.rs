@@ -346,6 +346,9 @@ impl Registrar {
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             size += chunk.len();
+            if size as u64 > self.max_bytes {
+                return Err(self.too_big(size as u64));
+            }
             if size > SMALL_FILE_BYTES {
                 return Err(crate::error::precondition(format!(
                     "artifact `{}` grew from {} bytes while it was copied; register it again \
