@@ -18,7 +18,7 @@ pub(crate) use crate::copies::stamped;
 use crate::error::{invalid, RegistryError, Result};
 use crate::files::ModelFiles;
 use crate::lineage::{lineage_of, Owner, TrackingClient};
-use crate::store::{Expected, NewVersion, Pending, Store};
+use crate::store::{last_per_key, Expected, NewVersion, Pending, Store};
 use crate::validate;
 
 /// Registers versions.
@@ -268,15 +268,13 @@ impl Registrar {
         // the staging directory meanwhile (creating a file and a directory can wait
         // on the filesystem's journal as long as the row takes). Should the row fail,
         // the download is dropped unread, or the staged file removed.
-        let likely = expected
-            .as_ref()
-            .map(|e| (e.model_id().to_owned(), e.next_version()));
+        let likely = expected.clone();
         let begin =
             self.store
                 .begin_version(name, new, |id, v| self.files.location(id, v), expected);
         let (pending, mut first) = match files.first() {
             Some(f) if f.size <= SMALL_FILE_BYTES as u64 && self.files.is_local() => {
-                let likely = likely.as_ref().map(|(id, v)| (id.as_str(), *v));
+                let likely = likely.as_ref().map(|e| (e.model_id(), e.next_version()));
                 let (pending, staged) = tokio::join!(begin, self.stage_first(owner, f, likely));
                 (pending?, Some(First::Staged(staged)))
             }
@@ -470,11 +468,7 @@ impl Registrar {
                     }
                 };
                 // Everything the version holds is in hand: answer without reading it back.
-                let mut tags: Vec<pb::Tag> = vec![];
-                for t in &new.tags {
-                    tags.retain(|k| k.key != t.key);
-                    tags.push(t.clone());
-                }
+                let mut tags: Vec<pb::Tag> = last_per_key(&new.tags).into_iter().cloned().collect();
                 tags.sort_by(|a, b| a.key.cmp(&b.key));
                 Ok(pb::ModelVersion {
                     name: p.name.clone(),

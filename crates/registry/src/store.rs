@@ -20,6 +20,7 @@ use sqlx::{AnyConnection, Row};
 use crate::error::{RegistryError, Result};
 use crate::metrics::Metrics;
 
+pub(crate) use registration::last_per_key;
 pub use registration::{Expected, NewVersion, Pending};
 pub use search::PageToken;
 

@@ -3,6 +3,7 @@
 //! signature, or FAILED_REGISTRATION with the reason; versions a stopped registry
 //! left PENDING expire.
 
+use mlops_events::Envelope;
 use mlops_proto::events::v1 as ev;
 use mlops_proto::registry::v1 as pb;
 use mlops_storage::{now_millis, Backend};
@@ -64,6 +65,32 @@ impl Expected {
     pub fn next_version(&self) -> i64 {
         self.next_version
     }
+}
+
+/// The ModelVersionCreated event of version `version` of `name`.
+fn created_event(name: &str, new: &NewVersion, model_id: &str, version: i64, now: i64) -> Envelope {
+    event(
+        model_id,
+        format!("{name}/{version}"),
+        &ev::ModelVersionCreated {
+            model_id: model_id.to_owned(),
+            name: name.to_owned(),
+            version,
+            source: new.source.clone(),
+            run_id: new.run_id.clone(),
+            creation_timestamp: now,
+        },
+    )
+}
+
+/// `tags` with one per key, the last value given for it, in the order first given.
+pub(crate) fn last_per_key(tags: &[pb::Tag]) -> Vec<&pb::Tag> {
+    let mut out: Vec<&pb::Tag> = vec![];
+    for t in tags {
+        out.retain(|k| k.key != t.key);
+        out.push(t);
+    }
+    out
 }
 
 impl Store {
@@ -170,21 +197,7 @@ impl Store {
         }
         let _enqueued = self
             .outbox
-            .enqueue(
-                &mut tx,
-                &event(
-                    &model_id,
-                    format!("{name}/{version}"),
-                    &ev::ModelVersionCreated {
-                        model_id: model_id.clone(),
-                        name: name.to_owned(),
-                        version,
-                        source: new.source.clone(),
-                        run_id: new.run_id.clone(),
-                        creation_timestamp: now,
-                    },
-                ),
-            )
+            .enqueue(&mut tx, &created_event(name, new, &model_id, version, now))
             .await?;
         tx.commit().await?;
         Ok(Pending {
@@ -208,11 +221,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         // The last value of a key given twice wins, as in the transaction.
-        let mut tags: Vec<&pb::Tag> = vec![];
-        for t in &new.tags {
-            tags.retain(|k| k.key != t.key);
-            tags.push(t);
-        }
+        let tags = last_per_key(&new.tags);
         let mut sql = String::from(
             "WITH m AS (UPDATE registered_models SET next_version = next_version + 1, \
              last_updated_timestamp = $1 WHERE name = $2 AND model_id = $3 AND next_version = $4 \
@@ -236,18 +245,7 @@ impl Store {
         }
         sql.push(' ');
         sql.push_str(&self.outbox.insert_from("v", next));
-        let created = event(
-            &e.model_id,
-            format!("{name}/{}", e.next_version),
-            &ev::ModelVersionCreated {
-                model_id: e.model_id.clone(),
-                name: name.to_owned(),
-                version: e.next_version,
-                source: new.source.clone(),
-                run_id: new.run_id.clone(),
-                creation_timestamp: now,
-            },
-        );
+        let created = created_event(name, new, &e.model_id, e.next_version, now);
         let mut q = sqlx::query(&sql)
             .bind(now)
             .bind(name)
@@ -331,59 +329,56 @@ impl Store {
                 p.name, p.version
             )));
         }
+        self.registration_finished("ready", p, now);
+        Ok(now)
+    }
+
+    /// Counts a registration that ended `status` (ready, failed) and its duration.
+    fn registration_finished(&self, status: &str, p: &Pending, now: i64) {
         self.metrics
             .versions_registered
-            .with_label_values(&["ready"])
+            .with_label_values(&[status])
             .inc();
         self.metrics
             .registration_seconds
             .observe((now - p.created).max(0) as f64 / 1000.0);
-        Ok(now)
     }
 
     /// Step two, failure: the version becomes FAILED_REGISTRATION with `reason`.
     pub async fn version_failed(&self, p: &Pending, reason: &str) -> Result<()> {
         let now = now_millis();
-        let mut tx = self.db.begin().await?;
-        let done = sqlx::query(
-            "UPDATE model_versions SET status = $1, status_message = $2, last_updated_timestamp = $3 \
-             WHERE model_id = $4 AND version = $5 AND status = $6",
-        )
-        .bind(FAILED)
-        .bind(reason)
-        .bind(now)
-        .bind(&p.model_id)
-        .bind(p.version)
-        .bind(PENDING)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(());
-        }
-        let _enqueued = self
+        let failed = event(
+            &p.model_id,
+            format!("{}/{}", p.name, p.version),
+            &ev::ModelVersionFailed {
+                model_id: p.model_id.clone(),
+                name: p.name.clone(),
+                version: p.version,
+                reason: reason.to_owned(),
+            },
+        );
+        let wrote = self
             .outbox
-            .enqueue(
-                &mut tx,
-                &event(
-                    &p.model_id,
-                    format!("{}/{}", p.name, p.version),
-                    &ev::ModelVersionFailed {
-                        model_id: p.model_id.clone(),
-                        name: p.name.clone(),
-                        version: p.version,
-                        reason: reason.to_owned(),
-                    },
-                ),
+            .write_with(
+                &self.db,
+                "UPDATE model_versions SET status = $1, status_message = $2, last_updated_timestamp = $3 \
+                 WHERE model_id = $4 AND version = $5 AND status = $6 RETURNING version",
+                6,
+                |q| {
+                    q.bind(FAILED)
+                        .bind(reason.to_owned())
+                        .bind(now)
+                        .bind(p.model_id.clone())
+                        .bind(p.version)
+                        .bind(PENDING)
+                },
+                &failed,
             )
             .await?;
-        tx.commit().await?;
-        self.metrics
-            .versions_registered
-            .with_label_values(&["failed"])
-            .inc();
-        self.metrics
-            .registration_seconds
-            .observe((now - p.created).max(0) as f64 / 1000.0);
+        if !wrote {
+            return Ok(());
+        }
+        self.registration_finished("failed", p, now);
         Ok(())
     }
 
