@@ -101,6 +101,7 @@ async fn logged_models_in_tracking_and_the_registry(db: Database) {
             run_id: String::new(),
             path: String::new(),
             logged_model_id: id.clone(),
+            inline_bytes: 0,
         })
         .await
         .unwrap()
@@ -111,6 +112,7 @@ async fn logged_models_in_tracking_and_the_registry(db: Database) {
             run_id: r.clone(),
             path: String::new(),
             logged_model_id: id.clone(),
+            inline_bytes: 0,
         })
         .await
         .unwrap_err();

@@ -306,6 +306,38 @@ async fn artifacts_round_trip_and_bad_paths(db: Database) {
         .into_inner();
     assert_eq!(sub.files.len(), 1);
     assert_eq!(sub.files[0].file_size, body.len() as u64);
+    assert_eq!(sub.files[0].content, None, "no content unless asked for");
+
+    // Content with the listing: only when the listed files fit the budget together.
+    let lister = c.clone();
+    let listed = |path: &str, inline_bytes: u64| {
+        let mut c = lister.clone();
+        let request = pb::ListArtifactsRequest {
+            run_id: r.clone(),
+            path: path.into(),
+            inline_bytes,
+            ..Default::default()
+        };
+        async move { c.list_artifacts(request).await.unwrap().into_inner().files }
+    };
+    let sub = listed("model", body.len() as u64).await;
+    assert_eq!(sub[0].content.as_deref(), Some(&body[..]));
+    assert_eq!(sub[0].file_size, body.len() as u64);
+    let short = listed("model", body.len() as u64 - 1).await;
+    assert_eq!(
+        short[0].content, None,
+        "one byte over the budget: no content"
+    );
+    assert_eq!(short[0].file_size, body.len() as u64);
+    let root = listed("", u64::MAX).await;
+    assert_eq!(root.len(), 2);
+    assert_eq!(root[0].content.as_deref(), Some(&b"{}"[..]), "metrics.json");
+    assert_eq!(root[1].content, None, "a directory has no content");
+    c.upload_artifact(upload("big/blob.bin", vec![7u8; (1 << 20) + 1]))
+        .await
+        .unwrap();
+    let big = listed("big", u64::MAX).await;
+    assert_eq!(big[0].content, None, "over 1 MiB is never sent inline");
 
     for bad in ["../escape.txt", "/etc/passwd", "a/../../b", "model//x"] {
         let e = c

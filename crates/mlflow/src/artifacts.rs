@@ -606,6 +606,7 @@ mod tests {
                 path: "dir/sub".into(),
                 is_dir: true,
                 file_size: 0,
+                content: None,
             },
         );
         let file = FileInfo::new(
@@ -614,6 +615,7 @@ mod tests {
                 path: "dir/a.txt".into(),
                 is_dir: false,
                 file_size: 5,
+                content: None,
             },
         );
         assert_eq!(

@@ -26,6 +26,9 @@ pub struct Artifacts {
     max_bytes: Option<u64>,
 }
 
+/// Most bytes a listing carries as its files' content ([`Artifacts::read_listed`]).
+pub const MAX_INLINE_BYTES: u64 = 1 << 20;
+
 /// One entry of a listing, relative to the run's root.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -157,6 +160,55 @@ impl Artifacts {
             .into_stream()
             .map_err(move |e| store_err("read", &rel, e))
             .boxed())
+    }
+
+    /// The content of each file of `entries` (a listing of `artifact_uri`) when together
+    /// they hold at most `budget` bytes (and [`MAX_INLINE_BYTES`]); all `None` when they
+    /// hold more. A directory, a file that went away since it was listed, or one that
+    /// grew past what is left of the budget, is `None`: its caller downloads it and
+    /// learns why there.
+    pub async fn read_listed(
+        &self,
+        artifact_uri: &str,
+        entries: &[Entry],
+        budget: u64,
+    ) -> Vec<Option<Bytes>> {
+        let mut left = budget.min(MAX_INLINE_BYTES);
+        let total: u64 = entries.iter().map(|e| e.size).sum();
+        if left == 0 || total > left {
+            return vec![None; entries.len()];
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let content = match e.is_dir {
+                true => None,
+                false => self.read_at_most(artifact_uri, &e.path, left).await,
+            };
+            left -= content.as_ref().map_or(0, |c| c.len() as u64);
+            out.push(content);
+        }
+        out
+    }
+
+    /// The whole of file `rel` when it holds at most `limit` bytes; `None` otherwise
+    /// or when it cannot be read.
+    async fn read_at_most(&self, artifact_uri: &str, rel: &str, limit: u64) -> Option<Bytes> {
+        let key = self.key(artifact_uri, rel).ok()?;
+        let mut chunks = self.blob.store.get(&key).await.ok()?.into_stream();
+        let mut parts = vec![];
+        let mut size = 0u64;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.ok()?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return None;
+            }
+            parts.push(chunk);
+        }
+        Some(match parts.len() {
+            1 => parts.pop().unwrap_or_default(),
+            _ => Bytes::from(parts.concat()),
+        })
     }
 
     /// Lists what is directly under `rel` (a directory; empty for the root).

@@ -380,12 +380,19 @@ impl TrackingService for TrackingApi {
         let r = req.get_ref();
         crate::artifacts::check_path(&r.path, true)?;
         let root_uri = self.root_of(&r.run_id, &r.logged_model_id, false).await?;
-        let files = self
+        let entries = self.artifacts.list(&root_uri, &r.path).await?;
+        let contents = self
             .artifacts
-            .list(&root_uri, &r.path)
-            .await?
+            .read_listed(&root_uri, &entries, r.inline_bytes)
+            .await;
+        let files = entries
             .into_iter()
-            .map(pb::FileInfo::from)
+            .zip(contents)
+            .map(|(e, content)| pb::FileInfo {
+                file_size: content.as_ref().map_or(e.size, |c| c.len() as u64),
+                content: content.map(Vec::from),
+                ..pb::FileInfo::from(e)
+            })
             .collect();
         ok(pb::ListArtifactsResponse { root_uri, files })
     }
@@ -495,6 +502,7 @@ impl From<crate::artifacts::Entry> for pb::FileInfo {
             path: e.path,
             is_dir: e.is_dir,
             file_size: e.size,
+            content: None,
         }
     }
 }

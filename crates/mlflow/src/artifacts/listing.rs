@@ -44,6 +44,7 @@ async fn list_files(
             run_id: run_id.to_owned(),
             path: path.to_owned(),
             logged_model_id: logged_model_id.to_owned(),
+            inline_bytes: 0,
         }))
         .await;
     match got {
