@@ -30,6 +30,7 @@ mod outbox;
 mod prediction_log;
 mod registry;
 mod registry_begin;
+mod registry_copies;
 mod registry_gate;
 mod registry_sources;
 mod retraining;

@@ -60,6 +60,8 @@ pub struct ArtifactFile {
     pub rel: String,
     /// Bytes.
     pub size: u64,
+    /// Its bytes, when the listing brought them (a small model): no download needed.
+    pub content: Option<bytes::Bytes>,
 }
 
 impl TrackingClient {
@@ -161,7 +163,9 @@ impl TrackingClient {
         Ok(model)
     }
 
-    async fn list(&self, owner: &Owner, path: &str) -> Result<Vec<tpb::FileInfo>> {
+    /// The listing of `path`, with the files' content when they hold at most `inline`
+    /// bytes together.
+    async fn list(&self, owner: &Owner, path: &str, inline: u64) -> Result<Vec<tpb::FileInfo>> {
         let (run_id, logged_model_id) = owner.ids();
         Ok(retry(&Backoff::default(), || {
             let mut c = self.inner.clone();
@@ -169,6 +173,7 @@ impl TrackingClient {
                 run_id: run_id.clone(),
                 path: path.to_owned(),
                 logged_model_id: logged_model_id.clone(),
+                inline_bytes: inline,
             };
             async move { c.list_artifacts(request).await }
         })
@@ -180,16 +185,24 @@ impl TrackingClient {
 
     /// The files of `path` in a run or logged model: the file itself, or every file
     /// under the directory (the whole root when `path` is empty; none for an empty
-    /// one). NOT_FOUND when there is nothing at `path`.
-    pub async fn artifact_files(&self, owner: &Owner, path: &str) -> Result<Vec<ArtifactFile>> {
+    /// one). NOT_FOUND when there is nothing at `path`. Files that hold at most
+    /// `inline` bytes together come with their content.
+    pub async fn artifact_files(
+        &self,
+        owner: &Owner,
+        path: &str,
+        inline: u64,
+    ) -> Result<Vec<ArtifactFile>> {
         let path = path.trim_end_matches('/');
+        let mut inline = inline;
         // A directory lists its entries; a file (or nothing) lists none, and then its
         // parent says which. One call for the usual case, a model directory.
-        let first = self.list(owner, path).await?;
+        let first = self.list(owner, path, inline).await?;
         if first.is_empty() && !path.is_empty() {
             let (parent, _) = path.rsplit_once('/').unwrap_or(("", path));
+            // The parent's other files are not wanted: no content.
             let entry = self
-                .list(owner, parent)
+                .list(owner, parent, 0)
                 .await?
                 .into_iter()
                 .find(|f| f.path == path)
@@ -204,6 +217,7 @@ impl TrackingClient {
                     path: path.to_owned(),
                     rel: name,
                     size: entry.file_size,
+                    content: None,
                 }]);
             }
         }
@@ -214,7 +228,7 @@ impl TrackingClient {
             let entries = match listing.take() {
                 Some(l) => l,
                 None => match dirs.pop() {
-                    Some(dir) => self.list(owner, &dir).await?,
+                    Some(dir) => self.list(owner, &dir, inline).await?,
                     None => break,
                 },
             };
@@ -228,10 +242,13 @@ impl TrackingClient {
                         .unwrap_or(&f.path)
                         .trim_start_matches('/')
                         .to_owned();
+                    let content = f.content.map(bytes::Bytes::from);
+                    inline = inline.saturating_sub(content.as_ref().map_or(0, |c| c.len() as u64));
                     out.push(ArtifactFile {
                         path: f.path,
                         rel,
                         size: f.file_size,
+                        content,
                     });
                 }
             }

@@ -173,7 +173,8 @@ impl Registrar {
         // is read, so that its version can be written in one statement.
         let (run, files, expected) = tokio::join!(
             self.tracking.run(&req.run_id),
-            self.tracking.artifact_files(&owner, &path),
+            self.tracking
+                .artifact_files(&owner, &path, self.inline_budget()),
             self.store.expect_version(&req.name)
         );
         let (run, files) = (run?, files?);
@@ -234,7 +235,10 @@ impl Registrar {
         };
         lineage.logged_model_id = model.model_id.clone();
         let owner = Owner::LoggedModel(model.model_id.clone());
-        let files = self.tracking.artifact_files(&owner, "").await?;
+        let files = self
+            .tracking
+            .artifact_files(&owner, "", self.inline_budget())
+            .await?;
         let total: u64 = files.iter().map(|f| f.size).sum();
         if total > self.max_bytes {
             return Err(self.too_big(total));
@@ -279,7 +283,7 @@ impl Registrar {
                 (pending?, Some(First::Staged(staged)))
             }
             Some(f) => {
-                let (pending, first) = tokio::join!(begin, self.tracking.download(owner, &f.path));
+                let (pending, first) = tokio::join!(begin, self.chunks(owner, f));
                 (pending?, Some(First::Started(first)))
             }
             None => (begin.await?, None),
@@ -301,7 +305,7 @@ impl Registrar {
                     started => {
                         let chunks = match started {
                             Some(First::Started(started)) => started?,
-                            _ => self.tracking.download(owner, &f.path).await?,
+                            _ => self.chunks(owner, f).await?,
                         };
                         self.files
                             .write(
@@ -330,15 +334,33 @@ impl Registrar {
         self.finish(pending, new, copied).await
     }
 
-    /// Downloads a small file whole and writes it to the staging directory (see
-    /// [`ModelFiles::stage`]); returns it with its content.
+    /// How many bytes of a model's files its listing may bring with it (see
+    /// [`crate::lineage::ArtifactFile::content`]).
+    fn inline_budget(&self) -> u64 {
+        (SMALL_FILE_BYTES as u64).min(self.max_bytes)
+    }
+
+    /// `f`'s bytes: what its listing brought, else a download.
+    async fn chunks(
+        &self,
+        owner: &Owner,
+        f: &crate::lineage::ArtifactFile,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        match &f.content {
+            Some(c) => Ok(futures::stream::iter([Ok(c.clone())]).boxed()),
+            None => self.tracking.download(owner, &f.path).await,
+        }
+    }
+
+    /// Reads a small file whole (from its listing, else a download) and writes it to
+    /// the staging directory (see [`ModelFiles::stage`]); returns it with its content.
     async fn stage_first(
         &self,
         owner: &Owner,
         f: &crate::lineage::ArtifactFile,
         likely: Option<(&str, i64)>,
     ) -> Result<(Staged, Vec<Bytes>)> {
-        let mut chunks = self.tracking.download(owner, &f.path).await?;
+        let mut chunks = self.chunks(owner, f).await?;
         let mut parts = vec![];
         let mut size = 0;
         while let Some(chunk) = chunks.next().await {
