@@ -6,7 +6,10 @@
 //! - single-row latency with one client, one call at a time (p50/p99);
 //! - saturation: single-row requests from 64 concurrent clients, rows/s, batching off;
 //! - at half of saturation: an open-loop load at 50% of that rate, p50/p99;
-//! - 64 concurrent clients with dynamic batching on (max_queue_delay 500 µs), rows/s and p99.
+//! - 64 concurrent clients with dynamic batching on (max_queue_delay 500 µs), rows/s and p99;
+//! - the share of the process's CPU that ran the model at saturation, and the ceiling it sets
+//!   on what batching can give (1 / (1 - share)): batching saves compute, never a request's
+//!   gRPC and bookkeeping.
 //!
 //! Then deployments (`inference/deploy.rs`): hot swap, shadow, prediction log, rollback.
 //!
@@ -157,6 +160,41 @@ async fn open_loop(
     lats
 }
 
+/// The CPU time this process has used (user and system, all threads), from
+/// `/proc/self/stat` in the kernel's fixed 100 ticks a second.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) end with `)`.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11) // state is field 3; utime and stime are fields 14 and 15
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// The time `model` has spent computing (ModelStatistics' `compute_infer`).
+async fn compute_time(c: &mut Oip, model: &str) -> Duration {
+    let stats = c
+        .model_statistics(pb::ModelStatisticsRequest {
+            name: model.into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    Duration::from_nanos(
+        stats
+            .model_stats
+            .iter()
+            .filter_map(|m| m.inference_stats.as_ref()?.compute_infer.as_ref())
+            .map(|d| d.ns)
+            .sum(),
+    )
+}
+
 async fn load(c: &mut Oip, model: &str, batching: bool) {
     let mut parameters = std::collections::HashMap::new();
     parameters.insert(
@@ -199,7 +237,7 @@ fn main() {
         let mut models = serde_json::Map::new();
         println!("\n== inference over gRPC on loopback (release build, clients in-process)");
         println!(
-            "{:<7} {:>10} {:>10} {:>12} {:>10} {:>10} {:>13} {:>10}",
+            "{:<7} {:>10} {:>10} {:>12} {:>10} {:>10} {:>13} {:>10} {:>8} {:>9}",
             "model",
             "1-cl p50",
             "1-cl p99",
@@ -207,7 +245,9 @@ fn main() {
             "½sat p50",
             "½sat p99",
             "batched rows/s",
-            "batch p99"
+            "batch p99",
+            "compute",
+            "ceiling"
         );
         let names: &[&str] = if part("models") {
             &["logreg", "rf", "gbdt", "mlp"]
@@ -254,25 +294,34 @@ fn main() {
                     .unwrap();
                 one.push(t.elapsed());
             }
+            let (cpu0, compute0) = (process_cpu(), compute_time(&mut c, name).await);
             let (saturation, sat_lats) = closed_loop(addr, name, width, &data, 64, duration).await;
+            // The share of the process's CPU that ran the model: the most batching can
+            // save, since it still pays every request's gRPC and bookkeeping.
+            let share = (compute_time(&mut c, name).await - compute0).as_secs_f64()
+                / (process_cpu() - cpu0).as_secs_f64();
             let half = open_loop(addr, name, width, &data, saturation / 2.0, duration).await;
             load(&mut c, name, true).await;
             let (batched, batched_lats) = closed_loop(addr, name, width, &data, 64, duration).await;
             println!(
-                "{name:<7} {:>8.3}ms {:>8.3}ms {:>12.0} {:>8.3}ms {:>8.3}ms {:>13.0} {:>8.3}ms",
+                "{name:<7} {:>8.3}ms {:>8.3}ms {:>12.0} {:>8.3}ms {:>8.3}ms {:>13.0} {:>8.3}ms {:>7.1}% {:>8.2}x",
                 pct(&one, 50.0),
                 pct(&one, 99.0),
                 saturation,
                 pct(&half, 50.0),
                 pct(&half, 99.0),
                 batched,
-                pct(&batched_lats, 99.0)
+                pct(&batched_lats, 99.0),
+                share * 100.0,
+                1.0 / (1.0 - share).max(f64::EPSILON)
             );
             models.insert(
                 name.into(),
                 json!({
                     "single_client": lat(&one),
-                    "saturation_64_clients": {"rows_per_s": saturation, "latency": lat(&sat_lats)},
+                    "saturation_64_clients": {"rows_per_s": saturation, "latency": lat(&sat_lats),
+                                              "compute_share_of_cpu": share,
+                                              "batching_ceiling": 1.0 / (1.0 - share).max(f64::EPSILON)},
                     "half_saturation": {"rate_per_s": saturation / 2.0, "latency": lat(&half)},
                     "batched_64_clients": {"rows_per_s": batched, "latency": lat(&batched_lats),
                                            "max_queue_delay_us": 500},
