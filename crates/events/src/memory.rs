@@ -1,8 +1,8 @@
 //! The in-process bus, for `mlops up` and tests: one append-only log per topic
 //! (a topic is one partition), consumer groups with committed offsets, broadcast
-//! subscriptions, bounded retention. Messages are kept as the Kafka bus carries
-//! them ([`RawRecord`]s, events in the CloudEvents binary binding), so both buses
-//! read them the same way.
+//! subscriptions, retention bounded in messages and in bytes. Messages are kept as
+//! the Kafka bus carries them ([`RawRecord`]s, events in the CloudEvents binary
+//! binding), so both buses read them the same way.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,15 +13,43 @@ use tokio::sync::Notify;
 use crate::bus::{BusError, Delivery, EventBus, RawRecord, RawSubscription, Subscription};
 use crate::Envelope;
 
-/// Messages kept per topic; older ones are dropped (a slow in-process consumer
-/// can fall behind by this much before it misses messages).
-const RETENTION: usize = 100_000;
+/// How much each topic keeps: the newest messages up to both limits, older ones dropped
+/// (a slow in-process consumer can fall behind by this much before it misses messages).
+/// The bytes bound memory where messages are large, as a prediction log's can be.
+#[derive(Clone, Copy, Debug)]
+struct Retention {
+    records: usize,
+    /// Keys, payloads and headers.
+    bytes: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            records: 100_000,
+            bytes: 32 << 20,
+        }
+    }
+}
+
+/// What a record holds, as counted against [`Retention::bytes`].
+fn record_bytes(r: &RawRecord) -> usize {
+    r.topic.len()
+        + r.key.as_ref().map_or(0, Vec::len)
+        + r.payload.len()
+        + r.headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
 
 #[derive(Default)]
 struct Topic {
     records: VecDeque<RawRecord>,
     /// The offset of `records[0]`.
     base: i64,
+    /// What `records` hold ([`record_bytes`]).
+    bytes: usize,
 }
 
 impl Topic {
@@ -48,6 +76,7 @@ struct State {
 pub struct InProcessBus {
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
+    retention: Retention,
 }
 
 impl InProcessBus {
@@ -73,10 +102,16 @@ impl InProcessBus {
                 let topic = state.topics.get_mut(&r.topic).expect("inserted above");
                 r.partition = 0;
                 r.offset = topic.end();
+                topic.bytes += record_bytes(&r);
                 topic.records.push_back(r);
-                while topic.records.len() > RETENTION {
-                    topic.records.pop_front();
-                    topic.base += 1;
+                // The newest message is kept whatever its size.
+                while topic.records.len() > self.retention.records
+                    || (topic.bytes > self.retention.bytes && topic.records.len() > 1)
+                {
+                    if let Some(old) = topic.records.pop_front() {
+                        topic.bytes -= record_bytes(&old);
+                        topic.base += 1;
+                    }
                 }
             }
         }
@@ -397,6 +432,49 @@ mod tests {
         let mut fresh = bus.subscribe_broadcast("cache", &["new"]).await.unwrap();
         bus.publish(&[ev("new", "first")]).await.1.unwrap();
         assert_eq!(keys(&mut fresh, 1).await, ["first"]);
+    }
+
+    #[tokio::test]
+    async fn a_topic_keeps_its_newest_messages_within_both_limits() {
+        let record = |i: u8| RawRecord::new("t", None, vec![i; 100]);
+        let one = record_bytes(&record(0));
+        let oldest_kept = |bus: InProcessBus| async move {
+            let mut raw = bus.subscribe_raw("g", &["t"]).await.unwrap();
+            let r = raw.next().await.unwrap();
+            (r.offset, r.payload[0])
+        };
+        // By count: 3 of 5.
+        let bus = InProcessBus {
+            retention: Retention {
+                records: 3,
+                bytes: usize::MAX,
+            },
+            ..InProcessBus::new()
+        };
+        bus.publish_raw(&(0..5).map(record).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert_eq!(oldest_kept(bus.clone()).await, (2, 2));
+        assert_eq!(bus.lock().topics["t"].records.len(), 3);
+        // By bytes: what fits in two and a half records is two.
+        let bus = InProcessBus {
+            retention: Retention {
+                records: 100,
+                bytes: one * 5 / 2,
+            },
+            ..InProcessBus::new()
+        };
+        bus.publish_raw(&(0..5).map(record).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert_eq!(oldest_kept(bus.clone()).await, (3, 3));
+        assert_eq!(bus.lock().topics["t"].bytes, one * 2);
+        // A message larger than the limit is still kept, alone.
+        bus.publish_raw(&[RawRecord::new("t", None, vec![9; one * 10])])
+            .await
+            .unwrap();
+        assert_eq!(oldest_kept(bus.clone()).await, (5, 9));
+        assert_eq!(bus.lock().topics["t"].records.len(), 1);
     }
 
     #[tokio::test]
