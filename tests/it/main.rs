@@ -33,6 +33,7 @@ mod registry_begin;
 mod registry_copies;
 mod registry_gate;
 mod registry_sources;
+mod registry_uploads;
 mod retraining;
 mod retraining_cases;
 mod retraining_k8s;

@@ -1,6 +1,7 @@
 //! The model registry over gRPC, on SQLite and PostgreSQL: models, versions from a
-//! run's artifact and from uploads, lineage, ONNX signatures, and the bad inputs of
-//! each (aliases, stages, the gate and events are in `registry_gate`).
+//! run's artifact, lineage, ONNX signatures, and the bad inputs of each (versions from
+//! uploaded files are in `registry_uploads`; aliases, stages, the gate and events in
+//! `registry_gate`).
 
 use std::collections::HashMap;
 
@@ -128,6 +129,28 @@ pub async fn get_version(c: &mut Registry, name: &str, version: i64) -> rpb::Mod
     .expect("a version")
 }
 
+/// The bytes of file `path` of a version.
+pub async fn download(
+    c: &mut Registry,
+    name: &str,
+    version: i64,
+    path: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut stream = c
+        .download_model_version_file(rpb::DownloadModelVersionFileRequest {
+            name: name.into(),
+            version,
+            path: path.into(),
+        })
+        .await?
+        .into_inner();
+    let mut got = vec![];
+    while let Some(m) = stream.message().await? {
+        got.extend(m.chunk);
+    }
+    Ok(got)
+}
+
 async fn versions_of(c: &mut Registry, name: &str) -> Vec<rpb::ModelVersion> {
     c.search_model_versions(rpb::SearchModelVersionsRequest {
         filter: format!("name = '{name}'"),
@@ -187,7 +210,6 @@ crate::on_both_backends!(
     models_lifecycle_and_search,
     register_from_a_run_with_lineage_and_signature,
     bad_registrations_create_nothing_half_done,
-    uploads,
 );
 
 async fn models_lifecycle_and_search(db: Database) {
@@ -424,20 +446,10 @@ async fn register_from_a_run_with_lineage_and_signature(db: Database) {
     let paths: Vec<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["MLmodel", "model.onnx"]);
     assert!(files.storage_location.starts_with("file://"));
-    let mut stream = c
-        .download_model_version_file(rpb::DownloadModelVersionFileRequest {
-            name: name.clone(),
-            version: 1,
-            path: "model.onnx".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut got = vec![];
-    while let Some(m) = stream.message().await.unwrap() {
-        got.extend(m.chunk);
-    }
-    assert_eq!(got, LINEAR);
+    assert_eq!(
+        download(&mut c, &name, 1, "model.onnx").await.unwrap(),
+        LINEAR
+    );
 
     // a single file works too; numbers grow and are never reused
     let v2 = register(&mut c, &name, &r, "model/model.onnx")
@@ -604,98 +616,5 @@ async fn bad_registrations_create_nothing_half_done(db: Database) {
     let deleted = register(&mut c, &name, &r2, "broken").await.unwrap_err();
     assert_eq!(deleted.code(), Code::FailedPrecondition);
     assert_eq!(versions_of(&mut c, &name).await.len(), 2);
-    sb.stop().await.unwrap();
-}
-
-async fn uploads(db: Database) {
-    let (sb, _t, mut c) = registry_on(db).await;
-    let name = model(&mut c, "upload").await;
-    let v = c
-        .upload_model_version(futures::stream::iter(upload_msgs(
-            &name,
-            "model.onnx",
-            CLASSIFIER,
-        )))
-        .await
-        .unwrap()
-        .into_inner()
-        .model_version
-        .unwrap();
-    assert_eq!(v.version, 1);
-    assert_eq!(v.source, "upload:model.onnx");
-    assert_eq!(
-        v,
-        get_version(&mut c, &name, 1).await,
-        "the answer is what is stored"
-    );
-    let sig = v.signature.unwrap();
-    let inputs: Vec<(&str, &str)> = sig
-        .inputs
-        .iter()
-        .map(|i| (i.name.as_str(), i.elem_type.as_str()))
-        .collect();
-    assert_eq!(inputs, [("features", "float"), ("bias", "float")]);
-    let outputs: Vec<(&str, &str)> = sig
-        .outputs
-        .iter()
-        .map(|i| (i.name.as_str(), i.elem_type.as_str()))
-        .collect();
-    assert_eq!(outputs, [("score", "float"), ("label", "int64")]);
-
-    // a file of another format has no signature, and is still a model
-    let pkl = c
-        .upload_model_version(futures::stream::iter(upload_msgs(
-            &name,
-            "model.pkl",
-            b"\x80\x04pickled",
-        )))
-        .await
-        .unwrap()
-        .into_inner()
-        .model_version
-        .unwrap();
-    assert_eq!(pkl.status, rpb::ModelVersionStatus::Ready as i32);
-    assert!(pkl.signature.is_none());
-
-    // bad uploads
-    let no_header = c
-        .upload_model_version(futures::stream::iter(vec![
-            rpb::UploadModelVersionRequest {
-                item: Some(rpb::upload_model_version_request::Item::Chunk(vec![1, 2])),
-            },
-        ]))
-        .await
-        .unwrap_err();
-    assert_eq!(no_header.code(), Code::InvalidArgument);
-    let dir = c
-        .upload_model_version(futures::stream::iter(upload_msgs(
-            &name, "a/b.onnx", LINEAR,
-        )))
-        .await
-        .unwrap_err();
-    assert_eq!(dir.code(), Code::InvalidArgument);
-    let unknown = c
-        .upload_model_version(futures::stream::iter(upload_msgs("nope", "m.onnx", LINEAR)))
-        .await
-        .unwrap_err();
-    assert_eq!(unknown.code(), Code::NotFound);
-    let truncated = c
-        .upload_model_version(futures::stream::iter(upload_msgs(
-            &name,
-            "model.onnx",
-            &CLASSIFIER[..CLASSIFIER.len() / 2],
-        )))
-        .await
-        .unwrap_err();
-    assert_eq!(truncated.code(), Code::InvalidArgument);
-    assert!(
-        truncated.message().contains("version 3"),
-        "{}",
-        truncated.message()
-    );
-    assert_eq!(
-        get_version(&mut c, &name, 3).await.status,
-        rpb::ModelVersionStatus::FailedRegistration as i32
-    );
     sb.stop().await.unwrap();
 }

@@ -5,26 +5,9 @@
 use mlops_proto::registry::v1 as rpb;
 use mlops_tests::Database;
 
-use crate::registry::{model, put_artifact, register, registry_on, source_run, Registry, LINEAR};
+use crate::registry::{download, model, put_artifact, register, registry_on, source_run, LINEAR};
 
 crate::on_both_backends!(small_files_come_with_the_listing_large_ones_are_downloaded);
-
-async fn file_of(c: &mut Registry, name: &str, version: i64, path: &str) -> Vec<u8> {
-    let mut stream = c
-        .download_model_version_file(rpb::DownloadModelVersionFileRequest {
-            name: name.into(),
-            version,
-            path: path.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut got = vec![];
-    while let Some(m) = stream.message().await.unwrap() {
-        got.extend(m.chunk);
-    }
-    got
-}
 
 async fn small_files_come_with_the_listing_large_ones_are_downloaded(db: Database) {
     let (sb, mut t, mut c) = registry_on(db).await;
@@ -45,11 +28,15 @@ async fn small_files_come_with_the_listing_large_ones_are_downloaded(db: Databas
     let small = register(&mut c, &name, &r, "model").await.unwrap();
     assert_eq!(small.status, rpb::ModelVersionStatus::Ready as i32);
     assert_eq!(
-        file_of(&mut c, &name, small.version, "model.onnx").await,
+        download(&mut c, &name, small.version, "model.onnx")
+            .await
+            .unwrap(),
         LINEAR
     );
     assert_eq!(
-        file_of(&mut c, &name, small.version, "MLmodel").await,
+        download(&mut c, &name, small.version, "MLmodel")
+            .await
+            .unwrap(),
         b"flavors:\n  onnx: {}\n"
     );
     for (path, files) in [
@@ -72,7 +59,7 @@ async fn small_files_come_with_the_listing_large_ones_are_downloaded(db: Databas
                 &weights
             };
             assert!(
-                file_of(&mut c, &name, v.version, file).await == want,
+                download(&mut c, &name, v.version, file).await.unwrap() == want,
                 "{path}/{file} differs"
             );
         }

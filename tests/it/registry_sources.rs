@@ -8,7 +8,9 @@ use mlops_proto::registry::v1 as rpb;
 use mlops_tests::Database;
 use tonic::Code;
 
-use crate::registry::{get_version, model, register, registry_on, source_run, Registry, LINEAR};
+use crate::registry::{
+    download, get_version, model, register, registry_on, source_run, Registry, LINEAR,
+};
 
 crate::on_both_backends!(
     a_reference_is_recorded_as_given_and_holds_no_files,
@@ -23,27 +25,6 @@ async fn create(
     c.create_model_version(req)
         .await
         .map(|r| r.into_inner().model_version.expect("a version"))
-}
-
-async fn download(
-    c: &mut Registry,
-    name: &str,
-    version: i64,
-    path: &str,
-) -> Result<Vec<u8>, tonic::Status> {
-    let mut stream = c
-        .download_model_version_file(rpb::DownloadModelVersionFileRequest {
-            name: name.into(),
-            version,
-            path: path.into(),
-        })
-        .await?
-        .into_inner();
-    let mut got = vec![];
-    while let Some(m) = stream.message().await? {
-        got.extend(m.chunk);
-    }
-    Ok(got)
 }
 
 async fn a_reference_is_recorded_as_given_and_holds_no_files(db: Database) {
