@@ -5,7 +5,9 @@
 //!   alias moves every 200 ms (goal: p99 during swaps at most 1.2x steady);
 //! - the same load with a shadow on every request and without, in turn, twice each (goal:
 //!   primary p99 at most 5% above);
-//! - saturation rows/s with the prediction log on and off (goal: at most 5% lower with it);
+//! - saturation rows/s with the prediction log on and off (goal: at most 5% lower with it),
+//!   the process's CPU time per request on each, and the log's own CPU time per prediction
+//!   recorded and published apart from serving;
 //! - a rollback call until all traffic is on the previous version (goal: under 1 s);
 //! - an alias move in the registry until the new version serves, on the in-process bus and,
 //!   when `MLOPS_TEST_KAFKA_BROKERS` is set, on Kafka (goal: under 1 s plus load and warm-up).
@@ -22,7 +24,7 @@ use mlops_tests::{Bus, Replica, Sandbox};
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
-use crate::{closed_loop, first_rows, open_loop, FIXTURES};
+use crate::{closed_loop, first_rows, open_loop, process_cpu, FIXTURES};
 
 type Deployments = DeploymentServiceClient<Channel>;
 
@@ -174,7 +176,8 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
     }
     set_shadow(&mut d, name, false).await;
 
-    let (logged, unlogged) = log_cost(sb, name, width, &data, duration).await;
+    let own = record_cost(width, 200_000).await;
+    let log = log_cost(sb, name, width, &data, duration).await;
 
     // Rollbacks and alias moves, five each.
     let mut rollbacks = vec![];
@@ -211,9 +214,10 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
         pct(&shadowed, 99.0) / pct(&baseline, 99.0)
     );
     println!(
-        "prediction log: {logged:.0} rows/s on, {unlogged:.0} off (x{:.3}, goal >= 0.95)",
-        logged / unlogged
+        "prediction log alone: {:.2} us of CPU per prediction (recorded and published in-process)",
+        micros(own)
     );
+    log.print();
     println!(
         "rollback to 100% on the previous version: median {:.1} ms (goal < 1000)",
         ms(median(&rollbacks))
@@ -231,7 +235,8 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
         "steady": lat(&steady),
         "during_alias_moves": {"moves": moves, "latency": lat(&swapping)},
         "shadow": {"without": lat(&baseline), "with": lat(&shadowed)},
-        "prediction_log_rows_per_s": {"on": logged, "off": unlogged},
+        "prediction_log_rows_per_s": log.json(),
+        "prediction_log_cpu_per_prediction_us": micros(own),
         "rollback_ms": rollbacks.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
         "alias_move_to_serving_ms": {
             "in_process": moves_in_process.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
@@ -260,17 +265,52 @@ async fn set_shadow(d: &mut Deployments, name: &str, on: bool) {
     .unwrap();
 }
 
+/// The prediction log's cost in the serving process, as [`log_cost`] measures it.
+struct LogCost {
+    /// Saturation rows/s with every prediction logged.
+    logged: f64,
+    /// And with none.
+    unlogged: f64,
+    /// The process's CPU time per request with every prediction logged.
+    cpu_logged: Duration,
+    /// And with none.
+    cpu_unlogged: Duration,
+}
+
+impl LogCost {
+    fn print(&self) {
+        println!(
+            "prediction log: {:.0} rows/s on, {:.0} off (x{:.3}, goal >= 0.95); \
+             process CPU per request {:.1} us on, {:.1} us off",
+            self.logged,
+            self.unlogged,
+            self.logged / self.unlogged,
+            micros(self.cpu_logged),
+            micros(self.cpu_unlogged),
+        );
+    }
+
+    fn json(&self) -> Value {
+        json!({"on": self.logged, "off": self.unlogged,
+               "cpu_per_request_us": {"on": micros(self.cpu_logged), "off": micros(self.cpu_unlogged)}})
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
 /// Saturation rows/s with the prediction log on and off: two fresh replicas alike but for it,
 /// each warmed up, then measured in turn as on, off, off, on, twice (so a drift in the
 /// process over time, which favours whichever goes first, falls on both alike); the mean of
-/// each.
+/// each, and the process's CPU time per request on each (clients included: they share it).
 async fn log_cost(
     sb: &Sandbox,
     name: &str,
     width: usize,
     data: &Arc<Vec<f32>>,
     duration: Duration,
-) -> (f64, f64) {
+) -> LogCost {
     let (on, _on_dir) = replica(sb, name, 1.0).await;
     let (off, _off_dir) = replica(sb, name, 0.0).await;
     // A first phase each, not counted: a replica's first saturation is its slowest.
@@ -278,17 +318,76 @@ async fn log_cost(
         closed_loop(addr, name, width, data, 64, duration / 2).await;
     }
     let mut sums = [0.0f64; 2];
+    let mut cpu = [Duration::ZERO; 2];
+    let mut requests = [0.0f64; 2];
     for _ in 0..2 {
         for i in [0, 1, 1, 0] {
             let addr = [on.api, off.api][i];
+            let cpu0 = process_cpu();
+            let started = Instant::now();
             let (rows, _) = closed_loop(addr, name, width, data, 64, duration).await;
+            cpu[i] += process_cpu() - cpu0;
+            requests[i] += rows * started.elapsed().as_secs_f64();
             sums[i] += rows / 4.0;
         }
     }
     for r in [on, off] {
         r.stop().await.unwrap();
     }
-    (sums[0], sums[1])
+    LogCost {
+        logged: sums[0],
+        unlogged: sums[1],
+        cpu_logged: cpu[0].div_f64(requests[0].max(1.0)),
+        cpu_unlogged: cpu[1].div_f64(requests[1].max(1.0)),
+    }
+}
+
+/// The prediction log's own CPU time per prediction, apart from serving: `n` predictions of
+/// the logistic regression's shape (`width` float inputs; a label and two probabilities out)
+/// recorded and published on an in-process bus, as the process's CPU time over `n`.
+async fn record_cost(width: usize, n: usize) -> Duration {
+    use mlops_inference::prediction_log::{self, Prediction, PredictionLog};
+    use mlops_model::{DataType, IoSpec, Tensor, TensorData};
+
+    let bus: Arc<dyn mlops_events::EventBus> = Arc::new(mlops_events::memory::InProcessBus::new());
+    let (log, publisher) = PredictionLog::new(bus, 1.0, 1 << 16, "bench");
+    let stop = mlops_runtime::shutdown::CancellationToken::new();
+    let publishing = tokio::spawn(publisher.expect("logging on").run(stop.clone()));
+    let input = Tensor::new(vec![1, width], TensorData::F32(vec![0.5; width])).unwrap();
+    let outputs = [
+        Tensor::new(vec![1], TensorData::I64(vec![1])).unwrap(),
+        Tensor::new(vec![1, 2], TensorData::F32(vec![0.25, 0.75])).unwrap(),
+    ];
+    let spec = |name: &str, dtype, shape| IoSpec {
+        name: name.into(),
+        dtype,
+        shape,
+    };
+    let specs = [
+        spec("label", DataType::I64, vec![None]),
+        spec("probabilities", DataType::F32, vec![None, Some(2)]),
+    ];
+    let cpu0 = process_cpu();
+    for i in 0..n {
+        log.record(Prediction {
+            request_id: "",
+            deployment: "bench",
+            model_id: "0b6c1c0e-4a0b-4b5e-9a53-1d0c6f4e7f10",
+            version: 1,
+            variant: "stable",
+            inputs: vec![prediction_log::tensor("float_input", &input)],
+            outputs: &outputs,
+            output_specs: &specs,
+            latency: Duration::from_micros(250),
+        });
+        // A request's pace, roughly: the publisher runs on the other core meanwhile.
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
+    }
+    stop.cancel();
+    publishing.await.unwrap().unwrap();
+    (process_cpu() - cpu0).div_f64(n as f64)
 }
 
 /// The prediction log's cost alone (`BENCH_INFERENCE_PARTS=prediction-log`), to profile it.
@@ -296,12 +395,14 @@ pub async fn run_log_only(sb: &Sandbox, duration: Duration) -> Value {
     let name = "swapped";
     two_versions(sb, name).await;
     let (width, data) = first_rows("logreg");
-    let (logged, unlogged) = log_cost(sb, name, width, &Arc::new(data), duration).await;
+    let own = record_cost(width, 200_000).await;
     println!(
-        "prediction log: {logged:.0} rows/s on, {unlogged:.0} off (x{:.3}, goal >= 0.95)",
-        logged / unlogged
+        "prediction log alone: {:.2} us of CPU per prediction (recorded and published in-process)",
+        micros(own)
     );
-    json!({"prediction_log_rows_per_s": {"on": logged, "off": unlogged}})
+    let cost = log_cost(sb, name, width, &Arc::new(data), duration).await;
+    cost.print();
+    json!({"prediction_log_rows_per_s": cost.json(), "prediction_log_cpu_per_prediction_us": micros(own)})
 }
 
 /// Another inference replica on `sb` logging `sample` of its predictions, with `name`
