@@ -102,6 +102,49 @@ impl RawRecord {
         }
     }
 
+    /// [`RawRecord::from_envelope`] taking the event: its strings move into the record
+    /// instead of being copied (the same headers, in the same order).
+    pub fn from_owned_envelope(e: Envelope) -> Self {
+        let Envelope {
+            id,
+            topic,
+            key,
+            ce_type,
+            source,
+            subject,
+            time,
+            content_type,
+            payload,
+            mut trace,
+        } = e;
+        let mut headers = Vec::with_capacity(9);
+        for (k, v) in [
+            ("ce_specversion", "1.0".to_owned()),
+            ("ce_id", id),
+            ("ce_type", ce_type),
+            ("ce_source", source),
+            ("ce_time", time),
+            ("ce_subject", subject),
+            ("content-type", content_type),
+        ] {
+            headers.push((k.to_owned(), v.into_bytes()));
+        }
+        for k in ["traceparent", "tracestate"] {
+            if let Some(v) = trace.remove(k) {
+                headers.push((k.to_owned(), v.into_bytes()));
+            }
+        }
+        RawRecord {
+            topic,
+            key: Some(key.into_bytes()),
+            payload,
+            headers,
+            partition: -1,
+            offset: -1,
+            timestamp: None,
+        }
+    }
+
     /// The event this record carries, if it has the CloudEvents headers of one.
     pub fn to_delivery(&self) -> Result<Delivery, String> {
         let key = self
@@ -135,6 +178,14 @@ pub trait EventBus: Send + Sync + 'static {
     /// Publishes `events` in order; returns how many of the first ones were
     /// delivered before an error (all of them on `Ok`).
     async fn publish(&self, events: &[Envelope]) -> (usize, Result<(), BusError>);
+    /// [`EventBus::publish`] taking the events: those delivered are removed from the
+    /// front of `events`, so after an error what is left is what was not delivered. The
+    /// in-process bus moves them into its log rather than copying them.
+    async fn publish_taking(&self, events: &mut Vec<Envelope>) -> Result<(), BusError> {
+        let (sent, result) = self.publish(events).await;
+        events.drain(..sent);
+        result
+    }
     /// Publishes `records` as they are, in order (external producers' messages, in
     /// tests and in-process setups).
     async fn publish_raw(&self, records: &[RawRecord]) -> Result<(), BusError>;

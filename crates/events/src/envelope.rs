@@ -211,6 +211,25 @@ mod tests {
     }
 
     #[test]
+    fn an_owned_envelope_makes_the_same_record_as_a_borrowed_one() {
+        let mut e = Envelope::of(
+            "mlops.t.x",
+            "/mlops/t",
+            "k1",
+            "x/k1",
+            &Ping { text: "hi".into() },
+        );
+        e.trace.insert(
+            "traceparent".into(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        );
+        e.trace.insert("tracestate".into(), "a=b".into());
+        let record = crate::RawRecord::from_owned_envelope(e.clone());
+        assert_eq!(record, crate::RawRecord::from_envelope(&e));
+        assert_eq!(record.to_delivery().unwrap().envelope, e);
+    }
+
+    #[test]
     fn the_type_comes_from_the_message_and_decoding_checks_it() {
         let e = Envelope::of("t", "/s", "k", "s", &Ping { text: "hi".into() });
         assert_eq!(e.ce_type, "mlops.test.v1.Ping");

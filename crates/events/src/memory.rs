@@ -147,6 +147,11 @@ impl EventBus for InProcessBus {
         (events.len(), Ok(()))
     }
 
+    async fn publish_taking(&self, events: &mut Vec<Envelope>) -> Result<(), BusError> {
+        self.append(events.drain(..).map(RawRecord::from_owned_envelope));
+        Ok(())
+    }
+
     async fn publish_raw(&self, records: &[RawRecord]) -> Result<(), BusError> {
         self.append(records.iter().cloned());
         Ok(())
@@ -382,6 +387,19 @@ mod tests {
         tokio::task::yield_now().await;
         bus.publish(&[ev("a", "4")]).await.1.unwrap();
         assert_eq!(waiter.await.unwrap(), "4");
+    }
+
+    #[tokio::test]
+    async fn published_taking_arrives_as_published_and_leaves_nothing_behind() {
+        let bus = InProcessBus::new();
+        let sent = vec![ev("a", "1"), ev("a", "2")];
+        let mut batch = sent.clone();
+        bus.publish_taking(&mut batch).await.unwrap();
+        assert!(batch.is_empty(), "what was delivered is taken");
+        let mut s = bus.subscribe("g", &["a"]).await.unwrap();
+        for e in sent {
+            assert_eq!(s.next().await.unwrap().envelope, e);
+        }
     }
 
     #[tokio::test]

@@ -216,9 +216,9 @@ impl Publisher {
     async fn publish(&self, batch: &mut Vec<Envelope>, stop: &CancellationToken) {
         let mut wait = Duration::from_millis(100);
         for attempt in 1..=ATTEMPTS {
-            let (sent, result) = self.bus.publish(batch).await;
-            self.logged.inc_by(sent as u64);
-            batch.drain(..sent);
+            let before = batch.len();
+            let result = self.bus.publish_taking(batch).await;
+            self.logged.inc_by((before - batch.len()) as u64);
             match result {
                 Ok(()) => return,
                 Err(err) if attempt == ATTEMPTS => {
@@ -242,9 +242,10 @@ impl Publisher {
         if batch.is_empty() {
             return;
         }
-        let (sent, _) = self.bus.publish(batch).await;
-        self.logged.inc_by(sent as u64);
-        self.dropped.inc_by((batch.len() - sent) as u64);
+        let before = batch.len();
+        let _ = self.bus.publish_taking(batch).await;
+        self.logged.inc_by((before - batch.len()) as u64);
+        self.dropped.inc_by(batch.len() as u64);
         batch.clear();
     }
 }
