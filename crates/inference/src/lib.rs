@@ -30,6 +30,7 @@ pub mod prediction_log;
 pub mod repository;
 pub mod rest;
 pub mod settings;
+pub mod shadows;
 pub mod store;
 pub mod tensors;
 pub mod traffic;

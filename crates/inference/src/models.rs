@@ -16,6 +16,7 @@ use crate::metrics::{Metrics, ModelSeries, VariantSeries};
 use crate::prediction_log::{self, Prediction, PredictionLog};
 use crate::repository::Selector;
 use crate::settings::Settings;
+use crate::shadows;
 use crate::tensors::{datatype_name, element_size};
 use crate::traffic::{self, Fault};
 use crate::window::Window;
@@ -410,13 +411,13 @@ impl Loaded {
             .collect()
     }
 
-    /// Runs a copy of a request on this version (a shadow) in the background: its answer goes
-    /// to the prediction log and its statistics, never to the caller, and its slowness or
-    /// failure cannot reach the caller's request.
+    /// Runs a copy of a request on this version (a shadow) in the background, on the
+    /// shadows' own low-priority thread ([`shadows`]): its answer goes to the prediction log
+    /// and its statistics, never to the caller, and its slowness or failure cannot reach the
+    /// caller's request. When that thread already holds as many copies as it takes, this one
+    /// is dropped and counted.
     fn mirror(self: Arc<Self>, request_id: String, fault: Fault, named: Vec<(String, Tensor)>) {
-        tokio::spawn(async move {
-            // To the back of the run queue: the primaries waiting there go first.
-            tokio::task::yield_now().await;
+        shadows::spawn(async move {
             let (rows, inputs) = match self.arrange(named) {
                 Ok(r) => r,
                 Err(e) => {
