@@ -87,23 +87,11 @@ impl RawRecord {
 
     /// The record of an event (CloudEvents binary binding), as the bus carries it.
     pub fn from_envelope(e: &Envelope) -> Self {
-        RawRecord {
-            topic: e.topic.clone(),
-            key: Some(e.key.as_bytes().to_vec()),
-            payload: e.payload.clone(),
-            headers: e
-                .headers()
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-            partition: -1,
-            offset: -1,
-            timestamp: None,
-        }
+        Self::from_owned_envelope(e.clone())
     }
 
     /// [`RawRecord::from_envelope`] taking the event: its strings move into the record
-    /// instead of being copied (the same headers, in the same order).
+    /// instead of being copied. The headers are [`Envelope::headers`], in the same order.
     pub fn from_owned_envelope(e: Envelope) -> Self {
         let Envelope {
             id,
