@@ -135,3 +135,80 @@ pub(crate) async fn every_prediction_is_logged_once(bus: Bus) {
 async fn every_prediction_is_logged_once_with_its_tensors() {
     every_prediction_is_logged_once(Bus::InProcess).await;
 }
+
+/// A model's `prediction_log_sample` sets its own share over the service's: a deployment
+/// logging none is absent from the log (and gets no made request ids) while another logs
+/// every prediction, until a redeploy turns it on. A share outside 0 to 1 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_logs_its_own_share_of_predictions() {
+    let sb = sandbox(Bus::InProcess).await;
+    let f = fixture("logreg");
+    let addr = sb.addresses("inference").api;
+    let mut d = deployments(addr).await;
+    let deploy = |name: &str, share: Option<&str>| dpb::DeployRequest {
+        name: name.into(),
+        parameters: share
+            .map(|s| ("prediction_log_sample".to_owned(), s.to_owned()))
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let mut ids = std::collections::HashMap::new();
+    for (name, share) in [("quiet", Some("0")), ("loud", None)] {
+        upload(&sb, name, &f.onnx).await;
+        let dep = d.deploy(deploy(name, share)).await.unwrap().into_inner();
+        ids.insert(name, dep.deployment.unwrap().model_id);
+    }
+    let err = d.deploy(deploy("quiet", Some("1.5"))).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("prediction_log_sample") && err.message().contains("from 0 to 1"),
+        "{}",
+        err.message()
+    );
+
+    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
+    let mut sub = sb
+        .bus
+        .subscribe(&group, &[topics::PREDICTIONS])
+        .await
+        .unwrap();
+    let mut c = oip(addr).await;
+    // The quiet model's requests first: one buffer, one publisher, so were any logged they
+    // would come before the loud model's.
+    for name in ["quiet", "loud"] {
+        for _ in 0..10 {
+            let mut req = request(name, &f, 0..1);
+            req.id = String::new();
+            let r = c.model_infer(req).await.unwrap();
+            assert_eq!(
+                r.into_inner().id.is_empty(),
+                name == "quiet",
+                "an id is made only when the prediction is logged"
+            );
+        }
+    }
+    async fn next_model(sub: &mut Box<dyn mlops_events::Subscription>) -> String {
+        let delivery = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .expect("a prediction within 30 s")
+            .unwrap();
+        let p: ev::PredictionLogged = delivery.envelope.decode().unwrap();
+        p.model_id
+    }
+    for _ in 0..10 {
+        assert_eq!(
+            next_model(&mut sub).await,
+            ids["loud"],
+            "only the loud model is logged"
+        );
+    }
+    d.deploy(deploy("quiet", Some("1"))).await.unwrap();
+    c.model_infer(request("quiet", &f, 0..1)).await.unwrap();
+    assert_eq!(
+        next_model(&mut sub).await,
+        ids["quiet"],
+        "logged once turned on"
+    );
+    sb.stop().await.unwrap();
+}

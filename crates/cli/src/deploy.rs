@@ -511,6 +511,8 @@ mod tests {
             "--dynamic-batching",
             "--max-batch-size",
             "64",
+            "--prediction-log-sample",
+            "0.25",
         ])
         .unwrap();
         let r = c.deploy.request();
@@ -521,6 +523,7 @@ mod tests {
         );
         assert_eq!(r.parameters["dynamic_batching"], "true");
         assert_eq!(r.parameters["max_batch_size"], "64");
+        assert_eq!(r.parameters["prediction_log_sample"], "0.25");
         let c = Cli::try_parse_from(["deploy", "fraud", "--version", "3"]).unwrap();
         assert_eq!(
             c.deploy.request().target.unwrap().choice,

@@ -107,6 +107,10 @@ pub struct Serving {
     /// From a request's arrival to the start of its computation, in microseconds (0: none).
     #[arg(long, value_name = "US")]
     default_timeout_us: Option<u64>,
+    /// The share of this model's predictions on the prediction log, from 0 (none) to 1
+    /// (every one); unset: the service's --prediction-log-sample.
+    #[arg(long, value_name = "SHARE")]
+    prediction_log_sample: Option<f64>,
 }
 
 impl Serving {
@@ -139,6 +143,13 @@ impl Serving {
         }
         if let Some(v) = self.default_timeout_us {
             p.push(("default_timeout_us", int(v)));
+        }
+        if let Some(v) = self.prediction_log_sample {
+            // Triton's parameters carry no floating-point kind: the service parses the text.
+            p.push((
+                "prediction_log_sample",
+                ParameterChoice::StringParam(v.to_string()),
+            ));
         }
         p
     }

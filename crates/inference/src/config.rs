@@ -61,7 +61,8 @@ pub struct InferenceConfig {
     #[arg(long, default_value_t = 0)]
     pub default_timeout_us: u64,
     /// Share of predictions published on the prediction log (`mlops.inference.predictions`),
-    /// from 0 (none) to 1 (every one).
+    /// from 0 (none) to 1 (every one); a model's `prediction_log_sample` load parameter sets
+    /// its own.
     #[arg(long, default_value_t = 1.0)]
     pub prediction_log_sample: f64,
     /// Predictions buffered for the prediction log; when the bus cannot keep up, what does

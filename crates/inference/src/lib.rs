@@ -61,7 +61,7 @@ pub struct Inference {
     /// The registry's events, subscribed before the service reports ready so no alias move
     /// after that is missed (`None`: the bus could not be reached; the follower retries).
     subscription: Option<Box<dyn Subscription>>,
-    publisher: Option<prediction_log::Publisher>,
+    publisher: prediction_log::Publisher,
     /// The deployments recorded before this start, served by the restore task.
     recalled: Vec<store::Stored>,
     listeners: Listeners,
@@ -231,19 +231,9 @@ impl Service for Inference {
         .task("analysis", OnFailure::Unready, move |stop| {
             analysis::run(analyzing, stop)
         })
-        .task(
-            "prediction-log",
-            OnFailure::Unready,
-            move |stop| async move {
-                match publisher {
-                    Some(p) => p.run(stop).await,
-                    None => {
-                        stop.cancelled().await;
-                        Ok(())
-                    }
-                }
-            },
-        )
+        .task("prediction-log", OnFailure::Unready, move |stop| {
+            publisher.run(stop)
+        })
         .run(shutdown)
         .await
     }

@@ -73,6 +73,8 @@ pub struct Loaded {
     queue: Option<mpsc::Sender<Job>>,
     max_tensor_bytes: u64,
     log: PredictionLog,
+    /// The share of its predictions logged ([`PredictionLog::share`]).
+    log_share: f64,
     variant_series: VariantSeries,
     /// Requests of at most this many rows run on the request's own task: their computation
     /// is shorter than handing it to a blocking thread and back ([`INLINE_BUDGET`]).
@@ -139,6 +141,7 @@ impl Loaded {
             tokio::spawn(batcher(target, rx));
             tx
         });
+        let log_share = log.share(settings.prediction_log_sample);
         Loaded {
             name: name.to_owned(),
             model_id,
@@ -153,6 +156,7 @@ impl Loaded {
             series,
             queue,
             max_tensor_bytes,
+            log_share,
             log,
             variant_series,
             inline_rows: inline_rows(one_row),
@@ -162,7 +166,7 @@ impl Loaded {
     /// The id a request is known by: `given`, else (when predictions are logged, so that
     /// labels can join on it later) a new one, returned in the response.
     pub fn request_id(&self, given: &str) -> String {
-        if given.is_empty() && self.log.is_on() {
+        if given.is_empty() && self.log_share > 0.0 {
             uuid::Uuid::new_v4().simple().to_string()
         } else {
             given.to_owned()
@@ -318,7 +322,7 @@ impl Loaded {
         let arrived = Instant::now();
         let request_id = call.request_id;
         // Encoded before the request runs (its tensors move into it), only when logged.
-        let logged_inputs = self.log.sampled().then(|| {
+        let logged_inputs = PredictionLog::sampled(self.log_share).then(|| {
             inputs
                 .iter()
                 .zip(self.model.inputs())

@@ -1,4 +1,5 @@
-//! The prediction log: every answered request (or a sample) as a `PredictionLogged` event
+//! The prediction log: every answered request (or a sample: the service's share, or a
+//! model's own from its `prediction_log_sample` parameter) as a `PredictionLogged` event
 //! on `mlops.inference.predictions`. Recording is a `try_send` into a bounded buffer, so a
 //! request never waits for the bus: when the buffer is full (the bus is slow or down) the
 //! prediction is dropped and counted. One task publishes what the buffer holds in batches,
@@ -29,7 +30,8 @@ const LINGER: Duration = Duration::from_millis(5);
 /// Where predictions are recorded.
 #[derive(Clone)]
 pub struct PredictionLog {
-    tx: Option<mpsc::Sender<Envelope>>,
+    tx: mpsc::Sender<Envelope>,
+    /// The share logged of a model that does not set its own.
     sample: f64,
     replica: String,
     dropped: IntCounter,
@@ -58,29 +60,20 @@ fn counters() -> (IntCounter, IntCounter) {
 }
 
 impl PredictionLog {
-    /// A log of `sample` (0 to 1) of the predictions into a buffer of `buffer` events, and
-    /// its publisher; `None` for the publisher when nothing is logged (`sample` 0).
+    /// A log into a buffer of `buffer` events, of `sample` (0 to 1) of the predictions of a
+    /// model that does not set its own share, and its publisher (idle while nothing is
+    /// logged).
     pub fn new(
         bus: Arc<dyn EventBus>,
         sample: f64,
         buffer: usize,
         replica: &str,
-    ) -> (PredictionLog, Option<Publisher>) {
+    ) -> (PredictionLog, Publisher) {
         let (dropped, logged) = counters();
-        if sample <= 0.0 {
-            drop(logged);
-            let log = PredictionLog {
-                tx: None,
-                sample: 0.0,
-                replica: replica.to_owned(),
-                dropped,
-            };
-            return (log, None);
-        }
         let (tx, rx) = mpsc::channel(buffer.max(1));
         let log = PredictionLog {
-            tx: Some(tx),
-            sample: sample.min(1.0),
+            tx,
+            sample: sample.clamp(0.0, 1.0),
             replica: replica.to_owned(),
             dropped: dropped.clone(),
         };
@@ -90,29 +83,30 @@ impl PredictionLog {
             dropped,
             logged,
         };
-        (log, Some(publisher))
+        (log, publisher)
     }
 
-    /// Whether any prediction is logged.
-    pub fn is_on(&self) -> bool {
-        self.tx.is_some()
+    /// The share of a model's predictions logged: its own when it sets one, else the
+    /// service's.
+    pub fn share(&self, own: Option<f64>) -> f64 {
+        own.unwrap_or(self.sample).clamp(0.0, 1.0)
     }
 
-    /// Whether this request is logged (decided before it runs, so its inputs are kept).
-    pub fn sampled(&self) -> bool {
-        if self.tx.is_none() {
-            return false;
-        }
-        if self.sample >= 1.0 {
+    /// Whether a request of a model logging `share` of its predictions is logged (decided
+    /// before it runs, so its inputs are kept).
+    pub fn sampled(share: f64) -> bool {
+        if share >= 1.0 {
             return true;
         }
+        if share <= 0.0 {
+            return false;
+        }
         let (r, _) = uuid::Uuid::new_v4().as_u64_pair();
-        (r as f64 / u64::MAX as f64) < self.sample
+        (r as f64 / u64::MAX as f64) < share
     }
 
     /// Records one prediction; never waits.
     pub fn record(&self, p: Prediction<'_>) {
-        let Some(tx) = &self.tx else { return };
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -140,7 +134,7 @@ impl PredictionLog {
             format!("{}/{}", p.deployment, p.version),
             &msg,
         );
-        if tx.try_send(event).is_err() {
+        if self.tx.try_send(event).is_err() {
             self.dropped.inc();
         }
     }

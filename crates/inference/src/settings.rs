@@ -1,5 +1,5 @@
-//! A loaded model's serving settings: Triton's `max_batch_size` and `dynamic_batching`, from the
-//! service's defaults, overridden per model by a load request's parameters (flat, or Triton's
+//! A loaded model's serving settings: Triton's `max_batch_size` and `dynamic_batching`, and the
+//! share of its predictions logged, from the service's defaults, overridden per model by a load request's parameters (flat, or Triton's
 //! `config` JSON), stored with the model so a restart keeps them.
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use crate::error::{invalid, Result};
 use crate::repository::Selector;
 
 /// How one model is served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// Most rows per request and per batch.
     pub max_batch_size: u32,
@@ -26,6 +26,10 @@ pub struct Settings {
     pub max_queue_size: u32,
     /// From arrival to the start of computation, in microseconds; 0: none.
     pub default_timeout_us: u64,
+    /// The share of its predictions on the prediction log, 0 to 1; `None`: the service's
+    /// (`--prediction-log-sample`), whatever it is when the model is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_log_sample: Option<f64>,
 }
 
 impl Settings {
@@ -38,6 +42,7 @@ impl Settings {
             preferred_batch_size: c.preferred_batch_size.clone(),
             max_queue_size: c.max_queue_size,
             default_timeout_us: c.default_timeout_us,
+            prediction_log_sample: None,
         }
     }
 
@@ -78,6 +83,7 @@ pub const LOAD_PARAMETERS: &[&str] = &[
     "preferred_batch_size",
     "max_queue_size",
     "default_timeout_us",
+    "prediction_log_sample",
 ];
 
 fn uint(key: &str, v: &Value) -> Result<u64> {
@@ -95,6 +101,20 @@ fn uint(key: &str, v: &Value) -> Result<u64> {
 
 fn u32_of(key: &str, v: &Value) -> Result<u32> {
     u32::try_from(uint(key, v)?).map_err(|_| invalid(format!("parameter {key:?} is too large")))
+}
+
+fn share(key: &str, v: &Value) -> Result<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|x: &f64| (0.0..=1.0).contains(x))
+    .ok_or_else(|| {
+        invalid(format!(
+            "parameter {key:?} must be a number from 0 to 1, not {v}"
+        ))
+    })
 }
 
 fn boolean(key: &str, v: &Value) -> Result<bool> {
@@ -196,6 +216,7 @@ pub fn from_load_parameters(
             "preferred_batch_size" => s.preferred_batch_size = sizes(key, v)?,
             "max_queue_size" => s.max_queue_size = u32_of(key, v)?,
             "default_timeout_us" => s.default_timeout_us = uint(key, v)?,
+            "prediction_log_sample" => s.prediction_log_sample = Some(share(key, v)?),
             _ => {}
         }
     }
@@ -215,6 +236,7 @@ mod tests {
             preferred_batch_size: vec![],
             max_queue_size: 100,
             default_timeout_us: 0,
+            prediction_log_sample: None,
         }
     }
 
@@ -250,6 +272,22 @@ mod tests {
     }
 
     #[test]
+    fn a_model_logs_its_own_share_of_predictions_or_the_services() {
+        assert_eq!(base().prediction_log_sample, None);
+        for (v, want) in [(json!("0"), 0.0), (json!(0.25), 0.25), (json!("1"), 1.0)] {
+            let (_, s) =
+                from_load_parameters(&base(), &params(json!({"prediction_log_sample": v})))
+                    .unwrap();
+            assert_eq!(s.prediction_log_sample, Some(want));
+        }
+        // Stored settings from before the field read as the service's share.
+        let old = r#"{"max_batch_size": 8, "dynamic_batching": false, "max_queue_delay_us": 0,
+            "preferred_batch_size": [], "max_queue_size": 1, "default_timeout_us": 0}"#;
+        let s: Settings = serde_json::from_str(old).unwrap();
+        assert_eq!(s.prediction_log_sample, None);
+    }
+
+    #[test]
     fn bad_parameters_say_what_is_wrong() {
         for (p, needle) in [
             (json!({"verison": 1}), "unknown load parameter \"verison\""),
@@ -262,6 +300,15 @@ mod tests {
             ),
             (json!({"config": "{"}), "not JSON"),
             (json!({"dynamic_batching": "yes"}), "true or false"),
+            (
+                json!({"prediction_log_sample": "1.5"}),
+                "from 0 to 1, not \"1.5\"",
+            ),
+            (
+                json!({"prediction_log_sample": -0.1}),
+                "from 0 to 1, not -0.1",
+            ),
+            (json!({"prediction_log_sample": "all"}), "from 0 to 1"),
         ] {
             let err = from_load_parameters(&base(), &params(p)).unwrap_err();
             assert!(err.to_string().contains(needle), "{err}");
