@@ -8,8 +8,8 @@
 //! - saturation rows/s with the prediction log on and off (goal: at most 5% lower with it),
 //!   the process's CPU time per request on each, and the log's own CPU time per prediction
 //!   recorded and published apart from serving, as a share of an unlogged request's CPU
-//!   (steadier than the throughput ratio: two replicas alike, both unlogged, differ by up to
-//!   15% on this machine);
+//!   (steadier than the throughput ratio); one replica, the log turned on and off by its
+//!   deployment's `prediction_log_sample` (two replicas alike differ by up to 15% here);
 //! - a rollback call until all traffic is on the previous version (goal: under 1 s);
 //! - an alias move in the registry until the new version serves, on the in-process bus and,
 //!   when `MLOPS_TEST_KAFKA_BROKERS` is set, on Kafka (goal: under 1 s plus load and warm-up).
@@ -277,8 +277,7 @@ struct LogCost {
 
 impl LogCost {
     /// The log's own work as a share of an unlogged request's CPU time: the throughput it
-    /// costs, measured without the noise of two replicas' saturation runs (two replicas
-    /// alike, both unlogged, differ by up to 15% here).
+    /// costs, apart from the noise of saturation runs.
     fn own_share(&self) -> f64 {
         self.own.as_secs_f64() / self.cpu_unlogged.as_secs_f64().max(f64::EPSILON)
     }
@@ -314,10 +313,12 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Saturation rows/s with the prediction log on and off: two fresh replicas alike but for it,
-/// each warmed up, then measured in turn as on, off, off, on, twice (so a drift in the
-/// process over time, which favours whichever goes first, falls on both alike); the mean of
-/// each, and the process's CPU time per request on each (clients included: they share it).
+/// Saturation rows/s with the prediction log on and off, on one fresh replica whose
+/// deployment is redeployed with its `prediction_log_sample` at 1 or 0 between phases (two
+/// replicas alike differ by more than the log costs): warmed up each way, then measured in
+/// turn as on, off, off, on, twice (so a drift in the process over time, which favours
+/// whichever goes first, falls on both alike); the mean of each, and the process's CPU time
+/// per request on each (clients included: they share it).
 async fn log_cost(
     sb: &Sandbox,
     name: &str,
@@ -326,29 +327,35 @@ async fn log_cost(
     duration: Duration,
 ) -> LogCost {
     let own = record_cost(width, 200_000).await;
-    let (on, _on_dir) = replica(sb, name, 1.0).await;
-    let (off, _off_dir) = replica(sb, name, 0.0).await;
-    // A first phase each, not counted: a replica's first saturation is its slowest.
-    for addr in [on.api, off.api] {
-        closed_loop(addr, name, width, data, 64, duration / 2).await;
+    let (replica, _dir) = replica(sb, name).await;
+    let mut d = DeploymentServiceClient::new(
+        Channel::from_shared(format!("http://{}", replica.api))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let shares = ["1", "0"];
+    // A first phase each way, not counted: a model's first saturation is its slowest.
+    for share in shares {
+        log_share(&mut d, name, share).await;
+        closed_loop(replica.api, name, width, data, 64, duration / 2).await;
     }
     let mut sums = [0.0f64; 2];
     let mut cpu = [Duration::ZERO; 2];
     let mut requests = [0.0f64; 2];
     for _ in 0..2 {
         for i in [0, 1, 1, 0] {
-            let addr = [on.api, off.api][i];
+            log_share(&mut d, name, shares[i]).await;
             let cpu0 = process_cpu();
             let started = Instant::now();
-            let (rows, _) = closed_loop(addr, name, width, data, 64, duration).await;
+            let (rows, _) = closed_loop(replica.api, name, width, data, 64, duration).await;
             cpu[i] += process_cpu() - cpu0;
             requests[i] += rows * started.elapsed().as_secs_f64();
             sums[i] += rows / 4.0;
         }
     }
-    for r in [on, off] {
-        r.stop().await.unwrap();
-    }
+    replica.stop().await.unwrap();
     LogCost {
         logged: sums[0],
         unlogged: sums[1],
@@ -368,7 +375,7 @@ async fn record_cost(width: usize, n: usize) -> Duration {
     let bus: Arc<dyn mlops_events::EventBus> = Arc::new(mlops_events::memory::InProcessBus::new());
     let (log, publisher) = PredictionLog::new(bus, 1.0, 1 << 16, "bench");
     let stop = mlops_runtime::shutdown::CancellationToken::new();
-    let publishing = tokio::spawn(publisher.expect("logging on").run(stop.clone()));
+    let publishing = tokio::spawn(publisher.run(stop.clone()));
     let input = Tensor::new(vec![1, width], TensorData::F32(vec![0.5; width])).unwrap();
     let outputs = [
         Tensor::new(vec![1], TensorData::I64(vec![1])).unwrap(),
@@ -416,12 +423,11 @@ pub async fn run_log_only(sb: &Sandbox, duration: Duration) -> Value {
     json!({"prediction_log_rows_per_s": cost.json()})
 }
 
-/// Another inference replica on `sb` logging `sample` of its predictions, with `name`
-/// deployed, and its state directory.
-async fn replica(sb: &Sandbox, name: &str, sample: f64) -> (Replica, tempfile::TempDir) {
+/// Another inference replica on `sb` with `name` deployed, and its state directory.
+async fn replica(sb: &Sandbox, name: &str) -> (Replica, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let replica = sb
-        .inference_replica(dir.path(), None, |c| c.prediction_log_sample = sample)
+        .inference_replica(dir.path(), None, |_| {})
         .await
         .unwrap();
     let channel = Channel::from_shared(format!("http://{}", replica.api))
@@ -437,6 +443,17 @@ async fn replica(sb: &Sandbox, name: &str, sample: f64) -> (Replica, tempfile::T
         .await
         .unwrap();
     (replica, dir)
+}
+
+/// Redeploys `name` logging `share` of its predictions.
+async fn log_share(d: &mut Deployments, name: &str, share: &str) {
+    d.deploy(dpb::DeployRequest {
+        name: name.into(),
+        parameters: [("prediction_log_sample".to_owned(), share.to_owned())].into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
 }
 
 /// Alias move to serving on Kafka, five times, when a broker is given.
