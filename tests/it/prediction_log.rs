@@ -10,6 +10,15 @@ use mlops_tests::{http_get, Bus};
 use crate::deployments::{deployments, sandbox};
 use crate::inference::{f32s, fixture, oip, request, upload};
 
+/// A consumer group of its own on the prediction log, from its oldest retained event.
+async fn predictions(sb: &mlops_tests::Sandbox) -> Box<dyn mlops_events::Subscription> {
+    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
+    sb.bus
+        .subscribe(&group, &[topics::PREDICTIONS])
+        .await
+        .unwrap()
+}
+
 /// Every answered request of a run is on the prediction log exactly once, with its inputs,
 /// outputs, version and latency; refused requests are not. Ids the caller did not give are
 /// made by the service and returned in the response.
@@ -30,12 +39,7 @@ pub(crate) async fn every_prediction_is_logged_once(bus: Bus) {
         .into_inner()
         .deployment
         .unwrap();
-    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
-    let mut sub = sb
-        .bus
-        .subscribe(&group, &[topics::PREDICTIONS])
-        .await
-        .unwrap();
+    let mut sub = predictions(&sb).await;
     let mut c = oip(addr).await;
     let mut ids = std::collections::HashMap::new();
     for i in 0..150usize {
@@ -167,12 +171,7 @@ async fn a_deployment_logs_its_own_share_of_predictions() {
         err.message()
     );
 
-    let group = format!("it-{}", uuid::Uuid::new_v4().simple());
-    let mut sub = sb
-        .bus
-        .subscribe(&group, &[topics::PREDICTIONS])
-        .await
-        .unwrap();
+    let mut sub = predictions(&sb).await;
     let mut c = oip(addr).await;
     // The quiet model's requests first: one buffer, one publisher, so were any logged they
     // would come before the loud model's.

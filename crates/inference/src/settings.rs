@@ -1,6 +1,7 @@
 //! A loaded model's serving settings: Triton's `max_batch_size` and `dynamic_batching`, and the
-//! share of its predictions logged, from the service's defaults, overridden per model by a load request's parameters (flat, or Triton's
-//! `config` JSON), stored with the model so a restart keeps them.
+//! share of its predictions logged, from the service's defaults, overridden per model by a
+//! load request's parameters (flat, or Triton's `config` JSON), stored with the model so a
+//! restart keeps them.
 
 use std::collections::HashMap;
 
