@@ -131,7 +131,9 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
     let rate = 1000.0;
 
     // Steady, then the same load while the alias moves every 200 ms.
-    let steady = open_loop(addr, name, width, &data, rate, duration).await;
+    let steady = open_loop(addr, name, width, &data, rate, duration)
+        .await
+        .lats;
     let mover = {
         let (registry, name) = (sb.registry().grpc, name.to_owned());
         tokio::spawn(async move {
@@ -160,7 +162,9 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
             moves
         })
     };
-    let swapping = open_loop(addr, name, width, &data, rate, duration).await;
+    let swapping = open_loop(addr, name, width, &data, rate, duration)
+        .await
+        .lats;
     let moves = mover.await.unwrap();
     let serving_now = serving(&mut d, name).await;
     if serving_now != 1 {
@@ -173,7 +177,9 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
     let (mut baseline, mut shadowed) = (vec![], vec![]);
     for shadow in [false, true, true, false] {
         set_shadow(&mut d, name, shadow).await;
-        let lats = open_loop(addr, name, width, &data, rate, duration).await;
+        let lats = open_loop(addr, name, width, &data, rate, duration)
+            .await
+            .lats;
         if shadow { &mut shadowed } else { &mut baseline }.extend(lats);
     }
     set_shadow(&mut d, name, false).await;
