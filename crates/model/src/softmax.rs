@@ -5,6 +5,11 @@
 //! buffer lookup: on the bench MLP (256 rows of 2) that was a third of the whole run. Here a
 //! row is a max, `exp`, a sum and one multiplication by the sum's reciprocal, in place, as
 //! onnxruntime's MLAS computes it.
+//!
+//! `exp` is ours ([`exp_nonpositive`]), not libm's: glibc picks an AVX-encoded `expf`, and
+//! a call to it from this crate's SSE code just after tract's AVX-512 matrix kernel (which
+//! leaves the registers' upper halves dirty) paid a state transition into and out of every
+//! call. On the bench MLP that made the softmax of 2 classes more than half of a batch's time.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
@@ -87,7 +92,7 @@ fn softmax(row: &mut [f32]) {
     for v in row.iter_mut() {
         // below -87 `exp` leaves the normal range and libm takes a slow underflow path; the
         // clamped value, about 1.6e-38, is as good as nothing beside the row's maximum's 1
-        *v = (*v - max).max(-87.0).exp();
+        *v = exp_nonpositive((*v - max).max(-87.0));
         sum += *v;
     }
     let scale = sum.recip();
@@ -96,9 +101,58 @@ fn softmax(row: &mut [f32]) {
     }
 }
 
+/// `e^x` for `x` in [-87, 0], within 2 units in the last place: Cephes' `expf`, a
+/// polynomial on `x - n ln 2` scaled by `2^n`, in plain arithmetic (no libm call).
+#[inline]
+fn exp_nonpositive(x: f32) -> f32 {
+    debug_assert!((-87.0..=0.0).contains(&x), "{x} is outside [-87, 0]");
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // Cody and Waite's split of ln 2: `n * LN2_HI` is exact for the n here.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and taking away 1.5 * 2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_2e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // n is in [-126, 0], so 2^n is a normal f32 built from its exponent bits.
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::softmax;
+    use super::{exp_nonpositive, softmax};
+
+    #[test]
+    fn exp_is_within_two_units_in_the_last_place_of_libms() {
+        let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).abs();
+        let mut worst = 0;
+        for i in 0..=870_000 {
+            let x = -(i as f32) * 1e-4;
+            worst = worst.max(ulps(exp_nonpositive(x), x.exp()));
+        }
+        for x in [
+            0.0f32,
+            -0.0,
+            -1e-30,
+            -0.5,
+            -std::f32::consts::LN_2,
+            -1.0,
+            -86.999_99,
+            -87.0,
+        ] {
+            worst = worst.max(ulps(exp_nonpositive(x), x.exp()));
+        }
+        assert!(worst <= 2, "{worst} units in the last place");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(-87.0).is_normal());
+    }
 
     #[test]
     fn a_row_sums_to_one_and_keeps_its_order() {
