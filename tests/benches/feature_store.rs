@@ -688,3 +688,7 @@ async fn main() {
     println!("JSON line: {path}");
     sb.stop().await.unwrap();
 }
+
+/// The allocator of the service binaries (their main.rs), so the figures are theirs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -554,3 +554,7 @@ fn main() {
         sb.stop().await.unwrap();
     });
 }
+
+/// The allocator of the service binaries (their main.rs), so the figures are theirs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -350,3 +350,7 @@ fn main() {
         }
     });
 }
+
+/// The allocator of the service binaries (their main.rs), so the figures are theirs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

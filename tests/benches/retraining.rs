@@ -256,3 +256,7 @@ async fn main() {
     println!("{line}");
     sb.stop().await.unwrap();
 }
+
+/// The allocator of the service binaries (their main.rs), so the figures are theirs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

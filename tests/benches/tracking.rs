@@ -639,3 +639,7 @@ fn main() {
         println!("\nJSON lines in {out_dir}/ours-<backend>.jsonl");
     });
 }
+
+/// The allocator of the service binaries (their main.rs), so the figures are theirs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
