@@ -51,13 +51,17 @@ fn first_rows(name: &str) -> (usize, Vec<f32>) {
             .unwrap();
     let input = &json["inputs"][0];
     let width = input["shape"][1].as_u64().unwrap() as usize;
-    let data = input["data"]
+    (width, floats(&input["data"]))
+}
+
+/// A JSON array of numbers as `f32`s.
+fn floats(array: &Value) -> Vec<f32> {
+    array
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    (width, data)
+        .collect()
 }
 
 fn single_row(model: &str, width: usize, data: &[f32], i: usize) -> pb::ModelInferRequest {
@@ -236,12 +240,7 @@ fn generator() {
     let addr: std::net::SocketAddr = load["addr"].as_str().unwrap().parse().unwrap();
     let model = load["model"].as_str().unwrap().to_owned();
     let width = load["width"].as_u64().unwrap() as usize;
-    let data: Vec<f32> = load["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
+    let data = floats(&load["data"]);
     let rate = load["rate"].as_f64().unwrap();
     let n = (rate * load["secs"].as_f64().unwrap()) as usize;
     let rt = tokio::runtime::Builder::new_current_thread()
