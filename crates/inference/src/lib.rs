@@ -27,6 +27,7 @@ pub mod manager;
 pub mod metrics;
 pub mod models;
 pub mod prediction_log;
+pub mod priority;
 pub mod repository;
 pub mod rest;
 pub mod settings;

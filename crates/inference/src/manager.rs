@@ -35,10 +35,6 @@ mod view;
 const SOURCE: &str = "/mlops/inference";
 /// Requests a new version answers before it is swapped in.
 const WARM_UP_ROUNDS: usize = 3;
-/// The nice value of a thread loading and warming up a version: below the requests', so a
-/// swap takes the CPU they leave, yet not the lowest (shadows'), so a load on busy cores
-/// still ends.
-const LOAD_NICE: i32 = 10;
 /// Errors kept per deployment.
 const RECENT_ERRORS: usize = 20;
 
@@ -553,7 +549,7 @@ impl Manager {
             InferenceError::Internal(format!("reading {}: {e}", resolved.path.display()))
         })?;
         let version = resolved.version;
-        let (model, one_row) = off_peak(move || -> Result<(Model, Duration)> {
+        let (model, one_row) = crate::priority::off_peak(move || -> Result<(Model, Duration)> {
             let model = Model::load(&bytes).map_err(|e| {
                 InferenceError::FailedPrecondition(format!(
                     "version {version} cannot be served: {e}"
@@ -681,45 +677,5 @@ impl Manager {
             write(&self.inner.splits).insert(new.to_owned(), split);
         }
         tracing::info!(from = %old, to = %new, "a deployed model was renamed in the registry");
-    }
-}
-
-/// Runs `load` on a thread of its own at [`LOAD_NICE`]. Loading a version (parsing and
-/// optimizing its graph) and warming it up take tens of milliseconds of CPU; on the
-/// runtime's blocking threads, at the requests' priority, they took it from requests being
-/// served, and a swap showed in their p99. The warm-up keeps its fastest round, so being
-/// preempted does not change what it measures.
-async fn off_peak<T, F>(load: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("mlops-model-load".into())
-        .spawn(move || {
-            crate::shadows::lower_priority(LOAD_NICE, "model loads");
-            let _ = tx.send(load());
-        })
-        .map_err(|e| InferenceError::Internal(format!("no thread to load on: {e}")))?;
-    rx.await
-        .map_err(|_| InferenceError::Internal("loading panicked".into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn a_load_runs_below_the_callers_priority_and_a_panic_is_an_error() {
-        let here = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
-        let caller = here();
-        assert_eq!(off_peak(here).await.unwrap(), LOAD_NICE.max(caller));
-        assert_eq!(here(), caller, "the caller's thread keeps its priority");
-        let err = off_peak(|| -> i32 { panic!("a load that panics") })
-            .await
-            .unwrap_err();
-        assert!(matches!(err, InferenceError::Internal(m) if m.contains("panicked")));
     }
 }

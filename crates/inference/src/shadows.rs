@@ -64,7 +64,7 @@ impl Lane {
         std::thread::Builder::new()
             .name("mlops-shadows".into())
             .spawn(move || {
-                lower_priority(NICE, "shadows");
+                crate::priority::lower_priority(NICE, "shadows");
                 // Its tasks run while this waits, for the life of the process.
                 runtime.block_on(std::future::pending::<()>());
             })?;
@@ -105,17 +105,6 @@ impl Drop for Done {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// Lowers the calling thread to `nice` (on Linux a thread's nice value is its own); what
-/// runs there is named in the warning when it cannot.
-pub(crate) fn lower_priority(nice: i32, what: &str) {
-    #[cfg(target_os = "linux")]
-    if let Err(err) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
-        tracing::warn!(error = %err, "{what} run at the callers' priority");
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (nice, what);
 }
 
 #[cfg(test)]
