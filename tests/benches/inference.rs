@@ -331,13 +331,13 @@ impl Ticks {
         Ticks { fd, start }
     }
 
-    /// Waits for the next tick: how many intervals have ended since the last call.
-    async fn next(&mut self) -> u64 {
+    /// Waits for the next tick (the caller sends whatever has come due since).
+    async fn next(&mut self) {
         loop {
             let mut ready = self.fd.readable().await.expect("the timer readable");
             let mut buf = [0u8; 8];
             match rustix::io::read(ready.get_inner(), &mut buf) {
-                Ok(8) => return u64::from_ne_bytes(buf),
+                Ok(8) => return,
                 Ok(_) | Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
                 Err(e) => panic!("reading the timer: {e}"),
             }

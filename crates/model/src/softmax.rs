@@ -90,7 +90,7 @@ fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
-        // below -87 `exp` leaves the normal range and libm takes a slow underflow path; the
+        // below -87 `exp` leaves the normal range (and `exp_nonpositive` its domain); the
         // clamped value, about 1.6e-38, is as good as nothing beside the row's maximum's 1
         *v = exp_nonpositive((*v - max).max(-87.0));
         sum += *v;
