@@ -66,6 +66,18 @@ impl Envelope {
         subject: impl Into<String>,
         msg: &M,
     ) -> Self {
+        Self::encoded::<M>(topic, source, key, subject, msg.encode_to_vec())
+    }
+
+    /// [`Envelope::of`] with the message already encoded: `payload` must be an `M`'s
+    /// encoding (for a producer that writes it without building the message first).
+    pub fn encoded<M: prost::Name>(
+        topic: &str,
+        source: &str,
+        key: &str,
+        subject: impl Into<String>,
+        payload: Vec<u8>,
+    ) -> Self {
         let mut trace = HashMap::new();
         mlops_runtime::telemetry::inject_current(&mut trace);
         Envelope {
@@ -77,7 +89,7 @@ impl Envelope {
             subject: subject.into(),
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             content_type: PROTOBUF.to_owned(),
-            payload: msg.encode_to_vec(),
+            payload,
             trace,
         }
     }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batcher::{batcher, BatchTarget, Job, Ran};
 use crate::error::{invalid, InferenceError, Result};
 use crate::metrics::{Metrics, ModelSeries, VariantSeries};
-use crate::prediction_log::{self, Prediction, PredictionLog};
+use crate::prediction_log::{Prediction, PredictionLog};
 use crate::repository::Selector;
 use crate::settings::Settings;
 use crate::shadows;
@@ -321,14 +321,16 @@ impl Loaded {
     ) -> Result<Vec<Tensor>> {
         let arrived = Instant::now();
         let request_id = call.request_id;
+        let prediction = Prediction {
+            request_id,
+            deployment: &self.name,
+            model_id: &self.model_id,
+            version: self.version,
+            variant: &self.variant,
+        };
         // Encoded before the request runs (its tensors move into it), only when logged.
-        let logged_inputs = PredictionLog::sampled(self.log_share).then(|| {
-            inputs
-                .iter()
-                .zip(self.model.inputs())
-                .map(|(t, spec)| prediction_log::tensor(&spec.name, t))
-                .collect::<Vec<_>>()
-        });
+        let logged = PredictionLog::sampled(self.log_share)
+            .then(|| self.log.begin(&prediction, &inputs, self.model.inputs()));
         let timeout = timeout.or_else(|| {
             (self.settings.default_timeout_us > 0)
                 .then(|| Duration::from_micros(self.settings.default_timeout_us))
@@ -362,18 +364,14 @@ impl Loaded {
                 self.series.request_us.inc_by(elapsed.as_micros() as u64);
                 self.series.queue_us.inc_by(ran.queued.as_micros() as u64);
                 self.series.latency.observe(elapsed.as_secs_f64());
-                if let Some(inputs) = logged_inputs {
-                    self.log.record(Prediction {
-                        request_id,
-                        deployment: &self.name,
-                        model_id: &self.model_id,
-                        version: self.version,
-                        variant: &self.variant,
-                        inputs,
-                        outputs: &ran.outputs,
-                        output_specs: self.model.outputs(),
-                        latency: elapsed,
-                    });
+                if let Some(pending) = logged {
+                    self.log.record(
+                        &prediction,
+                        pending,
+                        &ran.outputs,
+                        self.model.outputs(),
+                        elapsed,
+                    );
                 }
                 Ok(ran.outputs)
             }

@@ -16,8 +16,6 @@ use mlops_runtime::shutdown::CancellationToken;
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
-use crate::tensors::{datatype_name, encode_raw};
-
 /// Most events published in one call.
 const BATCH: usize = 512;
 /// Attempts to publish one batch before it is dropped (and counted).
@@ -105,34 +103,33 @@ impl PredictionLog {
         (r as f64 / u64::MAX as f64) < share
     }
 
-    /// Records one prediction; never waits.
-    pub fn record(&self, p: Prediction<'_>) {
+    /// Starts logging `p`: its event's payload up to the outputs, `inputs` (named by
+    /// `specs`, in order) included, written before the request runs (its tensors move into
+    /// it). [`PredictionLog::record`] finishes it once the request has answered.
+    pub fn begin(&self, p: &Prediction<'_>, inputs: &[Tensor], specs: &[IoSpec]) -> Pending {
+        Pending(wire::begin(p, inputs, specs))
+    }
+
+    /// Records the prediction `pending` began, which answered `outputs` (named by `specs`,
+    /// in order) after `latency`; never waits.
+    pub fn record(
+        &self,
+        p: &Prediction<'_>,
+        pending: Pending,
+        outputs: &[Tensor],
+        specs: &[IoSpec],
+        latency: Duration,
+    ) {
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let msg = ev::PredictionLogged {
-            request_id: p.request_id.to_owned(),
-            deployment: p.deployment.to_owned(),
-            model_id: p.model_id.to_owned(),
-            version: p.version,
-            variant: p.variant.to_owned(),
-            inputs: p.inputs,
-            outputs: p
-                .outputs
-                .iter()
-                .zip(p.output_specs)
-                .map(|(t, spec)| tensor(&spec.name, t))
-                .collect(),
-            latency_us: p.latency.as_micros() as i64,
-            time_unix_nano: time.as_nanos() as i64,
-            replica: self.replica.clone(),
-        };
-        let event = Envelope::of(
+        let payload = wire::finish(pending.0, outputs, specs, latency, time, &self.replica);
+        let event = Envelope::encoded::<ev::PredictionLogged>(
             topics::PREDICTIONS,
             "/mlops/inference",
             p.model_id,
             format!("{}/{}", p.deployment, p.version),
-            &msg,
+            payload,
         );
         if self.tx.try_send(event).is_err() {
             self.dropped.inc();
@@ -140,9 +137,10 @@ impl PredictionLog {
     }
 }
 
-/// One answered request, as [`PredictionLog::record`] takes it.
+/// Which prediction is logged, as [`PredictionLog::begin`] and [`PredictionLog::record`]
+/// take it.
 pub struct Prediction<'a> {
-    /// Its id.
+    /// The request's id.
     pub request_id: &'a str,
     /// The deployment's name.
     pub deployment: &'a str,
@@ -152,23 +150,145 @@ pub struct Prediction<'a> {
     pub version: i64,
     /// The traffic variant that answered.
     pub variant: &'a str,
-    /// The inputs, encoded before the request ran ([`tensor`]).
-    pub inputs: Vec<ev::PredictionTensor>,
-    /// The model's outputs.
-    pub outputs: &'a [Tensor],
-    /// Their names and types, in order (the model's signature).
-    pub output_specs: &'a [IoSpec],
-    /// From arrival to answer.
-    pub latency: Duration,
 }
 
-/// `t` named `name` in the log's form.
-pub fn tensor(name: &str, t: &Tensor) -> ev::PredictionTensor {
-    ev::PredictionTensor {
-        name: name.to_owned(),
-        datatype: datatype_name(t.dtype()).to_owned(),
-        shape: t.shape.iter().map(|&d| d as i64).collect(),
-        raw: encode_raw(&t.data),
+/// A prediction's event payload, up to its outputs ([`PredictionLog::begin`]).
+pub struct Pending(Vec<u8>);
+
+/// `PredictionLogged` written straight from the request's borrowed fields and tensors into
+/// one buffer, as prost would encode the message built from copies of them (fields in
+/// order, proto3 defaults left out), without the copies: a prediction's strings and
+/// tensors are not duplicated on the request path only to be encoded and dropped.
+mod wire {
+    use std::time::Duration;
+
+    use mlops_model::{IoSpec, Tensor};
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+
+    use super::Prediction;
+    use crate::tensors::{datatype_name, encode_raw_into, raw_len};
+
+    /// Fields 1 to 6 of `PredictionLogged`: the ids and the inputs.
+    pub(super) fn begin(p: &Prediction<'_>, inputs: &[Tensor], specs: &[IoSpec]) -> Vec<u8> {
+        let tensors = || inputs.iter().zip(specs).map(|(t, s)| (s.name.as_str(), t));
+        let len = string_len(1, p.request_id)
+            + string_len(2, p.deployment)
+            + string_len(3, p.model_id)
+            + int64_len(4, p.version)
+            + string_len(5, p.variant)
+            + tensors()
+                .map(|(n, t)| message_len(6, tensor_len(n, t)))
+                .sum::<usize>();
+        // Room for the outputs and the rest too, most often.
+        let mut buf = Vec::with_capacity(len + 256);
+        string(1, p.request_id, &mut buf);
+        string(2, p.deployment, &mut buf);
+        string(3, p.model_id, &mut buf);
+        int64(4, p.version, &mut buf);
+        string(5, p.variant, &mut buf);
+        for (name, t) in tensors() {
+            tensor(6, name, t, &mut buf);
+        }
+        buf
+    }
+
+    /// Fields 7 to 10, after [`begin`]'s: the whole message.
+    pub(super) fn finish(
+        mut buf: Vec<u8>,
+        outputs: &[Tensor],
+        specs: &[IoSpec],
+        latency: Duration,
+        time: Duration,
+        replica: &str,
+    ) -> Vec<u8> {
+        let tensors = || outputs.iter().zip(specs).map(|(t, s)| (s.name.as_str(), t));
+        buf.reserve(
+            tensors()
+                .map(|(n, t)| message_len(7, tensor_len(n, t)))
+                .sum::<usize>()
+                + 2 * (1 + 10)
+                + string_len(10, replica),
+        );
+        for (name, t) in tensors() {
+            tensor(7, name, t, &mut buf);
+        }
+        int64(8, latency.as_micros() as i64, &mut buf);
+        int64(9, time.as_nanos() as i64, &mut buf);
+        string(10, replica, &mut buf);
+        buf
+    }
+
+    fn string_len(tag: u32, s: &str) -> usize {
+        if s.is_empty() {
+            0
+        } else {
+            message_len(tag, s.len())
+        }
+    }
+
+    fn string(tag: u32, s: &str, buf: &mut Vec<u8>) {
+        if !s.is_empty() {
+            encode_key(tag, WireType::LengthDelimited, buf);
+            encode_varint(s.len() as u64, buf);
+            buf.extend_from_slice(s.as_bytes());
+        }
+    }
+
+    fn int64_len(tag: u32, v: i64) -> usize {
+        if v == 0 {
+            0
+        } else {
+            key_len(tag) + encoded_len_varint(v as u64)
+        }
+    }
+
+    fn int64(tag: u32, v: i64, buf: &mut Vec<u8>) {
+        if v != 0 {
+            encode_key(tag, WireType::Varint, buf);
+            encode_varint(v as u64, buf);
+        }
+    }
+
+    /// A length-delimited field of `len` bytes, its key and length included.
+    fn message_len(tag: u32, len: usize) -> usize {
+        key_len(tag) + encoded_len_varint(len as u64) + len
+    }
+
+    /// The shape's packed varints.
+    fn shape_len(t: &Tensor) -> usize {
+        t.shape.iter().map(|&d| encoded_len_varint(d as u64)).sum()
+    }
+
+    /// A `PredictionTensor`'s encoding, without its own key and length.
+    fn tensor_len(name: &str, t: &Tensor) -> usize {
+        let shape = shape_len(t);
+        let raw = raw_len(&t.data);
+        string_len(1, name)
+            + string_len(2, datatype_name(t.dtype()))
+            + if shape == 0 { 0 } else { message_len(3, shape) }
+            + if raw == 0 { 0 } else { message_len(4, raw) }
+    }
+
+    /// `t` named `name` as a `PredictionTensor` in field `tag`.
+    fn tensor(tag: u32, name: &str, t: &Tensor, buf: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(tensor_len(name, t) as u64, buf);
+        string(1, name, buf);
+        string(2, datatype_name(t.dtype()), buf);
+        let shape = shape_len(t);
+        if shape > 0 {
+            encode_key(3, WireType::LengthDelimited, buf);
+            encode_varint(shape as u64, buf);
+            for &d in &t.shape {
+                encode_varint(d as u64, buf);
+            }
+        }
+        let raw = raw_len(&t.data);
+        if raw > 0 {
+            encode_key(4, WireType::LengthDelimited, buf);
+            encode_varint(raw as u64, buf);
+            encode_raw_into(&t.data, buf);
+        }
     }
 }
 
@@ -241,5 +361,186 @@ impl Publisher {
         self.logged.inc_by((before - batch.len()) as u64);
         self.dropped.inc_by(batch.len() as u64);
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mlops_model::TensorData;
+    use prost::Message;
+
+    use super::*;
+    use crate::tensors::{datatype_name, encode_raw};
+
+    /// `t` named `name` as the message prost would encode.
+    fn tensor(name: &str, t: &Tensor) -> ev::PredictionTensor {
+        ev::PredictionTensor {
+            name: name.to_owned(),
+            datatype: datatype_name(t.dtype()).to_owned(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            raw: encode_raw(&t.data),
+        }
+    }
+
+    fn spec(name: &str, t: &Tensor) -> IoSpec {
+        IoSpec {
+            name: name.into(),
+            dtype: t.dtype(),
+            shape: t.shape.iter().map(|&d| Some(d)).collect(),
+        }
+    }
+
+    /// Every element type, strings of every length, an empty tensor, a scalar, and large
+    /// values (multi-byte varints).
+    fn tensors() -> Vec<(&'static str, Tensor)> {
+        let t = |shape: Vec<usize>, data| Tensor::new(shape, data).unwrap();
+        vec![
+            (
+                "f32",
+                t(
+                    vec![2, 3],
+                    TensorData::F32(vec![0.5, -1.0, 3.25, 0.0, 1e30, -0.0]),
+                ),
+            ),
+            (
+                "f64",
+                t(vec![1], TensorData::F64(vec![std::f64::consts::PI])),
+            ),
+            (
+                "i64",
+                t(vec![3], TensorData::I64(vec![i64::MIN, 0, i64::MAX])),
+            ),
+            ("i32", t(vec![2], TensorData::I32(vec![-7, 1 << 30]))),
+            (
+                "u8",
+                t(
+                    vec![300],
+                    TensorData::U8((0..300).map(|i| i as u8).collect()),
+                ),
+            ),
+            ("bool", t(vec![2], TensorData::Bool(vec![true, false]))),
+            (
+                "bytes",
+                t(
+                    vec![3],
+                    TensorData::String(vec![b"".to_vec(), b"a".to_vec(), vec![b'x'; 200]]),
+                ),
+            ),
+            ("empty", t(vec![0, 4], TensorData::F32(vec![]))),
+            ("scalar", t(vec![], TensorData::F32(vec![2.0]))),
+            ("", t(vec![1], TensorData::U16(vec![65535]))),
+            ("u64", t(vec![1], TensorData::U64(vec![u64::MAX]))),
+            ("i8", t(vec![1], TensorData::I8(vec![-1]))),
+            ("i16", t(vec![1], TensorData::I16(vec![-300]))),
+            ("u32", t(vec![1], TensorData::U32(vec![u32::MAX]))),
+        ]
+    }
+
+    #[test]
+    fn the_payload_is_prosts_encoding_of_the_message() {
+        let all = tensors();
+        let long = "r".repeat(300);
+        let cases = [
+            // Every field set, some long enough for two-byte lengths.
+            (
+                long.as_str(),
+                "deployment",
+                "model-id",
+                7,
+                "stable",
+                0..7,
+                7..all.len(),
+                250,
+                "replica-1",
+            ),
+            // Proto3's defaults, which prost leaves out: empty strings, zeros, no tensors.
+            ("", "", "", 0, "", 0..0, 0..0, 0, ""),
+            // A negative version, as an int64 is encoded (ten bytes).
+            ("id", "d", "m", -1, "shadow", 3..4, 0..1, u64::MAX / 2, "r"),
+        ];
+        for (request_id, deployment, model_id, version, variant, ins, outs, latency_us, replica) in
+            cases
+        {
+            let p = Prediction {
+                request_id,
+                deployment,
+                model_id,
+                version,
+                variant,
+            };
+            let (ins, outs) = (&all[ins], &all[outs]);
+            let in_tensors: Vec<Tensor> = ins.iter().map(|(_, t)| t.clone()).collect();
+            let in_specs: Vec<IoSpec> = ins.iter().map(|(n, t)| spec(n, t)).collect();
+            let out_tensors: Vec<Tensor> = outs.iter().map(|(_, t)| t.clone()).collect();
+            let out_specs: Vec<IoSpec> = outs.iter().map(|(n, t)| spec(n, t)).collect();
+            let latency = Duration::from_micros(latency_us);
+            let time = Duration::new(1_780_000_000, 123_456_789);
+
+            let ours = wire::finish(
+                wire::begin(&p, &in_tensors, &in_specs),
+                &out_tensors,
+                &out_specs,
+                latency,
+                time,
+                replica,
+            );
+            let message = ev::PredictionLogged {
+                request_id: request_id.into(),
+                deployment: deployment.into(),
+                model_id: model_id.into(),
+                version,
+                variant: variant.into(),
+                inputs: ins.iter().map(|(n, t)| tensor(n, t)).collect(),
+                outputs: outs.iter().map(|(n, t)| tensor(n, t)).collect(),
+                latency_us: latency.as_micros() as i64,
+                time_unix_nano: time.as_nanos() as i64,
+                replica: replica.into(),
+            };
+            assert_eq!(ours, message.encode_to_vec(), "request {request_id:?}");
+            assert_eq!(
+                ev::PredictionLogged::decode(ours.as_slice()).unwrap(),
+                message
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recorded_prediction_is_published_as_its_event() {
+        let bus: Arc<dyn EventBus> = Arc::new(mlops_events::memory::InProcessBus::new());
+        let mut sub = bus.subscribe("test", &[topics::PREDICTIONS]).await.unwrap();
+        let (log, publisher) = PredictionLog::new(bus.clone(), 1.0, 16, "replica-a");
+        let stop = CancellationToken::new();
+        let publishing = tokio::spawn(publisher.run(stop.clone()));
+        let all = tensors();
+        let (input, output) = (&all[0].1, &all[2].1);
+        let p = Prediction {
+            request_id: "req-1",
+            deployment: "churn",
+            model_id: "m-1",
+            version: 3,
+            variant: "canary",
+        };
+        let pending = log.begin(&p, std::slice::from_ref(input), &[spec("x", input)]);
+        log.record(
+            &p,
+            pending,
+            std::slice::from_ref(output),
+            &[spec("label", output)],
+            Duration::from_micros(42),
+        );
+        let event = sub.next().await.unwrap().envelope;
+        assert_eq!(event.topic, topics::PREDICTIONS);
+        assert_eq!(event.key, "m-1");
+        assert_eq!(event.subject, "churn/3");
+        let logged: ev::PredictionLogged = event.decode().unwrap();
+        assert_eq!(logged.request_id, "req-1");
+        assert_eq!((logged.version, logged.variant.as_str()), (3, "canary"));
+        assert_eq!(logged.inputs, [tensor("x", input)]);
+        assert_eq!(logged.outputs, [tensor("label", output)]);
+        assert_eq!(logged.latency_us, 42);
+        assert_eq!(logged.replica, "replica-a");
+        assert!(logged.time_unix_nano > 0);
+        stop.cancel();
+        publishing.await.unwrap().unwrap();
     }
 }

@@ -141,10 +141,21 @@ pub fn decode_raw(name: &str, dtype: DataType, count: usize, raw: &[u8]) -> Resu
 
 /// Encodes a tensor's elements as raw bytes.
 pub fn encode_raw(data: &TensorData) -> Bytes {
-    let mut b = BytesMut::with_capacity(match data {
+    let mut b = BytesMut::with_capacity(raw_len(data));
+    encode_raw_into(data, &mut b);
+    b.freeze()
+}
+
+/// How many bytes [`encode_raw`] makes of `data`.
+pub fn raw_len(data: &TensorData) -> usize {
+    match data {
         TensorData::String(v) => v.iter().map(|s| s.len() + 4).sum(),
         other => other.len() * element_size(other.dtype()).unwrap_or(1),
-    });
+    }
+}
+
+/// [`encode_raw`] appending to `b`.
+pub fn encode_raw_into(data: &TensorData, b: &mut impl BufMut) {
     match data {
         TensorData::Bool(v) => v.iter().for_each(|&x| b.put_u8(x as u8)),
         TensorData::U8(v) => b.put_slice(v),
@@ -162,7 +173,6 @@ pub fn encode_raw(data: &TensorData) -> Bytes {
             b.put_slice(s);
         }),
     }
-    b.freeze()
 }
 
 /// Decodes typed `contents` of `dtype`, checking that they hold `count` elements in the field

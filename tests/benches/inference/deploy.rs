@@ -375,7 +375,7 @@ async fn log_cost(
 /// the logistic regression's shape (`width` float inputs; a label and two probabilities out)
 /// recorded and published on an in-process bus, as the process's CPU time over `n`.
 async fn record_cost(width: usize, n: usize) -> Duration {
-    use mlops_inference::prediction_log::{self, Prediction, PredictionLog};
+    use mlops_inference::prediction_log::{Prediction, PredictionLog};
     use mlops_model::{DataType, IoSpec, Tensor, TensorData};
 
     let bus: Arc<dyn mlops_events::EventBus> = Arc::new(mlops_events::memory::InProcessBus::new());
@@ -396,19 +396,18 @@ async fn record_cost(width: usize, n: usize) -> Duration {
         spec("label", DataType::I64, vec![None]),
         spec("probabilities", DataType::F32, vec![None, Some(2)]),
     ];
+    let input_specs = [spec("float_input", DataType::F32, vec![None, Some(width)])];
     let cpu0 = process_cpu();
     for i in 0..n {
-        log.record(Prediction {
-            request_id: "",
+        let p = Prediction {
+            request_id: "6f1d8c2e-3b7a-4c55-8e0f-2a9b4d1c7e63",
             deployment: "bench",
             model_id: "0b6c1c0e-4a0b-4b5e-9a53-1d0c6f4e7f10",
             version: 1,
             variant: "stable",
-            inputs: vec![prediction_log::tensor("float_input", &input)],
-            outputs: &outputs,
-            output_specs: &specs,
-            latency: Duration::from_micros(250),
-        });
+        };
+        let pending = log.begin(&p, std::slice::from_ref(&input), &input_specs);
+        log.record(&p, pending, &outputs, &specs, Duration::from_micros(250));
         // A request's pace, roughly: the publisher runs on the other core meanwhile.
         if i % 256 == 255 {
             tokio::task::yield_now().await;
