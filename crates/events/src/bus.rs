@@ -117,9 +117,13 @@ impl RawRecord {
         ] {
             headers.push((k.to_owned(), v.into_bytes()));
         }
-        for k in ["traceparent", "tracestate"] {
-            if let Some(v) = trace.remove(k) {
-                headers.push((k.to_owned(), v.into_bytes()));
+        // Most events carry no trace context, and hashing a key to find nothing costs more
+        // than the rest of this conversion.
+        if !trace.is_empty() {
+            for k in ["traceparent", "tracestate"] {
+                if let Some(v) = trace.remove(k) {
+                    headers.push((k.to_owned(), v.into_bytes()));
+                }
             }
         }
         RawRecord {
