@@ -163,7 +163,7 @@ mod wire {
     use std::time::Duration;
 
     use mlops_model::{IoSpec, Tensor};
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+    use prost::encoding::{encoded_len_varint, key_len, WireType};
 
     use super::Prediction;
     use crate::tensors::{datatype_name, encode_raw_into, raw_len};
@@ -216,6 +216,22 @@ mod wire {
         int64(9, time.as_nanos() as i64, &mut buf);
         string(10, replica, &mut buf);
         buf
+    }
+
+    /// A varint, as prost's `encode_varint` writes it, inlined: the buffer has room already,
+    /// and prost's call through `BufMut` was a tenth of a prediction's cost.
+    #[inline]
+    fn encode_varint(mut v: u64, buf: &mut Vec<u8>) {
+        while v >= 0x80 {
+            buf.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        buf.push(v as u8);
+    }
+
+    #[inline]
+    fn encode_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+        encode_varint(u64::from(tag << 3 | wire_type as u32), buf);
     }
 
     fn string_len(tag: u32, s: &str) -> usize {
