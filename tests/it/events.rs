@@ -350,7 +350,7 @@ pub async fn raw_messages_are_received_and_committed(
     assert_eq!(first.payload, br#"{"label": 1}"#);
     assert_eq!(
         first.headers,
-        [("origin".to_owned(), b"labeling-tool".to_vec())]
+        [("origin".into(), b"labeling-tool".to_vec())]
     );
     assert_eq!(first.timestamp, Some(1_700_000_000_000));
     assert!(first.offset >= 0);

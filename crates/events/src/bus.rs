@@ -1,5 +1,6 @@
 //! The event bus: one trait, two implementations ([`crate::kafka`], [`crate::memory`]).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -55,8 +56,9 @@ pub struct RawRecord {
     pub key: Option<Vec<u8>>,
     /// The payload bytes (empty for a tombstone).
     pub payload: Vec<u8>,
-    /// The headers, in order (a key may repeat).
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// The headers, in order (a key may repeat). Keys are most often the CloudEvents
+    /// binding's own, which are not copied for each record.
+    pub headers: Vec<(Cow<'static, str>, Vec<u8>)>,
     /// Its partition (0 in-process).
     pub partition: i32,
     /// Its offset in the partition.
@@ -81,7 +83,8 @@ impl RawRecord {
 
     /// Adds a header.
     pub fn with_header(mut self, key: &str, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push((key.to_owned(), value.into()));
+        self.headers
+            .push((Cow::Owned(key.to_owned()), value.into()));
         self
     }
 
@@ -115,14 +118,14 @@ impl RawRecord {
             ("ce_subject", subject),
             ("content-type", content_type),
         ] {
-            headers.push((k.to_owned(), v.into_bytes()));
+            headers.push((Cow::Borrowed(k), v.into_bytes()));
         }
         // Most events carry no trace context, and hashing a key to find nothing costs more
         // than the rest of this conversion.
         if !trace.is_empty() {
             for k in ["traceparent", "tracestate"] {
                 if let Some(v) = trace.remove(k) {
-                    headers.push((k.to_owned(), v.into_bytes()));
+                    headers.push((Cow::Borrowed(k), v.into_bytes()));
                 }
             }
         }
@@ -148,7 +151,7 @@ impl RawRecord {
             &self.topic,
             &key,
             &self.payload,
-            self.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            self.headers.iter().map(|(k, v)| (k.as_ref(), v.as_slice())),
         )?;
         Ok(Delivery {
             envelope,

@@ -200,23 +200,21 @@ fn rfc3339_millis(t: Duration) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
 
-    let fields = [
-        (year, 4, '-'),
-        (month, 2, '-'),
-        (day, 2, 'T'),
-        (day_secs / 3_600, 2, ':'),
-        (day_secs / 60 % 60, 2, ':'),
-        (day_secs % 60, 2, '.'),
-        (u64::from(t.subsec_millis()), 3, 'Z'),
-    ];
-    let mut out = String::with_capacity(24);
-    for (n, width, then) in fields {
-        for i in (0..width).rev() {
-            out.push(char::from(b'0' + (n / 10u64.pow(i) % 10) as u8));
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
         }
-        out.push(then);
-    }
-    out
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, day_secs / 3_600);
+    put(14, 2, day_secs / 60 % 60);
+    put(17, 2, day_secs % 60);
+    put(20, 3, u64::from(t.subsec_millis()));
+    String::from_utf8(out.to_vec()).expect("digits and separators are ASCII")
 }
 
 #[cfg(test)]
@@ -321,7 +319,7 @@ mod tests {
         let headers: Vec<_> = e
             .headers()
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
+            .map(|(k, v)| (k.into(), v.as_bytes().to_vec()))
             .collect();
         assert_eq!(record.headers, headers, "the binding's headers, in order");
         assert_eq!(record.headers.len(), 9);

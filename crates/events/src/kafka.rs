@@ -113,7 +113,7 @@ impl EventBus for KafkaBus {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for (k, v) in &r.headers {
                 headers = headers.insert(Header {
-                    key: k.as_str(),
+                    key: k.as_ref(),
                     value: Some(v.as_slice()),
                 });
             }
@@ -319,7 +319,12 @@ fn raw_of(msg: &BorrowedMessage<'_>) -> RawRecord {
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .map(|h| {
+                        (
+                            h.key.to_owned().into(),
+                            h.value.unwrap_or_default().to_vec(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default(),

@@ -93,25 +93,33 @@ impl InProcessBus {
         {
             let mut state = self.lock();
             let now = mlops_storage::now_millis();
-            for mut r in records {
-                r.timestamp.get_or_insert(now);
-                // A lookup first: the entry API would copy the topic's name for every record.
-                if !state.topics.contains_key(&r.topic) {
-                    state.topics.insert(r.topic.clone(), Topic::default());
+            let mut records = records.peekable();
+            while let Some(first) = records.next() {
+                // Looked up once for a run of records to the same topic (a batch, most
+                // often), and without the entry API, which would copy the name each time.
+                if !state.topics.contains_key(&first.topic) {
+                    state.topics.insert(first.topic.clone(), Topic::default());
                 }
-                let topic = state.topics.get_mut(&r.topic).expect("inserted above");
-                r.partition = 0;
-                r.offset = topic.end();
-                topic.bytes += record_bytes(&r);
-                topic.records.push_back(r);
-                // The newest message is kept whatever its size.
-                while topic.records.len() > self.retention.records
-                    || (topic.bytes > self.retention.bytes && topic.records.len() > 1)
-                {
-                    if let Some(old) = topic.records.pop_front() {
-                        topic.bytes -= record_bytes(&old);
-                        topic.base += 1;
+                let topic = state.topics.get_mut(&first.topic).expect("inserted above");
+                let mut next = Some(first);
+                while let Some(mut r) = next {
+                    r.timestamp.get_or_insert(now);
+                    r.partition = 0;
+                    r.offset = topic.end();
+                    topic.bytes += record_bytes(&r);
+                    topic.records.push_back(r);
+                    // The newest message is kept whatever its size, so `back` is `r`.
+                    while topic.records.len() > self.retention.records
+                        || (topic.bytes > self.retention.bytes && topic.records.len() > 1)
+                    {
+                        if let Some(old) = topic.records.pop_front() {
+                            topic.bytes -= record_bytes(&old);
+                            topic.base += 1;
+                        }
                     }
+                    let same =
+                        |n: &RawRecord| topic.records.back().is_some_and(|b| b.topic == n.topic);
+                    next = records.next_if(same);
                 }
             }
         }
@@ -403,6 +411,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_across_topics_lands_on_each_in_order() {
+        let bus = InProcessBus::new();
+        let batch = [
+            ev("a", "1"),
+            ev("a", "2"),
+            ev("b", "3"),
+            ev("a", "4"),
+            ev("c", "5"),
+            ev("c", "6"),
+            ev("b", "7"),
+        ];
+        bus.publish(&batch).await.1.unwrap();
+        for (topic, want) in [
+            ("a", ["1", "2", "4"].as_slice()),
+            ("b", &["3", "7"]),
+            ("c", &["5", "6"]),
+        ] {
+            let mut s = bus.subscribe("g", &[topic]).await.unwrap();
+            for (offset, key) in want.iter().enumerate() {
+                let d = s.next().await.unwrap();
+                assert_eq!(
+                    (d.envelope.topic.as_str(), d.envelope.key.as_str()),
+                    (topic, *key)
+                );
+                assert_eq!((d.partition, d.offset), (0, offset as i64), "{topic} {key}");
+            }
+            assert!(nothing_more(&mut s).await, "{topic} holds only its own");
+        }
+    }
+
+    #[tokio::test]
     async fn a_group_gives_each_event_to_one_member_and_hands_over_on_leave() {
         let bus = InProcessBus::new();
         let mut first = bus.subscribe("g", &["a"]).await.unwrap();
@@ -516,7 +555,7 @@ mod tests {
             ),
             (Some(&b"k1"[..]), &b"one"[..], 0, 0)
         );
-        assert_eq!(r.headers, [("source".to_owned(), b"labels".to_vec())]);
+        assert_eq!(r.headers, [("source".into(), b"labels".to_vec())]);
         assert!(r.timestamp.unwrap() > 1_600_000_000_000);
         raw.commit(&r).await.unwrap();
         drop(raw);
