@@ -4,7 +4,7 @@
 //! Raw layout, as Triton writes it: elements little-endian and packed, `BOOL` one byte each,
 //! `BYTES` as a 4-byte little-endian length before each element's bytes.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use mlops_model::{DataType, Tensor, TensorData};
 use mlops_proto::triton::InferTensorContents;
 
@@ -141,9 +141,9 @@ pub fn decode_raw(name: &str, dtype: DataType, count: usize, raw: &[u8]) -> Resu
 
 /// Encodes a tensor's elements as raw bytes.
 pub fn encode_raw(data: &TensorData) -> Bytes {
-    let mut b = BytesMut::with_capacity(raw_len(data));
+    let mut b = Vec::with_capacity(raw_len(data));
     encode_raw_into(data, &mut b);
-    b.freeze()
+    Bytes::from(b)
 }
 
 /// How many bytes [`encode_raw`] makes of `data`.
@@ -155,23 +155,35 @@ pub fn raw_len(data: &TensorData) -> usize {
 }
 
 /// [`encode_raw`] appending to `b`.
-pub fn encode_raw_into(data: &TensorData, b: &mut impl BufMut) {
+pub fn encode_raw_into(data: &TensorData, b: &mut Vec<u8>) {
     match data {
-        TensorData::Bool(v) => v.iter().for_each(|&x| b.put_u8(x as u8)),
-        TensorData::U8(v) => b.put_slice(v),
-        TensorData::I8(v) => v.iter().for_each(|&x| b.put_i8(x)),
-        TensorData::U16(v) => v.iter().for_each(|&x| b.put_u16_le(x)),
-        TensorData::I16(v) => v.iter().for_each(|&x| b.put_i16_le(x)),
-        TensorData::U32(v) => v.iter().for_each(|&x| b.put_u32_le(x)),
-        TensorData::I32(v) => v.iter().for_each(|&x| b.put_i32_le(x)),
-        TensorData::F32(v) => v.iter().for_each(|&x| b.put_f32_le(x)),
-        TensorData::U64(v) => v.iter().for_each(|&x| b.put_u64_le(x)),
-        TensorData::I64(v) => v.iter().for_each(|&x| b.put_i64_le(x)),
-        TensorData::F64(v) => v.iter().for_each(|&x| b.put_f64_le(x)),
-        TensorData::String(v) => v.iter().for_each(|s| {
-            b.put_u32_le(s.len() as u32);
-            b.put_slice(s);
-        }),
+        TensorData::Bool(v) => b.extend(v.iter().map(|&x| u8::from(x))),
+        TensorData::U8(v) => b.extend_from_slice(v),
+        TensorData::I8(v) => le(b, v, i8::to_le_bytes),
+        TensorData::U16(v) => le(b, v, u16::to_le_bytes),
+        TensorData::I16(v) => le(b, v, i16::to_le_bytes),
+        TensorData::U32(v) => le(b, v, u32::to_le_bytes),
+        TensorData::I32(v) => le(b, v, i32::to_le_bytes),
+        TensorData::F32(v) => le(b, v, f32::to_le_bytes),
+        TensorData::U64(v) => le(b, v, u64::to_le_bytes),
+        TensorData::I64(v) => le(b, v, i64::to_le_bytes),
+        TensorData::F64(v) => le(b, v, f64::to_le_bytes),
+        TensorData::String(v) => {
+            for s in v {
+                b.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                b.extend_from_slice(s);
+            }
+        }
+    }
+}
+
+/// `v`'s elements appended to `b` as `bytes` writes each, in one resize and a loop the
+/// compiler sees whole (not a bounds-checked write per element).
+fn le<T: Copy, const N: usize>(b: &mut Vec<u8>, v: &[T], bytes: fn(T) -> [u8; N]) {
+    let start = b.len();
+    b.resize(start + v.len() * N, 0);
+    for (out, &x) in b[start..].chunks_exact_mut(N).zip(v) {
+        out.copy_from_slice(&bytes(x));
     }
 }
 
@@ -300,12 +312,31 @@ mod tests {
         ];
         for data in all {
             let raw = encode_raw(&data);
+            assert_eq!(raw.len(), raw_len(&data));
             assert_eq!(decode_raw("x", data.dtype(), 2, &raw).unwrap(), data);
             let typed = encode_typed(&data);
             assert_eq!(decode_typed("x", data.dtype(), 2, &typed).unwrap(), data);
             let name = datatype_name(data.dtype());
             assert_eq!(parse_datatype(name), Some(data.dtype()));
         }
+    }
+
+    #[test]
+    fn numbers_are_packed_little_endian() {
+        let raw = |d| encode_raw(&d).to_vec();
+        assert_eq!(raw(TensorData::U16(vec![1, 0x0203])), [1, 0, 3, 2]);
+        assert_eq!(raw(TensorData::I8(vec![-1, 2])), [0xff, 2]);
+        assert_eq!(raw(TensorData::Bool(vec![true, false])), [1, 0]);
+        assert_eq!(raw(TensorData::F32(vec![0.5])), [0, 0, 0, 0x3f]);
+        assert_eq!(
+            raw(TensorData::I64(vec![-2])),
+            [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
+        );
+        assert_eq!(raw(TensorData::F32(vec![])), [0u8; 0]);
+        // Appending keeps what the buffer held.
+        let mut b = vec![9];
+        encode_raw_into(&TensorData::U32(vec![0x0a0b0c0d]), &mut b);
+        assert_eq!(b, [9, 0x0d, 0x0c, 0x0b, 0x0a]);
     }
 
     #[test]
