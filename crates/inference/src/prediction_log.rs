@@ -244,10 +244,15 @@ mod wire {
 
     fn string(tag: u32, s: &str, buf: &mut Vec<u8>) {
         if !s.is_empty() {
-            encode_key(tag, WireType::LengthDelimited, buf);
-            encode_varint(s.len() as u64, buf);
+            delimited(tag, s.len(), buf);
             buf.extend_from_slice(s.as_bytes());
         }
+    }
+
+    /// The key and length of a length-delimited field of `len` bytes, which follow.
+    fn delimited(tag: u32, len: usize, buf: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(len as u64, buf);
     }
 
     fn int64_len(tag: u32, v: i64) -> usize {
@@ -270,39 +275,51 @@ mod wire {
         key_len(tag) + encoded_len_varint(len as u64) + len
     }
 
-    /// The shape's packed varints.
-    fn shape_len(t: &Tensor) -> usize {
-        t.shape.iter().map(|&d| encoded_len_varint(d as u64)).sum()
-    }
-
     /// A `PredictionTensor`'s encoding, without its own key and length.
     fn tensor_len(name: &str, t: &Tensor) -> usize {
-        let shape = shape_len(t);
-        let raw = raw_len(&t.data);
-        string_len(1, name)
-            + string_len(2, datatype_name(t.dtype()))
-            + if shape == 0 { 0 } else { message_len(3, shape) }
-            + if raw == 0 { 0 } else { message_len(4, raw) }
+        Sizes::of(t).tensor(name, t)
+    }
+
+    /// What a tensor's shape and raw elements take, worked out once per tensor.
+    struct Sizes {
+        /// The shape's packed varints.
+        shape: usize,
+        /// The raw elements.
+        raw: usize,
+    }
+
+    impl Sizes {
+        fn of(t: &Tensor) -> Sizes {
+            Sizes {
+                shape: t.shape.iter().map(|&d| encoded_len_varint(d as u64)).sum(),
+                raw: raw_len(&t.data),
+            }
+        }
+
+        /// [`tensor_len`].
+        fn tensor(&self, name: &str, t: &Tensor) -> usize {
+            let field = |tag, len| if len == 0 { 0 } else { message_len(tag, len) };
+            string_len(1, name)
+                + string_len(2, datatype_name(t.dtype()))
+                + field(3, self.shape)
+                + field(4, self.raw)
+        }
     }
 
     /// `t` named `name` as a `PredictionTensor` in field `tag`.
     fn tensor(tag: u32, name: &str, t: &Tensor, buf: &mut Vec<u8>) {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(tensor_len(name, t) as u64, buf);
+        let sizes = Sizes::of(t);
+        delimited(tag, sizes.tensor(name, t), buf);
         string(1, name, buf);
         string(2, datatype_name(t.dtype()), buf);
-        let shape = shape_len(t);
-        if shape > 0 {
-            encode_key(3, WireType::LengthDelimited, buf);
-            encode_varint(shape as u64, buf);
+        if sizes.shape > 0 {
+            delimited(3, sizes.shape, buf);
             for &d in &t.shape {
                 encode_varint(d as u64, buf);
             }
         }
-        let raw = raw_len(&t.data);
-        if raw > 0 {
-            encode_key(4, WireType::LengthDelimited, buf);
-            encode_varint(raw as u64, buf);
+        if sizes.raw > 0 {
+            delimited(4, sizes.raw, buf);
             encode_raw_into(&t.data, buf);
         }
     }
