@@ -5,12 +5,21 @@
 //! copies wait or run at once; beyond that a copy is dropped and counted
 //! (`mlops_inference_shadow_dropped_total`), so a shadow that cannot keep up sheds copies
 //! instead of holding memory. One lane serves every model of the process.
+//!
+//! Copies are handed over in batches, as the prediction log publishes: the lane takes
+//! what its queue holds every [`LINGER`] while copies keep coming, and waits on the queue
+//! only once it is empty. A caller's hand-over is then a push onto the queue and wakes no
+//! thread (waking one on the other core is a system call and an interrupt on the caller's
+//! path); only the first copy after a quiet spell wakes the lane.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use prometheus::IntCounter;
+use tokio::sync::mpsc;
 
 /// Most copies waiting or running on the process's lane.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -18,9 +27,15 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 /// The nice value of the lane's thread: the lowest priority.
 const NICE: i32 = 19;
 
+/// How long the lane lets copies gather before it takes them, while they keep coming.
+pub const LINGER: Duration = Duration::from_millis(5);
+
+/// A copy of a request, as the lane runs it.
+type Mirrored = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A thread at the lowest priority running shadows, with a bound on those in flight.
 pub struct Lane {
-    handle: tokio::runtime::Handle,
+    queue: mpsc::UnboundedSender<Mirrored>,
     in_flight: Arc<AtomicUsize>,
     capacity: usize,
     dropped: IntCounter,
@@ -60,16 +75,16 @@ impl Lane {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let handle = runtime.handle().clone();
+        let (queue, copies) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("mlops-shadows".into())
             .spawn(move || {
                 crate::priority::lower_priority(NICE, "shadows");
-                // Its tasks run while this waits, for the life of the process.
-                runtime.block_on(std::future::pending::<()>());
+                // For the life of the process: the queue's sender is never dropped.
+                runtime.block_on(take(copies));
             })?;
         Ok(Lane {
-            handle,
+            queue,
             in_flight: Arc::new(AtomicUsize::new(0)),
             capacity,
             dropped: mlops_runtime::metrics::int_counter(
@@ -90,11 +105,37 @@ impl Lane {
             return false;
         }
         let done = Done(self.in_flight.clone());
-        self.handle.spawn(async move {
+        let sent = self.queue.send(Box::pin(async move {
             let _done = done;
             shadow.await;
-        });
+        }));
+        // Only if the lane's thread is gone (its runtime panicked): the copy, dropped
+        // unsent, has counted itself out of those in flight.
+        if sent.is_err() {
+            self.dropped.inc();
+            return false;
+        }
         true
+    }
+}
+
+/// The lane's loop: waits for a first copy, then takes every copy queued each [`LINGER`]
+/// until one goes by with none. Not waiting on the queue in between: a receiver waiting is
+/// woken by every send, on the sender's thread.
+async fn take(mut copies: mpsc::UnboundedReceiver<Mirrored>) {
+    while let Some(first) = copies.recv().await {
+        tokio::spawn(first);
+        loop {
+            tokio::time::sleep(LINGER).await;
+            let mut took = false;
+            while let Ok(copy) = copies.try_recv() {
+                tokio::spawn(copy);
+                took = true;
+            }
+            if !took {
+                break;
+            }
+        }
     }
 }
 
@@ -141,6 +182,37 @@ mod tests {
         .unwrap();
         assert!(lane.spawn(copy(4)));
         assert_eq!(runs.recv().await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn copies_in_bursts_and_after_quiet_spells_all_run() {
+        let lane = Lane::start(MAX_IN_FLIGHT).unwrap();
+        let (ran, mut runs) = tokio::sync::mpsc::unbounded_channel();
+        for round in 0..3u32 {
+            // A burst taken while the lane lingers, then a single copy after a spell long
+            // enough for the lane to go back to waiting on its queue: it must wake for it.
+            for n in 0..50 {
+                let ran = ran.clone();
+                assert!(lane.spawn(async move { ran.send((round, n)).unwrap() }));
+            }
+            let mut got = vec![];
+            while got.len() < 50 {
+                let copy = tokio::time::timeout(std::time::Duration::from_secs(5), runs.recv())
+                    .await
+                    .expect("every copy of a burst runs")
+                    .unwrap();
+                got.push(copy);
+            }
+            got.sort();
+            assert_eq!(got, (0..50).map(|n| (round, n)).collect::<Vec<_>>());
+            tokio::time::sleep(LINGER * 4).await;
+            let ran = ran.clone();
+            assert!(lane.spawn(async move { ran.send((round, 99)).unwrap() }));
+            let after_quiet = tokio::time::timeout(std::time::Duration::from_secs(5), runs.recv())
+                .await
+                .expect("a copy after a quiet spell wakes the lane");
+            assert_eq!(after_quiet, Some((round, 99)));
+        }
     }
 
     #[cfg(target_os = "linux")]
