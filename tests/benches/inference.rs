@@ -348,7 +348,12 @@ impl Ticks {
 /// The CPU time this process has used (user and system, all threads), from
 /// `/proc/self/stat` in the kernel's fixed 100 ticks a second.
 fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_of("self")
+}
+
+/// The CPU time (user and system) process `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The fields after the command name (which may hold spaces) end with `)`.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let ticks: u64 = rest

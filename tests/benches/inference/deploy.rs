@@ -12,7 +12,8 @@
 //!   deployment's `prediction_log_sample` (two replicas alike differ by up to 15% here);
 //! - a rollback call until all traffic is on the previous version (goal: under 1 s);
 //! - an alias move in the registry until the new version serves, on the in-process bus and,
-//!   when `MLOPS_TEST_KAFKA_BROKERS` is set, on Kafka (goal: under 1 s plus load and warm-up).
+//!   when `MLOPS_TEST_KAFKA_BROKERS` is set, on Kafka (goal: under 1 s plus load and warm-up);
+//!   there the prediction log's cost is measured again, its events published to the broker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use mlops_tests::{Bus, Replica, Sandbox};
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
-use crate::{closed_loop, first_rows, open_loop, process_cpu, FIXTURES};
+use crate::{closed_loop, cpu_of, first_rows, open_loop, process_cpu, FIXTURES};
 
 type Deployments = DeploymentServiceClient<Channel>;
 
@@ -185,7 +186,8 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
     }
     set_shadow(&mut d, name, false).await;
 
-    let log = log_cost(sb, name, width, &data, duration).await;
+    let own = record_cost(width, 200_000).await;
+    let log = log_cost(sb, name, width, &data, duration, own, None).await;
 
     // Rollbacks and alias moves, five each.
     let mut rollbacks = vec![];
@@ -199,7 +201,11 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
         rollbacks.push(started.elapsed());
         assert_eq!(serving(&mut d, name).await, 1);
     }
-    let kafka_moves = kafka_moves().await;
+    let kafka = on_kafka(width, &data, duration, own).await;
+    let (kafka_moves, kafka_log) = match kafka {
+        Some((moves, log)) => (Some(moves), Some(log)),
+        None => (None, None),
+    };
 
     rollbacks.sort();
     moves_in_process.sort();
@@ -221,7 +227,10 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
         pct(&baseline, 99.0),
         pct(&shadowed, 99.0) / pct(&baseline, 99.0)
     );
-    log.print();
+    log.print("in-process");
+    if let Some(k) = &kafka_log {
+        k.print("on Kafka");
+    }
     println!(
         "rollback to 100% on the previous version: median {:.1} ms (goal < 1000)",
         ms(median(&rollbacks))
@@ -240,6 +249,7 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
         "during_alias_moves": {"moves": moves, "latency": lat(&swapping)},
         "shadow": {"without": lat(&baseline), "with": lat(&shadowed)},
         "prediction_log_rows_per_s": log.json(),
+        "prediction_log_rows_per_s_kafka": kafka_log.as_ref().map(LogCost::json),
         "rollback_ms": rollbacks.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
         "alias_move_to_serving_ms": {
             "in_process": moves_in_process.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
@@ -280,6 +290,13 @@ struct LogCost {
     cpu_unlogged: Duration,
     /// The log's own CPU time per prediction, apart from serving ([`record_cost`]).
     own: Duration,
+    /// Predictions published on the bus over the logged phases, and dropped (the buffer
+    /// full: the bus not keeping up).
+    published: u64,
+    dropped: u64,
+    /// The broker's CPU time per request, logged and not, when it runs here
+    /// (`MLOPS_TEST_KAFKA_PID`): it shares the two cores with serving.
+    broker: Option<[Duration; 2]>,
 }
 
 impl LogCost {
@@ -289,16 +306,26 @@ impl LogCost {
         self.own.as_secs_f64() / self.cpu_unlogged.as_secs_f64().max(f64::EPSILON)
     }
 
-    fn print(&self) {
+    /// Prints the figures; `bus` says where the events went.
+    fn print(&self, bus: &str) {
         println!(
-            "prediction log: {:.0} rows/s on, {:.0} off (x{:.3}, goal >= 0.95); \
-             process CPU per request {:.1} us on, {:.1} us off",
+            "prediction log, {bus}: {:.0} rows/s on, {:.0} off (x{:.3}, goal >= 0.95); \
+             process CPU per request {:.1} us on, {:.1} us off; {} predictions published, {} dropped",
             self.logged,
             self.unlogged,
             self.logged / self.unlogged,
             micros(self.cpu_logged),
             micros(self.cpu_unlogged),
+            self.published,
+            self.dropped,
         );
+        if let Some([on, off]) = self.broker {
+            println!(
+                "  the broker's own CPU per request (on these cores too): {:.1} us on, {:.1} us off",
+                micros(on),
+                micros(off)
+            );
+        }
         println!(
             "prediction log alone: {:.2} us of CPU per prediction recorded and published \
              in-process, {:.1}% of an unlogged request's CPU (x{:.3})",
@@ -312,7 +339,9 @@ impl LogCost {
         json!({"on": self.logged, "off": self.unlogged,
                "cpu_per_request_us": {"on": micros(self.cpu_logged), "off": micros(self.cpu_unlogged)},
                "own_cpu_per_prediction_us": micros(self.own),
-               "own_share_of_request_cpu": self.own_share()})
+               "own_share_of_request_cpu": self.own_share(),
+               "published": self.published, "dropped": self.dropped,
+               "broker_cpu_per_request_us": self.broker.map(|[on, off]| json!({"on": micros(on), "off": micros(off)}))})
     }
 }
 
@@ -325,15 +354,17 @@ fn micros(d: Duration) -> f64 {
 /// replicas alike differ by more than the log costs): warmed up each way, then measured in
 /// turn as on, off, off, on, twice (so a drift in the process over time, which favours
 /// whichever goes first, falls on both alike); the mean of each, and the process's CPU time
-/// per request on each (clients included: they share it).
+/// per request on each (clients included: they share it), and the broker's when `broker`
+/// names its pid; `own` is [`record_cost`]'s.
 async fn log_cost(
     sb: &Sandbox,
     name: &str,
     width: usize,
     data: &Arc<Vec<f32>>,
     duration: Duration,
+    own: Duration,
+    broker: Option<&str>,
 ) -> LogCost {
-    let own = record_cost(width, 200_000).await;
     let (replica, _dir) = replica(sb, name).await;
     let mut d = DeploymentServiceClient::new(
         Channel::from_shared(format!("http://{}", replica.api))
@@ -351,25 +382,50 @@ async fn log_cost(
     let mut sums = [0.0f64; 2];
     let mut cpu = [Duration::ZERO; 2];
     let mut requests = [0.0f64; 2];
+    let mut broker_cpu = [Duration::ZERO; 2];
+    let counted = log_counters();
     for _ in 0..2 {
         for i in [0, 1, 1, 0] {
             log_share(&mut d, name, shares[i]).await;
             let cpu0 = process_cpu();
+            let broker0 = broker.map(cpu_of);
             let started = Instant::now();
             let (rows, _) = closed_loop(replica.api, name, width, data, 64, duration).await;
             cpu[i] += process_cpu() - cpu0;
+            if let (Some(pid), Some(before)) = (broker, broker0) {
+                broker_cpu[i] += cpu_of(pid).saturating_sub(before);
+            }
             requests[i] += rows * started.elapsed().as_secs_f64();
             sums[i] += rows / 4.0;
         }
     }
     replica.stop().await.unwrap();
+    let (published, dropped) = log_counters();
     LogCost {
         logged: sums[0],
         unlogged: sums[1],
         cpu_logged: cpu[0].div_f64(requests[0].max(1.0)),
         cpu_unlogged: cpu[1].div_f64(requests[1].max(1.0)),
         own,
+        published: published - counted.0,
+        dropped: dropped - counted.1,
+        broker: broker.map(|_| {
+            [
+                broker_cpu[0].div_f64(requests[0].max(1.0)),
+                broker_cpu[1].div_f64(requests[1].max(1.0)),
+            ]
+        }),
     }
+}
+
+/// The process's prediction-log counters: predictions published and dropped (every
+/// replica in this process counts into the same two).
+fn log_counters() -> (u64, u64) {
+    let count = |name: &str| mlops_runtime::metrics::int_counter(name, name).get();
+    (
+        count("mlops_inference_predictions_logged_total"),
+        count("mlops_inference_prediction_log_dropped_total"),
+    )
 }
 
 /// The prediction log's own CPU time per prediction, apart from serving: `n` predictions of
@@ -424,8 +480,9 @@ pub async fn run_log_only(sb: &Sandbox, duration: Duration) -> Value {
     let name = "swapped";
     two_versions(sb, name).await;
     let (width, data) = first_rows("logreg");
-    let cost = log_cost(sb, name, width, &Arc::new(data), duration).await;
-    cost.print();
+    let own = record_cost(width, 200_000).await;
+    let cost = log_cost(sb, name, width, &Arc::new(data), duration, own, None).await;
+    cost.print("in-process");
     json!({"prediction_log_rows_per_s": cost.json()})
 }
 
@@ -462,8 +519,14 @@ async fn log_share(d: &mut Deployments, name: &str, share: &str) {
     .unwrap();
 }
 
-/// Alias move to serving on Kafka, five times, when a broker is given.
-async fn kafka_moves() -> Option<Vec<Duration>> {
+/// On Kafka, when a broker is given: alias moves to serving, ten times, then the prediction
+/// log's cost with its events published to the broker.
+async fn on_kafka(
+    width: usize,
+    data: &Arc<Vec<f32>>,
+    duration: Duration,
+    own: Duration,
+) -> Option<(Vec<Duration>, LogCost)> {
     std::env::var("MLOPS_TEST_KAFKA_BROKERS").ok()?;
     let sb = Sandbox::builder()
         .bus(Bus::Kafka)
@@ -480,7 +543,12 @@ async fn kafka_moves() -> Option<Vec<Duration>> {
         took.push(move_and_wait(&sb, &mut d, name, v).await);
         v = 3 - v;
     }
+    if serving(&mut d, name).await != 1 {
+        move_and_wait(&sb, &mut d, name, 1).await;
+    }
+    let broker = std::env::var("MLOPS_TEST_KAFKA_PID").ok();
+    let log = log_cost(&sb, name, width, data, duration, own, broker.as_deref()).await;
     sb.stop().await.unwrap();
     took.sort();
-    Some(took)
+    Some((took, log))
 }
