@@ -186,8 +186,11 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
     }
     set_shadow(&mut d, name, false).await;
 
-    let own = record_cost(width, 200_000).await;
-    let log = log_cost(sb, name, width, &data, duration, own, None).await;
+    let own = Some(record_cost(width, 200_000).await);
+    let log = LogCost {
+        own,
+        ..log_cost(sb, name, width, &data, duration, None).await
+    };
 
     // Rollbacks and alias moves, five each.
     let mut rollbacks = vec![];
@@ -201,11 +204,7 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
         rollbacks.push(started.elapsed());
         assert_eq!(serving(&mut d, name).await, 1);
     }
-    let kafka = on_kafka(width, &data, duration, own).await;
-    let (kafka_moves, kafka_log) = match kafka {
-        Some((moves, log)) => (Some(moves), Some(log)),
-        None => (None, None),
-    };
+    let (kafka_moves, kafka_log) = on_kafka(width, &data, duration).await.unzip();
 
     rollbacks.sort();
     moves_in_process.sort();
@@ -288,8 +287,9 @@ struct LogCost {
     cpu_logged: Duration,
     /// And with none.
     cpu_unlogged: Duration,
-    /// The log's own CPU time per prediction, apart from serving ([`record_cost`]).
-    own: Duration,
+    /// The log's own CPU time per prediction, apart from serving ([`record_cost`], on the
+    /// in-process bus), when it was measured.
+    own: Option<Duration>,
     /// Predictions published on the bus over the logged phases, and dropped (the buffer
     /// full: the bus not keeping up).
     published: u64,
@@ -302,8 +302,8 @@ struct LogCost {
 impl LogCost {
     /// The log's own work as a share of an unlogged request's CPU time: the throughput it
     /// costs, apart from the noise of saturation runs.
-    fn own_share(&self) -> f64 {
-        self.own.as_secs_f64() / self.cpu_unlogged.as_secs_f64().max(f64::EPSILON)
+    fn own_share(&self, own: Duration) -> f64 {
+        own.as_secs_f64() / self.cpu_unlogged.as_secs_f64().max(f64::EPSILON)
     }
 
     /// Prints the figures; `bus` says where the events went.
@@ -326,20 +326,22 @@ impl LogCost {
                 micros(off)
             );
         }
-        println!(
-            "prediction log alone: {:.2} us of CPU per prediction recorded and published \
-             in-process, {:.1}% of an unlogged request's CPU (x{:.3})",
-            micros(self.own),
-            self.own_share() * 100.0,
-            1.0 / (1.0 + self.own_share()),
-        );
+        if let Some(own) = self.own {
+            println!(
+                "prediction log alone: {:.2} us of CPU per prediction recorded and published \
+                 in-process, {:.1}% of an unlogged request's CPU (x{:.3})",
+                micros(own),
+                self.own_share(own) * 100.0,
+                1.0 / (1.0 + self.own_share(own)),
+            );
+        }
     }
 
     fn json(&self) -> Value {
         json!({"on": self.logged, "off": self.unlogged,
                "cpu_per_request_us": {"on": micros(self.cpu_logged), "off": micros(self.cpu_unlogged)},
-               "own_cpu_per_prediction_us": micros(self.own),
-               "own_share_of_request_cpu": self.own_share(),
+               "own_cpu_per_prediction_us": self.own.map(micros),
+               "own_share_of_request_cpu": self.own.map(|own| self.own_share(own)),
                "published": self.published, "dropped": self.dropped,
                "broker_cpu_per_request_us": self.broker.map(|[on, off]| json!({"on": micros(on), "off": micros(off)}))})
     }
@@ -355,14 +357,13 @@ fn micros(d: Duration) -> f64 {
 /// turn as on, off, off, on, twice (so a drift in the process over time, which favours
 /// whichever goes first, falls on both alike); the mean of each, and the process's CPU time
 /// per request on each (clients included: they share it), and the broker's when `broker`
-/// names its pid; `own` is [`record_cost`]'s.
+/// names its pid.
 async fn log_cost(
     sb: &Sandbox,
     name: &str,
     width: usize,
     data: &Arc<Vec<f32>>,
     duration: Duration,
-    own: Duration,
     broker: Option<&str>,
 ) -> LogCost {
     let (replica, _dir) = replica(sb, name).await;
@@ -406,7 +407,7 @@ async fn log_cost(
         unlogged: sums[1],
         cpu_logged: cpu[0].div_f64(requests[0].max(1.0)),
         cpu_unlogged: cpu[1].div_f64(requests[1].max(1.0)),
-        own,
+        own: None,
         published: published - counted.0,
         dropped: dropped - counted.1,
         broker: broker.map(|_| {
@@ -480,8 +481,11 @@ pub async fn run_log_only(sb: &Sandbox, duration: Duration) -> Value {
     let name = "swapped";
     two_versions(sb, name).await;
     let (width, data) = first_rows("logreg");
-    let own = record_cost(width, 200_000).await;
-    let cost = log_cost(sb, name, width, &Arc::new(data), duration, own, None).await;
+    let own = Some(record_cost(width, 200_000).await);
+    let cost = LogCost {
+        own,
+        ..log_cost(sb, name, width, &Arc::new(data), duration, None).await
+    };
     cost.print("in-process");
     json!({"prediction_log_rows_per_s": cost.json()})
 }
@@ -525,7 +529,6 @@ async fn on_kafka(
     width: usize,
     data: &Arc<Vec<f32>>,
     duration: Duration,
-    own: Duration,
 ) -> Option<(Vec<Duration>, LogCost)> {
     std::env::var("MLOPS_TEST_KAFKA_BROKERS").ok()?;
     let sb = Sandbox::builder()
@@ -547,7 +550,7 @@ async fn on_kafka(
         move_and_wait(&sb, &mut d, name, 1).await;
     }
     let broker = std::env::var("MLOPS_TEST_KAFKA_PID").ok();
-    let log = log_cost(&sb, name, width, data, duration, own, broker.as_deref()).await;
+    let log = log_cost(&sb, name, width, data, duration, broker.as_deref()).await;
     sb.stop().await.unwrap();
     took.sort();
     Some((took, log))
