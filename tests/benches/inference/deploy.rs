@@ -186,11 +186,7 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
     }
     set_shadow(&mut d, name, false).await;
 
-    let own = Some(record_cost(width, 200_000).await);
-    let log = LogCost {
-        own,
-        ..log_cost(sb, name, width, &data, duration, None).await
-    };
+    let log = in_process_log_cost(sb, name, width, &data, duration).await;
 
     // Rollbacks and alias moves, five each.
     let mut rollbacks = vec![];
@@ -429,6 +425,22 @@ fn log_counters() -> (u64, u64) {
     )
 }
 
+/// [`log_cost`] on the in-process bus `sb` uses, with the log's own CPU time per
+/// prediction ([`record_cost`], measured on an in-process bus too).
+async fn in_process_log_cost(
+    sb: &Sandbox,
+    name: &str,
+    width: usize,
+    data: &Arc<Vec<f32>>,
+    duration: Duration,
+) -> LogCost {
+    let own = Some(record_cost(width, 200_000).await);
+    LogCost {
+        own,
+        ..log_cost(sb, name, width, data, duration, None).await
+    }
+}
+
 /// The prediction log's own CPU time per prediction, apart from serving: `n` predictions of
 /// the logistic regression's shape (`width` float inputs; a label and two probabilities out)
 /// recorded and published on an in-process bus, as the process's CPU time over `n`.
@@ -481,11 +493,7 @@ pub async fn run_log_only(sb: &Sandbox, duration: Duration) -> Value {
     let name = "swapped";
     two_versions(sb, name).await;
     let (width, data) = first_rows("logreg");
-    let own = Some(record_cost(width, 200_000).await);
-    let cost = LogCost {
-        own,
-        ..log_cost(sb, name, width, &Arc::new(data), duration, None).await
-    };
+    let cost = in_process_log_cost(sb, name, width, &Arc::new(data), duration).await;
     cost.print("in-process");
     json!({"prediction_log_rows_per_s": cost.json()})
 }
