@@ -4,7 +4,7 @@
 use tract_onnx::tract_hir::internal::*;
 
 use super::attrs::{AttrError, Attrs};
-use super::post::{probit, PostTransform};
+use super::post::{logistic_rational, probit, PostTransform};
 use super::{as_f32, dot, rows_cols, tensor, Kernel, OutShape, OutSpec, OutType};
 
 /// `scores[r, t] = x[r] . coefficients[t] + intercepts[t]`, for `targets` rows of coefficients.
@@ -18,8 +18,9 @@ fn gemm(x: &[f32], cols: usize, coefficients: &[f32], intercepts: &[f32], out: &
     }
 }
 
-/// onnxruntime's `batched_update_scores_inplace` for `targets` scores per row; with one target
-/// only PROBIT applies, and `add_second_class` writes `[1 - s, s]`.
+/// onnxruntime's `batched_update_scores_inplace` for `targets` scores per row: LOGISTIC over
+/// the whole buffer by MLAS's approximation; with one target only PROBIT applies, and
+/// `add_second_class` writes `[1 - s, s]`.
 fn post_process(
     post: PostTransform,
     targets: usize,
@@ -27,7 +28,9 @@ fn post_process(
     scores: &mut Vec<f32>,
 ) {
     if targets > 1 {
-        if post != PostTransform::None {
+        if post == PostTransform::Logistic {
+            logistic_rational(scores);
+        } else if post != PostTransform::None {
             scores
                 .chunks_exact_mut(targets)
                 .for_each(|row| post.apply(row));
