@@ -18,6 +18,18 @@ fn gemm(x: &[f32], cols: usize, coefficients: &[f32], intercepts: &[f32], out: &
     }
 }
 
+/// [`gemm`] for two targets of which the second is the first negated, as skl2onnx writes a
+/// binary logistic regression: one dot product a row. Negation is exact in floating point, so
+/// the scores are bit for bit those of [`gemm`] (but for the sign of a zero score).
+fn gemm_mirrored(x: &[f32], cols: usize, coefficients: &[f32], intercept: f32, out: &mut [f32]) {
+    let w = &coefficients[..cols];
+    for (row, pair) in x.chunks_exact(cols).zip(out.chunks_exact_mut(2)) {
+        let s = dot(row, w) + intercept;
+        pair[0] = s;
+        pair[1] = -s;
+    }
+}
+
 /// onnxruntime's `batched_update_scores_inplace` for `targets` scores per row: LOGISTIC over
 /// the whole buffer by MLAS's approximation; with one target only PROBIT applies, and
 /// `add_second_class` writes `[1 - s, s]`.
@@ -63,6 +75,8 @@ pub(crate) struct LinearClassifier {
     labels: Labels,
     post: PostTransform,
     add_second_class: bool,
+    /// Two targets, the second the first negated (see [`gemm_mirrored`]).
+    mirrored: bool,
 }
 
 impl LinearClassifier {
@@ -96,8 +110,13 @@ impl LinearClassifier {
                 "{targets} score columns but {n_labels} class labels"
             )));
         }
+        let half = coefficients.len() / 2;
+        let mirrored = targets == 2
+            && intercepts[1].to_bits() == (-intercepts[0]).to_bits()
+            && (0..half).all(|i| coefficients[half + i].to_bits() == (-coefficients[i]).to_bits());
         Ok(LinearClassifier {
             add_second_class: targets == 1 && n_labels == 2,
+            mirrored,
             coefficients,
             intercepts,
             labels,
@@ -145,7 +164,17 @@ impl Kernel for LinearClassifier {
         let x = as_f32(&inputs[0])?;
         let targets = self.intercepts.len();
         let mut scores = vec![0.0f32; rows * targets];
-        gemm(&x, cols, &self.coefficients, &self.intercepts, &mut scores);
+        if self.mirrored {
+            gemm_mirrored(
+                &x,
+                cols,
+                &self.coefficients,
+                self.intercepts[0],
+                &mut scores,
+            );
+        } else {
+            gemm(&x, cols, &self.coefficients, &self.intercepts, &mut scores);
+        }
         let winners: Vec<usize> = if targets == 1 {
             scores.iter().map(|&s| usize::from(s > 0.0)).collect()
         } else {
@@ -265,5 +294,29 @@ impl Kernel for LinearRegressor {
         gemm(&x, cols, &self.coefficients, &self.intercepts, &mut scores);
         post_process(self.post, targets, false, &mut scores);
         Ok(tvec!(tensor(&[rows, targets], scores)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrored_scores_are_the_general_ones_bit_for_bit() {
+        let cols = 30;
+        let w: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.71).sin() * 3.0).collect();
+        let coefficients: Vec<f32> = w.iter().map(|v| -v).chain(w.iter().copied()).collect();
+        let intercepts = [-0.575_198_9, 0.575_198_9];
+        let x: Vec<f32> = (0..cols * 37)
+            .map(|i| (i as f32 * 0.13).cos() * 50.0)
+            .collect();
+        let mut general = vec![0.0; 37 * 2];
+        let mut mirrored = vec![0.0; 37 * 2];
+        gemm(&x, cols, &coefficients, &intercepts, &mut general);
+        gemm_mirrored(&x, cols, &coefficients, intercepts[0], &mut mirrored);
+        assert_eq!(
+            general.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            mirrored.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 }
