@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-.PHONY: help build run test lint fmt bench demo proto-lint helm-lint clean
+.PHONY: help build run test lint fmt bench demo proto-lint helm-lint clean miri
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ run: ## Run the whole platform in one process on embedded defaults (mlops up)
 
 test: ## fmt check, clippy, all tests with PostgreSQL and tansu started here, Python tests
 	scripts/test.sh
+
+miri: ## The tests of the one crate with unsafe (crates/dense, the AVX-512 kernel) under Miri
+	scripts/miri.sh
 
 lint: ## fmt check, clippy -D warnings, the crate dependency rule, no unused dependency, the dashboard check
 	cargo fmt --all -- --check

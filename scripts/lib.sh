@@ -51,6 +51,14 @@ ensure_tansu() {
   cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore
 }
 
+# Installs Miri on the nightly toolchain if it is missing: `make miri` runs the tests of
+# crates/dense, the one crate with `unsafe` (its AVX-512 kernel), under Miri.
+ensure_miri() {
+  if cargo +nightly miri --version >/dev/null 2>&1; then return 0; fi
+  log "installing Miri on the nightly toolchain (once)"
+  rustup toolchain install nightly --profile minimal --component miri,rust-src
+}
+
 # Installs Debian's chromium with apt-get if it is missing: tests/python/test_monitoring.py
 # opens `mlops monitor report --html`'s page in headless Chromium to check that it renders,
 # charts included (a string check on the file cannot see a page the browser rejects).

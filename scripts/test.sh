@@ -22,6 +22,9 @@ scripts/check-unused-deps.sh
 log "dashboards and alerts query only metrics the code exports"
 scripts/check-dashboards.sh
 
+log "the AVX-512 kernel's tests under Miri (crates/dense: the one crate with unsafe)"
+scripts/miri.sh
+
 ensure_postgres
 export MLOPS_TEST_POSTGRES_URL=${MLOPS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
