@@ -37,6 +37,7 @@
 //!   its input tensor is served under the ZipMap's output name.
 
 mod convert;
+mod dense;
 mod load;
 mod ml;
 mod rowwise;

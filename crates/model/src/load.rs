@@ -190,7 +190,12 @@ fn build(proto: &ModelProto, inputs: &[IoSpec]) -> Result<Loaded, LoadError> {
         let fact = InferenceFact::dt_shape(datum_type(spec.dtype), dims);
         model.set_input_fact(ix, fact).map_err(from_tract)?;
     }
-    let mut typed = model.into_optimized().map_err(from_tract)?;
+    let mut typed = model
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .map_err(from_tract)?;
+    crate::dense::swap_in(&mut typed).map_err(from_tract)?;
+    let mut typed = typed.into_optimized().map_err(from_tract)?;
     crate::softmax::swap_in(&mut typed).map_err(from_tract)?;
     crate::rowwise::swap_in(&mut typed).map_err(from_tract)?;
     let names: Vec<String> = proto
