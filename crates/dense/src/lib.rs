@@ -18,6 +18,9 @@
 
 /// Columns of one packed panel: two 16-lane vectors.
 const NR: usize = 32;
+/// Layers of at most this many outputs (a classifier's last layer) run as dot products
+/// instead: a panel of 16 columns would be mostly padding.
+const FEW: usize = 4;
 /// Rows walked together against a panel.
 const MR: usize = 8;
 
@@ -32,8 +35,11 @@ pub struct Dense {
     /// `b`, `n` long (zeros when the layer has none).
     bias: Vec<f32>,
     /// `W` in panels of [`NR`] columns, `k × NR` each, zero padded, when the AVX-512 kernel
-    /// will run; empty otherwise.
+    /// will run with more than [`FEW`] outputs; empty otherwise.
     panels: Vec<f32>,
+    /// `W`'s columns, each zero padded to a multiple of 16, when the AVX-512 kernel will run
+    /// with [`FEW`] outputs or fewer; empty otherwise.
+    columns: Vec<f32>,
 }
 
 impl Dense {
@@ -46,10 +52,10 @@ impl Dense {
         assert_eq!(weights.len(), k * n, "weights are not k × n");
         let bias = bias.unwrap_or_else(|| vec![0.0; n]);
         assert_eq!(bias.len(), n, "the bias is not n long");
-        let panels = if avx512() {
-            pack(&weights, k, n)
-        } else {
-            Vec::new()
+        let (panels, columns) = match (avx512(), n <= FEW) {
+            (false, _) => (Vec::new(), Vec::new()),
+            (true, false) => (pack(&weights, k, n), Vec::new()),
+            (true, true) => (Vec::new(), columns(&weights, k, n)),
         };
         Dense {
             k,
@@ -58,6 +64,7 @@ impl Dense {
             weights,
             bias,
             panels,
+            columns,
         }
     }
 
@@ -87,7 +94,7 @@ impl Dense {
         );
         let rows = x.len() / self.k;
         assert_eq!(y.len(), rows * self.n, "y does not hold rows × n");
-        if self.panels.is_empty() {
+        if self.panels.is_empty() && self.columns.is_empty() {
             self.run_portable(x, y);
         } else {
             self.run_avx512(x, y);
@@ -112,9 +119,15 @@ impl Dense {
     #[cfg(target_arch = "x86_64")]
     #[allow(unsafe_code)]
     fn run_avx512(&self, x: &[f32], y: &mut [f32]) {
-        // SAFETY: `panels` is only filled when `avx512()` found AVX-512F on this CPU, and
-        // `run` takes this path only then; the kernel needs nothing else.
-        unsafe { avx512::run(self, x, y) }
+        // SAFETY: `panels` and `columns` are only filled when `avx512()` found AVX-512F on
+        // this CPU, and `run` takes this path only then; the kernels need nothing else.
+        unsafe {
+            if self.columns.is_empty() {
+                avx512::run(self, x, y)
+            } else {
+                avx512::run_columns(self, x, y)
+            }
+        }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
@@ -148,6 +161,18 @@ fn pack(weights: &[f32], k: usize, n: usize) -> Vec<f32> {
     packed
 }
 
+/// `W`'s columns (`k × n` row-major in), each zero padded to a multiple of 16.
+fn columns(weights: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let kp = k.next_multiple_of(16);
+    let mut columns = vec![0.0; n * kp];
+    for (kk, row) in weights.chunks_exact(n).enumerate() {
+        for (j, &w) in row.iter().enumerate() {
+            columns[j * kp + kk] = w;
+        }
+    }
+    columns
+}
+
 #[cfg(target_arch = "x86_64")]
 // Indexed loops of constant bounds over the accumulators: written with iterators or slice
 // copies, the compiler kept them in memory and stored them back on every step.
@@ -155,7 +180,8 @@ fn pack(weights: &[f32], k: usize, n: usize) -> Vec<f32> {
 mod avx512 {
     use std::arch::x86_64::{
         __m512, _mm512_andnot_si512, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_fmadd_ps,
-        _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_srai_epi32, _mm512_storeu_ps,
+        _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_srai_epi32, _mm512_storeu_ps,
     };
 
     use super::{Dense, MR, NR};
@@ -212,6 +238,32 @@ mod avx512 {
         }
     }
 
+    /// The layer as `n` dot products a row, 16 lanes at a time, for [`FEW`] outputs or fewer.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn run_columns(d: &Dense, x: &[f32], y: &mut [f32]) {
+        let (k, n) = (d.k, d.n);
+        let kp = k.next_multiple_of(16);
+        let full = k / 16;
+        let mut tail = [0.0f32; 16];
+        for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(n)) {
+            if full * 16 < k {
+                tail[..k - full * 16].copy_from_slice(&xr[full * 16..]);
+            }
+            for (j, o) in yr.iter_mut().enumerate() {
+                let w = &d.columns[j * kp..][..kp];
+                let mut acc = _mm512_setzero_ps();
+                for c in 0..full {
+                    acc = _mm512_fmadd_ps(load(&xr[c * 16..]), load(&w[c * 16..]), acc);
+                }
+                if full * 16 < k {
+                    acc = _mm512_fmadd_ps(load(&tail), load(&w[full * 16..]), acc);
+                }
+                let s = _mm512_reduce_add_ps(acc) + d.bias[j];
+                *o = if d.relu { s.max(0.0) } else { s };
+            }
+        }
+    }
+
     /// Up to [`MR`] rows (`x`, `k` each) against one panel, `NV` vectors of it wide, into
     /// `out` (rows `ld` apart, `cols` of them written).
     #[allow(clippy::too_many_arguments)]
@@ -237,7 +289,19 @@ mod avx512 {
         }
         if rows == MR {
             // Each row's slice spelled out with length `k`.
-            let xr: [&[f32]; MR] = std::array::from_fn(|r| &x[r * k..][..k]);
+            // (Spelled out: through `array::from_fn`, which was not inlined, the compiler lost
+            // the lengths and checked every read.)
+            let row = |r: usize| &x[r * k..][..k];
+            let xr: [&[f32]; MR] = [
+                row(0),
+                row(1),
+                row(2),
+                row(3),
+                row(4),
+                row(5),
+                row(6),
+                row(7),
+            ];
             for kk in 0..k {
                 let w = &panel[kk * NR..][..NR];
                 let mut wv = [_mm512_setzero_ps(); NV];
@@ -319,7 +383,8 @@ mod tests {
     }
 
     /// Shapes that hit every edge: rows not a multiple of the block, a partial last panel of
-    /// one vector or of two, a single column, a single input.
+    /// one vector or of two, a single column, a single input, few outputs (dot products) with
+    /// inputs a multiple of 16 or not.
     const SHAPES: &[(usize, usize, usize)] = &[
         (1, 1, 1),
         (3, 30, 2),
@@ -327,6 +392,9 @@ mod tests {
         (8, 7, 32),
         (17, 3, 33),
         (2, 64, 64),
+        (11, 64, 2),
+        (5, 40, 4),
+        (3, 16, 5),
     ];
 
     #[test]
@@ -371,8 +439,10 @@ mod tests {
 
     #[test]
     fn the_kernel_runs_where_the_cpu_has_avx512() {
-        let d = Dense::new(vec![1.0; 4], 2, 2, None, false);
-        assert_eq!(!d.panels.is_empty(), avx512());
+        let few = Dense::new(vec![1.0; 4], 2, 2, None, false);
+        assert_eq!(!few.columns.is_empty(), avx512());
+        let many = Dense::new(vec![1.0; 10], 2, 5, None, false);
+        assert_eq!(!many.panels.is_empty(), avx512());
         if cfg!(miri) {
             assert!(
                 avx512(),
