@@ -53,13 +53,13 @@ fn chain_at(model: &TypedModel, id: usize) -> TractResult<Option<Chain>> {
     let Some(einsum) = node.op_as::<EinSum>() else {
         return Ok(None);
     };
-    if einsum.q_params.is_some()
-        || einsum.operating_dt != DatumType::F32
-        || node.inputs.len() != 2
-        || !is_plain_matmul(&einsum.axes.to_string())
+    if einsum.q_params.is_some() || einsum.operating_dt != DatumType::F32 || node.inputs.len() != 2
     {
         return Ok(None);
     }
+    let Some(layout) = plain_matmul(&einsum.axes.to_string()) else {
+        return Ok(None);
+    };
     let x = model.outlet_fact(node.inputs[0])?;
     let Some(w) = model.outlet_fact(node.inputs[1])?.konst.clone() else {
         return Ok(None);
@@ -67,13 +67,19 @@ fn chain_at(model: &TypedModel, id: usize) -> TractResult<Option<Chain>> {
     if x.datum_type != DatumType::F32 || w.datum_type() != DatumType::F32 || x.rank() != 2 {
         return Ok(None);
     }
-    let &[k, n] = w.shape() else {
-        return Ok(None);
+    let (k, n) = match (layout, w.shape()) {
+        (Weights::KByN, &[k, n]) => (k, n),
+        (Weights::NByK, &[n, k]) => (k, n),
+        _ => return Ok(None),
     };
     if k == 0 || n == 0 || x.shape[1].to_usize().ok() != Some(k) {
         return Ok(None);
     }
-    let weights = w.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+    let w = w.try_as_plain_ram()?.as_slice::<f32>()?;
+    let weights = match layout {
+        Weights::KByN => w.to_vec(),
+        Weights::NByK => (0..k * n).map(|i| w[(i % n) * k + i / n]).collect(),
+    };
     let mut last = id;
     let mut bias = None;
     let mut relu = false;
@@ -96,27 +102,33 @@ fn chain_at(model: &TypedModel, id: usize) -> TractResult<Option<Chain>> {
     }))
 }
 
-/// `ab,bc->ac` with three distinct axes: a plain matrix product.
-fn is_plain_matmul(axes: &str) -> bool {
-    let Some((inputs, output)) = axes.split_once("->") else {
-        return false;
-    };
-    let Some((a, b)) = inputs.split_once(',') else {
-        return false;
-    };
+/// How the weights of a plain matrix product of two axes are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Weights {
+    /// `ab,bc->ac`: `[k, n]`, as `MatMul` and `Gemm` write them.
+    KByN,
+    /// `ab,cb->ac`: `[n, k]`, as `Gemm` with `transB` (PyTorch's `Linear`) writes them.
+    NByK,
+}
+
+/// The layout of the weights if `axes` is a plain matrix product of three distinct axes.
+fn plain_matmul(axes: &str) -> Option<Weights> {
+    let (inputs, output) = axes.split_once("->")?;
+    let (a, b) = inputs.split_once(',')?;
     let (a, b, o): (Vec<char>, Vec<char>, Vec<char>) = (
         a.chars().collect(),
         b.chars().collect(),
         output.chars().collect(),
     );
-    a.len() == 2
-        && b.len() == 2
-        && o.len() == 2
-        && a[1] == b[0]
-        && o == [a[0], b[1]]
-        && a[0] != a[1]
-        && b[1] != a[0]
-        && b[1] != a[1]
+    if a.len() != 2 || b.len() != 2 || o.len() != 2 || a[0] == a[1] {
+        return None;
+    }
+    let (m, k) = (a[0], a[1]);
+    match (b[0], b[1]) {
+        (bk, n) if bk == k && n != m && n != k && o == [m, n] => Some(Weights::KByN),
+        (n, bk) if bk == k && n != m && n != k && o == [m, n] => Some(Weights::NByK),
+        _ => None,
+    }
 }
 
 /// A constant that is a row of `n` repeated over the leading axis: `[n]` or `[1, n]`.
@@ -248,13 +260,138 @@ mod tests {
         assert!(!ops.iter().any(|o| o == "Max" || o == "Add"), "{ops:?}");
     }
 
+    /// `relu(x W + b)` as one ONNX `Gemm` (with `transB`, `w` is `[n, k]`) and a `Relu`.
+    fn gemm_relu(trans_b: bool, w: &[f32], b: &[f32], k: usize, n: usize) -> Vec<u8> {
+        use prost::Message;
+        use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
+        use tract_onnx::pb::{
+            type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+            TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+        };
+        let value = |name: &str, width: usize| {
+            let dim = |v| Dimension {
+                value: Some(v),
+                ..Dimension::default()
+            };
+            ValueInfoProto {
+                name: name.into(),
+                r#type: Some(TypeProto {
+                    value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                        elem_type: 1,
+                        shape: Some(TensorShapeProto {
+                            dim: vec![
+                                dim(dimension::Value::DimParam("N".into())),
+                                dim(dimension::Value::DimValue(width as i64)),
+                            ],
+                        }),
+                    })),
+                    ..TypeProto::default()
+                }),
+                ..ValueInfoProto::default()
+            }
+        };
+        let tensor = |name: &str, dims: Vec<i64>, data: &[f32]| TensorProto {
+            name: name.into(),
+            dims,
+            data_type: 1,
+            float_data: data.to_vec(),
+            ..TensorProto::default()
+        };
+        let (rows, cols) = if trans_b { (n, k) } else { (k, n) };
+        let node = |op: &str, input: &[&str], output: &str| NodeProto {
+            name: op.into(),
+            op_type: op.into(),
+            input: input.iter().map(|i| i.to_string()).collect(),
+            output: vec![output.into()],
+            ..NodeProto::default()
+        };
+        let mut gemm = node("Gemm", &["x", "W", "B"], "h");
+        gemm.attribute.push(AttributeProto {
+            name: "transB".into(),
+            r#type: 2,
+            i: i64::from(trans_b),
+            ..AttributeProto::default()
+        });
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            graph: Some(GraphProto {
+                name: "g".into(),
+                node: vec![gemm, node("Relu", &["h"], "y")],
+                initializer: vec![
+                    tensor("W", vec![rows as i64, cols as i64], w),
+                    tensor("B", vec![n as i64], b),
+                ],
+                input: vec![value("x", k)],
+                output: vec![value("y", n)],
+                ..GraphProto::default()
+            }),
+            ..ModelProto::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn a_gemm_with_either_weight_layout_runs_as_one_dense_layer() {
+        let (k, n, rows) = (5, 3, 4);
+        let w: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.9).sin()).collect(); // [k, n]
+        let wt: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect(); // [n, k]
+        let b = [0.5, -0.25, 0.0];
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| (i as f32 * 0.37).cos() * 2.0)
+            .collect();
+        let want: Vec<f32> = (0..rows * n)
+            .map(|i| {
+                let (r, j) = (i / n, i % n);
+                let s: f32 = b[j] + (0..k).map(|kk| x[r * k + kk] * w[kk * n + j]).sum::<f32>();
+                s.max(0.0)
+            })
+            .collect();
+        for (trans_b, weights) in [(false, &w), (true, &wt)] {
+            let bytes = gemm_relu(trans_b, weights, &b, k, n);
+            let loaded = crate::load::load(&bytes).unwrap();
+            let ops: Vec<String> = loaded
+                .plan
+                .model()
+                .nodes()
+                .iter()
+                .map(|n| n.op.name().to_string())
+                .collect();
+            assert_eq!(
+                ops.iter().filter(|o| *o == "Dense").count(),
+                1,
+                "transB {trans_b}: {ops:?}"
+            );
+            assert!(!ops.iter().any(|o| o == "Max" || o == "Add"), "{ops:?}");
+            let model = crate::Model::load(&bytes).unwrap();
+            let input =
+                crate::Tensor::new(vec![rows, k], crate::TensorData::F32(x.clone())).unwrap();
+            let out = model.run(&[input]).unwrap();
+            let crate::TensorData::F32(got) = &out[0].data else {
+                panic!("f32 out");
+            };
+            assert_eq!(out[0].shape, [rows, n]);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() < 1e-5,
+                    "transB {trans_b}: {got:?} vs {want:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn only_plain_matrix_products_are_taken() {
-        assert!(is_plain_matmul("mk,kn->mn"));
-        assert!(is_plain_matmul("ab,bc->ac"));
-        assert!(!is_plain_matmul("mk,nk->mn"));
-        assert!(!is_plain_matmul("mk,kn->nm"));
-        assert!(!is_plain_matmul("bmk,kn->bmn"));
-        assert!(!is_plain_matmul("mk,km->mm"));
+        assert_eq!(plain_matmul("mk,kn->mn"), Some(Weights::KByN));
+        assert_eq!(plain_matmul("ab,bc->ac"), Some(Weights::KByN));
+        assert_eq!(plain_matmul("mk,nk->mn"), Some(Weights::NByK));
+        assert_eq!(plain_matmul("mk,kn->nm"), None);
+        assert_eq!(plain_matmul("bmk,kn->bmn"), None);
+        assert_eq!(plain_matmul("mk,km->mm"), None);
+        assert_eq!(plain_matmul("mk,mk->mm"), None);
+        assert_eq!(plain_matmul("mk,kn"), None);
     }
 }
