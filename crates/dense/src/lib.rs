@@ -179,20 +179,22 @@ fn columns(weights: &[f32], k: usize, n: usize) -> Vec<f32> {
 #[allow(clippy::needless_range_loop, clippy::manual_memcpy)]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512, _mm512_andnot_si512, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_fmadd_ps,
-        _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
-        _mm512_srai_epi32, _mm512_storeu_ps,
+        __m512, _mm512_castps_si512, _mm512_cmple_epu32_mask, _mm512_fmadd_ps, _mm512_loadu_ps,
+        _mm512_maskz_mov_ps, _mm512_reduce_add_ps, _mm512_set1_epi32, _mm512_set1_ps,
+        _mm512_setzero_ps, _mm512_storeu_ps,
     };
 
     use super::{Dense, MR, NR};
 
-    /// `max(x, 0)` lane by lane, by clearing every lane whose sign bit is set (its bits shifted
-    /// right arithmetically make a mask of ones). Bitwise rather than `vmaxps` so that Miri,
-    /// which cannot run the latter, runs this too.
+    /// `max(x, 0)` lane by lane, as MLAS's ReLU (`maxps(x, 0)`) gives it: a lane is kept
+    /// when its bits, read unsigned, are at most +inf's, which leaves out the negatives (sign
+    /// bit set) and the NaNs (which become 0), and -0 becomes 0. Integer compares rather than
+    /// `vmaxps`, so that Miri, which cannot run the latter, runs this too.
     #[target_feature(enable = "avx512f")]
     fn relu_lanes(x: __m512) -> __m512 {
         let bits = _mm512_castps_si512(x);
-        _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_srai_epi32::<31>(bits), bits))
+        let keep = _mm512_cmple_epu32_mask(bits, _mm512_set1_epi32(0x7f80_0000));
+        _mm512_maskz_mov_ps(keep, x)
     }
 
     /// Sixteen lanes from the start of `s`.
@@ -455,9 +457,13 @@ mod tests {
     fn relu_clears_negatives_and_keeps_the_rest() {
         let w = vec![1.0, -1.0];
         let d = Dense::new(w, 1, 2, Some(vec![0.0, 0.0]), true);
-        let mut y = vec![0.0; 6];
-        d.run(&[2.5, -0.0, -3.0], &mut y);
-        assert_eq!(y, [2.5, 0.0, 0.0, 0.0, 0.0, 3.0]);
+        let mut y = vec![f32::NAN; 8];
+        d.run(&[2.5, -0.0, -3.0, f32::NAN], &mut y);
+        // A NaN becomes 0, as onnxruntime's ReLU (max(x, 0)) makes it.
+        assert_eq!(y, [2.5, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0]);
+        let mut slow = vec![f32::NAN; 8];
+        d.run_portable(&[2.5, -0.0, -3.0, f32::NAN], &mut slow);
+        assert_eq!(slow, y);
     }
 
     #[test]
