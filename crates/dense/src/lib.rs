@@ -34,12 +34,20 @@ pub struct Dense {
     weights: Vec<f32>,
     /// `b`, `n` long (zeros when the layer has none).
     bias: Vec<f32>,
-    /// `W` in panels of [`NR`] columns, `k × NR` each, zero padded, when the AVX-512 kernel
-    /// will run with more than [`FEW`] outputs; empty otherwise.
-    panels: Vec<f32>,
-    /// `W`'s columns, each zero padded to a multiple of 16, when the AVX-512 kernel will run
-    /// with [`FEW`] outputs or fewer; empty otherwise.
-    columns: Vec<f32>,
+    /// What runs the layer.
+    kernel: Kernel,
+}
+
+/// The path a layer takes, fixed at construction.
+#[derive(Debug, Clone)]
+enum Kernel {
+    /// The portable loop over `weights`: no AVX-512 here.
+    Portable,
+    /// The AVX-512 kernel over `W` in panels of [`NR`] columns, `k × NR` each, zero padded.
+    Panels(Vec<f32>),
+    /// AVX-512 dot products over `W`'s columns, each zero padded to a multiple of 16: for
+    /// [`FEW`] outputs or fewer.
+    Columns(Vec<f32>),
 }
 
 impl Dense {
@@ -52,10 +60,10 @@ impl Dense {
         assert_eq!(weights.len(), k * n, "weights are not k × n");
         let bias = bias.unwrap_or_else(|| vec![0.0; n]);
         assert_eq!(bias.len(), n, "the bias is not n long");
-        let (panels, columns) = match (avx512(), n <= FEW) {
-            (false, _) => (Vec::new(), Vec::new()),
-            (true, false) => (pack(&weights, k, n), Vec::new()),
-            (true, true) => (Vec::new(), columns(&weights, k, n)),
+        let kernel = match (avx512(), n <= FEW) {
+            (false, _) => Kernel::Portable,
+            (true, false) => Kernel::Panels(pack(&weights, k, n)),
+            (true, true) => Kernel::Columns(columns(&weights, k, n)),
         };
         Dense {
             k,
@@ -63,8 +71,7 @@ impl Dense {
             relu,
             weights,
             bias,
-            panels,
-            columns,
+            kernel,
         }
     }
 
@@ -94,10 +101,10 @@ impl Dense {
         );
         let rows = x.len() / self.k;
         assert_eq!(y.len(), rows * self.n, "y does not hold rows × n");
-        if self.panels.is_empty() && self.columns.is_empty() {
-            self.run_portable(x, y);
-        } else {
-            self.run_avx512(x, y);
+        match &self.kernel {
+            Kernel::Portable => self.run_portable(x, y),
+            Kernel::Panels(panels) => self.run_avx512(x, y, panels, false),
+            Kernel::Columns(columns) => self.run_avx512(x, y, columns, true),
         }
     }
 
@@ -116,22 +123,23 @@ impl Dense {
         }
     }
 
+    /// The AVX-512 kernels over `packed` (panels, or `columns` when `as_columns`).
     #[cfg(target_arch = "x86_64")]
     #[allow(unsafe_code)]
-    fn run_avx512(&self, x: &[f32], y: &mut [f32]) {
-        // SAFETY: `panels` and `columns` are only filled when `avx512()` found AVX-512F on
-        // this CPU, and `run` takes this path only then; the kernels need nothing else.
+    fn run_avx512(&self, x: &[f32], y: &mut [f32], packed: &[f32], as_columns: bool) {
+        // SAFETY: `Kernel::Panels` and `Kernel::Columns` are only built when `avx512()` found
+        // AVX-512F on this CPU; the kernels need nothing else.
         unsafe {
-            if self.columns.is_empty() {
-                avx512::run(self, x, y)
+            if as_columns {
+                avx512::run_columns(self, packed, x, y)
             } else {
-                avx512::run_columns(self, x, y)
+                avx512::run(self, packed, x, y)
             }
         }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    fn run_avx512(&self, x: &[f32], y: &mut [f32]) {
+    fn run_avx512(&self, x: &[f32], y: &mut [f32], _: &[f32], _: bool) {
         self.run_portable(x, y)
     }
 }
@@ -217,11 +225,11 @@ mod avx512 {
 
     /// The layer over all rows of `x`, panel by panel, [`MR`] rows at a time.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn run(d: &Dense, x: &[f32], y: &mut [f32]) {
+    pub(super) fn run(d: &Dense, panels: &[f32], x: &[f32], y: &mut [f32]) {
         let (k, n) = (d.k, d.n);
         let rows = x.len() / k;
         for p in 0..n.div_ceil(NR) {
-            let panel = &d.panels[p * k * NR..][..k * NR];
+            let panel = &panels[p * k * NR..][..k * NR];
             let cols = (n - p * NR).min(NR);
             let mut bias = [0.0f32; NR];
             bias[..cols].copy_from_slice(&d.bias[p * NR..][..cols]);
@@ -242,7 +250,7 @@ mod avx512 {
 
     /// The layer as `n` dot products a row, 16 lanes at a time, for [`FEW`] outputs or fewer.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn run_columns(d: &Dense, x: &[f32], y: &mut [f32]) {
+    pub(super) fn run_columns(d: &Dense, columns: &[f32], x: &[f32], y: &mut [f32]) {
         let (k, n) = (d.k, d.n);
         let kp = k.next_multiple_of(16);
         let full = k / 16;
@@ -252,7 +260,7 @@ mod avx512 {
                 tail[..k - full * 16].copy_from_slice(&xr[full * 16..]);
             }
             for (j, o) in yr.iter_mut().enumerate() {
-                let w = &d.columns[j * kp..][..kp];
+                let w = &columns[j * kp..][..kp];
                 let mut acc = _mm512_setzero_ps();
                 for c in 0..full {
                     acc = _mm512_fmadd_ps(load(&xr[c * 16..]), load(&w[c * 16..]), acc);
@@ -442,9 +450,9 @@ mod tests {
     #[test]
     fn the_kernel_runs_where_the_cpu_has_avx512() {
         let few = Dense::new(vec![1.0; 4], 2, 2, None, false);
-        assert_eq!(!few.columns.is_empty(), avx512());
+        assert_eq!(matches!(few.kernel, Kernel::Columns(_)), avx512());
         let many = Dense::new(vec![1.0; 10], 2, 5, None, false);
-        assert_eq!(!many.panels.is_empty(), avx512());
+        assert_eq!(matches!(many.kernel, Kernel::Panels(_)), avx512());
         if cfg!(miri) {
             assert!(
                 avx512(),

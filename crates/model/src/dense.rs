@@ -84,7 +84,7 @@ fn chain_at(model: &TypedModel, id: usize) -> TractResult<Option<Chain>> {
     let mut bias = None;
     let mut relu = false;
     if let Some((add, b)) = next_with_const(model, last, "Add")? {
-        if b.len() == n && row_shaped(&b, n) {
+        if row_shaped(&b, n) {
             bias = Some(b.try_as_plain_ram()?.as_slice::<f32>()?.to_vec());
             last = add;
         }
