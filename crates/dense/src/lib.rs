@@ -144,6 +144,14 @@ impl Dense {
     }
 }
 
+/// Whether the AVX-512 kernel runs on this CPU. Without it a [`Dense`] runs a portable loop
+/// that the compiler vectorizes only as far as the build's baseline (SSE2 on x86-64): slower
+/// than a general matrix product that picks its kernel at run time, so a caller with one
+/// should keep it there.
+pub fn accelerated() -> bool {
+    avx512()
+}
+
 /// Whether the AVX-512 kernel can run here.
 fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
