@@ -33,7 +33,7 @@
 //!   optimizes, every matrix product by constant `f32` weights (`Gemm`, `MatMul`), with the bias
 //!   `Add` and the `Relu` that follow it, becomes one op whose AVX-512 kernel packs only the
 //!   weights, once, where tract packed the activations on every call. An MLP runs faster than
-//!   onnxruntime then; without AVX-512 a portable loop runs.
+//!   onnxruntime then. Without AVX-512 the layers stay tract's.
 //! - **A few of tract's ops are swapped for ours after optimization** where tract 0.23 is slow
 //!   on a symbolic batch of short rows: a softmax over the trailing axes (module `softmax`) and
 //!   `x op c` with a constant row `c` (module `rowwise`). Both compute each element with the
