@@ -56,7 +56,12 @@ ensure_tansu() {
 ensure_miri() {
   if cargo +nightly miri --version >/dev/null 2>&1; then return 0; fi
   log "installing Miri on the nightly toolchain (once)"
-  rustup toolchain install nightly --profile minimal --component miri,rust-src
+  if rustup toolchain list | grep -q '^nightly'; then
+    # add to the nightly that is there rather than update it
+    rustup component add --toolchain nightly miri rust-src
+  else
+    rustup toolchain install nightly --profile minimal --component miri,rust-src
+  fi
 }
 
 # Installs Debian's chromium with apt-get if it is missing: tests/python/test_monitoring.py
