@@ -60,7 +60,7 @@ impl Dense {
         assert_eq!(weights.len(), k * n, "weights are not k × n");
         let bias = bias.unwrap_or_else(|| vec![0.0; n]);
         assert_eq!(bias.len(), n, "the bias is not n long");
-        let kernel = match (avx512(), n <= FEW) {
+        let kernel = match (accelerated(), n <= FEW) {
             (false, _) => Kernel::Portable,
             (true, false) => Kernel::Panels(pack(&weights, k, n)),
             (true, true) => Kernel::Columns(columns(&weights, k, n)),
@@ -94,6 +94,7 @@ impl Dense {
     ///
     /// # Panics
     /// When `x` is not a whole number of rows or `y` does not hold as many rows of `n`.
+    #[allow(unsafe_code)]
     pub fn run(&self, x: &[f32], y: &mut [f32]) {
         assert!(
             x.len().is_multiple_of(self.k),
@@ -103,8 +104,15 @@ impl Dense {
         assert_eq!(y.len(), rows * self.n, "y does not hold rows × n");
         match &self.kernel {
             Kernel::Portable => self.run_portable(x, y),
-            Kernel::Panels(panels) => self.run_avx512(x, y, panels, false),
-            Kernel::Columns(columns) => self.run_avx512(x, y, columns, true),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::Panels` is only built when `accelerated()` found AVX-512F on
+            // this CPU; the kernel needs nothing else.
+            Kernel::Panels(panels) => unsafe { avx512::run(self, panels, x, y) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for `Kernel::Columns`.
+            Kernel::Columns(columns) => unsafe { avx512::run_columns(self, columns, x, y) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Panels(_) | Kernel::Columns(_) => unreachable!("built only with AVX-512"),
         }
     }
 
@@ -122,26 +130,6 @@ impl Dense {
             }
         }
     }
-
-    /// The AVX-512 kernels over `packed` (panels, or `columns` when `as_columns`).
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    fn run_avx512(&self, x: &[f32], y: &mut [f32], packed: &[f32], as_columns: bool) {
-        // SAFETY: `Kernel::Panels` and `Kernel::Columns` are only built when `avx512()` found
-        // AVX-512F on this CPU; the kernels need nothing else.
-        unsafe {
-            if as_columns {
-                avx512::run_columns(self, packed, x, y)
-            } else {
-                avx512::run(self, packed, x, y)
-            }
-        }
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    fn run_avx512(&self, x: &[f32], y: &mut [f32], _: &[f32], _: bool) {
-        self.run_portable(x, y)
-    }
 }
 
 /// Whether the AVX-512 kernel runs on this CPU. Without it a [`Dense`] runs a portable loop
@@ -149,11 +137,6 @@ impl Dense {
 /// than a general matrix product that picks its kernel at run time, so a caller with one
 /// should keep it there.
 pub fn accelerated() -> bool {
-    avx512()
-}
-
-/// Whether the AVX-512 kernel can run here.
-fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -262,10 +245,12 @@ mod avx512 {
         let (k, n) = (d.k, d.n);
         let kp = k.next_multiple_of(16);
         let full = k / 16;
+        let rest = k - full * 16;
+        // The last `rest` inputs of a row, zero padded to one vector.
         let mut tail = [0.0f32; 16];
         for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(n)) {
-            if full * 16 < k {
-                tail[..k - full * 16].copy_from_slice(&xr[full * 16..]);
+            if rest > 0 {
+                tail[..rest].copy_from_slice(&xr[full * 16..]);
             }
             for (j, o) in yr.iter_mut().enumerate() {
                 let w = &columns[j * kp..][..kp];
@@ -273,7 +258,7 @@ mod avx512 {
                 for c in 0..full {
                     acc = _mm512_fmadd_ps(load(&xr[c * 16..]), load(&w[c * 16..]), acc);
                 }
-                if full * 16 < k {
+                if rest > 0 {
                     acc = _mm512_fmadd_ps(load(&tail), load(&w[full * 16..]), acc);
                 }
                 let s = _mm512_reduce_add_ps(acc) + d.bias[j];
@@ -306,9 +291,8 @@ mod avx512 {
             }
         }
         if rows == MR {
-            // Each row's slice spelled out with length `k`.
-            // (Spelled out: through `array::from_fn`, which was not inlined, the compiler lost
-            // the lengths and checked every read.)
+            // Each row's slice spelled out with length `k`: built through `array::from_fn`,
+            // which was not inlined, they lost their lengths and every read was checked.
             let row = |r: usize| &x[r * k..][..k];
             let xr: [&[f32]; MR] = [
                 row(0),
@@ -456,14 +440,14 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_runs_where_the_cpu_has_avx512() {
+    fn the_kernel_runs_where_the_cpu_has_accelerated() {
         let few = Dense::new(vec![1.0; 4], 2, 2, None, false);
-        assert_eq!(matches!(few.kernel, Kernel::Columns(_)), avx512());
+        assert_eq!(matches!(few.kernel, Kernel::Columns(_)), accelerated());
         let many = Dense::new(vec![1.0; 10], 2, 5, None, false);
-        assert_eq!(matches!(many.kernel, Kernel::Panels(_)), avx512());
+        assert_eq!(matches!(many.kernel, Kernel::Panels(_)), accelerated());
         if cfg!(miri) {
             assert!(
-                avx512(),
+                accelerated(),
                 "`make miri` enables AVX-512 so that Miri runs the kernel"
             );
         }
