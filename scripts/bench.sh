@@ -32,6 +32,9 @@ ensure_tansu
 trap stop_tansu EXIT
 start_tansu
 MLOPS_TEST_KAFKA_BROKERS=$TANSU_BROKERS MLOPS_TEST_KAFKA_PID=$TANSU_PID RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-tests --bench inference
+# The bus's own CPU per published event, in-process and on the broker (why the prediction
+# log publishes several predictions to an event).
+MLOPS_TEST_KAFKA_BROKERS=$TANSU_BROKERS RUST_LOG=${RUST_LOG:-warn} cargo bench --locked -p mlops-events --bench publish
 drop_test_databases "$MLOPS_TEST_POSTGRES_URL"
 echo "compare with MLflow (run ../shared/bench/peers/run_all.sh mlflow_tracking mlflow_registry first):"
 echo "  python3 ../shared/bench/peers/summarize.py /tmp/peers/results.jsonl $MLOPS_BENCH_DIR/ours-sqlite.jsonl $MLOPS_BENCH_DIR/ours-postgres.jsonl --names mlflow,mlops-sqlite,mlops-postgres"
