@@ -444,6 +444,19 @@ async fn bad_prediction_log_sources_get_clear_statuses() {
 /// the offsets are stored with the windows, in the same transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_batch_is_applied_once() {
+    redelivered_once(1).await;
+}
+
+/// The same with the predictions ten to an event, as the inference service publishes them
+/// (`PredictionsLogged`): an event's predictions share its offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_of_several_predictions_is_applied_once() {
+    redelivered_once(10).await;
+}
+
+/// 200 predictions of 10 rows, `per_event` to an event, applied with a redelivery of a
+/// quarter of them: the 2,000-row window closes only with the last ones.
+async fn redelivered_once(per_event: usize) {
     use mlops_monitoring::{follower::Follower, metrics::Metrics, references::References, store};
     let dir = tempfile::tempdir().unwrap();
     let config =
@@ -492,7 +505,27 @@ async fn a_redelivered_batch_is_applied_once() {
         Duration::from_secs(86_400),
     );
     let rows = table(2000, 0.0, &[5, 3, 2]);
-    let deliveries: Vec<Delivery> = predictions(&rows, "churn", 1, 1_000)
+    let singles = predictions(&rows, "churn", 1, 1_000);
+    let events: Vec<Envelope> = if per_event == 1 {
+        singles
+    } else {
+        singles
+            .chunks(per_event)
+            .map(|chunk| {
+                let batch = ev::PredictionsLogged {
+                    predictions: chunk.iter().map(|e| e.decode().unwrap()).collect(),
+                };
+                Envelope::of(
+                    topics::PREDICTIONS,
+                    "/mlops/inference",
+                    "id-churn",
+                    "churn/1",
+                    &batch,
+                )
+            })
+            .collect()
+    };
+    let deliveries: Vec<Delivery> = events
         .into_iter()
         .enumerate()
         .map(|(i, envelope)| Delivery {
@@ -502,17 +535,21 @@ async fn a_redelivered_batch_is_applied_once() {
         })
         .collect();
     let count = |store: store::Store| async move { store.reports("m", 0, 10).await.unwrap().len() };
-    follower.apply(&deliveries[..100]).await.unwrap();
-    // events 50..100 again, with 100..150: were they applied twice, the window would
+    let cut = |n: usize| n / per_event;
+    follower.apply(&deliveries[..cut(100)]).await.unwrap();
+    // predictions 50..100 again, with 100..150: were they applied twice, the window would
     // reach 2000 rows now and close
-    follower.apply(&deliveries[50..150]).await.unwrap();
+    follower
+        .apply(&deliveries[cut(50)..cut(150)])
+        .await
+        .unwrap();
     follower.report_closed().await;
     assert_eq!(
         count(store.clone()).await,
         0,
         "a redelivery was applied twice"
     );
-    follower.apply(&deliveries[150..]).await.unwrap();
+    follower.apply(&deliveries[cut(150)..]).await.unwrap();
     follower.report_closed().await;
     let reports = store.reports("m", 0, 10).await.unwrap();
     assert_eq!(reports.len(), 1);

@@ -19,6 +19,13 @@ async fn predictions(sb: &mlops_tests::Sandbox) -> Box<dyn mlops_events::Subscri
         .unwrap()
 }
 
+/// The predictions an event of the log carries: the service publishes `PredictionsLogged`.
+fn logged(delivery: &mlops_events::Delivery) -> Vec<ev::PredictionLogged> {
+    let batch: ev::PredictionsLogged = delivery.envelope.decode().expect("a PredictionsLogged");
+    assert!(!batch.predictions.is_empty(), "an event holds predictions");
+    batch.predictions
+}
+
 /// Every answered request of a run is on the prediction log exactly once, with its inputs,
 /// outputs, version and latency; refused requests are not. Ids the caller did not give are
 /// made by the service and returned in the response.
@@ -76,40 +83,42 @@ pub(crate) async fn every_prediction_is_logged_once(bus: Bus) {
             break;
         };
         let delivery = next.expect("the bus delivers");
-        let p: ev::PredictionLogged = delivery.envelope.decode().expect("a PredictionLogged");
         sub.commit(&delivery).await.unwrap();
-        if p.model_id != dep.model_id {
+        if delivery.envelope.key != dep.model_id {
             continue; // another test's, on a shared broker
         }
-        let rows = *ids
-            .get(&p.request_id)
-            .unwrap_or_else(|| panic!("unknown id {:?}", p.request_id));
-        assert_eq!((p.deployment.as_str(), p.version), (name, 1));
-        assert_eq!(p.variant, "stable");
-        assert_eq!(p.model_id, dep.model_id);
-        assert_eq!(
-            delivery.envelope.key, dep.model_id,
-            "keyed by the model's id"
-        );
-        assert!(p.latency_us > 0 && p.time_unix_nano > 0 && !p.replica.is_empty());
-        assert_eq!(p.inputs.len(), 1);
-        let input = &p.inputs[0];
-        assert_eq!(
-            (input.name.as_str(), input.datatype.as_str()),
-            ("input", "FP32")
-        );
-        assert_eq!(input.shape, vec![rows as i64, 30]);
-        let (_, want) = f.floats("input", rows);
-        assert_eq!(f32s(&input.raw).len(), want.len());
-        let names: Vec<&str> = p.outputs.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(names, ["label", "probabilities"]);
-        let probabilities = f32s(&p.outputs[1].raw);
-        let expected = f.output_rows("probabilities", 0..rows);
-        assert!(probabilities
-            .iter()
-            .zip(&expected)
-            .all(|(g, w)| (g - w).abs() < 1e-5));
-        *seen.entry(p.request_id).or_default() += 1;
+        assert_eq!(delivery.envelope.subject, format!("{name}/1"));
+        for p in logged(&delivery) {
+            let rows = *ids
+                .get(&p.request_id)
+                .unwrap_or_else(|| panic!("unknown id {:?}", p.request_id));
+            assert_eq!((p.deployment.as_str(), p.version), (name, 1));
+            assert_eq!(p.variant, "stable");
+            assert_eq!(p.model_id, dep.model_id);
+            assert_eq!(
+                delivery.envelope.key, dep.model_id,
+                "keyed by the model's id"
+            );
+            assert!(p.latency_us > 0 && p.time_unix_nano > 0 && !p.replica.is_empty());
+            assert_eq!(p.inputs.len(), 1);
+            let input = &p.inputs[0];
+            assert_eq!(
+                (input.name.as_str(), input.datatype.as_str()),
+                ("input", "FP32")
+            );
+            assert_eq!(input.shape, vec![rows as i64, 30]);
+            let (_, want) = f.floats("input", rows);
+            assert_eq!(f32s(&input.raw).len(), want.len());
+            let names: Vec<&str> = p.outputs.iter().map(|o| o.name.as_str()).collect();
+            assert_eq!(names, ["label", "probabilities"]);
+            let probabilities = f32s(&p.outputs[1].raw);
+            let expected = f.output_rows("probabilities", 0..rows);
+            assert!(probabilities
+                .iter()
+                .zip(&expected)
+                .all(|(g, w)| (g - w).abs() < 1e-5));
+            *seen.entry(p.request_id).or_default() += 1;
+        }
         if seen.len() == ids.len() && quiet_until.is_none() {
             // Everything arrived; anything more in the next moment would be a duplicate.
             quiet_until = Some(tokio::time::Instant::now() + Duration::from_millis(500));
@@ -187,26 +196,27 @@ async fn a_deployment_logs_its_own_share_of_predictions() {
             );
         }
     }
-    async fn next_model(sub: &mut Box<dyn mlops_events::Subscription>) -> String {
+    /// The model ids of the next event's predictions.
+    async fn next_models(sub: &mut Box<dyn mlops_events::Subscription>) -> Vec<String> {
         let delivery = tokio::time::timeout(Duration::from_secs(30), sub.next())
             .await
             .expect("a prediction within 30 s")
             .unwrap();
-        let p: ev::PredictionLogged = delivery.envelope.decode().unwrap();
-        p.model_id
+        logged(&delivery).into_iter().map(|p| p.model_id).collect()
     }
-    for _ in 0..10 {
-        assert_eq!(
-            next_model(&mut sub).await,
-            ids["loud"],
-            "only the loud model is logged"
-        );
+    let mut loud = 0;
+    while loud < 10 {
+        for model in next_models(&mut sub).await {
+            assert_eq!(model, ids["loud"], "only the loud model is logged");
+            loud += 1;
+        }
     }
+    assert_eq!(loud, 10, "each of the loud model's predictions once");
     d.deploy(deploy("quiet", Some("1"))).await.unwrap();
     c.model_infer(request("quiet", &f, 0..1)).await.unwrap();
     assert_eq!(
-        next_model(&mut sub).await,
-        ids["quiet"],
+        next_models(&mut sub).await,
+        [ids["quiet"].clone()],
         "logged once turned on"
     );
     sb.stop().await.unwrap();

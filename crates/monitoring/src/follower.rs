@@ -53,6 +53,18 @@ pub struct Follower {
 }
 
 /// About one sweep in a hundred prunes (every couple of minutes per replica).
+/// The predictions an event of the prediction log carries: a `PredictionsLogged`'s, in
+/// order, or a single `PredictionLogged`.
+fn predictions(
+    e: &mlops_events::Envelope,
+) -> std::result::Result<Vec<ev::PredictionLogged>, mlops_events::DecodeError> {
+    if e.is::<ev::PredictionLogged>() {
+        Ok(vec![e.decode::<ev::PredictionLogged>()?])
+    } else {
+        Ok(e.decode::<ev::PredictionsLogged>()?.predictions)
+    }
+}
+
 fn rand_tick() -> bool {
     uuid::Uuid::new_v4().as_u128().is_multiple_of(100)
 }
@@ -210,47 +222,49 @@ impl Follower {
         };
         let mut work: BTreeMap<(usize, String), Vec<Item>> = BTreeMap::new();
         for d in batch {
-            let e = match d.envelope.decode::<ev::PredictionLogged>() {
-                Ok(e) => e,
+            let predictions = match predictions(&d.envelope) {
+                Ok(p) => p,
                 Err(err) => {
                     count("malformed", 1);
                     tracing::debug!(offset = d.offset, error = %err, "skipped a prediction-log event");
                     continue;
                 }
             };
-            let Some(ms) = following.get(e.deployment.as_str()) else {
-                count("unmonitored", 1);
-                continue;
-            };
-            let time_ms = match e.time_unix_nano / 1_000_000 {
-                0 => now_millis(),
-                t => t,
-            };
-            for m in ms {
-                let spec = m
-                    .spec
-                    .prediction_log
-                    .as_ref()
-                    .expect("followed monitors have a source");
-                match logged_rows(&e, &spec.input_columns) {
-                    Ok(rows) => {
-                        let at = monitors
-                            .iter()
-                            .position(|x| x.name == m.name)
-                            .unwrap_or_default();
-                        work.entry((at, e.version.to_string()))
-                            .or_default()
-                            .push(Item {
-                                request_id: e.request_id.clone(),
-                                partition: d.partition,
-                                offset: d.offset,
-                                time_ms,
-                                rows: Arc::new(rows),
-                            });
-                    }
-                    Err(why) => {
-                        count("malformed", 1);
-                        tracing::debug!(monitor = %m.name, offset = d.offset, reason = %why, "skipped a prediction");
+            for e in predictions {
+                let Some(ms) = following.get(e.deployment.as_str()) else {
+                    count("unmonitored", 1);
+                    continue;
+                };
+                let time_ms = match e.time_unix_nano / 1_000_000 {
+                    0 => now_millis(),
+                    t => t,
+                };
+                for m in ms {
+                    let spec = m
+                        .spec
+                        .prediction_log
+                        .as_ref()
+                        .expect("followed monitors have a source");
+                    match logged_rows(&e, &spec.input_columns) {
+                        Ok(rows) => {
+                            let at = monitors
+                                .iter()
+                                .position(|x| x.name == m.name)
+                                .unwrap_or_default();
+                            work.entry((at, e.version.to_string()))
+                                .or_default()
+                                .push(Item {
+                                    request_id: e.request_id.clone(),
+                                    partition: d.partition,
+                                    offset: d.offset,
+                                    time_ms,
+                                    rows: Arc::new(rows),
+                                });
+                        }
+                        Err(why) => {
+                            count("malformed", 1);
+                            tracing::debug!(monitor = %m.name, offset = d.offset, reason = %why, "skipped a prediction");
+                        }
                     }
                 }
             }

@@ -26,9 +26,10 @@ pub struct Metrics {
     pub drift_events: IntCounterVec,
     /// Seconds to test a window, from its last chunk to its stored report.
     pub report_seconds: Histogram,
-    /// Prediction-log events read, by outcome: `applied` (to a window), `unmonitored`
-    /// (no monitor follows the deployment), `duplicate` (applied before: a redelivery),
-    /// `malformed` (skipped: not a prediction, or tensors that cannot be read).
+    /// Predictions read from the prediction log, by outcome: `applied` (to a window),
+    /// `unmonitored` (no monitor follows the deployment), `duplicate` (applied before: a
+    /// redelivery), `malformed` (skipped: an event that is not predictions counts once, a
+    /// prediction whose tensors cannot be read once).
     pub log_events: IntCounterVec,
     /// Rows in the open prediction-log window of a monitor and model version.
     pub open_window_rows: GaugeVec,
@@ -92,7 +93,7 @@ impl Metrics {
             .with_label_values::<&str>(&[]),
             log_events: int_counter_vec(
                 "mlops_monitoring_prediction_log_events_total",
-                "prediction-log events read, by outcome (applied, unmonitored, duplicate, malformed)",
+                "predictions read from the prediction log, by outcome (applied, unmonitored, duplicate, malformed; an event that cannot be decoded counts once as malformed)",
                 &["outcome"],
             ),
             open_window_rows: gauge_vec(

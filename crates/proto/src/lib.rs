@@ -153,12 +153,15 @@ pub mod events {
         /// - keyed by: the registered model's id (`ce_subject` `<model name>/<version>`).
         pub const DEPLOYMENTS: &str = "mlops.inference.deployments";
 
-        /// The prediction log: one event per prediction served (or per sampled one).
+        /// The prediction log: every prediction served (or every sampled one), several to an
+        /// event.
         ///
         /// - produced by: the inference service (`ce_source` `/mlops/inference`), published
         ///   directly in batches (not through the outbox: it must never slow a request;
         ///   what does not fit its buffer is dropped and counted);
-        /// - event types: [`PredictionLogged`](super::v1::PredictionLogged);
+        /// - event types: [`PredictionsLogged`](super::v1::PredictionsLogged), the
+        ///   predictions of one deployment's version in the order they were answered; a
+        ///   single [`PredictionLogged`](super::v1::PredictionLogged) is read the same way;
         /// - keyed by: the registered model's id (`ce_subject` `<model name>/<version>`).
         pub const PREDICTIONS: &str = "mlops.inference.predictions";
 
