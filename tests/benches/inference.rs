@@ -17,7 +17,8 @@
 //! Then deployments (`inference/deploy.rs`): hot swap, shadow, prediction log, rollback.
 //!
 //! `BENCH_INFERENCE_PARTS` picks parts (comma-separated; all by default): `models`,
-//! `deployments`, or `prediction-log` (the prediction log's cost alone, to profile it).
+//! `deployments`, or `prediction-log` (the prediction log's cost alone, to profile it; on
+//! Kafka too when a broker is given).
 //!
 //! The closed-loop clients run in the same process as the server, and every client on the
 //! same two cores, so these figures include the clients' own gRPC cost. The in-process figures (no gRPC) beside

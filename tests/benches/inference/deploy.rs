@@ -200,7 +200,7 @@ pub async fn run(sb: &Sandbox, duration: Duration) -> Value {
         rollbacks.push(started.elapsed());
         assert_eq!(serving(&mut d, name).await, 1);
     }
-    let (kafka_moves, kafka_log) = on_kafka(width, &data, duration).await.unzip();
+    let (kafka_moves, kafka_log) = on_kafka(width, &data, duration, 10).await.unzip();
 
     rollbacks.sort();
     moves_in_process.sort();
@@ -488,14 +488,21 @@ async fn record_cost(width: usize, n: usize) -> Duration {
     (process_cpu() - cpu0).div_f64(n as f64)
 }
 
-/// The prediction log's cost alone (`BENCH_INFERENCE_PARTS=prediction-log`), to profile it.
+/// The prediction log's cost alone (`BENCH_INFERENCE_PARTS=prediction-log`), to profile it:
+/// in-process, and on Kafka when a broker is given.
 pub async fn run_log_only(sb: &Sandbox, duration: Duration) -> Value {
     let name = "swapped";
     two_versions(sb, name).await;
     let (width, data) = first_rows("logreg");
-    let cost = in_process_log_cost(sb, name, width, &Arc::new(data), duration).await;
+    let data = Arc::new(data);
+    let cost = in_process_log_cost(sb, name, width, &data, duration).await;
     cost.print("in-process");
-    json!({"prediction_log_rows_per_s": cost.json()})
+    let kafka = on_kafka(width, &data, duration, 0).await.map(|(_, k)| k);
+    if let Some(k) = &kafka {
+        k.print("on Kafka");
+    }
+    json!({"prediction_log_rows_per_s": cost.json(),
+           "prediction_log_rows_per_s_kafka": kafka.as_ref().map(LogCost::json)})
 }
 
 /// Another inference replica on `sb` with `name` deployed, and its state directory.
@@ -531,12 +538,13 @@ async fn log_share(d: &mut Deployments, name: &str, share: &str) {
     .unwrap();
 }
 
-/// On Kafka, when a broker is given: alias moves to serving, ten times, then the prediction
-/// log's cost with its events published to the broker.
+/// On Kafka, when a broker is given: alias moves to serving, `moves` times, then the
+/// prediction log's cost with its events published to the broker.
 async fn on_kafka(
     width: usize,
     data: &Arc<Vec<f32>>,
     duration: Duration,
+    moves: usize,
 ) -> Option<(Vec<Duration>, LogCost)> {
     std::env::var("MLOPS_TEST_KAFKA_BROKERS").ok()?;
     let sb = Sandbox::builder()
@@ -550,7 +558,7 @@ async fn on_kafka(
     let mut d = two_versions(&sb, name).await;
     let mut took = vec![];
     let mut v = 2;
-    for _ in 0..10 {
+    for _ in 0..moves {
         took.push(move_and_wait(&sb, &mut d, name, v).await);
         v = 3 - v;
     }
