@@ -52,7 +52,6 @@ pub struct Follower {
     retention: Duration,
 }
 
-/// About one sweep in a hundred prunes (every couple of minutes per replica).
 /// The predictions an event of the prediction log carries: a `PredictionsLogged`'s, in
 /// order, or a single `PredictionLogged`.
 fn predictions(
@@ -65,6 +64,7 @@ fn predictions(
     }
 }
 
+/// About one sweep in a hundred prunes (every couple of minutes per replica).
 fn rand_tick() -> bool {
     uuid::Uuid::new_v4().as_u128().is_multiple_of(100)
 }
