@@ -18,7 +18,7 @@ run: ## Run the whole platform in one process on embedded defaults (mlops up)
 test: ## fmt check, clippy, all tests with PostgreSQL and tansu started here, Python tests
 	scripts/test.sh
 
-miri: ## The tests of the one crate with unsafe (crates/dense, the AVX-512 kernel) under Miri
+miri: ## The tests of the one crate with unsafe (crates/dense, the AVX-512 and AVX2 kernels) under Miri
 	scripts/miri.sh
 
 lint: ## fmt check, clippy -D warnings, the crate dependency rule, no unused dependency, the dashboard check

@@ -52,7 +52,7 @@ ensure_tansu() {
 }
 
 # Installs Miri on the nightly toolchain if it is missing: `make miri` runs the tests of
-# crates/dense, the one crate with `unsafe` (its AVX-512 kernel), under Miri.
+# crates/dense, the one crate with `unsafe` (its AVX-512 and AVX2 kernels), under Miri.
 ensure_miri() {
   if cargo +nightly miri --version >/dev/null 2>&1; then return 0; fi
   log "installing Miri on the nightly toolchain (once)"

@@ -22,7 +22,7 @@ scripts/check-unused-deps.sh
 log "dashboards and alerts query only metrics the code exports"
 scripts/check-dashboards.sh
 
-log "the AVX-512 kernel's tests under Miri (crates/dense: the one crate with unsafe)"
+log "the dense kernels' tests under Miri (crates/dense: the one crate with unsafe)"
 scripts/miri.sh
 
 ensure_postgres

@@ -15,8 +15,8 @@ use tract_onnx::tract_hir::internal::*;
 
 /// Swaps every `x W [+ b] [max 0]` chain of `model` (decluttered, not yet optimized) whose
 /// weights and bias are `f32` constants for a [`DenseOp`].
-/// Only where the AVX-512 kernel runs: elsewhere tract's matrix product, which picks an
-/// AVX2 or NEON kernel at run time, beats the portable loop.
+/// Only where a kernel of `mlops-dense` runs (AVX-512, or AVX2 with FMA): elsewhere tract's
+/// matrix product, which picks a NEON or SSE kernel at run time, beats the portable loop.
 pub(crate) fn swap_in(model: &mut TypedModel) -> TractResult<()> {
     if !mlops_dense::accelerated() {
         return Ok(());
@@ -260,7 +260,7 @@ mod tests {
     fn the_bench_mlp_runs_three_dense_layers_and_no_matrix_product_of_tracts() {
         let ops = plan_ops("mlp");
         if !mlops_dense::accelerated() {
-            // tract keeps the layers on a CPU without AVX-512.
+            // tract keeps the layers on a CPU without AVX-512 or AVX2 (or `MLOPS_DENSE_MAX_ISA=none`).
             assert!(!ops.iter().any(|o| o == "Dense"), "{ops:?}");
             return;
         }

@@ -31,9 +31,9 @@
 //!   loop neither allocates nor builds errors.
 //! - **Dense layers are ours** (module `dense`, on the `mlops-dense` crate): before tract
 //!   optimizes, every matrix product by constant `f32` weights (`Gemm`, `MatMul`), with the bias
-//!   `Add` and the `Relu` that follow it, becomes one op whose AVX-512 kernel packs only the
-//!   weights, once, where tract packed the activations on every call. An MLP runs faster than
-//!   onnxruntime then. Without AVX-512 the layers stay tract's.
+//!   `Add` and the `Relu` that follow it, becomes one op whose kernel (AVX-512, or AVX2 with
+//!   FMA) packs only the weights, once, where tract packed the activations on every call. An
+//!   MLP runs faster than onnxruntime then. Without either the layers stay tract's.
 //! - **A few of tract's ops are swapped for ours after optimization** where tract 0.23 is slow
 //!   on a symbolic batch of short rows: a softmax over the trailing axes (module `softmax`) and
 //!   `x op c` with a constant row `c` (module `rowwise`). Both compute each element with the
@@ -54,6 +54,10 @@ use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::{TypedSimplePlan, TypedSimpleState};
 
 pub use tensor::{DataType, Tensor, TensorData};
+
+/// Checks a value of `MLOPS_DENSE_MAX_ISA`, the cap on the dense layers' instruction set
+/// (`avx512`, `avx2` or `none`; `None`: unset): a service calls this at start.
+pub use mlops_dense::check_cap as check_dense_cap;
 
 /// A tensor a model takes or returns, as the model declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
