@@ -74,6 +74,15 @@ pub struct InferenceConfig {
     pub max_tensor_bytes: u64,
 }
 
+/// `MLOPS_DENSE_MAX_ISA`'s value (`None`: unset), checked where the service starts rather
+/// than at its first model load.
+fn dense_cap(value: Option<&str>) -> Result<(), ConfigError> {
+    mlops_model::check_dense_cap(value).map_err(|message| ConfigError::Invalid {
+        setting: "MLOPS_DENSE_MAX_ISA",
+        message,
+    })
+}
+
 impl ServiceConfig for InferenceConfig {
     const NAME: &'static str = "inference";
 
@@ -110,6 +119,7 @@ impl ServiceConfig for InferenceConfig {
         if self.max_tensor_bytes < 1024 {
             return bad("max_tensor_bytes", "must be at least 1024");
         }
+        dense_cap(std::env::var("MLOPS_DENSE_MAX_ISA").ok().as_deref())?;
         if let Some(p) = self
             .preferred_batch_size
             .iter()
@@ -121,5 +131,23 @@ impl ServiceConfig for InferenceConfig {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_on_the_dense_kernels_outside_the_three_stops_the_service_at_start() {
+        assert!(dense_cap(None).is_ok());
+        for ok in ["avx512", "avx2", "none"] {
+            assert!(dense_cap(Some(ok)).is_ok(), "{ok}");
+        }
+        let err = dense_cap(Some("avx")).unwrap_err().to_string();
+        assert!(
+            err.contains("MLOPS_DENSE_MAX_ISA") && err.contains("avx512, avx2 or none"),
+            "{err}"
+        );
     }
 }
