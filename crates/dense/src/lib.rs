@@ -135,7 +135,7 @@ impl Dense {
     ///
     /// # Panics
     /// As [`Dense::new`], and when this CPU does not run `isa`.
-    pub fn on(
+    pub(crate) fn on(
         isa: Option<Isa>,
         weights: Vec<f32>,
         k: usize,
