@@ -114,13 +114,15 @@ pub fn finish(tested: Vec<Tested>, options: &DriftOptions) -> DatasetDrift {
     d
 }
 
-/// `test(i)` for every `i < n`, `workers` at once.
+/// `test(i)` for every `i < n`, `workers` at once; the results in the order of `i`, so a
+/// window with several faults always reports the first column's, whichever worker met it
+/// first.
 fn in_parallel<F>(n: usize, workers: usize, test: F) -> Result<Vec<Tested>, ReportError>
 where
     F: Fn(usize) -> Result<Tested, ReportError> + Sync,
 {
     let next = Mutex::new(0usize);
-    let tested: Mutex<Vec<Result<Tested, ReportError>>> = Mutex::default();
+    let tested: Mutex<Vec<(usize, Result<Tested, ReportError>)>> = Mutex::default();
     std::thread::scope(|scope| {
         for _ in 0..workers.clamp(1, n.max(1)) {
             scope.spawn(|| loop {
@@ -134,16 +136,17 @@ where
                     break;
                 }
                 let one = test(i);
-                tested.lock().unwrap_or_else(|p| p.into_inner()).push(one);
+                tested
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((i, one));
             });
         }
     });
     // each column was tested alone; the dataset verdict (and any correction) over all
-    tested
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .collect()
+    let mut tested = tested.into_inner().unwrap_or_else(|p| p.into_inner());
+    tested.sort_unstable_by_key(|(i, _)| *i);
+    tested.into_iter().map(|(_, one)| one).collect()
 }
 
 /// One column read from both tables, typed, tested and dropped.
@@ -173,4 +176,32 @@ fn one_column(
         options.threshold_for(&spec.name, ty),
     )?;
     Ok((spec.name.clone(), d, histogram(&rs, &cs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing(i: usize) -> ReportError {
+        ReportError::Table(TableError::Missing {
+            column: format!("c{i}"),
+            side: "current window",
+        })
+    }
+
+    #[test]
+    fn of_several_faulty_columns_the_first_is_reported_whichever_fails_first() {
+        // Later columns fail sooner: workers meet columns 1 to 3's faults before column 0's.
+        for _ in 0..5 {
+            let err = in_parallel(8, 4, |i| {
+                std::thread::sleep(std::time::Duration::from_millis(3 * (8 - i as u64)));
+                Err(missing(i))
+            })
+            .unwrap_err();
+            assert!(
+                matches!(&err, ReportError::Table(TableError::Missing { column, .. }) if column == "c0"),
+                "{err}"
+            );
+        }
+    }
 }
