@@ -18,7 +18,9 @@ crate::on_both_backends!(a_version_begins_alike_whether_or_not_the_model_changed
 
 async fn a_version_begins_alike_whether_or_not_the_model_changed_first(db: Database) {
     let dir = tempfile::tempdir().unwrap();
-    let raw = crate::search_limits::raw_db(db, dir.path(), 4, Duration::from_secs(30)).await;
+    // Two connections: on PostgreSQL one for searches and one for everything else, so
+    // every statement below runs on the same writer connection.
+    let raw = crate::search_limits::raw_db(db, dir.path(), 2, Duration::from_secs(30)).await;
     raw.migrate("registry", &migrations()).await.unwrap();
     raw.migrate(
         "registry-outbox",
@@ -64,6 +66,19 @@ async fn a_version_begins_alike_whether_or_not_the_model_changed_first(db: Datab
         .unwrap();
     assert_eq!((first.version, second.version), (1, 2));
     assert_eq!(first.model_id, second.model_id);
+    // Both ways commit without waiting for the WAL flush (step two's commit waits for
+    // it), and only their own transaction does: the connection's setting is unchanged.
+    if db == Database::Postgres {
+        assert_eq!(raw.writer().options().get_max_connections(), 1);
+        let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(raw.writer())
+            .await
+            .unwrap();
+        assert_eq!(
+            setting, "on",
+            "a registration's setting outlived its statement"
+        );
+    }
 
     // Read before a rename, an expectation finds no model by the old name any more.
     let before = store.expect_version("m").await;

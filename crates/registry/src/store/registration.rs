@@ -222,10 +222,16 @@ impl Store {
     ) -> Result<bool> {
         // The last value of a key given twice wins, as in the transaction.
         let tags = last_per_key(&new.tags);
+        // Like the transaction's, this commit need not wait for its WAL flush (see
+        // `begin_version`). A statement outside a transaction cannot be preceded by
+        // `SET LOCAL` without another round trip, so the statement sets it itself:
+        // `set_config(.., true)` lasts until its implicit transaction ends, after the
+        // commit has read it, and only runs when the model's row is updated, that is
+        // when the statement writes at all.
         let mut sql = String::from(
             "WITH m AS (UPDATE registered_models SET next_version = next_version + 1, \
              last_updated_timestamp = $1 WHERE name = $2 AND model_id = $3 AND next_version = $4 \
-             RETURNING model_id), \
+             RETURNING model_id, set_config('synchronous_commit', 'off', true)), \
              v AS (INSERT INTO model_versions (model_id, version, creation_timestamp, \
              last_updated_timestamp, description, stage, source, storage_location, run_id, status, \
              status_message, lineage) SELECT model_id, $4, $1, $1, $5, 'None', $6, $7, $8, $9, '', $10 \
