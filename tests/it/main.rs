@@ -39,6 +39,7 @@ mod retraining_cases;
 mod retraining_k8s;
 mod run_data;
 mod search_limits;
+mod search_terms;
 mod telemetry;
 mod tracking;
 mod tracking_data;

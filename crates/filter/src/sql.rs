@@ -30,8 +30,9 @@ pub struct SqlBuilder {
 /// orders over all of them: measured on 10,000 runs, planning took 3 ms with 3 such
 /// clauses, 38 ms with 5, 0.5 s with 8 and over 20 s with 50. The first few stay
 /// joins, which the planner orders well for the selective filters users write; the
-/// rest carry `OFFSET 0`, which keeps each a filter checked per row (planned once,
-/// evaluated only on rows the joins let through), so cost grows linearly.
+/// rest carry `OFFSET 0`, which keeps each a filter checked per row, so cost grows
+/// linearly. (Tracking's run search reads those from the run's document instead:
+/// one probe per run for all of them.)
 pub const JOINED_EXISTS: usize = 3;
 
 impl SqlBuilder {
@@ -69,6 +70,19 @@ impl SqlBuilder {
 
     pub fn bind_i64(&mut self, v: i64) {
         self.placeholder(Bind::I64(v));
+    }
+
+    /// Binds `s` and gives its placeholder (`$n`) without appending it, for an
+    /// expression written later (or more than once).
+    pub fn bind_str_placeholder(&mut self, s: &str) -> String {
+        self.binds.push(Bind::Str(s.to_owned()));
+        format!("${}", self.binds.len())
+    }
+
+    /// Whether, on PostgreSQL, [`JOINED_EXISTS`] subqueries have been closed: any
+    /// further one is a per-row filter.
+    pub fn past_joined_exists(&self) -> bool {
+        self.backend == Backend::Postgres && self.exists >= JOINED_EXISTS
     }
 
     /// Closes an `EXISTS (SELECT ...` opened for a filter clause: past

@@ -9,7 +9,9 @@ use crate::validate;
 pub use mlops_filter::sql::PageToken;
 pub(crate) use mlops_filter::sql::SqlBuilder;
 use mlops_filter::sql::{keyed_exists, tag_term, terms, Keyed, Term};
-use mlops_filter::{self as filter, Attribute, DatasetField, Entity, Field, Filter, OrderBy};
+use mlops_filter::{
+    self as filter, Attribute, Clause, DatasetField, Entity, Field, Filter, OrderBy,
+};
 
 /// A page size: 0 means 1000, at most [`validate::MAX_RESULTS`].
 pub(crate) fn page_size(max_results: i32) -> Result<i32> {
@@ -63,8 +65,10 @@ const EXPERIMENT_TAGS: (&str, &str) = ("experiment_tags", "x.experiment_id = e.e
 
 /// Appends ` AND <term>` for every term of a run filter.
 pub(crate) fn run_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
+    // Keyed terms past the subqueries PostgreSQL may join, read from the run's
+    // document at the end (see `doc_filter_sql`).
+    let mut on_doc: Vec<(Keyed, &str, Vec<&Clause>)> = vec![];
     for t in terms(f) {
-        sql.push(" AND ");
         let c = match t {
             Term::Keyed {
                 table,
@@ -72,16 +76,22 @@ pub(crate) fn run_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
                 absent,
                 clauses,
             } => {
+                if !absent && sql.past_joined_exists() {
+                    on_doc.push((table, key, clauses));
+                    continue;
+                }
                 let (t, numeric) = match table {
                     Keyed::Metric => (METRICS, true),
                     Keyed::Param => (PARAMS, false),
                     Keyed::Tag => (RUN_TAGS, false),
                 };
+                sql.push(" AND ");
                 keyed_exists(sql, t, key, absent, &clauses, numeric);
                 continue;
             }
             Term::Single(c) => c,
         };
+        sql.push(" AND ");
         match &c.field {
             Field::Attribute(a) => {
                 let col = run_attribute_column(*a);
@@ -108,6 +118,53 @@ pub(crate) fn run_filter_sql(sql: &mut SqlBuilder, f: &Filter) {
             Field::Metric(_) | Field::Param(_) | Field::Tag(_) => sql.push("1 = 0"),
         }
     }
+    if !on_doc.is_empty() {
+        doc_filter_sql(sql, &on_doc);
+    }
+}
+
+/// PostgreSQL: the keyed terms past [`mlops_filter::sql::JOINED_EXISTS`], checked on
+/// the run's document (`run_docs`: its params, tags and latest metrics, kept by
+/// triggers in the statements that write them) in one probe per run, instead of one
+/// subquery per term. Those terms are per-row filters either way, never a join the
+/// planner could start from; read one by one, a 100-clause search probed 12 indexes
+/// for every run it looked at.
+///
+/// The same answers as [`keyed_exists`]: a key is present when its document has it,
+/// a param's or tag's value is its text, a metric's is its latest value (the text
+/// PostgreSQL wrote, read back exactly; NULL for NaN, as in `latest_metrics`). A run
+/// without a document has no params, tags or metrics, so it matches no present key.
+/// Absent keys (`IS NULL`) stay subqueries, which a missing document cannot fool.
+fn doc_filter_sql(sql: &mut SqlBuilder, terms: &[(Keyed, &str, Vec<&Clause>)]) {
+    sql.push(" AND EXISTS (SELECT 1 FROM run_docs d WHERE d.run_id = r.run_id");
+    for (table, key, clauses) in terms {
+        let doc = match table {
+            Keyed::Metric => "d.metrics",
+            Keyed::Param => "d.params",
+            Keyed::Tag => "d.tags",
+        };
+        let key = sql.bind_str_placeholder(key);
+        sql.push(&format!(" AND {doc} -> {key} IS NOT NULL"));
+        for c in clauses {
+            if matches!(c.op, filter::Op::IsNull | filter::Op::IsNotNull) {
+                continue;
+            }
+            sql.push(" AND ");
+            match table {
+                Keyed::Metric => sql.numeric_cmp(
+                    &format!("({doc} -> {key} ->> 0)::float8"),
+                    c.op,
+                    &c.value,
+                    false,
+                ),
+                Keyed::Param | Keyed::Tag => {
+                    sql.string_cmp(&format!("({doc} ->> {key})"), c.op, &c.value)
+                }
+            }
+        }
+    }
+    // A filter per row, as the subqueries it replaces: never turned into a join.
+    sql.push(" OFFSET 0)");
 }
 
 /// Appends ` AND <term>` for every term of an experiment filter.
@@ -280,6 +337,33 @@ mod tests {
         );
         // past three subqueries, PostgreSQL gets per-row filters
         assert!(s.ends_with("x.key = $7 OFFSET 0)"), "{s}");
+    }
+
+    #[test]
+    fn terms_past_the_joined_ones_read_the_run_document_on_postgres() {
+        let filter = "params.a = 'x' and tags.b != 'y' and metrics.c > 1 and metrics.d <= 2 \
+                      and metrics.d > 0 and params.e LIKE 'z%' and tags.f IS NULL";
+        let s = sql_of(filter, mlops_storage::Backend::Postgres);
+        assert_eq!(s.matches("EXISTS").count(), 5, "{s}");
+        // The absent key stays a subquery, the two present ones after the third are
+        // one probe of the document, with their clauses on the key bound once.
+        assert!(
+            s.contains("NOT EXISTS (SELECT 1 FROM tags x WHERE x.run_id = r.run_id AND x.key = $7 OFFSET 0)"),
+            "{s}"
+        );
+        assert!(
+            s.ends_with(
+                " AND EXISTS (SELECT 1 FROM run_docs d WHERE d.run_id = r.run_id \
+                 AND d.metrics -> $8 IS NOT NULL AND (d.metrics -> $8 ->> 0)::float8 <= $9 \
+                 AND (d.metrics -> $8 ->> 0)::float8 > $10 \
+                 AND d.params -> $11 IS NOT NULL AND (d.params ->> $11) LIKE $12 OFFSET 0)"
+            ),
+            "{s}"
+        );
+        // SQLite has no documents: a subquery per key, as written.
+        let s = sql_of(filter, mlops_storage::Backend::Sqlite);
+        assert_eq!(s.matches("EXISTS").count(), 6, "{s}");
+        assert!(!s.contains("run_docs"), "{s}");
     }
 
     #[test]
