@@ -88,10 +88,10 @@ impl SqlBuilder {
     /// Closes an `EXISTS (SELECT ...` opened for a filter clause: past
     /// [`JOINED_EXISTS`] of them, on PostgreSQL, as a per-row filter.
     pub fn close_exists(&mut self) {
-        self.exists += 1;
-        if self.backend == Backend::Postgres && self.exists > JOINED_EXISTS {
+        if self.past_joined_exists() {
             self.push(" OFFSET 0");
         }
+        self.exists += 1;
         self.push(")");
     }
 
