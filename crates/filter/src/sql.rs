@@ -56,8 +56,14 @@ impl SqlBuilder {
     }
 
     fn placeholder(&mut self, b: Bind) {
+        let p = self.bind(b);
+        self.sql.push_str(&p);
+    }
+
+    /// Adds a bound value and gives its placeholder.
+    fn bind(&mut self, b: Bind) -> String {
         self.binds.push(b);
-        self.sql.push_str(&format!("${}", self.binds.len()));
+        format!("${}", self.binds.len())
     }
 
     pub fn bind_str(&mut self, s: &str) {
@@ -75,8 +81,7 @@ impl SqlBuilder {
     /// Binds `s` and gives its placeholder (`$n`) without appending it, for an
     /// expression written later (or more than once).
     pub fn bind_str_placeholder(&mut self, s: &str) -> String {
-        self.binds.push(Bind::Str(s.to_owned()));
-        format!("${}", self.binds.len())
+        self.bind(Bind::Str(s.to_owned()))
     }
 
     /// Whether, on PostgreSQL, [`JOINED_EXISTS`] subqueries have been closed: any
@@ -248,20 +253,24 @@ pub fn keyed_exists(
         "SELECT 1 FROM {table} x WHERE {link} AND x.key = "
     ));
     sql.bind_str(key);
+    value_clauses(sql, "x.value", clauses, numeric);
+    sql.close_exists();
+}
+
+/// Appends ` AND <expr> <op> <value>` for each clause of a keyed term that compares
+/// its value (`IS NULL` and `IS NOT NULL` are about the key, not the value).
+pub fn value_clauses(sql: &mut SqlBuilder, expr: &str, clauses: &[&Clause], numeric: bool) {
     for c in clauses {
-        match c.op {
-            Op::IsNull | Op::IsNotNull => {}
-            _ => {
-                sql.push(" AND ");
-                if numeric {
-                    sql.numeric_cmp("x.value", c.op, &c.value, false);
-                } else {
-                    sql.string_cmp("x.value", c.op, &c.value);
-                }
-            }
+        if matches!(c.op, Op::IsNull | Op::IsNotNull) {
+            continue;
+        }
+        sql.push(" AND ");
+        if numeric {
+            sql.numeric_cmp(expr, c.op, &c.value, false);
+        } else {
+            sql.string_cmp(expr, c.op, &c.value);
         }
     }
-    sql.close_exists();
 }
 
 /// For entities whose only key/value table is `tags` (experiments, registered models,

@@ -8,7 +8,7 @@ use crate::error::{invalid, Result};
 use crate::validate;
 pub use mlops_filter::sql::PageToken;
 pub(crate) use mlops_filter::sql::SqlBuilder;
-use mlops_filter::sql::{keyed_exists, tag_term, terms, Keyed, Term};
+use mlops_filter::sql::{keyed_exists, tag_term, terms, value_clauses, Keyed, Term};
 use mlops_filter::{
     self as filter, Attribute, Clause, DatasetField, Entity, Field, Filter, OrderBy,
 };
@@ -145,23 +145,11 @@ fn doc_filter_sql(sql: &mut SqlBuilder, terms: &[(Keyed, &str, Vec<&Clause>)]) {
         };
         let key = sql.bind_str_placeholder(key);
         sql.push(&format!(" AND {doc} -> {key} IS NOT NULL"));
-        for c in clauses {
-            if matches!(c.op, filter::Op::IsNull | filter::Op::IsNotNull) {
-                continue;
-            }
-            sql.push(" AND ");
-            match table {
-                Keyed::Metric => sql.numeric_cmp(
-                    &format!("({doc} -> {key} ->> 0)::float8"),
-                    c.op,
-                    &c.value,
-                    false,
-                ),
-                Keyed::Param | Keyed::Tag => {
-                    sql.string_cmp(&format!("({doc} ->> {key})"), c.op, &c.value)
-                }
-            }
-        }
+        let value = match table {
+            Keyed::Metric => format!("({doc} -> {key} ->> 0)::float8"),
+            Keyed::Param | Keyed::Tag => format!("({doc} ->> {key})"),
+        };
+        value_clauses(sql, &value, clauses, *table == Keyed::Metric);
     }
     // A filter per row, as the subqueries it replaces: never turned into a join.
     sql.push(" OFFSET 0)");
